@@ -1,0 +1,206 @@
+/// An ISO 4217 currency code: three upper-case ASCII letters.
+public struct CurrencyCode: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public let code: String
+
+    /// Accepts three ASCII letters in either case and stores them upper-case.
+    public init?(_ text: String) {
+        let upper = text.uppercased()
+        guard upper.utf8.count == 3, upper.utf8.allSatisfy({ $0 >= 65 && $0 <= 90 }) else { return nil }
+        code = upper
+    }
+
+    public var description: String { code }
+
+    public static func < (lhs: CurrencyCode, rhs: CurrencyCode) -> Bool { lhs.code < rhs.code }
+
+    /// Digits after the decimal point in the currency's minor unit (ISO 4217); 2 unless listed.
+    public var minorUnitDigits: Int {
+        switch code {
+        case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+            "VUV", "XAF", "XOF", "XPF":
+            return 0
+        case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND": return 3
+        case "CLF", "UYW": return 4
+        default: return 2
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let value = CurrencyCode(text) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(text)' is not an ISO 4217 currency code such as EUR or USD")
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(code)
+    }
+}
+
+/// An amount of money in integer minor units (cents for EUR) of one currency.
+///
+/// JSON form: `{"amount": "12.34", "currency": "EUR"}`; the amount is a decimal string with exactly
+/// the currency's number of minor-unit digits, so no precision is ever lost to floating point.
+public struct Money: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var minorUnits: Int64
+    public var currency: CurrencyCode
+
+    public init(minorUnits: Int64, currency: CurrencyCode) {
+        self.minorUnits = minorUnits
+        self.currency = currency
+    }
+
+    /// Parses a decimal amount such as `12.34`, `-5`, or `0.5` in the given currency.
+    public init(decimal text: String, currency: CurrencyCode) throws(ModelError) {
+        guard let units = DecimalText.parse(text, fractionDigits: currency.minorUnitDigits) else {
+            throw ModelError(
+                field: "amount", value: text,
+                reason:
+                    "expected a decimal number with at most \(currency.minorUnitDigits) digits after the point for \(currency), such as \(Money(minorUnits: 1234, currency: currency).decimalString)"
+            )
+        }
+        self.init(minorUnits: units, currency: currency)
+    }
+
+    /// The amount as a decimal string with the currency's minor-unit digits, e.g. `12.30`.
+    public var decimalString: String { DecimalText.format(minorUnits, fractionDigits: currency.minorUnitDigits) }
+
+    public var description: String { "\(decimalString) \(currency)" }
+
+    enum CodingKeys: String, CodingKey { case amount, currency }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let currency = try c.decode(CurrencyCode.self, forKey: .currency)
+        let text = try c.decode(String.self, forKey: .amount)
+        do {
+            try self.init(decimal: text, currency: currency)
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: .amount, in: c, debugDescription: error.description)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(decimalString, forKey: .amount)
+        try c.encode(currency, forKey: .currency)
+    }
+}
+
+/// A mass of carbon dioxide equivalent, kept as integer milligrams so sums are exact.
+///
+/// JSON form: a number of kilograms with up to six decimals, e.g. `12.345`.
+public struct CO2e: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public var milligrams: Int64
+
+    public init(milligrams: Int64) { self.milligrams = milligrams }
+
+    /// Parses kilograms written as a decimal, e.g. `12.345`.
+    public init(kilograms text: String) throws(ModelError) {
+        guard let mg = DecimalText.parse(text, fractionDigits: 6) else {
+            throw ModelError(
+                field: "kgCO2e", value: text,
+                reason: "expected kilograms as a decimal number with at most 6 digits after the point, such as 12.345"
+            )
+        }
+        self.init(milligrams: mg)
+    }
+
+    public var kilogramsString: String {
+        var s = DecimalText.format(milligrams, fractionDigits: 6)
+        while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
+        return s
+    }
+
+    public var description: String { "\(kilogramsString) kg CO2e" }
+
+    public static func < (lhs: CO2e, rhs: CO2e) -> Bool { lhs.milligrams < rhs.milligrams }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        // Accept a JSON number or a decimal string; both are parsed as exact decimal text.
+        let text: String
+        if let s = try? container.decode(String.self) {
+            text = s
+        } else {
+            let d = try container.decode(Double.self)
+            guard d.isFinite, abs(d) < 9.2e12 else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "kgCO2e \(d) is out of range")
+            }
+            let scaled = d * 1_000_000
+            self.init(milligrams: Int64(scaled + (scaled < 0 ? -0.5 : 0.5)))
+            return
+        }
+        do {
+            try self.init(kilograms: text)
+        } catch {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        // A Double prints the shortest form that round-trips, so 6-decimal values come back exactly.
+        try container.encode(Double(milligrams) / 1_000_000)
+    }
+}
+
+/// Exact decimal text <-> scaled integers, without floating point.
+public enum DecimalText {
+    /// Parses `[-+]digits[.digits]` into an integer scaled by 10^fractionDigits; nil if malformed,
+    /// if there are more fraction digits than allowed, or on overflow.
+    public static func parse(_ text: String, fractionDigits: Int) -> Int64? {
+        var bytes = Substring(text).utf8[...]
+        var negative = false
+        if let f = bytes.first, f == UInt8(ascii: "-") || f == UInt8(ascii: "+") {
+            negative = f == UInt8(ascii: "-")
+            bytes = bytes.dropFirst()
+        }
+        var value: Int64 = 0
+        var sawDigit = false
+        var fraction = -1
+        for c in bytes {
+            if c == UInt8(ascii: ".") {
+                guard fraction < 0 else { return nil }
+                fraction = 0
+                continue
+            }
+            guard c >= 48, c <= 57 else { return nil }
+            sawDigit = true
+            if fraction >= 0 {
+                fraction += 1
+                guard fraction <= fractionDigits else { return nil }
+            }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(c - 48))
+            guard !o1, !o2 else { return nil }
+            value = a
+        }
+        guard sawDigit, fraction != 0 else { return nil }
+        for _ in 0..<(fractionDigits - max(fraction, 0)) {
+            let (m, o) = value.multipliedReportingOverflow(by: 10)
+            guard !o else { return nil }
+            value = m
+        }
+        return negative ? -value : value
+    }
+
+    public static func format(_ value: Int64, fractionDigits: Int) -> String {
+        let negative = value < 0
+        let magnitude = value.magnitude
+        var digits = String(magnitude)
+        if fractionDigits > 0 {
+            if digits.count <= fractionDigits {
+                digits = String(repeating: "0", count: fractionDigits - digits.count + 1) + digits
+            }
+            digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -fractionDigits))
+        }
+        return negative ? "-" + digits : digits
+    }
+}

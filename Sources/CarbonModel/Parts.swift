@@ -1,0 +1,227 @@
+/// A closed time range `[start, end)`, e.g. the month a footprint or saving is reported for.
+public struct Period: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var start: Timestamp
+    public var end: Timestamp
+
+    public init(start: Timestamp, end: Timestamp) {
+        self.start = start
+        self.end = end
+    }
+
+    public var description: String { "\(start)/\(end)" }
+}
+
+/// One card or bank transaction. `id` is chosen by the client and unique per user, so adding the
+/// same transaction twice is harmless.
+public struct Transaction: Sendable, Hashable, Codable, Identifiable {
+    public var id: String
+    public var time: Timestamp
+    public var amount: Money
+    public var merchant: String?
+    /// Merchant category code (ISO 18245), 0 to 9999.
+    public var mcc: UInt16?
+    public var category: String?
+    public var description: String?
+    public var accountID: String?
+    public var metadata: [String: String]
+
+    public init(
+        id: String, time: Timestamp, amount: Money, merchant: String? = nil, mcc: UInt16? = nil,
+        category: String? = nil, description: String? = nil, accountID: String? = nil,
+        metadata: [String: String] = [:]
+    ) {
+        self.id = id
+        self.time = time
+        self.amount = amount
+        self.merchant = merchant
+        self.mcc = mcc
+        self.category = category
+        self.description = description
+        self.accountID = accountID
+        self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, time, amount, merchant, mcc, category, description, accountID = "accountId", metadata
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        time = try c.decode(Timestamp.self, forKey: .time)
+        amount = try c.decode(Money.self, forKey: .amount)
+        merchant = try c.decodeIfPresent(String.self, forKey: .merchant)
+        mcc = try c.decodeIfPresent(UInt16.self, forKey: .mcc)
+        if let mcc, mcc > 9999 {
+            throw DecodingError.dataCorruptedError(
+                forKey: .mcc, in: c, debugDescription: "merchant category code \(mcc) is not 0...9999")
+        }
+        category = try c.decodeIfPresent(String.self, forKey: .category)
+        description = try c.decodeIfPresent(String.self, forKey: .description)
+        accountID = try c.decodeIfPresent(String.self, forKey: .accountID)
+        metadata = try c.decodeIfPresent([String: String].self, forKey: .metadata) ?? [:]
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(time, forKey: .time)
+        try c.encode(amount, forKey: .amount)
+        try c.encodeIfPresent(merchant, forKey: .merchant)
+        try c.encodeIfPresent(mcc, forKey: .mcc)
+        try c.encodeIfPresent(category, forKey: .category)
+        try c.encodeIfPresent(description, forKey: .description)
+        try c.encodeIfPresent(accountID, forKey: .accountID)
+        if !metadata.isEmpty { try c.encode(metadata, forKey: .metadata) }
+    }
+}
+
+/// An answer to a question: free text, a number, yes/no, or a list of chosen options.
+///
+/// JSON form: the plain JSON value (`"text"`, `3.5`, `true`, `["a", "b"]`).
+public enum Answer: Sendable, Hashable, Codable, CustomStringConvertible {
+    case text(String)
+    case number(Double)
+    case boolean(Bool)
+    case choices([String])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) {
+            self = .boolean(b)
+        } else if let d = try? c.decode(Double.self) {
+            self = .number(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .text(s)
+        } else if let a = try? c.decode([String].self) {
+            self = .choices(a)
+        } else {
+            throw DecodingError.dataCorruptedError(
+                in: c, debugDescription: "an answer is a string, a number, true/false, or a list of strings")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .text(let s): try c.encode(s)
+        case .number(let d): try c.encode(d)
+        case .boolean(let b): try c.encode(b)
+        case .choices(let a): try c.encode(a)
+        }
+    }
+
+    /// Reads an answer typed on a command line: `true`/`false`, a number, `a,b,c` with `choices`,
+    /// anything else as text.
+    public static func parse(_ text: String, asChoices: Bool = false) -> Answer {
+        if asChoices { return .choices(text.split(separator: ",").map(String.init)) }
+        if text == "true" { return .boolean(true) }
+        if text == "false" { return .boolean(false) }
+        if let d = Double(text), d.isFinite { return .number(d) }
+        return .text(text)
+    }
+
+    public var description: String {
+        switch self {
+        case .text(let s): return s
+        case .number(let d): return String(d)
+        case .boolean(let b): return String(b)
+        case .choices(let a): return a.joined(separator: ",")
+        }
+    }
+}
+
+/// The latest answer a user gave to one question.
+public struct QuestionResponse: Sendable, Hashable, Codable {
+    public var questionID: String
+    public var answer: Answer
+    public var answeredAt: Timestamp
+
+    public init(questionID: String, answer: Answer, answeredAt: Timestamp) {
+        self.questionID = questionID
+        self.answer = answer
+        self.answeredAt = answeredAt
+    }
+
+    enum CodingKeys: String, CodingKey { case questionID = "questionId", answer, answeredAt }
+}
+
+/// The value of one account preference and when it was last set.
+public struct Preference: Sendable, Hashable, Codable {
+    public var value: String
+    public var updatedAt: Timestamp
+
+    public init(value: String, updatedAt: Timestamp) {
+        self.value = value
+        self.updatedAt = updatedAt
+    }
+}
+
+/// A footprint the engine calculated, for one transaction or for a period.
+public struct Footprint: Sendable, Hashable, Codable, Identifiable {
+    public var id: String
+    public var transactionID: String?
+    public var period: Period?
+    public var co2e: CO2e
+    public var category: String
+    /// Methodology and version, e.g. `ghg-spend-v3.2`.
+    public var methodology: String
+    public var calculatedAt: Timestamp
+
+    public init(
+        id: String, transactionID: String? = nil, period: Period? = nil, co2e: CO2e, category: String,
+        methodology: String, calculatedAt: Timestamp
+    ) {
+        self.id = id
+        self.transactionID = transactionID
+        self.period = period
+        self.co2e = co2e
+        self.category = category
+        self.methodology = methodology
+        self.calculatedAt = calculatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, transactionID = "transactionId", period, co2e = "kgCO2e", category, methodology, calculatedAt
+    }
+}
+
+/// A saving the user achieved by an action, over a period.
+public struct Saving: Sendable, Hashable, Codable, Identifiable {
+    public var id: String
+    public var actionID: String
+    public var co2e: CO2e
+    public var moneySaved: Money?
+    public var period: Period
+    public var recordedAt: Timestamp
+
+    public init(
+        id: String, actionID: String, co2e: CO2e, moneySaved: Money? = nil, period: Period,
+        recordedAt: Timestamp
+    ) {
+        self.id = id
+        self.actionID = actionID
+        self.co2e = co2e
+        self.moneySaved = moneySaved
+        self.period = period
+        self.recordedAt = recordedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, actionID = "actionId", co2e = "kgCO2e", moneySaved, period, recordedAt
+    }
+}
+
+/// A section of a user file written by a newer version that this version does not understand.
+/// It is kept byte for byte and written back, so an older writer never drops a newer writer's data.
+public struct PreservedSection: Sendable, Hashable {
+    public var tag: UInt16
+    public var flags: UInt16
+    public var payload: [UInt8]
+
+    public init(tag: UInt16, flags: UInt16, payload: [UInt8]) {
+        self.tag = tag
+        self.flags = flags
+        self.payload = payload
+    }
+}

@@ -1,0 +1,169 @@
+/// Everything CarbonStore keeps for one user: one record, one file.
+///
+/// `revision`, `createdAt` and `updatedAt` are maintained by the store: the revision increases by
+/// one on every committed write.
+public struct UserRecord: Sendable, Hashable, Codable {
+    public var userID: String
+    public var revision: UInt64
+    public var createdAt: Timestamp
+    public var updatedAt: Timestamp
+    /// Kept in order of time, then id.
+    public var transactions: [Transaction]
+    /// One response per question, in order of question id.
+    public var responses: [QuestionResponse]
+    public var preferences: [String: Preference]
+    public var footprints: [Footprint]
+    public var savings: [Saving]
+    /// Sections of the file this version does not understand, written back unchanged.
+    public var preservedSections: [PreservedSection]
+
+    public init(
+        userID: String, revision: UInt64 = 0, createdAt: Timestamp, updatedAt: Timestamp? = nil,
+        transactions: [Transaction] = [], responses: [QuestionResponse] = [],
+        preferences: [String: Preference] = [:], footprints: [Footprint] = [], savings: [Saving] = [],
+        preservedSections: [PreservedSection] = []
+    ) {
+        self.userID = userID
+        self.revision = revision
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.transactions = transactions
+        self.responses = responses
+        self.preferences = preferences
+        self.footprints = footprints
+        self.savings = savings
+        self.preservedSections = preservedSections
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case userID = "userId", revision, createdAt, updatedAt, transactions, responses, preferences
+        case footprints, savings
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        userID = try c.decode(String.self, forKey: .userID)
+        revision = try c.decodeIfPresent(UInt64.self, forKey: .revision) ?? 0
+        createdAt = try c.decode(Timestamp.self, forKey: .createdAt)
+        updatedAt = try c.decodeIfPresent(Timestamp.self, forKey: .updatedAt) ?? createdAt
+        transactions = try c.decodeIfPresent([Transaction].self, forKey: .transactions) ?? []
+        responses = try c.decodeIfPresent([QuestionResponse].self, forKey: .responses) ?? []
+        preferences = try c.decodeIfPresent([String: Preference].self, forKey: .preferences) ?? [:]
+        footprints = try c.decodeIfPresent([Footprint].self, forKey: .footprints) ?? []
+        savings = try c.decodeIfPresent([Saving].self, forKey: .savings) ?? []
+        preservedSections = []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(userID, forKey: .userID)
+        try c.encode(revision, forKey: .revision)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(updatedAt, forKey: .updatedAt)
+        try c.encode(transactions, forKey: .transactions)
+        try c.encode(responses, forKey: .responses)
+        try c.encode(preferences, forKey: .preferences)
+        try c.encode(footprints, forKey: .footprints)
+        try c.encode(savings, forKey: .savings)
+    }
+}
+
+/// What an idempotent add did.
+public enum UpsertOutcome: String, Sendable, Hashable {
+    /// The item was new and was added.
+    case inserted
+    /// An item with the same id existed with other content and was replaced.
+    case replaced
+    /// An identical item was already there; nothing changed.
+    case unchanged
+}
+
+/// An add whose id is already taken by different content, without permission to replace it.
+public struct IDConflictError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var kind: String
+    public var id: String
+    public var userID: String
+
+    public var description: String {
+        "\(kind) '\(id)' of user '\(userID)' already exists with different content; replace it explicitly or choose another id"
+    }
+}
+
+extension UserRecord {
+    /// Adds a transaction, or confirms it is already there. An existing id with different content is
+    /// replaced when `replace` is true and is an `IDConflictError` otherwise.
+    @discardableResult
+    public mutating func upsert(_ t: Transaction, replace: Bool = false) throws(IDConflictError) -> UpsertOutcome {
+        if let i = transactions.firstIndex(where: { $0.id == t.id }) {
+            if transactions[i] == t { return .unchanged }
+            guard replace else { throw IDConflictError(kind: "transaction", id: t.id, userID: userID) }
+            transactions.remove(at: i)
+            insertSorted(t)
+            return .replaced
+        }
+        insertSorted(t)
+        return .inserted
+    }
+
+    private mutating func insertSorted(_ t: Transaction) {
+        // Most transactions arrive in time order: look from the end.
+        var i = transactions.endIndex
+        while i > 0, (transactions[i - 1].time, transactions[i - 1].id) > (t.time, t.id) { i -= 1 }
+        transactions.insert(t, at: i)
+    }
+
+    /// Records the latest answer to a question, replacing an earlier one.
+    @discardableResult
+    public mutating func answer(_ r: QuestionResponse) -> UpsertOutcome {
+        if let i = responses.firstIndex(where: { $0.questionID == r.questionID }) {
+            if responses[i] == r { return .unchanged }
+            responses[i] = r
+            return .replaced
+        }
+        let i = responses.firstIndex(where: { $0.questionID > r.questionID }) ?? responses.endIndex
+        responses.insert(r, at: i)
+        return .inserted
+    }
+
+    /// Sets a preference. Setting the value it already has changes nothing.
+    @discardableResult
+    public mutating func setPreference(_ key: String, value: String, at time: Timestamp) -> UpsertOutcome {
+        if let old = preferences[key] {
+            if old.value == value { return .unchanged }
+            preferences[key] = Preference(value: value, updatedAt: time)
+            return .replaced
+        }
+        preferences[key] = Preference(value: value, updatedAt: time)
+        return .inserted
+    }
+
+    /// Removes a preference; returns whether it existed.
+    @discardableResult
+    public mutating func removePreference(_ key: String) -> Bool {
+        preferences.removeValue(forKey: key) != nil
+    }
+
+    /// Adds or replaces a footprint by id (recalculation replaces the earlier result).
+    @discardableResult
+    public mutating func upsert(_ f: Footprint) -> UpsertOutcome {
+        if let i = footprints.firstIndex(where: { $0.id == f.id }) {
+            if footprints[i] == f { return .unchanged }
+            footprints[i] = f
+            return .replaced
+        }
+        footprints.append(f)
+        return .inserted
+    }
+
+    /// Adds or replaces a saving by id.
+    @discardableResult
+    public mutating func upsert(_ s: Saving) -> UpsertOutcome {
+        if let i = savings.firstIndex(where: { $0.id == s.id }) {
+            if savings[i] == s { return .unchanged }
+            savings[i] = s
+            return .replaced
+        }
+        savings.append(s)
+        return .inserted
+    }
+}
