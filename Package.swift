@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "CarbonStore",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "CarbonModel", targets: ["CarbonModel"]),
         .library(name: "CarbonFormat", targets: ["CarbonFormat"]),

@@ -1,12 +1,488 @@
+import CZlib
 import CarbonModel
 
-// PLACEHOLDER: the format helper replaces this file.
-public struct RecordCodec: Sendable {
-    public init() {}
-    public func encode(_ record: UserRecord) -> [UInt8] { fatalError("not yet") }
-    public func decode(_ bytes: [UInt8]) throws(FormatError) -> UserRecord { fatalError("not yet") }
+/// The fixed part of a file: everything before the sections.
+public struct FileHeader: Sendable, Hashable {
+    public var formatVersion: UInt16
+    public var flags: UInt16
+    public var userID: String
+    public var revision: UInt64
+    public var createdAt: Timestamp
+    public var updatedAt: Timestamp
+    /// How many sections follow the header.
+    public var sectionCount: Int
+    /// Bytes the header occupies, including its CRC; the first section starts here.
+    public var byteCount: Int
+
+    public init(
+        formatVersion: UInt16, flags: UInt16, userID: String, revision: UInt64, createdAt: Timestamp,
+        updatedAt: Timestamp, sectionCount: Int, byteCount: Int
+    ) {
+        self.formatVersion = formatVersion
+        self.flags = flags
+        self.userID = userID
+        self.revision = revision
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.sectionCount = sectionCount
+        self.byteCount = byteCount
+    }
 }
 
-public struct FormatError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+/// Where one section sits in a file (see `RecordCodec.layout(of:)`).
+public struct SectionInfo: Sendable, Hashable {
+    public var tag: UInt16
+    public var flags: UInt16
+    /// File offset of the section's first byte (its tag).
+    public var offset: Int
+    /// Bytes of the section's body as stored (after the 8-byte section header, before the CRC).
+    public var storedLength: Int
+    /// Bytes of the payload once inflated; equal to `storedLength` when not compressed.
+    public var rawLength: Int
+    public var checksum: UInt32
+
+    public var name: String { SectionTag.name(of: tag) }
+    public var isCompressed: Bool { flags & RecordCodec.compressedFlag != 0 }
+}
+
+/// Encodes a `UserRecord` to the CarbonStore binary format (docs/FORMAT.md) and decodes it back.
+///
+/// Decoding checks every length before it allocates, every CRC, every value; damaged or truncated
+/// bytes give a `FormatError` naming what is wrong and where, never a partial record.
+public struct RecordCodec: Sendable {
+    public enum Compression: Sendable, Hashable {
+        case none
+        /// zlib (RFC 1950) with a level from 1 (fastest) to 9 (smallest); 0 disables compression.
+        case zlib(level: Int32)
+    }
+
+    public struct Options: Sendable {
+        public var compression: Compression
+        /// Sections whose payload is smaller than this many bytes are stored raw.
+        public var compressionThreshold: Int
+
+        public init(compression: Compression = .zlib(level: 6), compressionThreshold: Int = 512) {
+            self.compression = compression
+            self.compressionThreshold = compressionThreshold
+        }
+    }
+
+    /// `\x89 C S T \r \n \x1A \n`: the high bit, CR LF, ^Z and LF catch 7-bit and text-mode transfers.
+    public static let magic: [UInt8] = [0x89, 0x43, 0x53, 0x54, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// The version this code writes and the only one it reads.
+    public static let formatVersion: UInt16 = 1
+    /// Section flag: the body is a u32 raw length followed by a zlib stream.
+    public static let compressedFlag: UInt16 = 0x0001
+    /// Limits a reader enforces before allocating.
+    public static let maxRawSectionLength = 256 << 20
+    public static let maxUserIDLength = 65_535
+    /// Bytes of the header before the user id.
+    static let fixedHeaderLength = 44
+
+    public var options: Options
+
+    public init(options: Options = .init()) {
+        self.options = options
+    }
+
+    // MARK: Encoding
+
+    public func encode(_ record: UserRecord) -> [UInt8] {
+        var w = ByteWriter(capacity: 256 + record.transactions.count * 40 + record.footprints.count * 24)
+        w.bytes.append(contentsOf: Self.magic)
+        w.u16(Self.formatVersion)
+        w.u16(0)
+        w.u64(record.revision)
+        w.u64(UInt64(bitPattern: record.createdAt.millisecondsSince1970))
+        w.u64(UInt64(bitPattern: record.updatedAt.millisecondsSince1970))
+        let countOffset = w.count
+        w.u32(0)
+        // The model does not bound the id; a longer one is cut at a character boundary rather than
+        // producing a file no reader accepts. (The store rejects such ids long before this.)
+        var id = record.userID
+        if id.utf8.count > Self.maxUserIDLength {
+            var cut = ""
+            for ch in id {
+                if cut.utf8.count + String(ch).utf8.count > Self.maxUserIDLength { break }
+                cut.append(ch)
+            }
+            id = cut
+        }
+        w.u32(UInt32(id.utf8.count))
+        w.utf8(id)
+        let headerEnd = w.count
+        w.u32(0)
+
+        var sections: UInt32 = 0
+        if !record.transactions.isEmpty {
+            section(SectionTag.transactions, &w) { TransactionsSection.encode(record.transactions, into: &$0) }
+            sections += 1
+        }
+        if !record.responses.isEmpty {
+            section(SectionTag.responses, &w) { ResponsesSection.encode(record.responses, into: &$0) }
+            sections += 1
+        }
+        if !record.preferences.isEmpty {
+            section(SectionTag.preferences, &w) { PreferencesSection.encode(record.preferences, into: &$0) }
+            sections += 1
+        }
+        if !record.footprints.isEmpty {
+            section(SectionTag.footprints, &w) { FootprintsSection.encode(record.footprints, into: &$0) }
+            sections += 1
+        }
+        if !record.savings.isEmpty {
+            section(SectionTag.savings, &w) { SavingsSection.encode(record.savings, into: &$0) }
+            sections += 1
+        }
+        for p in record.preservedSections where Self.isPreservable(p) {
+            let start = w.count
+            w.u16(p.tag)
+            w.u16(p.flags)
+            w.u32(UInt32(p.payload.count))
+            w.bytes.append(contentsOf: p.payload)
+            let crc = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+            w.u32(crc)
+            sections += 1
+        }
+        w.patchU32(sections, at: countOffset)
+        let headerCRC = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[..<headerEnd])) }
+        w.patchU32(headerCRC, at: headerEnd)
+        return w.bytes
+    }
+
+    /// Whether `encode` writes a preserved section back: only what a reader would preserve again
+    /// (not tag 0, not a known tag, not a critical tag, and not larger than a u32 length).
+    public static func isPreservable(_ p: PreservedSection) -> Bool {
+        p.tag != 0 && !SectionTag.isKnown(p.tag) && p.tag & SectionTag.criticalBit == 0
+            && p.payload.count <= Int(UInt32.max)
+    }
+
+    private func section(_ tag: UInt16, _ w: inout ByteWriter, _ body: (inout ByteWriter) -> Void) {
+        let start = w.count
+        w.u16(tag)
+        w.u16(0)
+        w.u32(0)
+        let payloadStart = w.count
+        body(&w)
+        let rawLength = w.count - payloadStart
+        if case .zlib(let level) = options.compression, level != 0, rawLength >= options.compressionThreshold,
+            rawLength <= Self.maxRawSectionLength,
+            let packed = w.bytes.withUnsafeBytes({
+                Self.deflate(UnsafeRawBufferPointer(rebasing: $0[payloadStart...]), level: level)
+            }), packed.count + 4 < rawLength
+        {
+            w.bytes.removeSubrange(payloadStart...)
+            w.u32(UInt32(rawLength))
+            w.bytes.append(contentsOf: packed)
+            w.patchU16(Self.compressedFlag, at: start + 2)
+        }
+        w.patchU32(UInt32(w.count - payloadStart), at: start + 4)
+        let crc = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+        w.u32(crc)
+    }
+
+    // MARK: Decoding
+
+    public func decode(_ bytes: [UInt8]) throws(FormatError) -> UserRecord {
+        try withBytes(bytes) { (buffer) throws(FormatError) -> UserRecord in try decode(buffer) }
+    }
+
+    /// Decodes any contiguous collection of bytes (e.g. Foundation's `Data`); others are copied first.
+    public func decode<C: Collection<UInt8>>(_ bytes: C) throws(FormatError) -> UserRecord {
+        let result: Result<UserRecord, FormatError>? = bytes.withContiguousStorageIfAvailable { buffer in
+            Result(catching: { () throws(FormatError) -> UserRecord in try decode(UnsafeRawBufferPointer(buffer)) })
+        }
+        if let result { return try result.get() }
+        return try decode(Array(bytes))
+    }
+
+    public func decode(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> UserRecord {
+        var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
+        let header = try Self.readHeader(&r)
+        var record = UserRecord(
+            userID: header.userID, revision: header.revision, createdAt: header.createdAt,
+            updatedAt: header.updatedAt)
+        var seen: UInt32 = 0
+        for index in 0..<header.sectionCount {
+            let (info, body) = try Self.readSection(&r, index: index, of: header.sectionCount)
+            let tag = info.tag
+            guard SectionTag.isKnown(tag) else {
+                record.preservedSections.append(PreservedSection(tag: tag, flags: info.flags, payload: Array(body)))
+                continue
+            }
+            guard seen & (1 << UInt32(tag)) == 0 else {
+                throw FormatError(
+                    .duplicateSection, offset: info.offset, sectionTag: tag, detail: "a second '\(info.name)' section")
+            }
+            seen |= 1 << UInt32(tag)
+            let payloadOffset = info.offset + 8
+            if info.isCompressed {
+                let raw = try Self.inflate(body, offset: payloadOffset, tag: tag)
+                try withBytes(raw) { (b) throws(FormatError) in
+                    var sr = ByteReader(b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag))
+                    try Self.decodePayload(tag, &sr, into: &record)
+                }
+            } else {
+                var sr = ByteReader(body, context: ReaderContext(fileOffset: payloadOffset, tag: tag))
+                try Self.decodePayload(tag, &sr, into: &record)
+            }
+        }
+        guard r.atEnd else {
+            throw r.error(
+                .trailingBytes, "\(r.remaining) bytes after the last of \(header.sectionCount) sections")
+        }
+        return record
+    }
+
+    private static func decodePayload(_ tag: UInt16, _ r: inout ByteReader, into record: inout UserRecord)
+        throws(FormatError)
+    {
+        switch tag {
+        case SectionTag.transactions: record.transactions = try TransactionsSection.decode(&r)
+        case SectionTag.responses: record.responses = try ResponsesSection.decode(&r)
+        case SectionTag.preferences: record.preferences = try PreferencesSection.decode(&r)
+        case SectionTag.footprints: record.footprints = try FootprintsSection.decode(&r)
+        default: record.savings = try SavingsSection.decode(&r)
+        }
+        guard r.atEnd else {
+            throw r.error(.trailingBytes, "\(r.remaining) bytes after the end of the section's content")
+        }
+    }
+
+    // MARK: Header and sections
+
+    /// Reads and verifies the header (magic, version, flags, CRC) without decoding any section.
+    /// `bytes` may be just a prefix of the file, as long as it holds the whole header.
+    public static func readHeader(_ bytes: [UInt8]) throws(FormatError) -> FileHeader {
+        try withBytes(bytes) { (buffer) throws(FormatError) -> FileHeader in try readHeader(buffer) }
+    }
+
+    public static func readHeader(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> FileHeader {
+        var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
+        return try readHeader(&r)
+    }
+
+    /// The header and where every section is, with every CRC checked, without decoding payloads.
+    public static func layout(of bytes: [UInt8]) throws(FormatError) -> (header: FileHeader, sections: [SectionInfo]) {
+        try withBytes(bytes) { (buffer) throws(FormatError) -> (FileHeader, [SectionInfo]) in
+            var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
+            let header = try readHeader(&r)
+            var sections: [SectionInfo] = []
+            for index in 0..<header.sectionCount {
+                sections.append(try readSection(&r, index: index, of: header.sectionCount).0)
+            }
+            guard r.atEnd else {
+                throw r.error(
+                    .trailingBytes, "\(r.remaining) bytes after the last of \(header.sectionCount) sections")
+            }
+            return (header, sections)
+        }
+    }
+
+    static func readHeader(_ r: inout ByteReader) throws(FormatError) -> FileHeader {
+        let available = min(r.remaining, magic.count)
+        for i in 0..<available where r.buffer[i] != magic[i] {
+            let found = (0..<available).map { hex(r.buffer[$0]) }.joined(separator: " ")
+            throw FormatError(
+                .badMagic, offset: i,
+                detail: "expected 89 43 53 54 0d 0a 1a 0a (\"\\x89CST\\r\\n\\x1a\\n\"), found \(found)")
+        }
+        guard r.remaining >= magic.count + 2 else {
+            throw FormatError(.truncated, offset: r.remaining, detail: "\(r.remaining) bytes, too short for a header")
+        }
+        r.pos = magic.count
+        let version = try r.u16("format version")
+        guard version == formatVersion else {
+            throw FormatError(
+                .unsupportedVersion, offset: 8,
+                detail: "the file has format version \(version); this reader supports version \(formatVersion)")
+        }
+        let flags = try r.u16("file flags")
+        let revision = try r.u64("revision")
+        let created = Int64(bitPattern: try r.u64("createdAt"))
+        let updated = Int64(bitPattern: try r.u64("updatedAt"))
+        let count = try r.u32("section count")
+        let idLength = try r.u32("user id length")
+        guard idLength <= maxUserIDLength else {
+            throw r.error(
+                .limitExceeded, "user id length \(idLength) is above the limit of \(maxUserIDLength) bytes",
+                at: r.pos - 4)
+        }
+        guard Int(idLength) + 4 <= r.remaining else {
+            throw r.error(
+                .lengthBeyondEnd,
+                "user id length \(idLength) and header CRC exceed the \(r.remaining) bytes left", at: r.pos - 4)
+        }
+        let idStart = r.pos
+        r.pos += Int(idLength)
+        let stored = try r.u32("header CRC")
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: r.buffer[..<(r.pos - 4)]))
+        guard stored == computed else {
+            throw FormatError(
+                .checksumMismatch, offset: r.pos - 4,
+                detail: "header: stored \(hex32(stored)), computed \(hex32(computed))")
+        }
+        guard flags == 0 else {
+            throw FormatError(
+                .unsupportedFeature, offset: 10, detail: "file flags \(hex16(flags)) are not defined in version 1")
+        }
+        let end = r.pos
+        r.pos = idStart
+        let userID = try r.utf8(Int(idLength), "user id")
+        r.pos = end
+        return FileHeader(
+            formatVersion: version, flags: flags, userID: userID, revision: revision,
+            createdAt: Timestamp(millisecondsSince1970: created), updatedAt: Timestamp(millisecondsSince1970: updated),
+            sectionCount: Int(count), byteCount: end)
+    }
+
+    /// Reads one section's frame, checks its length and CRC, and returns its body as stored.
+    static func readSection(_ r: inout ByteReader, index: Int, of count: Int) throws(FormatError) -> (
+        SectionInfo, UnsafeRawBufferPointer
+    ) {
+        let start = r.pos
+        guard r.remaining >= 8 else {
+            let detail =
+                r.remaining == 0
+                ? "the file ends after \(index) of \(count) sections"
+                : "section \(index + 1) of \(count) has only \(r.remaining) of its 8 header bytes"
+            throw r.error(.truncated, detail)
+        }
+        let tag = try r.u16("section tag")
+        let flags = try r.u16("section flags")
+        let length = try r.u32("section length")
+        guard UInt64(length) + 4 <= UInt64(r.remaining) else {
+            throw FormatError(
+                .lengthBeyondEnd, offset: start + 4, sectionTag: tag,
+                detail:
+                    "section length \(length) plus its 4-byte CRC exceeds the \(r.remaining) bytes left in the file")
+        }
+        let body = UnsafeRawBufferPointer(rebasing: r.buffer[r.pos..<(r.pos + Int(length))])
+        r.pos += Int(length)
+        let stored = try r.u32("section CRC")
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: r.buffer[start..<(r.pos - 4)]))
+        guard stored == computed else {
+            throw FormatError(
+                .checksumMismatch, offset: r.pos - 4, sectionTag: tag,
+                detail: "stored \(hex32(stored)), computed \(hex32(computed))")
+        }
+        guard tag != 0 else { throw FormatError(.malformed, offset: start, sectionTag: tag, detail: "tag 0 is reserved") }
+        if SectionTag.isKnown(tag) {
+            guard flags & ~compressedFlag == 0 else {
+                throw FormatError(
+                    .unsupportedFeature, offset: start + 2, sectionTag: tag,
+                    detail: "section flags \(hex16(flags)) are not defined in version 1")
+            }
+        } else if tag & SectionTag.criticalBit != 0 {
+            throw FormatError(
+                .unsupportedFeature, offset: start, sectionTag: tag,
+                detail: "critical section tag \(hex16(tag)) is not understood by this reader (format version 1)")
+        }
+        var rawLength = Int(length)
+        if SectionTag.isKnown(tag), flags & compressedFlag != 0 {
+            guard length >= 4 else {
+                throw FormatError(
+                    .malformed, offset: start + 8, sectionTag: tag,
+                    detail: "compressed section of \(length) bytes has no room for its raw length")
+            }
+            rawLength = Int(body.loadUnaligned(as: UInt32.self).littleEndian)
+        }
+        return (
+            SectionInfo(
+                tag: tag, flags: flags, offset: start, storedLength: Int(length), rawLength: rawLength,
+                checksum: stored),
+            body
+        )
+    }
+
+    // MARK: zlib
+
+    static func deflate(_ input: UnsafeRawBufferPointer, level: Int32) -> [UInt8]? {
+        guard let src = input.baseAddress?.assumingMemoryBound(to: Bytef.self) else { return nil }
+        let bound = Int(compressBound(uLong(input.count)))
+        var destLength = uLongf(bound)
+        var status = Z_OK
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { buffer, initialized in
+            status = compress2(buffer.baseAddress, &destLength, src, uLong(input.count), max(-1, min(9, level)))
+            initialized = status == Z_OK ? Int(destLength) : 0
+        }
+        return status == Z_OK ? out : nil
+    }
+
+    /// Inflates a compressed section body (u32 raw length, then a zlib stream) after checking the
+    /// declared length against the limits, and checks the output is exactly that long.
+    static func inflate(_ body: UnsafeRawBufferPointer, offset: Int, tag: UInt16) throws(FormatError) -> [UInt8] {
+        let rawLength = Int(body.loadUnaligned(as: UInt32.self).littleEndian)
+        let stream = UnsafeRawBufferPointer(rebasing: body[4...])
+        guard rawLength >= 1 else {
+            throw FormatError(.malformed, offset: offset, sectionTag: tag, detail: "compressed section of raw length 0")
+        }
+        guard rawLength <= maxRawSectionLength else {
+            throw FormatError(
+                .limitExceeded, offset: offset, sectionTag: tag,
+                detail: "raw length \(rawLength) is above the limit of \(maxRawSectionLength) bytes")
+        }
+        // Deflate cannot expand more than 1032:1, so a larger claim is a lie: refuse it unallocated.
+        guard rawLength <= stream.count * 1032 else {
+            throw FormatError(
+                .decompressionFailed, offset: offset, sectionTag: tag,
+                detail: "raw length \(rawLength) is more than \(stream.count) compressed bytes can hold")
+        }
+        guard let src = stream.baseAddress?.assumingMemoryBound(to: Bytef.self) else {
+            throw FormatError(.decompressionFailed, offset: offset + 4, sectionTag: tag, detail: "no data")
+        }
+        var destLength = uLongf(rawLength)
+        var sourceLength = uLong(stream.count)
+        var status = Z_OK
+        let out = [UInt8](unsafeUninitializedCapacity: rawLength) { buffer, initialized in
+            status = uncompress2(buffer.baseAddress, &destLength, src, &sourceLength)
+            initialized = status == Z_OK ? Int(destLength) : 0
+        }
+        guard status == Z_OK else {
+            let reason =
+                switch status {
+                case Z_BUF_ERROR: "the data inflates to more than the declared \(rawLength) bytes, or is cut short"
+                case Z_DATA_ERROR: "the zlib stream is corrupt"
+                case Z_MEM_ERROR: "out of memory"
+                default: "zlib error \(status)"
+                }
+            throw FormatError(.decompressionFailed, offset: offset + 4, sectionTag: tag, detail: reason)
+        }
+        guard Int(destLength) == rawLength else {
+            throw FormatError(
+                .decompressionFailed, offset: offset + 4, sectionTag: tag,
+                detail: "inflated to \(destLength) bytes, declared \(rawLength)")
+        }
+        guard Int(sourceLength) == stream.count else {
+            throw FormatError(
+                .trailingBytes, offset: offset + 4 + Int(sourceLength), sectionTag: tag,
+                detail: "\(stream.count - Int(sourceLength)) bytes after the end of the zlib stream")
+        }
+        return out
+    }
+}
+
+/// `Array.withUnsafeBytes` with a typed error.
+@inline(__always) func withBytes<R>(
+    _ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(FormatError) -> R
+) throws(FormatError) -> R {
+    let result = bytes.withUnsafeBytes { buffer in
+        Result(catching: { () throws(FormatError) -> R in try body(buffer) })
+    }
+    return try result.get()
+}
+
+func hex(_ b: UInt8) -> String {
+    let s = String(b, radix: 16)
+    return s.count < 2 ? "0" + s : s
+}
+
+func hex16(_ v: UInt16) -> String {
+    let s = String(v, radix: 16)
+    return "0x" + String(repeating: "0", count: 4 - s.count) + s
+}
+
+func hex32(_ v: UInt32) -> String {
+    let s = String(v, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - s.count) + s
 }

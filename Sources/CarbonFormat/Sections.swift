@@ -1,0 +1,432 @@
+import CarbonModel
+
+// The payloads of the five known sections. Layouts are specified in docs/FORMAT.md.
+
+/// A string compared by its exact UTF-8 bytes. Swift's `String ==` treats canonically equivalent
+/// strings ("é" and "e" + U+0301) as equal; a dictionary keyed by `String` would merge them and
+/// change the bytes a user stored.
+struct UTF8Key: Hashable {
+    let string: String
+
+    static func == (a: UTF8Key, b: UTF8Key) -> Bool {
+        a.string.utf8.count == b.string.utf8.count && a.string.utf8.elementsEqual(b.string.utf8)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        var s = string
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// The per-section dictionary of repeated strings, in order of first use.
+struct StringTable {
+    private var index: [UTF8Key: Int] = [:]
+    private(set) var strings: [String] = []
+
+    init(capacity: Int) {
+        index.reserveCapacity(capacity)
+        strings.reserveCapacity(capacity)
+    }
+
+    mutating func id(_ s: String) -> Int {
+        let key = UTF8Key(string: s)
+        if let i = index[key] { return i }
+        let i = strings.count
+        index[key] = i
+        strings.append(s)
+        return i
+    }
+
+    /// 0 for nil, else index + 1.
+    mutating func optionalID(_ s: String?) -> Int {
+        guard let s else { return 0 }
+        return id(s) + 1
+    }
+
+    func write(to w: inout ByteWriter) {
+        w.varint(strings.count)
+        for s in strings { w.string(s) }
+    }
+}
+
+/// Orders dictionary keys by their UTF-8 bytes, so the encoding does not depend on hashing or locale.
+@inline(__always) func utf8Less(_ a: String, _ b: String) -> Bool {
+    a.utf8.lexicographicallyPrecedes(b.utf8)
+}
+
+/// A decoded section dictionary.
+struct DecodedTable {
+    let strings: [String]
+    private var currencies: [CurrencyCode?]
+
+    init(_ r: inout ByteReader) throws(FormatError) {
+        let n = try r.count("dictionary size")
+        var strings: [String] = []
+        strings.reserveCapacity(n)
+        for _ in 0..<n { strings.append(try r.string("dictionary entry")) }
+        self.strings = strings
+        currencies = []
+    }
+
+    @inline(__always) func string(_ r: inout ByteReader, _ what: @autoclosure () -> String) throws(FormatError)
+        -> String
+    {
+        strings[try r.int(max: strings.count - 1, "\(what()) index")]
+    }
+
+    @inline(__always) func optionalString(_ r: inout ByteReader, _ what: @autoclosure () -> String)
+        throws(FormatError) -> String?
+    {
+        let i = try r.int(max: strings.count, "\(what()) index")
+        return i == 0 ? nil : strings[i - 1]
+    }
+
+    /// The currency at dictionary index `i` (already bounds-checked), validated once per entry.
+    mutating func currency(at i: Int, _ r: ByteReader, start: Int) throws(FormatError) -> CurrencyCode {
+        if currencies.isEmpty { currencies = Array(repeating: nil, count: strings.count) }
+        if let c = currencies[i] { return c }
+        guard let c = storedCurrency(strings[i]) else {
+            throw r.error(
+                .invalidValue, "currency code '\(strings[i])' is not three upper-case ASCII letters", at: start)
+        }
+        currencies[i] = c
+        return c
+    }
+
+    mutating func currency(_ r: inout ByteReader) throws(FormatError) -> CurrencyCode {
+        let start = r.pos
+        let i = try r.int(max: strings.count - 1, "currency index")
+        return try currency(at: i, r, start: start)
+    }
+
+    /// varint 0 for nil, else currency index + 1.
+    mutating func optionalCurrency(_ r: inout ByteReader) throws(FormatError) -> CurrencyCode? {
+        let start = r.pos
+        let i = try r.int(max: strings.count, "currency index")
+        return i == 0 ? nil : try currency(at: i - 1, r, start: start)
+    }
+}
+
+// MARK: - Transactions (tag 1), columnar
+
+enum TransactionsSection {
+    static func encode(_ ts: [Transaction], into w: inout ByteWriter) {
+        let n = ts.count
+        var table = StringTable(capacity: 64)
+        var currency = [Int](), merchant = [Int](), category = [Int](), account = [Int]()
+        currency.reserveCapacity(n)
+        merchant.reserveCapacity(n)
+        category.reserveCapacity(n)
+        account.reserveCapacity(n)
+        var metadata: [[(Int, Int)]] = []
+        var anyMetadata = false
+        for (i, t) in ts.enumerated() {
+            currency.append(table.id(t.amount.currency.code))
+            merchant.append(table.optionalID(t.merchant))
+            category.append(table.optionalID(t.category))
+            account.append(table.optionalID(t.accountID))
+            if !t.metadata.isEmpty {
+                if !anyMetadata {
+                    metadata = Array(repeating: [], count: n)
+                    anyMetadata = true
+                }
+                metadata[i] =
+                    t.metadata.sorted { utf8Less($0.key, $1.key) }.map { (table.id($0.key), table.id($0.value)) }
+            }
+        }
+        w.varint(n)
+        table.write(to: &w)
+        for t in ts { w.string(t.id) }
+        var previous: Int64 = 0
+        for t in ts { w.delta(t.time, from: &previous) }
+        for t in ts { w.zigzag(t.amount.minorUnits) }
+        for i in currency { w.varint(i) }
+        for i in merchant { w.varint(i) }
+        for t in ts { w.varint(t.mcc.map { Int($0) + 1 } ?? 0) }
+        for i in category { w.varint(i) }
+        for i in account { w.varint(i) }
+        for t in ts { w.optionalString(t.description) }
+        if anyMetadata {
+            for pairs in metadata {
+                w.varint(pairs.count)
+                for (k, v) in pairs {
+                    w.varint(k)
+                    w.varint(v)
+                }
+            }
+        } else {
+            for _ in 0..<n { w.u8(0) }
+        }
+    }
+
+    static func decode(_ r: inout ByteReader) throws(FormatError) -> [Transaction] {
+        let n = try r.count("transaction count")
+        var table = try DecodedTable(&r)
+        var ids: [String] = []
+        ids.reserveCapacity(n)
+        for _ in 0..<n { ids.append(try r.string("transaction id")) }
+        var times: [Timestamp] = []
+        times.reserveCapacity(n)
+        var previous: Int64 = 0
+        for _ in 0..<n { times.append(try r.delta(from: &previous, "transaction time")) }
+        var amounts: [Int64] = []
+        amounts.reserveCapacity(n)
+        for _ in 0..<n { amounts.append(try r.zigzag("amount")) }
+        var result: [Transaction] = []
+        result.reserveCapacity(n)
+        for i in 0..<n {
+            let c = try table.currency(&r)
+            result.append(Transaction(id: ids[i], time: times[i], amount: Money(minorUnits: amounts[i], currency: c)))
+        }
+        for i in 0..<n { result[i].merchant = try table.optionalString(&r, "merchant") }
+        for i in 0..<n {
+            let m = try r.int(max: 10_000, "merchant category code + 1")
+            result[i].mcc = m == 0 ? nil : UInt16(m - 1)
+        }
+        for i in 0..<n { result[i].category = try table.optionalString(&r, "category") }
+        for i in 0..<n { result[i].accountID = try table.optionalString(&r, "account id") }
+        for i in 0..<n { result[i].description = try r.optionalString("description") }
+        for i in 0..<n {
+            let m = try r.count("metadata entry count")
+            guard m > 0 else { continue }
+            var meta: [String: String] = [:]
+            meta.reserveCapacity(m)
+            for _ in 0..<m {
+                let start = r.pos
+                let k = try table.string(&r, "metadata key")
+                let v = try table.string(&r, "metadata value")
+                guard meta.updateValue(v, forKey: k) == nil else {
+                    throw r.error(.malformed, "duplicate metadata key '\(k)'", at: start)
+                }
+            }
+            result[i].metadata = meta
+        }
+        return result
+    }
+}
+
+// MARK: - Responses (tag 2), row by row
+
+enum ResponsesSection {
+    enum Kind: UInt8 {
+        case text = 0, number = 1, boolean = 2, choices = 3
+    }
+
+    static func encode(_ rs: [QuestionResponse], into w: inout ByteWriter) {
+        w.varint(rs.count)
+        var previous: Int64 = 0
+        for r in rs {
+            w.string(r.questionID)
+            w.delta(r.answeredAt, from: &previous)
+            switch r.answer {
+            case .text(let s):
+                w.u8(Kind.text.rawValue)
+                w.string(s)
+            case .number(let d):
+                w.u8(Kind.number.rawValue)
+                w.u64(d.bitPattern)
+            case .boolean(let b):
+                w.u8(Kind.boolean.rawValue)
+                w.u8(b ? 1 : 0)
+            case .choices(let cs):
+                w.u8(Kind.choices.rawValue)
+                w.varint(cs.count)
+                for c in cs { w.string(c) }
+            }
+        }
+    }
+
+    static func decode(_ r: inout ByteReader) throws(FormatError) -> [QuestionResponse] {
+        let n = try r.count("response count")
+        var result: [QuestionResponse] = []
+        result.reserveCapacity(n)
+        var previous: Int64 = 0
+        for _ in 0..<n {
+            let q = try r.string("question id")
+            let t = try r.delta(from: &previous, "answer time")
+            let start = r.pos
+            let answer: Answer
+            switch Kind(rawValue: try r.u8("answer kind")) {
+            case .text: answer = .text(try r.string("answer text"))
+            case .number: answer = .number(Double(bitPattern: try r.u64("answer number")))
+            case .boolean:
+                let b = try r.u8("answer boolean")
+                guard b <= 1 else { throw r.error(.malformed, "boolean answer \(b) is not 0 or 1", at: r.pos - 1) }
+                answer = .boolean(b == 1)
+            case .choices:
+                let m = try r.count("choice count")
+                var cs: [String] = []
+                cs.reserveCapacity(m)
+                for _ in 0..<m { cs.append(try r.string("choice")) }
+                answer = .choices(cs)
+            case nil:
+                throw r.error(.malformed, "unknown answer kind \(r.buffer[start])", at: start)
+            }
+            result.append(QuestionResponse(questionID: q, answer: answer, answeredAt: t))
+        }
+        return result
+    }
+}
+
+// MARK: - Preferences (tag 3), row by row, keys in UTF-8 byte order
+
+enum PreferencesSection {
+    static func encode(_ ps: [String: Preference], into w: inout ByteWriter) {
+        w.varint(ps.count)
+        var previous: Int64 = 0
+        for (k, p) in ps.sorted(by: { utf8Less($0.key, $1.key) }) {
+            w.string(k)
+            w.string(p.value)
+            w.delta(p.updatedAt, from: &previous)
+        }
+    }
+
+    static func decode(_ r: inout ByteReader) throws(FormatError) -> [String: Preference] {
+        let n = try r.count("preference count")
+        var result: [String: Preference] = [:]
+        result.reserveCapacity(n)
+        var previous: Int64 = 0
+        for _ in 0..<n {
+            let start = r.pos
+            let k = try r.string("preference key")
+            let v = try r.string("preference value")
+            let t = try r.delta(from: &previous, "preference time")
+            guard result.updateValue(Preference(value: v, updatedAt: t), forKey: k) == nil else {
+                throw r.error(.malformed, "duplicate preference key '\(k)'", at: start)
+            }
+        }
+        return result
+    }
+}
+
+// MARK: - Footprints (tag 4), columnar
+
+enum FootprintsSection {
+    static func encode(_ fs: [Footprint], into w: inout ByteWriter) {
+        var table = StringTable(capacity: 16)
+        var category = [Int](), methodology = [Int]()
+        category.reserveCapacity(fs.count)
+        methodology.reserveCapacity(fs.count)
+        for f in fs {
+            category.append(table.id(f.category))
+            methodology.append(table.id(f.methodology))
+        }
+        w.varint(fs.count)
+        table.write(to: &w)
+        for f in fs { w.string(f.id) }
+        for f in fs { w.optionalString(f.transactionID) }
+        for f in fs { w.zigzag(f.co2e.milligrams) }
+        for i in category { w.varint(i) }
+        for i in methodology { w.varint(i) }
+        var previous: Int64 = 0
+        for f in fs { w.delta(f.calculatedAt, from: &previous) }
+        previous = 0
+        for f in fs {
+            guard let p = f.period else {
+                w.u8(0)
+                continue
+            }
+            w.u8(1)
+            w.delta(p.start, from: &previous)
+            w.zigzag(p.end.millisecondsSince1970 &- p.start.millisecondsSince1970)
+        }
+    }
+
+    static func decode(_ r: inout ByteReader) throws(FormatError) -> [Footprint] {
+        let n = try r.count("footprint count")
+        let table = try DecodedTable(&r)
+        var ids: [String] = []
+        ids.reserveCapacity(n)
+        for _ in 0..<n { ids.append(try r.string("footprint id")) }
+        var txIDs: [String?] = []
+        txIDs.reserveCapacity(n)
+        for _ in 0..<n { txIDs.append(try r.optionalString("footprint transaction id")) }
+        var result: [Footprint] = []
+        result.reserveCapacity(n)
+        for i in 0..<n {
+            let mg = try r.zigzag("kgCO2e")
+            result.append(
+                Footprint(
+                    id: ids[i], transactionID: txIDs[i], co2e: CO2e(milligrams: mg), category: "",
+                    methodology: "", calculatedAt: Timestamp(millisecondsSince1970: 0)))
+        }
+        for i in 0..<n { result[i].category = try table.string(&r, "footprint category") }
+        for i in 0..<n { result[i].methodology = try table.string(&r, "footprint methodology") }
+        var previous: Int64 = 0
+        for i in 0..<n { result[i].calculatedAt = try r.delta(from: &previous, "calculation time") }
+        previous = 0
+        for i in 0..<n {
+            guard try r.int(max: 1, "period presence") == 1 else { continue }
+            let start = try r.delta(from: &previous, "period start")
+            let length = try r.zigzag("period length")
+            result[i].period = Period(
+                start: start, end: Timestamp(millisecondsSince1970: start.millisecondsSince1970 &+ length))
+        }
+        return result
+    }
+}
+
+// MARK: - Savings (tag 5), columnar
+
+enum SavingsSection {
+    static func encode(_ ss: [Saving], into w: inout ByteWriter) {
+        var table = StringTable(capacity: 16)
+        var action = [Int](), currency = [Int]()
+        action.reserveCapacity(ss.count)
+        currency.reserveCapacity(ss.count)
+        for s in ss {
+            action.append(table.id(s.actionID))
+            currency.append(table.optionalID(s.moneySaved?.currency.code))
+        }
+        w.varint(ss.count)
+        table.write(to: &w)
+        for s in ss { w.string(s.id) }
+        for i in action { w.varint(i) }
+        for s in ss { w.zigzag(s.co2e.milligrams) }
+        for (s, c) in zip(ss, currency) {
+            w.varint(c)
+            if let m = s.moneySaved { w.zigzag(m.minorUnits) }
+        }
+        var previous: Int64 = 0
+        for s in ss {
+            w.delta(s.period.start, from: &previous)
+            w.zigzag(s.period.end.millisecondsSince1970 &- s.period.start.millisecondsSince1970)
+        }
+        previous = 0
+        for s in ss { w.delta(s.recordedAt, from: &previous) }
+    }
+
+    static func decode(_ r: inout ByteReader) throws(FormatError) -> [Saving] {
+        let n = try r.count("saving count")
+        var table = try DecodedTable(&r)
+        var ids: [String] = []
+        ids.reserveCapacity(n)
+        for _ in 0..<n { ids.append(try r.string("saving id")) }
+        let zero = Timestamp(millisecondsSince1970: 0)
+        var result: [Saving] = []
+        result.reserveCapacity(n)
+        for i in 0..<n {
+            let a = try table.string(&r, "action id")
+            result.append(
+                Saving(
+                    id: ids[i], actionID: a, co2e: CO2e(milligrams: 0), period: Period(start: zero, end: zero),
+                    recordedAt: zero))
+        }
+        for i in 0..<n { result[i].co2e = CO2e(milligrams: try r.zigzag("kgCO2e")) }
+        for i in 0..<n {
+            if let c = try table.optionalCurrency(&r) {
+                result[i].moneySaved = Money(minorUnits: try r.zigzag("money saved"), currency: c)
+            }
+        }
+        var previous: Int64 = 0
+        for i in 0..<n {
+            let start = try r.delta(from: &previous, "period start")
+            let length = try r.zigzag("period length")
+            result[i].period = Period(
+                start: start, end: Timestamp(millisecondsSince1970: start.millisecondsSince1970 &+ length))
+        }
+        previous = 0
+        for i in 0..<n { result[i].recordedAt = try r.delta(from: &previous, "record time") }
+        return result
+    }
+}

@@ -1,0 +1,78 @@
+/// Exponential backoff with full jitter: attempt n waits a random time in `0...min(cap, base * 2^n)`.
+/// A pure value: the random source is passed in, so schedules are testable without sleeping.
+public struct Backoff: Sendable, Hashable {
+    public var base: Duration
+    public var cap: Duration
+    public private(set) var attempt: Int = 0
+
+    public init(base: Duration = .milliseconds(2), cap: Duration = .milliseconds(200)) {
+        self.base = base
+        self.cap = cap
+    }
+
+    /// The upper bound of the next delay, before jitter.
+    public var ceiling: Duration {
+        let capNanos = cap.nanoseconds
+        var nanos = base.nanoseconds
+        for _ in 0..<min(attempt, 62) {
+            if nanos >= capNanos { break }
+            nanos = nanos.multipliedReportingOverflow(by: 2).overflow ? Int64.max : nanos * 2
+        }
+        return .nanoseconds(min(nanos, capNanos))
+    }
+
+    /// The next delay, and advances the attempt count.
+    public mutating func next(using rng: inout some RandomNumberGenerator) -> Duration {
+        let nanos = ceiling.nanoseconds
+        attempt += 1
+        return .nanoseconds(nanos <= 0 ? 0 : Int64.random(in: 0...nanos, using: &rng))
+    }
+
+    public mutating func next() -> Duration {
+        var rng = SystemRandomNumberGenerator()
+        return next(using: &rng)
+    }
+}
+
+/// Operation ids: random 128-bit values in UUID text form.
+public enum OperationID {
+    public static func make() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let a = rng.next() as UInt64
+        let b = rng.next() as UInt64
+        let hex = { (v: UInt64) -> String in
+            let s = String(v, radix: 16)
+            return String(repeating: "0", count: 16 - s.count) + s
+        }
+        let h = hex(a) + hex(b)
+        let c = Array(h)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20])
+            + "-" + String(c[20..<32])
+    }
+}
+
+/// Polls `tryOnce` with backoff until it succeeds or `wait` has passed.
+func pollUntil<T>(
+    wait: Duration, backoff: Backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(50)),
+    _ tryOnce: () throws -> T?
+) async throws -> T? {
+    let clock = ContinuousClock()
+    let deadline = clock.now + wait
+    var backoff = backoff
+    while true {
+        if let value = try tryOnce() { return value }
+        let now = clock.now
+        if now >= deadline { return nil }
+        let delay = min(backoff.next(), deadline - now)
+        try await Task.sleep(for: max(delay, .microseconds(100)))
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating at Int64.max.
+    var nanoseconds: Int64 {
+        let (s, a) = components
+        let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? (s < 0 ? Int64.min : Int64.max) : ns + a / 1_000_000_000
+    }
+}

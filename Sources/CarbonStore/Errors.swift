@@ -1,0 +1,221 @@
+import CarbonFormat
+import CarbonModel
+
+/// What kind of failure an error is. Callers (the command-line tool, the HTTP service) map kinds to
+/// exit codes and status codes without knowing the concrete error types.
+public enum ErrorKind: String, Sendable, Hashable {
+    /// The request or configuration is wrong; retrying the same thing fails the same way.
+    case invalidInput
+    case notFound
+    /// Someone else changed the data first, or an id is taken by different content.
+    case conflict
+    /// A stored file cannot be decoded. It is left in place for an operator.
+    case corrupt
+    /// The user stayed locked by another writer for longer than this writer may wait.
+    case lockTimeout
+    /// This writer's lease ran out before it committed; nothing was written.
+    case leaseExpired
+    /// Storage could not be reached or refused the operation for a reason that may pass.
+    case unavailable
+    /// The storage failed (an I/O error, a full disk, permissions).
+    case storageFailure
+
+    /// The HTTP status code an API reports for this kind.
+    public var httpStatus: Int {
+        switch self {
+        case .invalidInput: return 400
+        case .notFound: return 404
+        case .conflict: return 409
+        case .corrupt: return 500
+        case .lockTimeout: return 503
+        case .leaseExpired: return 503
+        case .unavailable: return 503
+        case .storageFailure: return 500
+        }
+    }
+
+    /// Whether repeating the same request later may succeed.
+    public var isTransient: Bool {
+        switch self {
+        case .lockTimeout, .leaseExpired, .unavailable, .conflict: return true
+        case .invalidInput, .notFound, .corrupt, .storageFailure: return false
+        }
+    }
+}
+
+/// The one protocol every CarbonStore error conforms to: a kind, and a description that is one
+/// line saying what failed, for which user or key, and why.
+public protocol CarbonStoreError: Error, Sendable, CustomStringConvertible {
+    var kind: ErrorKind { get }
+}
+
+/// A storage URI that cannot be used, with the problem and a correct example.
+public struct InvalidStorageURIError: CarbonStoreError, Hashable {
+    public var uri: String
+    public var problem: String
+    public var example: String
+
+    public init(uri: String, problem: String, example: String) {
+        self.uri = uri
+        self.problem = problem
+        self.example = example
+    }
+    public var kind: ErrorKind { .invalidInput }
+
+    public var description: String {
+        "invalid storage URI '\(uri)': \(problem). Example: \(example)"
+    }
+}
+
+/// A user id that CarbonStore does not accept.
+public struct InvalidUserIDError: CarbonStoreError, Hashable {
+    public var userID: String
+    public var reason: String
+
+    public init(userID: String, reason: String) {
+        self.userID = userID
+        self.reason = reason
+    }
+    public var kind: ErrorKind { .invalidInput }
+
+    public var description: String {
+        let shown = userID.count > 60 ? String(userID.prefix(57)) + "..." : userID
+        return "invalid user id '\(shown)': \(reason)"
+    }
+}
+
+/// A request that is not valid, e.g. a malformed amount or a conflicting option.
+public struct InvalidRequestError: CarbonStoreError, Hashable {
+    public var message: String
+    public var kind: ErrorKind { .invalidInput }
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public struct UserNotFoundError: CarbonStoreError, Hashable {
+    public var userID: String
+
+    public init(userID: String) {
+        self.userID = userID
+    }
+    public var kind: ErrorKind { .notFound }
+    public var description: String { "user '\(userID)' does not exist" }
+}
+
+/// A stored user file that does not decode. CarbonStore never replaces such a file on its own.
+public struct CorruptUserFileError: CarbonStoreError, Hashable {
+    public var userID: String?
+    public var location: String
+    public var reason: String
+
+    public init(userID: String?, location: String, reason: String) {
+        self.userID = userID
+        self.location = location
+        self.reason = reason
+    }
+    public var kind: ErrorKind { .corrupt }
+
+    public var description: String {
+        let who = userID.map { "of user '\($0)' " } ?? ""
+        return
+            "user file \(who)at \(location) is damaged: \(reason). It was left untouched; restore it from a backup or inspect it with 'carbonstore file inspect'"
+    }
+}
+
+/// The user stayed locked by someone else for the whole wait.
+public struct LockTimeoutError: CarbonStoreError, Hashable {
+    public var userID: String
+    public var waitedMilliseconds: Int64
+    public var holder: String?
+
+    public init(userID: String, waitedMilliseconds: Int64, holder: String?) {
+        self.userID = userID
+        self.waitedMilliseconds = waitedMilliseconds
+        self.holder = holder
+    }
+    public var kind: ErrorKind { .lockTimeout }
+
+    public var description: String {
+        let who = holder.map { " by \($0)" } ?? ""
+        return
+            "timed out after \(waitedMilliseconds) ms waiting for the write lock of user '\(userID)', held\(who); retry later or raise the storage URI's wait (ms)"
+    }
+}
+
+/// A writer's lease ran out (it was paused or too slow) before it committed; nothing was written.
+public struct LeaseExpiredError: CarbonStoreError, Hashable {
+    public var userID: String
+    public var operationID: String
+
+    public init(userID: String, operationID: String) {
+        self.userID = userID
+        self.operationID = operationID
+    }
+    public var kind: ErrorKind { .leaseExpired }
+
+    public var description: String {
+        "the write lock of user '\(userID)' (operation \(operationID)) expired before the update was committed; nothing was written, retry the update"
+    }
+}
+
+/// Another writer committed between our read and our write, more often than we retry.
+public struct WriteConflictError: CarbonStoreError, Hashable {
+    public var userID: String
+    public var attempts: Int
+
+    public init(userID: String, attempts: Int) {
+        self.userID = userID
+        self.attempts = attempts
+    }
+    public var kind: ErrorKind { .conflict }
+
+    public var description: String {
+        "user '\(userID)' was changed by another writer during each of \(attempts) attempts; nothing was written, retry the update"
+    }
+}
+
+/// The storage refused a conditional write or delete because the object changed (the fence).
+public struct VersionMismatchError: CarbonStoreError, Hashable {
+    public var location: String
+    public var expected: String
+
+    public init(location: String, expected: String) {
+        self.location = location
+        self.expected = expected
+    }
+    public var kind: ErrorKind { .conflict }
+
+    public var description: String {
+        "\(location) changed since it was read (expected \(expected)); the write was not made"
+    }
+}
+
+/// An operating-system call of the file backend failed.
+public struct StorageIOError: CarbonStoreError, Hashable {
+    public var operation: String
+    public var path: String
+    public var errno: Int32
+    public var kind: ErrorKind { .storageFailure }
+
+    public init(operation: String, path: String, errno: Int32) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(operation) \(path) failed: \(systemErrorMessage(errno)) (errno \(errno))"
+    }
+}
+
+/// Something that is not available in this build or configuration.
+public struct UnsupportedError: CarbonStoreError, Hashable {
+    public var message: String
+    public var kind: ErrorKind { .invalidInput }
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension IDConflictError: CarbonStoreError {
+    public var kind: ErrorKind { .conflict }
+}

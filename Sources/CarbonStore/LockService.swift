@@ -1,0 +1,55 @@
+/// A held write lock on one name (a user's key).
+public struct Lease: Sendable, Hashable {
+    public var name: String
+    /// Unique per operation; release and renewal are conditioned on it.
+    public var operationID: String
+    /// After this instant (this process's monotonic clock) the lease may have passed to another
+    /// writer; nil for locks that last until released (local file locks die with their process).
+    public var validUntil: ContinuousClock.Instant?
+    /// How long the lease lasts from acquisition or renewal (nil when it does not expire).
+    public var term: Duration?
+
+    public init(name: String, operationID: String, validUntil: ContinuousClock.Instant?, term: Duration? = nil) {
+        self.name = name
+        self.operationID = operationID
+        self.validUntil = validUntil
+        self.term = term
+    }
+
+    /// Whether a third or more of the lease has passed, so it is time to renew it.
+    public func isDueForRenewal(now: ContinuousClock.Instant = .now) -> Bool {
+        guard let validUntil, let term else { return false }
+        return now >= validUntil - term * 2 / 3
+    }
+
+    /// Whether the lease is still ours, with a safety margin for the write that follows.
+    public func isValid(margin: Duration = .zero, now: ContinuousClock.Instant = .now) -> Bool {
+        guard let validUntil else { return true }
+        return now + margin < validUntil
+    }
+}
+
+/// Serialises writers of the same name. The lock only reduces contention: correctness comes from
+/// the conditional write of `ObjectStorage` (the fence).
+public protocol LockService: Sendable {
+    /// Waits up to `wait` for the lock on `name`, then throws `LockTimeoutError` naming `userID`.
+    func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease
+
+    /// Extends a lease, if this kind of lock expires. Throws `LeaseExpiredError` if it was lost.
+    func renew(_ lease: Lease) async throws -> Lease
+
+    /// Releases a lease. Never releases a lock that another operation holds now.
+    func release(_ lease: Lease) async throws
+}
+
+/// `locking=none`: no lock at all; writers rely on compare-and-swap and retry on conflict.
+public struct NoLockService: LockService {
+    public init() {}
+
+    public func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
+        Lease(name: name, operationID: OperationID.make(), validUntil: nil)
+    }
+
+    public func renew(_ lease: Lease) async throws -> Lease { lease }
+    public func release(_ lease: Lease) async throws {}
+}

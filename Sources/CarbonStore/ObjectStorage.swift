@@ -1,0 +1,63 @@
+/// An opaque token that changes whenever an object is rewritten: the S3 ETag, or on a volume the
+/// file's identity and content checksum.
+public struct ObjectVersion: Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+}
+
+public struct StoredObject: Sendable {
+    public var bytes: [UInt8]
+    public var version: ObjectVersion
+
+    public init(bytes: [UInt8], version: ObjectVersion) {
+        self.bytes = bytes
+        self.version = version
+    }
+}
+
+/// The condition a write or delete is made under: the fence of the update protocol.
+public enum WriteCondition: Sendable, Hashable {
+    /// Write whatever is there. Used only by tools that restore files, never by updates.
+    case unconditional
+    /// Create only: fails if the object exists (S3 `If-None-Match: *`).
+    case mustNotExist
+    /// Replace only the version that was read (S3 `If-Match`).
+    case mustMatch(ObjectVersion)
+}
+
+public struct ObjectListing: Sendable {
+    public var keys: [String]
+    /// Pass as `startAfter` for the next page; nil when this was the last page.
+    public var nextStartAfter: String?
+
+    public init(keys: [String], nextStartAfter: String?) {
+        self.keys = keys
+        self.nextStartAfter = nextStartAfter
+    }
+}
+
+/// Where user files are kept: a key-value store of whole objects with conditional writes.
+///
+/// Implementations must make a `put` atomic (a reader sees the old or the new bytes, never a mix)
+/// and durable before it returns, and must check the condition and write as one step: a write whose
+/// condition fails throws `VersionMismatchError` and changes nothing.
+public protocol ObjectStorage: Sendable {
+    /// Reads a whole object, or nil if there is none.
+    func get(_ key: String) async throws -> StoredObject?
+
+    /// Writes a whole object under a condition; returns the new version.
+    @discardableResult
+    func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion
+
+    /// Deletes an object under a condition; returns false if there was none (and the condition
+    /// allowed that).
+    @discardableResult
+    func delete(_ key: String, condition: WriteCondition) async throws -> Bool
+
+    /// Keys that begin with `prefix`, in ascending byte order, after `startAfter`, at most `limit`.
+    func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing
+
+    /// Where a key lives, for messages: a file path or `s3://bucket/key`.
+    func location(of key: String) -> String
+}

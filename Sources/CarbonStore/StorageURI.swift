@@ -1,0 +1,258 @@
+/// The one string that configures where user files live and how writers are serialised.
+///
+/// ```
+/// s3:BUCKET?locking=dynamo&table=TABLE          files in S3, locks in DynamoDB
+/// path:///ABSOLUTE/DIR?locking=dynamo&table=T   files on a mounted volume, locks in DynamoDB
+/// path:/ABSOLUTE/DIR  or  path:RELATIVE/DIR      files on a volume, local locks
+/// memory:                                       in-process, for tests and demos
+/// ```
+/// Query keys: `locking` (`local`, `dynamo`, `none`), `table`, `region`, `endpoint`, `prefix`,
+/// `lease` (ms), `wait` (ms). `s3://BUCKET/PREFIX` is accepted as a spelling of
+/// `s3:BUCKET?prefix=PREFIX`.
+public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
+    public enum Backend: Sendable, Hashable {
+        /// A directory, as written (absolute, or relative to the working directory).
+        case path(String)
+        case s3(bucket: String)
+        case memory
+    }
+
+    public enum Locking: Sendable, Hashable {
+        /// Advisory file locks (path:) or in-process locks (memory:).
+        case local
+        case dynamo(table: String)
+        /// No lock: every write is a compare-and-swap and conflicting writers retry.
+        case none
+    }
+
+    public var backend: Backend
+    public var locking: Locking
+    public var region: String?
+    /// An S3-compatible or DynamoDB-compatible endpoint, e.g. `http://127.0.0.1:9000`.
+    public var endpoint: String?
+    /// Prefix of every key (a sub-folder on a volume), without leading `/`; empty or ending in `/`.
+    public var prefix: String
+    /// How long a lock lease lasts, in milliseconds.
+    public var leaseMilliseconds: Int64?
+    /// How long a writer waits for a lock before it gives up, in milliseconds.
+    public var waitMilliseconds: Int64?
+    /// The text this was parsed from.
+    public let original: String
+
+    /// The embedded default: files in `./carbonstore-data`, local locks.
+    public static let defaultURI = "path:carbonstore-data"
+    public static let knownKeys = ["locking", "table", "region", "endpoint", "prefix", "lease", "wait"]
+
+    public var description: String { original }
+
+    public init(_ text: String) throws(InvalidStorageURIError) {
+        original = text
+        func fail(_ problem: String, _ example: String = "path:///mnt/efs/users?locking=dynamo&table=locks")
+            -> InvalidStorageURIError
+        {
+            InvalidStorageURIError(uri: text, problem: problem, example: example)
+        }
+        let s3Example = "s3:my-bucket?locking=dynamo&table=locks"
+        guard let colon = text.firstIndex(of: ":") else {
+            throw fail(
+                "a storage URI starts with 'path:', 's3:' or 'memory:'", "path:carbonstore-data")
+        }
+        let scheme = String(text[..<colon])
+        var rest = String(text[text.index(after: colon)...])
+        var query = ""
+        if let q = rest.firstIndex(of: "?") {
+            query = String(rest[rest.index(after: q)...])
+            rest = String(rest[..<q])
+        }
+
+        // Query parameters.
+        var params: [String: String] = [:]
+        if !query.isEmpty {
+            for pair in query.split(separator: "&", omittingEmptySubsequences: false) {
+                guard let eq = pair.firstIndex(of: "=") else {
+                    throw fail("query item '\(pair)' has no value; write key=value")
+                }
+                let key = String(pair[..<eq])
+                guard let value = Self.percentDecode(String(pair[pair.index(after: eq)...])) else {
+                    throw fail("the value of '\(key)' has a malformed %-escape")
+                }
+                guard Self.knownKeys.contains(key) else {
+                    throw fail(
+                        "unknown key '\(key)'; the keys are \(Self.knownKeys.joined(separator: ", "))")
+                }
+                guard params[key] == nil else { throw fail("'\(key)' is given twice") }
+                guard !value.isEmpty else { throw fail("'\(key)' has an empty value") }
+                params[key] = value
+            }
+        }
+
+        prefix = ""
+        switch scheme {
+        case "path":
+            if rest.hasPrefix("//") {
+                guard rest.hasPrefix("///") else {
+                    throw fail(
+                        "'path://' names a host; a directory on a mounted volume takes three slashes (path:///mnt/efs/users) or none (path:relative/dir)"
+                    )
+                }
+                rest.removeFirst(2)
+            }
+            guard !rest.isEmpty else {
+                throw fail("the path is empty", "path:carbonstore-data or path:///var/lib/carbonstore")
+            }
+            guard !rest.utf8.contains(0) else { throw fail("the path contains a NUL byte") }
+            guard let decoded = Self.percentDecode(rest) else { throw fail("the path has a malformed %-escape") }
+            backend = .path(decoded)
+        case "s3":
+            var bucket = rest
+            if bucket.hasPrefix("//") {
+                bucket.removeFirst(2)
+                if let slash = bucket.firstIndex(of: "/") {
+                    let p = String(bucket[bucket.index(after: slash)...])
+                    bucket = String(bucket[..<slash])
+                    if !p.isEmpty {
+                        guard params["prefix"] == nil else {
+                            throw fail("the prefix is given both in the path and as 'prefix='", s3Example)
+                        }
+                        params["prefix"] = p
+                    }
+                }
+            }
+            if let problem = Self.bucketNameProblem(bucket) { throw fail(problem, s3Example) }
+            backend = .s3(bucket: bucket)
+        case "memory":
+            guard rest.isEmpty || rest == "//" else {
+                throw fail("'memory:' takes no path", "memory:")
+            }
+            backend = .memory
+        default:
+            throw fail(
+                "unknown scheme '\(scheme)'; use path:, s3: or memory:",
+                scheme.lowercased() == "file" ? "path:///var/lib/carbonstore" : "path:carbonstore-data")
+        }
+
+        // Locking.
+        switch params["locking"] {
+        case nil:
+            if case .s3 = backend {
+                throw fail(
+                    "s3: needs 'locking': locking=dynamo&table=TABLE, or locking=none for compare-and-swap only",
+                    s3Example)
+            }
+            locking = .local
+        case "local":
+            if case .s3 = backend {
+                throw fail(
+                    "locking=local cannot serialise writers on S3; use locking=dynamo&table=TABLE or locking=none",
+                    s3Example)
+            }
+            locking = .local
+        case "none":
+            locking = .none
+        case "dynamo":
+            guard let table = params["table"] else {
+                throw fail("locking=dynamo needs 'table', the DynamoDB lock table", s3Example)
+            }
+            if case .memory = backend {
+                throw fail("memory: keeps data in one process; use locking=local or none", "memory:")
+            }
+            if let problem = Self.tableNameProblem(table) { throw fail(problem, s3Example) }
+            locking = .dynamo(table: table)
+        case let other?:
+            throw fail("unknown locking '\(other)'; use local, dynamo or none", s3Example)
+        }
+        if params["table"] != nil, case .dynamo = locking {
+        } else if params["table"] != nil {
+            throw fail("'table' is only used with locking=dynamo", s3Example)
+        }
+
+        let usesAWS: Bool
+        if case .s3 = backend {
+            usesAWS = true
+        } else if case .dynamo = locking {
+            usesAWS = true
+        } else {
+            usesAWS = false
+        }
+        for key in ["region", "endpoint"] where params[key] != nil && !usesAWS {
+            throw fail("'\(key)' is only used with s3: or locking=dynamo", s3Example)
+        }
+        region = params["region"]
+        if let region, !region.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
+        {
+            throw fail("region '\(region)' is not an AWS region name such as eu-west-1", s3Example + "&region=eu-west-1")
+        }
+        endpoint = params["endpoint"]
+        if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) || endpoint.count < 10 {
+            throw fail(
+                "endpoint '\(endpoint)' must be an http:// or https:// URL",
+                "s3:my-bucket?locking=none&endpoint=http://127.0.0.1:9000")
+        }
+
+        if var p = params["prefix"] {
+            while p.hasPrefix("/") { p.removeFirst() }
+            let segments = p.split(separator: "/", omittingEmptySubsequences: true)
+            if segments.contains(where: { $0 == ".." || $0 == "." || $0.hasPrefix(".") }) {
+                throw fail("prefix '\(p)' must not contain '.', '..' or hidden segments", s3Example + "&prefix=users/")
+            }
+            prefix = segments.isEmpty ? "" : segments.joined(separator: "/") + "/"
+        }
+
+        func milliseconds(_ key: String, minimum: Int64) throws(InvalidStorageURIError) -> Int64? {
+            guard let v = params[key] else { return nil }
+            guard let n = Int64(v), n >= minimum, n <= 86_400_000 else {
+                throw fail("'\(key)' is a whole number of milliseconds from \(minimum) to 86400000, not '\(v)'")
+            }
+            return n
+        }
+        leaseMilliseconds = try milliseconds("lease", minimum: 1000)
+        waitMilliseconds = try milliseconds("wait", minimum: 0)
+    }
+
+    static func percentDecode(_ s: String) -> String? {
+        guard s.contains("%") else { return s }
+        var out: [UInt8] = []
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "%") {
+                guard i + 2 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 2)], as: UTF8.self), radix: 16)
+                else { return nil }
+                out.append(v)
+                i += 3
+            } else {
+                out.append(b[i])
+                i += 1
+            }
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    /// S3 bucket naming rules (general purpose buckets).
+    static func bucketNameProblem(_ name: String) -> String? {
+        if name.isEmpty { return "the bucket name is missing" }
+        let b = Array(name.utf8)
+        guard (3...63).contains(b.count) else {
+            return "bucket name '\(name)' must be 3 to 63 characters long"
+        }
+        let allowed = b.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x2E }
+        let edgeOK = { (c: UInt8) in (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
+        guard allowed, edgeOK(b.first!), edgeOK(b.last!), !name.contains("..") else {
+            return
+                "bucket name '\(name)' may hold only lower-case letters, digits, '.' and '-', and must begin and end with a letter or digit"
+        }
+        return nil
+    }
+
+    /// DynamoDB table naming rules.
+    static func tableNameProblem(_ name: String) -> String? {
+        let ok = name.utf8.allSatisfy {
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
+                || $0 == 0x2E || $0 == 0x5F
+        }
+        guard ok, (3...255).contains(name.utf8.count) else {
+            return "table name '\(name)' must be 3 to 255 characters of letters, digits, '_', '-' and '.'"
+        }
+        return nil
+    }
+}

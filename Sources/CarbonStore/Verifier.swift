@@ -1,0 +1,57 @@
+import CarbonFormat
+import CarbonModel
+
+/// Reads every user file and reports the ones that do not decode.
+public struct VerifyReport: Sendable {
+    public struct Problem: Sendable, Hashable {
+        public var location: String
+        public var reason: String
+    }
+
+    /// Files that decoded cleanly.
+    public var healthy = 0
+    /// Files that did not, with why.
+    public var damaged: [Problem] = []
+    /// Temporary files left by writers that crashed (path: only).
+    public var temporaryFiles: [PathStorage.TemporaryFile] = []
+    /// Temporary files removed because they were older than the given age.
+    public var removedTemporaryFiles: [PathStorage.TemporaryFile] = []
+
+    public var isHealthy: Bool { damaged.isEmpty }
+}
+
+extension Store {
+    /// Decodes every file under the store's prefix. With `removeTemporaryFilesOlderThan`, also
+    /// removes crashed writers' temporary files of at least that age (path: only).
+    public func verify(
+        removeTemporaryFilesOlderThan age: Duration? = nil, pageSize: Int = 1000,
+        progress: (@Sendable (Int) -> Void)? = nil
+    ) async throws -> VerifyReport {
+        var report = VerifyReport()
+        var cursor: String?
+        repeat {
+            let page = try await storage.list(prefix: keys.prefix, startAfter: cursor, limit: pageSize)
+            for key in page.keys {
+                let location = storage.location(of: key)
+                guard let userID = keys.userID(forKey: key) else {
+                    report.damaged.append(.init(location: location, reason: "the file name is not one CarbonStore writes"))
+                    continue
+                }
+                do {
+                    guard let object = try await storage.get(key) else { continue }  // deleted meanwhile
+                    _ = try decode(object.bytes, userID: userID, key: key)
+                    report.healthy += 1
+                } catch let error as CorruptUserFileError {
+                    report.damaged.append(.init(location: location, reason: error.reason))
+                }
+            }
+            progress?(report.healthy + report.damaged.count)
+            cursor = page.nextStartAfter
+        } while cursor != nil
+        if let path = storage as? PathStorage {
+            if let age { report.removedTemporaryFiles = try path.removeTemporaryFiles(olderThan: age) }
+            report.temporaryFiles = try path.temporaryFiles()
+        }
+        return report
+    }
+}

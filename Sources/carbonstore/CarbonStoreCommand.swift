@@ -1,0 +1,21 @@
+import ArgumentParser
+
+@main
+struct CarbonStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "carbonstore",
+        abstract: "Per-user carbon-footprint records in one compact binary file per user.",
+        discussion: """
+            Storage is chosen by --storage or CARBONSTORE_STORAGE (default: path:carbonstore-data), e.g.
+              path:///mnt/efs/users?locking=dynamo&table=locks
+              s3:my-bucket?locking=dynamo&table=locks
+              memory:
+            Exit codes: 0 success, 1 failure, 3 not found, 4 conflict, 5 damaged data,
+            6 try again (lock timeout, lease expired, unavailable), 64 invalid input.
+            """,
+        subcommands: [
+            TxnCommand.self, AnswerCommand.self, PrefCommand.self, FootprintCommand.self, SavingCommand.self,
+            UserCommand.self, FileCommand.self, VerifyCommand.self, DemoCommand.self,
+        ]
+    )
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import CarbonFormat
+import CarbonModel
+import CarbonStore
+
+struct FileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "file", abstract: "Work with user files directly.", subcommands: [Inspect.self])
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Decode a user file to JSON, or explain why it is damaged (exit code 5).")
+        @Argument(help: "Path of a .cstore file.") var path: String
+
+        func run() async throws {
+            try await runReportingErrors {
+                let bytes = try readFile(path)
+                do {
+                    let record = try RecordCodec().decode(bytes)
+                    print(try RecordJSON.encode(record))
+                } catch let error as FormatError {
+                    printError("\(path) is not a valid user file: \(error.description)")
+                    throw ExitCode(5)
+                }
+            }
+        }
+    }
+}
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Decode every user file; report damaged ones and exit 5 if there are any.")
+    @OptionGroup var storage: StorageOptions
+    @Option(
+        help: "Also remove temporary files of crashed writers older than this many minutes (path: only).")
+    var removeTempOlderThan: Int?
+
+    func run() async throws {
+        try await runReportingErrors {
+            let store = try await storage.makeStore()
+            let report = try await store.verify(removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
+            for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }
+            for t in report.removedTemporaryFiles { print("removed temporary file: \(t.path) (\(t.ageSeconds) s old)") }
+            for t in report.temporaryFiles {
+                print("temporary file: \(t.path) (\(t.ageSeconds) s old; remove with --remove-temp-older-than)")
+            }
+            print("\(report.healthy) healthy, \(report.damaged.count) damaged")
+            if !report.isHealthy {
+                printError("\(report.damaged.count) damaged user files; see above")
+                throw ExitCode(5)
+            }
+        }
+    }
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StorageIOError(operation: "open", path: path, errno: errno) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw StorageIOError(operation: "read", path: path, errno: errno)
+        }
+        if n == 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return out
+}
+
+#if canImport(Glibc)
+    import Glibc
+#endif

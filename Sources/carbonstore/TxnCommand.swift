@@ -1,0 +1,123 @@
+import ArgumentParser
+import CarbonModel
+import CarbonStore
+
+struct TxnCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "txn", abstract: "Record a user's transactions.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a transaction. Adding the same id again with the same content changes nothing.")
+
+        @OptionGroup var storage: StorageOptions
+        @Argument(help: "The user id.") var user: String
+        @Option(help: "Transaction id, unique per user (chosen by the client).") var id: String
+        @Option(help: "Amount as a decimal, e.g. 12.34 (negative for refunds).") var amount: String
+        @Option(help: "ISO 4217 currency code, e.g. EUR.") var currency: String
+        @Option(help: "Merchant name.") var merchant: String?
+        @Option(help: "Merchant category code (ISO 18245), 0 to 9999.") var mcc: UInt16?
+        @Option(help: "Category.") var category: String?
+        @Option(help: "Description.") var description: String?
+        @Option(help: "Account id.") var account: String?
+        @Option(name: .customLong("meta"), help: "Metadata as key=value (repeatable).") var metadata: [String] = []
+        @Option(help: "When it happened, ISO 8601 (default: now).") var at: String?
+        @Flag(help: "Replace an existing transaction with the same id and different content.") var replace = false
+
+        func run() async throws {
+            try await runReportingErrors {
+                let currency = try parseCurrency(currency)
+                let money: Money
+                do { money = try Money(decimal: amount, currency: currency) } catch let error as ModelError {
+                    throw InvalidRequestError(error.description)
+                }
+                if let mcc, mcc > 9999 {
+                    throw InvalidRequestError("--mcc \(mcc) is not a merchant category code (0 to 9999)")
+                }
+                var meta: [String: String] = [:]
+                for item in metadata {
+                    guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                        throw InvalidRequestError("--meta '\(item)' is not key=value")
+                    }
+                    meta[String(item[..<eq])] = String(item[item.index(after: eq)...])
+                }
+                guard !id.isEmpty else { throw InvalidRequestError("--id must not be empty") }
+                let txn = Transaction(
+                    id: id, time: try parseTime(at), amount: money, merchant: merchant, mcc: mcc, category: category,
+                    description: description, accountID: account, metadata: meta)
+                let store = try await storage.makeStore()
+                let result = try await store.update(user) { record in
+                    var txn = txn
+                    // Without --at, a repeated add of the same id keeps the time first recorded.
+                    if at == nil, let existing = record.transactions.first(where: { $0.id == txn.id }) {
+                        txn.time = existing.time
+                    }
+                    return try record.upsert(txn, replace: replace)
+                }
+                report("transaction \(id) of \(user)", result.value, result)
+            }
+        }
+    }
+}
+
+struct AnswerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "answer", abstract: "Record a user's answer to a question (replaces an earlier answer).")
+
+    @OptionGroup var storage: StorageOptions
+    @Argument(help: "The user id.") var user: String
+    @Argument(help: "The question id.") var question: String
+    @Argument(help: "The answer: true/false, a number, or text.") var value: String
+    @Flag(help: "Read the value as a comma-separated list of choices.") var choices = false
+    @Option(help: "When it was answered, ISO 8601 (default: now).") var at: String?
+
+    func run() async throws {
+        try await runReportingErrors {
+            let response = QuestionResponse(
+                questionID: question, answer: Answer.parse(value, asChoices: choices), answeredAt: try parseTime(at))
+            let store = try await storage.makeStore()
+            let result = try await store.update(user) { record in record.answer(response) }
+            report("answer to \(question) of \(user)", result.value, result)
+        }
+    }
+}
+
+struct PrefCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pref", abstract: "Set or remove a user's account preferences.", subcommands: [Set.self, Unset.self])
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a preference.")
+        @OptionGroup var storage: StorageOptions
+        @Argument(help: "The user id.") var user: String
+        @Argument(help: "The preference key.") var key: String
+        @Argument(help: "The value.") var value: String
+
+        func run() async throws {
+            try await runReportingErrors {
+                let store = try await storage.makeStore()
+                let now = Timestamp.now()
+                let result = try await store.update(user) { record in
+                    record.setPreference(key, value: value, at: now)
+                }
+                report("preference \(key) of \(user)", result.value, result)
+            }
+        }
+    }
+
+    struct Unset: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a preference.")
+        @OptionGroup var storage: StorageOptions
+        @Argument(help: "The user id.") var user: String
+        @Argument(help: "The preference key.") var key: String
+
+        func run() async throws {
+            try await runReportingErrors {
+                let store = try await storage.makeStore()
+                let result = try await store.update(user) { record in record.removePreference(key) }
+                print(result.value ? "removed preference \(key) of \(user) (revision \(result.record.revision))"
+                    : "user \(user) has no preference \(key), nothing changed")
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import CarbonModel
+import CarbonStore
+
+struct UserCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "user", abstract: "Show, delete and list users.", subcommands: [Show.self, Delete.self, List.self])
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a user's record.")
+        @OptionGroup var storage: StorageOptions
+        @Argument(help: "The user id.") var user: String
+        @Flag(help: "Print the whole record as JSON.") var json = false
+
+        func run() async throws {
+            try await runReportingErrors {
+                let store = try await storage.makeStore()
+                let record = try await store.get(user)
+                if json {
+                    print(try RecordJSON.encode(record))
+                } else {
+                    print(summary(record))
+                }
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a user and all their data.")
+        @OptionGroup var storage: StorageOptions
+        @Argument(help: "The user id.") var user: String
+
+        func run() async throws {
+            try await runReportingErrors {
+                let store = try await storage.makeStore()
+                guard try await store.delete(user) else { throw UserNotFoundError(userID: user) }
+                print("deleted user \(user)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List user ids, one per line, in storage order (streamed page by page).")
+        @OptionGroup var storage: StorageOptions
+        @Option(help: "Stop after this many ids.") var limit: Int?
+
+        func run() async throws {
+            try await runReportingErrors {
+                let store = try await storage.makeStore()
+                var count = 0
+                for try await id in store.allUsers() {
+                    if let limit, count >= limit { break }
+                    print(id)
+                    count += 1
+                }
+            }
+        }
+    }
+}
+
+/// A few lines describing a record.
+func summary(_ r: UserRecord) -> String {
+    var lines = [
+        "user \(r.userID)",
+        "  revision \(r.revision), created \(r.createdAt), updated \(r.updatedAt)",
+        "  \(r.transactions.count) transactions, \(r.responses.count) responses, \(r.preferences.count) preferences, \(r.footprints.count) footprints, \(r.savings.count) savings",
+    ]
+    var totals: [CurrencyCode: Int64] = [:]
+    for t in r.transactions { totals[t.amount.currency, default: 0] &+= t.amount.minorUnits }
+    for (currency, units) in totals.sorted(by: { $0.key < $1.key }) {
+        lines.append("  spent \(Money(minorUnits: units, currency: currency))")
+    }
+    let footprint = r.footprints.reduce(Int64(0)) { $0 &+ $1.co2e.milligrams }
+    let saved = r.savings.reduce(Int64(0)) { $0 &+ $1.co2e.milligrams }
+    if !r.footprints.isEmpty { lines.append("  footprint \(CO2e(milligrams: footprint))") }
+    if !r.savings.isEmpty { lines.append("  saved \(CO2e(milligrams: saved))") }
+    if !r.preservedSections.isEmpty {
+        lines.append("  \(r.preservedSections.count) sections from a newer version, kept unchanged")
+    }
+    return lines.joined(separator: "\n")
+}

@@ -1,0 +1,90 @@
+import CarbonStore
+import Testing
+
+@Suite struct StorageURITests {
+    @Test func seedForms() throws {
+        let s3 = try StorageURI("s3:my-bucket?locking=dynamo&table=locks")
+        #expect(s3.backend == .s3(bucket: "my-bucket"))
+        #expect(s3.locking == .dynamo(table: "locks"))
+
+        let efs = try StorageURI("path:///mnt/efs/users?locking=dynamo&table=locks")
+        #expect(efs.backend == .path("/mnt/efs/users"))
+        #expect(efs.locking == .dynamo(table: "locks"))
+    }
+
+    @Test(arguments: [
+        ("path:/var/lib/carbonstore", StorageURI.Backend.path("/var/lib/carbonstore")),
+        ("path:carbonstore-data", .path("carbonstore-data")),
+        ("path:data/users", .path("data/users")),
+        ("path:///data", .path("/data")),
+        ("path:/dir%20with%20space", .path("/dir with space")),
+        ("memory:", .memory),
+        ("s3://my-bucket", .s3(bucket: "my-bucket")),
+    ])
+    func backends(text: String, backend: StorageURI.Backend) throws {
+        let uri = try StorageURI(text.hasPrefix("s3") ? text + "?locking=none" : text)
+        #expect(uri.backend == backend)
+    }
+
+    @Test func defaultsAndOptions() throws {
+        #expect(try StorageURI(StorageURI.defaultURI).locking == .local)
+        #expect(try StorageURI("memory:").locking == .local)
+        #expect(try StorageURI("path:/d?locking=none").locking == .none)
+        let full = try StorageURI(
+            "s3:b-1.x?locking=dynamo&table=t_1&region=eu-west-1&endpoint=http://127.0.0.1:5000&prefix=/users/eu&lease=15000&wait=2500"
+        )
+        #expect(full.region == "eu-west-1")
+        #expect(full.endpoint == "http://127.0.0.1:5000")
+        #expect(full.prefix == "users/eu/")
+        #expect(full.leaseMilliseconds == 15000)
+        #expect(full.waitMilliseconds == 2500)
+        let slashed = try StorageURI("s3://bucket/a/b?locking=none")
+        #expect(slashed.prefix == "a/b/")
+    }
+
+    @Test(arguments: [
+        ("carbonstore-data", "starts with 'path:', 's3:' or 'memory:'"),
+        ("file:///tmp/x", "unknown scheme 'file'"),
+        ("path://host/dir", "names a host"),
+        ("path:", "the path is empty"),
+        ("s3:my-bucket", "s3: needs 'locking'"),
+        ("s3:my-bucket?locking=local", "locking=local cannot serialise writers on S3"),
+        ("s3:My_Bucket?locking=none", "may hold only lower-case letters"),
+        ("s3:ab?locking=none", "3 to 63 characters"),
+        ("path:/d?locking=dynamo", "locking=dynamo needs 'table'"),
+        ("path:/d?locking=redis", "unknown locking 'redis'"),
+        ("path:/d?table=locks", "'table' is only used with locking=dynamo"),
+        ("path:/d?colour=blue", "unknown key 'colour'"),
+        ("path:/d?wait=1&wait=2", "'wait' is given twice"),
+        ("path:/d?wait", "has no value"),
+        ("path:/d?wait=soon", "whole number of milliseconds"),
+        ("path:/d?locking=dynamo&table=t1&lease=10", "whole number of milliseconds from 1000"),
+        ("path:/d?region=eu-west-1", "'region' is only used with s3: or locking=dynamo"),
+        ("s3:bucket?locking=none&endpoint=localhost:9000", "must be an http:// or https:// URL"),
+        ("s3:bucket?locking=none&prefix=../x", "must not contain '.', '..'"),
+        ("memory:?locking=dynamo&table=abc", "memory: keeps data in one process"),
+        ("path:/d?locking=dynamo&table=a", "table name 'a'"),
+    ])
+    func rejections(text: String, expected: String) {
+        #expect {
+            try StorageURI(text)
+        } throws: { error in
+            let e = error as! InvalidStorageURIError
+            let message = e.description
+            return message.contains(expected) && message.contains("Example: ") && message.contains(text)
+                && e.kind == .invalidInput
+        }
+    }
+
+    @Test func exampleInMessageParses() throws {
+        for bad in ["s3:my-bucket", "path://host/x", "path:/d?locking=dynamo"] {
+            do {
+                _ = try StorageURI(bad)
+                Issue.record("\(bad) was accepted")
+            } catch {
+                // The example the message shows must itself be valid.
+                _ = try StorageURI(error.example)
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+/// The engine's behaviour, the same on every local backend.
+@Suite struct StoreTests {
+    enum Backend: String, CaseIterable, Sendable {
+        case memoryLocal = "memory:"
+        case memoryNone = "memory:?locking=none"
+        case pathLocal = "path:DIR"
+        case pathNone = "path:DIR?locking=none"
+    }
+
+    static func withStore(_ backend: Backend, _ body: (Store, String?) async throws -> Void) async throws {
+        let dir = try TemporaryDirectory("store")
+        defer { dir.remove() }
+        let uri = backend.rawValue.replacingOccurrences(of: "DIR", with: dir.path)
+        let store = try await StoreFactory().makeStore(uri)
+        try await body(store, backend.rawValue.contains("DIR") ? dir.path : nil)
+    }
+
+    static func txn(_ id: String, minor: Int64 = 100, at ms: Int64 = 1_700_000_000_000) -> Transaction {
+        Transaction(id: id, time: Timestamp(millisecondsSince1970: ms), amount: Money(minorUnits: minor, currency: CurrencyCode("EUR")!))
+    }
+
+    @Test(arguments: Backend.allCases)
+    func createReadUpdateDelete(backend: Backend) async throws {
+        try await Self.withStore(backend) { store, _ in
+            #expect(try await store.read("alice") == nil)
+            await #expect(throws: UserNotFoundError.self) { try await store.get("alice") }
+
+            let first = try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
+            #expect(first.committed && first.value == .inserted)
+            #expect(first.record.revision == 1)
+            #expect(first.record.userID == "alice")
+
+            let again = try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
+            #expect(!again.committed && again.value == .unchanged && again.record.revision == 1)
+
+            await #expect(throws: IDConflictError.self) {
+                try await store.update("alice") { try $0.upsert(Self.txn("t1", minor: 999)) }
+            }
+            let replaced = try await store.update("alice") { try $0.upsert(Self.txn("t1", minor: 999), replace: true) }
+            #expect(replaced.value == .replaced && replaced.record.revision == 2)
+
+            let read = try await store.get("alice")
+            #expect(read == replaced.record)
+            #expect(read.createdAt <= read.updatedAt)
+
+            #expect(try await store.delete("alice"))
+            #expect(try await store.read("alice") == nil)
+            #expect(try await store.delete("alice") == false)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func concurrentTasksLoseNothing(backend: Backend) async throws {
+        try await Self.withStore(backend) { store, _ in
+            let tasks = 8
+            let adds = 25
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for t in 0..<tasks {
+                    group.addTask {
+                        for a in 0..<adds {
+                            for user in ["u1", "u2"] {
+                                try await store.update(user) { try $0.upsert(Self.txn("t\(t)-\(a)", at: Int64(a))) }
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for user in ["u1", "u2"] {
+                let record = try await store.get(user)
+                #expect(record.transactions.count == tasks * adds)
+                #expect(record.revision == UInt64(tasks * adds))
+                #expect(Set(record.transactions.map(\.id)).count == tasks * adds)
+            }
+        }
+    }
+
+    @Test(arguments: [Backend.memoryLocal, .pathLocal])
+    func listingPagesThroughEveryUserOnce(backend: Backend) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var ids = Set<String>()
+            for i in 0..<300 { ids.insert("user-\(i)") }
+            ids.formUnion(["../../etc/passwd", "a/b", "Ωμέγα", String(repeating: "z", count: 256)])
+            for id in ids {
+                try await store.update(id) { $0.setPreference("k", value: "v", at: Timestamp(millisecondsSince1970: 0)) }
+            }
+            var seen: [String] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let page = try await store.listUsers(after: cursor, limit: 37)
+                #expect(page.userIDs.count <= 37)
+                seen += page.userIDs
+                cursor = page.cursor
+                pages += 1
+            } while cursor != nil
+            #expect(pages >= 300 / 37)
+            #expect(seen.count == ids.count)
+            #expect(Set(seen) == ids)
+            var streamed: [String] = []
+            for try await id in store.allUsers(pageSize: 50) { streamed.append(id) }
+            #expect(streamed == seen)
+        }
+    }
+
+    @Test func awkwardIDsStayInsideTheDataDirectory() async throws {
+        let outer = try TemporaryDirectory("confine")
+        defer { outer.remove() }
+        let dataDir = outer.path + "/data"
+        let store = try await StoreFactory().makeStore("path:" + dataDir)
+        for id in UserKeysTests.awkwardIDs {
+            try await store.update(id) { try $0.upsert(Self.txn("t")) }
+            #expect(try await store.get(id).userID == id)
+        }
+        // Nothing was written outside the data directory.
+        #expect(outer.allFiles().allSatisfy { $0.hasPrefix("data/") })
+        let files = outer.allFiles().filter { $0.hasSuffix(".cstore") }
+        #expect(files.count == UserKeysTests.awkwardIDs.count)
+        await #expect(throws: InvalidUserIDError.self) { try await store.update("") { _ in } }
+        await #expect(throws: InvalidUserIDError.self) {
+            try await store.update(String(repeating: "x", count: 10_240)) { _ in }
+        }
+    }
+
+    @Test func corruptFileIsReportedAndNeverReplaced() async throws {
+        try await Self.withStore(.pathLocal) { store, dir in
+            try await store.update("carol") { try $0.upsert(Self.txn("t1")) }
+            let path = dir! + "/" + (try store.keys.key(for: "carol"))
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            bytes[bytes.count / 2] ^= 0xFF
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+            await #expect {
+                try await store.read("carol")
+            } throws: { error in
+                let e = error as! CorruptUserFileError
+                return e.location == path && e.description.contains("carol") && e.kind == .corrupt
+            }
+            await #expect(throws: CorruptUserFileError.self) {
+                try await store.update("carol") { try $0.upsert(Self.txn("t2")) }
+            }
+            #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) == bytes)
+            let report = try await store.verify()
+            #expect(report.damaged.count == 1 && report.damaged[0].location == path)
+        }
+    }
+
+    @Test func fileOfAnotherUserIsCorrupt() async throws {
+        try await Self.withStore(.pathLocal) { store, dir in
+            try await store.update("dave") { try $0.upsert(Self.txn("t1")) }
+            try await store.update("erin") { try $0.upsert(Self.txn("t1")) }
+            let dave = dir! + "/" + (try store.keys.key(for: "dave"))
+            let erin = dir! + "/" + (try store.keys.key(for: "erin"))
+            try FileManager.default.removeItem(atPath: erin)
+            try FileManager.default.copyItem(atPath: dave, toPath: erin)
+            await #expect {
+                try await store.read("erin")
+            } throws: { ($0 as? CorruptUserFileError)?.reason.contains("belongs to user 'dave'") == true }
+        }
+    }
+
+    @Test(arguments: [Backend.memoryLocal, .pathLocal])
+    func lockTimeoutNamesUserAndHolder(backend: Backend) async throws {
+        try await Self.withStore(backend) { store, _ in
+            let key = try store.keys.key(for: "frank")
+            let lease = try await store.locks.acquire(key, userID: "frank", wait: .seconds(1))
+            var quick = store
+            quick.options.lockWait = .milliseconds(150)
+            let start = ContinuousClock.now
+            await #expect {
+                try await quick.update("frank") { try $0.upsert(Self.txn("t1")) }
+            } throws: { error in
+                let e = error as! LockTimeoutError
+                return e.userID == "frank" && e.holder?.contains(lease.operationID) == true && e.kind == .lockTimeout
+            }
+            #expect(ContinuousClock.now - start >= .milliseconds(150))
+            try await store.locks.release(lease)
+            try await quick.update("frank") { try $0.upsert(Self.txn("t1")) }
+            #expect(try await store.get("frank").transactions.count == 1)
+        }
+    }
+
+    @Test func expiredLeaseNeverCommits() async throws {
+        let storage = MemoryStorage()
+        let store = Store(storage: storage, locks: ExpiringLocks(lease: .milliseconds(50)),
+                          options: StoreOptions(leaseSafetyMargin: .milliseconds(10)))
+        try await store.update("gina") { try $0.upsert(Self.txn("t1")) }
+        await #expect(throws: LeaseExpiredError.self) {
+            try await store.update("gina") { record in
+                // A writer that stalls past its lease (as if paused) must not write.
+                let until = ContinuousClock.now + .milliseconds(120)
+                while ContinuousClock.now < until {}
+                try record.upsert(Self.txn("t2"))
+            }
+        }
+        #expect(try await store.get("gina").transactions.map(\.id) == ["t1"])
+    }
+
+    @Test func fenceRejectsStaleWrites() async throws {
+        try await Self.withStore(.pathNone) { store, _ in
+            let key = try store.keys.key(for: "hank")
+            try await store.update("hank") { try $0.upsert(Self.txn("t1")) }
+            let stale = try await store.storage.get(key)!
+            try await store.update("hank") { try $0.upsert(Self.txn("t2")) }
+            await #expect(throws: VersionMismatchError.self) {
+                try await store.storage.put(key, bytes: stale.bytes, condition: .mustMatch(stale.version))
+            }
+            await #expect(throws: VersionMismatchError.self) {
+                try await store.storage.put(key, bytes: stale.bytes, condition: .mustNotExist)
+            }
+            await #expect(throws: VersionMismatchError.self) {
+                try await store.storage.delete(key, condition: .mustMatch(stale.version))
+            }
+            #expect(try await store.get("hank").transactions.count == 2)
+        }
+    }
+
+    @Test func rewriteWithIdenticalBytesStillChangesVersion() async throws {
+        try await Self.withStore(.pathNone) { store, _ in
+            let key = "aa/bb/x.cstore"
+            let v1 = try await store.storage.put(key, bytes: [1, 2, 3], condition: .mustNotExist)
+            let v2 = try await store.storage.put(key, bytes: [1, 2, 3], condition: .mustMatch(v1))
+            #expect(v1 != v2)
+            await #expect(throws: VersionMismatchError.self) {
+                try await store.storage.put(key, bytes: [1, 2, 3], condition: .mustMatch(v1))
+            }
+        }
+    }
+
+    @Test func temporaryFilesOfCrashedWritersAreFoundAndRemoved() async throws {
+        try await Self.withStore(.pathLocal) { store, dir in
+            try await store.update("ivy") { try $0.upsert(Self.txn("t1")) }
+            let path = store.storage as! PathStorage
+            let leaf = dir! + "/" + PathStorage.parent(of: try store.keys.key(for: "ivy"))
+            let stray = leaf + "/.tmp-ivy.cstore.999.abc"
+            FileManager.default.createFile(atPath: stray, contents: Data([1, 2, 3]))
+            #expect(try path.temporaryFiles().map(\.path) == [stray])
+            // Young temporary files may belong to a live writer: they stay.
+            #expect(try path.removeTemporaryFiles(olderThan: .seconds(600)).isEmpty)
+            try FileManager.default.setAttributes(
+                [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: stray)
+            let report = try await store.verify(removeTemporaryFilesOlderThan: .seconds(600))
+            #expect(report.removedTemporaryFiles.map(\.path) == [stray])
+            #expect(report.temporaryFiles.isEmpty && report.healthy == 1)
+            #expect(try store.get("ivy").transactions.count == 1)
+        }
+    }
+
+    @Test func missingVolumeIsAnError() async throws {
+        await #expect {
+            try await StoreFactory().makeStore("path:///nonexistent-mount-\(UInt32.random(in: 0...UInt32.max))/users")
+        } throws: { "\($0)".contains("is the volume mounted?") }
+    }
+
+    @Test func awsURIsNeedTheAWSModule() async throws {
+        await #expect(throws: UnsupportedError.self) {
+            try await StoreFactory().makeStore("s3:my-bucket?locking=dynamo&table=locks")
+        }
+    }
+}
+
+/// Locks whose leases run out after a fixed time, as DynamoDB leases do.
+struct ExpiringLocks: LockService {
+    let lease: Duration
+    func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
+        Lease(name: name, operationID: OperationID.make(), validUntil: .now + lease)
+    }
+    func renew(_ lease: Lease) async throws -> Lease {
+        guard lease.isValid() else { throw LeaseExpiredError(userID: lease.name, operationID: lease.operationID) }
+        return lease
+    }
+    func release(_ lease: Lease) async throws {}
+}
