@@ -22,11 +22,15 @@ struct ByteWriter {
     }
 
     @inline(__always) mutating func u32(_ v: UInt32) {
-        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+        for shift in stride(from: 0, to: 32, by: 8) {
+            bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift)))
+        }
     }
 
     @inline(__always) mutating func u64(_ v: UInt64) {
-        for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+        for shift in stride(from: 0, to: 64, by: 8) {
+            bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift)))
+        }
     }
 
     mutating func patchU16(_ v: UInt16, at offset: Int) {
@@ -121,7 +125,9 @@ struct ByteReader {
         }
     }
 
-    @inline(__always) mutating func u8(_ what: @autoclosure () -> String = "byte") throws(FormatError) -> UInt8 {
+    @inline(__always) mutating func u8(_ what: @autoclosure () -> String = "byte") throws(FormatError)
+        -> UInt8
+    {
         guard pos < end else { throw error(.truncated, "\(what()) needs 1 byte, 0 left") }
         let b = buffer[pos]
         pos &+= 1
@@ -152,7 +158,9 @@ struct ByteReader {
     }
 
     /// An unsigned LEB128 varint of at most 10 bytes; overlong and overflowing encodings are errors.
-    @inline(__always) mutating func varint(_ what: @autoclosure () -> String = "varint") throws(FormatError) -> UInt64 {
+    @inline(__always) mutating func varint(_ what: @autoclosure () -> String = "varint") throws(FormatError)
+        -> UInt64
+    {
         if pos < end {
             let b = buffer[pos]
             if b < 0x80 {
@@ -174,19 +182,25 @@ struct ByteReader {
             if shift == 63, b > 1 { throw error(.malformed, "\(what) overflows 64 bits", at: start) }
             result |= UInt64(b & 0x7F) << shift
             if b < 0x80 {
-                if b == 0, shift > 0 { throw error(.malformed, "\(what) has an overlong encoding", at: start) }
+                if b == 0, shift > 0 {
+                    throw error(.malformed, "\(what) has an overlong encoding", at: start)
+                }
                 return result
             }
             shift += 7
         }
     }
 
-    @inline(__always) mutating func zigzag(_ what: @autoclosure () -> String = "integer") throws(FormatError) -> Int64 {
+    @inline(__always) mutating func zigzag(_ what: @autoclosure () -> String = "integer") throws(FormatError)
+        -> Int64
+    {
         zigzagDecode(try varint(what()))
     }
 
     /// A time stored as a zigzag delta from `previous`, which it then replaces.
-    @inline(__always) mutating func delta(from previous: inout Int64, _ what: @autoclosure () -> String = "time")
+    @inline(__always) mutating func delta(
+        from previous: inout Int64, _ what: @autoclosure () -> String = "time"
+    )
         throws(FormatError) -> Timestamp
     {
         previous = previous &+ zigzagDecode(try varint(what()))
@@ -194,10 +208,14 @@ struct ByteReader {
     }
 
     /// A count or index that must not exceed `limit`.
-    @inline(__always) mutating func int(max limit: Int, _ what: @autoclosure () -> String) throws(FormatError) -> Int {
+    @inline(__always) mutating func int(max limit: Int, _ what: @autoclosure () -> String) throws(FormatError)
+        -> Int
+    {
         let start = pos
         let v = try varint(what())
-        guard limit >= 0, v <= UInt64(limit) else { throw error(.malformed, "\(what()) \(v) is out of range (largest allowed: \(limit))", at: start) }
+        guard limit >= 0, v <= UInt64(limit) else {
+            throw error(.malformed, "\(what()) \(v) is out of range (largest allowed: \(limit))", at: start)
+        }
         return Int(v)
     }
 
@@ -212,7 +230,9 @@ struct ByteReader {
     }
 
     /// `n` bytes of valid UTF-8.
-    @inline(__always) mutating func utf8(_ n: Int, _ what: @autoclosure () -> String) throws(FormatError) -> String {
+    @inline(__always) mutating func utf8(_ n: Int, _ what: @autoclosure () -> String) throws(FormatError)
+        -> String
+    {
         guard n <= remaining else {
             throw error(.lengthBeyondEnd, "\(what()) length \(n) exceeds the \(remaining) bytes left")
         }
@@ -230,12 +250,15 @@ struct ByteReader {
         let start = pos
         let n = try varint(what())
         guard n <= UInt64(remaining) else {
-            throw error(.lengthBeyondEnd, "\(what()) length \(n) exceeds the \(remaining) bytes left", at: start)
+            throw error(
+                .lengthBeyondEnd, "\(what()) length \(n) exceeds the \(remaining) bytes left", at: start)
         }
         return try utf8(Int(n), what())
     }
 
-    @inline(__always) mutating func optionalString(_ what: @autoclosure () -> String) throws(FormatError) -> String? {
+    @inline(__always) mutating func optionalString(_ what: @autoclosure () -> String) throws(FormatError)
+        -> String?
+    {
         let start = pos
         let n = try varint(what())
         if n == 0 { return nil }

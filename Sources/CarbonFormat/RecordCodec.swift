@@ -61,7 +61,7 @@ public struct RecordCodec: Sendable {
         /// Sections whose payload is smaller than this many bytes are stored raw.
         public var compressionThreshold: Int
 
-        public init(compression: Compression = .zlib(level: 6), compressionThreshold: Int = 512) {
+        public init(compression: Compression = .zlib(level: 1), compressionThreshold: Int = 512) {
             self.compression = compression
             self.compressionThreshold = compressionThreshold
         }
@@ -115,7 +115,9 @@ public struct RecordCodec: Sendable {
 
         var sections: UInt32 = 0
         if !record.transactions.isEmpty {
-            section(SectionTag.transactions, &w) { TransactionsSection.encode(record.transactions, into: &$0) }
+            section(SectionTag.transactions, &w) {
+                TransactionsSection.encode(record.transactions, into: &$0)
+            }
             sections += 1
         }
         if !record.responses.isEmpty {
@@ -140,12 +142,16 @@ public struct RecordCodec: Sendable {
             w.u16(p.flags)
             w.u32(UInt32(p.payload.count))
             w.bytes.append(contentsOf: p.payload)
-            let crc = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+            let crc = w.bytes.withUnsafeBytes {
+                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...]))
+            }
             w.u32(crc)
             sections += 1
         }
         w.patchU32(sections, at: countOffset)
-        let headerCRC = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[..<headerEnd])) }
+        let headerCRC = w.bytes.withUnsafeBytes {
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[..<headerEnd]))
+        }
         w.patchU32(headerCRC, at: headerEnd)
         return w.bytes
     }
@@ -190,7 +196,9 @@ public struct RecordCodec: Sendable {
     /// Decodes any contiguous collection of bytes (e.g. Foundation's `Data`); others are copied first.
     public func decode<C: Collection<UInt8>>(_ bytes: C) throws(FormatError) -> UserRecord {
         let result: Result<UserRecord, FormatError>? = bytes.withContiguousStorageIfAvailable { buffer in
-            Result(catching: { () throws(FormatError) -> UserRecord in try decode(UnsafeRawBufferPointer(buffer)) })
+            Result(catching: { () throws(FormatError) -> UserRecord in
+                try decode(UnsafeRawBufferPointer(buffer))
+            })
         }
         if let result { return try result.get() }
         return try decode(Array(bytes))
@@ -207,19 +215,22 @@ public struct RecordCodec: Sendable {
             let (info, body) = try Self.readSection(&r, index: index, of: header.sectionCount)
             let tag = info.tag
             guard SectionTag.isKnown(tag) else {
-                record.preservedSections.append(PreservedSection(tag: tag, flags: info.flags, payload: Array(body)))
+                record.preservedSections.append(
+                    PreservedSection(tag: tag, flags: info.flags, payload: Array(body)))
                 continue
             }
             guard seen & (1 << UInt32(tag)) == 0 else {
                 throw FormatError(
-                    .duplicateSection, offset: info.offset, sectionTag: tag, detail: "a second '\(info.name)' section")
+                    .duplicateSection, offset: info.offset, sectionTag: tag,
+                    detail: "a second '\(info.name)' section")
             }
             seen |= 1 << UInt32(tag)
             let payloadOffset = info.offset + 8
             if info.isCompressed {
                 let raw = try Self.inflate(body, offset: payloadOffset, tag: tag)
                 try withBytes(raw) { (b) throws(FormatError) in
-                    var sr = ByteReader(b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag))
+                    var sr = ByteReader(
+                        b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag))
                     try Self.decodePayload(tag, &sr, into: &record)
                 }
             } else {
@@ -263,7 +274,9 @@ public struct RecordCodec: Sendable {
     }
 
     /// The header and where every section is, with every CRC checked, without decoding payloads.
-    public static func layout(of bytes: [UInt8]) throws(FormatError) -> (header: FileHeader, sections: [SectionInfo]) {
+    public static func layout(of bytes: [UInt8]) throws(FormatError) -> (
+        header: FileHeader, sections: [SectionInfo]
+    ) {
         try withBytes(bytes) { (buffer) throws(FormatError) -> (FileHeader, [SectionInfo]) in
             var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
             let header = try readHeader(&r)
@@ -288,14 +301,16 @@ public struct RecordCodec: Sendable {
                 detail: "expected 89 43 53 54 0d 0a 1a 0a (\"\\x89CST\\r\\n\\x1a\\n\"), found \(found)")
         }
         guard r.remaining >= magic.count + 2 else {
-            throw FormatError(.truncated, offset: r.remaining, detail: "\(r.remaining) bytes, too short for a header")
+            throw FormatError(
+                .truncated, offset: r.remaining, detail: "\(r.remaining) bytes, too short for a header")
         }
         r.pos = magic.count
         let version = try r.u16("format version")
         guard version == formatVersion else {
             throw FormatError(
                 .unsupportedVersion, offset: 8,
-                detail: "the file has format version \(version); this reader supports version \(formatVersion)")
+                detail:
+                    "the file has format version \(version); this reader supports version \(formatVersion)")
         }
         let flags = try r.u16("file flags")
         let revision = try r.u64("revision")
@@ -311,7 +326,8 @@ public struct RecordCodec: Sendable {
         guard Int(idLength) + 4 <= r.remaining else {
             throw r.error(
                 .lengthBeyondEnd,
-                "user id length \(idLength) and header CRC exceed the \(r.remaining) bytes left", at: r.pos - 4)
+                "user id length \(idLength) and header CRC exceed the \(r.remaining) bytes left",
+                at: r.pos - 4)
         }
         let idStart = r.pos
         r.pos += Int(idLength)
@@ -324,7 +340,8 @@ public struct RecordCodec: Sendable {
         }
         guard flags == 0 else {
             throw FormatError(
-                .unsupportedFeature, offset: 10, detail: "file flags \(hex16(flags)) are not defined in version 1")
+                .unsupportedFeature, offset: 10,
+                detail: "file flags \(hex16(flags)) are not defined in version 1")
         }
         let end = r.pos
         r.pos = idStart
@@ -332,7 +349,8 @@ public struct RecordCodec: Sendable {
         r.pos = end
         return FileHeader(
             formatVersion: version, flags: flags, userID: userID, revision: revision,
-            createdAt: Timestamp(millisecondsSince1970: created), updatedAt: Timestamp(millisecondsSince1970: updated),
+            createdAt: Timestamp(millisecondsSince1970: created),
+            updatedAt: Timestamp(millisecondsSince1970: updated),
             sectionCount: Int(count), byteCount: end)
     }
 
@@ -355,7 +373,8 @@ public struct RecordCodec: Sendable {
             throw FormatError(
                 .lengthBeyondEnd, offset: start + 4, sectionTag: tag,
                 detail:
-                    "section length \(length) plus its 4-byte CRC exceeds the \(r.remaining) bytes left in the file")
+                    "section length \(length) plus its 4-byte CRC exceeds the \(r.remaining) bytes left in the file"
+            )
         }
         let body = UnsafeRawBufferPointer(rebasing: r.buffer[r.pos..<(r.pos + Int(length))])
         r.pos += Int(length)
@@ -366,7 +385,9 @@ public struct RecordCodec: Sendable {
                 .checksumMismatch, offset: r.pos - 4, sectionTag: tag,
                 detail: "stored \(hex32(stored)), computed \(hex32(computed))")
         }
-        guard tag != 0 else { throw FormatError(.malformed, offset: start, sectionTag: tag, detail: "tag 0 is reserved") }
+        guard tag != 0 else {
+            throw FormatError(.malformed, offset: start, sectionTag: tag, detail: "tag 0 is reserved")
+        }
         if SectionTag.isKnown(tag) {
             guard flags & ~compressedFlag == 0 else {
                 throw FormatError(
@@ -376,7 +397,8 @@ public struct RecordCodec: Sendable {
         } else if tag & SectionTag.criticalBit != 0 {
             throw FormatError(
                 .unsupportedFeature, offset: start, sectionTag: tag,
-                detail: "critical section tag \(hex16(tag)) is not understood by this reader (format version 1)")
+                detail:
+                    "critical section tag \(hex16(tag)) is not understood by this reader (format version 1)")
         }
         var rawLength = Int(length)
         if SectionTag.isKnown(tag), flags & compressedFlag != 0 {
@@ -403,7 +425,8 @@ public struct RecordCodec: Sendable {
         var destLength = uLongf(bound)
         var status = Z_OK
         let out = [UInt8](unsafeUninitializedCapacity: bound) { buffer, initialized in
-            status = compress2(buffer.baseAddress, &destLength, src, uLong(input.count), max(-1, min(9, level)))
+            status = compress2(
+                buffer.baseAddress, &destLength, src, uLong(input.count), max(-1, min(9, level)))
             initialized = status == Z_OK ? Int(destLength) : 0
         }
         return status == Z_OK ? out : nil
@@ -411,11 +434,14 @@ public struct RecordCodec: Sendable {
 
     /// Inflates a compressed section body (u32 raw length, then a zlib stream) after checking the
     /// declared length against the limits, and checks the output is exactly that long.
-    static func inflate(_ body: UnsafeRawBufferPointer, offset: Int, tag: UInt16) throws(FormatError) -> [UInt8] {
+    static func inflate(_ body: UnsafeRawBufferPointer, offset: Int, tag: UInt16) throws(FormatError)
+        -> [UInt8]
+    {
         let rawLength = Int(body.loadUnaligned(as: UInt32.self).littleEndian)
         let stream = UnsafeRawBufferPointer(rebasing: body[4...])
         guard rawLength >= 1 else {
-            throw FormatError(.malformed, offset: offset, sectionTag: tag, detail: "compressed section of raw length 0")
+            throw FormatError(
+                .malformed, offset: offset, sectionTag: tag, detail: "compressed section of raw length 0")
         }
         guard rawLength <= maxRawSectionLength else {
             throw FormatError(
@@ -441,7 +467,8 @@ public struct RecordCodec: Sendable {
         guard status == Z_OK else {
             let reason =
                 switch status {
-                case Z_BUF_ERROR: "the data inflates to more than the declared \(rawLength) bytes, or is cut short"
+                case Z_BUF_ERROR:
+                    "the data inflates to more than the declared \(rawLength) bytes, or is cut short"
                 case Z_DATA_ERROR: "the zlib stream is corrupt"
                 case Z_MEM_ERROR: "out of memory"
                 default: "zlib error \(status)"

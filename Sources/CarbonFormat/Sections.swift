@@ -68,7 +68,8 @@ struct DecodedTable {
         currencies = []
     }
 
-    @inline(__always) func string(_ r: inout ByteReader, _ what: @autoclosure () -> String) throws(FormatError)
+    @inline(__always) func string(_ r: inout ByteReader, _ what: @autoclosure () -> String)
+        throws(FormatError)
         -> String
     {
         strings[try r.int(max: strings.count - 1, "\(what()) index")]
@@ -87,7 +88,8 @@ struct DecodedTable {
         if let c = currencies[i] { return c }
         guard let c = storedCurrency(strings[i]) else {
             throw r.error(
-                .invalidValue, "currency code '\(strings[i])' is not three upper-case ASCII letters", at: start)
+                .invalidValue, "currency code '\(strings[i])' is not three upper-case ASCII letters",
+                at: start)
         }
         currencies[i] = c
         return c
@@ -131,7 +133,9 @@ enum TransactionsSection {
                     anyMetadata = true
                 }
                 metadata[i] =
-                    t.metadata.sorted { utf8Less($0.key, $1.key) }.map { (table.id($0.key), table.id($0.value)) }
+                    t.metadata.sorted { utf8Less($0.key, $1.key) }.map {
+                        (table.id($0.key), table.id($0.value))
+                    }
             }
         }
         w.varint(n)
@@ -176,11 +180,16 @@ enum TransactionsSection {
         result.reserveCapacity(n)
         for i in 0..<n {
             let c = try table.currency(&r)
-            result.append(Transaction(id: ids[i], time: times[i], amount: Money(minorUnits: amounts[i], currency: c)))
+            result.append(
+                Transaction(id: ids[i], time: times[i], amount: Money(minorUnits: amounts[i], currency: c)))
         }
         for i in 0..<n { result[i].merchant = try table.optionalString(&r, "merchant") }
         for i in 0..<n {
-            let m = try r.int(max: 10_000, "merchant category code + 1")
+            let start = r.pos
+            let m = try r.varint("merchant category code")
+            guard m <= 10_000 else {
+                throw r.error(.invalidValue, "merchant category code \(m - 1) is above 9999", at: start)
+            }
             result[i].mcc = m == 0 ? nil : UInt16(m - 1)
         }
         for i in 0..<n { result[i].category = try table.optionalString(&r, "category") }
@@ -251,7 +260,9 @@ enum ResponsesSection {
             case .number: answer = .number(Double(bitPattern: try r.u64("answer number")))
             case .boolean:
                 let b = try r.u8("answer boolean")
-                guard b <= 1 else { throw r.error(.malformed, "boolean answer \(b) is not 0 or 1", at: r.pos - 1) }
+                guard b <= 1 else {
+                    throw r.error(.malformed, "boolean answer \(b) is not 0 or 1", at: r.pos - 1)
+                }
                 answer = .boolean(b == 1)
             case .choices:
                 let m = try r.count("choice count")
@@ -409,7 +420,8 @@ enum SavingsSection {
             let a = try table.string(&r, "action id")
             result.append(
                 Saving(
-                    id: ids[i], actionID: a, co2e: CO2e(milligrams: 0), period: Period(start: zero, end: zero),
+                    id: ids[i], actionID: a, co2e: CO2e(milligrams: 0),
+                    period: Period(start: zero, end: zero),
                     recordedAt: zero))
         }
         for i in 0..<n { result[i].co2e = CO2e(milligrams: try r.zigzag("kgCO2e")) }

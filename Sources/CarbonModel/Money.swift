@@ -4,9 +4,12 @@ public struct CurrencyCode: Sendable, Hashable, Comparable, Codable, CustomStrin
 
     /// Accepts three ASCII letters in either case and stores them upper-case.
     public init?(_ text: String) {
-        let upper = text.uppercased()
-        guard upper.utf8.count == 3, upper.utf8.allSatisfy({ $0 >= 65 && $0 <= 90 }) else { return nil }
-        code = upper
+        let letters = Array(text.utf8)
+        guard letters.count == 3, letters.allSatisfy({ ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) })
+        else {
+            return nil
+        }
+        code = String(decoding: letters.map { $0 >= 97 ? $0 - 32 : $0 }, as: UTF8.self)
     }
 
     public var description: String { code }
@@ -30,7 +33,8 @@ public struct CurrencyCode: Sendable, Hashable, Comparable, Codable, CustomStrin
         let text = try container.decode(String.self)
         guard let value = CurrencyCode(text) else {
             throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "'\(text)' is not an ISO 4217 currency code such as EUR or USD")
+                in: container,
+                debugDescription: "'\(text)' is not an ISO 4217 currency code such as EUR or USD")
         }
         self = value
     }
@@ -67,7 +71,9 @@ public struct Money: Sendable, Hashable, Codable, CustomStringConvertible {
     }
 
     /// The amount as a decimal string with the currency's minor-unit digits, e.g. `12.30`.
-    public var decimalString: String { DecimalText.format(minorUnits, fractionDigits: currency.minorUnitDigits) }
+    public var decimalString: String {
+        DecimalText.format(minorUnits, fractionDigits: currency.minorUnitDigits)
+    }
 
     public var description: String { "\(decimalString) \(currency)" }
 
@@ -80,7 +86,8 @@ public struct Money: Sendable, Hashable, Codable, CustomStringConvertible {
         do {
             try self.init(decimal: text, currency: currency)
         } catch {
-            throw DecodingError.dataCorruptedError(forKey: .amount, in: c, debugDescription: error.description)
+            throw DecodingError.dataCorruptedError(
+                forKey: .amount, in: c, debugDescription: error.description)
         }
     }
 
@@ -104,7 +111,8 @@ public struct CO2e: Sendable, Hashable, Comparable, Codable, CustomStringConvert
         guard let mg = DecimalText.parse(text, fractionDigits: 6) else {
             throw ModelError(
                 field: "kgCO2e", value: text,
-                reason: "expected kilograms as a decimal number with at most 6 digits after the point, such as 12.345"
+                reason:
+                    "expected kilograms as a decimal number with at most 6 digits after the point, such as 12.345"
             )
         }
         self.init(milligrams: mg)
@@ -177,8 +185,9 @@ public enum DecimalText {
                 fraction += 1
                 guard fraction <= fractionDigits else { return nil }
             }
+            // Accumulated as a negative number, whose range includes Int64.min.
             let (m, o1) = value.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(Int64(c - 48))
+            let (a, o2) = m.subtractingReportingOverflow(Int64(c - 48))
             guard !o1, !o2 else { return nil }
             value = a
         }
@@ -188,7 +197,8 @@ public enum DecimalText {
             guard !o else { return nil }
             value = m
         }
-        return negative ? -value : value
+        if negative { return value }
+        return value == .min ? nil : -value
     }
 
     public static func format(_ value: Int64, fractionDigits: Int) -> String {

@@ -93,7 +93,9 @@ extension UserRecord {
     /// Adds a transaction, or confirms it is already there. An existing id with different content is
     /// replaced when `replace` is true and is an `IDConflictError` otherwise.
     @discardableResult
-    public mutating func upsert(_ t: Transaction, replace: Bool = false) throws(IDConflictError) -> UpsertOutcome {
+    public mutating func upsert(_ t: Transaction, replace: Bool = false) throws(IDConflictError)
+        -> UpsertOutcome
+    {
         if let i = transactions.firstIndex(where: { $0.id == t.id }) {
             if transactions[i] == t { return .unchanged }
             guard replace else { throw IDConflictError(kind: "transaction", id: t.id, userID: userID) }

@@ -46,7 +46,8 @@ public enum OperationID {
         }
         let h = hex(a) + hex(b)
         let c = Array(h)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20])
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-"
+            + String(c[16..<20])
             + "-" + String(c[20..<32])
     }
 }

@@ -9,7 +9,9 @@ public struct Lease: Sendable, Hashable {
     /// How long the lease lasts from acquisition or renewal (nil when it does not expire).
     public var term: Duration?
 
-    public init(name: String, operationID: String, validUntil: ContinuousClock.Instant?, term: Duration? = nil) {
+    public init(
+        name: String, operationID: String, validUntil: ContinuousClock.Instant?, term: Duration? = nil
+    ) {
         self.name = name
         self.operationID = operationID
         self.validUntil = validUntil

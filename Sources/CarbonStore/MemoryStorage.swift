@@ -62,7 +62,9 @@ public final class MemoryStorage: ObjectStorage {
         switch condition {
         case .unconditional: return
         case .mustNotExist:
-            if let current { throw VersionMismatchError(location: location, expected: "no object, found \(current)") }
+            if let current {
+                throw VersionMismatchError(location: location, expected: "no object, found \(current)")
+            }
         case .mustMatch(let v):
             if current != v { throw VersionMismatchError(location: location, expected: v.rawValue) }
         }

@@ -81,7 +81,9 @@ public final class PathStorage: ObjectStorage {
         var out = [UInt8](repeating: 0, count: max(sizeHint, 0))
         var filled = 0
         while true {
-            if filled == out.count { out.append(contentsOf: repeatElement(0, count: max(4096, out.count / 2))) }
+            if filled == out.count {
+                out.append(contentsOf: repeatElement(0, count: max(4096, out.count / 2)))
+            }
             let n = out.withUnsafeMutableBytes { buf in
                 Glibc.read(fd, buf.baseAddress! + filled, buf.count - filled)
             }
@@ -103,7 +105,8 @@ public final class PathStorage: ObjectStorage {
         let target = path(of: key)
         let dir = Self.parent(of: target)
         try makeDirectories(dir)
-        let temp = dir + "/.tmp-" + Self.baseName(of: target) + "." + String(getpid()) + "."
+        let temp =
+            dir + "/.tmp-" + Self.baseName(of: target) + "." + String(getpid()) + "."
             + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let inode = try writeTemporary(temp, bytes: bytes)
         do {
@@ -197,7 +200,8 @@ public final class PathStorage: ObjectStorage {
         let lockPath = dir + "/.commit.lock"
         let lock = try await FileLock.acquire(lockPath, wait: commitLockWait)
         guard let lock else {
-            throw StorageIOError(operation: "lock (held by a stopped or hung writer?)", path: lockPath, errno: ETIMEDOUT)
+            throw StorageIOError(
+                operation: "lock (held by a stopped or hung writer?)", path: lockPath, errno: ETIMEDOUT)
         }
         defer { lock.release() }
         return try body()
@@ -211,7 +215,9 @@ public final class PathStorage: ObjectStorage {
         let dir = Self.parent(of: target)
         var st = stat()
         if stat(dir, &st) != 0 {
-            if case .mustMatch(let v) = condition { throw VersionMismatchError(location: target, expected: v.rawValue) }
+            if case .mustMatch(let v) = condition {
+                throw VersionMismatchError(location: target, expected: v.rawValue)
+            }
             return false
         }
         return try await withCommitLock(dir) { () throws -> Bool in

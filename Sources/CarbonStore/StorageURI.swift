@@ -101,7 +101,9 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                 throw fail("the path is empty", "path:carbonstore-data or path:///var/lib/carbonstore")
             }
             guard !rest.utf8.contains(0) else { throw fail("the path contains a NUL byte") }
-            guard let decoded = Self.percentDecode(rest) else { throw fail("the path has a malformed %-escape") }
+            guard let decoded = Self.percentDecode(rest) else {
+                throw fail("the path has a malformed %-escape")
+            }
             backend = .path(decoded)
         case "s3":
             var bucket = rest
@@ -178,12 +180,18 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             throw fail("'\(key)' is only used with s3: or locking=dynamo", s3Example)
         }
         region = params["region"]
-        if let region, !region.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
+        if let region,
+            !region.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+            )
         {
-            throw fail("region '\(region)' is not an AWS region name such as eu-west-1", s3Example + "&region=eu-west-1")
+            throw fail(
+                "region '\(region)' is not an AWS region name such as eu-west-1",
+                s3Example + "&region=eu-west-1")
         }
         endpoint = params["endpoint"]
-        if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) || endpoint.count < 10 {
+        if let endpoint,
+            !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) || endpoint.count < 10
+        {
             throw fail(
                 "endpoint '\(endpoint)' must be an http:// or https:// URL",
                 "s3:my-bucket?locking=none&endpoint=http://127.0.0.1:9000")
@@ -193,7 +201,9 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             while p.hasPrefix("/") { p.removeFirst() }
             let segments = p.split(separator: "/", omittingEmptySubsequences: true)
             if segments.contains(where: { $0 == ".." || $0 == "." || $0.hasPrefix(".") }) {
-                throw fail("prefix '\(p)' must not contain '.', '..' or hidden segments", s3Example + "&prefix=users/")
+                throw fail(
+                    "prefix '\(p)' must not contain '.', '..' or hidden segments",
+                    s3Example + "&prefix=users/")
             }
             prefix = segments.isEmpty ? "" : segments.joined(separator: "/") + "/"
         }
@@ -201,7 +211,8 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         func milliseconds(_ key: String, minimum: Int64) throws(InvalidStorageURIError) -> Int64? {
             guard let v = params[key] else { return nil }
             guard let n = Int64(v), n >= minimum, n <= 86_400_000 else {
-                throw fail("'\(key)' is a whole number of milliseconds from \(minimum) to 86400000, not '\(v)'")
+                throw fail(
+                    "'\(key)' is a whole number of milliseconds from \(minimum) to 86400000, not '\(v)'")
             }
             return n
         }
@@ -216,7 +227,8 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         var i = 0
         while i < b.count {
             if b[i] == UInt8(ascii: "%") {
-                guard i + 2 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 2)], as: UTF8.self), radix: 16)
+                guard i + 2 < b.count,
+                    let v = UInt8(String(decoding: b[(i + 1)...(i + 2)], as: UTF8.self), radix: 16)
                 else { return nil }
                 out.append(v)
                 i += 3
@@ -235,7 +247,9 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         guard (3...63).contains(b.count) else {
             return "bucket name '\(name)' must be 3 to 63 characters long"
         }
-        let allowed = b.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x2E }
+        let allowed = b.allSatisfy {
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x2E
+        }
         let edgeOK = { (c: UInt8) in (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
         guard allowed, edgeOK(b.first!), edgeOK(b.last!), !name.contains("..") else {
             return
@@ -247,7 +261,8 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     /// DynamoDB table naming rules.
     static func tableNameProblem(_ name: String) -> String? {
         let ok = name.utf8.allSatisfy {
-            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39)
+                || $0 == 0x2D
                 || $0 == 0x2E || $0 == 0x5F
         }
         guard ok, (3...255).contains(name.utf8.count) else {

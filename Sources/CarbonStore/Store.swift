@@ -23,7 +23,8 @@ public struct StoreOptions: Sendable {
 
     public init(
         lockWait: Duration = .seconds(10), maxConflictRetries: Int = 20, codec: RecordCodec = RecordCodec(),
-        leaseSafetyMargin: Duration = .milliseconds(500), now: @escaping @Sendable () -> Timestamp = Timestamp.now
+        leaseSafetyMargin: Duration = .milliseconds(500),
+        now: @escaping @Sendable () -> Timestamp = Timestamp.now
     ) {
         self.lockWait = lockWait
         self.maxConflictRetries = maxConflictRetries
@@ -54,7 +55,10 @@ public struct Store: Sendable {
     public let keys: UserKeys
     public var options: StoreOptions
 
-    public init(storage: any ObjectStorage, locks: any LockService, keys: UserKeys = UserKeys(), options: StoreOptions = .init()) {
+    public init(
+        storage: any ObjectStorage, locks: any LockService, keys: UserKeys = UserKeys(),
+        options: StoreOptions = .init()
+    ) {
         self.storage = storage
         self.locks = locks
         self.keys = keys
@@ -129,7 +133,8 @@ public struct Store: Sendable {
             }
             if lease.isDueForRenewal() { lease = try await locks.renew(lease) }
             do {
-                try await storage.put(key, bytes: bytes, condition: current.map { .mustMatch($0.version) } ?? .mustNotExist)
+                try await storage.put(
+                    key, bytes: bytes, condition: current.map { .mustMatch($0.version) } ?? .mustNotExist)
                 return UpdateResult(value: value, record: record, committed: true)
             } catch let mismatch as VersionMismatchError {
                 if !lease.isValid() {
@@ -195,9 +200,12 @@ public struct Store: Sendable {
         do {
             record = try options.codec.decode(bytes)
         } catch {
-            throw CorruptUserFileError(userID: userID, location: storage.location(of: key), reason: error.description)
+            throw CorruptUserFileError(
+                userID: userID, location: storage.location(of: key), reason: error.description)
         }
-        guard record.userID == userID else {
+        // Compare bytes: Swift's == treats canonically equivalent spellings as equal, but they are
+        // different ids with different files.
+        guard record.userID.utf8.elementsEqual(userID.utf8) else {
             throw CorruptUserFileError(
                 userID: userID, location: storage.location(of: key),
                 reason: "the file belongs to user '\(record.userID)'")

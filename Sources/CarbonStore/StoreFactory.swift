@@ -18,14 +18,18 @@ public struct StoreFactory: Sendable {
         let keys = UserKeys(prefix: uri.prefix)
         switch (uri.backend, uri.locking) {
         case (.memory, .local):
-            return Store(storage: MemoryStorage(), locks: InProcessLockService(), keys: keys, options: options)
+            return Store(
+                storage: MemoryStorage(), locks: InProcessLockService(), keys: keys, options: options)
         case (.memory, .none):
             return Store(storage: MemoryStorage(), locks: NoLockService(), keys: keys, options: options)
         case (.path(let dir), .local):
             let storage = try PathStorage(root: dir)
-            return Store(storage: storage, locks: try FileLockService(root: storage.root), keys: keys, options: options)
+            return Store(
+                storage: storage, locks: try FileLockService(root: storage.root), keys: keys, options: options
+            )
         case (.path(let dir), .none):
-            return Store(storage: try PathStorage(root: dir), locks: NoLockService(), keys: keys, options: options)
+            return Store(
+                storage: try PathStorage(root: dir), locks: NoLockService(), keys: keys, options: options)
         default:
             for provider in providers {
                 if let (storage, locks) = try await provider(uri) {

@@ -126,7 +126,9 @@ public struct UserKeys: Sendable, Hashable {
         while i < b.count {
             let c = b[i]
             if c == 0x5F {
-                guard i + 2 < b.count, let hi = nibble(b[i + 1]), let lo = nibble(b[i + 2]) else { return nil }
+                guard i + 2 < b.count, let hi = nibble(b[i + 1]), let lo = nibble(b[i + 2]) else {
+                    return nil
+                }
                 let v = hi << 4 | lo
                 // Canonical form only: a kept byte is never escaped.
                 guard !isKept(v) else { return nil }

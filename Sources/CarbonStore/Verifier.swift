@@ -34,7 +34,8 @@ extension Store {
             for key in page.keys {
                 let location = storage.location(of: key)
                 guard let userID = keys.userID(forKey: key) else {
-                    report.damaged.append(.init(location: location, reason: "the file name is not one CarbonStore writes"))
+                    report.damaged.append(
+                        .init(location: location, reason: "the file name is not one CarbonStore writes"))
                     continue
                 }
                 do {

@@ -20,7 +20,10 @@ public struct CommandRunner: Sendable {
         } else {
             var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             // On macOS the test binary sits inside a bundle: .../debug/X.xctest/Contents/MacOS/X
-            for _ in 0..<4 where !FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("carbonstore").path) {
+            for _ in 0..<4
+            where !FileManager.default.isExecutableFile(
+                atPath: dir.appendingPathComponent("carbonstore").path)
+            {
                 dir = dir.deletingLastPathComponent()
             }
             executable = dir.appendingPathComponent("carbonstore").path
@@ -70,8 +73,12 @@ public struct CommandRunner: Sendable {
             let group = DispatchGroup()
             nonisolated(unsafe) var stdoutData = Data()
             nonisolated(unsafe) var stderrData = Data()
-            DispatchQueue.global().async(group: group) { stdoutData = self.out.fileHandleForReading.readDataToEndOfFile() }
-            DispatchQueue.global().async(group: group) { stderrData = self.err.fileHandleForReading.readDataToEndOfFile() }
+            DispatchQueue.global().async(group: group) {
+                stdoutData = self.out.fileHandleForReading.readDataToEndOfFile()
+            }
+            DispatchQueue.global().async(group: group) {
+                stderrData = self.err.fileHandleForReading.readDataToEndOfFile()
+            }
             group.wait()
             process.waitUntilExit()
             return Output(

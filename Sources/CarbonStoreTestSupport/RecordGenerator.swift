@@ -87,7 +87,8 @@ public enum RecordGenerator {
         let userID = g.rng.chance(0.5) ? "user-\(seed)" : g.string(nonEmpty: true)
         let created = g.time()
         var record = UserRecord(
-            userID: userID, revision: g.rng.chance(0.1) ? UInt64.max - UInt64(g.rng.int(0...3)) : UInt64(g.rng.int(0...1000)),
+            userID: userID,
+            revision: g.rng.chance(0.1) ? UInt64.max - UInt64(g.rng.int(0...3)) : UInt64(g.rng.int(0...1000)),
             createdAt: created, updatedAt: g.rng.chance(0.3) ? created : g.time())
         if seed % 7 == 0 { return record }  // an empty record (no parts) every seventh seed
         let sizes = (0..<5).map { _ in g.rng.chance(0.15) ? 0 : g.rng.int(1...max(1, maxItems)) }
@@ -110,7 +111,8 @@ public enum RecordGenerator {
         var questions = Set<String>()
         for i in 0..<sizes[1] {
             record.responses.append(
-                QuestionResponse(questionID: g.uniqueID(&questions, i), answer: g.answer(), answeredAt: g.time()))
+                QuestionResponse(
+                    questionID: g.uniqueID(&questions, i), answer: g.answer(), answeredAt: g.time()))
         }
         record.responses.sort { $0.questionID < $1.questionID }
 
@@ -123,7 +125,8 @@ public enum RecordGenerator {
             let transactionID = g.rng.chance(0.6) ? record.transactions.randomElement(using: &g.rng)?.id : nil
             record.footprints.append(
                 Footprint(
-                    id: g.uniqueID(&ids, i), transactionID: transactionID ?? (g.rng.chance(0.2) ? g.string() : nil),
+                    id: g.uniqueID(&ids, i),
+                    transactionID: transactionID ?? (g.rng.chance(0.2) ? g.string() : nil),
                     period: g.rng.chance(0.5) ? g.period() : nil, co2e: g.co2e(), category: g.string(),
                     methodology: g.rng.chance(0.8) ? "ghg-spend-v3.2" : g.string(), calculatedAt: g.time()))
         }
@@ -133,7 +136,8 @@ public enum RecordGenerator {
             record.savings.append(
                 Saving(
                     id: g.uniqueID(&ids, i), actionID: g.string(), co2e: g.co2e(),
-                    moneySaved: g.rng.chance(0.6) ? g.money() : nil, period: g.period(), recordedAt: g.time()))
+                    moneySaved: g.rng.chance(0.6) ? g.money() : nil, period: g.period(), recordedAt: g.time())
+            )
         }
 
         if preservedSections {
@@ -141,7 +145,8 @@ public enum RecordGenerator {
                 let payload = (0..<g.rng.int(0...100)).map { _ in UInt8.random(in: 0...255, using: &g.rng) }
                 record.preservedSections.append(
                     PreservedSection(
-                        tag: UInt16(g.rng.int(6...0x7FFF)), flags: UInt16.random(in: 0...UInt16.max, using: &g.rng),
+                        tag: UInt16(g.rng.int(6...0x7FFF)),
+                        flags: UInt16.random(in: 0...UInt16.max, using: &g.rng),
                         payload: payload))
             }
         }
@@ -150,10 +155,13 @@ public enum RecordGenerator {
 
     /// Sample strings that tend to break things.
     public static let awkwardStrings: [String] = [
-        "", " ", "a", "coffee", "Café", "Cafe\u{301}", "na\u{EF}ve", "nai\u{308}ve", "東京", "Ελληνικά", "עברית",
+        "", " ", "a", "coffee", "Café", "Cafe\u{301}", "na\u{EF}ve", "nai\u{308}ve", "東京", "Ελληνικά",
+        "עברית",
         "مرحبا بالعالم", "👩🏽‍💻", "🇺🇦🇪🇺", "e\u{301}\u{302}\u{303}", "Z\u{324}\u{354}\u{367}\u{311}\u{313}", "\u{0}",
-        "a\u{0}b", "tab\tnew\nline\r\n", "\"quotes\" \\ backslash /", "\u{202E}override\u{202C}", "\u{FEFF}bom",
-        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "ß", "İstanbul", "ﷺ", "\u{10FFFF}", "\u{7F}\u{80}\u{FFFD}", String(repeating: "x", count: 300),
+        "a\u{0}b", "tab\tnew\nline\r\n", "\"quotes\" \\ backslash /", "\u{202E}override\u{202C}",
+        "\u{FEFF}bom",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "ß", "İstanbul", "ﷺ", "\u{10FFFF}", "\u{7F}\u{80}\u{FFFD}",
+        String(repeating: "x", count: 300),
         String(repeating: "é", count: 70),
     ]
 
@@ -194,9 +202,12 @@ public enum RecordGenerator {
             var t = Transaction(
                 id: hexID(&rng, prefix: "txn_"),
                 time: Timestamp(millisecondsSince1970: start + Int64.random(in: 0..<span, using: &rng)),
-                amount: Money(minorUnits: refund ? -cents : cents, currency: currency), merchant: merchantNames[m],
+                amount: Money(minorUnits: refund ? -cents : cents, currency: currency),
+                merchant: merchantNames[m],
                 mcc: mcc.code, category: mcc.category, accountID: rng.chance(0.7) ? accounts[0] : accounts[1])
-            if rng.chance(0.5) { t.description = "CARD \(rng.int(1000...9999)) \(merchantNames[m].uppercased())" }
+            if rng.chance(0.5) {
+                t.description = "CARD \(rng.int(1000...9999)) \(merchantNames[m].uppercased())"
+            }
             if rng.chance(0.2) {
                 t.metadata = ["source": "open-banking", "status": rng.chance(0.9) ? "booked" : "pending"]
             }
@@ -211,12 +222,16 @@ public enum RecordGenerator {
             case 0: answer = .boolean(rng.chance(0.5))
             case 1: answer = .number(Double(rng.int(0...500)) / 4)
             case 2: answer = .text(rng.pick(["vegetarian", "electric car", "heat pump", "never", "weekly"]))
-            default: answer = .choices(Array(["bus", "train", "bike", "car", "plane"].shuffled(using: &rng).prefix(2)))
+            default:
+                answer = .choices(
+                    Array(["bus", "train", "bike", "car", "plane"].shuffled(using: &rng).prefix(2)))
             }
             responses.append(
                 QuestionResponse(
-                    questionID: "q\(String(1000 + i).dropFirst())-\(rng.pick(questionTopics))", answer: answer,
-                    answeredAt: Timestamp(millisecondsSince1970: start + Int64.random(in: 0..<span, using: &rng))))
+                    questionID: "q\(String(1000 + i).dropFirst())-\(rng.pick(questionTopics))",
+                    answer: answer,
+                    answeredAt: Timestamp(
+                        millisecondsSince1970: start + Int64.random(in: 0..<span, using: &rng))))
         }
         responses.sort { $0.questionID < $1.questionID }
 
@@ -238,7 +253,8 @@ public enum RecordGenerator {
                         id: "fp_" + t.id.dropFirst(4), transactionID: t.id,
                         co2e: CO2e(milligrams: abs(t.amount.minorUnits) * Int64(rng.int(200...4_000))),
                         category: t.category ?? "other", methodology: "ghg-spend-v3.2",
-                        calculatedAt: Timestamp(millisecondsSince1970: t.time.millisecondsSince1970 + 60_000)))
+                        calculatedAt: Timestamp(millisecondsSince1970: t.time.millisecondsSince1970 + 60_000))
+                )
             } else {
                 let month = Int64(i % max(1, w.months))
                 let ps = start + month * 30 * 86_400_000
@@ -249,7 +265,8 @@ public enum RecordGenerator {
                             start: Timestamp(millisecondsSince1970: ps),
                             end: Timestamp(millisecondsSince1970: ps + 30 * 86_400_000)),
                         co2e: CO2e(milligrams: Int64(rng.int(1_000_000...900_000_000))), category: "monthly",
-                        methodology: "ghg-spend-v3.2", calculatedAt: Timestamp(millisecondsSince1970: ps + 31 * 86_400_000)))
+                        methodology: "ghg-spend-v3.2",
+                        calculatedAt: Timestamp(millisecondsSince1970: ps + 31 * 86_400_000)))
             }
         }
 
@@ -258,7 +275,8 @@ public enum RecordGenerator {
             let ps = start + Int64(i % max(1, w.months)) * 30 * 86_400_000
             savings.append(
                 Saving(
-                    id: "sv_\(i)", actionID: rng.pick(savingActions), co2e: CO2e(milligrams: Int64(rng.int(10_000...90_000_000))),
+                    id: "sv_\(i)", actionID: rng.pick(savingActions),
+                    co2e: CO2e(milligrams: Int64(rng.int(10_000...90_000_000))),
                     moneySaved: rng.chance(0.6)
                         ? Money(minorUnits: Int64(rng.int(100...20_000)), currency: currencies[0]) : nil,
                     period: Period(
@@ -282,36 +300,46 @@ public enum RecordGenerator {
     }
 
     private static let realMCCs: [(code: UInt16, category: String)] = [
-        (5411, "groceries"), (5812, "restaurants"), (5814, "fast-food"), (5541, "fuel"), (4111, "public-transport"),
+        (5411, "groceries"), (5812, "restaurants"), (5814, "fast-food"), (5541, "fuel"),
+        (4111, "public-transport"),
         (4121, "taxi"), (4511, "flights"), (7011, "hotels"), (5311, "department-stores"), (5651, "clothing"),
         (5732, "electronics"), (5912, "pharmacy"), (4900, "utilities"), (4814, "telecom"), (5999, "retail"),
         (5942, "books"), (5200, "home-improvement"), (5712, "furniture"), (7832, "cinema"), (5813, "bars"),
         (5499, "food-stores"), (5462, "bakeries"), (4112, "rail"), (7512, "car-rental"), (5533, "auto-parts"),
-        (8011, "doctors"), (8021, "dentists"), (8220, "education"), (7997, "sports-clubs"), (5941, "sporting-goods"),
-        (5691, "clothing"), (5661, "shoes"), (5311, "department-stores"), (5300, "wholesale"), (5921, "liquor"),
+        (8011, "doctors"), (8021, "dentists"), (8220, "education"), (7997, "sports-clubs"),
+        (5941, "sporting-goods"),
+        (5691, "clothing"), (5661, "shoes"), (5311, "department-stores"), (5300, "wholesale"),
+        (5921, "liquor"),
         (5993, "tobacco"), (5995, "pets"), (7230, "hair-beauty"), (4784, "tolls"), (7523, "parking"),
         (5045, "computers"), (5094, "jewellery"), (7299, "services"), (4722, "travel-agencies"),
     ]
     private static let merchantWords1 = [
-        "Green", "City", "Corner", "Royal", "Blue", "Happy", "Urban", "Nordic", "Golden", "Fresh", "Café", "Bäckerei",
+        "Green", "City", "Corner", "Royal", "Blue", "Happy", "Urban", "Nordic", "Golden", "Fresh", "Café",
+        "Bäckerei",
         "Old Town", "River", "Sunny", "Market", "Metro", "Alpine", "Coastal", "Little",
     ]
     private static let merchantWords2 = [
-        "Grocer", "Bakery", "Kitchen", "Pharmacy", "Books", "Garage", "Cinema", "Hotel", "Outfitters", "Electronics",
+        "Grocer", "Bakery", "Kitchen", "Pharmacy", "Books", "Garage", "Cinema", "Hotel", "Outfitters",
+        "Electronics",
         "Bistro", "Fuel", "Taxi", "Rail", "Hardware", "Florist", "Deli", "Boutique", "Pub", "Müller",
     ]
     private static let merchantSuffixes = ["Ltd", "GmbH", "SA", "& Co", "Express", "Online", "24h", "BV"]
     private static let questionTopics = [
-        "diet", "car-type", "commute", "heating", "flights-per-year", "household-size", "renewables", "recycling",
+        "diet", "car-type", "commute", "heating", "flights-per-year", "household-size", "renewables",
+        "recycling",
     ]
     private static let preferenceKeys = [
-        "units", "currency", "language", "theme", "notifications.email", "notifications.push", "digest.frequency",
-        "privacy.share-anonymised", "goals.monthly-kg", "onboarding.done", "timezone", "region", "dashboard.layout",
-        "reports.format", "beta.features", "accessibility.contrast", "marketing.opt-in", "home.size", "car.fuel",
+        "units", "currency", "language", "theme", "notifications.email", "notifications.push",
+        "digest.frequency",
+        "privacy.share-anonymised", "goals.monthly-kg", "onboarding.done", "timezone", "region",
+        "dashboard.layout",
+        "reports.format", "beta.features", "accessibility.contrast", "marketing.opt-in", "home.size",
+        "car.fuel",
         "diet.type",
     ]
     private static let savingActions = [
-        "switch-to-train", "bike-commute", "heat-pump", "led-lighting", "meat-free-days", "second-hand", "green-tariff",
+        "switch-to-train", "bike-commute", "heat-pump", "led-lighting", "meat-free-days", "second-hand",
+        "green-tariff",
         "insulation", "car-share", "no-flight",
     ]
 }
@@ -326,7 +354,8 @@ private struct Gen {
         switch rng.int(0...9) {
         case 0...2: s = rng.pick(RecordGenerator.awkwardStrings)
         case 3...5: s = ascii()
-        case 6, 7: s = rng.pick(RecordGenerator.awkwardStrings) + ascii() + rng.pick(RecordGenerator.awkwardStrings)
+        case 6, 7:
+            s = rng.pick(RecordGenerator.awkwardStrings) + ascii() + rng.pick(RecordGenerator.awkwardStrings)
         default: s = scalars()
         }
         if nonEmpty, s.isEmpty { s = "u" }
@@ -341,7 +370,8 @@ private struct Gen {
     /// Random valid scalars from assorted planes (never a surrogate, which String cannot hold).
     mutating func scalars() -> String {
         let ranges: [ClosedRange<UInt32>] = [
-            0x00...0x7F, 0xA0...0x2FF, 0x300...0x36F, 0x590...0x6FF, 0x900...0x97F, 0x4E00...0x9FFF, 0xE000...0xFFFD,
+            0x00...0x7F, 0xA0...0x2FF, 0x300...0x36F, 0x590...0x6FF, 0x900...0x97F, 0x4E00...0x9FFF,
+            0xE000...0xFFFD,
             0x1F300...0x1FAFF, 0x10000...0x10FFFF,
         ]
         var s = String.UnicodeScalarView()
@@ -366,8 +396,14 @@ private struct Gen {
         let hi = Timestamp.latestISO.millisecondsSince1970
         let ms: Int64
         switch rng.int(0...9) {
-        case 0: ms = isoSafe ? rng.pick([lo, hi, 0, -1]) : rng.pick([Int64.min, Int64.max, lo - 1, hi + 1, 0, -1])
-        case 1: ms = isoSafe ? Int64.random(in: lo...hi, using: &rng) : Int64.random(in: .min ... .max, using: &rng)
+        case 0:
+            ms =
+                isoSafe
+                ? rng.pick([lo, hi, 0, -1]) : rng.pick([Int64.min, Int64.max, lo - 1, hi + 1, 0, -1])
+        case 1:
+            ms =
+                isoSafe
+                ? Int64.random(in: lo...hi, using: &rng) : Int64.random(in: .min ... .max, using: &rng)
         default: ms = 1_735_689_600_000 + Int64.random(in: -400_000_000_000...400_000_000_000, using: &rng)
         }
         return Timestamp(millisecondsSince1970: ms)
@@ -388,8 +424,9 @@ private struct Gen {
         let currency = CurrencyCode(rng.pick(["EUR", "USD", "JPY", "KWD", "GBP", "CLF", "CHF"]))!
         let units: Int64
         switch rng.int(0...9) {
-        case 0: units = rng.pick(isoSafe ? [Int64.max, Int64.min + 1, 0, -1] : [Int64.min, Int64.max, 0, -1])
-        case 1: units = Int64.random(in: (isoSafe ? Int64.min + 1 : Int64.min) ... Int64.max, using: &rng)
+        case 0:
+            units = rng.pick(isoSafe ? [Int64.max, Int64.min + 1, 0, -1] : [Int64.min, Int64.max, 0, -1])
+        case 1: units = Int64.random(in: (isoSafe ? Int64.min + 1 : Int64.min)...Int64.max, using: &rng)
         default: units = Int64(rng.int(-100_000...1_000_000))
         }
         return Money(minorUnits: units, currency: currency)
@@ -397,7 +434,8 @@ private struct Gen {
 
     mutating func co2e() -> CO2e {
         if isoSafe {
-            return CO2e(milligrams: rng.chance(0.1) ? 1_000_000_000_000 : Int64(rng.int(-1_000_000...1_000_000_000)))
+            return CO2e(
+                milligrams: rng.chance(0.1) ? 1_000_000_000_000 : Int64(rng.int(-1_000_000...1_000_000_000)))
         }
         switch rng.int(0...9) {
         case 0: return CO2e(milligrams: rng.pick([Int64.min, Int64.max, 0, -1]))
@@ -410,7 +448,8 @@ private struct Gen {
         case 0: return .text(string())
         case 1:
             let specials: [Double] = [
-                0, -0.0, 1.5, -2.25, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude,
+                0, -0.0, 1.5, -2.25, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+                .leastNonzeroMagnitude,
                 .leastNormalMagnitude, 1e-300, 0.1, 123_456_789.125,
             ]
             return .number(rng.chance(0.5) ? rng.pick(specials) : Double.random(in: -1e9...1e9, using: &rng))

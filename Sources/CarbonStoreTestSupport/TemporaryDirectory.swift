@@ -21,7 +21,8 @@ public struct TemporaryDirectory: Sendable {
         var files: [String] = []
         while let rel = e.nextObject() as? String {
             var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path + "/" + rel, isDirectory: &isDir), !isDir.boolValue {
+            if FileManager.default.fileExists(atPath: path + "/" + rel, isDirectory: &isDir), !isDir.boolValue
+            {
                 files.append(rel)
             }
         }

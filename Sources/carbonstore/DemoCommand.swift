@@ -29,12 +29,16 @@ struct DemoCommand: AsyncParsableCommand {
                             let (name, mcc, category) = merchants[month % merchants.count]
                             let txn = Transaction(
                                 id: "demo-\(month + 1)",
-                                time: Timestamp(millisecondsSince1970: start.millisecondsSince1970 + Int64(month) * 30 * 86_400_000),
-                                amount: Money(minorUnits: Int64(1_250 + month * 731), currency: eur), merchant: name, mcc: mcc,
+                                time: Timestamp(
+                                    millisecondsSince1970: start.millisecondsSince1970 + Int64(month) * 30
+                                        * 86_400_000),
+                                amount: Money(minorUnits: Int64(1_250 + month * 731), currency: eur),
+                                merchant: name, mcc: mcc,
                                 category: category)
                             let footprint = Footprint(
                                 id: "fp-demo-\(month + 1)", transactionID: txn.id,
-                                co2e: CO2e(milligrams: Int64(2_500_000 + month * 411_000)), category: category,
+                                co2e: CO2e(milligrams: Int64(2_500_000 + month * 411_000)),
+                                category: category,
                                 methodology: "spend-based-v1", calculatedAt: txn.time)
                             try await store.update(user) { record in
                                 try record.upsert(txn)
@@ -46,14 +50,17 @@ struct DemoCommand: AsyncParsableCommand {
                 try await group.waitForAll()
             }
             try await store.update(user) { record in
-                record.answer(QuestionResponse(questionID: "diet", answer: .text("vegetarian"), answeredAt: start))
-                record.answer(QuestionResponse(questionID: "car-km-per-week", answer: .number(40), answeredAt: start))
+                record.answer(
+                    QuestionResponse(questionID: "diet", answer: .text("vegetarian"), answeredAt: start))
+                record.answer(
+                    QuestionResponse(questionID: "car-km-per-week", answer: .number(40), answeredAt: start))
                 record.setPreference("units", value: "metric", at: start)
                 record.upsert(
                     Saving(
                         id: "bike-2026-q1", actionID: "bike-to-work", co2e: CO2e(milligrams: 18_000_000),
                         moneySaved: Money(minorUnits: 4_200, currency: eur),
-                        period: Period(start: start, end: Timestamp(iso8601: "2026-04-01T00:00:00Z")!), recordedAt: start))
+                        period: Period(start: start, end: Timestamp(iso8601: "2026-04-01T00:00:00Z")!),
+                        recordedAt: start))
             }
             let record = try await store.get(user)
             print(summary(record))

@@ -39,11 +39,15 @@ struct VerifyCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             let store = try await storage.makeStore()
-            let report = try await store.verify(removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
+            let report = try await store.verify(
+                removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
             for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }
-            for t in report.removedTemporaryFiles { print("removed temporary file: \(t.path) (\(t.ageSeconds) s old)") }
+            for t in report.removedTemporaryFiles {
+                print("removed temporary file: \(t.path) (\(t.ageSeconds) s old)")
+            }
             for t in report.temporaryFiles {
-                print("temporary file: \(t.path) (\(t.ageSeconds) s old; remove with --remove-temp-older-than)")
+                print(
+                    "temporary file: \(t.path) (\(t.ageSeconds) s old; remove with --remove-temp-older-than)")
             }
             print("\(report.healthy) healthy, \(report.damaged.count) damaged")
             if !report.isHealthy {

@@ -58,7 +58,9 @@ struct SavingCommand: AsyncParsableCommand {
                 switch (money, currency) {
                 case (nil, nil): saved = nil
                 case (let m?, let c?):
-                    do { saved = try Money(decimal: m, currency: try parseCurrency(c)) } catch let e as ModelError {
+                    do { saved = try Money(decimal: m, currency: try parseCurrency(c)) } catch let e
+                        as ModelError
+                    {
                         throw InvalidRequestError(e.description)
                     }
                 default: throw InvalidRequestError("give --money and --currency together")

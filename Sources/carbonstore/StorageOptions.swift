@@ -68,7 +68,8 @@ extension String {
 func parseTime(_ text: String?, option: String = "--at") throws -> Timestamp {
     guard let text else { return Timestamp.now() }
     guard let t = Timestamp(iso8601: text) else {
-        throw InvalidRequestError("\(option) '\(text)' is not an ISO 8601 time; write it like 2026-03-01T09:30:00Z")
+        throw InvalidRequestError(
+            "\(option) '\(text)' is not an ISO 8601 time; write it like 2026-03-01T09:30:00Z")
     }
     return t
 }
@@ -90,7 +91,8 @@ func parsePeriod(start: String?, end: String?, required: Bool) throws -> Period?
         if required { throw InvalidRequestError("give the period with --period-start and --period-end") }
         return nil
     case (let s?, let e?):
-        let period = Period(start: try parseTime(s, option: "--period-start"), end: try parseTime(e, option: "--period-end"))
+        let period = Period(
+            start: try parseTime(s, option: "--period-start"), end: try parseTime(e, option: "--period-end"))
         guard period.start <= period.end else {
             throw InvalidRequestError("--period-start \(s) is after --period-end \(e)")
         }
@@ -109,13 +111,14 @@ func report(_ what: String, _ outcome: UpsertOutcome, _ result: UpdateResult<Ups
     }
 }
 
-
 enum FileHandleStderr {
     static func write(_ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeMutableBytes {
+                Glibc.write(2, $0.baseAddress! + offset, $0.count - offset)
+            }
             if n <= 0 { break }
             offset += n
         }

@@ -20,9 +20,11 @@ struct TxnCommand: AsyncParsableCommand {
         @Option(help: "Category.") var category: String?
         @Option(help: "Description.") var description: String?
         @Option(help: "Account id.") var account: String?
-        @Option(name: .customLong("meta"), help: "Metadata as key=value (repeatable).") var metadata: [String] = []
+        @Option(name: .customLong("meta"), help: "Metadata as key=value (repeatable).") var metadata:
+            [String] = []
         @Option(help: "When it happened, ISO 8601 (default: now).") var at: String?
-        @Flag(help: "Replace an existing transaction with the same id and different content.") var replace = false
+        @Flag(help: "Replace an existing transaction with the same id and different content.") var replace =
+            false
 
         func run() async throws {
             try await runReportingErrors {
@@ -43,7 +45,8 @@ struct TxnCommand: AsyncParsableCommand {
                 }
                 guard !id.isEmpty else { throw InvalidRequestError("--id must not be empty") }
                 let txn = Transaction(
-                    id: id, time: try parseTime(at), amount: money, merchant: merchant, mcc: mcc, category: category,
+                    id: id, time: try parseTime(at), amount: money, merchant: merchant, mcc: mcc,
+                    category: category,
                     description: description, accountID: account, metadata: meta)
                 let store = try await storage.makeStore()
                 let result = try await store.update(user) { record in
@@ -74,7 +77,8 @@ struct AnswerCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             let response = QuestionResponse(
-                questionID: question, answer: Answer.parse(value, asChoices: choices), answeredAt: try parseTime(at))
+                questionID: question, answer: Answer.parse(value, asChoices: choices),
+                answeredAt: try parseTime(at))
             let store = try await storage.makeStore()
             let result = try await store.update(user) { record in record.answer(response) }
             report("answer to \(question) of \(user)", result.value, result)
@@ -84,7 +88,8 @@ struct AnswerCommand: AsyncParsableCommand {
 
 struct PrefCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pref", abstract: "Set or remove a user's account preferences.", subcommands: [Set.self, Unset.self])
+        commandName: "pref", abstract: "Set or remove a user's account preferences.",
+        subcommands: [Set.self, Unset.self])
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set a preference.")
@@ -115,8 +120,10 @@ struct PrefCommand: AsyncParsableCommand {
             try await runReportingErrors {
                 let store = try await storage.makeStore()
                 let result = try await store.update(user) { record in record.removePreference(key) }
-                print(result.value ? "removed preference \(key) of \(user) (revision \(result.record.revision))"
-                    : "user \(user) has no preference \(key), nothing changed")
+                print(
+                    result.value
+                        ? "removed preference \(key) of \(user) (revision \(result.record.revision))"
+                        : "user \(user) has no preference \(key), nothing changed")
             }
         }
     }

@@ -4,7 +4,8 @@ import CarbonStore
 
 struct UserCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "user", abstract: "Show, delete and list users.", subcommands: [Show.self, Delete.self, List.self])
+        commandName: "user", abstract: "Show, delete and list users.",
+        subcommands: [Show.self, Delete.self, List.self])
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a user's record.")

@@ -24,7 +24,9 @@ import Testing
     }
 
     static func txn(_ id: String, minor: Int64 = 100, at ms: Int64 = 1_700_000_000_000) -> Transaction {
-        Transaction(id: id, time: Timestamp(millisecondsSince1970: ms), amount: Money(minorUnits: minor, currency: CurrencyCode("EUR")!))
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: ms),
+            amount: Money(minorUnits: minor, currency: CurrencyCode("EUR")!))
     }
 
     @Test(arguments: Backend.allCases)
@@ -44,7 +46,9 @@ import Testing
             await #expect(throws: IDConflictError.self) {
                 try await store.update("alice") { try $0.upsert(Self.txn("t1", minor: 999)) }
             }
-            let replaced = try await store.update("alice") { try $0.upsert(Self.txn("t1", minor: 999), replace: true) }
+            let replaced = try await store.update("alice") {
+                try $0.upsert(Self.txn("t1", minor: 999), replace: true)
+            }
             #expect(replaced.value == .replaced && replaced.record.revision == 2)
 
             let read = try await store.get("alice")
@@ -67,7 +71,9 @@ import Testing
                     group.addTask {
                         for a in 0..<adds {
                             for user in ["u1", "u2"] {
-                                try await store.update(user) { try $0.upsert(Self.txn("t\(t)-\(a)", at: Int64(a))) }
+                                try await store.update(user) {
+                                    try $0.upsert(Self.txn("t\(t)-\(a)", at: Int64(a)))
+                                }
                             }
                         }
                     }
@@ -90,7 +96,9 @@ import Testing
             for i in 0..<300 { ids.insert("user-\(i)") }
             ids.formUnion(["../../etc/passwd", "a/b", "Ωμέγα", String(repeating: "z", count: 256)])
             for id in ids {
-                try await store.update(id) { $0.setPreference("k", value: "v", at: Timestamp(millisecondsSince1970: 0)) }
+                try await store.update(id) {
+                    $0.setPreference("k", value: "v", at: Timestamp(millisecondsSince1970: 0))
+                }
             }
             var seen: [String] = []
             var cursor: String?
@@ -179,7 +187,8 @@ import Testing
                 try await quick.update("frank") { try $0.upsert(Self.txn("t1")) }
             } throws: { error in
                 let e = error as! LockTimeoutError
-                return e.userID == "frank" && e.holder?.contains(lease.operationID) == true && e.kind == .lockTimeout
+                return e.userID == "frank" && e.holder?.contains(lease.operationID) == true
+                    && e.kind == .lockTimeout
             }
             #expect(ContinuousClock.now - start >= .milliseconds(150))
             try await store.locks.release(lease)
@@ -190,8 +199,9 @@ import Testing
 
     @Test func expiredLeaseNeverCommits() async throws {
         let storage = MemoryStorage()
-        let store = Store(storage: storage, locks: ExpiringLocks(lease: .milliseconds(50)),
-                          options: StoreOptions(leaseSafetyMargin: .milliseconds(10)))
+        let store = Store(
+            storage: storage, locks: ExpiringLocks(lease: .milliseconds(50)),
+            options: StoreOptions(leaseSafetyMargin: .milliseconds(10)))
         try await store.update("gina") { try $0.upsert(Self.txn("t1")) }
         await #expect(throws: LeaseExpiredError.self) {
             try await store.update("gina") { record in
@@ -241,7 +251,7 @@ import Testing
             let path = store.storage as! PathStorage
             let leaf = dir! + "/" + PathStorage.parent(of: try store.keys.key(for: "ivy"))
             let stray = leaf + "/.tmp-ivy.cstore.999.abc"
-            FileManager.default.createFile(atPath: stray, contents: Data([1, 2, 3]))
+            #expect(FileManager.default.createFile(atPath: stray, contents: Data([1, 2, 3])))
             #expect(try path.temporaryFiles().map(\.path) == [stray])
             // Young temporary files may belong to a live writer: they stay.
             #expect(try path.removeTemporaryFiles(olderThan: .seconds(600)).isEmpty)
@@ -250,13 +260,14 @@ import Testing
             let report = try await store.verify(removeTemporaryFilesOlderThan: .seconds(600))
             #expect(report.removedTemporaryFiles.map(\.path) == [stray])
             #expect(report.temporaryFiles.isEmpty && report.healthy == 1)
-            #expect(try store.get("ivy").transactions.count == 1)
+            #expect(try await store.get("ivy").transactions.count == 1)
         }
     }
 
     @Test func missingVolumeIsAnError() async throws {
         await #expect {
-            try await StoreFactory().makeStore("path:///nonexistent-mount-\(UInt32.random(in: 0...UInt32.max))/users")
+            try await StoreFactory().makeStore(
+                "path:///nonexistent-mount-\(UInt32.random(in: 0...UInt32.max))/users")
         } throws: { "\($0)".contains("is the volume mounted?") }
     }
 
@@ -274,7 +285,9 @@ struct ExpiringLocks: LockService {
         Lease(name: name, operationID: OperationID.make(), validUntil: .now + lease)
     }
     func renew(_ lease: Lease) async throws -> Lease {
-        guard lease.isValid() else { throw LeaseExpiredError(userID: lease.name, operationID: lease.operationID) }
+        guard lease.isValid() else {
+            throw LeaseExpiredError(userID: lease.name, operationID: lease.operationID)
+        }
         return lease
     }
     func release(_ lease: Lease) async throws {}

@@ -1,0 +1,209 @@
+import CarbonModel
+import CarbonStore
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+/// The command-line tool as a user runs it: separate processes, exit codes, one-line errors.
+@Suite(.serialized) struct CLITests {
+    @Test func fourProcessesTimesFiftyAddsLeaveExactly200() async throws {
+        let dir = try TemporaryDirectory("cli-procs")
+        defer { dir.remove() }
+        let runner = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
+        let processes = 4
+        let adds = 50
+        // Each process runs its adds one after another, all four at once.
+        let script = (0..<processes).map { p in
+            (0..<adds).map { a in
+                "\(shellQuote(runner.executable)) txn add shared-user --id p\(p)-a\(a) --amount \(a).\(p)0 --currency EUR --merchant M\(a % 7) --mcc 5411 || exit 1"
+            }.joined(separator: "\n")
+        }
+        let running = try script.map { try Process.runShell($0, environment: runner.environment) }
+        for r in running {
+            r.waitUntilExit()
+            #expect(r.terminationStatus == 0)
+        }
+        let store = try await StoreFactory().makeStore("path:" + dir.path)
+        let record = try await store.get("shared-user")
+        #expect(record.transactions.count == processes * adds)
+        #expect(Set(record.transactions.map(\.id)).count == processes * adds)
+        #expect(record.revision == UInt64(processes * adds))
+        let listed = try runner.run(["user", "list"])
+        #expect(listed.status == 0 && listed.stdout == "shared-user\n")
+    }
+
+    @Test func processesOnSeveralUsersWithoutLocksLoseNothing() async throws {
+        // locking=none: the compare-and-swap alone must keep every update.
+        let dir = try TemporaryDirectory("cli-cas")
+        defer { dir.remove() }
+        let runner = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:\(dir.path)?locking=none"])
+        let script = (0..<3).map { p in
+            (0..<30).map { a in
+                "\(shellQuote(runner.executable)) txn add u\(a % 2) --id p\(p)-a\(a) --amount 1 --currency EUR || exit 1"
+            }.joined(separator: "\n")
+        }
+        let running = try script.map { try Process.runShell($0, environment: runner.environment) }
+        for r in running {
+            r.waitUntilExit()
+            #expect(r.terminationStatus == 0)
+        }
+        let store = try await StoreFactory().makeStore("path:\(dir.path)?locking=none")
+        #expect(try await store.get("u0").transactions.count == 45)
+        #expect(try await store.get("u1").transactions.count == 45)
+    }
+
+    @Test func everyKindOfRecordFromTheCommandLine() throws {
+        let dir = try TemporaryDirectory("cli-tour")
+        defer { dir.remove() }
+        let cli = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
+        func ok(_ args: [String]) throws -> String {
+            let out = try cli.run(args)
+            #expect(out.status == 0, "\(args): \(out.stderr)")
+            return out.stdout
+        }
+        #expect(
+            try ok([
+                "txn", "add", "ann", "--id", "t1", "--amount", "12.34", "--currency", "eur", "--merchant",
+                "Café",
+                "--mcc", "5812", "--category", "food", "--description", "lunch", "--account", "acc-1",
+                "--meta", "source=bank",
+                "--at", "2026-03-01T12:00:00+01:00",
+            ]).contains("added transaction t1"))
+        #expect(
+            try ok([
+                "txn", "add", "ann", "--id", "t1", "--amount", "12.34", "--currency", "EUR", "--merchant",
+                "Café",
+                "--mcc", "5812", "--category", "food", "--description", "lunch", "--account", "acc-1",
+                "--meta", "source=bank",
+                "--at", "2026-03-01T11:00:00Z",
+            ]).contains("nothing changed"))
+        _ = try ok(["answer", "ann", "diet", "vegan"])
+        _ = try ok(["answer", "ann", "km", "42.5"])
+        _ = try ok(["answer", "ann", "solar", "true"])
+        _ = try ok(["answer", "ann", "modes", "bus,bike", "--choices"])
+        _ = try ok(["pref", "set", "ann", "units", "metric"])
+        _ = try ok([
+            "footprint", "add", "ann", "--id", "f1", "--kg", "1.5", "--category", "food", "--methodology",
+            "v1",
+            "--transaction", "t1",
+        ])
+        _ = try ok([
+            "saving", "add", "ann", "--id", "s1", "--action", "bike", "--kg", "3", "--money", "4.20",
+            "--currency", "EUR", "--period-start", "2026-01-01", "--period-end", "2026-02-01",
+        ])
+        let json = try ok(["user", "show", "ann", "--json"])
+        let record = try JSONDecoder().decode(UserRecord.self, from: Data(json.utf8))
+        #expect(record.revision == 8)
+        #expect(
+            record.transactions == [
+                Transaction(
+                    id: "t1", time: Timestamp(iso8601: "2026-03-01T11:00:00Z")!,
+                    amount: Money(minorUnits: 1234, currency: CurrencyCode("EUR")!), merchant: "Café",
+                    mcc: 5812,
+                    category: "food", description: "lunch", accountID: "acc-1", metadata: ["source": "bank"])
+            ])
+        #expect(
+            record.responses.map(\.answer) == [
+                .text("vegan"), .number(42.5), .choices(["bus", "bike"]), .boolean(true),
+            ])
+        #expect(record.preferences["units"]?.value == "metric")
+        #expect(record.footprints.first?.co2e == CO2e(milligrams: 1_500_000))
+        #expect(record.savings.first?.moneySaved == Money(minorUnits: 420, currency: CurrencyCode("EUR")!))
+        #expect(json.contains("\"amount\" : \"12.34\""))
+
+        // file inspect decodes the stored file to the same JSON.
+        let key = try UserKeys().key(for: "ann")
+        #expect(try ok(["file", "inspect", dir.path + "/" + key]) == json)
+        #expect(try ok(["verify"]).contains("1 healthy, 0 damaged"))
+        #expect(try ok(["user", "delete", "ann"]).contains("deleted user ann"))
+        #expect(try ok(["user", "list"]).isEmpty)
+    }
+
+    static let failureCases: [([String], Int32, String)] = [
+        (["user", "list", "--storage", "path://host/x"], 64, "names a host"),
+        (["user", "list", "--storage", "s3:bucket"], 64, "s3: needs 'locking'"),
+        (["user", "show", "nobody"], 3, "user 'nobody' does not exist"),
+        (["user", "delete", "nobody"], 3, "user 'nobody' does not exist"),
+        (["txn", "add", "u", "--id", "t", "--amount", "1.234", "--currency", "EUR"], 64, "at most 2 digits"),
+        (
+            ["txn", "add", "u", "--id", "t", "--amount", "1", "--currency", "EURO"], 64,
+            "not an ISO 4217 currency code"
+        ),
+        (
+            ["txn", "add", "u", "--id", "t", "--amount", "1", "--currency", "EUR", "--at", "yesterday"], 64,
+            "ISO 8601"
+        ),
+        (["txn", "add", "", "--id", "t", "--amount", "1", "--currency", "EUR"], 64, "must not be empty"),
+        (
+            ["footprint", "add", "u", "--id", "f", "--kg", "lots", "--category", "c", "--methodology", "m"],
+            64, "kilograms"
+        ),
+        (["file", "inspect", "/nonexistent/file.cstore"], 1, "No such file or directory"),
+    ]
+
+    @Test(arguments: failureCases)
+    func failuresAreOneLineWithExitCode(args: [String], status: Int32, message: String) throws {
+        let dir = try TemporaryDirectory("cli-err")
+        defer { dir.remove() }
+        var args = args
+        if !args.contains("--storage") && args[0] != "file" { args += ["--storage", "path:" + dir.path] }
+        let out = try CommandRunner().run(args)
+        #expect(out.status == status, "\(args): \(out.stderr)")
+        #expect(out.stderr.hasPrefix("carbonstore: "))
+        #expect(out.stderr.contains(message), "\(out.stderr)")
+        #expect(out.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func damagedFilesFailVerifyAndInspect() async throws {
+        let dir = try TemporaryDirectory("cli-damage")
+        defer { dir.remove() }
+        let cli = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
+        #expect(try cli.run(["pref", "set", "zed", "k", "v"]).status == 0)
+        #expect(try cli.run(["pref", "set", "yan", "k", "v"]).status == 0)
+        let path = dir.path + "/" + (try UserKeys().key(for: "zed"))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        try bytes.prefix(bytes.count - 3).write(to: URL(fileURLWithPath: path))
+
+        let verify = try cli.run(["verify"])
+        #expect(verify.status == 5)
+        #expect(verify.stdout.contains("damaged: \(path)"))
+        #expect(verify.stdout.contains("1 healthy, 1 damaged"))
+        let inspect = try cli.run(["file", "inspect", path])
+        #expect(inspect.status == 5 && inspect.stderr.contains("not a valid user file"))
+        let show = try cli.run(["user", "show", "zed"])
+        #expect(show.status == 5 && show.stderr.contains(path))
+        // The damaged file is still there, untouched, after all of that.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == bytes.prefix(bytes.count - 3))
+    }
+
+    @Test func demoRunsOnTheEmbeddedDefaultAndIsRepeatable() throws {
+        let dir = try TemporaryDirectory("cli-demo")
+        defer { dir.remove() }
+        let cli = try CommandRunner()
+        for _ in 0..<2 {
+            let out = try Process.runShell(
+                "cd \(shellQuote(dir.path)) && \(shellQuote(cli.executable)) demo",
+                environment: cli.environment)
+            out.waitUntilExit()
+            #expect(out.terminationStatus == 0)
+        }
+        #expect(
+            FileManager.default.fileExists(
+                atPath: dir.path + "/carbonstore-data/" + (try UserKeys().key(for: "demo-user"))))
+    }
+}
+
+func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+extension Process {
+    static func runShell(_ script: String, environment: [String: String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script]
+        p.environment = environment
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.standardError
+        try p.run()
+        return p
+    }
+}

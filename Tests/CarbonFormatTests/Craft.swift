@@ -1,0 +1,99 @@
+import CarbonModel
+import Testing
+
+@testable import CarbonFormat
+
+/// Builds files by hand from docs/FORMAT.md, independently of the encoder, so tests can write
+/// exactly the damage or the hostile values they need, with valid checksums.
+enum Craft {
+    static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+    static func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+    static func le64(_ v: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) }
+    }
+
+    static func varint(_ v: UInt64) -> [UInt8] {
+        var v = v
+        var out: [UInt8] = []
+        while v >= 0x80 {
+            out.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+        return out
+    }
+
+    static func zigzag(_ v: Int64) -> [UInt8] { varint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }
+
+    static func string(_ s: String) -> [UInt8] { varint(UInt64(s.utf8.count)) + Array(s.utf8) }
+
+    static func header(
+        userID: [UInt8] = Array("u".utf8), sectionCount: UInt32, version: UInt16 = 1, flags: UInt16 = 0,
+        revision: UInt64 = 7, createdAt: Int64 = 1000, updatedAt: Int64 = 2000, userIDLength: UInt32? = nil
+    ) -> [UInt8] {
+        var h = RecordCodec.magic + le16(version) + le16(flags) + le64(revision)
+        h += le64(UInt64(bitPattern: createdAt)) + le64(UInt64(bitPattern: updatedAt))
+        h += le32(sectionCount) + le32(userIDLength ?? UInt32(userID.count)) + userID
+        return h + le32(CRC32C.checksum(h))
+    }
+
+    static func section(tag: UInt16, flags: UInt16 = 0, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
+        let s = le16(tag) + le16(flags) + le32(length ?? UInt32(body.count)) + body
+        return s + le32(CRC32C.checksum(s))
+    }
+
+    /// A compressed section body: u32 raw length, then the zlib stream.
+    static func compressed(_ raw: [UInt8], declaredLength: UInt32? = nil, level: Int32 = 6) -> [UInt8] {
+        let packed = raw.withUnsafeBytes { RecordCodec.deflate($0, level: level)! }
+        return le32(declaredLength ?? UInt32(raw.count)) + packed
+    }
+
+    static func file(_ sections: [[UInt8]], userID: [UInt8] = Array("u".utf8)) -> [UInt8] {
+        header(userID: userID, sectionCount: UInt32(sections.count)) + sections.flatMap { $0 }
+    }
+
+    /// A valid file with the header's section count replaced (and the header CRC fixed).
+    static func withSectionCount(_ bytes: [UInt8], _ count: UInt32) -> [UInt8] {
+        var b = bytes
+        b.replaceSubrange(36..<40, with: le32(count))
+        let end = headerEnd(b)
+        b.replaceSubrange(end..<(end + 4), with: le32(CRC32C.checksum(b[..<end])))
+        return b
+    }
+
+    static func headerEnd(_ b: [UInt8]) -> Int {
+        44 + Int(UInt32(b[40]) | UInt32(b[41]) << 8 | UInt32(b[42]) << 16 | UInt32(b[43]) << 24)
+    }
+
+    /// A transactions payload of one row with the given parts (columns in spec order).
+    static func transactionsPayload(
+        count: UInt64 = 1, dictionary: [String] = ["EUR"], id: String = "t1", time: Int64 = 5,
+        amount: Int64 = 100,
+        currency: UInt64 = 0, merchant: UInt64 = 0, mcc: UInt64 = 0, category: UInt64 = 0,
+        account: UInt64 = 0,
+        description: [UInt8] = [0], metadata: [UInt8] = [0]
+    ) -> [UInt8] {
+        var p = varint(count) + varint(UInt64(dictionary.count)) + dictionary.flatMap(string)
+        p += string(id) + zigzag(time) + zigzag(amount) + varint(currency) + varint(merchant) + varint(mcc)
+        p += varint(category) + varint(account) + description + metadata
+        return p
+    }
+
+    static func decode(_ bytes: [UInt8]) -> Result<UserRecord, FormatError> {
+        Result(catching: { () throws(FormatError) -> UserRecord in try RecordCodec().decode(bytes) })
+    }
+
+    /// The error decoding `bytes` gives, or nil (and a recorded issue) if it decodes.
+    static func error(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> FormatError? {
+        switch decode(bytes) {
+        case .success:
+            Issue.record("decoded without error", sourceLocation: sourceLocation)
+            return nil
+        case .failure(let e): return e
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    var hex: String { map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
+}
