@@ -147,25 +147,21 @@ extension UserRecord {
 
     /// Adds or replaces a footprint by id (recalculation replaces the earlier result).
     @discardableResult
-    public mutating func upsert(_ f: Footprint) -> UpsertOutcome {
-        if let i = footprints.firstIndex(where: { $0.id == f.id }) {
-            if footprints[i] == f { return .unchanged }
-            footprints[i] = f
-            return .replaced
-        }
-        footprints.append(f)
-        return .inserted
-    }
+    public mutating func upsert(_ f: Footprint) -> UpsertOutcome { Self.upsert(f, in: &footprints) }
 
     /// Adds or replaces a saving by id.
     @discardableResult
-    public mutating func upsert(_ s: Saving) -> UpsertOutcome {
-        if let i = savings.firstIndex(where: { $0.id == s.id }) {
-            if savings[i] == s { return .unchanged }
-            savings[i] = s
-            return .replaced
+    public mutating func upsert(_ s: Saving) -> UpsertOutcome { Self.upsert(s, in: &savings) }
+
+    private static func upsert<Item: Identifiable & Equatable>(_ item: Item, in items: inout [Item])
+        -> UpsertOutcome
+    {
+        guard let i = items.firstIndex(where: { $0.id == item.id }) else {
+            items.append(item)
+            return .inserted
         }
-        savings.append(s)
-        return .inserted
+        if items[i] == item { return .unchanged }
+        items[i] = item
+        return .replaced
     }
 }
