@@ -8,35 +8,65 @@ let package = Package(
         .library(name: "CarbonModel", targets: ["CarbonModel"]),
         .library(name: "CarbonFormat", targets: ["CarbonFormat"]),
         .library(name: "CarbonStore", targets: ["CarbonStore"]),
+        .library(name: "AWSSigning", targets: ["AWSSigning"]),
+        .library(name: "AWSClient", targets: ["AWSClient"]),
+        .library(name: "CarbonStoreAWS", targets: ["CarbonStoreAWS"]),
         .library(name: "CarbonStoreTestSupport", targets: ["CarbonStoreTestSupport"]),
         .executable(name: "carbonstore", targets: ["carbonstore"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(name: "CarbonModel"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib"]),
         .target(name: "CarbonStore", dependencies: ["CarbonModel", "CarbonFormat"]),
+        .target(name: "AWSSigning", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "AWSClient",
+            dependencies: [
+                "AWSSigning",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(name: "CarbonStoreAWS", dependencies: ["CarbonStore", "AWSClient"]),
         .target(
             name: "CarbonStoreTestSupport",
-            dependencies: ["CarbonModel", "CarbonFormat", "CarbonStore"]
+            dependencies: [
+                "CarbonModel", "CarbonFormat", "CarbonStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
         .executableTarget(
             name: "carbonstore",
             dependencies: [
-                "CarbonModel", "CarbonFormat", "CarbonStore",
+                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "CarbonBench",
-            dependencies: ["CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreTestSupport"]
+            dependencies: [
+                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS", "AWSClient",
+                "CarbonStoreTestSupport",
+            ]
         ),
         .testTarget(name: "CarbonModelTests", dependencies: ["CarbonModel", "CarbonStoreTestSupport"]),
         .testTarget(name: "CarbonFormatTests", dependencies: ["CarbonFormat", "CarbonStoreTestSupport"]),
         .testTarget(name: "CarbonStoreTests", dependencies: ["CarbonStore", "CarbonStoreTestSupport"]),
+        .testTarget(name: "AWSSigningTests", dependencies: ["AWSSigning"]),
+        .testTarget(name: "AWSClientTests", dependencies: ["AWSClient", "CarbonStoreTestSupport"]),
+        .testTarget(
+            name: "CarbonStoreAWSTests",
+            dependencies: ["CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport"]
+        ),
         .testTarget(
             name: "CLITests",
             dependencies: ["carbonstore", "CarbonStore", "CarbonStoreTestSupport"]

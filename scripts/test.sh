@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole CarbonStore test suite on a fresh machine: installs what the tests need, builds,
-# runs every test, and cleans up after itself. Used as is by CI (.ci/run).
+# and runs every test with a moto server on loopback for the AWS integration tests
+# (scripts/with_moto.sh starts and stops it). Used as is by CI (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,4 @@ if [ ! -f /usr/include/zlib.h ]; then
 fi
 
 swift build --build-tests
-swift test --skip-build "$@"
+scripts/with_moto.sh swift test --skip-build "$@"

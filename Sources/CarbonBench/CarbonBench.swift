@@ -26,9 +26,13 @@ struct CarbonBench {
             case "--dir": dir = args.popFirst() ?? dir
             case "--only": only = args.popFirst()
             default:
-                print("usage: CarbonBench [--iterations N] [--dir PATH] [--only codec|update]")
+                print("usage: CarbonBench [--iterations N] [--dir PATH] [--only codec|update|aws]")
                 exit(64)
             }
+        }
+        if only == "aws" {
+            try await AWSRequestCount.run(updates: max(iterations, 40))
+            return
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -36,12 +36,18 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public var leaseMilliseconds: Int64?
     /// How long a writer waits for a lock before it gives up, in milliseconds.
     public var waitMilliseconds: Int64?
+    /// S3 server-side encryption of written objects: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    public var sse: String?
+    /// The KMS key id or ARN for `sse=aws:kms` (default: the account's `aws/s3` key).
+    public var sseKMSKeyID: String?
     /// The text this was parsed from.
     public let original: String
 
     /// The embedded default: files in `./carbonstore-data`, local locks.
     public static let defaultURI = "path:carbonstore-data"
-    public static let knownKeys = ["locking", "table", "region", "endpoint", "prefix", "lease", "wait"]
+    public static let knownKeys = [
+        "locking", "table", "region", "endpoint", "prefix", "lease", "wait", "sse", "sse-kms-key-id",
+    ]
 
     public var description: String { original }
 
@@ -216,7 +222,27 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             }
             return n
         }
+        sse = params["sse"]
+        sseKMSKeyID = params["sse-kms-key-id"]
+        if let sse {
+            guard case .s3 = backend else {
+                throw fail("'sse' is only used with s3:", s3Example + "&sse=AES256")
+            }
+            guard sse == "AES256" || sse == "aws:kms" else {
+                throw fail(
+                    "sse '\(sse)' must be AES256 (SSE-S3) or aws:kms (SSE-KMS)", s3Example + "&sse=aws:kms")
+            }
+        }
+        if sseKMSKeyID != nil && sse != "aws:kms" {
+            throw fail(
+                "'sse-kms-key-id' needs sse=aws:kms",
+                s3Example + "&sse=aws:kms&sse-kms-key-id=alias/carbonstore")
+        }
         leaseMilliseconds = try milliseconds("lease", minimum: 1000)
+        if leaseMilliseconds != nil, case .dynamo = locking {
+        } else if leaseMilliseconds != nil {
+            throw fail("'lease' is only used with locking=dynamo (local locks end with their process)")
+        }
         waitMilliseconds = try milliseconds("wait", minimum: 0)
     }
 

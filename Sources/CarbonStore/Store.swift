@@ -20,6 +20,9 @@ public struct StoreOptions: Sendable {
     public var leaseSafetyMargin: Duration
     /// The clock that stamps `createdAt`/`updatedAt`.
     public var now: @Sendable () -> Timestamp
+    /// Called after the lease was checked and right before the conditional write: a test hook to
+    /// pause or kill a writer at the worst moment. Nil in production.
+    public var beforeCommit: (@Sendable () async -> Void)?
 
     public init(
         lockWait: Duration = .seconds(10), maxConflictRetries: Int = 20, codec: RecordCodec = RecordCodec(),
@@ -132,6 +135,7 @@ public struct Store: Sendable {
                 throw LeaseExpiredError(userID: userID, operationID: lease.operationID)
             }
             if lease.isDueForRenewal() { lease = try await locks.renew(lease) }
+            if let beforeCommit = options.beforeCommit { await beforeCommit() }
             do {
                 try await storage.put(
                     key, bytes: bytes, condition: current.map { .mustMatch($0.version) } ?? .mustNotExist)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs the `carbonstore` executable built beside the tests, as a separate process.
 public struct CommandRunner: Sendable {
@@ -31,59 +32,106 @@ public struct CommandRunner: Sendable {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: executable])
         }
-        var base = env
+        var base = env.filter { !$0.key.hasPrefix("AWS_") && !$0.key.hasPrefix("CARBONSTORE_") }
         base.removeValue(forKey: "CARBONSTORE_STORAGE")
         self.environment = base.merging(environment) { $1 }
     }
 
     /// Starts the command and returns the running process; read its output with `finish`.
     public func start(_ arguments: [String]) throws -> Running {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        p.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        return Running(process: p, out: out, err: err)
+        try Running(executable: executable, arguments: arguments, environment: environment)
     }
 
     public func run(_ arguments: [String]) throws -> Output {
         try start(arguments).finish()
     }
 
-    public final class Running: @unchecked Sendable {
-        public let process: Process
-        let out: Pipe
-        let err: Pipe
+    /// A started process whose output is collected as it comes.
+    public final class Running: Sendable {
+        public let pid: Int32
+        private let process: Mutex<Process?>
+        private let stdoutBuffer = OutputBuffer()
+        private let stderrBuffer = OutputBuffer()
+        private let readers = DispatchGroup()
 
-        init(process: Process, out: Pipe, err: Pipe) {
-            self.process = process
-            self.out = out
-            self.err = err
+        init(executable: String, arguments: [String], environment: [String: String]) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments
+            p.environment = environment
+            let out = Pipe()
+            let err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            pid = p.processIdentifier
+            process = Mutex(p)
+            for (handle, buffer) in [
+                (out.fileHandleForReading, stdoutBuffer), (err.fileHandleForReading, stderrBuffer),
+            ] {
+                nonisolated(unsafe) let handle = handle
+                readers.enter()
+                Thread.detachNewThread { [readers] in
+                    while true {
+                        let chunk = handle.availableData
+                        if chunk.isEmpty { break }
+                        buffer.data.withLock { $0.append(chunk) }
+                    }
+                    readers.leave()
+                }
+            }
         }
 
-        public var pid: Int32 { process.processIdentifier }
+        /// What the process wrote to stderr so far.
+        public var stderrSoFar: String { stderrBuffer.data.withLock { String(decoding: $0, as: UTF8.self) } }
 
-        /// Waits for exit, draining both pipes so a chatty child never blocks.
+        /// Waits until stderr contains `text`; throws if the process ends or time runs out first.
+        public func waitForStderr(containing text: String, timeout: Duration) throws {
+            let deadline = ContinuousClock.now + timeout
+            while !stderrSoFar.contains(text) {
+                let running = process.withLock { $0?.isRunning ?? false }
+                guard running, ContinuousClock.now < deadline else {
+                    throw CocoaError(
+                        .executableLoad,
+                        userInfo: [
+                            NSLocalizedDescriptionKey:
+                                "process \(pid) did not print '\(text)'; stderr: \(stderrSoFar)"
+                        ])
+                }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+
+        /// Waits for exit and returns everything it printed.
         public func finish() -> Output {
-            let group = DispatchGroup()
-            nonisolated(unsafe) var stdoutData = Data()
-            nonisolated(unsafe) var stderrData = Data()
-            DispatchQueue.global().async(group: group) {
-                stdoutData = self.out.fileHandleForReading.readDataToEndOfFile()
+            readers.wait()
+            let status = process.withLock { p -> Int32 in
+                p?.waitUntilExit()
+                return p?.terminationStatus ?? -1
             }
-            DispatchQueue.global().async(group: group) {
-                stderrData = self.err.fileHandleForReading.readDataToEndOfFile()
-            }
-            group.wait()
-            process.waitUntilExit()
             return Output(
-                status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-                stderr: String(decoding: stderrData, as: UTF8.self))
+                status: status, stdout: stdoutBuffer.data.withLock { String(decoding: $0, as: UTF8.self) },
+                stderr: stderrSoFar)
         }
     }
+}
+
+final class OutputBuffer: Sendable {
+    let data = Mutex(Data())
+}
+
+/// Quotes a string for /bin/sh.
+public func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+/// Starts `/bin/sh -c script`; its stderr goes to the test's stderr.
+public func runShell(_ script: String, environment: [String: String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", script]
+    p.environment = environment
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.standardError
+    try p.run()
+    return p
 }

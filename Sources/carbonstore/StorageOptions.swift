@@ -1,6 +1,7 @@
 import ArgumentParser
 import CarbonModel
 import CarbonStore
+import CarbonStoreAWS
 
 #if canImport(Glibc)
     import Glibc
@@ -21,7 +22,17 @@ struct StorageOptions: ParsableArguments {
     }
 
     func makeStore() async throws -> Store {
-        try await StoreFactory().makeStore(uriText)
+        var options = StoreOptions()
+        // Test hook: hold the lock for a while right before committing, so tests can stop or kill
+        // a writer at the worst moment (see docs/STORAGE.md).
+        if let text = getenv("CARBONSTORE_TEST_PAUSE_BEFORE_COMMIT_MS"), let ms = Int64(String(cString: text))
+        {
+            options.beforeCommit = {
+                FileHandleStderr.write("carbonstore: pausing \(ms) ms before commit\n")
+                try? await Task.sleep(for: .milliseconds(ms))
+            }
+        }
+        return try await AWSBackends().storeFactory(options: options).makeStore(uriText)
     }
 }
 

@@ -18,7 +18,7 @@ import Testing
                 "\(shellQuote(runner.executable)) txn add shared-user --id p\(p)-a\(a) --amount \(a).\(p)0 --currency EUR --merchant M\(a % 7) --mcc 5411 || exit 1"
             }.joined(separator: "\n")
         }
-        let running = try script.map { try Process.runShell($0, environment: runner.environment) }
+        let running = try script.map { try runShell($0, environment: runner.environment) }
         for r in running {
             r.waitUntilExit()
             #expect(r.terminationStatus == 0)
@@ -42,7 +42,7 @@ import Testing
                 "\(shellQuote(runner.executable)) txn add u\(a % 2) --id p\(p)-a\(a) --amount 1 --currency EUR || exit 1"
             }.joined(separator: "\n")
         }
-        let running = try script.map { try Process.runShell($0, environment: runner.environment) }
+        let running = try script.map { try runShell($0, environment: runner.environment) }
         for r in running {
             r.waitUntilExit()
             #expect(r.terminationStatus == 0)
@@ -181,7 +181,7 @@ import Testing
         defer { dir.remove() }
         let cli = try CommandRunner()
         for _ in 0..<2 {
-            let out = try Process.runShell(
+            let out = try runShell(
                 "cd \(shellQuote(dir.path)) && \(shellQuote(cli.executable)) demo",
                 environment: cli.environment)
             out.waitUntilExit()
@@ -190,20 +190,5 @@ import Testing
         #expect(
             FileManager.default.fileExists(
                 atPath: dir.path + "/carbonstore-data/" + (try UserKeys().key(for: "demo-user"))))
-    }
-}
-
-func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-
-extension Process {
-    static func runShell(_ script: String, environment: [String: String]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", script]
-        p.environment = environment
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.standardError
-        try p.run()
-        return p
     }
 }

@@ -1,0 +1,105 @@
+/// An error answer from an AWS service, with enough context to act on it: the service, the
+/// operation, the resource, AWS's error code and message, and the request id for AWS support.
+public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var service: String
+    public var operation: String
+    /// The bucket/key or table/item the request was about, for messages.
+    public var resource: String
+    public var statusCode: Int
+    public var code: String
+    public var message: String
+    public var requestID: String?
+
+    public init(
+        service: String, operation: String, resource: String, statusCode: Int, code: String, message: String,
+        requestID: String?
+    ) {
+        self.service = service
+        self.operation = operation
+        self.resource = resource
+        self.statusCode = statusCode
+        self.code = code
+        self.message = message
+        self.requestID = requestID
+    }
+
+    public var description: String {
+        var s = "\(service) \(operation) \(resource) failed: \(code) (HTTP \(statusCode))"
+        if !message.isEmpty { s += ": \(message)" }
+        if let hint { s += "; \(hint)" }
+        if let requestID { s += " [request id \(requestID)]" }
+        return s
+    }
+
+    /// Throttling: the request may succeed after a pause.
+    public var isThrottling: Bool {
+        Self.throttlingCodes.contains(code) || statusCode == 429
+    }
+
+    /// Worth retrying as it is: throttling, server-side errors and timeouts.
+    public var isRetryable: Bool {
+        isThrottling || Self.transientCodes.contains(code) || [500, 502, 503, 504].contains(statusCode)
+    }
+
+    /// The credentials were refused (wrong key, wrong secret, expired token).
+    public var isAuthenticationFailure: Bool {
+        [
+            "SignatureDoesNotMatch", "InvalidAccessKeyId", "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "ExpiredToken", "ExpiredTokenException", "InvalidSignatureException",
+            "MissingAuthenticationToken",
+            "MissingAuthenticationTokenException", "IncompleteSignature", "IncompleteSignatureException",
+            "AuthFailure",
+        ].contains(code)
+    }
+
+    public var isAccessDenied: Bool {
+        code == "AccessDenied" || code == "AccessDeniedException"
+            || (statusCode == 403 && !isAuthenticationFailure)
+    }
+
+    static let throttlingCodes: Set<String> = [
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+        "TooManyRequestsException", "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete", "EC2ThrottledException",
+    ]
+    static let transientCodes: Set<String> = [
+        "RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable", "ServiceUnavailableException",
+    ]
+
+    /// What to do about it, for the codes an operator meets when setting up.
+    public var hint: String? {
+        switch code {
+        case "SignatureDoesNotMatch", "InvalidSignatureException":
+            return
+                "the secret access key does not match the access key id: check AWS_SECRET_ACCESS_KEY (or the profile's aws_secret_access_key) and that this machine's clock is right"
+        case "InvalidAccessKeyId", "UnrecognizedClientException", "InvalidClientTokenId":
+            return
+                "AWS does not know this access key id: check AWS_ACCESS_KEY_ID, AWS_PROFILE or the role in use"
+        case "ExpiredToken", "ExpiredTokenException":
+            return "the temporary credentials have expired: refresh them (aws sso login, a new session token)"
+        case "AccessDenied", "AccessDeniedException":
+            return
+                "the credentials lack permission for this action: attach the policy printed by 'carbonstore aws policy' to the engine's role"
+        case "NoSuchBucket":
+            return
+                "the bucket does not exist: create it with 'carbonstore aws setup', or fix the bucket name or region in the storage URI"
+        case "ResourceNotFoundException":
+            return
+                "the DynamoDB table does not exist in this region: create it with 'carbonstore aws setup', or fix table= or region= in the storage URI"
+        case "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException":
+            return
+                "the bucket is in another region: set region= in the storage URI or AWS_REGION to the bucket's region"
+        default:
+            if isThrottling {
+                return "AWS is throttling requests: retried with backoff, then gave up; retry later"
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+
+/// A configuration problem, in one line with a fix.
+public struct AWSConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// The region and service endpoints the AWS client talks to.
+///
+/// Region: the storage URI's `region`, else AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`
+/// in the shared config file, and on EC2 the instance's region from instance metadata.
+///
+/// Endpoints: the storage URI's `endpoint` (for S3 and DynamoDB alike), else AWS_ENDPOINT_URL_<SERVICE>
+/// (S3, DYNAMODB, STS), else AWS_ENDPOINT_URL, else the regional AWS endpoint
+/// (`https://s3.{region}.amazonaws.com`; `amazonaws.com.cn` in China). AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true
+/// ignores the variables (not the URI).
+public struct AWSConfiguration: Sendable, Hashable {
+    public var region: String
+    /// Explicit endpoints by lower-cased service name ("s3", "dynamodb", "sts").
+    public var endpoints: [String: URL]
+    /// S3 path-style addressing (`https://host/bucket/key`): true when S3's endpoint was given
+    /// explicitly (S3-compatible stores, moto, MinIO), false for AWS's virtual-hosted style.
+    public var usesPathStyle: Bool
+
+    public init(region: String, endpoints: [String: URL] = [:], usesPathStyle: Bool? = nil) {
+        self.region = region
+        self.endpoints = Dictionary(endpoints.map { ($0.key.lowercased(), $0.value) }) { $1 }
+        self.usesPathStyle = usesPathStyle ?? (self.endpoints["s3"] != nil)
+    }
+
+    /// The endpoint for a service: the explicit one, else AWS's regional one.
+    public func endpoint(for service: String) -> URL {
+        endpoints[service.lowercased()] ?? Self.defaultEndpoint(service: service, region: region)
+    }
+
+    /// Services whose endpoints `resolve` fills in.
+    public static let services = ["s3", "dynamodb", "sts"]
+
+    /// Resolves the region and endpoints from the URI's overrides and the environment.
+    /// `transport` is used only to ask EC2 instance metadata for the region when nothing else names one.
+    public static func resolve(
+        environment: [String: String], regionOverride: String?, endpointOverride: String?,
+        transport: any HTTPTransport
+    ) async throws -> AWSConfiguration {
+        let region = try await resolveRegion(
+            environment: environment, regionOverride: regionOverride, transport: transport)
+        var endpoints: [String: URL] = [:]
+        let uriEndpoint = try endpointOverride.map {
+            try validatedEndpoint($0, origin: "the storage URI's endpoint")
+        }
+        for service in services {
+            if let uriEndpoint, service != "sts" {
+                endpoints[service] = uriEndpoint
+            } else if let configured = try configuredEndpoint(service: service, environment: environment) {
+                endpoints[service] = configured
+            }
+        }
+        return AWSConfiguration(region: region, endpoints: endpoints)
+    }
+
+    /// The region, by the documented precedence; throws when none is found.
+    public static func resolveRegion(
+        environment: [String: String], regionOverride: String?, transport: any HTTPTransport
+    ) async throws -> String {
+        var candidates: [(String?, String)] = [
+            (regionOverride.flatMap { $0.isEmpty ? nil : $0 }, "the storage URI's region"),
+            (environmentValue(environment, "AWS_REGION"), "AWS_REGION"),
+            (environmentValue(environment, "AWS_DEFAULT_REGION"), "AWS_DEFAULT_REGION"),
+        ]
+        let profile = ProfileCredentialProvider(environment: environment)
+        candidates.append(
+            (
+                profile.region(),
+                "region in profile '\(profile.profileName)' of \(profile.configFilePath ?? "~/.aws/config")"
+            ))
+        for case (let value?, let origin) in candidates {
+            guard isValidRegion(value) else {
+                throw AWSConfigurationError(
+                    "invalid AWS region '\(oneLine(value, limit: 60))' (from \(origin)): expected a name such as eu-west-1"
+                )
+            }
+            return value
+        }
+        let imds = InstanceMetadataCredentialProvider(
+            environment: environment, transport: transport, maxAttempts: 1)
+        if !imds.isDisabled, let region = try? await imds.region(), isValidRegion(region) {
+            return region
+        }
+        throw AWSConfigurationError("no AWS region: set AWS_REGION or add region= to the storage URI")
+    }
+
+    /// An endpoint set by AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL, validated; nil when neither is set.
+    public static func configuredEndpoint(service: String, environment: [String: String]) throws -> URL? {
+        if environmentFlag(environment, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") { return nil }
+        let specific = "AWS_ENDPOINT_URL_" + service.uppercased().replacingOccurrences(of: " ", with: "_")
+        for name in [specific, "AWS_ENDPOINT_URL"] {
+            if let value = environmentValue(environment, name) {
+                return try validatedEndpoint(value, origin: name)
+            }
+        }
+        return nil
+    }
+
+    /// AWS's endpoint for a service in a region: `https://{service}.{region}.amazonaws.com`, with
+    /// `amazonaws.com.cn` for the China regions (cn-*).
+    public static func defaultEndpoint(service: String, region: String) -> URL {
+        let suffix = region.hasPrefix("cn-") ? "amazonaws.com.cn" : "amazonaws.com"
+        return URL(string: "https://\(service.lowercased()).\(region).\(suffix)")!
+    }
+
+    /// Letters, digits, '-' and '_' (S3-compatible stores name regions freely), 1 to 63 characters.
+    public static func isValidRegion(_ region: String) -> Bool {
+        (1...63).contains(region.count)
+            && region.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_")
+            }
+            && !region.hasPrefix("-") && !region.hasSuffix("-")
+    }
+
+    /// Checks an endpoint URL: http or https, a host, no credentials, query or fragment. A trailing
+    /// slash is dropped.
+    public static func validatedEndpoint(_ text: String, origin: String) throws -> URL {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let example = "expected a URL such as http://localhost:9000 or https://s3.eu-west-1.amazonaws.com"
+        let shown = "'\(oneLine(trimmed, limit: 120))' (from \(origin))"
+        guard let components = URLComponents(string: trimmed), let scheme = components.scheme?.lowercased()
+        else {
+            throw AWSConfigurationError("invalid endpoint \(shown): \(example)")
+        }
+        guard scheme == "http" || scheme == "https" else {
+            throw AWSConfigurationError(
+                "invalid endpoint \(shown): the scheme must be http or https (\(example))")
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw AWSConfigurationError("invalid endpoint \(shown): it has no host name (\(example))")
+        }
+        guard components.user == nil, components.password == nil else {
+            throw AWSConfigurationError(
+                "invalid endpoint \(shown): user names and passwords are not allowed in it")
+        }
+        guard components.query == nil, components.fragment == nil else {
+            throw AWSConfigurationError("invalid endpoint \(shown): it must not have a query or a fragment")
+        }
+        if let port = components.port, !(1...65535).contains(port) {
+            throw AWSConfigurationError("invalid endpoint \(shown): the port must be 1 to 65535")
+        }
+        var normalized = components
+        normalized.scheme = scheme
+        while normalized.path.hasSuffix("/") { normalized.path.removeLast() }
+        guard let url = normalized.url else {
+            throw AWSConfigurationError("invalid endpoint \(shown): \(example)")
+        }
+        return url
+    }
+}

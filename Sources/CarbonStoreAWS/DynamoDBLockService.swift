@@ -1,0 +1,144 @@
+import AWSClient
+import CarbonStore
+import Foundation
+
+/// Write locks as short-lived items in a DynamoDB table (partition key `id`, on-demand).
+///
+/// Item: `id` (the lock name), `op` (a fresh id per operation), `expires` (epoch ms), `owner`
+/// (host and process), `acquired` (epoch ms), `user`.
+/// - Acquire: `PutItem` if `attribute_not_exists(id) OR expires < :now`; on failure wait with
+///   exponential backoff and full jitter and try again until the deadline.
+/// - Renew: `UpdateItem` of `expires` if `op = :op`.
+/// - Release: `DeleteItem` if `op = :op`, never read-then-delete.
+/// Expiry is the `expires` attribute checked in the condition; DynamoDB's TTL is not used.
+public struct DynamoDBLockService: LockService {
+    public let dynamo: DynamoDBClient
+    public let table: String
+    /// Prepended to every lock name, so that stores sharing a table never share locks.
+    public let namespace: String
+    public let leaseDuration: Duration
+    public let owner: String
+    /// The wall clock, in epoch milliseconds (lock items compare wall-clock times).
+    public var wallClock: @Sendable () -> Int64
+
+    public init(
+        dynamo: DynamoDBClient, table: String, namespace: String, leaseDuration: Duration = .seconds(10),
+        owner: String = DynamoDBLockService.defaultOwner,
+        wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) {
+        self.dynamo = dynamo
+        self.table = table
+        self.namespace = namespace
+        self.leaseDuration = leaseDuration
+        self.owner = owner
+        self.wallClock = wallClock
+    }
+
+    public static var defaultOwner: String {
+        "\(ProcessInfo.processInfo.hostName) pid \(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    func id(_ name: String) -> String { namespace + name }
+    var leaseMilliseconds: Int64 {
+        leaseDuration.components.seconds * 1000 + leaseDuration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    public func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
+        let op = OperationID.make()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + wait
+        var backoff = Backoff(base: .milliseconds(10), cap: .milliseconds(500))
+        while true {
+            let attemptStart = clock.now
+            let now = wallClock()
+            let item: DynamoItem = [
+                "id": .s(id(name)), "op": .s(op), "expires": .number(now + leaseMilliseconds),
+                "owner": .s(owner),
+                "acquired": .number(now), "user": .s(userID),
+            ]
+            do {
+                try await dynamo.putItem(
+                    table: table, item: item,
+                    condition: DynamoExpression(
+                        "attribute_not_exists(id) OR expires < :now", values: [":now": .number(now)]))
+                return Lease(
+                    name: name, operationID: op, validUntil: attemptStart + leaseDuration, term: leaseDuration
+                )
+            } catch  where DynamoDBClient.isConditionFailure(error) {
+                // Held by someone else, or by us if an earlier attempt's answer was lost.
+                let holder = try await currentHolder(name)
+                if holder?.op == op {
+                    return Lease(
+                        name: name, operationID: op, validUntil: attemptStart + leaseDuration,
+                        term: leaseDuration)
+                }
+                let remaining = deadline - clock.now
+                if remaining <= .zero {
+                    throw LockTimeoutError(
+                        userID: userID, waitedMilliseconds: (clock.now - start).milliseconds,
+                        holder: holder.map {
+                            "\($0.owner) (operation \($0.op), lease ends in \($0.expires - wallClock()) ms)"
+                        })
+                }
+                var delay = backoff.next()
+                if let holder {
+                    // No point in trying long before the holder's lease runs out, unless it releases.
+                    delay = max(
+                        delay,
+                        min(.milliseconds(max(holder.expires - wallClock(), 0)) / 4, .milliseconds(200)))
+                }
+                try await Task.sleep(for: min(delay, remaining))
+            } catch {
+                throw StoreAWSError.wrap(error)
+            }
+        }
+    }
+
+    public func renew(_ lease: Lease) async throws -> Lease {
+        let started = ContinuousClock.now
+        do {
+            try await dynamo.updateItem(
+                table: table, key: ["id": .s(id(lease.name))],
+                update: DynamoExpression(
+                    "SET expires = :expires", values: [":expires": .number(wallClock() + leaseMilliseconds)]),
+                condition: DynamoExpression("op = :op", values: [":op": .s(lease.operationID)]))
+        } catch  where DynamoDBClient.isConditionFailure(error) {
+            throw LeaseExpiredError(userID: lease.name, operationID: lease.operationID)
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+        var renewed = lease
+        renewed.validUntil = started + leaseDuration
+        return renewed
+    }
+
+    public func release(_ lease: Lease) async throws {
+        do {
+            try await dynamo.deleteItem(
+                table: table, key: ["id": .s(id(lease.name))],
+                condition: DynamoExpression("op = :op", values: [":op": .s(lease.operationID)]))
+        } catch  where DynamoDBClient.isConditionFailure(error) {
+            // The lease had expired and another writer holds the lock now: it is not ours to delete.
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+    }
+
+    struct Holder {
+        var op: String
+        var owner: String
+        var expires: Int64
+    }
+
+    func currentHolder(_ name: String) async throws -> Holder? {
+        guard let item = try await dynamo.getItem(table: table, key: ["id": .s(id(name))]) else { return nil }
+        return Holder(
+            op: item["op"]?.string ?? "?", owner: item["owner"]?.string ?? "unknown owner",
+            expires: item["expires"]?.int64 ?? 0)
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

@@ -1,0 +1,135 @@
+import AWSClient
+import CarbonStore
+
+/// `s3:`: one object per key in a bucket. The fence is S3's conditional write: `If-Match` on the
+/// ETag that was read, or `If-None-Match: *` for a new user.
+public struct S3Storage: ObjectStorage {
+    public let s3: S3Client
+    public let bucket: String
+    public var encryption: ServerSideEncryption?
+    /// How often a write that S3 reports as conflicting with a concurrent conditional write (409)
+    /// is retried before it is reported as a version mismatch.
+    public var conflictRetries: Int
+
+    public init(
+        s3: S3Client, bucket: String, encryption: ServerSideEncryption? = nil, conflictRetries: Int = 3
+    ) {
+        self.s3 = s3
+        self.bucket = bucket
+        self.encryption = encryption
+        self.conflictRetries = conflictRetries
+    }
+
+    public func location(of key: String) -> String { "s3://\(bucket)/\(key)" }
+
+    public func get(_ key: String) async throws -> StoredObject? {
+        do {
+            guard let object = try await s3.getObject(bucket: bucket, key: key) else { return nil }
+            return StoredObject(bytes: object.body, version: ObjectVersion(object.eTag))
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+    }
+
+    @discardableResult
+    public func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+        let precondition: S3Client.Precondition
+        switch condition {
+        case .unconditional: precondition = .none
+        case .mustNotExist: precondition = .ifNoneMatchAny
+        case .mustMatch(let v): precondition = .ifMatch(v.rawValue)
+        }
+        var attempt = 0
+        var backoff = Backoff(base: .milliseconds(20), cap: .milliseconds(500))
+        while true {
+            attempt += 1
+            do {
+                let etag = try await s3.putObject(
+                    bucket: bucket, key: key, body: bytes, precondition: precondition, encryption: encryption)
+                return ObjectVersion(etag)
+            } catch let e as AWSError where e.statusCode == 412 {
+                throw VersionMismatchError(location: location(of: key), expected: Self.describe(condition))
+            } catch let e as AWSError where e.statusCode == 409 && attempt <= conflictRetries {
+                _ = e  // ConditionalRequestConflict: another conditional write to the key is in flight.
+                try await Task.sleep(for: backoff.next())
+            } catch let e as AWSError where e.statusCode == 409 {
+                _ = e
+                throw VersionMismatchError(location: location(of: key), expected: Self.describe(condition))
+            } catch {
+                throw StoreAWSError.wrap(error)
+            }
+        }
+    }
+
+    @discardableResult
+    public func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+        let ifMatch: String?
+        switch condition {
+        case .unconditional: ifMatch = nil
+        case .mustMatch(let v): ifMatch = v.rawValue
+        case .mustNotExist:
+            if try await get(key) != nil {
+                throw VersionMismatchError(location: location(of: key), expected: "no object")
+            }
+            return false
+        }
+        do {
+            try await s3.deleteObject(bucket: bucket, key: key, ifMatch: ifMatch)
+            return true
+        } catch let e as AWSError where e.statusCode == 412 || (e.statusCode == 404 && ifMatch != nil) {
+            throw VersionMismatchError(location: location(of: key), expected: ifMatch ?? "")
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+    }
+
+    public func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+        do {
+            let page = try await s3.listObjects(
+                bucket: bucket, prefix: prefix, startAfter: startAfter, maxKeys: limit)
+            let keys = page.keys.filter { $0.hasSuffix(UserKeys.fileExtension) }
+            return ObjectListing(keys: keys, nextStartAfter: page.isTruncated ? page.keys.last : nil)
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+    }
+
+    static func describe(_ condition: WriteCondition) -> String {
+        switch condition {
+        case .unconditional: return "any"
+        case .mustNotExist: return "no object"
+        case .mustMatch(let v): return "ETag \(v.rawValue)"
+        }
+    }
+}
+
+/// AWS failures as engine errors: the AWS error's message, with a kind the engine's callers map to
+/// exit codes and HTTP statuses.
+public struct StoreAWSError: CarbonStoreError {
+    public var underlying: any Error & Sendable
+    public var kind: ErrorKind
+    public var description: String { String(describing: underlying) }
+
+    static func wrap(_ error: any Error) -> any Error {
+        switch error {
+        case let e as AWSError:
+            let kind: ErrorKind
+            if e.isRetryable {
+                kind = .unavailable
+            } else if e.code == "NoSuchBucket" || e.code == "ResourceNotFoundException" || e.isAccessDenied
+                || e.isAuthenticationFailure || e.code == "PermanentRedirect"
+            {
+                kind = .invalidInput
+            } else {
+                kind = .storageFailure
+            }
+            return StoreAWSError(underlying: e, kind: kind)
+        case let e as AWSUnreachableError:
+            return StoreAWSError(underlying: e, kind: .unavailable)
+        case let e as CredentialsError:
+            return StoreAWSError(underlying: e, kind: .invalidInput)
+        default:
+            return error
+        }
+    }
+}

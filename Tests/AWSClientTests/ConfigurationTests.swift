@@ -1,0 +1,122 @@
+import AWSClient
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@Suite("AWS configuration")
+struct ConfigurationTests {
+    func resolve(
+        _ env: [String: String], region: String? = nil, endpoint: String? = nil
+    ) async throws -> AWSConfiguration {
+        var env = env
+        if env["HOME"] == nil { env["HOME"] = "/nonexistent-home" }
+        if env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == nil { env["AWS_EC2_METADATA_DISABLED"] = "true" }
+        return try await AWSConfiguration.resolve(
+            environment: env, regionOverride: region, endpointOverride: endpoint, transport: transport)
+    }
+
+    @Test func regionPrecedence() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try write(
+            "[default]\nregion = ap-southeast-2\n[profile dev]\nregion = ca-central-1\n",
+            to: home.path + "/.aws/config")
+        let all = ["HOME": home.path, "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-west-2"]
+        #expect(try await resolve(all, region: "eu-central-1").region == "eu-central-1")
+        #expect(try await resolve(all).region == "eu-west-1")
+        #expect(try await resolve(all.filter { $0.key != "AWS_REGION" }).region == "us-west-2")
+        #expect(try await resolve(["HOME": home.path]).region == "ap-southeast-2")
+        #expect(try await resolve(["HOME": home.path, "AWS_PROFILE": "dev"]).region == "ca-central-1")
+    }
+
+    @Test func regionFromInstanceMetadataAsLastResort() async throws {
+        try await withLoopbackServer(fakeIMDS()) { server in
+            let c = try await resolve(["AWS_EC2_METADATA_SERVICE_ENDPOINT": server.baseURL.absoluteString])
+            #expect(c.region == "eu-north-1")
+            #expect(
+                server.requests.map(\.path) == ["/latest/api/token", "/latest/meta-data/placement/region"])
+        }
+    }
+
+    @Test func noRegionIsAClearError() async {
+        let error = await #expect(throws: AWSConfigurationError.self) { try await resolve([:]) }
+        #expect(error?.description == "no AWS region: set AWS_REGION or add region= to the storage URI")
+    }
+
+    @Test func invalidRegionNamesItsOrigin() async {
+        let error = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve(["AWS_REGION": "eu west/1"])
+        }
+        #expect(error?.description.contains("(from AWS_REGION)") == true)
+    }
+
+    @Test func defaultEndpoints() async throws {
+        let c = try await resolve(["AWS_REGION": "eu-west-1"])
+        #expect(c.endpoint(for: "s3").absoluteString == "https://s3.eu-west-1.amazonaws.com")
+        #expect(c.endpoint(for: "dynamodb").absoluteString == "https://dynamodb.eu-west-1.amazonaws.com")
+        #expect(c.endpoint(for: "sts").absoluteString == "https://sts.eu-west-1.amazonaws.com")
+        #expect(c.usesPathStyle == false)
+        let cn = try await resolve(["AWS_REGION": "cn-northwest-1"])
+        #expect(cn.endpoint(for: "s3").absoluteString == "https://s3.cn-northwest-1.amazonaws.com.cn")
+    }
+
+    @Test func uriEndpointAppliesToS3AndDynamoDB() async throws {
+        let env = [
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": "http://ignored:1",
+            "AWS_ENDPOINT_URL": "http://ignored:2",
+        ]
+        let c = try await resolve(env, endpoint: "http://127.0.0.1:5000/")
+        #expect(c.endpoint(for: "s3").absoluteString == "http://127.0.0.1:5000")
+        #expect(c.endpoint(for: "dynamodb").absoluteString == "http://127.0.0.1:5000")
+        #expect(c.usesPathStyle)
+    }
+
+    @Test func serviceSpecificVariablesWinOverTheGlobalOne() async throws {
+        let c = try await resolve([
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": "http://localhost:9000",
+            "AWS_ENDPOINT_URL": "http://localhost:4566",
+        ])
+        #expect(c.endpoint(for: "s3").absoluteString == "http://localhost:9000")
+        #expect(c.endpoint(for: "dynamodb").absoluteString == "http://localhost:4566")
+        #expect(c.endpoint(for: "sts").absoluteString == "http://localhost:4566")
+        #expect(c.usesPathStyle)
+        let dynamoOnly = try await resolve([
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": "http://localhost:8000",
+        ])
+        #expect(dynamoOnly.endpoint(for: "dynamodb").absoluteString == "http://localhost:8000")
+        #expect(dynamoOnly.endpoint(for: "s3").absoluteString == "https://s3.us-east-1.amazonaws.com")
+        #expect(dynamoOnly.usesPathStyle == false)
+        let ignored = try await resolve([
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://localhost:4566",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+        ])
+        #expect(ignored.endpoint(for: "s3").absoluteString == "https://s3.us-east-1.amazonaws.com")
+    }
+
+    @Test(arguments: [
+        ("localhost:9000", "the scheme must be http or https"),
+        ("ftp://host", "the scheme must be http or https"),
+        ("http://", "no host name"),
+        ("http://user:pw@host", "user names and passwords"),
+        ("http://host/?a=b", "query or a fragment"),
+        ("not a url at all", "invalid endpoint"),
+    ])
+    func invalidEndpoints(_ value: String, _ expected: String) async {
+        let error = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve(["AWS_REGION": "us-east-1"], endpoint: value)
+        }
+        #expect(error?.description.contains(expected) == true, "\(error?.description ?? "")")
+        #expect(error?.description.contains("storage URI's endpoint") == true)
+        let fromVariable = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve(["AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": value])
+        }
+        #expect(fromVariable?.description.contains("AWS_ENDPOINT_URL_DYNAMODB") == true)
+    }
+
+    @Test func explicitConfiguration() {
+        let c = AWSConfiguration(region: "eu-west-3", endpoints: ["S3": URL(string: "http://minio:9000")!])
+        #expect(c.endpoint(for: "s3").absoluteString == "http://minio:9000")
+        #expect(c.usesPathStyle)
+        #expect(c.endpoint(for: "dynamodb").absoluteString == "https://dynamodb.eu-west-3.amazonaws.com")
+    }
+}

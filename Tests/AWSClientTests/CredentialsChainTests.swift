@@ -1,0 +1,235 @@
+import AWSClient
+import AWSSigning
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@Suite("Credential provider chain")
+struct CredentialsChainTests {
+    @Test func standardOrderIsTheSDKOrder() {
+        let chain = CredentialProviderChain.standard(environment: [:], transport: transport)
+        #expect(chain.providers.count == 5)
+        #expect(chain.providers[0] is EnvironmentCredentialProvider)
+        #expect(chain.providers[1] is WebIdentityCredentialProvider)
+        #expect(chain.providers[2] is ProfileCredentialProvider)
+        #expect(chain.providers[3] is ECSCredentialProvider)
+        #expect(chain.providers[4] is InstanceMetadataCredentialProvider)
+    }
+
+    @Test func environmentWinsOverProfile() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try write(
+            "[default]\naws_access_key_id=PROFILE\naws_secret_access_key=p\n",
+            to: home.path + "/.aws/credentials")
+        let env = isolatedEnvironment(
+            home: home.path, ["AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "e"])
+        #expect(
+            try await CredentialProviderChain.standard(environment: env, transport: transport).credentials()
+                .accessKeyID == "ENV")
+        let profileOnly = isolatedEnvironment(home: home.path)
+        #expect(
+            try await CredentialProviderChain.standard(environment: profileOnly, transport: transport)
+                .credentials().accessKeyID == "PROFILE")
+    }
+
+    @Test func unconfiguredSourcesPassToECS() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try await withLoopbackServer({ _ in .json(CredentialsECSTests.body) }) { server in
+            let env = isolatedEnvironment(
+                home: home.path, ["AWS_CONTAINER_CREDENTIALS_FULL_URI": server.baseURL.absoluteString + "/c"])
+            let c = try await CredentialProviderChain.standard(environment: env, transport: transport)
+                .credentials()
+            #expect(c.accessKeyID == "ASIAECS")
+        }
+    }
+
+    @Test func fallsThroughToInstanceMetadata() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try await withLoopbackServer(fakeIMDS()) { server in
+            let env = ["HOME": home.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.baseURL.absoluteString]
+            let c = try await CredentialProviderChain.standard(environment: env, transport: transport)
+                .credentials()
+            #expect(c.accessKeyID == "ASIAIMDS")
+        }
+    }
+
+    @Test func missingNamedProfileStopsTheChain() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try await withLoopbackServer({ _ in .json(CredentialsECSTests.body) }) { ecs in
+            let env = isolatedEnvironment(
+                home: home.path,
+                [
+                    "AWS_PROFILE": "nope",
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": ecs.baseURL.absoluteString + "/c",
+                ])
+            let error = await #expect(throws: CredentialsError.self) {
+                try await CredentialProviderChain.standard(environment: env, transport: transport)
+                    .credentials()
+            }
+            #expect(error?.source == "profile 'nope'")
+            #expect(error?.kind == .invalidConfiguration)
+            #expect(ecs.requestCount == 0)
+        }
+    }
+
+    @Test func failingECSStopsTheChainBeforeInstanceMetadata() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try await withLoopbackServer(fakeIMDS()) { imds in
+            try await withLoopbackServer({ _ in .text("boom", status: 500) }) { ecs in
+                let env = [
+                    "HOME": home.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL.absoluteString,
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": ecs.baseURL.absoluteString + "/c",
+                ]
+                let chain = CredentialProviderChain([
+                    EnvironmentCredentialProvider(environment: env),
+                    ECSCredentialProvider(environment: env, transport: transport, retryDelay: .zero),
+                    InstanceMetadataCredentialProvider(environment: env, transport: transport),
+                ])
+                let error = await #expect(throws: CredentialsError.self) { try await chain.credentials() }
+                #expect(error?.source == "ECS container")
+                #expect(error?.kind == .providerFailed)
+                #expect(ecs.requestCount == 3)
+                #expect(imds.requestCount == 0)
+            }
+        }
+    }
+
+    @Test func nothingConfiguredListsEverySourceTried() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        let env = isolatedEnvironment(home: home.path)
+        let error = await #expect(throws: CredentialsError.self) {
+            try await CredentialProviderChain.standard(environment: env, transport: transport).credentials()
+        }
+        #expect(error?.kind == .noCredentials)
+        #expect(
+            error?.description
+                == "no AWS credentials found: tried environment (AWS_ACCESS_KEY_ID unset), "
+                + "web identity (AWS_ROLE_ARN unset), "
+                + "profile 'default' (\(home.path)/.aws/credentials not found), "
+                + "ECS container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI unset), "
+                + "EC2 instance metadata (AWS_EC2_METADATA_DISABLED=true); "
+                + "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+    }
+
+    @Test func otherErrorsStopTheChain() async {
+        struct Boom: Error {}
+        final class Failing: CredentialProvider {
+            func credentials() async throws -> AWSCredentials { throw Boom() }
+        }
+        let later = CountingProvider([.success(keys("LATER"))])
+        let chain = CredentialProviderChain([CountingProvider([.failure(notConfigured)]), Failing(), later])
+        await #expect(throws: Boom.self) { try await chain.credentials() }
+        #expect(later.calls == 0)
+    }
+}
+
+@Suite("Refreshing credentials")
+struct CredentialsRefreshTests {
+    @Test func oneRefreshInFlightForFiftyCallers() async throws {
+        let clock = ManualClock()
+        let base = CountingProvider(
+            [.success(keys("A", expiration: clock.now.addingTimeInterval(3600)))], delay: .milliseconds(200))
+        let p = RefreshingCredentialProvider(base, now: { clock.now })
+        let results = try await withThrowingTaskGroup(of: AWSCredentials.self) { group in
+            for _ in 0..<50 { group.addTask { try await p.credentials() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.count == 50)
+        #expect(results.allSatisfy { $0.accessKeyID == "A" })
+        #expect(base.calls == 1)
+        #expect(await p.fetchCount == 1)
+    }
+
+    @Test func longTermCredentialsAreCachedForever() async throws {
+        let clock = ManualClock()
+        let base = CountingProvider([.success(keys("LONG"))])
+        let p = RefreshingCredentialProvider(base, now: { clock.now })
+        for _ in 0..<5 {
+            #expect(try await p.credentials().accessKeyID == "LONG")
+            clock.advance(seconds: 86_400 * 365)
+        }
+        #expect(base.calls == 1)
+    }
+
+    @Test func refreshesWithinFiveMinutesOfExpiry() async throws {
+        let clock = ManualClock()
+        let t0 = clock.now
+        let base = CountingProvider([
+            .success(keys("FIRST", expiration: t0.addingTimeInterval(900))),
+            .success(keys("SECOND", expiration: t0.addingTimeInterval(4500))),
+        ])
+        let p = RefreshingCredentialProvider(base, now: { clock.now })
+        #expect(try await p.credentials().accessKeyID == "FIRST")
+        clock.advance(seconds: 590)  // 5 min 10 s before expiry: still fresh
+        #expect(try await p.credentials().accessKeyID == "FIRST")
+        #expect(base.calls == 1)
+        clock.advance(seconds: 20)  // 4 min 50 s before expiry: refresh
+        #expect(try await p.credentials().accessKeyID == "SECOND")
+        #expect(base.calls == 2)
+        #expect(try await p.credentials().accessKeyID == "SECOND")
+        #expect(base.calls == 2)
+    }
+
+    @Test func configurableRefreshWindow() async throws {
+        let clock = ManualClock()
+        let base = CountingProvider([.success(keys("X", expiration: clock.now.addingTimeInterval(900)))])
+        let p = RefreshingCredentialProvider(base, refreshBefore: .seconds(600), now: { clock.now })
+        _ = try await p.credentials()
+        clock.advance(seconds: 310)
+        _ = try await p.credentials()
+        #expect(base.calls == 2)
+    }
+
+    @Test func keepsValidCredentialsWhenRefreshFailsAndRetriesLater() async throws {
+        let clock = ManualClock()
+        let t0 = clock.now
+        let failure = CredentialsError(.providerFailed, source: "fake", problem: "HTTP 500")
+        let base = CountingProvider([
+            .success(keys("OLD", expiration: t0.addingTimeInterval(600))),
+            .failure(failure),
+            .failure(failure),
+            .success(keys("NEW", expiration: t0.addingTimeInterval(7200))),
+        ])
+        let p = RefreshingCredentialProvider(base, retryAfterFailure: .seconds(10), now: { clock.now })
+        #expect(try await p.credentials().accessKeyID == "OLD")
+        clock.advance(seconds: 400)  // within the refresh window
+        #expect(try await p.credentials().accessKeyID == "OLD")  // refresh failed: old kept
+        #expect(base.calls == 2)
+        clock.advance(seconds: 5)
+        #expect(try await p.credentials().accessKeyID == "OLD")  // no retry within 10 s
+        #expect(base.calls == 2)
+        clock.advance(seconds: 6)
+        #expect(try await p.credentials().accessKeyID == "OLD")  // retried, failed again
+        #expect(base.calls == 3)
+        clock.advance(seconds: 11)
+        #expect(try await p.credentials().accessKeyID == "NEW")
+        #expect(base.calls == 4)
+    }
+
+    @Test func expiredCredentialsAndFailedRefreshThrow() async throws {
+        let clock = ManualClock()
+        let failure = CredentialsError(.providerFailed, source: "fake", problem: "HTTP 500")
+        let base = CountingProvider([
+            .success(keys("OLD", expiration: clock.now.addingTimeInterval(600))), .failure(failure),
+        ])
+        let p = RefreshingCredentialProvider(base, now: { clock.now })
+        _ = try await p.credentials()
+        clock.advance(seconds: 601)
+        let error = await #expect(throws: CredentialsError.self) { try await p.credentials() }
+        #expect(error?.problem == "HTTP 500")
+    }
+
+    @Test func invalidateForcesAFetch() async throws {
+        let base = CountingProvider([.success(keys("A")), .success(keys("B"))])
+        let p = RefreshingCredentialProvider(base)
+        #expect(try await p.credentials().accessKeyID == "A")
+        await p.invalidate()
+        #expect(try await p.credentials().accessKeyID == "B")
+    }
+}
