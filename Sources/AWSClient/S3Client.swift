@@ -16,6 +16,9 @@ public struct S3Object: Sendable {
     public var eTag: String
     /// `AES256` or `aws:kms` when the object is encrypted at rest with SSE.
     public var serverSideEncryption: String?
+    /// True when `getObject(ifNoneMatch:)` found the object unchanged (304): the body is empty and
+    /// the copy the caller holds is current.
+    public var notModified = false
 }
 
 /// One page of ListObjectsV2.
@@ -38,8 +41,8 @@ public struct S3Client: Sendable {
 
     // MARK: Objects
 
-    /// GetObject; nil if there is no such key. With `ifNoneMatch`, nil also when the object still
-    /// has that ETag (304), for cache revalidation — check `notModified`.
+    /// GetObject; nil if there is no such key. With `ifNoneMatch` (an ETag the caller holds), an
+    /// unchanged object comes back as `notModified` with no body, for cache revalidation.
     public func getObject(bucket: String, key: String, ifNoneMatch: String? = nil) async throws -> S3Object? {
         var headers: [HTTPHeader] = []
         if let ifNoneMatch { headers.append(HTTPHeader("If-None-Match", ifNoneMatch)) }
@@ -48,7 +51,9 @@ public struct S3Client: Sendable {
             operation: "GetObject", resource: "s3://\(bucket)/\(key)",
             accept: { $0 < 300 || $0 == 404 || $0 == 304 },
             parseError: Self.parseError)
-        if response.status == 304 { return nil }
+        if response.status == 304 {
+            return S3Object(body: [], eTag: ifNoneMatch ?? "", serverSideEncryption: nil, notModified: true)
+        }
         if response.status == 404 {
             let (code, message) = Self.parseError(response)
             if code == "NoSuchKey" { return nil }
@@ -213,20 +218,8 @@ public struct S3Client: Sendable {
         return c.url!
     }
 
-    static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~".utf8)
-
-    /// RFC 3986 percent-encoding of everything but the unreserved characters.
-    static func encode(_ s: String) -> String {
-        var out = ""
-        for b in s.utf8 {
-            if unreserved.contains(b) {
-                out.append(Character(Unicode.Scalar(b)))
-            } else {
-                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(2)
-            }
-        }
-        return out
-    }
+    /// RFC 3986 percent-encoding of everything but the unreserved characters, as SigV4 signs it.
+    static func encode(_ s: String) -> String { SigV4Signer.uriEncode(s, encodeSlash: true) }
 
     static func encodePath(_ key: String) -> String {
         key.split(separator: "/", omittingEmptySubsequences: false).map { encode(String($0)) }.joined(
