@@ -35,6 +35,7 @@ let package = Package(
             ]
         ),
         .target(name: "CarbonStoreAWS", dependencies: ["CarbonStore", "AWSClient"]),
+        .target(name: "CarbonTorture", dependencies: ["CarbonModel", "CarbonStore"]),
         .target(
             name: "CarbonStoreTestSupport",
             dependencies: [
@@ -47,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "carbonstore",
             dependencies: [
-                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS",
+                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS", "CarbonTorture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -59,13 +60,22 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CarbonModelTests", dependencies: ["CarbonModel", "CarbonStoreTestSupport"]),
-        .testTarget(name: "CarbonFormatTests", dependencies: ["CarbonFormat", "CarbonStoreTestSupport"]),
+        .testTarget(
+            name: "CarbonFormatTests", dependencies: ["CarbonFormat", "CarbonStoreTestSupport"],
+            exclude: ["FuzzRegressions"]),
         .testTarget(name: "CarbonStoreTests", dependencies: ["CarbonStore", "CarbonStoreTestSupport"]),
         .testTarget(name: "AWSSigningTests", dependencies: ["AWSSigning"]),
         .testTarget(name: "AWSClientTests", dependencies: ["AWSClient", "CarbonStoreTestSupport"]),
         .testTarget(
             name: "CarbonStoreAWSTests",
             dependencies: ["CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport"]
+        ),
+        .testTarget(
+            name: "TortureTests",
+            dependencies: [
+                "CarbonTorture", "CarbonStore", "CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport",
+                "carbonstore",
+            ]
         ),
         .testTarget(
             name: "CLITests",

@@ -23,6 +23,11 @@ public struct StoreOptions: Sendable {
     /// Called after the lease was checked and right before the conditional write: a test hook to
     /// pause or kill a writer at the worst moment. Nil in production.
     public var beforeCommit: (@Sendable () async -> Void)?
+    /// The system calls of the `path:` backend; tests substitute ones that fail or stop.
+    public var fileIO: FileIO = .posix
+    /// TEST ONLY: writes without the fence (unconditionally), so that the torture checker's
+    /// negative controls can show it catches the lost updates that follow. Never set in production.
+    public var unsafeDisableFence = false
 
     public init(
         lockWait: Duration = .seconds(10), maxConflictRetries: Int = 20, codec: RecordCodec = RecordCodec(),
@@ -120,8 +125,13 @@ public struct Store: Sendable {
             }
             var record = before
             let value = try mutate(&record)
+            // Nothing to change: an idempotent repeat, or (after a conflict) our own earlier write
+            // that did land although its answer was lost.
             if record == before {
                 return UpdateResult(value: value, record: before, committed: false)
+            }
+            guard attempt <= options.maxConflictRetries + 1 else {
+                throw WriteConflictError(userID: userID, attempts: attempt - 1)
             }
             record.userID = userID
             record.revision = before.revision + 1
@@ -136,19 +146,17 @@ public struct Store: Sendable {
             }
             if lease.isDueForRenewal() { lease = try await locks.renew(lease) }
             if let beforeCommit = options.beforeCommit { await beforeCommit() }
+            let condition: WriteCondition =
+                options.unsafeDisableFence
+                ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
             do {
-                try await storage.put(
-                    key, bytes: bytes, condition: current.map { .mustMatch($0.version) } ?? .mustNotExist)
+                try await storage.put(key, bytes: bytes, condition: condition)
                 return UpdateResult(value: value, record: record, committed: true)
-            } catch let mismatch as VersionMismatchError {
-                if !lease.isValid() {
-                    throw LeaseExpiredError(userID: userID, operationID: lease.operationID)
-                }
-                guard attempt <= options.maxConflictRetries else {
-                    _ = mismatch  // the fence held: nothing was written
-                    throw WriteConflictError(userID: userID, attempts: attempt)
-                }
-                try await Task.sleep(for: backoff.next())
+            } catch is VersionMismatchError {
+                // The fence held: nothing of this attempt was written. Someone else wrote since
+                // our read (or our own retried write landed): read again and re-apply. The next
+                // attempt checks the lease before it writes.
+                if attempt <= options.maxConflictRetries { try await Task.sleep(for: backoff.next()) }
             }
         }
     }

@@ -2,7 +2,10 @@
 /// added by registering a provider, so this module knows nothing of AWS.
 public struct StoreFactory: Sendable {
     /// Makes the storage and locks for URIs this module does not handle itself (s3:, dynamo).
-    public typealias Provider = @Sendable (StorageURI) async throws -> (any ObjectStorage, any LockService)?
+    public typealias Provider =
+        @Sendable (StorageURI, StoreOptions) async throws -> (
+            any ObjectStorage, any LockService
+        )?
 
     public var providers: [Provider]
     public var options: StoreOptions
@@ -23,16 +26,17 @@ public struct StoreFactory: Sendable {
         case (.memory, .none):
             return Store(storage: MemoryStorage(), locks: NoLockService(), keys: keys, options: options)
         case (.path(let dir), .local):
-            let storage = try PathStorage(root: dir)
+            let storage = try PathStorage(root: dir, io: options.fileIO)
             return Store(
                 storage: storage, locks: try FileLockService(root: storage.root), keys: keys, options: options
             )
         case (.path(let dir), .none):
             return Store(
-                storage: try PathStorage(root: dir), locks: NoLockService(), keys: keys, options: options)
+                storage: try PathStorage(root: dir, io: options.fileIO), locks: NoLockService(), keys: keys,
+                options: options)
         default:
             for provider in providers {
-                if let (storage, locks) = try await provider(uri) {
+                if let (storage, locks) = try await provider(uri, options) {
                     return Store(storage: storage, locks: locks, keys: keys, options: options)
                 }
             }

@@ -30,7 +30,7 @@ public struct AWSBackends: Sendable {
     /// The provider to register with `StoreFactory`; nil for URIs that need no AWS.
     public var provider: StoreFactory.Provider {
         let backends = self
-        return { uri in try await backends.make(uri) }
+        return { uri, options in try await backends.make(uri, options: options) }
     }
 
     /// Clients for the region and endpoints a URI and the environment name.
@@ -62,7 +62,8 @@ public struct AWSBackends: Sendable {
             dynamo: DynamoDBClient(client: service("dynamodb")))
     }
 
-    func make(_ uri: StorageURI) async throws -> (any ObjectStorage, any LockService)? {
+    func make(_ uri: StorageURI, options: StoreOptions) async throws -> (any ObjectStorage, any LockService)?
+    {
         var needsAWS = false
         if case .s3 = uri.backend { needsAWS = true }
         if case .dynamo = uri.locking { needsAWS = true }
@@ -76,7 +77,7 @@ public struct AWSBackends: Sendable {
             storage = S3Storage(s3: clients.s3, bucket: bucket, encryption: uri.serverSideEncryption)
             namespace = "s3://\(bucket)/"
         case .path(let dir):
-            let path = try PathStorage(root: dir)
+            let path = try PathStorage(root: dir, io: options.fileIO)
             storage = path
             namespace = "path:\(path.root)/"
         case .memory:

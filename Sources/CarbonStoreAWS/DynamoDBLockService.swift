@@ -131,8 +131,16 @@ public struct DynamoDBLockService: LockService {
         var expires: Int64
     }
 
+    /// The lock's item, read strongly consistently. Called from `acquire`'s catch clause, whose
+    /// sibling clause does not see what it throws: AWS errors are wrapped here.
     func currentHolder(_ name: String) async throws -> Holder? {
-        guard let item = try await dynamo.getItem(table: table, key: ["id": .s(id(name))]) else { return nil }
+        let found: DynamoItem?
+        do {
+            found = try await dynamo.getItem(table: table, key: ["id": .s(id(name))])
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+        guard let item = found else { return nil }
         return Holder(
             op: item["op"]?.string ?? "?", owner: item["owner"]?.string ?? "unknown owner",
             expires: item["expires"]?.int64 ?? 0)

@@ -56,7 +56,13 @@ public struct S3Storage: ObjectStorage {
                 _ = e
                 throw VersionMismatchError(location: location(of: key), expected: Self.describe(condition))
             } catch {
-                throw StoreAWSError.wrap(error)
+                // A write that failed with a server error or a lost connection may still have
+                // been applied: say so, rather than "not written".
+                throw StoreAWSError.wrap(
+                    error,
+                    note:
+                        "the write may or may not have been applied; retrying an update that adds items by id is safe"
+                )
             }
         }
     }
@@ -108,7 +114,21 @@ public struct S3Storage: ObjectStorage {
 public struct StoreAWSError: CarbonStoreError {
     public var underlying: any Error & Sendable
     public var kind: ErrorKind
-    public var description: String { String(describing: underlying) }
+    /// What the caller should know besides the AWS error, e.g. that the outcome is unknown.
+    public var note: String?
+    public var description: String {
+        String(describing: underlying) + (note.map { " (\($0))" } ?? "")
+    }
+
+    static func wrap(_ error: any Error, note: String? = nil) -> any Error {
+        let wrapped = wrap(error)
+        guard let note, var e = wrapped as? StoreAWSError, e.kind == .unavailable || e.kind == .storageFailure
+        else {
+            return wrapped
+        }
+        e.note = note
+        return e
+    }
 
     static func wrap(_ error: any Error) -> any Error {
         switch error {

@@ -95,6 +95,7 @@ public final class LoopbackHTTPServer: Sendable {
         var children: [ObjectIdentifier: any Channel] = [:]
         var connections = 0
         var closed = false
+        var recordRequests = true
     }
 
     public let port: Int
@@ -112,8 +113,11 @@ public final class LoopbackHTTPServer: Sendable {
         self.runTask = Mutex(nil)
     }
 
-    /// Starts listening on 127.0.0.1, port chosen by the OS.
-    public static func start(handler: @escaping Handler) async throws -> LoopbackHTTPServer {
+    /// Starts listening on 127.0.0.1, port chosen by the OS. With `recordRequests` false, requests
+    /// are not kept (for long runs, e.g. a proxy); `requests` then stays empty.
+    public static func start(recordRequests: Bool = true, handler: @escaping Handler) async throws
+        -> LoopbackHTTPServer
+    {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -130,6 +134,7 @@ public final class LoopbackHTTPServer: Sendable {
                 .fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "loopback server has no port"])
         }
         let instance = LoopbackHTTPServer(port: port, serverChannel: server.channel)
+        instance.state.withLock { $0.recordRequests = recordRequests }
         let task = Task {
             await withDiscardingTaskGroup { group in
                 do {
@@ -191,7 +196,9 @@ public final class LoopbackHTTPServer: Sendable {
     }
 
     private func record(_ request: RecordedRequest) {
-        state.withLock { $0.requests.append(request) }
+        state.withLock { s in
+            if s.recordRequests { s.requests.append(request) }
+        }
     }
 
     private func serve(_ connection: Connection, number: Int, handler: Handler) async {
@@ -227,12 +234,16 @@ public final class LoopbackHTTPServer: Sendable {
                         if spec.dropConnection { return }
                         if Task.isCancelled { return }
                         let keepAlive = h.isKeepAlive && !tooLarge
+                        // A HEAD answer may state the length of the body a GET would get.
+                        let headLength =
+                            h.method == .HEAD
+                            ? spec.headers.first { $0.name.lowercased() == "content-length" }?.value : nil
                         spec.headers.removeAll {
                             ["content-length", "connection", "transfer-encoding"].contains(
                                 $0.name.lowercased())
                         }
                         var headers = HTTPHeaders(spec.headers.map { ($0.name, $0.value) })
-                        headers.add(name: "Content-Length", value: String(spec.body.count))
+                        headers.add(name: "Content-Length", value: headLength ?? String(spec.body.count))
                         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
                         let responseHead = HTTPResponseHead(
                             version: h.version, status: HTTPResponseStatus(statusCode: spec.status),

@@ -15,7 +15,8 @@ struct CarbonStoreCommand: AsyncParsableCommand {
             """,
         subcommands: [
             TxnCommand.self, AnswerCommand.self, PrefCommand.self, FootprintCommand.self, SavingCommand.self,
-            UserCommand.self, FileCommand.self, VerifyCommand.self, AWSCommand.self, DemoCommand.self,
+            UserCommand.self, FileCommand.self, VerifyCommand.self, AWSCommand.self, TortureCommand.self,
+            DemoCommand.self,
         ]
     )
 }

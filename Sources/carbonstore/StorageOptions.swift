@@ -21,17 +21,11 @@ struct StorageOptions: ParsableArguments {
         return StorageURI.defaultURI
     }
 
-    func makeStore() async throws -> Store {
+    func makeStore(configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
         var options = StoreOptions()
-        // Test hook: hold the lock for a while right before committing, so tests can stop or kill
-        // a writer at the worst moment (see docs/STORAGE.md).
-        if let text = getenv("CARBONSTORE_TEST_PAUSE_BEFORE_COMMIT_MS"), let ms = Int64(String(cString: text))
-        {
-            options.beforeCommit = {
-                FileHandleStderr.write("carbonstore: pausing \(ms) ms before commit\n")
-                try? await Task.sleep(for: .milliseconds(ms))
-            }
-        }
+        // Test hooks (CARBONSTORE_TEST_*): pause before commit, inject file faults. See TestHooks.
+        try TestHooks.apply(to: &options)
+        configure(&options)
         return try await AWSBackends().storeFactory(options: options).makeStore(uriText)
     }
 }

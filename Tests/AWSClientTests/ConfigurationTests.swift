@@ -12,7 +12,8 @@ struct ConfigurationTests {
         if env["HOME"] == nil { env["HOME"] = "/nonexistent-home" }
         if env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == nil { env["AWS_EC2_METADATA_DISABLED"] = "true" }
         return try await AWSConfiguration.resolve(
-            environment: env, regionOverride: region, endpointOverride: endpoint, transport: transport)
+            environment: env, regionOverride: region, endpointOverride: endpoint, transport: transport,
+            metadataTimeout: .seconds(10))
     }
 
     @Test func regionPrecedence() async throws {

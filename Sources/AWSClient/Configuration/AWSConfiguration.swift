@@ -46,10 +46,11 @@ public struct AWSConfiguration: Sendable, Hashable {
     /// `transport` is used only to ask EC2 instance metadata for the region when nothing else names one.
     public static func resolve(
         environment: [String: String], regionOverride: String?, endpointOverride: String?,
-        transport: any HTTPTransport
+        transport: any HTTPTransport, metadataTimeout: Duration = .seconds(1)
     ) async throws -> AWSConfiguration {
         let region = try await resolveRegion(
-            environment: environment, regionOverride: regionOverride, transport: transport)
+            environment: environment, regionOverride: regionOverride, transport: transport,
+            metadataTimeout: metadataTimeout)
         var endpoints: [String: URL] = [:]
         let uriEndpoint = try endpointOverride.map {
             try validatedEndpoint($0, origin: "the storage URI's endpoint")
@@ -66,7 +67,8 @@ public struct AWSConfiguration: Sendable, Hashable {
 
     /// The region, by the documented precedence; throws when none is found.
     public static func resolveRegion(
-        environment: [String: String], regionOverride: String?, transport: any HTTPTransport
+        environment: [String: String], regionOverride: String?, transport: any HTTPTransport,
+        metadataTimeout: Duration = .seconds(1)
     ) async throws -> String {
         var candidates: [(String?, String)] = [
             (regionOverride.flatMap { $0.isEmpty ? nil : $0 }, "the storage URI's region"),
@@ -88,7 +90,7 @@ public struct AWSConfiguration: Sendable, Hashable {
             return value
         }
         let imds = InstanceMetadataCredentialProvider(
-            environment: environment, transport: transport, maxAttempts: 1)
+            environment: environment, transport: transport, timeout: metadataTimeout, maxAttempts: 1)
         if !imds.isDisabled, let region = try? await imds.region(), isValidRegion(region) {
             return region
         }

@@ -1,0 +1,53 @@
+// Writes the fuzzer's seed corpus (Fuzz/corpus): valid files from RecordGenerator, then truncated
+// and damaged copies. Built and run by `scripts/fuzz.sh --make-corpus`; the output is committed.
+
+import CarbonFormat
+import CarbonModel
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@main
+struct MakeCorpus {
+    static func write(_ bytes: [UInt8], to path: String) {
+        guard let f = fopen(path, "wb") else { fatalError("cannot create \(path)") }
+        _ = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, f) }
+        fclose(f)
+    }
+
+    static func main() {
+        let dir = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "Fuzz/corpus"
+        var valid: [(String, [UInt8])] = []
+        // Small random records, every kind of part, awkward strings and extreme values.
+        for seed in UInt64(1)...12 {
+            let record = RecordGenerator.record(seed: seed, maxItems: 6, preservedSections: seed % 3 == 0)
+            let codec =
+                seed % 2 == 0
+                ? RecordCodec(options: .init(compression: .none))
+                : RecordCodec(options: .init(compression: .zlib(level: 6), compressionThreshold: 64))
+            valid.append(("valid-record-\(seed)", codec.encode(record)))
+        }
+        // A small workload-shaped user, compressed and not.
+        let small = RecordGenerator.workload(
+            .init(
+                transactions: 60, merchants: 8, mccs: 4, currencies: 2, responses: 5, preferences: 4,
+                footprints: 20, savings: 5),
+            seed: 3)
+        valid.append(("valid-workload-zlib", RecordCodec().encode(small)))
+        valid.append(("valid-workload-raw", RecordCodec(options: .init(compression: .none)).encode(small)))
+        for (name, bytes) in valid {
+            precondition((try? RecordCodec().decode(bytes)) != nil, "\(name) does not decode")
+            write(bytes, to: "\(dir)/\(name).cstore")
+        }
+        // Damaged: truncated at a few points, one flipped byte, a header only.
+        let base = valid[0].1
+        write(Array(base.prefix(base.count / 2)), to: "\(dir)/damaged-truncated-half.cstore")
+        write(Array(base.prefix(47)), to: "\(dir)/damaged-truncated-header.cstore")
+        var flipped = valid[2].1
+        flipped[flipped.count / 2] ^= 0x40
+        write(flipped, to: "\(dir)/damaged-flipped-byte.cstore")
+        write(Array(valid[4].1.dropLast(1)), to: "\(dir)/damaged-truncated-last-byte.cstore")
+        write(valid[5].1 + [0], to: "\(dir)/damaged-trailing-byte.cstore")
+    }
+}

@@ -1,0 +1,363 @@
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A fault to inject into the writes of the `path:` backend: a crash of the process at a named step
+/// of a write, or one failing system call. TEST ONLY; see docs/RELIABILITY.md.
+///
+/// Written as a spec string, as in `CARBONSTORE_TEST_FILE_FAULT`:
+///
+/// ```
+/// crash:STEP[@N]        e.g. crash:after-rename, crash:after-temp-fsync@2
+/// fail:CALL:ERRNO[@N]   e.g. fail:fsync:EIO, fail:short-write:ENOSPC, fail:directory-fsync:EIO@3
+/// ```
+///
+/// `@N` (default 1) makes the fault hit the Nth occurrence of its step or call in the process, so it
+/// can hit a later write. A fault fires once.
+public struct FileFault: Sendable, Hashable, CustomStringConvertible {
+    /// The status a process exits with when a crash fault fires (`_exit`, no cleanup of any kind).
+    public static let crashExitStatus: Int32 = 86
+
+    /// Where a crash fault stops a write. Temporary files are the `.tmp-…` files of `PathStorage`.
+    public enum Step: String, Sendable, Hashable, CaseIterable {
+        /// After the last write to the temporary file, before its fsync.
+        case afterTempWrite = "after-temp-write"
+        /// After the temporary file's fsync returned, before it is closed.
+        case afterTempFsync = "after-temp-fsync"
+        /// After the temporary file was closed, before the commit lock and the rename.
+        case afterTempClose = "after-temp-close"
+        /// After the rename over the user file, before the directory is opened for its fsync.
+        case afterRename = "after-rename"
+        /// After the rename (or unlink) and the directory's open, right before the directory fsync.
+        case beforeDirectoryFsync = "before-directory-fsync"
+        /// After the directory fsync returned, before the write reports success.
+        case afterDirectoryFsync = "after-directory-fsync"
+        /// After the unlink of a user file (a delete), before the directory fsync.
+        case afterUnlink = "after-unlink"
+    }
+
+    /// A system call a fail fault makes fail.
+    public enum Call: String, Sendable, Hashable, CaseIterable {
+        /// The creating open of a temporary file.
+        case create
+        /// A write to a temporary file: fails without writing anything.
+        case write
+        /// A write to a temporary file that writes only half of what it was given (a short write);
+        /// the next write to that file then fails with the errno, as on a file system filling up.
+        case shortWrite = "short-write"
+        /// The fsync of a temporary file.
+        case fsync
+        /// The close of a temporary file (the descriptor is released, as on Linux, then the error).
+        case close
+        /// The rename of a temporary file over the user file (nothing is renamed).
+        case rename
+        /// The open of the directory for its fsync, after a rename or unlink.
+        case directoryOpen = "directory-open"
+        /// The fsync of the directory after a rename or unlink (the rename or unlink has happened).
+        case directoryFsync = "directory-fsync"
+        /// The unlink of a user file (a delete). The removal of temporary files is never failed.
+        case unlink
+    }
+
+    public enum Action: Sendable, Hashable {
+        case crash(Step)
+        case fail(Call, errno: Int32)
+    }
+
+    public var action: Action
+    /// Which occurrence of the step or call the fault hits, from 1.
+    public var occurrence: Int
+
+    public init(_ action: Action, occurrence: Int = 1) {
+        self.action = action
+        self.occurrence = max(1, occurrence)
+    }
+
+    /// The errno names a spec may use.
+    public static let errnoNames: [(name: String, code: Int32)] = [
+        ("EIO", EIO), ("ENOSPC", ENOSPC), ("EDQUOT", EDQUOT), ("EROFS", EROFS), ("EACCES", EACCES),
+        ("EPERM", EPERM), ("ESTALE", ESTALE), ("EINTR", EINTR), ("EBADF", EBADF),
+    ]
+
+    public static func errnoName(_ code: Int32) -> String {
+        errnoNames.first { $0.code == code }?.name ?? String(code)
+    }
+
+    /// Parses a spec such as `crash:after-rename` or `fail:fsync:EIO@2`.
+    public init(parsing spec: String) throws(InvalidRequestError) {
+        let example = "write it like crash:after-rename or fail:fsync:EIO@2"
+        var body = Substring(spec)
+        var occurrence = 1
+        if let at = body.lastIndex(of: "@") {
+            guard let n = Int(body[body.index(after: at)...]), n >= 1 else {
+                throw InvalidRequestError(
+                    "file fault '\(spec)': the occurrence after '@' must be a whole number from 1; \(example)"
+                )
+            }
+            occurrence = n
+            body = body[..<at]
+        }
+        let parts = body.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        switch parts.first {
+        case "crash" where parts.count == 2:
+            guard let step = Step(rawValue: parts[1]) else {
+                throw InvalidRequestError(
+                    "file fault '\(spec)': unknown step '\(parts[1])'; steps are "
+                        + Step.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            self.init(.crash(step), occurrence: occurrence)
+        case "fail" where parts.count == 3:
+            guard let call = Call(rawValue: parts[1]) else {
+                throw InvalidRequestError(
+                    "file fault '\(spec)': unknown call '\(parts[1])'; calls are "
+                        + Call.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            guard let code = Self.errnoNames.first(where: { $0.name == parts[2] })?.code else {
+                throw InvalidRequestError(
+                    "file fault '\(spec)': unknown errno '\(parts[2])'; use one of "
+                        + Self.errnoNames.map(\.name).joined(separator: ", "))
+            }
+            self.init(.fail(call, errno: code), occurrence: occurrence)
+        default:
+            throw InvalidRequestError("file fault '\(spec)' is not crash:STEP or fail:CALL:ERRNO; \(example)")
+        }
+    }
+
+    public var description: String {
+        let suffix = occurrence == 1 ? "" : "@\(occurrence)"
+        switch action {
+        case .crash(let step): return "crash:\(step.rawValue)\(suffix)"
+        case .fail(let call, let code): return "fail:\(call.rawValue):\(Self.errnoName(code))\(suffix)"
+        }
+    }
+}
+
+/// Wraps a `FileIO` so that it injects one `FileFault`. TEST ONLY.
+///
+/// It recognises the steps of `PathStorage` from the calls themselves: a creating open of a
+/// `.tmp-…` file makes a temporary-file descriptor, an open with `O_DIRECTORY` a directory
+/// descriptor; renames are commits; unlinks of other than `.tmp-…` files are deletes.
+public final class FileFaultInjector: Sendable {
+    /// What a crash does.
+    public enum CrashMode: Sendable {
+        /// `_exit(86)` at once, as a power cut of the process: no cleanup, no flush, no unwinding.
+        case exitProcess
+        /// For in-process tests: from the crash point on, every call of this `FileIO` fails with
+        /// EIO and changes nothing (a `close` still releases its descriptor, as the kernel does for
+        /// a dead process), so the files stay exactly as the crash left them.
+        case simulate
+    }
+
+    public let fault: FileFault
+    public let crashMode: CrashMode
+    private let base: FileIO
+    private let state = Mutex(State())
+
+    private struct State {
+        var counts: [String: Int] = [:]
+        var tempDescriptors: Set<Int32> = []
+        var directoryDescriptors: Set<Int32> = []
+        /// A descriptor whose next write fails (after a short write).
+        var failNextWrite: (fd: Int32, errno: Int32)?
+        var fired = false
+        var crashed = false
+    }
+
+    public init(_ fault: FileFault, base: FileIO = .posix, crashMode: CrashMode = .exitProcess) {
+        self.fault = fault
+        self.base = base
+        self.crashMode = crashMode
+    }
+
+    /// Whether the fault has fired.
+    public var hasFired: Bool { state.withLock { $0.fired } }
+
+    /// Whether a simulated crash has happened (every later call fails).
+    public var hasCrashed: Bool { state.withLock { $0.crashed } }
+
+    private enum Kind {
+        case temp, directory, other
+    }
+
+    private func kind(of fd: Int32) -> Kind {
+        state.withLock {
+            $0.tempDescriptors.contains(fd)
+                ? .temp : $0.directoryDescriptors.contains(fd) ? .directory : .other
+        }
+    }
+
+    private var isDead: Bool { state.withLock { $0.crashed } }
+
+    /// Counts one occurrence of `event`; true if the fault fires on it.
+    private func hits(_ event: String) -> Bool {
+        let key: String
+        switch fault.action {
+        case .crash(let step): key = "crash:" + step.rawValue
+        case .fail(let call, _): key = "fail:" + call.rawValue
+        }
+        guard key == event else { return false }
+        return state.withLock { s in
+            s.counts[event, default: 0] += 1
+            guard !s.fired, s.counts[event] == fault.occurrence else { return false }
+            s.fired = true
+            return true
+        }
+    }
+
+    private func crashes(at step: FileFault.Step) -> Bool { hits("crash:" + step.rawValue) }
+
+    /// The errno to fail `call` with, if the fault fires on this occurrence of it.
+    private func failure(of call: FileFault.Call) -> Int32? {
+        guard case .fail(let c, let code) = fault.action, c == call, hits("fail:" + call.rawValue) else {
+            return nil
+        }
+        return code
+    }
+
+    /// Crashes (or, simulated, marks the process dead); the call then returns -1 with EIO.
+    private func crash(_ step: FileFault.Step) -> Int32 {
+        switch crashMode {
+        case .exitProcess:
+            writeToStandardError("carbonstore: test fault \(fault): crashing now\n")
+            _exit(FileFault.crashExitStatus)
+        case .simulate:
+            state.withLock { $0.crashed = true }
+            errno = EIO
+            return -1
+        }
+    }
+
+    private static func fail(_ code: Int32) -> Int32 {
+        errno = code
+        return -1
+    }
+
+    private static func isTemporary(_ path: String) -> Bool {
+        let name = path.split(separator: "/").last ?? ""
+        return name.hasPrefix(".tmp-")
+    }
+
+    /// The `FileIO` that injects the fault.
+    public var io: FileIO {
+        FileIO(
+            open: { path, flags, mode in self.open(path, flags, mode) },
+            write: { fd, buffer in self.write(fd, buffer) },
+            fsync: { fd in self.fsync(fd) },
+            close: { fd in self.close(fd) },
+            rename: { from, to in self.rename(from, to) },
+            unlink: { path in self.unlink(path) })
+    }
+
+    private func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        let isTemp = flags & O_CREAT != 0 && Self.isTemporary(path)
+        let isDirectory = flags & O_DIRECTORY != 0
+        if isTemp, let code = failure(of: .create) { return Self.fail(code) }
+        if isDirectory, let code = failure(of: .directoryOpen) { return Self.fail(code) }
+        let fd = base.open(path, flags, mode)
+        if fd >= 0 {
+            state.withLock {
+                if isTemp { $0.tempDescriptors.insert(fd) }
+                if isDirectory { $0.directoryDescriptors.insert(fd) }
+            }
+        }
+        return fd
+    }
+
+    private func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
+        if isDead { return Int(Self.fail(EIO)) }
+        guard kind(of: fd) == .temp else { return base.write(fd, buffer) }
+        let pending = state.withLock { s -> Int32? in
+            guard let p = s.failNextWrite, p.fd == fd else { return nil }
+            s.failNextWrite = nil
+            return p.errno
+        }
+        if let pending { return Int(Self.fail(pending)) }
+        if let code = failure(of: .write) { return Int(Self.fail(code)) }
+        if case .fail(.shortWrite, let code) = fault.action, buffer.count >= 2, hits("fail:short-write") {
+            let n = base.write(fd, UnsafeRawBufferPointer(rebasing: buffer[..<(buffer.count / 2)]))
+            if n >= 0 { state.withLock { $0.failNextWrite = (fd, code) } }
+            return n
+        }
+        return base.write(fd, buffer)
+    }
+
+    private func fsync(_ fd: Int32) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        switch kind(of: fd) {
+        case .temp:
+            if crashes(at: .afterTempWrite) { return crash(.afterTempWrite) }
+            if let code = failure(of: .fsync) { return Self.fail(code) }
+            let r = base.fsync(fd)
+            if r == 0, crashes(at: .afterTempFsync) { return crash(.afterTempFsync) }
+            return r
+        case .directory:
+            if crashes(at: .beforeDirectoryFsync) { return crash(.beforeDirectoryFsync) }
+            if let code = failure(of: .directoryFsync) { return Self.fail(code) }
+            let r = base.fsync(fd)
+            if r == 0, crashes(at: .afterDirectoryFsync) { return crash(.afterDirectoryFsync) }
+            return r
+        case .other:
+            return base.fsync(fd)
+        }
+    }
+
+    private func close(_ fd: Int32) -> Int32 {
+        let kind = kind(of: fd)
+        state.withLock {
+            $0.tempDescriptors.remove(fd)
+            $0.directoryDescriptors.remove(fd)
+            if $0.failNextWrite?.fd == fd { $0.failNextWrite = nil }
+        }
+        if isDead {
+            _ = base.close(fd)
+            return Self.fail(EIO)
+        }
+        guard kind == .temp else { return base.close(fd) }
+        if let code = failure(of: .close) {
+            _ = base.close(fd)
+            return Self.fail(code)
+        }
+        let r = base.close(fd)
+        if r == 0, crashes(at: .afterTempClose) { return crash(.afterTempClose) }
+        return r
+    }
+
+    private func rename(_ from: String, _ to: String) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        if let code = failure(of: .rename) { return Self.fail(code) }
+        let r = base.rename(from, to)
+        if r == 0, crashes(at: .afterRename) { return crash(.afterRename) }
+        return r
+    }
+
+    private func unlink(_ path: String) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        if Self.isTemporary(path) { return base.unlink(path) }
+        if let code = failure(of: .unlink) { return Self.fail(code) }
+        let r = base.unlink(path)
+        if r == 0, crashes(at: .afterUnlink) { return crash(.afterUnlink) }
+        return r
+    }
+}
+
+private func writeToStandardError(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { FileIO.posix.write(2, $0) }
+}
+
+extension FileIO {
+    /// The system calls of `base` with `fault` injected. TEST ONLY.
+    public static func injecting(
+        _ fault: FileFault, into base: FileIO = .posix,
+        crashMode: FileFaultInjector.CrashMode = .exitProcess
+    ) -> FileIO {
+        FileFaultInjector(fault, base: base, crashMode: crashMode).io
+    }
+}
