@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import Synchronization
 
 /// What the request body contributes to the signature.
 public enum SigV4Payload: Sendable, Hashable {
@@ -352,15 +351,18 @@ enum SigningKeyCache {
     }
 
     private static let capacity = 32
-    private static let keys = Mutex<[Key: [UInt8]]>([:])
+    // A pthread mutex (NSLock), not Synchronization.Mutex, whose futex the thread sanitizer
+    // cannot see on Linux.
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var keys: [Key: [UInt8]] = [:]
 
     static func key(secretAccessKey: String, dateStamp: String, region: String, service: String) -> [UInt8] {
         let lookup = Key(
             secretAccessKey: secretAccessKey, dateStamp: dateStamp, region: region, service: service)
-        if let cached = keys.withLock({ $0[lookup] }) { return cached }
+        if let cached = lock.withLock({ keys[lookup] }) { return cached }
         let key = SigV4Canonical.deriveSigningKey(
             secretAccessKey: secretAccessKey, dateStamp: dateStamp, region: region, service: service)
-        keys.withLock { keys in
+        lock.withLock {
             if keys.count >= capacity { keys.removeAll(keepingCapacity: true) }
             keys[lookup] = key
         }

@@ -1,4 +1,3 @@
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -157,7 +156,7 @@ public final class FileFaultInjector: Sendable {
     public let fault: FileFault
     public let crashMode: CrashMode
     private let base: FileIO
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private struct State {
         var counts: [String: Int] = [:]

@@ -1,4 +1,3 @@
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -58,7 +57,7 @@ struct FileLock: Sendable {
 /// in the same folder share a lock; that costs a little contention, never correctness.
 public final class FileLockService: LockService {
     let root: String
-    private let held = Mutex<[String: FileLock]>([:])
+    private let held = Locked<[String: FileLock]>([:])
     let owner: String
 
     public init(root: String) throws {

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// `memory:`: objects in this process's memory. For tests and demos; nothing survives the process.
 public final class MemoryStorage: ObjectStorage {
@@ -12,7 +11,7 @@ public final class MemoryStorage: ObjectStorage {
         var nextGeneration: UInt64 = 1
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 
@@ -73,7 +72,7 @@ public final class MemoryStorage: ObjectStorage {
 
 /// `locking=local` for `memory:`: locks between the tasks of this process.
 public final class InProcessLockService: LockService {
-    private let held = Mutex([String: String]())
+    private let held = Locked([String: String]())
 
     public init() {}
 

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Runs the `carbonstore` executable built beside the tests, as a separate process.
 public struct CommandRunner: Sendable {
@@ -49,7 +48,7 @@ public struct CommandRunner: Sendable {
     /// A started process whose output is collected as it comes.
     public final class Running: Sendable {
         public let pid: Int32
-        private let process: Mutex<Process?>
+        private let process: Locked<Process?>
         private let stdoutBuffer = OutputBuffer()
         private let stderrBuffer = OutputBuffer()
         private let readers = DispatchGroup()
@@ -66,7 +65,7 @@ public struct CommandRunner: Sendable {
             p.standardInput = FileHandle.nullDevice
             try p.run()
             pid = p.processIdentifier
-            process = Mutex(p)
+            process = Locked(p)
             for (handle, buffer) in [
                 (out.fileHandleForReading, stdoutBuffer), (err.fileHandleForReading, stderrBuffer),
             ] {
@@ -118,7 +117,7 @@ public struct CommandRunner: Sendable {
 }
 
 final class OutputBuffer: Sendable {
-    let data = Mutex(Data())
+    let data = Locked(Data())
 }
 
 /// Quotes a string for /bin/sh.

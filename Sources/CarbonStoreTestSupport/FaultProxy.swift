@@ -2,7 +2,6 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// A fault-injecting HTTP proxy on 127.0.0.1 in front of an S3/DynamoDB-compatible server (moto),
 /// for reliability tests: point the clients' endpoint at `baseURL`.
@@ -53,7 +52,7 @@ public final class FaultProxy: Sendable {
         let upstreamPort: Int
         let seed: UInt64
         let timeout: Duration
-        let state: Mutex<State>
+        let state: Locked<State>
         static let maxEvents = 100_000
 
         init(upstreamHost: String, upstreamPort: Int, seed: UInt64, plan: FaultPlan, timeout: Duration) {
@@ -61,7 +60,7 @@ public final class FaultProxy: Sendable {
             self.upstreamPort = upstreamPort
             self.seed = seed
             self.timeout = timeout
-            self.state = Mutex(State(plan: plan))
+            self.state = Locked(State(plan: plan))
         }
 
         func handle(_ request: RecordedRequest) async -> HTTPResponseSpec {

@@ -2,7 +2,6 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// One request as the loopback server received it, for assertions.
 public struct RecordedRequest: Sendable {
@@ -100,8 +99,8 @@ public final class LoopbackHTTPServer: Sendable {
 
     public let port: Int
     private let serverChannel: any Channel
-    private let state: Mutex<State>
-    private let runTask: Mutex<Task<Void, Never>?>
+    private let state: Locked<State>
+    private let runTask: Locked<Task<Void, Never>?>
 
     /// Requests larger than this are refused with 413.
     public static let maxRequestBytes = 64 << 20
@@ -109,8 +108,8 @@ public final class LoopbackHTTPServer: Sendable {
     private init(port: Int, serverChannel: any Channel) {
         self.port = port
         self.serverChannel = serverChannel
-        self.state = Mutex(State())
-        self.runTask = Mutex(nil)
+        self.state = Locked(State())
+        self.runTask = Locked(nil)
     }
 
     /// Starts listening on 127.0.0.1, port chosen by the OS. With `recordRequests` false, requests

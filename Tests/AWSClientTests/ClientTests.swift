@@ -2,7 +2,6 @@ import AWSClient
 import AWSSigning
 import CarbonStoreTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 @Suite struct RetryPolicyTests {
@@ -136,7 +135,7 @@ import Testing
     }
 
     @Test func throttlingIsRetriedThenSucceeds() async throws {
-        let calls = Mutex(0)
+        let calls = Locked(0)
         let server = try await LoopbackHTTPServer.start { _ in
             let n = calls.withLock { c in
                 c += 1; return c
@@ -232,7 +231,7 @@ import Testing
 
 @Suite struct DynamoDBErrorTests {
     @Test func conditionFailuresAndThrottlingAreRecognised() async throws {
-        let calls = Mutex(0)
+        let calls = Locked(0)
         let server = try await LoopbackHTTPServer.start { request in
             let n = calls.withLock { c in
                 c += 1; return c

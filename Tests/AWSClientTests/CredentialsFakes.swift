@@ -2,7 +2,6 @@ import AWSClient
 import AWSSigning
 import CarbonStoreTestSupport
 import Foundation
-import Synchronization
 
 /// Starts a loopback server, runs `body`, and always shuts the server down.
 func withLoopbackServer<T>(
@@ -38,11 +37,11 @@ let transport: any HTTPTransport = AsyncHTTPTransport.shared
 
 /// A provider that counts its calls and answers from a script, optionally after a delay.
 final class CountingProvider: CredentialProvider {
-    private let state: Mutex<(calls: Int, answers: [Result<AWSCredentials, CredentialsError>])>
+    private let state: Locked<(calls: Int, answers: [Result<AWSCredentials, CredentialsError>])>
     let delay: Duration
 
     init(_ answers: [Result<AWSCredentials, CredentialsError>], delay: Duration = .zero) {
-        state = Mutex((0, answers))
+        state = Locked((0, answers))
         self.delay = delay
     }
 
@@ -60,9 +59,9 @@ final class CountingProvider: CredentialProvider {
 
 /// A clock the test moves by hand.
 final class ManualClock: Sendable {
-    private let current: Mutex<Date>
+    private let current: Locked<Date>
 
-    init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { current = Mutex(start) }
+    init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { current = Locked(start) }
 
     var now: Date { current.withLock { $0 } }
 

@@ -8,9 +8,9 @@ import Testing
 
 /// Short torture runs of every deployment, with faults, checked against the workers' histories;
 /// and their negative controls: with the fence switched off the checker must find lost updates.
-/// TORTURE_SECONDS sets the run length (default 45; docs/RELIABILITY.md has the long runs).
+/// TORTURE_SECONDS sets the run length (default 60; docs/RELIABILITY.md has the long runs).
 @Suite(.serialized) struct TortureTests {
-    static let seconds = Int(ProcessInfo.processInfo.environment["TORTURE_SECONDS"] ?? "") ?? 45
+    static let seconds = Int(ProcessInfo.processInfo.environment["TORTURE_SECONDS"] ?? "") ?? 60
     static let controlSeconds = min(seconds, 20)
 
     struct AWS {
