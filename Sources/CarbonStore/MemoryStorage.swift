@@ -1,4 +1,3 @@
-
 /// `memory:`: objects in this process's memory. For tests and demos; nothing survives the process.
 public final class MemoryStorage: ObjectStorage {
     private struct Entry {
