@@ -35,10 +35,10 @@ build_modules() {
 
 build_fuzzer() {
     build_modules
-    if [[ ! -x $B/decoder-fuzzer || Fuzz/DecoderFuzzer.swift -nt $B/decoder-fuzzer || $B/modules.stamp -nt $B/decoder-fuzzer ]]; then
+    if [[ ! -x $B/decoder-fuzzer || Fuzz/DecoderFuzzer.swift -nt $B/decoder-fuzzer || Sources/CarbonStoreTestSupport/FuzzChecks.swift -nt $B/decoder-fuzzer || $B/modules.stamp -nt $B/decoder-fuzzer ]]; then
         echo "fuzz.sh: linking $B/decoder-fuzzer" >&2
         "$SWIFTC" "${FLAGS[@]}" -module-name DecoderFuzzer Fuzz/DecoderFuzzer.swift \
-            "$B/CarbonModel.o" "$B/CarbonFormat.o" -lz -o "$B/decoder-fuzzer" 2> >(grep -v "Cannot export local symbol" >&2)
+            Sources/CarbonStoreTestSupport/FuzzChecks.swift "$B/CarbonModel.o" "$B/CarbonFormat.o" -lz -o "$B/decoder-fuzzer" 2> >(grep -v "Cannot export local symbol" >&2)
     fi
 }
 
