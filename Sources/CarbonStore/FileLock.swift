@@ -61,9 +61,11 @@ public final class FileLockService: LockService {
 
     public init(root: String) throws {
         self.root = try PathStorage.absolute(root)
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, 255)
-        owner = "pid \(getpid()) on \(String(cString: host))"
+        var host = [UInt8](repeating: 0, count: 256)
+        _ = host.withUnsafeMutableBufferPointer { buf in
+            buf.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress, 255) }
+        }
+        owner = "pid \(getpid()) on \(String(decoding: host.prefix { $0 != 0 }, as: UTF8.self))"
     }
 
     func lockPath(for name: String) -> String {
@@ -73,18 +75,7 @@ public final class FileLockService: LockService {
     public func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
         let path = lockPath(for: name)
         let dir = PathStorage.parent(of: path)
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-            // Parent folders may be missing: create the chain.
-            var parts: [String] = []
-            var d = dir
-            while d.count > root.count {
-                parts.append(d)
-                d = PathStorage.parent(of: d)
-            }
-            for p in parts.reversed() where mkdir(p, 0o755) != 0 && errno != EEXIST {
-                throw StorageIOError(operation: "mkdir", path: p, errno: errno)
-            }
-        }
+        try PathStorage.makeDirectories(dir, below: root)
         let start = ContinuousClock.now
         let op = OperationID.make()
         guard let lock = try await FileLock.acquire(path, wait: wait) else {

@@ -184,11 +184,16 @@ public final class PathStorage: ObjectStorage {
     }
 
     func makeDirectories(_ dir: String) throws(StorageIOError) {
+        try Self.makeDirectories(dir, below: root)
+    }
+
+    /// Creates `dir` and any missing parents up to (not including) `root`.
+    static func makeDirectories(_ dir: String, below root: String) throws(StorageIOError) {
         if mkdir(dir, 0o755) == 0 || errno == EEXIST { return }
         guard errno == ENOENT, dir.count > root.count else {
             throw StorageIOError(operation: "mkdir", path: dir, errno: errno)
         }
-        try makeDirectories(Self.parent(of: dir))
+        try makeDirectories(parent(of: dir), below: root)
         if mkdir(dir, 0o755) != 0 && errno != EEXIST {
             throw StorageIOError(operation: "mkdir", path: dir, errno: errno)
         }
@@ -278,6 +283,13 @@ public final class PathStorage: ObjectStorage {
         return true
     }
 
+    /// The file name of a directory entry.
+    static func name(of entry: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+    }
+
     struct Entry {
         var name: String
         var isDirectory: Bool
@@ -293,9 +305,7 @@ public final class PathStorage: ObjectStorage {
         defer { closedir(dir) }
         var result: [Entry] = []
         while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = Self.name(of: ent)
             if name.hasPrefix(".") { continue }
             var isDir = Int32(ent.pointee.d_type) == Int32(DT_DIR)
             if Int32(ent.pointee.d_type) == Int32(DT_UNKNOWN) {
@@ -330,9 +340,7 @@ public final class PathStorage: ObjectStorage {
             defer { closedir(d) }
             var subdirs: [String] = []
             while let ent = readdir(d) {
-                let name = withUnsafePointer(to: ent.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
+                let name = Self.name(of: ent)
                 if name == "." || name == ".." { continue }
                 let full = dir + "/" + name
                 var st = stat()
