@@ -63,7 +63,7 @@ public final class FileLockService: LockService {
         self.root = try PathStorage.absolute(root)
         var host = [UInt8](repeating: 0, count: 256)
         _ = host.withUnsafeMutableBufferPointer { buf in
-            buf.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress, 255) }
+            buf.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress!, 255) }
         }
         owner = "pid \(getpid()) on \(String(decoding: host.prefix { $0 != 0 }, as: UTF8.self))"
     }
