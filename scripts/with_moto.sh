@@ -13,9 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import moto.server, boto3, flask_cors' 2>/dev/null; then
-    echo "installing moto[server]"
-    python3 -m pip install --quiet 'moto[server]'
+if ! python3 -c 'import moto.server, boto3, botocore, flask_cors' 2>/dev/null; then
+    echo "installing the Python test dependencies (scripts/requirements-test.txt)"
+    python3 -m pip install --quiet -r scripts/requirements-test.txt
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
