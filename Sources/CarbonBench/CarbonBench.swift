@@ -8,8 +8,8 @@ import Foundation
     import Glibc
 #endif
 
-/// Measures the format and the engine on the reference workloads of the design (section 7), each
-/// figure beside its baseline from the same run: Foundation's JSON coders, and the raw durable
+/// Measures the format and the engine on the reference workloads (docs/ARCHITECTURE.md section 6),
+/// each figure beside its baseline from the same run: Foundation's JSON coders, and the raw durable
 /// write of the same bytes. Run it in release mode:
 ///
 ///     swift run -c release CarbonBench [--iterations N] [--dir PATH]

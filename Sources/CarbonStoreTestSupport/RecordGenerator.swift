@@ -28,7 +28,8 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 /// Every record satisfies the model's invariants: transactions in order of (time, id) with unique
 /// ids, responses in order of question id with unique ids, unique footprint and saving ids.
 public enum RecordGenerator {
-    /// A shape for `workload(_:seed:)`; `.w1` and `.w2` are design section 7's reference users.
+    /// A shape for `workload(_:seed:)`; `.w1` and `.w2` are the reference users of
+    /// docs/ARCHITECTURE.md section 6.
     public struct Workload: Sendable, Hashable {
         public var transactions: Int
         public var merchants: Int
@@ -167,7 +168,7 @@ public enum RecordGenerator {
 
     // MARK: Workloads
 
-    /// Design section 7's reference users. Times start at 2025-01-01T00:00:00Z.
+    /// The reference users of docs/ARCHITECTURE.md section 6. Times start at 2025-01-01T00:00:00Z.
     public static func workload(_ w: Workload, seed: UInt64 = 1) -> UserRecord {
         var rng = SeededRandom(seed: seed ^ 0x00C0_FFEE_0000_0001)
         let start: Int64 = 1_735_689_600_000
