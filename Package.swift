@@ -24,7 +24,10 @@ let package = Package(
         .target(name: "CarbonModel"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib"]),
-        .target(name: "CarbonStore", dependencies: ["CarbonModel", "CarbonFormat"]),
+        .target(
+            name: "CarbonStore",
+            dependencies: ["CarbonModel", "CarbonFormat", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .target(name: "AWSSigning", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "AWSClient",

@@ -40,11 +40,7 @@ public enum OperationID {
         var rng = SystemRandomNumberGenerator()
         let a = rng.next() as UInt64
         let b = rng.next() as UInt64
-        let hex = { (v: UInt64) -> String in
-            let s = String(v, radix: 16)
-            return String(repeating: "0", count: 16 - s.count) + s
-        }
-        let h = hex(a) + hex(b)
+        let h = hexString(a) + hexString(b)
         let c = Array(h)
         return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-"
             + String(c[16..<20])
@@ -66,14 +62,5 @@ func pollUntil<T>(
         if now >= deadline { return nil }
         let delay = min(backoff.next(), deadline - now)
         try await Task.sleep(for: max(delay, .microseconds(100)))
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating at Int64.max.
-    var nanoseconds: Int64 {
-        let (s, a) = components
-        let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? (s < 0 ? Int64.min : Int64.max) : ns + a / 1_000_000_000
     }
 }

@@ -219,3 +219,39 @@ public struct UnsupportedError: CarbonStoreError, Hashable {
 extension IDConflictError: CarbonStoreError {
     public var kind: ErrorKind { .conflict }
 }
+
+/// An entry below the data directory that CarbonStore will not use: a symbolic link, or an entry
+/// of the wrong kind where a folder or a user file belongs. Nothing was read or written through it.
+public struct UnsafePathError: CarbonStoreError, Hashable {
+    public var path: String
+    public var reason: String
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+    public var kind: ErrorKind { .storageFailure }
+
+    public var description: String {
+        "refusing to use \(path): \(reason). CarbonStore never follows a symbolic link below its data directory; remove or replace the entry (only the data directory itself may be a link)"
+    }
+}
+
+/// A writer held a folder's commit lock for longer than it may trust it (on NFS and EFS the lock
+/// is a lease of the server's), usually because the process was paused; nothing was written.
+public struct CommitLockHeldTooLongError: CarbonStoreError, Hashable {
+    public var path: String
+    public var heldMilliseconds: Int64
+    public var limitMilliseconds: Int64
+
+    public init(path: String, heldMilliseconds: Int64, limitMilliseconds: Int64) {
+        self.path = path
+        self.heldMilliseconds = heldMilliseconds
+        self.limitMilliseconds = limitMilliseconds
+    }
+    public var kind: ErrorKind { .leaseExpired }
+
+    public var description: String {
+        "the commit lock of \(path) was held for \(heldMilliseconds) ms before the rename (was the process paused?), longer than the \(limitMilliseconds) ms it may be trusted; nothing was written, retry the update"
+    }
+}

@@ -6,90 +6,66 @@
     import Darwin
 #endif
 
-/// The system calls the `path:` backend makes to write, as replaceable functions, so tests can
-/// stop a writer at each step or inject I/O errors (EIO, ENOSPC) where they would happen.
-/// Each returns 0 (or a count/descriptor) on success and -1 with `errno` set on failure, like the
-/// C calls they stand for.
-public struct FileIO: Sendable {
-    public var open: @Sendable (_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32
-    public var write: @Sendable (_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int
-    public var fsync: @Sendable (_ fd: Int32) -> Int32
-    public var close: @Sendable (_ fd: Int32) -> Int32
-    public var rename: @Sendable (_ from: String, _ to: String) -> Int32
-    public var unlink: @Sendable (_ path: String) -> Int32
+/// The system calls the `path:` backend makes to create directories and to write, as replaceable
+/// functions, so that the package's tests can stop a writer at each step or inject I/O errors
+/// (EIO, ENOSPC) where they would happen. Package-internal: nothing that ships can replace them.
+///
+/// Every name is relative to an open directory descriptor (`AT_FDCWD` for an absolute path), so
+/// the backend never resolves a path below its root through a symbolic link. Each call returns 0
+/// (or a count or descriptor) on success and -1 with `errno` set on failure, like the C call it
+/// stands for.
+package struct FileIO: Sendable {
+    package var openat: @Sendable (_ directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32
+    package var mkdirat: @Sendable (_ directory: Int32, _ name: String, _ mode: mode_t) -> Int32
+    package var write: @Sendable (_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int
+    package var fsync: @Sendable (_ fd: Int32) -> Int32
+    package var close: @Sendable (_ fd: Int32) -> Int32
+    /// Renames `from` to `to`, both in `directory`.
+    package var renameat: @Sendable (_ directory: Int32, _ from: String, _ to: String) -> Int32
+    package var unlinkat: @Sendable (_ directory: Int32, _ name: String) -> Int32
 
-    public init(
-        open: @escaping @Sendable (String, Int32, mode_t) -> Int32,
+    package init(
+        openat: @escaping @Sendable (Int32, String, Int32, mode_t) -> Int32,
+        mkdirat: @escaping @Sendable (Int32, String, mode_t) -> Int32,
         write: @escaping @Sendable (Int32, UnsafeRawBufferPointer) -> Int,
         fsync: @escaping @Sendable (Int32) -> Int32,
         close: @escaping @Sendable (Int32) -> Int32,
-        rename: @escaping @Sendable (String, String) -> Int32,
-        unlink: @escaping @Sendable (String) -> Int32
+        renameat: @escaping @Sendable (Int32, String, String) -> Int32,
+        unlinkat: @escaping @Sendable (Int32, String) -> Int32
     ) {
-        self.open = open
+        self.openat = openat
+        self.mkdirat = mkdirat
         self.write = write
         self.fsync = fsync
         self.close = close
-        self.rename = rename
-        self.unlink = unlink
+        self.renameat = renameat
+        self.unlinkat = unlinkat
     }
 
     /// The real system calls.
-    public static let posix = FileIO(
-        open: { path, flags, mode in
-            #if canImport(Glibc)
-                Glibc.open(path, flags, mode)
-            #elseif canImport(Musl)
-                Musl.open(path, flags, mode)
-            #else
-                Darwin.open(path, flags, mode)
-            #endif
-        },
-        write: { fd, buffer in
-            #if canImport(Glibc)
-                Glibc.write(fd, buffer.baseAddress, buffer.count)
-            #elseif canImport(Musl)
-                Musl.write(fd, buffer.baseAddress, buffer.count)
-            #else
-                Darwin.write(fd, buffer.baseAddress, buffer.count)
-            #endif
-        },
+    package static let posix = FileIO(
+        openat: { dir, name, flags, mode in systemOpenat(dir, name, flags, mode) },
+        mkdirat: { dir, name, mode in systemMkdirat(dir, name, mode) },
+        write: { fd, buffer in systemWrite(fd, buffer.baseAddress, buffer.count) },
         fsync: { fd in
-            #if canImport(Glibc)
-                Glibc.fsync(fd)
-            #elseif canImport(Musl)
-                Musl.fsync(fd)
-            #else
+            #if canImport(Darwin)
                 // On Darwin fsync does not reach the platter; F_FULLFSYNC does.
                 Darwin.fcntl(fd, F_FULLFSYNC) == -1 ? Darwin.fsync(fd) : 0
+            #else
+                systemFsync(fd)
             #endif
         },
-        close: { fd in
-            #if canImport(Glibc)
-                Glibc.close(fd)
-            #elseif canImport(Musl)
-                Musl.close(fd)
-            #else
-                Darwin.close(fd)
-            #endif
-        },
-        rename: { from, to in
-            #if canImport(Glibc)
-                Glibc.rename(from, to)
-            #elseif canImport(Musl)
-                Musl.rename(from, to)
-            #else
-                Darwin.rename(from, to)
-            #endif
-        },
-        unlink: { path in
-            #if canImport(Glibc)
-                Glibc.unlink(path)
-            #elseif canImport(Musl)
-                Musl.unlink(path)
-            #else
-                Darwin.unlink(path)
-            #endif
-        }
+        close: { fd in systemClose(fd) },
+        renameat: { dir, from, to in systemRenameat(dir, from, dir, to) },
+        unlinkat: { dir, name in systemUnlinkat(dir, name, 0) }
     )
 }
+
+// The C library's functions, under names that the closures above cannot confuse with their own.
+private let systemOpenat: @Sendable (Int32, String, Int32, mode_t) -> Int32 = { openat($0, $1, $2, $3) }
+private let systemMkdirat: @Sendable (Int32, String, mode_t) -> Int32 = { mkdirat($0, $1, $2) }
+private let systemWrite: @Sendable (Int32, UnsafeRawPointer?, Int) -> Int = { write($0, $1, $2) }
+private let systemFsync: @Sendable (Int32) -> Int32 = { fsync($0) }
+private let systemClose: @Sendable (Int32) -> Int32 = { close($0) }
+private let systemRenameat: @Sendable (Int32, String, Int32, String) -> Int32 = { renameat($0, $1, $2, $3) }
+private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { unlinkat($0, $1, $2) }

@@ -16,10 +16,21 @@ struct FileLock: Sendable {
     let fd: Int32
     let path: String
 
-    /// Tries until `wait` has passed; nil on timeout.
-    static func acquire(_ path: String, wait: Duration) async throws -> FileLock? {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageIOError(operation: "open lock file", path: path, errno: errno) }
+    /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
+    /// through a symbolic link, and tries to lock it until `wait` has passed; nil on timeout.
+    static func acquire(
+        _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration
+    ) async throws -> FileLock? {
+        let fd = openat(directory, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw PathStorage.unsafeEntry(in: directory, name, path) }
+            throw StorageIOError(operation: "open lock file", path: path, errno: errno)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw PathStorage.unsafeEntry(in: directory, name, path)
+        }
         do {
             let got = try await pollUntil(wait: wait) { () throws(StorageIOError) -> Bool? in
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
@@ -53,14 +64,15 @@ struct FileLock: Sendable {
 
 /// `locking=local` for `path:`: advisory file locks in the data directory, one lock file per leaf
 /// folder (`hh/hh/.lock`), so their number stays bounded however many users there are. Two users
-/// in the same folder share a lock; that costs a little contention, never correctness.
+/// in the same folder share a lock; that costs a little contention, never correctness. Lock files
+/// get the storage's file mode and are never reached through a symbolic link.
 public final class FileLockService: LockService {
-    let root: String
+    let storage: PathStorage
     private let held = Locked<[String: FileLock]>([:])
     let owner: String
 
-    public init(root: String) throws {
-        self.root = try PathStorage.absolute(root)
+    public init(storage: PathStorage) {
+        self.storage = storage
         var host = [UInt8](repeating: 0, count: 256)
         _ = host.withUnsafeMutableBufferPointer { buf in
             buf.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress!, 255) }
@@ -68,24 +80,24 @@ public final class FileLockService: LockService {
         owner = "pid \(getpid()) on \(String(decoding: host.prefix { $0 != 0 }, as: UTF8.self))"
     }
 
-    func lockPath(for name: String) -> String {
-        PathStorage.parent(of: root + "/" + name) + "/.lock"
-    }
-
     public func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
-        let path = lockPath(for: name)
-        let dir = PathStorage.parent(of: path)
-        try PathStorage.makeDirectories(dir, below: root)
+        let folders = PathStorage.split(name).folders
+        let path = storage.root + "/" + (folders + [".lock"]).joined(separator: "/")
+        guard let dir = try storage.openFolder(folders, create: true) else {
+            throw StorageIOError(operation: "open directory", path: PathStorage.parent(of: path), errno: ENOENT)
+        }
+        defer { close(dir) }
         let start = ContinuousClock.now
         let op = OperationID.make()
-        guard let lock = try await FileLock.acquire(path, wait: wait) else {
+        guard let lock = try await FileLock.acquire(".lock", in: dir, path: path, mode: storage.fileMode, wait: wait)
+        else {
             throw LockTimeoutError(
                 userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,
-                holder: Self.readHolder(path))
+                holder: Self.readHolder(".lock", in: dir))
         }
         lock.describeHolder("\(owner), operation \(op)")
         held.withLock { $0[op] = lock }
-        return Lease(name: name, operationID: op, validUntil: nil)
+        return Lease(name: name, userID: userID, operationID: op, validUntil: nil)
     }
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
@@ -94,8 +106,8 @@ public final class FileLockService: LockService {
         held.withLock { $0.removeValue(forKey: lease.operationID) }?.release()
     }
 
-    static func readHolder(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    static func readHolder(_ name: String, in directory: Int32) -> String? {
+        let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 512)

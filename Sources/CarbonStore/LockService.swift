@@ -1,6 +1,9 @@
 /// A held write lock on one name (a user's key).
 public struct Lease: Sendable, Hashable {
+    /// The locked name: the user's storage key.
     public var name: String
+    /// The user the lease is for, so that lock errors name the user rather than the storage key.
+    public var userID: String
     /// Unique per operation; release and renewal are conditioned on it.
     public var operationID: String
     /// After this instant (this process's monotonic clock) the lease may have passed to another
@@ -10,9 +13,11 @@ public struct Lease: Sendable, Hashable {
     public var term: Duration?
 
     public init(
-        name: String, operationID: String, validUntil: ContinuousClock.Instant?, term: Duration? = nil
+        name: String, userID: String, operationID: String, validUntil: ContinuousClock.Instant?,
+        term: Duration? = nil
     ) {
         self.name = name
+        self.userID = userID
         self.operationID = operationID
         self.validUntil = validUntil
         self.term = term
@@ -49,7 +54,7 @@ public struct NoLockService: LockService {
     public init() {}
 
     public func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
-        Lease(name: name, operationID: OperationID.make(), validUntil: nil)
+        Lease(name: name, userID: userID, operationID: OperationID.make(), validUntil: nil)
     }
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }

@@ -90,7 +90,7 @@ public final class InProcessLockService: LockService {
                 userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,
                 holder: held.withLock { $0[name] }.map { "operation \($0) in this process" })
         }
-        return Lease(name: name, operationID: op, validUntil: nil)
+        return Lease(name: name, userID: userID, operationID: op, validUntil: nil)
     }
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
@@ -100,8 +100,4 @@ public final class InProcessLockService: LockService {
             if h[lease.name] == lease.operationID { h[lease.name] = nil }
         }
     }
-}
-
-extension Duration {
-    var milliseconds: Int64 { nanoseconds / 1_000_000 }
 }

@@ -1,4 +1,5 @@
 import CarbonFormat
+import Crypto
 
 #if canImport(Glibc)
     import Glibc
@@ -15,21 +16,66 @@ import CarbonFormat
 /// condition is checked against the current file and the temporary file is renamed over it, and
 /// the directory is fsynced. Readers take no lock: rename is atomic, so they see one complete file.
 ///
-/// The version of a file is its inode number, size and CRC32C of its content: a rewrite always
-/// changes it, even within the same timestamp tick.
+/// Below the root nothing is reached through a symbolic link: directories are opened one component
+/// at a time with `O_NOFOLLOW | O_DIRECTORY` relative to their parent, and files with `O_NOFOLLOW`
+/// relative to their directory. The root itself may be a link (mount points often are).
+///
+/// The version of a file is the SHA-256 of its content. Every user file carries its revision and
+/// its update time, so no two writes of a user leave the same bytes unless they leave the same
+/// record; a version therefore names one content for ever, across deletes, re-creations and inode
+/// reuse. (A checksum does not qualify: the format ends every block with its own CRC-32C, so a
+/// CRC-32C of the whole file depends only on the block lengths.)
 public final class PathStorage: ObjectStorage {
     /// The absolute root directory, without a trailing slash.
     public let root: String
     let io: FileIO
     /// How long a writer waits for a directory's commit lock, which is held only around a rename.
     let commitLockWait: Duration
+    /// The longest a writer may have held a directory's commit lock when it issues its rename. On
+    /// NFS and EFS the lock is a lease of the server's (90 s by default): a writer paused for longer
+    /// may have lost it, so it gives up instead of renaming (docs/STORAGE.md, "NFS and EFS").
+    let maximumCommitHold: Duration
+    /// Permissions of user, temporary and lock files (default 0600: owner only).
+    public let fileMode: mode_t
+    /// Directories whose entry in their parent this instance has made durable (fsynced the parent
+    /// after finding or creating them), by path relative to the root.
+    private let durableDirectories = Locked<Set<String>>([])
+
+    /// The default permissions of files: their owner reads and writes, nobody else has access.
+    public static let defaultFileMode: mode_t = 0o600
+
+    /// The permissions of directories for a file mode: the same bits, plus search (x) for every
+    /// class that may read.
+    public static func directoryMode(for fileMode: mode_t) -> mode_t {
+        var mode = fileMode & 0o777
+        if mode & 0o400 != 0 { mode |= 0o100 }
+        if mode & 0o040 != 0 { mode |= 0o010 }
+        if mode & 0o004 != 0 { mode |= 0o001 }
+        return mode
+    }
+
+    public var directoryMode: mode_t { Self.directoryMode(for: fileMode) }
 
     /// Opens a root directory. A missing final directory is created if its parent exists; a missing
     /// parent is an error (an unmounted volume should not silently become a local folder).
-    public init(root: String, io: FileIO = .posix, commitLockWait: Duration = .seconds(30)) throws {
+    public convenience init(root: String, fileMode: mode_t = PathStorage.defaultFileMode) throws {
+        try self.init(root: root, io: .posix, fileMode: fileMode)
+    }
+
+    package init(
+        root: String, io: FileIO, fileMode: mode_t = PathStorage.defaultFileMode,
+        commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20)
+    ) throws {
         self.root = try Self.absolute(root)
         self.io = io
         self.commitLockWait = commitLockWait
+        self.maximumCommitHold = maximumCommitHold
+        self.fileMode = fileMode & 0o777
+        guard fileMode & 0o600 == 0o600, fileMode & ~0o777 == 0 else {
+            throw InvalidRequestError(
+                "file mode \(String(fileMode, radix: 8)) must give the owner read and write (0600 at least) and name only permission bits; e.g. mode=0640 lets the group read"
+            )
+        }
         var st = stat()
         if stat(self.root, &st) != 0 {
             let parent = Self.parent(of: self.root)
@@ -38,8 +84,16 @@ public final class PathStorage: ObjectStorage {
                     "data directory \(self.root) cannot be created: its parent \(parent) does not exist (is the volume mounted?)"
                 )
             }
-            if mkdir(self.root, 0o755) != 0 && errno != EEXIST {
+            if mkdir(self.root, Self.directoryMode(for: self.fileMode)) != 0 && errno != EEXIST {
                 throw StorageIOError(operation: "mkdir", path: self.root, errno: errno)
+            }
+            // The root's own entry must survive a power cut before any write in it is acknowledged.
+            let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 {
+                defer { close(fd) }
+                if io.fsync(fd) != 0 {
+                    throw StorageIOError(operation: "fsync directory", path: parent, errno: errno)
+                }
             }
         } else if (st.st_mode & S_IFMT) != S_IFDIR {
             throw InvalidRequestError("data directory \(self.root) exists but is not a directory")
@@ -53,28 +107,107 @@ public final class PathStorage: ObjectStorage {
 
     func path(of key: String) -> String { root + "/" + key }
 
+    /// A key's folders below the root, and its file name.
+    static func split(_ key: String) -> (folders: [String], name: String) {
+        var parts = key.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let name = parts.popLast() ?? ""
+        return (parts, name)
+    }
+
+    // MARK: - Directories, reached without following links
+
+    /// Opens the folder `folders` below the root, one component at a time, never through a
+    /// symbolic link. Returns nil when a folder is missing and `create` is false. With `create`,
+    /// missing folders are made (with `directoryMode`); with `durable` as well, each folder's entry in
+    /// its parent is made durable (the parent fsynced) before this returns, once per folder and
+    /// instance, whoever created it, so that a write acknowledged in it survives a power cut.
+    /// Writers (`forWriting`) open folders through `io`, so that tests can fail or stop them there;
+    /// readers use the system calls directly.
+    func openFolder(
+        _ folders: [String], create: Bool, durable: Bool = false, forWriting: Bool = false
+    ) throws -> Int32? {
+        let openat = forWriting || create ? io.openat : { Glibc.openat($0, $1, $2, $3) }
+        var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
+        var relative = ""
+        for name in folders {
+            relative = relative.isEmpty ? name : relative + "/" + name
+            var child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
+            if child < 0 && errno == ENOENT && create {
+                let made = io.mkdirat(fd, name, directoryMode) == 0
+                if !made && errno != EEXIST {
+                    let code = errno
+                    _ = io.close(fd)
+                    throw StorageIOError(operation: "mkdir", path: root + "/" + relative, errno: code)
+                }
+                child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
+                // The umask may have removed bits that the configured mode grants (mode=0640).
+                if made && child >= 0 { _ = fchmod(child, directoryMode) }
+            }
+            if child < 0 {
+                let code = errno
+                defer { _ = io.close(fd) }
+                if code == ENOENT && !create { return nil }
+                if code == ELOOP || code == ENOTDIR { throw Self.unsafeEntry(in: fd, name, root + "/" + relative) }
+                throw StorageIOError(operation: "open directory", path: root + "/" + relative, errno: code)
+            }
+            if durable && !durableDirectories.withLock({ $0.contains(relative) }) {
+                if io.fsync(fd) != 0 {
+                    let code = errno
+                    _ = io.close(child)
+                    _ = io.close(fd)
+                    throw StorageIOError(
+                        operation: "fsync directory", path: Self.parent(of: root + "/" + relative), errno: code)
+                }
+                _ = durableDirectories.withLock { $0.insert(relative) }
+            }
+            _ = io.close(fd)
+            fd = child
+        }
+        return fd
+    }
+
+    /// The error for an entry that is a symbolic link or not of the kind expected.
+    static func unsafeEntry(in directory: Int32, _ name: String, _ path: String) -> UnsafePathError {
+        var st = stat()
+        if fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFLNK {
+            return UnsafePathError(path: path, reason: "it is a symbolic link")
+        }
+        return UnsafePathError(path: path, reason: "it is not of the expected kind (a directory for a folder, a regular file for a user file)")
+    }
+
     // MARK: - Reading
 
     public func get(_ key: String) async throws -> StoredObject? {
-        try read(path(of: key))
+        try read(key)
     }
 
-    func read(_ path: String) throws(StorageIOError) -> StoredObject? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    func read(_ key: String) throws -> StoredObject? {
+        let (folders, name) = Self.split(key)
+        guard let dir = try openFolder(folders, create: false) else { return nil }
+        defer { _ = io.close(dir) }
+        return try read(name, in: dir, path: path(of: key))
+    }
+
+    /// Reads the file `name` of an open folder; nil if there is none.
+    func read(_ name: String, in dir: Int32, path: String) throws -> StoredObject? {
+        let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
+            if errno == ENOENT { return nil }
+            if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
             throw StorageIOError(operation: "open", path: path, errno: errno)
         }
         defer { _ = Glibc.close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StorageIOError(operation: "stat", path: path, errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, path) }
         let bytes = try Self.readAll(fd, sizeHint: Int(st.st_size), path: path)
-        return StoredObject(bytes: bytes, version: Self.version(inode: UInt64(st.st_ino), bytes: bytes))
+        return StoredObject(bytes: bytes, version: Self.version(of: bytes))
     }
 
-    static func version(inode: UInt64, bytes: [UInt8]) -> ObjectVersion {
-        let crc = CRC32C.checksum(bytes)
-        return ObjectVersion("\(inode)-\(bytes.count)-\(String(crc, radix: 16))")
+    /// The version of a file's content: its SHA-256 (see the type's documentation).
+    static func version(of bytes: [UInt8]) -> ObjectVersion {
+        ObjectVersion("sha256:" + hexString(SHA256.hash(data: bytes)))
     }
 
     static func readAll(_ fd: Int32, sizeHint: Int, path: String) throws(StorageIOError) -> [UInt8] {
@@ -103,36 +236,43 @@ public final class PathStorage: ObjectStorage {
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
         let target = path(of: key)
-        let dir = Self.parent(of: target)
-        try makeDirectories(dir)
+        let (folders, name) = Self.split(key)
+        guard let dir = try openFolder(folders, create: true, durable: true) else {
+            throw StorageIOError(operation: "open directory", path: Self.parent(of: target), errno: ENOENT)
+        }
+        defer { _ = io.close(dir) }
         let temp =
-            dir + "/.tmp-" + Self.baseName(of: target) + "." + String(getpid()) + "."
-            + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let inode = try writeTemporary(temp, bytes: bytes)
+            ".tmp-" + name + "." + String(getpid()) + "." + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        try writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
         do {
-            try await withCommitLock(dir) { () throws -> Void in
-                try check(condition, at: target)
-                if io.rename(temp, target) != 0 {
-                    throw StorageIOError(operation: "rename to \(target) from", path: temp, errno: errno)
+            try await withCommitLock(dir, path: Self.parent(of: target)) { acquired throws -> Void in
+                try check(condition, name: name, in: dir, path: target)
+                try checkCommitHold(since: acquired, path: target)
+                if io.renameat(dir, temp, name) != 0 {
+                    throw StorageIOError(
+                        operation: "rename to \(target) from", path: Self.parent(of: target) + "/" + temp,
+                        errno: errno)
                 }
-                try fsyncDirectory(dir)
+                try fsyncDirectory(dir, path: Self.parent(of: target))
             }
         } catch {
-            _ = io.unlink(temp)
+            _ = io.unlinkat(dir, temp)
             throw error
         }
-        return Self.version(inode: inode, bytes: bytes)
+        return Self.version(of: bytes)
     }
 
-    /// Creates, writes, fsyncs and closes a new temporary file; returns its inode number.
-    func writeTemporary(_ temp: String, bytes: [UInt8]) throws(StorageIOError) -> UInt64 {
-        let fd = io.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageIOError(operation: "create", path: temp, errno: errno) }
+    /// Creates, writes, fsyncs and closes a new temporary file in an open folder.
+    func writeTemporary(_ temp: String, in dir: Int32, path: String, bytes: [UInt8]) throws(StorageIOError) {
+        let fd = io.openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fileMode)
+        guard fd >= 0 else { throw StorageIOError(operation: "create", path: path, errno: errno) }
         func fail(_ op: String, _ code: Int32) -> StorageIOError {
             _ = io.close(fd)
-            _ = io.unlink(temp)
-            return StorageIOError(operation: op, path: temp, errno: code)
+            _ = io.unlinkat(dir, temp)
+            return StorageIOError(operation: op, path: path, errno: code)
         }
+        // The umask may have removed bits that the configured mode grants (mode=0660).
+        if fchmod(fd, fileMode) != 0 { throw fail("chmod", errno) }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { buf in
@@ -146,70 +286,60 @@ public final class PathStorage: ObjectStorage {
             written += n
         }
         if io.fsync(fd) != 0 { throw fail("fsync", errno) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw fail("stat", errno) }
         if io.close(fd) != 0 {
             let code = errno
-            _ = io.unlink(temp)
-            throw StorageIOError(operation: "close", path: temp, errno: code)
+            _ = io.unlinkat(dir, temp)
+            throw StorageIOError(operation: "close", path: path, errno: code)
         }
-        return UInt64(st.st_ino)
     }
 
-    func check(_ condition: WriteCondition, at target: String) throws {
+    func check(_ condition: WriteCondition, name: String, in dir: Int32, path: String) throws {
         switch condition {
         case .unconditional:
             return
         case .mustNotExist:
-            if let current = try read(target) {
-                throw VersionMismatchError(location: target, expected: "no file, found \(current.version)")
+            if let current = try read(name, in: dir, path: path) {
+                throw VersionMismatchError(location: path, expected: "no file, found \(current.version)")
             }
         case .mustMatch(let expected):
-            let current = try read(target)
+            let current = try read(name, in: dir, path: path)
             if current?.version != expected {
-                throw VersionMismatchError(location: target, expected: expected.rawValue)
+                throw VersionMismatchError(location: path, expected: expected.rawValue)
             }
         }
     }
 
-    func fsyncDirectory(_ dir: String) throws(StorageIOError) {
-        let fd = io.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-        guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: dir, errno: errno) }
-        if io.fsync(fd) != 0 {
-            let code = errno
-            _ = io.close(fd)
-            throw StorageIOError(operation: "fsync directory", path: dir, errno: code)
-        }
-        _ = io.close(fd)
-    }
-
-    func makeDirectories(_ dir: String) throws(StorageIOError) {
-        try Self.makeDirectories(dir, below: root)
-    }
-
-    /// Creates `dir` and any missing parents up to (not including) `root`.
-    static func makeDirectories(_ dir: String, below root: String) throws(StorageIOError) {
-        if mkdir(dir, 0o755) == 0 || errno == EEXIST { return }
-        guard errno == ENOENT, dir.count > root.count else {
-            throw StorageIOError(operation: "mkdir", path: dir, errno: errno)
-        }
-        try makeDirectories(parent(of: dir), below: root)
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-            throw StorageIOError(operation: "mkdir", path: dir, errno: errno)
+    /// Refuses to rename when the commit lock has been held for longer than it can be trusted.
+    func checkCommitHold(since acquired: ContinuousClock.Instant, path: String) throws(CommitLockHeldTooLongError) {
+        let held = ContinuousClock.now - acquired
+        if held > maximumCommitHold {
+            throw CommitLockHeldTooLongError(
+                path: path, heldMilliseconds: held.milliseconds,
+                limitMilliseconds: maximumCommitHold.milliseconds)
         }
     }
 
-    /// Runs `body` holding the directory's commit lock, which serialises check-and-rename between
-    /// the tasks and processes of every host that mounts the volume.
-    func withCommitLock<T>(_ dir: String, _ body: () throws -> T) async throws -> T {
-        let lockPath = dir + "/.commit.lock"
-        let lock = try await FileLock.acquire(lockPath, wait: commitLockWait)
+    func fsyncDirectory(_ dir: Int32, path: String) throws(StorageIOError) {
+        if io.fsync(dir) != 0 {
+            throw StorageIOError(operation: "fsync directory", path: path, errno: errno)
+        }
+    }
+
+    /// Runs `body` holding the folder's commit lock, which serialises check-and-rename between the
+    /// tasks and processes of every host that mounts the volume. `body` gets the instant at which
+    /// the lock was acquired.
+    func withCommitLock<T>(
+        _ dir: Int32, path: String, _ body: (ContinuousClock.Instant) throws -> T
+    ) async throws -> T {
+        let lock = try await FileLock.acquire(
+            ".commit.lock", in: dir, path: path + "/.commit.lock", mode: fileMode, wait: commitLockWait)
         guard let lock else {
             throw StorageIOError(
-                operation: "lock (held by a stopped or hung writer?)", path: lockPath, errno: ETIMEDOUT)
+                operation: "lock (held by a stopped or hung writer?)", path: path + "/.commit.lock",
+                errno: ETIMEDOUT)
         }
         defer { lock.release() }
-        return try body()
+        return try body(.now)
     }
 
     // MARK: - Deleting
@@ -217,21 +347,22 @@ public final class PathStorage: ObjectStorage {
     @discardableResult
     public func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
         let target = path(of: key)
-        let dir = Self.parent(of: target)
-        var st = stat()
-        if stat(dir, &st) != 0 {
+        let (folders, name) = Self.split(key)
+        guard let dir = try openFolder(folders, create: false, forWriting: true) else {
             if case .mustMatch(let v) = condition {
                 throw VersionMismatchError(location: target, expected: v.rawValue)
             }
             return false
         }
-        return try await withCommitLock(dir) { () throws -> Bool in
-            try check(condition, at: target)
-            if io.unlink(target) != 0 {
+        defer { _ = io.close(dir) }
+        return try await withCommitLock(dir, path: Self.parent(of: target)) { acquired throws -> Bool in
+            try check(condition, name: name, in: dir, path: target)
+            try checkCommitHold(since: acquired, path: target)
+            if io.unlinkat(dir, name) != 0 {
                 if errno == ENOENT { return false }
                 throw StorageIOError(operation: "unlink", path: target, errno: errno)
             }
-            try fsyncDirectory(dir)
+            try fsyncDirectory(dir, path: Self.parent(of: target))
             return true
         }
     }
@@ -364,7 +495,12 @@ public final class PathStorage: ObjectStorage {
         let limit = minimumAge.components.seconds
         var removed: [TemporaryFile] = []
         for t in try temporaryFiles() where t.ageSeconds >= limit {
-            if io.unlink(t.path) == 0 { removed.append(t) }
+            // Unlinked relative to its folder, reached without following links.
+            let relative = String(t.path.dropFirst(root.count + 1))
+            let (folders, name) = Self.split(relative)
+            guard let dir = try openFolder(folders, create: false) else { continue }
+            defer { _ = io.close(dir) }
+            if io.unlinkat(dir, name) == 0 { removed.append(t) }
         }
         return removed
     }

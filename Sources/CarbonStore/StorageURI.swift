@@ -7,7 +7,8 @@
 /// memory:                                       in-process, for tests and demos
 /// ```
 /// Query keys: `locking` (`local`, `dynamo`, `none`), `table`, `region`, `endpoint`, `prefix`,
-/// `lease` (ms), `wait` (ms). `s3://BUCKET/PREFIX` is accepted as a spelling of
+/// `lease` (ms), `wait` (ms), `sse`, `sse-kms-key-id` (s3:), `mode` (path:). Values are
+/// percent-decoded, then checked. `s3://BUCKET/PREFIX` is accepted as a spelling of
 /// `s3:BUCKET?prefix=PREFIX`.
 public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public enum Backend: Sendable, Hashable {
@@ -27,6 +28,24 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
 
     public var backend: Backend
     public var locking: Locking
+
+    /// The name a `BackendRegistry` knows a storage by: `path`, `s3` or `memory`.
+    public var scheme: String {
+        switch backend {
+        case .path: return "path"
+        case .s3: return "s3"
+        case .memory: return "memory"
+        }
+    }
+
+    /// The value of `locking`: `local`, `dynamo` or `none`.
+    public var lockingName: String {
+        switch locking {
+        case .local: return "local"
+        case .dynamo: return "dynamo"
+        case .none: return "none"
+        }
+    }
     public var region: String?
     /// An S3-compatible or DynamoDB-compatible endpoint, e.g. `http://127.0.0.1:9000`.
     public var endpoint: String?
@@ -36,17 +55,25 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public var leaseMilliseconds: Int64?
     /// How long a writer waits for a lock before it gives up, in milliseconds.
     public var waitMilliseconds: Int64?
-    /// S3 server-side encryption of written objects: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
-    public var sse: String?
-    /// The KMS key id or ARN for `sse=aws:kms` (default: the account's `aws/s3` key).
-    public var sseKMSKeyID: String?
+    /// S3 server-side encryption of written objects (`sse=AES256`, or `sse=aws:kms` with an
+    /// optional `sse-kms-key-id`), parsed once here.
+    public var encryption: Encryption?
+    /// Permissions of the files of `path:` (`mode=0640`); nil for the default, 0600.
+    public var fileMode: UInt32?
+
+    public enum Encryption: Sendable, Hashable {
+        /// SSE-S3 (`sse=AES256`).
+        case s3
+        /// SSE-KMS (`sse=aws:kms`), with the key id or ARN, or nil for the account's `aws/s3` key.
+        case kms(keyID: String?)
+    }
     /// The text this was parsed from.
     public let original: String
 
     /// The embedded default: files in `./carbonstore-data`, local locks.
     public static let defaultURI = "path:carbonstore-data"
     public static let knownKeys = [
-        "locking", "table", "region", "endpoint", "prefix", "lease", "wait", "sse", "sse-kms-key-id",
+        "locking", "table", "region", "endpoint", "prefix", "lease", "wait", "sse", "sse-kms-key-id", "mode",
     ]
 
     public var description: String { original }
@@ -88,6 +115,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                 }
                 guard params[key] == nil else { throw fail("'\(key)' is given twice") }
                 guard !value.isEmpty else { throw fail("'\(key)' has an empty value") }
+                guard !value.utf8.contains(0) else { throw fail("the value of '\(key)' contains a NUL byte (%00)") }
                 params[key] = value
             }
         }
@@ -106,10 +134,11 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             guard !rest.isEmpty else {
                 throw fail("the path is empty", "path:carbonstore-data or path:///var/lib/carbonstore")
             }
-            guard !rest.utf8.contains(0) else { throw fail("the path contains a NUL byte") }
             guard let decoded = Self.percentDecode(rest) else {
                 throw fail("the path has a malformed %-escape")
             }
+            // Checked after decoding: %00 is a NUL byte too, and no file name can hold one.
+            guard !decoded.utf8.contains(0) else { throw fail("the path contains a NUL byte (%00)") }
             backend = .path(decoded)
         case "s3":
             var bucket = rest
@@ -222,13 +251,17 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             }
             return n
         }
-        sse = params["sse"]
-        sseKMSKeyID = params["sse-kms-key-id"]
+        let sse = params["sse"]
+        let sseKMSKeyID = params["sse-kms-key-id"]
+        encryption = nil
         if let sse {
             guard case .s3 = backend else {
                 throw fail("'sse' is only used with s3:", s3Example + "&sse=AES256")
             }
-            guard sse == "AES256" || sse == "aws:kms" else {
+            switch sse {
+            case "AES256": encryption = .s3
+            case "aws:kms": encryption = .kms(keyID: sseKMSKeyID)
+            default:
                 throw fail(
                     "sse '\(sse)' must be AES256 (SSE-S3) or aws:kms (SSE-KMS)", s3Example + "&sse=aws:kms")
             }
@@ -237,6 +270,25 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             throw fail(
                 "'sse-kms-key-id' needs sse=aws:kms",
                 s3Example + "&sse=aws:kms&sse-kms-key-id=alias/carbonstore")
+        }
+        fileMode = nil
+        if let mode = params["mode"] {
+            let pathExample = "path:///var/lib/carbonstore?mode=0640"
+            guard case .path = backend else { throw fail("'mode' is only used with path:", pathExample) }
+            guard (3...4).contains(mode.count), let bits = UInt32(mode, radix: 8), bits <= 0o777 else {
+                throw fail(
+                    "mode '\(mode)' must be octal file permissions such as 0600 or 0640", pathExample)
+            }
+            guard bits & 0o600 == 0o600 else {
+                throw fail(
+                    "mode '\(mode)' must let the owner read and write (0600 at least)", pathExample)
+            }
+            guard bits & 0o002 == 0 else {
+                throw fail(
+                    "mode '\(mode)' would let every local user change user files; grant a group instead",
+                    pathExample)
+            }
+            fileMode = bits
         }
         leaseMilliseconds = try milliseconds("lease", minimum: 1000)
         if leaseMilliseconds != nil, case .dynamo = locking {

@@ -7,6 +7,31 @@ import CarbonModel
     import Darwin
 #endif
 
+/// Where a `Store` reads the time: the wall clock that stamps records and the monotonic clock that
+/// times leases and backoff. Tests substitute a clock they advance themselves, so lease tests need
+/// no busy waits.
+public struct StoreClock: Sendable {
+    /// The wall-clock time that stamps `createdAt` and `updatedAt`.
+    public var now: @Sendable () -> Timestamp
+    /// The monotonic instant that leases are checked against.
+    public var instant: @Sendable () -> ContinuousClock.Instant
+    /// Waits (the backoff between conflicting attempts).
+    public var sleep: @Sendable (Duration) async throws -> Void
+
+    public init(
+        now: @escaping @Sendable () -> Timestamp, instant: @escaping @Sendable () -> ContinuousClock.Instant,
+        sleep: @escaping @Sendable (Duration) async throws -> Void
+    ) {
+        self.now = now
+        self.instant = instant
+        self.sleep = sleep
+    }
+
+    /// The system's clocks.
+    public static let system = StoreClock(
+        now: Timestamp.now, instant: { ContinuousClock.now }, sleep: { try await Task.sleep(for: $0) })
+}
+
 /// Settings of a `Store` beyond its storage and locks.
 public struct StoreOptions: Sendable {
     /// How long a writer waits for a user's lock before `LockTimeoutError`.
@@ -18,38 +43,67 @@ public struct StoreOptions: Sendable {
     public var codec: RecordCodec
     /// A write is not started with less than this left on the lease.
     public var leaseSafetyMargin: Duration
-    /// The clock that stamps `createdAt`/`updatedAt`.
-    public var now: @Sendable () -> Timestamp
-    /// Called after the lease was checked and right before the conditional write: a test hook to
-    /// pause or kill a writer at the worst moment. Nil in production.
-    public var beforeCommit: (@Sendable () async -> Void)?
-    /// The system calls of the `path:` backend; tests substitute ones that fail or stop.
-    public var fileIO: FileIO = .posix
-    /// TEST ONLY: writes without the fence (unconditionally), so that the torture checker's
-    /// negative controls can show it catches the lost updates that follow. Never set in production.
-    public var unsafeDisableFence = false
+    /// The clocks.
+    public var clock: StoreClock
+    /// Called after the lease was checked and right before the conditional write. Package-internal:
+    /// the reliability tests pause or kill a writer there; nothing that ships can set it.
+    package var beforeCommit: (@Sendable () async -> Void)?
+    /// The system calls of the `path:` backend; the package's tests substitute ones that fail or stop.
+    package var fileIO: FileIO = .posix
+    /// Writes without the fence (unconditionally), so that the torture checker's negative controls
+    /// can show that it catches the lost updates that follow. Package-internal, for those tests only.
+    package var unsafeDisableFence = false
 
     public init(
         lockWait: Duration = .seconds(10), maxConflictRetries: Int = 20, codec: RecordCodec = RecordCodec(),
-        leaseSafetyMargin: Duration = .milliseconds(500),
-        now: @escaping @Sendable () -> Timestamp = Timestamp.now
+        leaseSafetyMargin: Duration = .milliseconds(500), clock: StoreClock = .system
     ) {
         self.lockWait = lockWait
         self.maxConflictRetries = maxConflictRetries
         self.codec = codec
         self.leaseSafetyMargin = leaseSafetyMargin
-        self.now = now
+        self.clock = clock
     }
+}
+
+/// What an update or a delete did.
+public enum CommitOutcome: Sendable, Hashable {
+    /// This call wrote the change.
+    case committed
+    /// The user was already as requested when this call read it: nothing was written.
+    case unchanged
+    /// An earlier attempt of this call may have landed (its answer was lost and the fence then
+    /// refused the retry), and the user is now as requested: by that attempt, or by another writer
+    /// that made the same change. Nothing more was written. The state is as requested; whether this
+    /// call made the change cannot be known.
+    case asRequestedAfterRetry
 }
 
 /// What `Store.update` did.
 public struct UpdateResult<Value: Sendable>: Sendable {
-    /// What the mutation closure returned.
+    /// What the mutation closure returned (on its last run, against the latest record).
     public var value: Value
     /// The record as it now stands.
     public var record: UserRecord
-    /// False when the mutation changed nothing, so nothing was written (idempotent repeats).
-    public var committed: Bool
+    /// What this call did.
+    public var outcome: CommitOutcome
+    /// True when this call wrote the record; false when nothing needed to change (see `outcome`).
+    public var committed: Bool { outcome == .committed }
+}
+
+/// What `Store.delete` did.
+public enum DeleteOutcome: Sendable, Hashable {
+    /// This call deleted the user's file.
+    case deleted
+    /// There was no file to delete.
+    case notFound
+    /// The user is gone, after an attempt of this call whose answer was lost: that attempt or
+    /// another writer deleted it.
+    case goneAfterRetry
+
+    /// Whether the user is gone now because of this call or one made just before it; false only
+    /// when there was never anything to delete.
+    public var userIsGone: Bool { self != .notFound }
 }
 
 /// The engine: reads, updates, deletes and lists users, whatever the storage and the locks.
@@ -94,97 +148,105 @@ public struct Store: Sendable {
     public func update<Value: Sendable>(
         _ userID: String, _ mutate: (inout UserRecord) throws -> Value
     ) async throws -> UpdateResult<Value> {
-        let key = try keys.key(for: userID)
-        let lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
-        let result: UpdateResult<Value>
-        do {
-            result = try await updateHoldingLease(userID, key: key, lease: lease, mutate)
-        } catch {
-            try? await locks.release(lease)
-            throw error
-        }
-        // The update is committed: a failed release only leaves the lock to expire.
-        try? await locks.release(lease)
-        return result
-    }
-
-    private func updateHoldingLease<Value: Sendable>(
-        _ userID: String, key: String, lease: Lease, _ mutate: (inout UserRecord) throws -> Value
-    ) async throws -> UpdateResult<Value> {
-        var attempt = 0
-        var backoff = Backoff()
-        var lease = lease
-        while true {
-            attempt += 1
-            let current = try await storage.get(key)
+        try await fenced(userID) { current, key, afterConflict in
             let before: UserRecord
             if let current {
                 before = try decode(current.bytes, userID: userID, key: key)
             } else {
-                before = UserRecord(userID: userID, revision: 0, createdAt: options.now())
+                before = UserRecord(userID: userID, revision: 0, createdAt: options.clock.now())
             }
             var record = before
             let value = try mutate(&record)
             // Nothing to change: an idempotent repeat, or (after a conflict) our own earlier write
             // that did land although its answer was lost.
             if record == before {
-                return UpdateResult(value: value, record: before, committed: false)
-            }
-            guard attempt <= options.maxConflictRetries + 1 else {
-                throw WriteConflictError(userID: userID, attempts: attempt - 1)
+                let outcome: CommitOutcome = afterConflict ? .asRequestedAfterRetry : .unchanged
+                return .finished(UpdateResult(value: value, record: before, outcome: outcome))
             }
             record.userID = userID
             record.revision = before.revision + 1
             record.createdAt = before.createdAt
-            record.updatedAt = max(options.now(), before.updatedAt)
+            record.updatedAt = max(options.clock.now(), before.updatedAt)
             let bytes = options.codec.encode(record)
-
-            // Never start a write on a lapsed (or nearly lapsed) lease; renew one that is a third
-            // or more through its term, as long operations need.
-            if !lease.isValid(margin: options.leaseSafetyMargin) {
-                throw LeaseExpiredError(userID: userID, operationID: lease.operationID)
-            }
-            if lease.isDueForRenewal() { lease = try await locks.renew(lease) }
-            if let beforeCommit = options.beforeCommit { await beforeCommit() }
-            let condition: WriteCondition =
-                options.unsafeDisableFence
-                ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
-            do {
-                try await storage.put(key, bytes: bytes, condition: condition)
-                return UpdateResult(value: value, record: record, committed: true)
-            } catch is VersionMismatchError {
-                // The fence held: nothing of this attempt was written. Someone else wrote since
-                // our read (or our own retried write landed): read again and re-apply. The next
-                // attempt checks the lease before it writes.
-                if attempt <= options.maxConflictRetries { try await Task.sleep(for: backoff.next()) }
-            }
+            return .put(bytes, UpdateResult(value: value, record: record, outcome: .committed))
         }
     }
 
-    /// Deletes the user's file under the user's lock; returns false if there was none.
+    /// Deletes the user's file under the user's lock, with the same fence, conflict retries and
+    /// lease checks as `update`.
     @discardableResult
-    public func delete(_ userID: String) async throws -> Bool {
+    public func delete(_ userID: String) async throws -> DeleteOutcome {
+        try await fenced(userID) { current, _, afterConflict in
+            guard current != nil else { return .finished(afterConflict ? .goneAfterRetry : .notFound) }
+            return .remove(.deleted, ifAlreadyGone: .goneAfterRetry)
+        }
+    }
+
+    /// What one attempt of a fenced operation decided to do, given the current object.
+    private enum Step<Result> {
+        /// Nothing to write: the operation is over.
+        case finished(Result)
+        /// Write these bytes, conditioned on the version read.
+        case put([UInt8], Result)
+        /// Delete the object, conditioned on the version read; `ifAlreadyGone` when the storage
+        /// finds nothing to delete.
+        case remove(Result, ifAlreadyGone: Result)
+    }
+
+    /// The update protocol, shared by updates and deletes: take the user's lock; read the object
+    /// and its version; let `decide` say what to do; check (and renew) the lease; write or delete
+    /// only if the object still has the version read (the fence); after a fence conflict, back off
+    /// and start again from a fresh read; release the lock by its operation id.
+    private func fenced<Result>(
+        _ userID: String,
+        _ decide: (_ current: StoredObject?, _ key: String, _ afterConflict: Bool) throws -> Step<Result>
+    ) async throws -> Result {
         let key = try keys.key(for: userID)
-        let lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
+        var lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
         do {
             var attempt = 0
+            var backoff = Backoff()
             while true {
                 attempt += 1
-                guard let current = try await storage.get(key) else {
+                let current = try await storage.get(key)
+                let step = try decide(current, key, attempt > 1)
+                if case .finished(let result) = step {
                     try? await locks.release(lease)
-                    return false
+                    return result
                 }
-                if !lease.isValid(margin: options.leaseSafetyMargin) {
+                guard attempt <= options.maxConflictRetries + 1 else {
+                    throw WriteConflictError(userID: userID, attempts: attempt - 1)
+                }
+                // Never start a write on a lapsed (or nearly lapsed) lease; renew one that is a
+                // third or more through its term, as long operations need.
+                let now = options.clock.instant()
+                if !lease.isValid(margin: options.leaseSafetyMargin, now: now) {
                     throw LeaseExpiredError(userID: userID, operationID: lease.operationID)
                 }
+                if lease.isDueForRenewal(now: now) { lease = try await locks.renew(lease) }
+                if let beforeCommit = options.beforeCommit { await beforeCommit() }
+                let condition: WriteCondition =
+                    options.unsafeDisableFence
+                    ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
                 do {
-                    let deleted = try await storage.delete(key, condition: .mustMatch(current.version))
-                    try? await locks.release(lease)
-                    return deleted
-                } catch is VersionMismatchError {
-                    guard attempt <= options.maxConflictRetries else {
-                        throw WriteConflictError(userID: userID, attempts: attempt)
+                    let result: Result
+                    switch step {
+                    case .put(let bytes, let done):
+                        try await storage.put(key, bytes: bytes, condition: condition)
+                        result = done
+                    case .remove(let done, let gone):
+                        result = try await storage.delete(key, condition: condition) ? done : gone
+                    case .finished(let done):
+                        result = done
                     }
+                    // Committed: a failed release only leaves the lock to expire.
+                    try? await locks.release(lease)
+                    return result
+                } catch is VersionMismatchError {
+                    // The fence held: nothing of this attempt was written. Someone else wrote since
+                    // our read (or our own retried write landed): read again and decide again. The
+                    // next attempt checks the lease before it writes.
+                    if attempt <= options.maxConflictRetries { try await options.clock.sleep(backoff.next()) }
                 }
             }
         } catch {

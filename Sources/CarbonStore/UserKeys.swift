@@ -33,7 +33,7 @@ public struct UserKeys: Sendable, Hashable {
         try Self.validate(userID)
         let bytes = Array(userID.utf8)
         let hash = Self.fnv1a(bytes)
-        let hex = Self.hex8(hash)
+        let hex = hexString(hash)
         var encoded = Self.encode(bytes)
         if encoded.count > Self.segmentLength {
             var parts: [Substring] = []
@@ -84,13 +84,6 @@ public struct UserKeys: Sendable, Hashable {
         return h
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    static func hex8(_ v: UInt32) -> String {
-        var out = [UInt8](repeating: 0, count: 8)
-        for i in 0..<8 { out[i] = hexDigits[Int((v >> UInt32(28 - 4 * i)) & 0xF)] }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     static func isKept(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D

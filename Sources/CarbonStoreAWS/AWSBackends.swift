@@ -24,13 +24,32 @@ public struct AWSBackends: Sendable {
 
     /// A `StoreFactory` that knows the local backends and these.
     public func storeFactory(options: StoreOptions = .init()) -> StoreFactory {
-        StoreFactory(providers: [provider], options: options)
+        var registry = BackendRegistry.local
+        register(in: &registry)
+        return StoreFactory(registry: registry, options: options)
     }
 
-    /// The provider to register with `StoreFactory`; nil for URIs that need no AWS.
-    public var provider: StoreFactory.Provider {
+    /// Registers `s3:` storage and `locking=dynamo` with a registry.
+    public func register(in registry: inout BackendRegistry) {
         let backends = self
-        return { uri, options in try await backends.make(uri, options: options) }
+        registry.register(storage: "s3") { uri, _ in
+            guard case .s3(let bucket) = uri.backend else { preconditionFailure("registered for s3:") }
+            let clients = try await backends.clients(region: uri.region, endpoint: uri.endpoint)
+            return S3Storage(s3: clients.s3, bucket: bucket, encryption: uri.serverSideEncryption)
+        }
+        registry.register(locking: "dynamo") { uri, storage, _ in
+            guard case .dynamo(let table) = uri.locking else { preconditionFailure("registered for dynamo") }
+            let namespace: String
+            switch storage {
+            case let s3 as S3Storage: namespace = "s3://\(s3.bucket)/"
+            case let path as PathStorage: namespace = "path:\(path.root)/"
+            default: namespace = "\(uri.scheme):"
+            }
+            let clients = try await backends.clients(region: uri.region, endpoint: uri.endpoint)
+            return DynamoDBLockService(
+                dynamo: clients.dynamo, table: table, namespace: namespace,
+                leaseDuration: .milliseconds(uri.leaseMilliseconds ?? 10_000))
+        }
     }
 
     /// Clients for the region and endpoints a URI and the environment name.
@@ -61,42 +80,6 @@ public struct AWSBackends: Sendable {
             s3: S3Client(client: service("s3"), pathStyle: configuration.usesPathStyle),
             dynamo: DynamoDBClient(client: service("dynamodb")))
     }
-
-    func make(_ uri: StorageURI, options: StoreOptions) async throws -> (any ObjectStorage, any LockService)?
-    {
-        var needsAWS = false
-        if case .s3 = uri.backend { needsAWS = true }
-        if case .dynamo = uri.locking { needsAWS = true }
-        guard needsAWS else { return nil }
-        let clients = try await clients(region: uri.region, endpoint: uri.endpoint)
-
-        let storage: any ObjectStorage
-        let namespace: String
-        switch uri.backend {
-        case .s3(let bucket):
-            storage = S3Storage(s3: clients.s3, bucket: bucket, encryption: uri.serverSideEncryption)
-            namespace = "s3://\(bucket)/"
-        case .path(let dir):
-            let path = try PathStorage(root: dir, io: options.fileIO)
-            storage = path
-            namespace = "path:\(path.root)/"
-        case .memory:
-            return nil
-        }
-        let locks: any LockService
-        switch uri.locking {
-        case .dynamo(let table):
-            locks = DynamoDBLockService(
-                dynamo: clients.dynamo, table: table, namespace: namespace,
-                leaseDuration: .milliseconds(uri.leaseMilliseconds ?? 10_000))
-        case .none:
-            locks = NoLockService()
-        case .local:
-            guard let path = storage as? PathStorage else { return nil }
-            locks = try FileLockService(root: path.root)
-        }
-        return (storage, locks)
-    }
 }
 
 /// The AWS configuration (region, endpoints) could not be resolved.
@@ -107,12 +90,12 @@ public struct AWSConfigurationStoreError: CarbonStoreError {
 }
 
 extension StorageURI {
-    /// The `sse` and `sse-kms-key-id` query keys.
+    /// The `sse` and `sse-kms-key-id` query keys, as the S3 client takes them.
     public var serverSideEncryption: ServerSideEncryption? {
-        switch sse {
-        case "AES256": return .s3
-        case "aws:kms": return .kms(keyID: sseKMSKeyID)
-        default: return nil
+        switch encryption {
+        case nil: return nil
+        case .s3: return .s3
+        case .kms(let keyID): return .kms(keyID: keyID)
         }
     }
 }

@@ -63,14 +63,15 @@ public struct DynamoDBLockService: LockService {
                     condition: DynamoExpression(
                         "attribute_not_exists(id) OR expires < :now", values: [":now": .number(now)]))
                 return Lease(
-                    name: name, operationID: op, validUntil: attemptStart + leaseDuration, term: leaseDuration
+                    name: name, userID: userID, operationID: op, validUntil: attemptStart + leaseDuration,
+                    term: leaseDuration
                 )
             } catch  where DynamoDBClient.isConditionFailure(error) {
                 // Held by someone else, or by us if an earlier attempt's answer was lost.
                 let holder = try await currentHolder(name)
                 if holder?.op == op {
                     return Lease(
-                        name: name, operationID: op, validUntil: attemptStart + leaseDuration,
+                        name: name, userID: userID, operationID: op, validUntil: attemptStart + leaseDuration,
                         term: leaseDuration)
                 }
                 let remaining = deadline - clock.now
@@ -104,7 +105,7 @@ public struct DynamoDBLockService: LockService {
                     "SET expires = :expires", values: [":expires": .number(wallClock() + leaseMilliseconds)]),
                 condition: DynamoExpression("op = :op", values: [":op": .s(lease.operationID)]))
         } catch  where DynamoDBClient.isConditionFailure(error) {
-            throw LeaseExpiredError(userID: lease.name, operationID: lease.operationID)
+            throw LeaseExpiredError(userID: lease.userID, operationID: lease.operationID)
         } catch {
             throw StoreAWSError.wrap(error)
         }

@@ -23,8 +23,6 @@ struct StorageOptions: ParsableArguments {
 
     func makeStore(configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
         var options = StoreOptions()
-        // Test hooks (CARBONSTORE_TEST_*): pause before commit, inject file faults. See TestHooks.
-        try TestHooks.apply(to: &options)
         configure(&options)
         return try await AWSBackends().storeFactory(options: options).makeStore(uriText)
     }

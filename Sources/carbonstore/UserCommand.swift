@@ -34,7 +34,7 @@ struct UserCommand: AsyncParsableCommand {
         func run() async throws {
             try await runReportingErrors {
                 let store = try await storage.makeStore()
-                guard try await store.delete(user) else { throw UserNotFoundError(userID: user) }
+                guard try await store.delete(user).userIsGone else { throw UserNotFoundError(userID: user) }
                 print("deleted user \(user)")
             }
         }

@@ -79,7 +79,7 @@ import Testing
             cursor = page.cursor
         } while cursor != nil
         #expect(seen.count == ids.count && Set(seen) == ids)
-        #expect(try await store.delete("user-3"))
+        #expect(try await store.delete("user-3") == .deleted)
         #expect(try await store.read("user-3") == nil)
     }
 

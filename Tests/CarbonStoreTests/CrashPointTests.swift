@@ -30,6 +30,23 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
         .init(spec: "crash:after-rename", leavesNewRevision: true, temporaryFilesLeft: 0),
         .init(spec: "crash:before-directory-fsync", leavesNewRevision: true, temporaryFilesLeft: 0),
         .init(spec: "crash:after-directory-fsync", leavesNewRevision: true, temporaryFilesLeft: 0),
+        // A writer makes the entries of the folders on the way durable (fsyncs their parents)
+        // before it writes, once per folder: a crash there leaves the old state.
+        .init(spec: "crash:before-parent-fsync", leavesNewRevision: false, temporaryFilesLeft: 0),
+        .init(spec: "crash:after-parent-fsync@2", leavesNewRevision: false, temporaryFilesLeft: 0),
+    ]
+
+    /// Faults that only a user's first write meets: it creates the user's hash folders.
+    static let newFolders: [FaultCase] = [
+        .init(spec: "crash:after-mkdir", leavesNewRevision: false, temporaryFilesLeft: 0),
+        .init(spec: "crash:after-mkdir@2", leavesNewRevision: false, temporaryFilesLeft: 0),
+        .init(spec: "crash:before-parent-fsync@2", leavesNewRevision: false, temporaryFilesLeft: 0),
+        .init(
+            spec: "fail:mkdir:ENOSPC", leavesNewRevision: false, temporaryFilesLeft: 0, failedOperation: "mkdir",
+            errno: ENOSPC),
+        .init(
+            spec: "fail:parent-fsync:EIO@2", leavesNewRevision: false, temporaryFilesLeft: 0,
+            failedOperation: "fsync directory", errno: EIO),
     ]
 
     static let failures: [FaultCase] = [
@@ -63,9 +80,13 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
         .init(
             spec: "fail:rename:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
             failedOperation: "rename", errno: EIO),
+        // The folders are opened on the way to the file, before anything is written.
         .init(
-            spec: "fail:directory-open:EIO", leavesNewRevision: true, temporaryFilesLeft: 0,
+            spec: "fail:directory-open:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
             failedOperation: "open directory", errno: EIO),
+        .init(
+            spec: "fail:parent-fsync:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
+            failedOperation: "fsync directory", errno: EIO),
         .init(
             spec: "fail:directory-fsync:EIO", leavesNewRevision: true, temporaryFilesLeft: 0,
             failedOperation: "fsync directory", errno: EIO),
@@ -177,7 +198,7 @@ enum CrashPointFixtures {
         #expect(try F.temporaryFiles(dir.path).isEmpty)
     }
 
-    @Test(arguments: FaultCase.all)
+    @Test(arguments: FaultCase.all + FaultCase.newFolders)
     func firstWriteOfANewUserWithFault(_ c: FaultCase) async throws {
         // No old file: the user either does not exist afterwards or has revision 1.
         let dir = try TemporaryDirectory("fault-create")
@@ -250,7 +271,7 @@ enum CrashPointFixtures {
         .init(spec: "fail:unlink:EIO", fileRemains: true, failedOperation: "unlink", errno: EIO),
         .init(spec: "fail:unlink:EROFS", fileRemains: true, failedOperation: "unlink", errno: EROFS),
         .init(
-            spec: "fail:directory-open:EIO", fileRemains: false, failedOperation: "open directory", errno: EIO
+            spec: "fail:directory-open:EIO", fileRemains: true, failedOperation: "open directory", errno: EIO
         ),
         .init(
             spec: "fail:directory-fsync:EIO", fileRemains: false, failedOperation: "fsync directory",

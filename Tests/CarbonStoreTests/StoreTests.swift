@@ -55,9 +55,9 @@ import Testing
             #expect(read == replaced.record)
             #expect(read.createdAt <= read.updatedAt)
 
-            #expect(try await store.delete("alice"))
+            #expect(try await store.delete("alice") == .deleted)
             #expect(try await store.read("alice") == nil)
-            #expect(try await store.delete("alice") == false)
+            #expect(try await store.delete("alice") == .notFound)
         }
     }
 
@@ -233,15 +233,20 @@ import Testing
         }
     }
 
-    @Test func rewriteWithIdenticalBytesStillChangesVersion() async throws {
+    @Test func aVersionNamesTheContent() async throws {
+        // As an S3 ETag does: the same bytes keep their version (a writer that read them has seen
+        // exactly what is there), and any other content, of any size, has another version.
         try await Self.withStore(.pathNone) { store, _ in
             let key = "aa/bb/x.cstore"
             let v1 = try await store.storage.put(key, bytes: [1, 2, 3], condition: .mustNotExist)
             let v2 = try await store.storage.put(key, bytes: [1, 2, 3], condition: .mustMatch(v1))
-            #expect(v1 != v2)
+            #expect(v1 == v2)
+            let v3 = try await store.storage.put(key, bytes: [1, 2, 4], condition: .mustMatch(v2))
+            #expect(v3 != v1)
             await #expect(throws: VersionMismatchError.self) {
                 try await store.storage.put(key, bytes: [1, 2, 3], condition: .mustMatch(v1))
             }
+            #expect(try await store.storage.get(key)?.bytes == [1, 2, 4])
         }
     }
 
@@ -282,11 +287,11 @@ import Testing
 struct ExpiringLocks: LockService {
     let lease: Duration
     func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
-        Lease(name: name, operationID: OperationID.make(), validUntil: .now + lease)
+        Lease(name: name, userID: userID, operationID: OperationID.make(), validUntil: .now + lease)
     }
     func renew(_ lease: Lease) async throws -> Lease {
         guard lease.isValid() else {
-            throw LeaseExpiredError(userID: lease.name, operationID: lease.operationID)
+            throw LeaseExpiredError(userID: lease.userID, operationID: lease.operationID)
         }
         return lease
     }

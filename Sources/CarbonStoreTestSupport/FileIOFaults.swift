@@ -1,3 +1,5 @@
+import CarbonStore
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -7,7 +9,8 @@
 #endif
 
 /// A fault to inject into the writes of the `path:` backend: a crash of the process at a named step
-/// of a write, or one failing system call. TEST ONLY; see docs/RELIABILITY.md.
+/// of a write, or one failing system call. Part of the test support only: the shipped library and
+/// binary cannot inject faults. See docs/RELIABILITY.md.
 ///
 /// Written as a spec string, as in `CARBONSTORE_TEST_FILE_FAULT`:
 ///
@@ -38,6 +41,14 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         case afterDirectoryFsync = "after-directory-fsync"
         /// After the unlink of a user file (a delete), before the directory fsync.
         case afterUnlink = "after-unlink"
+        /// After a write created a missing folder, before the folder's entry is made durable (its
+        /// parent fsynced): the folder exists, but a power cut could lose it.
+        case afterMkdir = "after-mkdir"
+        /// Before the fsync that makes a folder's entry durable in its parent (a folder that this
+        /// writer created, or found and has not yet made durable).
+        case beforeParentFsync = "before-parent-fsync"
+        /// After that fsync returned.
+        case afterParentFsync = "after-parent-fsync"
     }
 
     /// A system call a fail fault makes fail.
@@ -55,8 +66,12 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         case close
         /// The rename of a temporary file over the user file (nothing is renamed).
         case rename
-        /// The open of the directory for its fsync, after a rename or unlink.
+        /// The open of a folder on the way to the user file, by a write or a delete.
         case directoryOpen = "directory-open"
+        /// The creation of a missing folder by a write.
+        case mkdir
+        /// The fsync of a folder's parent that makes the folder's entry durable.
+        case parentFsync = "parent-fsync"
         /// The fsync of the directory after a rename or unlink (the rename or unlink has happened).
         case directoryFsync = "directory-fsync"
         /// The unlink of a user file (a delete). The removal of temporary files is never failed.
@@ -136,11 +151,12 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Wraps a `FileIO` so that it injects one `FileFault`. TEST ONLY.
+/// Wraps a `FileIO` so that it injects one `FileFault`.
 ///
 /// It recognises the steps of `PathStorage` from the calls themselves: a creating open of a
-/// `.tmp-…` file makes a temporary-file descriptor, an open with `O_DIRECTORY` a directory
-/// descriptor; renames are commits; unlinks of other than `.tmp-…` files are deletes.
+/// `.tmp-…` file makes a temporary-file descriptor; renames and unlinks of other than `.tmp-…`
+/// files are commits of their folder, whose next fsync is the commit's directory fsync; any other
+/// fsync of a directory makes a folder's entry durable in its parent.
 public final class FileFaultInjector: Sendable {
     /// What a crash does.
     public enum CrashMode: Sendable {
@@ -160,14 +176,15 @@ public final class FileFaultInjector: Sendable {
     private struct State {
         var counts: [String: Int] = [:]
         var tempDescriptors: Set<Int32> = []
-        var directoryDescriptors: Set<Int32> = []
+        /// Folders with a rename or unlink not yet followed by their fsync.
+        var commitDescriptors: Set<Int32> = []
         /// A descriptor whose next write fails (after a short write).
         var failNextWrite: (fd: Int32, errno: Int32)?
         var fired = false
         var crashed = false
     }
 
-    public init(_ fault: FileFault, base: FileIO = .posix, crashMode: CrashMode = .exitProcess) {
+    package init(_ fault: FileFault, base: FileIO = .posix, crashMode: CrashMode = .exitProcess) {
         self.fault = fault
         self.base = base
         self.crashMode = crashMode
@@ -180,14 +197,18 @@ public final class FileFaultInjector: Sendable {
     public var hasCrashed: Bool { state.withLock { $0.crashed } }
 
     private enum Kind {
-        case temp, directory, other
+        case temp, commitDirectory, directory, other
     }
 
     private func kind(of fd: Int32) -> Kind {
-        state.withLock {
-            $0.tempDescriptors.contains(fd)
-                ? .temp : $0.directoryDescriptors.contains(fd) ? .directory : .other
+        let known = state.withLock { s -> Kind? in
+            if s.tempDescriptors.contains(fd) { return .temp }
+            if s.commitDescriptors.contains(fd) { return .commitDirectory }
+            return nil
         }
+        if let known { return known }
+        var st = stat()
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR ? .directory : .other
     }
 
     private var isDead: Bool { state.withLock { $0.crashed } }
@@ -242,30 +263,34 @@ public final class FileFaultInjector: Sendable {
     }
 
     /// The `FileIO` that injects the fault.
-    public var io: FileIO {
+    package var io: FileIO {
         FileIO(
-            open: { path, flags, mode in self.open(path, flags, mode) },
+            openat: { dir, name, flags, mode in self.openat(dir, name, flags, mode) },
+            mkdirat: { dir, name, mode in self.mkdirat(dir, name, mode) },
             write: { fd, buffer in self.write(fd, buffer) },
             fsync: { fd in self.fsync(fd) },
             close: { fd in self.close(fd) },
-            rename: { from, to in self.rename(from, to) },
-            unlink: { path in self.unlink(path) })
+            renameat: { dir, from, to in self.renameat(dir, from, to) },
+            unlinkat: { dir, name in self.unlinkat(dir, name) })
     }
 
-    private func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
+    private func openat(_ dir: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
         if isDead { return Self.fail(EIO) }
-        let isTemp = flags & O_CREAT != 0 && Self.isTemporary(path)
+        let isTemp = flags & O_CREAT != 0 && Self.isTemporary(name)
         let isDirectory = flags & O_DIRECTORY != 0
         if isTemp, let code = failure(of: .create) { return Self.fail(code) }
         if isDirectory, let code = failure(of: .directoryOpen) { return Self.fail(code) }
-        let fd = base.open(path, flags, mode)
-        if fd >= 0 {
-            state.withLock {
-                if isTemp { $0.tempDescriptors.insert(fd) }
-                if isDirectory { $0.directoryDescriptors.insert(fd) }
-            }
-        }
+        let fd = base.openat(dir, name, flags, mode)
+        if fd >= 0 && isTemp { _ = state.withLock { $0.tempDescriptors.insert(fd) } }
         return fd
+    }
+
+    private func mkdirat(_ dir: Int32, _ name: String, _ mode: mode_t) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        if let code = failure(of: .mkdir) { return Self.fail(code) }
+        let r = base.mkdirat(dir, name, mode)
+        if r == 0, crashes(at: .afterMkdir) { return crash(.afterMkdir) }
+        return r
     }
 
     private func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
@@ -295,11 +320,18 @@ public final class FileFaultInjector: Sendable {
             let r = base.fsync(fd)
             if r == 0, crashes(at: .afterTempFsync) { return crash(.afterTempFsync) }
             return r
-        case .directory:
+        case .commitDirectory:
+            _ = state.withLock { $0.commitDescriptors.remove(fd) }
             if crashes(at: .beforeDirectoryFsync) { return crash(.beforeDirectoryFsync) }
             if let code = failure(of: .directoryFsync) { return Self.fail(code) }
             let r = base.fsync(fd)
             if r == 0, crashes(at: .afterDirectoryFsync) { return crash(.afterDirectoryFsync) }
+            return r
+        case .directory:
+            if crashes(at: .beforeParentFsync) { return crash(.beforeParentFsync) }
+            if let code = failure(of: .parentFsync) { return Self.fail(code) }
+            let r = base.fsync(fd)
+            if r == 0, crashes(at: .afterParentFsync) { return crash(.afterParentFsync) }
             return r
         case .other:
             return base.fsync(fd)
@@ -310,7 +342,7 @@ public final class FileFaultInjector: Sendable {
         let kind = kind(of: fd)
         state.withLock {
             $0.tempDescriptors.remove(fd)
-            $0.directoryDescriptors.remove(fd)
+            $0.commitDescriptors.remove(fd)
             if $0.failNextWrite?.fd == fd { $0.failNextWrite = nil }
         }
         if isDead {
@@ -327,19 +359,21 @@ public final class FileFaultInjector: Sendable {
         return r
     }
 
-    private func rename(_ from: String, _ to: String) -> Int32 {
+    private func renameat(_ dir: Int32, _ from: String, _ to: String) -> Int32 {
         if isDead { return Self.fail(EIO) }
         if let code = failure(of: .rename) { return Self.fail(code) }
-        let r = base.rename(from, to)
+        let r = base.renameat(dir, from, to)
+        if r == 0 { _ = state.withLock { $0.commitDescriptors.insert(dir) } }
         if r == 0, crashes(at: .afterRename) { return crash(.afterRename) }
         return r
     }
 
-    private func unlink(_ path: String) -> Int32 {
+    private func unlinkat(_ dir: Int32, _ name: String) -> Int32 {
         if isDead { return Self.fail(EIO) }
-        if Self.isTemporary(path) { return base.unlink(path) }
+        if Self.isTemporary(name) { return base.unlinkat(dir, name) }
         if let code = failure(of: .unlink) { return Self.fail(code) }
-        let r = base.unlink(path)
+        let r = base.unlinkat(dir, name)
+        if r == 0 { _ = state.withLock { $0.commitDescriptors.insert(dir) } }
         if r == 0, crashes(at: .afterUnlink) { return crash(.afterUnlink) }
         return r
     }
@@ -351,8 +385,8 @@ private func writeToStandardError(_ text: String) {
 }
 
 extension FileIO {
-    /// The system calls of `base` with `fault` injected. TEST ONLY.
-    public static func injecting(
+    /// The system calls of `base` with `fault` injected.
+    package static func injecting(
         _ fault: FileFault, into base: FileIO = .posix,
         crashMode: FileFaultInjector.CrashMode = .exitProcess
     ) -> FileIO {
