@@ -74,7 +74,8 @@ func summary(_ r: UserRecord) -> String {
     for t in r.transactions { totals[t.amount.currency, default: 0] += Int128(t.amount.minorUnits) }
     for (currency, units) in totals.sorted(by: { $0.key < $1.key }) {
         lines.append(
-            "  spent \(DecimalText.format(wide: units, fractionDigits: currency.minorUnitDigits)) \(currency)")
+            "  spent \(DecimalText.format(wide: units, fractionDigits: currency.minorUnitDigits)) \(currency)"
+        )
     }
     let footprint = r.footprints.reduce(Int128(0)) { $0 + Int128($1.co2e.milligrams) }
     let saved = r.savings.reduce(Int128(0)) { $0 + Int128($1.co2e.milligrams) }
