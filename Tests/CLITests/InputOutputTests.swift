@@ -85,8 +85,13 @@ import Testing
         }
         let at = ["--at", "2026-03-01T12:00:00Z"]
         #expect(
-            try ok(["txn", "add", "u", "--id", Self.nfc, "--amount", "1", "--currency", "EUR"] + at)
-                .hasPrefix("added"))
+            try ok(
+                [
+                    "txn", "add", "u", "--id", Self.nfc, "--amount", "1", "--currency", "EUR", "--meta",
+                    Self.nfc + "=1", "--meta", Self.nfd + "=2",
+                ] + at
+            )
+            .hasPrefix("added"))
         #expect(
             try ok(["txn", "add", "u", "--id", Self.nfd, "--amount", "2", "--currency", "EUR"] + at)
                 .hasPrefix("added"))
@@ -100,6 +105,8 @@ import Testing
         let r = try await record(dir, "u")
         #expect(r.transactions.count == 2 && r.preferences.count == 3 && r.responses.count == 2)
         #expect(r.transaction(id: Self.nfd)?.amount.minorUnits == 200)
+        let metadata = r.transaction(id: Self.nfc)?.metadata
+        #expect(metadata?.count == 2 && metadata?[Self.nfc] == "1" && metadata?[Self.nfd] == "2")
         #expect(r.preferences[Self.nfc]?.value == "1" && r.preferences[Self.nfd]?.value == "2")
         #expect(r.preferences["k"].map { Array($0.value.utf8) } == Array(Self.nfd.utf8))
         #expect(r.revision == 8)
