@@ -198,7 +198,7 @@ enum TransactionsSection {
         for i in 0..<n {
             let m = try r.count("metadata entry count")
             guard m > 0 else { continue }
-            var meta: [String: String] = [:]
+            var meta = ExactDictionary<String>()
             meta.reserveCapacity(m)
             for _ in 0..<m {
                 let start = r.pos
@@ -282,7 +282,7 @@ enum ResponsesSection {
 // MARK: - Preferences (tag 3), row by row, keys in UTF-8 byte order
 
 enum PreferencesSection {
-    static func encode(_ ps: [String: Preference], into w: inout ByteWriter) {
+    static func encode(_ ps: ExactDictionary<Preference>, into w: inout ByteWriter) {
         w.varint(ps.count)
         var previous: Int64 = 0
         for (k, p) in ps.sorted(by: { utf8Less($0.key, $1.key) }) {
@@ -292,9 +292,9 @@ enum PreferencesSection {
         }
     }
 
-    static func decode(_ r: inout ByteReader) throws(FormatError) -> [String: Preference] {
+    static func decode(_ r: inout ByteReader) throws(FormatError) -> ExactDictionary<Preference> {
         let n = try r.count("preference count")
-        var result: [String: Preference] = [:]
+        var result = ExactDictionary<Preference>()
         result.reserveCapacity(n)
         var previous: Int64 = 0
         for _ in 0..<n {

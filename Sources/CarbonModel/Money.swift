@@ -1,8 +1,14 @@
-/// An ISO 4217 currency code: three upper-case ASCII letters.
+/// A currency code: three upper-case ASCII letters.
+///
+/// Two ways in: `init(validating:)` accepts only active ISO 4217 currencies that have a minor unit,
+/// and is what new input (the command line, an API) goes through. `init?(_:)` accepts any three
+/// letters, because stored records keep the codes they were written with, including codes the
+/// standard has since withdrawn (a file written with HRK must stay readable).
 public struct CurrencyCode: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public let code: String
 
-    /// Accepts three ASCII letters in either case and stores them upper-case.
+    /// Accepts three ASCII letters in either case and stores them upper-case; does not consult the
+    /// ISO 4217 list (see `init(validating:)`).
     public init?(_ text: String) {
         let letters = Array(text.utf8)
         guard letters.count == 3, letters.allSatisfy({ ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) })
@@ -12,21 +18,43 @@ public struct CurrencyCode: Sendable, Hashable, Comparable, Codable, CustomStrin
         code = String(decoding: letters.map { $0 >= 97 ? $0 - 32 : $0 }, as: UTF8.self)
     }
 
+    /// Accepts the code of an active ISO 4217 currency that has a minor unit, in either case.
+    /// Throws a `ModelError` for anything else: not three letters, not on the list, or a unit
+    /// without a minor unit (gold, XDR, XXX, ...), in which no amount of money can be written.
+    public init(validating text: String) throws(ModelError) {
+        guard let shaped = CurrencyCode(text) else {
+            throw ModelError(
+                field: "currency", value: text,
+                reason: "expected an ISO 4217 currency code of three letters, such as EUR, USD or GBP")
+        }
+        guard let entry = ISO4217.entry(shaped.code) else {
+            throw ModelError(
+                field: "currency", value: text,
+                reason:
+                    "\(shaped.code) is not an active ISO 4217 currency (list of \(ISO4217.published)); use a code such as EUR, USD or GBP"
+            )
+        }
+        guard entry.minorUnitDigits != nil else {
+            throw ModelError(
+                field: "currency", value: text,
+                reason:
+                    "\(shaped.code) (\(entry.name)) has no minor unit in ISO 4217, so amounts of money cannot be written in it"
+            )
+        }
+        self = shaped
+    }
+
     public var description: String { code }
 
     public static func < (lhs: CurrencyCode, rhs: CurrencyCode) -> Bool { lhs.code < rhs.code }
 
-    /// Digits after the decimal point in the currency's minor unit (ISO 4217); 2 unless listed.
-    public var minorUnitDigits: Int {
-        switch code {
-        case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
-            "VUV", "XAF", "XOF", "XPF":
-            return 0
-        case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND": return 3
-        case "CLF", "UYW": return 4
-        default: return 2
-        }
-    }
+    /// The currency's entry in the ISO 4217 list, or nil for a code that is not (or no longer) on it.
+    public var iso4217: ISO4217.Entry? { ISO4217.entry(code) }
+
+    /// Digits after the decimal point in the currency's minor unit, from the ISO 4217 list. A code
+    /// that is not on the list, or has no minor unit there, counts as 2, so amounts stored in it
+    /// before it was withdrawn keep reading as they were written.
+    public var minorUnitDigits: Int { iso4217?.minorUnitDigits ?? 2 }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -118,8 +146,12 @@ public struct CO2e: Sendable, Hashable, Comparable, Codable, CustomStringConvert
         self.init(milligrams: mg)
     }
 
-    public var kilogramsString: String {
-        var s = DecimalText.format(milligrams, fractionDigits: 6)
+    public var kilogramsString: String { Self.kilograms(milligrams: Int128(milligrams)) }
+
+    /// Kilograms without trailing zeros, e.g. `12.3`, for any number of milligrams, including a sum
+    /// of many masses that would overflow `Int64`.
+    public static func kilograms(milligrams: Int128) -> String {
+        var s = DecimalText.format(wide: milligrams, fractionDigits: 6)
         while s.hasSuffix("0") { s.removeLast() }
         if s.hasSuffix(".") { s.removeLast() }
         return s
@@ -202,8 +234,17 @@ public enum DecimalText {
     }
 
     public static func format(_ value: Int64, fractionDigits: Int) -> String {
-        let negative = value < 0
-        let magnitude = value.magnitude
+        format(negative: value < 0, magnitude: value.magnitude, fractionDigits: fractionDigits)
+    }
+
+    /// The same for 128-bit values, e.g. a sum of many `Int64` amounts, which cannot overflow it.
+    public static func format(wide value: Int128, fractionDigits: Int) -> String {
+        format(negative: value < 0, magnitude: value.magnitude, fractionDigits: fractionDigits)
+    }
+
+    private static func format(negative: Bool, magnitude: some UnsignedInteger, fractionDigits: Int)
+        -> String
+    {
         var digits = String(magnitude)
         if fractionDigits > 0 {
             if digits.count <= fractionDigits {

@@ -23,12 +23,13 @@ public struct Transaction: Sendable, Hashable, Codable, Identifiable {
     public var category: String?
     public var description: String?
     public var accountID: String?
-    public var metadata: [String: String]
+    /// Keys and values are compared byte for byte: `"\u{E9}"` and `"e\u{301}"` are two keys.
+    public var metadata: ExactDictionary<String>
 
     public init(
         id: String, time: Timestamp, amount: Money, merchant: String? = nil, mcc: UInt16? = nil,
         category: String? = nil, description: String? = nil, accountID: String? = nil,
-        metadata: [String: String] = [:]
+        metadata: ExactDictionary<String> = [:]
     ) {
         self.id = id
         self.time = time
@@ -59,7 +60,7 @@ public struct Transaction: Sendable, Hashable, Codable, Identifiable {
         category = try c.decodeIfPresent(String.self, forKey: .category)
         description = try c.decodeIfPresent(String.self, forKey: .description)
         accountID = try c.decodeIfPresent(String.self, forKey: .accountID)
-        metadata = try c.decodeIfPresent([String: String].self, forKey: .metadata) ?? [:]
+        metadata = try c.decodeIfPresent(ExactDictionary<String>.self, forKey: .metadata) ?? [:]
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -223,5 +224,137 @@ public struct PreservedSection: Sendable, Hashable {
         self.tag = tag
         self.flags = flags
         self.payload = payload
+    }
+}
+
+// MARK: - Byte-exact equality
+//
+// Swift's synthesized `==` compares strings by canonical equivalence, so a record whose only
+// change is an NFC spelling replaced by an NFD one would compare equal to the old one, and the
+// store would skip the write. These compare every string by its UTF-8 bytes and every number by
+// its bits (so NaN equals the same NaN, and -0.0 differs from 0.0), as the file format stores them.
+
+extension Transaction: ExactlyEquatable {
+    public static func == (a: Transaction, b: Transaction) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to b: Transaction) -> Bool {
+        time == b.time && amount == b.amount && mcc == b.mcc && id.isByteEqual(to: b.id)
+            && merchant.isByteEqual(to: b.merchant) && category.isByteEqual(to: b.category)
+            && description.isByteEqual(to: b.description) && accountID.isByteEqual(to: b.accountID)
+            && metadata == b.metadata
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        id.hashBytes(into: &hasher)
+        hasher.combine(time)
+        hasher.combine(amount)
+        merchant.hashBytes(into: &hasher)
+        hasher.combine(mcc)
+        category.hashBytes(into: &hasher)
+        description.hashBytes(into: &hasher)
+        accountID.hashBytes(into: &hasher)
+        metadata.hashExactly(into: &hasher)
+    }
+}
+
+extension Answer: ExactlyEquatable {
+    public static func == (a: Answer, b: Answer) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to other: Answer) -> Bool {
+        switch (self, other) {
+        case (.text(let a), .text(let b)): return a.isByteEqual(to: b)
+        case (.number(let a), .number(let b)): return a.bitPattern == b.bitPattern
+        case (.boolean(let a), .boolean(let b)): return a == b
+        case (.choices(let a), .choices(let b)): return a.isByteEqual(to: b)
+        default: return false
+        }
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        switch self {
+        case .text(let s):
+            hasher.combine(0)
+            s.hashBytes(into: &hasher)
+        case .number(let d):
+            hasher.combine(1)
+            hasher.combine(d.bitPattern)
+        case .boolean(let b):
+            hasher.combine(2)
+            hasher.combine(b)
+        case .choices(let a):
+            hasher.combine(3)
+            a.hashBytes(into: &hasher)
+        }
+    }
+}
+
+extension QuestionResponse: ExactlyEquatable {
+    public static func == (a: QuestionResponse, b: QuestionResponse) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to b: QuestionResponse) -> Bool {
+        answeredAt == b.answeredAt && questionID.isByteEqual(to: b.questionID) && answer == b.answer
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        questionID.hashBytes(into: &hasher)
+        answer.hashExactly(into: &hasher)
+        hasher.combine(answeredAt)
+    }
+}
+
+extension Preference: ExactlyEquatable {
+    public static func == (a: Preference, b: Preference) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to b: Preference) -> Bool {
+        updatedAt == b.updatedAt && value.isByteEqual(to: b.value)
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        value.hashBytes(into: &hasher)
+        hasher.combine(updatedAt)
+    }
+}
+
+extension Footprint: ExactlyEquatable {
+    public static func == (a: Footprint, b: Footprint) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to b: Footprint) -> Bool {
+        co2e == b.co2e && period == b.period && calculatedAt == b.calculatedAt && id.isByteEqual(to: b.id)
+            && transactionID.isByteEqual(to: b.transactionID) && category.isByteEqual(to: b.category)
+            && methodology.isByteEqual(to: b.methodology)
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        id.hashBytes(into: &hasher)
+        transactionID.hashBytes(into: &hasher)
+        hasher.combine(period)
+        hasher.combine(co2e)
+        category.hashBytes(into: &hasher)
+        methodology.hashBytes(into: &hasher)
+        hasher.combine(calculatedAt)
+    }
+}
+
+extension Saving: ExactlyEquatable {
+    public static func == (a: Saving, b: Saving) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to b: Saving) -> Bool {
+        co2e == b.co2e && moneySaved == b.moneySaved && period == b.period && recordedAt == b.recordedAt
+            && id.isByteEqual(to: b.id) && actionID.isByteEqual(to: b.actionID)
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        id.hashBytes(into: &hasher)
+        actionID.hashBytes(into: &hasher)
+        hasher.combine(co2e)
+        hasher.combine(moneySaved)
+        hasher.combine(period)
+        hasher.combine(recordedAt)
     }
 }

@@ -7,11 +7,12 @@ public struct UserRecord: Sendable, Hashable, Codable {
     public var revision: UInt64
     public var createdAt: Timestamp
     public var updatedAt: Timestamp
-    /// Kept in order of time, then id.
+    /// Kept in order of time, then id (UTF-8 byte order).
     public var transactions: [Transaction]
-    /// One response per question, in order of question id.
+    /// One response per question, in order of question id (UTF-8 byte order).
     public var responses: [QuestionResponse]
-    public var preferences: [String: Preference]
+    /// Keys are compared byte for byte: `"\u{E9}"` and `"e\u{301}"` are two preferences.
+    public var preferences: ExactDictionary<Preference>
     public var footprints: [Footprint]
     public var savings: [Saving]
     /// Sections of the file this version does not understand, written back unchanged.
@@ -20,7 +21,7 @@ public struct UserRecord: Sendable, Hashable, Codable {
     public init(
         userID: String, revision: UInt64 = 0, createdAt: Timestamp, updatedAt: Timestamp? = nil,
         transactions: [Transaction] = [], responses: [QuestionResponse] = [],
-        preferences: [String: Preference] = [:], footprints: [Footprint] = [], savings: [Saving] = [],
+        preferences: ExactDictionary<Preference> = [:], footprints: [Footprint] = [], savings: [Saving] = [],
         preservedSections: [PreservedSection] = []
     ) {
         self.userID = userID
@@ -48,7 +49,8 @@ public struct UserRecord: Sendable, Hashable, Codable {
         updatedAt = try c.decodeIfPresent(Timestamp.self, forKey: .updatedAt) ?? createdAt
         transactions = try c.decodeIfPresent([Transaction].self, forKey: .transactions) ?? []
         responses = try c.decodeIfPresent([QuestionResponse].self, forKey: .responses) ?? []
-        preferences = try c.decodeIfPresent([String: Preference].self, forKey: .preferences) ?? [:]
+        preferences =
+            try c.decodeIfPresent(ExactDictionary<Preference>.self, forKey: .preferences) ?? [:]
         footprints = try c.decodeIfPresent([Footprint].self, forKey: .footprints) ?? []
         savings = try c.decodeIfPresent([Saving].self, forKey: .savings) ?? []
         preservedSections = []
@@ -65,6 +67,33 @@ public struct UserRecord: Sendable, Hashable, Codable {
         try c.encode(preferences, forKey: .preferences)
         try c.encode(footprints, forKey: .footprints)
         try c.encode(savings, forKey: .savings)
+    }
+}
+
+// Byte-exact equality: the store treats an unchanged record as "nothing to write", so a record
+// whose only change is a spelling (NFC to NFD) must not compare equal to the old one.
+extension UserRecord: ExactlyEquatable {
+    public static func == (a: UserRecord, b: UserRecord) -> Bool { a.isExactlyEqual(to: b) }
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func isExactlyEqual(to b: UserRecord) -> Bool {
+        revision == b.revision && createdAt == b.createdAt && updatedAt == b.updatedAt
+            && userID.isByteEqual(to: b.userID) && transactions == b.transactions
+            && responses == b.responses && preferences == b.preferences && footprints == b.footprints
+            && savings == b.savings && preservedSections == b.preservedSections
+    }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        userID.hashBytes(into: &hasher)
+        hasher.combine(revision)
+        hasher.combine(createdAt)
+        hasher.combine(updatedAt)
+        hasher.combine(transactions)
+        hasher.combine(responses)
+        hasher.combine(preferences)
+        hasher.combine(footprints)
+        hasher.combine(savings)
+        hasher.combine(preservedSections)
     }
 }
 
@@ -96,7 +125,7 @@ extension UserRecord {
     public mutating func upsert(_ t: Transaction, replace: Bool = false) throws(IDConflictError)
         -> UpsertOutcome
     {
-        if let i = transactions.firstIndex(where: { $0.id == t.id }) {
+        if let i = transactions.firstIndex(where: { $0.id.isByteEqual(to: t.id) }) {
             if transactions[i] == t { return .unchanged }
             guard replace else { throw IDConflictError(kind: "transaction", id: t.id, userID: userID) }
             transactions.remove(at: i)
@@ -107,22 +136,45 @@ extension UserRecord {
         return .inserted
     }
 
+    /// Whether `a` sorts before `b`: by time, then by the UTF-8 bytes of the id.
+    static func inOrder(_ a: Transaction, before b: Transaction) -> Bool {
+        a.time != b.time ? a.time < b.time : a.id.isBytewiseLess(than: b.id)
+    }
+
+    /// The transaction with exactly this id (byte for byte), if there is one.
+    public func transaction(id: String) -> Transaction? {
+        transactions.first { $0.id.isByteEqual(to: id) }
+    }
+
+    /// The response to exactly this question id (byte for byte), if there is one.
+    public func response(questionID: String) -> QuestionResponse? {
+        responses.first { $0.questionID.isByteEqual(to: questionID) }
+    }
+
+    /// The footprint with exactly this id (byte for byte), if there is one.
+    public func footprint(id: String) -> Footprint? { footprints.first { $0.id.isByteEqual(to: id) } }
+
+    /// The saving with exactly this id (byte for byte), if there is one.
+    public func saving(id: String) -> Saving? { savings.first { $0.id.isByteEqual(to: id) } }
+
     private mutating func insertSorted(_ t: Transaction) {
         // Most transactions arrive in time order: look from the end.
         var i = transactions.endIndex
-        while i > 0, (transactions[i - 1].time, transactions[i - 1].id) > (t.time, t.id) { i -= 1 }
+        while i > 0, Self.inOrder(t, before: transactions[i - 1]) { i -= 1 }
         transactions.insert(t, at: i)
     }
 
     /// Records the latest answer to a question, replacing an earlier one.
     @discardableResult
     public mutating func answer(_ r: QuestionResponse) -> UpsertOutcome {
-        if let i = responses.firstIndex(where: { $0.questionID == r.questionID }) {
+        if let i = responses.firstIndex(where: { $0.questionID.isByteEqual(to: r.questionID) }) {
             if responses[i] == r { return .unchanged }
             responses[i] = r
             return .replaced
         }
-        let i = responses.firstIndex(where: { $0.questionID > r.questionID }) ?? responses.endIndex
+        let i =
+            responses.firstIndex(where: { r.questionID.isBytewiseLess(than: $0.questionID) })
+            ?? responses.endIndex
         responses.insert(r, at: i)
         return .inserted
     }
@@ -131,7 +183,7 @@ extension UserRecord {
     @discardableResult
     public mutating func setPreference(_ key: String, value: String, at time: Timestamp) -> UpsertOutcome {
         if let old = preferences[key] {
-            if old.value == value { return .unchanged }
+            if old.value.isByteEqual(to: value) { return .unchanged }
             preferences[key] = Preference(value: value, updatedAt: time)
             return .replaced
         }
@@ -154,9 +206,9 @@ extension UserRecord {
     public mutating func upsert(_ s: Saving) -> UpsertOutcome { Self.upsert(s, in: &savings) }
 
     private static func upsert<Item: Identifiable & Equatable>(_ item: Item, in items: inout [Item])
-        -> UpsertOutcome
+        -> UpsertOutcome where Item.ID == String
     {
-        guard let i = items.firstIndex(where: { $0.id == item.id }) else {
+        guard let i = items.firstIndex(where: { $0.id.isByteEqual(to: item.id) }) else {
             items.append(item)
             return .inserted
         }

@@ -1,6 +1,14 @@
 import CarbonFormat
 import CarbonModel
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// What kind of failure an error is. Callers (the command-line tool, the HTTP service) map kinds to
 /// exit codes and status codes without knowing the concrete error types.
 public enum ErrorKind: String, Sendable, Hashable {
@@ -17,8 +25,11 @@ public enum ErrorKind: String, Sendable, Hashable {
     case leaseExpired
     /// Storage could not be reached or refused the operation for a reason that may pass.
     case unavailable
-    /// The storage failed (an I/O error, a full disk, permissions).
+    /// The storage failed (an I/O error, a full disk).
     case storageFailure
+    /// The storage refused this process access: a file or directory it may not read or write
+    /// (EACCES, EPERM), or an S3 or DynamoDB AccessDenied. An operator must fix the permissions.
+    case permissionDenied
 
     /// The HTTP status code an API reports for this kind.
     public var httpStatus: Int {
@@ -31,6 +42,7 @@ public enum ErrorKind: String, Sendable, Hashable {
         case .leaseExpired: return 503
         case .unavailable: return 503
         case .storageFailure: return 500
+        case .permissionDenied: return 500
         }
     }
 
@@ -38,7 +50,7 @@ public enum ErrorKind: String, Sendable, Hashable {
     public var isTransient: Bool {
         switch self {
         case .lockTimeout, .leaseExpired, .unavailable, .conflict: return true
-        case .invalidInput, .notFound, .corrupt, .storageFailure: return false
+        case .invalidInput, .notFound, .corrupt, .storageFailure, .permissionDenied: return false
         }
     }
 }
@@ -195,7 +207,8 @@ public struct StorageIOError: CarbonStoreError, Hashable {
     public var operation: String
     public var path: String
     public var errno: Int32
-    public var kind: ErrorKind { .storageFailure }
+    /// `permissionDenied` for EACCES and EPERM, else `storageFailure`.
+    public var kind: ErrorKind { errno == EACCES || errno == EPERM ? .permissionDenied : .storageFailure }
 
     public init(operation: String, path: String, errno: Int32) {
         self.operation = operation

@@ -136,7 +136,9 @@ public struct StoreAWSError: CarbonStoreError {
             let kind: ErrorKind
             if e.isRetryable {
                 kind = .unavailable
-            } else if e.code == "NoSuchBucket" || e.code == "ResourceNotFoundException" || e.isAccessDenied
+            } else if e.isAccessDenied && !e.isAuthenticationFailure {
+                kind = .permissionDenied
+            } else if e.code == "NoSuchBucket" || e.code == "ResourceNotFoundException"
                 || e.isAuthenticationFailure || e.code == "PermanentRedirect"
             {
                 kind = .invalidInput

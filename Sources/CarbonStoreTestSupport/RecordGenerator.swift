@@ -236,7 +236,7 @@ public enum RecordGenerator {
         }
         responses.sort { $0.questionID < $1.questionID }
 
-        var preferences: [String: Preference] = [:]
+        var preferences = ExactDictionary<Preference>()
         for i in 0..<w.preferences {
             let key = i < preferenceKeys.count ? preferenceKeys[i] : "custom.setting-\(i)"
             preferences[key] = Preference(

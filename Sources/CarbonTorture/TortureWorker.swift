@@ -43,7 +43,7 @@ public enum TortureWorker {
         // Raised before anything was written, or after the fence refused the write.
         case .lockTimeout, .leaseExpired, .conflict, .invalidInput, .corrupt, .notFound: return .fail
         // An I/O or network failure may have happened after the write reached storage.
-        case .unavailable, .storageFailure: return .unknown
+        case .unavailable, .storageFailure, .permissionDenied: return .unknown
         }
     }
 }

@@ -12,7 +12,10 @@ struct FootprintCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Argument(help: "The user id.") var user: String
         @Option(help: "Footprint id, unique per user.") var id: String
-        @Option(help: "Kilograms of CO2e, e.g. 12.345.") var kg: String
+        @Option(
+            parsing: .unconditional,
+            help: "Kilograms of CO2e, e.g. 12.345 (negative to correct an earlier one).")
+        var kg: String
         @Option(help: "Category, e.g. food.") var category: String
         @Option(help: "Methodology and version label, e.g. spend-v3.") var methodology: String
         @Option(help: "The transaction it belongs to.") var transaction: String?
@@ -29,7 +32,7 @@ struct FootprintCommand: AsyncParsableCommand {
                     calculatedAt: try parseTime(at))
                 let store = try await storage.makeStore()
                 let result = try await store.update(user) { record in record.upsert(footprint) }
-                report("footprint \(id) of \(user)", result.value, result)
+                report("footprint \(shown(id)) of \(shown(user))", result.value, result)
             }
         }
     }
@@ -45,9 +48,13 @@ struct SavingCommand: AsyncParsableCommand {
         @Argument(help: "The user id.") var user: String
         @Option(help: "Saving id, unique per user.") var id: String
         @Option(help: "The action that achieved it.") var action: String
-        @Option(help: "Kilograms of CO2e saved, e.g. 3.5.") var kg: String
-        @Option(help: "Money saved as a decimal, e.g. 4.20 (needs --currency).") var money: String?
-        @Option(help: "Currency of --money.") var currency: String?
+        @Option(parsing: .unconditional, help: "Kilograms of CO2e saved, e.g. 3.5 (may be negative).")
+        var kg: String
+        @Option(
+            parsing: .unconditional,
+            help: "Money saved as a decimal, e.g. 4.20 (needs --currency; negative for a net cost).")
+        var money: String?
+        @Option(help: "Active ISO 4217 currency code of --money, e.g. EUR.") var currency: String?
         @Option(help: "Start of the period, ISO 8601.") var periodStart: String
         @Option(help: "End of the period, ISO 8601.") var periodEnd: String
         @Option(help: "When it was recorded, ISO 8601 (default: now).") var at: String?
@@ -71,7 +78,7 @@ struct SavingCommand: AsyncParsableCommand {
                     recordedAt: try parseTime(at))
                 let store = try await storage.makeStore()
                 let result = try await store.update(user) { record in record.upsert(saving) }
-                report("saving \(id) of \(user)", result.value, result)
+                report("saving \(shown(id)) of \(shown(user))", result.value, result)
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CarbonModel
 import CarbonStore
 import CarbonStoreAWS
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -12,16 +13,32 @@ struct StorageOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Storage URI (default: $CARBONSTORE_STORAGE, else path:carbonstore-data).", valueName: "uri"))
+            "Storage URI (default: $CARBONSTORE_STORAGE, else the deprecated $COGO_STORAGE, else path:carbonstore-data).",
+            valueName: "uri"))
     var storage: String?
 
-    var uriText: String {
-        if let storage { return storage }
-        if let env = getenv("CARBONSTORE_STORAGE"), env.pointee != 0 { return String(cString: env) }
-        return StorageURI.defaultURI
+    /// The storage URI: `--storage`, else `CARBONSTORE_STORAGE`, else the old name `COGO_STORAGE`
+    /// (with a deprecation notice, see `makeStore`), else the default. An empty variable is unset.
+    var uriText: String { Self.resolve(option: storage, environment: environmentVariable).uri }
+
+    /// Where the URI comes from, in order of precedence.
+    enum Source: Equatable {
+        case option, variable, deprecatedVariable, defaultURI
+    }
+
+    static func resolve(option: String?, environment: (String) -> String?) -> (uri: String, source: Source) {
+        if let option { return (option, .option) }
+        if let uri = environment("CARBONSTORE_STORAGE") { return (uri, .variable) }
+        if let uri = environment("COGO_STORAGE") { return (uri, .deprecatedVariable) }
+        return (StorageURI.defaultURI, .defaultURI)
     }
 
     func makeStore(configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
+        if Self.resolve(option: storage, environment: environmentVariable).source == .deprecatedVariable {
+            DeprecationNotice.printOnce(
+                "COGO_STORAGE is deprecated and will be ignored in a future release; rename it to CARBONSTORE_STORAGE"
+            )
+        }
         var options = StoreOptions()
         configure(&options)
         return try await AWSBackends().storeFactory(options: options).makeStore(uriText)
@@ -45,6 +62,25 @@ func runReportingErrors(_ body: () async throws -> Void) async throws {
     }
 }
 
+/// A set, non-empty environment variable.
+func environmentVariable(_ name: String) -> String? {
+    guard let v = getenv(name), v.pointee != 0 else { return nil }
+    return String(cString: v)
+}
+
+/// Prints a deprecation notice on stderr, once per process.
+enum DeprecationNotice {
+    private static let printed = Mutex(false)
+
+    static func printOnce(_ message: String) {
+        let first = printed.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if first { FileHandleStderr.write("carbonstore: warning: " + message + "\n") }
+    }
+}
+
 func exitCode(for kind: ErrorKind) -> Int32 {
     switch kind {
     case .invalidInput: return 64
@@ -53,19 +89,22 @@ func exitCode(for kind: ErrorKind) -> Int32 {
     case .corrupt: return 5
     case .lockTimeout, .leaseExpired, .unavailable: return 6
     case .storageFailure: return 1
+    case .permissionDenied: return 77
     }
 }
 
+/// Prints one line on stderr. Control characters in the message (a newline, a terminal escape in a
+/// user id quoted by an error) are shown escaped, see `DisplayText`; backslashes are kept as they
+/// are, since ids the tool quotes itself are escaped already by `shown`.
 func printError(_ message: String) {
-    let line = "carbonstore: " + message.replacingNewlines() + "\n"
+    let line = "carbonstore: " + DisplayText.escaped(message, escapingBackslash: false) + "\n"
     FileHandleStderr.write(line)
 }
 
-extension String {
-    fileprivate func replacingNewlines() -> String {
-        String(map { $0 == "\n" ? " " : $0 })
-    }
-}
+/// An id, key or other user-supplied text as human-readable output shows it: control characters,
+/// line separators and bidirectional formatting characters as `\u{HEX}`, a backslash as `\\`
+/// (see `DisplayText.escaped`). JSON output is exact and does not use this.
+func shown(_ text: String) -> String { DisplayText.escaped(text) }
 
 /// Reads `--at`: an ISO 8601 time, or now.
 func parseTime(_ text: String?, option: String = "--at") throws -> Timestamp {
@@ -77,11 +116,9 @@ func parseTime(_ text: String?, option: String = "--at") throws -> Timestamp {
     return t
 }
 
+/// Reads `--currency`: an active ISO 4217 currency with a minor unit, in either case.
 func parseCurrency(_ text: String) throws -> CurrencyCode {
-    guard let c = CurrencyCode(text) else {
-        throw InvalidRequestError("'\(text)' is not an ISO 4217 currency code such as EUR, USD or GBP")
-    }
-    return c
+    do { return try CurrencyCode(validating: text) } catch { throw InvalidRequestError(error.description) }
 }
 
 func parseKilograms(_ text: String) throws -> CO2e {
@@ -107,12 +144,22 @@ func parsePeriod(start: String?, end: String?, required: Bool) throws -> Period?
 
 /// One line saying what an update did.
 func report(_ what: String, _ outcome: UpsertOutcome, _ result: UpdateResult<UpsertOutcome>) {
+    if result.outcome == .asRequestedAfterRetry {
+        // The last run of the mutation found nothing to change, after a write whose answer was
+        // lost: this request's own earlier attempt, or another writer, made the change.
+        print("\(what) is recorded as requested (revision \(result.record.revision)); \(madeByEarlierAttempt)")
+        return
+    }
     switch outcome {
     case .inserted: print("added \(what) (revision \(result.record.revision))")
     case .replaced: print("replaced \(what) (revision \(result.record.revision))")
     case .unchanged: print("\(what) already recorded, nothing changed (revision \(result.record.revision))")
     }
 }
+
+/// What to say when a change is in place but this call cannot know whether it made it.
+let madeByEarlierAttempt =
+    "an earlier attempt of this request whose answer was lost, or another writer, made the change"
 
 enum FileHandleStderr {
     static func write(_ text: String) {

@@ -13,8 +13,12 @@ struct TxnCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Argument(help: "The user id.") var user: String
         @Option(help: "Transaction id, unique per user (chosen by the client).") var id: String
-        @Option(help: "Amount as a decimal, e.g. 12.34 (negative for refunds).") var amount: String
-        @Option(help: "ISO 4217 currency code, e.g. EUR.") var currency: String
+        // Unconditional, so that a refund's `--amount -5` is read as the value, not as an option.
+        @Option(
+            parsing: .unconditional, help: "Amount as a decimal, e.g. 12.34 (negative for refunds, e.g. -5).")
+        var amount: String
+        @Option(help: "Active ISO 4217 currency code, e.g. EUR (its minor unit limits the decimals).")
+        var currency: String
         @Option(help: "Merchant name.") var merchant: String?
         @Option(help: "Merchant category code (ISO 18245), 0 to 9999.") var mcc: UInt16?
         @Option(help: "Category.") var category: String?
@@ -36,7 +40,7 @@ struct TxnCommand: AsyncParsableCommand {
                 if let mcc, mcc > 9999 {
                     throw InvalidRequestError("--mcc \(mcc) is not a merchant category code (0 to 9999)")
                 }
-                var meta: [String: String] = [:]
+                var meta = ExactDictionary<String>()
                 for item in metadata {
                     guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
                         throw InvalidRequestError("--meta '\(item)' is not key=value")
@@ -52,12 +56,12 @@ struct TxnCommand: AsyncParsableCommand {
                 let result = try await store.update(user) { record in
                     var txn = txn
                     // Without --at, a repeated add of the same id keeps the time first recorded.
-                    if at == nil, let existing = record.transactions.first(where: { $0.id == txn.id }) {
+                    if at == nil, let existing = record.transaction(id: txn.id) {
                         txn.time = existing.time
                     }
                     return try record.upsert(txn, replace: replace)
                 }
-                report("transaction \(id) of \(user)", result.value, result)
+                report("transaction \(shown(id)) of \(shown(user))", result.value, result)
             }
         }
     }
@@ -70,7 +74,11 @@ struct AnswerCommand: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @Argument(help: "The user id.") var user: String
     @Argument(help: "The question id.") var question: String
-    @Argument(help: "The answer: true/false, a number, or text.") var value: String
+    @Argument(
+        help:
+            "The answer: true/false, a number, or text. Put -- before a negative number: answer USER Q -- -3."
+    )
+    var value: String
     @Flag(help: "Read the value as a comma-separated list of choices.") var choices = false
     @Option(help: "When it was answered, ISO 8601 (default: now).") var at: String?
 
@@ -81,7 +89,7 @@ struct AnswerCommand: AsyncParsableCommand {
                 answeredAt: try parseTime(at))
             let store = try await storage.makeStore()
             let result = try await store.update(user) { record in record.answer(response) }
-            report("answer to \(question) of \(user)", result.value, result)
+            report("answer to \(shown(question)) of \(shown(user))", result.value, result)
         }
     }
 }
@@ -96,7 +104,7 @@ struct PrefCommand: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Argument(help: "The user id.") var user: String
         @Argument(help: "The preference key.") var key: String
-        @Argument(help: "The value.") var value: String
+        @Argument(help: "The value (after --, if it starts with a dash).") var value: String
 
         func run() async throws {
             try await runReportingErrors {
@@ -105,7 +113,7 @@ struct PrefCommand: AsyncParsableCommand {
                 let result = try await store.update(user) { record in
                     record.setPreference(key, value: value, at: now)
                 }
-                report("preference \(key) of \(user)", result.value, result)
+                report("preference \(shown(key)) of \(shown(user))", result.value, result)
             }
         }
     }
@@ -120,10 +128,13 @@ struct PrefCommand: AsyncParsableCommand {
             try await runReportingErrors {
                 let store = try await storage.makeStore()
                 let result = try await store.update(user) { record in record.removePreference(key) }
-                print(
-                    result.value
-                        ? "removed preference \(key) of \(user) (revision \(result.record.revision))"
-                        : "user \(user) has no preference \(key), nothing changed")
+                if result.value {
+                    print("removed preference \(shown(key)) of \(shown(user)) (revision \(result.record.revision))")
+                } else if result.outcome == .asRequestedAfterRetry {
+                    print("preference \(shown(key)) of \(shown(user)) is removed; \(madeByEarlierAttempt)")
+                } else {
+                    print("user \(shown(user)) has no preference \(shown(key)), nothing changed")
+                }
             }
         }
     }

@@ -34,15 +34,26 @@ struct UserCommand: AsyncParsableCommand {
         func run() async throws {
             try await runReportingErrors {
                 let store = try await storage.makeStore()
-                guard try await store.delete(user).userIsGone else { throw UserNotFoundError(userID: user) }
-                print("deleted user \(user)")
+                switch try await store.delete(user) {
+                case .deleted:
+                    print("deleted user \(shown(user))")
+                case .goneAfterRetry:
+                    // The first attempt's answer was lost: it, or another writer, deleted the user.
+                    print(
+                        "user \(shown(user)) is deleted (by an earlier attempt of this request whose answer was lost, or by another writer)"
+                    )
+                case .notFound:
+                    throw UserNotFoundError(userID: user)
+                }
             }
         }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List user ids, one per line, in storage order (streamed page by page).")
+            abstract:
+                "List user ids, one per line, in storage order (streamed page by page). Control characters, line separators, bidirectional formatting characters and backslashes in ids are shown escaped, as \\u{1B} and \\\\."
+        )
         @OptionGroup var storage: StorageOptions
         @Option(help: "Stop after this many ids.") var limit: Int?
 
@@ -52,7 +63,7 @@ struct UserCommand: AsyncParsableCommand {
                 var count = 0
                 for try await id in store.allUsers() {
                     if let limit, count >= limit { break }
-                    print(id)
+                    print(shown(id))
                     count += 1
                 }
             }
@@ -60,22 +71,25 @@ struct UserCommand: AsyncParsableCommand {
     }
 }
 
-/// A few lines describing a record.
+/// A few lines describing a record. Ids are escaped (`shown`); totals are summed in 128 bits, so
+/// no number of amounts, however large, can wrap around.
 func summary(_ r: UserRecord) -> String {
     var lines = [
-        "user \(r.userID)",
+        "user \(shown(r.userID))",
         "  revision \(r.revision), created \(r.createdAt), updated \(r.updatedAt)",
         "  \(r.transactions.count) transactions, \(r.responses.count) responses, \(r.preferences.count) preferences, \(r.footprints.count) footprints, \(r.savings.count) savings",
     ]
-    var totals: [CurrencyCode: Int64] = [:]
-    for t in r.transactions { totals[t.amount.currency, default: 0] &+= t.amount.minorUnits }
+    var totals: [CurrencyCode: Int128] = [:]
+    for t in r.transactions { totals[t.amount.currency, default: 0] += Int128(t.amount.minorUnits) }
     for (currency, units) in totals.sorted(by: { $0.key < $1.key }) {
-        lines.append("  spent \(Money(minorUnits: units, currency: currency))")
+        lines.append(
+            "  spent \(DecimalText.format(wide: units, fractionDigits: currency.minorUnitDigits)) \(currency)"
+        )
     }
-    let footprint = r.footprints.reduce(Int64(0)) { $0 &+ $1.co2e.milligrams }
-    let saved = r.savings.reduce(Int64(0)) { $0 &+ $1.co2e.milligrams }
-    if !r.footprints.isEmpty { lines.append("  footprint \(CO2e(milligrams: footprint))") }
-    if !r.savings.isEmpty { lines.append("  saved \(CO2e(milligrams: saved))") }
+    let footprint = r.footprints.reduce(Int128(0)) { $0 + Int128($1.co2e.milligrams) }
+    let saved = r.savings.reduce(Int128(0)) { $0 + Int128($1.co2e.milligrams) }
+    if !r.footprints.isEmpty { lines.append("  footprint \(CO2e.kilograms(milligrams: footprint)) kg CO2e") }
+    if !r.savings.isEmpty { lines.append("  saved \(CO2e.kilograms(milligrams: saved)) kg CO2e") }
     if !r.preservedSections.isEmpty {
         lines.append("  \(r.preservedSections.count) sections from a newer version, kept unchanged")
     }

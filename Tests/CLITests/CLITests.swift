@@ -127,7 +127,7 @@ import Testing
         (["txn", "add", "u", "--id", "t", "--amount", "1.234", "--currency", "EUR"], 64, "at most 2 digits"),
         (
             ["txn", "add", "u", "--id", "t", "--amount", "1", "--currency", "EURO"], 64,
-            "not an ISO 4217 currency code"
+            "expected an ISO 4217 currency code"
         ),
         (
             ["txn", "add", "u", "--id", "t", "--amount", "1", "--currency", "EUR", "--at", "yesterday"], 64,

@@ -64,8 +64,8 @@ let codecs: [RecordCodec] = [
         var t = Transaction(
             id: "t", time: Timestamp(millisecondsSince1970: 0),
             amount: Money(minorUnits: 1, currency: CurrencyCode("EUR")!))
-        var metaA: [String: String] = [:]
-        var metaB: [String: String] = [:]
+        var metaA = ExactDictionary<String>()
+        var metaB = ExactDictionary<String>()
         for k in keys { metaA[k] = k }
         for k in keys.reversed() { metaB[k] = k }
         t.metadata = metaA

@@ -95,7 +95,7 @@ import Testing
         try await admin.s3.createBucket(other)
         let out = try Self.attempt(
             "s3:\(other)?locking=none&endpoint=\(env.endpoint)", environment: env.engineEnvironment())
-        Self.expectOneLine(out, status: 64, ["AccessDenied", "carbonstore aws policy"])
+        Self.expectOneLine(out, status: 77, ["AccessDenied", "carbonstore aws policy"])
     }
 
     @Test func awsSetupCreatesResourcesAndPrintsThePolicy() async throws {

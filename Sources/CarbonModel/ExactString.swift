@@ -1,0 +1,221 @@
+/// A string that is equal to another only when their UTF-8 bytes are equal, and that hashes and
+/// orders by those bytes.
+///
+/// Swift's `String` compares by canonical equivalence: `"\u{E9}"` (é) and `"e\u{301}"` (e and a
+/// combining accent) are `==`, hash alike and collapse into one `Dictionary` key. The file format
+/// keeps every string byte for byte, so the model does too: ids, keys and record equality use
+/// `ExactString` (or the `String` helpers below), never plain `String ==`.
+public struct ExactString: Sendable, Hashable, Comparable, CustomStringConvertible,
+    ExpressibleByStringLiteral, Codable
+{
+    public var string: String
+
+    public init(_ string: String) { self.string = string }
+    public init(stringLiteral value: String) { string = value }
+
+    public var description: String { string }
+
+    public static func == (a: ExactString, b: ExactString) -> Bool { a.string.isByteEqual(to: b.string) }
+
+    public func hash(into hasher: inout Hasher) { string.hashBytes(into: &hasher) }
+
+    /// Order of the UTF-8 bytes (for strings in NFC the same as Unicode scalar order).
+    public static func < (a: ExactString, b: ExactString) -> Bool { a.string.isBytewiseLess(than: b.string) }
+
+    public init(from decoder: any Decoder) throws {
+        string = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(string)
+    }
+}
+
+extension String {
+    /// Whether both strings have the same UTF-8 bytes (unlike `==`, which treats canonically
+    /// equivalent spellings as equal).
+    @inlinable public func isByteEqual(to other: String) -> Bool {
+        utf8.count == other.utf8.count && utf8.elementsEqual(other.utf8)
+    }
+
+    /// Whether this string's UTF-8 bytes come before the other's in lexicographic order.
+    @inlinable public func isBytewiseLess(than other: String) -> Bool {
+        utf8.lexicographicallyPrecedes(other.utf8)
+    }
+
+    /// Feeds the UTF-8 bytes and their count to a hasher, consistently with `isByteEqual(to:)`.
+    @inlinable public func hashBytes(into hasher: inout Hasher) {
+        var s = self
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        hasher.combine(s.utf8.count)
+    }
+}
+
+extension Optional where Wrapped == String {
+    /// Both nil, or both set with the same UTF-8 bytes.
+    @inlinable public func isByteEqual(to other: String?) -> Bool {
+        switch (self, other) {
+        case (nil, nil): return true
+        case (let a?, let b?): return a.isByteEqual(to: b)
+        default: return false
+        }
+    }
+
+    @inlinable public func hashBytes(into hasher: inout Hasher) {
+        switch self {
+        case nil: hasher.combine(false)
+        case let s?:
+            hasher.combine(true)
+            s.hashBytes(into: &hasher)
+        }
+    }
+}
+
+extension Array where Element == String {
+    /// The same count, and each pair of strings with the same UTF-8 bytes.
+    @inlinable public func isByteEqual(to other: [String]) -> Bool {
+        count == other.count && zip(self, other).allSatisfy { $0.isByteEqual(to: $1) }
+    }
+
+    @inlinable public func hashBytes(into hasher: inout Hasher) {
+        hasher.combine(count)
+        for s in self { s.hashBytes(into: &hasher) }
+    }
+}
+
+/// Values whose equality can be decided byte for byte: strings by their UTF-8 bytes, records by
+/// their fields compared that way. `ExactDictionary` compares its values with it.
+public protocol ExactlyEquatable {
+    /// Whether the two hold the same bytes.
+    func isExactlyEqual(to other: Self) -> Bool
+    /// Hashes consistently with `isExactlyEqual(to:)`.
+    func hashExactly(into hasher: inout Hasher)
+}
+
+extension String: ExactlyEquatable {
+    public func isExactlyEqual(to other: String) -> Bool { isByteEqual(to: other) }
+    public func hashExactly(into hasher: inout Hasher) { hashBytes(into: &hasher) }
+}
+
+/// A dictionary keyed by strings compared byte for byte: `"\u{E9}"` and `"e\u{301}"` are two keys.
+///
+/// It reads like `[String: Value]`: subscript by `String`, dictionary literals, iteration over
+/// `(key, value)` pairs in no particular order (`sortedByKey` gives UTF-8 byte order). Two
+/// dictionaries are equal when they hold the same keys (bytes) with exactly equal values.
+public struct ExactDictionary<Value: Sendable>: Sendable, Sequence, ExpressibleByDictionaryLiteral {
+    @usableFromInline var storage: [ExactString: Value]
+
+    public init() { storage = [:] }
+
+    /// The entries of a `[String: Value]` (whose keys are already distinct).
+    public init(_ dictionary: [String: Value]) {
+        storage = Dictionary(uniqueKeysWithValues: dictionary.map { (ExactString($0.key), $0.value) })
+    }
+
+    /// Keys must be distinct byte strings, as in a dictionary literal.
+    public init(dictionaryLiteral elements: (String, Value)...) {
+        storage = Dictionary(uniqueKeysWithValues: elements.map { (ExactString($0.0), $0.1) })
+    }
+
+    @inlinable public subscript(key: String) -> Value? {
+        get { storage[ExactString(key)] }
+        set { storage[ExactString(key)] = newValue }
+    }
+
+    public var count: Int { storage.count }
+    public var isEmpty: Bool { storage.isEmpty }
+    public var keys: [String] { storage.keys.map(\.string) }
+
+    /// Sets the value for the key; returns the value it replaced, if any.
+    @discardableResult
+    public mutating func updateValue(_ value: Value, forKey key: String) -> Value? {
+        storage.updateValue(value, forKey: ExactString(key))
+    }
+
+    /// Removes the key; returns its value, if it was there.
+    @discardableResult
+    public mutating func removeValue(forKey key: String) -> Value? {
+        storage.removeValue(forKey: ExactString(key))
+    }
+
+    public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
+
+    /// The entries in ascending order of their keys' UTF-8 bytes.
+    public var sortedByKey: [(key: String, value: Value)] {
+        storage.sorted { $0.key < $1.key }.map { (key: $0.key.string, value: $0.value) }
+    }
+
+    public struct Iterator: IteratorProtocol {
+        var base: Dictionary<ExactString, Value>.Iterator
+        public mutating func next() -> (key: String, value: Value)? {
+            base.next().map { (key: $0.key.string, value: $0.value) }
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(base: storage.makeIterator()) }
+    public var underestimatedCount: Int { storage.count }
+}
+
+extension ExactDictionary: Equatable, Hashable, ExactlyEquatable where Value: ExactlyEquatable {
+    public static func == (a: ExactDictionary, b: ExactDictionary) -> Bool { a.isExactlyEqual(to: b) }
+
+    public func isExactlyEqual(to other: ExactDictionary) -> Bool {
+        guard storage.count == other.storage.count else { return false }
+        for (k, v) in storage {
+            guard let w = other.storage[k], v.isExactlyEqual(to: w) else { return false }
+        }
+        return true
+    }
+
+    /// Independent of iteration order: the per-entry hashes are combined commutatively.
+    public func hash(into hasher: inout Hasher) { hashExactly(into: &hasher) }
+
+    public func hashExactly(into hasher: inout Hasher) {
+        var combined = 0
+        for (k, v) in storage {
+            var h = Hasher()
+            k.hash(into: &h)
+            v.hashExactly(into: &h)
+            combined ^= h.finalize()
+        }
+        hasher.combine(storage.count)
+        hasher.combine(combined)
+    }
+}
+
+/// The JSON form is an object. Keys that are canonically equivalent but byte-distinct cannot both
+/// be carried by Foundation's JSON coders (they key objects by `String`), so encoding such a pair
+/// throws rather than drops one of them.
+extension ExactDictionary: Codable where Value: Codable {
+    struct CodingName: CodingKey {
+        var stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingName.self)
+        storage = [:]
+        for key in c.allKeys {
+            storage[ExactString(key.stringValue)] = try c.decode(Value.self, forKey: key)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var seen = Set<String>()
+        for k in storage.keys where !seen.insert(k.string).inserted {
+            let other = seen.first { $0 == k.string } ?? ""
+            throw EncodingError.invalidValue(
+                k.string,
+                EncodingError.Context(
+                    codingPath: encoder.codingPath,
+                    debugDescription:
+                        "keys '\(DisplayText.escaped(k.string))' (\(DisplayText.scalarCodes(other))) and (\(DisplayText.scalarCodes(k.string))) are canonically equivalent but distinct, and this JSON encoder cannot keep both keys of one object; read the record in its binary form"
+                ))
+        }
+        var c = encoder.container(keyedBy: CodingName.self)
+        for (k, v) in sortedByKey { try c.encode(v, forKey: CodingName(stringValue: k)) }
+    }
+}
