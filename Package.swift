@@ -48,10 +48,20 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .executableTarget(
-            name: "carbonstore",
+        .target(
+            name: "CarbonStoreCLI",
             dependencies: [
-                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS", "CarbonTorture",
+                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS", "AWSClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "carbonstore", dependencies: ["CarbonStoreCLI"]),
+        // The carbonstore commands with the reliability tests' hooks, and the torture test: built for
+        // the tests, never shipped (it is no product).
+        .executableTarget(
+            name: "carbonstore-testhost",
+            dependencies: [
+                "CarbonStoreCLI", "CarbonStore", "CarbonTorture", "CarbonStoreTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -66,23 +76,28 @@ let package = Package(
         .testTarget(
             name: "CarbonFormatTests", dependencies: ["CarbonFormat", "CarbonStoreTestSupport"],
             exclude: ["FuzzRegressions"]),
-        .testTarget(name: "CarbonStoreTests", dependencies: ["CarbonStore", "CarbonStoreTestSupport"]),
+        .testTarget(
+            name: "CarbonStoreTests",
+            dependencies: ["CarbonStore", "CarbonStoreTestSupport", "carbonstore", "carbonstore-testhost"]
+        ),
         .testTarget(name: "AWSSigningTests", dependencies: ["AWSSigning"]),
         .testTarget(name: "AWSClientTests", dependencies: ["AWSClient", "CarbonStoreTestSupport"]),
         .testTarget(
             name: "CarbonStoreAWSTests",
-            dependencies: ["CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport"]
+            dependencies: [
+                "CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport", "carbonstore", "carbonstore-testhost",
+            ]
         ),
         .testTarget(
             name: "TortureTests",
             dependencies: [
                 "CarbonTorture", "CarbonStore", "CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport",
-                "carbonstore",
+                "carbonstore", "carbonstore-testhost",
             ]
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["carbonstore", "CarbonStore", "CarbonStoreTestSupport"]
+            dependencies: ["carbonstore", "carbonstore-testhost", "CarbonStore", "CarbonStoreTestSupport"]
         ),
     ]
 )

@@ -11,27 +11,38 @@ public struct CommandRunner: Sendable {
     public let executable: String
     public var environment: [String: String]
 
-    /// Finds `carbonstore` next to the test binary (SwiftPM builds it there when a test target
-    /// depends on it), or at `$CARBONSTORE_BIN`.
-    public init(environment: [String: String] = [:]) throws {
+    /// Which program to run.
+    public enum Tool: String, Sendable {
+        /// The shipped `carbonstore`.
+        case carbonstore
+        /// `carbonstore-testhost`: the same commands with the reliability tests' hooks
+        /// (CARBONSTORE_TEST_*), and the torture commands.
+        case testHost = "carbonstore-testhost"
+    }
+
+    /// Finds the tool next to the test binary (SwiftPM builds it there when a test target depends
+    /// on it), or `carbonstore` at `$CARBONSTORE_BIN`.
+    public init(_ tool: Tool = .carbonstore, environment: [String: String] = [:]) throws {
         let env = ProcessInfo.processInfo.environment
-        if let bin = env["CARBONSTORE_BIN"] {
+        if tool == .carbonstore, let bin = env["CARBONSTORE_BIN"] {
             executable = bin
         } else {
             var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             // On macOS the test binary sits inside a bundle: .../debug/X.xctest/Contents/MacOS/X
             for _ in 0..<4
             where !FileManager.default.isExecutableFile(
-                atPath: dir.appendingPathComponent("carbonstore").path)
+                atPath: dir.appendingPathComponent(tool.rawValue).path)
             {
                 dir = dir.deletingLastPathComponent()
             }
-            executable = dir.appendingPathComponent("carbonstore").path
+            executable = dir.appendingPathComponent(tool.rawValue).path
         }
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: executable])
         }
-        var base = env.filter { !$0.key.hasPrefix("AWS_") && !$0.key.hasPrefix("CARBONSTORE_") }
+        var base = env.filter {
+            !$0.key.hasPrefix("AWS_") && !$0.key.hasPrefix("CARBONSTORE_") && $0.key != "COGO_STORAGE"
+        }
         base.removeValue(forKey: "CARBONSTORE_STORAGE")
         self.environment = base.merging(environment) { $1 }
     }

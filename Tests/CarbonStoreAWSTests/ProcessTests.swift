@@ -76,7 +76,7 @@ import Testing
 
         var holderEnv = runner.environment
         holderEnv["CARBONSTORE_TEST_PAUSE_BEFORE_COMMIT_MS"] = "60000"
-        let holder = try CommandRunner(environment: holderEnv).start([
+        let holder = try CommandRunner(.testHost, environment: holderEnv).start([
             "txn", "add", "kim", "--id", "from-killed", "--amount", "1", "--currency", "EUR",
         ])
         try holder.waitForStderr(containing: "pausing", timeout: .seconds(20))
@@ -110,7 +110,7 @@ import Testing
         // The writer stops right before its conditional write, with the lease checked and valid.
         var slowEnv = runner.environment
         slowEnv["CARBONSTORE_TEST_PAUSE_BEFORE_COMMIT_MS"] = "300"
-        let paused = try CommandRunner(environment: slowEnv).start([
+        let paused = try CommandRunner(.testHost, environment: slowEnv).start([
             "txn", "add", "pat", "--id", "from-paused", "--amount", "1", "--currency", "EUR",
         ])
         try paused.waitForStderr(containing: "pausing", timeout: .seconds(20))

@@ -321,7 +321,7 @@ enum CrashPointFixtures {
         let dir = try TemporaryDirectory("crash-proc")
         defer { dir.remove() }
         let clean = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
-        let faulty = try CommandRunner(environment: [
+        let faulty = try CommandRunner(.testHost, environment: [
             "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": c.spec,
         ])
         let first = try clean.run(Self.add("t1"))
@@ -380,7 +380,7 @@ enum CrashPointFixtures {
         let clean = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
         #expect(try clean.run(Self.add("t1")).status == 0)
         // One process, one write: @2 never fires, and the write succeeds.
-        let faulty = try CommandRunner(environment: [
+        let faulty = try CommandRunner(.testHost, environment: [
             "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": "crash:after-rename@2",
         ])
         let out = try faulty.run(Self.add("t2"))
@@ -390,7 +390,7 @@ enum CrashPointFixtures {
     @Test func aBadFaultSpecIsRefused() throws {
         let dir = try TemporaryDirectory("crash-proc-bad")
         defer { dir.remove() }
-        let faulty = try CommandRunner(environment: [
+        let faulty = try CommandRunner(.testHost, environment: [
             "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": "crash:after-lunch",
         ])
         let out = try faulty.run(Self.add("t1"))
@@ -402,7 +402,7 @@ enum CrashPointFixtures {
         defer { dir.remove() }
         let clean = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
         #expect(try clean.run(Self.add("t1")).status == 0)
-        let faulty = try CommandRunner(environment: [
+        let faulty = try CommandRunner(.testHost, environment: [
             "CARBONSTORE_STORAGE": "path:" + dir.path,
             "CARBONSTORE_TEST_FILE_FAULT": "fail:directory-fsync:EIO",
         ])

@@ -60,7 +60,7 @@ import Testing
         let logs = try TemporaryDirectory("torture-logs")
         defer { logs.remove() }
         var config = TortureConfig(
-            executable: try CommandRunner().executable, storageURI: uri, logDirectory: logs.path)
+            executable: try CommandRunner(.testHost).executable, storageURI: uri, logDirectory: logs.path)
         config.label = label
         config.duration = .seconds(seconds)
         config.faults = faults

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import CarbonModel
 import CarbonStore
 import CarbonStoreAWS
@@ -9,17 +10,19 @@ import Synchronization
 #endif
 
 /// The options every command that touches storage shares.
-struct StorageOptions: ParsableArguments {
+package struct StorageOptions: ParsableArguments {
+    package init() {}
+
     @Option(
         name: .long,
         help: ArgumentHelp(
             "Storage URI (default: $CARBONSTORE_STORAGE, else the deprecated $COGO_STORAGE, else path:carbonstore-data).",
             valueName: "uri"))
-    var storage: String?
+    package var storage: String?
 
     /// The storage URI: `--storage`, else `CARBONSTORE_STORAGE`, else the old name `COGO_STORAGE`
     /// (with a deprecation notice, see `makeStore`), else the default. An empty variable is unset.
-    var uriText: String { Self.resolve(option: storage, environment: environmentVariable).uri }
+    package var uriText: String { Self.resolve(option: storage, environment: environmentVariable).uri }
 
     /// Where the URI comes from, in order of precedence.
     enum Source: Equatable {
@@ -33,20 +36,21 @@ struct StorageOptions: ParsableArguments {
         return (StorageURI.defaultURI, .defaultURI)
     }
 
-    func makeStore(configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
+    package func makeStore(configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
         if Self.resolve(option: storage, environment: environmentVariable).source == .deprecatedVariable {
             DeprecationNotice.printOnce(
                 "COGO_STORAGE is deprecated and will be ignored in a future release; rename it to CARBONSTORE_STORAGE"
             )
         }
         var options = StoreOptions()
+        try StoreHooks.configure(&options)
         configure(&options)
         return try await AWSBackends().storeFactory(options: options).makeStore(uriText)
     }
 }
 
 /// Runs a command body and turns every failure into one line on stderr and an exit code.
-func runReportingErrors(_ body: () async throws -> Void) async throws {
+package func runReportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let exit as ExitCode {
@@ -96,7 +100,7 @@ func exitCode(for kind: ErrorKind) -> Int32 {
 /// Prints one line on stderr. Control characters in the message (a newline, a terminal escape in a
 /// user id quoted by an error) are shown escaped, see `DisplayText`; backslashes are kept as they
 /// are, since ids the tool quotes itself are escaped already by `shown`.
-func printError(_ message: String) {
+package func printError(_ message: String) {
     let line = "carbonstore: " + DisplayText.escaped(message, escapingBackslash: false) + "\n"
     FileHandleStderr.write(line)
 }
@@ -161,8 +165,8 @@ func report(_ what: String, _ outcome: UpsertOutcome, _ result: UpdateResult<Ups
 let madeByEarlierAttempt =
     "an earlier attempt of this request whose answer was lost, or another writer, made the change"
 
-enum FileHandleStderr {
-    static func write(_ text: String) {
+package enum FileHandleStderr {
+    package static func write(_ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
@@ -171,6 +175,39 @@ enum FileHandleStderr {
             }
             if n <= 0 { break }
             offset += n
+        }
+    }
+}
+
+/// How a program built from this package changes the `StoreOptions` of every command before it
+/// runs: the package's test host installs fault injection and pauses here. The shipped
+/// `carbonstore` never sets it, and nothing outside the package can.
+package enum StoreHooks {
+    private static let hook = LockedHook()
+
+    /// Installs the hook; call once, before the command runs.
+    package static func install(_ configure: @escaping @Sendable (inout StoreOptions) throws -> Void) {
+        hook.set(configure)
+    }
+
+    static func configure(_ options: inout StoreOptions) throws {
+        try hook.get()?(&options)
+    }
+
+    private final class LockedHook: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: (@Sendable (inout StoreOptions) throws -> Void)?
+
+        func set(_ v: @escaping @Sendable (inout StoreOptions) throws -> Void) {
+            lock.lock()
+            value = v
+            lock.unlock()
+        }
+
+        func get() -> (@Sendable (inout StoreOptions) throws -> Void)? {
+            lock.lock()
+            defer { lock.unlock() }
+            return value
         }
     }
 }

@@ -1,8 +1,17 @@
 import ArgumentParser
 
-@main
-struct CarbonStoreCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `carbonstore` command. The executable is a thin `main` that runs it; every command lives in
+/// this library.
+public struct CarbonStoreCommand: AsyncParsableCommand {
+    public init() {}
+
+    /// The subcommands, for a program that adds its own beside them (the package's test host).
+    package static let commands: [any ParsableCommand.Type] = [
+        TxnCommand.self, AnswerCommand.self, PrefCommand.self, FootprintCommand.self, SavingCommand.self,
+        UserCommand.self, FileCommand.self, VerifyCommand.self, AWSCommand.self, DemoCommand.self,
+    ]
+
+    public static let configuration = CommandConfiguration(
         commandName: "carbonstore",
         abstract: "Per-user carbon-footprint records in one compact binary file per user.",
         discussion: """
@@ -17,10 +26,6 @@ struct CarbonStoreCommand: AsyncParsableCommand {
             77 permission denied (a file, directory, bucket or table this process may not use).
             Ids and keys in human-readable output show control characters escaped, as \\u{1B}.
             """,
-        subcommands: [
-            TxnCommand.self, AnswerCommand.self, PrefCommand.self, FootprintCommand.self, SavingCommand.self,
-            UserCommand.self, FileCommand.self, VerifyCommand.self, AWSCommand.self, TortureCommand.self,
-            DemoCommand.self,
-        ]
+        subcommands: commands
     )
 }

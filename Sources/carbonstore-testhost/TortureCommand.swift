@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarbonStore
+import CarbonStoreCLI
 import CarbonTorture
 import Foundation
 

@@ -1,0 +1,35 @@
+import ArgumentParser
+import CarbonFormat
+import CarbonModel
+import CarbonStore
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Decode every user file; report damaged ones and exit 5 if there are any.")
+    @OptionGroup var storage: StorageOptions
+    @Option(
+        help: "Also remove temporary files of crashed writers older than this many minutes (path: only).")
+    var removeTempOlderThan: Int?
+
+    func run() async throws {
+        try await runReportingErrors {
+            let store = try await storage.makeStore()
+            let report = try await store.verify(
+                removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
+            for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }
+            for t in report.removedTemporaryFiles {
+                print("removed temporary file: \(t.path) (\(t.ageSeconds) s old)")
+            }
+            for t in report.temporaryFiles {
+                print(
+                    "temporary file: \(t.path) (\(t.ageSeconds) s old; remove with --remove-temp-older-than)")
+            }
+            print("\(report.healthy) healthy, \(report.damaged.count) damaged")
+            if !report.isHealthy {
+                printError("\(report.damaged.count) damaged user files; see above")
+                throw ExitCode(5)
+            }
+        }
+    }
+}

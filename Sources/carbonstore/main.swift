@@ -1,0 +1,3 @@
+import CarbonStoreCLI
+
+await CarbonStoreCommand.main()
