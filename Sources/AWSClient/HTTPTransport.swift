@@ -72,6 +72,10 @@ public final class AsyncHTTPTransport: HTTPTransport {
         config.timeout.connect = .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000)
         config.decompression = .disabled
         config.redirectConfiguration = .disallow
+        // A failed connection attempt fails the request at once, so that `RetryPolicy` alone decides
+        // about retries (and a refused connection is reported as refused, without waiting for the
+        // connect timeout).
+        config.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         self.maxResponseBytes = maxResponseBytes
     }

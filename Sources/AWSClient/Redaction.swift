@@ -10,7 +10,9 @@ import Foundation
 ///   (`"SecretAccessKey": "…"`), XML elements (`<SessionToken>…`), `key=value` and `key: value`
 ///   pairs (INI files, forms, query strings, headers; `Bearer`/`Basic`/`AWS4-HMAC-SHA256` schemes
 ///   included), and the password of a URL (`https://user:…@host`). A value cut off by the end of the
-///   text (a truncated document) is redacted to the end.
+///   text (a truncated document) is redacted to the end. After a colon, a plain word of fewer than
+///   16 letters is kept (`InvalidIdentityToken: Incorrect token audience` is an error code and its
+///   message), unless the name contains `secret` or `password`.
 /// - **By shape** (`bySecretShape`, for text from outside): AWS access key ids (`AKIA…`, `ASIA…`),
 ///   and runs of 20 or more base64 / base64url characters that mix upper case, lower case and
 ///   digits, as secret keys, session tokens and JWTs do. Request ids, UUIDs, ARNs and names do not
@@ -22,22 +24,14 @@ public enum SecretRedaction {
     /// What a redacted value is replaced with.
     public static let marker = "<redacted>"
 
-    /// The text with credential values removed (both rules when `bySecretShape`).
+    /// The text with credential values removed (both rules when `bySecretShape`). Linear in the
+    /// length of the text: a hostile answer cannot make it slow.
     public static func redact(_ text: String, bySecretShape: Bool = true) -> String {
-        var s = text
-        s = replaceGroup(in: s, pattern: jsonString, group: 1)
-        s = replaceGroup(in: s, pattern: jsonScalar, group: 1)
-        s = replaceGroup(in: s, pattern: xmlElement, group: 1)
-        s = replaceGroup(in: s, pattern: pair, group: 1)
-        s = replaceGroup(in: s, pattern: urlPassword, group: 1)
-        if bySecretShape {
-            s = replaceGroup(in: s, pattern: accessKeyID, group: 0)
-            s = replaceGroup(in: s, pattern: randomLooking, group: 0) { candidate in
-                candidate.contains(where: \.isUppercase) && candidate.contains(where: \.isLowercase)
-                    && candidate.contains(where: \.isNumber)
-            }
-        }
-        return s
+        var c = Array(text)
+        c = redactByName(c)
+        c = redactURLPasswords(c)
+        if bySecretShape { c = redactByShape(c) }
+        return String(c)
     }
 
     /// Up to `limit` characters of a body received from outside, on one line, redacted: for
@@ -48,46 +42,175 @@ public enum SecretRedaction {
         return oneLine(redact(window), limit: limit)
     }
 
-    /// Field names whose values are secret. Letters, digits, `_ . -` around one of the words.
-    static let name =
-        #"[A-Za-z0-9_.\-]*(?i:secret|token|passw(?:or)?d|credential|signature|private[_\-]?key|access[_\-]?key|api[_\-]?key|session[_\-]?key|authorization)[A-Za-z0-9_.\-]*"#
+    /// Words whose presence in a field name makes its value secret.
+    static let secretWords = [
+        "secret", "token", "password", "passwd", "credential", "signature", "privatekey", "private_key",
+        "private-key", "accesskey", "access_key", "access-key", "apikey", "api_key", "api-key", "sessionkey",
+        "session_key", "session-key", "authorization",
+    ]
+    /// Names whose values are redacted even when they look like a plain word.
+    static let alwaysSecretWords = ["secret", "password", "passwd"]
+    static let schemes: Set<String> = ["Bearer", "Basic", "AWS4-HMAC-SHA256"]
 
-    /// `"name" : "value"`, the value possibly unterminated.
-    static let jsonString = #""\#(name)"\s*:\s*"((?:[^"\\]|\\.)*(?:\\)?)"#
-    /// `"name" : 123` / `true` (not objects or arrays: their members are handled one by one).
-    static let jsonScalar = #""\#(name)"\s*:\s*([^\s"{\[,}\]][^\s,}\]]*)"#
-    /// `<name attrs>value` up to the next tag or the end.
-    static let xmlElement = #"<(?:[A-Za-z0-9_\-]+:)?\#(name)(?:\s[^>]*)?>([^<]*)"#
-    /// `name=value`, `name: value`, quoted or not, after an optional authorization scheme.
-    static let pair =
-        #"\#(name)["']?\s*[=:]\s*((?:(?:Bearer|Basic|AWS4-HMAC-SHA256)\s+)?(?:"[^"]*"?|'[^']*'?|[^\s&,;"'<>]+))"#
-    /// The password in `scheme://user:password@host`.
-    static let urlPassword = #"[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:([^\s@]+)@"#
-    /// AWS access key ids.
-    static let accessKeyID = #"(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|APKA|AIPA)[A-Z0-9]{12,}"#
-    /// Long runs of base64 / base64url characters.
-    static let randomLooking = #"[A-Za-z0-9+/_\-]{20,}={0,2}"#
+    static func isNameCharacter(_ ch: Character) -> Bool {
+        ch.isASCII && (ch.isLetter || ch.isNumber || ch == "_" || ch == "." || ch == "-")
+    }
 
-    /// Replaces capture `group` of every match with the marker, when non-blank and `accept` agrees.
-    static func replaceGroup(
-        in text: String, pattern: String, group: Int, accept: (Substring) -> Bool = { _ in true }
-    ) -> String {
-        guard let regex = try? Regex(pattern) else { return text }
-        var out = ""
-        var last = text.startIndex
-        for match in text.matches(of: regex) {
-            guard group < match.output.count, let range = match.output[group].range else { continue }
-            let value = text[range]
-            let unquoted = value.trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
-            guard !value.allSatisfy(\.isWhitespace), unquoted != marker, accept(value) else {
+    static func isValueTerminator(_ ch: Character) -> Bool {
+        ch.isWhitespace || "&,;\"'<>}]".contains(ch)
+    }
+
+    /// The values of secret-named fields: JSON members, XML elements, `name=value`, `name: value`.
+    static func redactByName(_ c: [Character]) -> [Character] {
+        var out: [Character] = []
+        out.reserveCapacity(c.count)
+        var i = 0
+        while i < c.count {
+            guard isNameCharacter(c[i]), i == 0 || !isNameCharacter(c[i - 1]) else {
+                out.append(c[i])
+                i += 1
                 continue
             }
-            guard range.lowerBound >= last else { continue }
-            out += text[last..<range.lowerBound]
-            out += marker
-            last = range.upperBound
+            var j = i
+            while j < c.count, isNameCharacter(c[j]) { j += 1 }
+            let word = String(c[i..<j]).lowercased()
+            out += c[i..<j]
+            let nameStart = i
+            i = j
+            guard secretWords.contains(where: { word.contains($0) }) else { continue }
+            let always = alwaysSecretWords.contains { word.contains($0) }
+            if let (start, end) = xmlValue(c, nameStart: nameStart, nameEnd: j)
+                ?? fieldValue(c, nameEnd: j, always: always)
+            {
+                out += c[j..<start]
+                out += Array(marker)
+                i = end
+            }
         }
-        out += text[last...]
+        return out
+    }
+
+    /// For `<name attrs>value`: the value's range, up to the next tag or the end.
+    static func xmlValue(_ c: [Character], nameStart: Int, nameEnd: Int) -> (Int, Int)? {
+        var k = nameStart - 1
+        if k >= 0, c[k] == ":" {  // a namespace prefix: <ns:Name>
+            k -= 1
+            while k >= 0, isNameCharacter(c[k]) { k -= 1 }
+        }
+        guard k >= 0, c[k] == "<" else { return nil }
+        var p = nameEnd
+        while p < c.count, c[p] != ">" {
+            if c[p] == "<" { return nil }
+            p += 1
+        }
+        guard p < c.count else { return nil }
+        let start = p + 1
+        var end = start
+        while end < c.count, c[end] != "<" { end += 1 }
+        guard c[start..<end].contains(where: { !$0.isWhitespace }) else { return nil }
+        return (start, end)
+    }
+
+    /// For `name = value`, `"name": "value"`, `name: Bearer value`: the value's range (inside the
+    /// quotes of a quoted value, which may be cut off by the end of the text).
+    static func fieldValue(_ c: [Character], nameEnd: Int, always: Bool) -> (Int, Int)? {
+        var p = nameEnd
+        if p < c.count, c[p] == "\"" || c[p] == "'" { p += 1 }
+        while p < c.count, c[p] == " " || c[p] == "\t" { p += 1 }
+        guard p < c.count, c[p] == "=" || c[p] == ":" else { return nil }
+        let colon = c[p] == ":"
+        p += 1
+        while p < c.count, c[p] == " " || c[p] == "\t" { p += 1 }
+        guard p < c.count else { return nil }
+        if c[p] == "\"" || c[p] == "'" {
+            let quote = c[p]
+            let start = p + 1
+            var end = start
+            while end < c.count, c[end] != quote {
+                end += c[end] == "\\" ? 2 : 1
+            }
+            end = min(end, c.count)
+            return end > start ? (start, end) : nil
+        }
+        if c[p] == "{" || c[p] == "[" { return nil }  // members are handled one by one
+        let start = p
+        var end = p
+        while end < c.count, !isValueTerminator(c[end]) { end += 1 }
+        // An authorization scheme: the credential is the word after it.
+        if schemes.contains(String(c[start..<end])), end < c.count, c[end] == " " {
+            end += 1
+            while end < c.count, !isValueTerminator(c[end]) { end += 1 }
+        }
+        guard end > start else { return nil }
+        // "InvalidIdentityToken: Incorrect token audience" is a code and its message.
+        let value = c[start..<end]
+        if colon, !always, value.count < 16, value.allSatisfy({ $0.isASCII && $0.isLetter }) { return nil }
+        return (start, end)
+    }
+
+    /// The password in `scheme://user:password@host`.
+    static func redactURLPasswords(_ c: [Character]) -> [Character] {
+        var out = c
+        var i = 0
+        while i + 2 < out.count {
+            guard out[i] == ":", out[i + 1] == "/", out[i + 2] == "/" else {
+                i += 1
+                continue
+            }
+            let authority = i + 3
+            var at = authority
+            var colon: Int?
+            while at < out.count, !out[at].isWhitespace, out[at] != "@", at - authority < 512 {
+                if out[at] == "/" { break }
+                if out[at] == ":" && colon == nil { colon = at }
+                at += 1
+            }
+            if at < out.count, out[at] == "@", let colon, at > colon + 1 {
+                out.replaceSubrange((colon + 1)..<at, with: Array(marker))
+                i = colon + 1 + marker.count
+            } else {
+                i = authority
+            }
+        }
+        return out
+    }
+
+    static func isBase64Character(_ ch: Character) -> Bool {
+        ch.isASCII && (ch.isLetter || ch.isNumber || ch == "+" || ch == "/" || ch == "_" || ch == "-")
+    }
+
+    static let accessKeyPrefixes = ["AKIA", "ASIA", "AIDA", "AROA", "AGPA", "ANPA", "ANVA", "APKA", "AIPA"]
+
+    /// Access key ids, and long runs of base64 that mix upper case, lower case and digits.
+    static func redactByShape(_ c: [Character]) -> [Character] {
+        var out: [Character] = []
+        out.reserveCapacity(c.count)
+        var i = 0
+        while i < c.count {
+            guard isBase64Character(c[i]) else {
+                out.append(c[i])
+                i += 1
+                continue
+            }
+            var j = i
+            while j < c.count, isBase64Character(c[j]) { j += 1 }
+            var end = j
+            while end < c.count, end - j < 2, c[end] == "=" { end += 1 }
+            let run = c[i..<j]
+            let mixed =
+                run.contains(where: \.isUppercase) && run.contains(where: \.isLowercase)
+                && run.contains(where: \.isNumber)
+            let word = String(run)
+            let keyID =
+                run.count >= 16 && accessKeyPrefixes.contains { word.hasPrefix($0) }
+                && run.allSatisfy { ($0.isUppercase || $0.isNumber) && $0.isASCII }
+            if (run.count >= 20 && mixed) || keyID {
+                out += Array(marker)
+            } else {
+                out += c[i..<end]
+            }
+            i = end
+        }
         return out
     }
 }

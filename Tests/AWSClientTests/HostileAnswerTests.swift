@@ -271,6 +271,16 @@ func leaks(_ secret: String, in text: String) -> Bool {
         expectNoSecrets(text)
     }
 
+    /// Redaction is linear: a long run of name characters (no separator anywhere) cannot make an
+    /// error path slow.
+    @Test func redactionIsLinear() {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let long = String(repeating: "a", count: 100_000) + " " + String(repeating: "token", count: 20_000)
+        #expect(SecretRedaction.redact(long) == long)
+        #expect(clock.now - start < .seconds(5))
+    }
+
     @Test func redactionRules() {
         let r = SecretRedaction.redact
         #expect(
@@ -283,6 +293,10 @@ func leaks(_ secret: String, in text: String) -> Bool {
             r("aws_secret_access_key = abc\nregion = eu-west-1", true)
                 == "aws_secret_access_key = <redacted>\nregion = eu-west-1")
         #expect(r("Authorization: Bearer abc.def", true) == "Authorization: <redacted>")
+        #expect(r("password: hunter", false) == "password: <redacted>")
+        // An error code and its message are not a field and its value.
+        let code = "InvalidIdentityToken: Incorrect token audience"
+        #expect(r(code, true) == code)
         #expect(r("https://u:pw@host/x", true) == "https://u:<redacted>@host/x")
         // Cut off in the middle of the value: redacted to the end.
         #expect(r(#"{"Token":"IQoJb3Jp"#, true) == #"{"Token":"<redacted>"#)
@@ -308,6 +322,8 @@ func leaks(_ secret: String, in text: String) -> Bool {
 
     @Test func transportSaysRefused() async throws {
         let url = try await Self.closedPort()
+        let clock = ContinuousClock()
+        let start = clock.now
         let error = await #expect(throws: TransportError.self) {
             _ = try await AsyncHTTPTransport.shared.send(
                 HTTPRequest(method: "GET", url: url), timeout: .seconds(10))
@@ -316,6 +332,8 @@ func leaks(_ secret: String, in text: String) -> Bool {
         #expect(text.contains("connection refused"), "\(text)")
         #expect(!text.lowercased().contains("reset"), "\(text)")
         #expect(error?.mayHaveBeenSent == false, "a refused request was never sent")
+        // Refused at once: the connection is not retried until the 3 s connect timeout.
+        #expect(clock.now - start < .seconds(2))
         #expect(parenthesesBalance(text), "\(text)")
     }
 
