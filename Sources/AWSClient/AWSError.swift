@@ -25,7 +25,8 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         var s = "\(service) \(operation) \(resource) failed: \(code) (HTTP \(statusCode))"
-        if !message.isEmpty { s += ": \(message)" }
+        // AWS's message is quoted, but never a value of a secret-named field that a front end echoed.
+        if !message.isEmpty { s += ": \(SecretRedaction.redact(message, bySecretShape: false))" }
         if let hint { s += "; \(hint)" }
         if let requestID { s += " [request id \(requestID)]" }
         return s

@@ -78,7 +78,8 @@ public struct AWSServiceClient: Sendable {
     }
 }
 
-/// AWS could not be reached at all (connection refused, reset, timed out) after every attempt.
+/// AWS gave no complete answer (connection refused, reset, or the request's deadline passed)
+/// after every attempt. `reason` is the last attempt's.
 public struct AWSUnreachableError: Error, Sendable, Hashable, CustomStringConvertible {
     public var service: String
     public var operation: String
@@ -88,7 +89,9 @@ public struct AWSUnreachableError: Error, Sendable, Hashable, CustomStringConver
     public var reason: String
 
     public var description: String {
-        "\(service) \(operation) \(resource) failed: no answer from \(endpoint) after \(attempts) attempts (\(reason)); check the network, the endpoint and the region"
+        let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
+        return
+            "\(service) \(operation) \(resource) failed: no complete answer from \(endpoint) after \(tries); last: \(SecretRedaction.redact(reason, bySecretShape: false)); check the network, the endpoint and the region"
     }
 }
 

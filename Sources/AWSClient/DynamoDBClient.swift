@@ -148,8 +148,10 @@ public struct DynamoDBClient: Sendable {
         return try await page("Scan", table: table, body)
     }
 
-    /// Creates a table with a string partition key, on-demand capacity (set-up only).
-    public func createTable(_ table: String, partitionKey: String) async throws {
+    /// Creates a table with a string partition key, on-demand capacity (set-up only), and returns
+    /// what CreateTable tells of it (its ARN among others).
+    @discardableResult
+    public func createTable(_ table: String, partitionKey: String) async throws -> TableDescription {
         let body: [String: JSONValue] = [
             "TableName": .string(table),
             "AttributeDefinitions": .array([
@@ -160,18 +162,47 @@ public struct DynamoDBClient: Sendable {
             ]),
             "BillingMode": .string("PAY_PER_REQUEST"),
         ]
-        let _: Empty = try await call("CreateTable", table: table, body)
+        let out: TableOut = try await call("CreateTable", table: table, body)
+        return out.description ?? TableDescription(status: nil, arn: nil)
     }
 
     /// The table's status (`ACTIVE`, `CREATING`, ...), or nil if it does not exist.
     public func tableStatus(_ table: String) async throws -> String? {
-        struct Out: Decodable {
-            struct T: Decodable { var TableStatus: String? }
-            var Table: T?
+        try await describeTable(table)?.status
+    }
+
+    /// What DescribeTable and CreateTable tell of a table.
+    public struct TableDescription: Sendable, Hashable {
+        /// `ACTIVE`, `CREATING`, ...
+        public var status: String?
+        /// The table's ARN, `arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME`, which names the
+        /// account that holds it.
+        public var arn: String?
+
+        public init(status: String?, arn: String?) {
+            self.status = status
+            self.arn = arn
         }
+    }
+
+    private struct TableOut: Decodable {
+        struct T: Decodable {
+            var TableStatus: String?
+            var TableArn: String?
+        }
+        var Table: T?
+        var TableDescription: T?
+
+        var description: TableDescription? {
+            (Table ?? TableDescription).map { .init(status: $0.TableStatus, arn: $0.TableArn) }
+        }
+    }
+
+    /// DescribeTable (set-up only): the table's status and ARN, or nil if it does not exist.
+    public func describeTable(_ table: String) async throws -> TableDescription? {
         do {
-            let out: Out = try await call("DescribeTable", table: table, ["TableName": .string(table)])
-            return out.Table?.TableStatus
+            let out: TableOut = try await call("DescribeTable", table: table, ["TableName": .string(table)])
+            return out.description ?? TableDescription(status: nil, arn: nil)
         } catch let e as AWSError where e.code == "ResourceNotFoundException" {
             return nil
         }
@@ -246,7 +277,7 @@ public struct DynamoDBClient: Sendable {
         if let error = XMLElement.awsError(response.body) { return error }
         return (
             response.status == 403 ? "AccessDeniedException" : "HTTP\(response.status)",
-            String(response.bodyText.prefix(200))
+            XMLElement.unreadableErrorBody(response.body)
         )
     }
 }

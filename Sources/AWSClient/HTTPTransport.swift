@@ -72,6 +72,10 @@ public final class AsyncHTTPTransport: HTTPTransport {
         config.timeout.connect = .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000)
         config.decompression = .disabled
         config.redirectConfiguration = .disallow
+        // A failed connection attempt fails the request at once, so that `RetryPolicy` alone decides
+        // about retries (and a refused connection is reported as refused, without waiting for the
+        // connect timeout).
+        config.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         self.maxResponseBytes = maxResponseBytes
     }
@@ -79,6 +83,9 @@ public final class AsyncHTTPTransport: HTTPTransport {
     /// The process-wide transport.
     public static let shared = AsyncHTTPTransport()
 
+    /// Sends the request and reads the whole answer within `timeout`: one deadline covers the
+    /// connection, sending, the response head and every byte of the body. A server that answers
+    /// the head and then trickles the body is cut off when the deadline passes.
     public func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse {
         var r = HTTPClientRequest(url: request.url.absoluteString)
         r.method = HTTPMethod(rawValue: request.method)
@@ -86,28 +93,94 @@ public final class AsyncHTTPTransport: HTTPTransport {
         if !request.body.isEmpty || ["PUT", "POST"].contains(request.method) {
             r.body = .bytes(ByteBuffer(bytes: request.body))
         }
-        let nanos =
-            Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let nioDeadline = NIODeadline.now() + .nanoseconds(Self.nanoseconds(timeout))
+        let prepared = r
+        let limit = maxResponseBytes
+        let client = client
+        let shownURL = Self.redacted(request.url)
+        func failure(_ reason: String, mayHaveBeenSent: Bool) -> TransportError {
+            TransportError(
+                method: request.method, url: shownURL, reason: reason, mayHaveBeenSent: mayHaveBeenSent)
+        }
+        let timedOut = failure(
+            "no complete answer within the \(Self.describe(timeout)) deadline (connect, send, headers and body)",
+            mayHaveBeenSent: true)
         do {
-            let response = try await client.execute(r, timeout: .nanoseconds(nanos))
-            var body = try await response.body.collect(upTo: maxResponseBytes)
-            let bytes = body.readBytes(length: body.readableBytes) ?? []
-            return HTTPResponse(
-                status: Int(response.status.code),
-                headers: response.headers.map { HTTPHeader($0.name, $0.value) },
-                body: bytes)
+            // The exchange races a timer; whichever ends first decides, and the other is cancelled
+            // (cancelling the exchange closes its connection, even in the middle of the body).
+            return try await withThrowingTaskGroup(of: HTTPResponse?.self) { group in
+                group.addTask {
+                    let response = try await client.execute(prepared, deadline: nioDeadline)
+                    var body = try await response.body.collect(upTo: limit)
+                    let bytes = body.readBytes(length: body.readableBytes) ?? []
+                    return HTTPResponse(
+                        status: Int(response.status.code),
+                        headers: response.headers.map { HTTPHeader($0.name, $0.value) },
+                        body: bytes)
+                }
+                group.addTask {
+                    try? await Task.sleep(until: deadline, clock: clock)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let response = first else {
+                    try Task.checkCancellation()
+                    throw timedOut
+                }
+                return response
+            }
         } catch let error as HTTPClientError {
-            let refused = error == .connectTimeout || "\(error)".contains("connect")
-            throw TransportError(
-                method: request.method, url: Self.redacted(request.url), reason: String(describing: error),
-                mayHaveBeenSent: !refused)
+            if error == .deadlineExceeded { throw timedOut }
+            if error == .connectTimeout {
+                throw failure("could not connect within the connect timeout", mayHaveBeenSent: false)
+            }
+            throw failure(Self.describe(error), mayHaveBeenSent: true)
         } catch let error as TransportError {
             throw error
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
-            throw TransportError(
-                method: request.method, url: Self.redacted(request.url), reason: String(describing: error),
-                mayHaveBeenSent: true)
+            let refused = Self.isConnectionRefused(error)
+            throw failure(
+                refused
+                    ? "connection refused: nothing listens at \(Self.hostAndPort(request.url))"
+                    : Self.describe(error),
+                mayHaveBeenSent: !refused)
         }
+    }
+
+    static func nanoseconds(_ d: Duration) -> Int64 {
+        let c = d.components
+        return c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000
+    }
+
+    /// "10 s", "1.5 s", "300 ms".
+    static func describe(_ d: Duration) -> String {
+        let ms = nanoseconds(d) / 1_000_000
+        if ms < 1000 { return "\(ms) ms" }
+        if ms % 1000 == 0 { return "\(ms / 1000) s" }
+        return "\(Double(ms) / 1000) s"
+    }
+
+    static func hostAndPort(_ url: URL) -> String {
+        let host = url.host ?? "?"
+        return url.port.map { "\(host):\($0)" } ?? host
+    }
+
+    /// Whether a connection attempt was refused (nothing listens on the port): the request was
+    /// certainly not sent.
+    static func isConnectionRefused(_ error: any Error) -> Bool {
+        if let e = error as? IOError, e.errnoCode == ECONNREFUSED { return true }
+        return "\(error)".lowercased().contains("connection refused")
+    }
+
+    /// An error's text on one line, without unbalanced brackets from nested descriptions.
+    static func describe(_ error: any Error) -> String {
+        var text = String(describing: error)
+        text = text.replacingOccurrences(of: "\n", with: " ")
+        return text
     }
 
     /// The URL without its query (presigned URLs carry signatures there).

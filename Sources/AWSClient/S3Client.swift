@@ -120,11 +120,23 @@ public struct S3Client: Sendable {
             HTTPRequest(method: "GET", url: url(bucket: bucket, key: nil, query: query)),
             operation: "ListObjectsV2", resource: "s3://\(bucket)/\(prefix ?? "")",
             parseError: Self.parseError)
-        guard let root = XMLElement.parse(response.body), root.name == "ListBucketResult" else {
+        let root: XMLElement
+        do {
+            root = try XMLElement.read(response.body)
+        } catch {
             throw AWSError(
                 service: "S3", operation: "ListObjectsV2", resource: "s3://\(bucket)",
                 statusCode: response.status,
-                code: "MalformedResponse", message: "the answer is not a ListBucketResult document",
+                code: "MalformedResponse", message: "the answer is not a ListBucketResult document: \(error)",
+                requestID: response.header("x-amz-request-id"))
+        }
+        guard root.name == "ListBucketResult" else {
+            throw AWSError(
+                service: "S3", operation: "ListObjectsV2", resource: "s3://\(bucket)",
+                statusCode: response.status,
+                code: "MalformedResponse",
+                message:
+                    "the answer is not a ListBucketResult document but <\(oneLine(root.name, limit: 60))>",
                 requestID: response.header("x-amz-request-id"))
         }
         return S3Listing(
@@ -237,7 +249,7 @@ public struct S3Client: Sendable {
         case 403: return ("AccessDenied", "")
         case 404: return ("NotFound", "")
         case 412: return ("PreconditionFailed", "")
-        default: return ("HTTP\(response.status)", String(response.bodyText.prefix(200)))
+        default: return ("HTTP\(response.status)", XMLElement.unreadableErrorBody(response.body))
         }
     }
 

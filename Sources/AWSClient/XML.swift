@@ -1,5 +1,9 @@
 /// A small XML reader for the documents S3 and STS answer with: elements, text, entities and
 /// CDATA. Attributes, comments, processing instructions and doctype are skipped.
+///
+/// The reader works on untrusted bytes (any proxy or fake endpoint may answer), so it is bounded:
+/// documents larger than `XMLLimits.maxBytes` or nested deeper than `XMLLimits.maxDepth` are
+/// refused with an `XMLError` before they can exhaust memory or the stack.
 public struct XMLElement: Sendable, Hashable {
     public var name: String
     public var text: String
@@ -25,16 +29,76 @@ public struct XMLElement: Sendable, Hashable {
         return (code, error["Message"] ?? "")
     }
 
-    /// Parses a document and returns its root element; nil if it is not well-formed enough.
+    /// For an error answer that `awsError` could not read: why, when the body is XML beyond the
+    /// limits, else its first 200 characters with credential material redacted.
+    public static func unreadableErrorBody(_ bytes: [UInt8]) -> String {
+        do {
+            _ = try read(bytes)
+        } catch let e as XMLError where e.reason != .malformed {
+            return "the error answer could not be read: \(e)"
+        } catch {}
+        return SecretRedaction.excerpt(bytes)
+    }
+
+    /// Parses a document and returns its root element; nil if it is not well-formed enough or
+    /// exceeds the limits (`read` says which).
     public static func parse(_ bytes: [UInt8]) -> XMLElement? {
+        try? read(bytes)
+    }
+
+    /// Parses a document and returns its root element, or says why it was refused: too large,
+    /// nested too deeply, or not well-formed.
+    public static func read(_ bytes: [UInt8]) throws(XMLError) -> XMLElement {
+        guard bytes.count <= XMLLimits.maxBytes else {
+            throw XMLError(reason: .tooLarge(bytes: bytes.count))
+        }
         var p = XMLParserState(b: bytes)
-        return p.document()
+        if let root = p.document() { return root }
+        throw XMLError(reason: p.tooDeep ? .tooDeep : .malformed)
+    }
+}
+
+/// The bounds of `XMLElement.read`. AWS documents are far inside them: a ListObjectsV2 page of
+/// 1,000 keys of 1,024 bytes is under 1.5 MB, and S3 and STS nest at most 5 levels.
+public enum XMLLimits {
+    /// The largest document read, in bytes (4 MiB).
+    public static let maxBytes = 4 << 20
+    /// The deepest element nesting read; the root element is depth 1.
+    public static let maxDepth = 64
+}
+
+/// An XML document that `XMLElement.read` refused.
+public struct XMLError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Reason: Sendable, Hashable {
+        /// Larger than `XMLLimits.maxBytes`.
+        case tooLarge(bytes: Int)
+        /// Elements nested deeper than `XMLLimits.maxDepth`.
+        case tooDeep
+        /// Not well-formed enough to read (unclosed element, no root element, ...).
+        case malformed
+    }
+
+    public var reason: Reason
+
+    public init(reason: Reason) { self.reason = reason }
+
+    public var description: String {
+        switch reason {
+        case .tooLarge(let bytes):
+            return "XML document refused: \(bytes) bytes, more than the limit of \(XMLLimits.maxBytes)"
+        case .tooDeep:
+            return "XML document refused: elements nested deeper than the limit of \(XMLLimits.maxDepth)"
+        case .malformed:
+            return "not a well-formed XML document"
+        }
     }
 }
 
 private struct XMLParserState {
     let b: [UInt8]
     var i = 0
+    /// Set when an element lay deeper than `XMLLimits.maxDepth`; parsing then stops.
+    var tooDeep = false
 
     init(b: [UInt8]) { self.b = b }
 
@@ -49,13 +113,18 @@ private struct XMLParserState {
             } else if starts("<!") {
                 skip(past: ">")
             } else {
-                return element()
+                return element(depth: 1)
             }
         }
         return nil
     }
 
-    mutating func element() -> XMLElement? {
+    /// Reads one element at `depth` (the root is 1). Recursion is bounded by `XMLLimits.maxDepth`.
+    mutating func element(depth: Int) -> XMLElement? {
+        guard depth <= XMLLimits.maxDepth else {
+            tooDeep = true
+            return nil
+        }
         guard i < b.count, b[i] == 0x3C else { return nil }
         i += 1
         let name = readName()
@@ -98,7 +167,7 @@ private struct XMLParserState {
                     skip(past: "?>")
                     continue
                 }
-                guard let child = element() else { return nil }
+                guard let child = element(depth: depth + 1) else { return nil }
                 node.children.append(child)
             } else {
                 text.append(b[i])

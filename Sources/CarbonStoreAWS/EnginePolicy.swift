@@ -1,17 +1,29 @@
 import Foundation
 
-/// The least-privilege IAM policy of the engine's role: the only actions CarbonStore uses.
+/// The least-privilege IAM policy of the engine's role: the actions the engine calls, on its own
+/// bucket (and prefix) and lock table.
+///
+/// What calls each action (see docs/AWS.md):
+/// - `s3:GetObject`: reading a user (`S3Storage.get`; also before a delete that must find no object);
+/// - `s3:PutObject`: writing a user with `If-Match` / `If-None-Match` (`S3Storage.put`);
+/// - `s3:DeleteObject`: deleting a user (`S3Storage.delete`);
+/// - `s3:ListBucket`: listing users (`S3Storage.list`, ListObjectsV2);
+/// - `dynamodb:PutItem`: acquiring a lock; `dynamodb:GetItem`: reading the holder when the
+///   acquire's condition fails; `dynamodb:UpdateItem`: renewing a lease; `dynamodb:DeleteItem`:
+///   releasing (`DynamoDBLockService`).
+///
+/// The engine calls no `Query`, `Scan` or index operation, and the lock table has no index, so the
+/// policy grants none.
 public enum EnginePolicy {
     public static let s3ObjectActions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     public static let s3BucketActions = ["s3:ListBucket"]
     public static let dynamoActions = [
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     ]
 
-    /// The policy document as JSON. `tableARN` defaults to the table in any region and account
-    /// (`arn:aws:dynamodb:*:*:table/NAME`); pass a full ARN to pin it.
+    /// The policy document as JSON. `tableARN` pins the lock table statement to one table in one
+    /// region and account (see `tableARN(table:region:account:)`); without it, the statement names
+    /// the table in any region and account (`arn:aws:dynamodb:*:*:table/NAME`).
     public static func document(bucket: String?, prefix: String = "", table: String?, tableARN: String? = nil)
         -> String
     {
@@ -38,5 +50,31 @@ public enum EnginePolicy {
         let data = try! JSONSerialization.data(
             withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The ARN of a DynamoDB table: `arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME`, the partition
+    /// following the region (`aws-cn` for cn-*, `aws-us-gov` for us-gov-*, else `aws`).
+    public static func tableARN(table: String, region: String, account: String) -> String {
+        "arn:\(partition(region: region)):dynamodb:\(region):\(account):table/\(table)"
+    }
+
+    /// The AWS partition of a region.
+    public static func partition(region: String) -> String {
+        if region.hasPrefix("cn-") { return "aws-cn" }
+        if region.hasPrefix("us-gov-") { return "aws-us-gov" }
+        return "aws"
+    }
+
+    /// An AWS account id: 12 digits.
+    public static func isAccountID(_ text: String) -> Bool {
+        text.count == 12 && text.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// Whether `arn` is the ARN of table `table` in a named region and account (as DescribeTable and
+    /// CreateTable return it), so that a policy may be pinned to it.
+    public static func isPinnedTableARN(_ arn: String, table: String) -> Bool {
+        let parts = arn.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
+        return parts.count == 6 && parts[0] == "arn" && parts[2] == "dynamodb" && !parts[3].isEmpty
+            && parts[3] != "*" && isAccountID(String(parts[4])) && parts[5] == "table/\(table)"
     }
 }

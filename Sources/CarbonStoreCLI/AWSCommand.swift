@@ -2,6 +2,7 @@ import AWSClient
 import ArgumentParser
 import CarbonStore
 import CarbonStoreAWS
+import Foundation
 
 struct AWSCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +12,7 @@ struct AWSCommand: AsyncParsableCommand {
     struct Setup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Create the bucket (public access blocked, default encryption) and the lock table (partition key id, on-demand); print the engine's IAM policy. Needs rights to create them; existing ones are kept."
+                "Create the bucket (public access blocked, default encryption) and the lock table (partition key id, on-demand); print the engine's IAM policy, pinned to the table's region and account. Needs rights to create them; existing ones are kept."
         )
         @Option(help: "The S3 bucket for user files.") var bucket: String?
         @Option(help: "The DynamoDB lock table.") var table: String?
@@ -20,6 +21,10 @@ struct AWSCommand: AsyncParsableCommand {
         @Option(help: "An S3/DynamoDB-compatible endpoint URL.") var endpoint: String?
         @Option(help: "Default encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).") var sse = "AES256"
         @Option(help: "KMS key id or ARN for --sse aws:kms.") var sseKMSKeyID: String?
+        @Option(
+            help:
+                "The AWS account id (12 digits) that holds the table, to pin the policy to it when the endpoint does not return the table's ARN."
+        ) var account: String?
 
         func run() async throws {
             try await runReportingErrors {
@@ -32,7 +37,11 @@ struct AWSCommand: AsyncParsableCommand {
                 case "aws:kms": encryption = .kms(keyID: sseKMSKeyID)
                 default: throw InvalidRequestError("--sse is AES256 or aws:kms, not '\(sse)'")
                 }
+                if let account, !EnginePolicy.isAccountID(account) {
+                    throw InvalidRequestError("--account is a 12-digit AWS account id, not '\(account)'")
+                }
                 let clients = try await AWSBackends().clients(region: region, endpoint: endpoint)
+                var tableARN: String?
                 do {
                     if let bucket {
                         let status = try await clients.s3.headBucket(bucket)
@@ -54,20 +63,32 @@ struct AWSCommand: AsyncParsableCommand {
                         print("set default encryption \(sse) on bucket \(bucket)")
                     }
                     if let table {
-                        if let status = try await clients.dynamo.tableStatus(table) {
-                            print("table \(table) exists (\(status))")
+                        let described: DynamoDBClient.TableDescription
+                        if let existing = try await clients.dynamo.describeTable(table) {
+                            described = existing
+                            print("table \(table) exists (\(existing.status ?? "status unknown"))")
                         } else {
-                            try await clients.dynamo.createTable(table, partitionKey: "id")
+                            described = try await clients.dynamo.createTable(table, partitionKey: "id")
                             print(
                                 "created table \(table) (partition key id, on-demand) in \(clients.configuration.region)"
                             )
+                        }
+                        // The table's ARN names its region and account: pin the policy to it.
+                        if let arn = described.arn, EnginePolicy.isPinnedTableARN(arn, table: table) {
+                            tableARN = arn
+                        } else if let account {
+                            tableARN = EnginePolicy.tableARN(
+                                table: table, region: clients.configuration.region, account: account)
                         }
                     }
                 } catch let e as AWSError {
                     throw StoreAWSErrorMessage(e)
                 }
+                if let table, tableARN == nil {
+                    printUnpinnedNote(table: table)
+                }
                 print("\nIAM policy for the engine's role (least privilege):")
-                print(EnginePolicy.document(bucket: bucket, table: table))
+                print(EnginePolicy.document(bucket: bucket, table: table, tableARN: tableARN))
             }
         }
     }
@@ -78,7 +99,12 @@ struct AWSCommand: AsyncParsableCommand {
         @Option(help: "The S3 bucket for user files.") var bucket: String?
         @Option(help: "The key prefix in the bucket, if the storage URI has one.") var prefix = ""
         @Option(help: "The DynamoDB lock table.") var table: String?
-        @Option(help: "The table's full ARN (default: arn:aws:dynamodb:*:*:table/TABLE).") var tableArn:
+        @Option(
+            help:
+                "The table's full ARN (default: built from --region and --account, else arn:aws:dynamodb:*:*:table/TABLE)."
+        ) var tableArn: String?
+        @Option(help: "The table's region, to pin the policy to it (with --account).") var region: String?
+        @Option(help: "The AWS account id (12 digits) that holds the table (with --region).") var account:
             String?
 
         func run() async throws {
@@ -86,10 +112,40 @@ struct AWSCommand: AsyncParsableCommand {
                 guard bucket != nil || table != nil else {
                     throw InvalidRequestError("give --bucket, --table or both")
                 }
-                print(EnginePolicy.document(bucket: bucket, prefix: prefix, table: table, tableARN: tableArn))
+                var arn = tableArn
+                if arn == nil, let table {
+                    switch (region, account) {
+                    case (let region?, let account?):
+                        guard AWSConfiguration.isValidRegion(region) else {
+                            throw InvalidRequestError(
+                                "--region is a region name such as eu-west-1, not '\(region)'")
+                        }
+                        guard EnginePolicy.isAccountID(account) else {
+                            throw InvalidRequestError(
+                                "--account is a 12-digit AWS account id, not '\(account)'")
+                        }
+                        arn = EnginePolicy.tableARN(table: table, region: region, account: account)
+                    case (nil, nil):
+                        printUnpinnedNote(table: table)
+                    default:
+                        throw InvalidRequestError(
+                            "give --region and --account together, to pin the lock table")
+                    }
+                }
+                print(EnginePolicy.document(bucket: bucket, prefix: prefix, table: table, tableARN: arn))
             }
         }
     }
+}
+
+/// Says on stderr that the policy names the table in any region and account, and how to pin it.
+func printUnpinnedNote(table: String) {
+    FileHandle.standardError.write(
+        Data(
+            ("carbonstore: note: the policy names table \(table) in any region and account "
+                + "(arn:aws:dynamodb:*:*:table/\(table)); to pin it, give --region and --account "
+                + "(or --table-arn) to 'carbonstore aws policy', or --account to 'carbonstore aws setup' "
+                + "when the endpoint does not return the table's ARN\n").utf8))
 }
 
 /// An AWS error from the set-up command, reported like engine errors.

@@ -48,12 +48,16 @@ public struct HTTPResponseSpec: Sendable {
     public var body: [UInt8]
     /// Close the connection without answering (the client sees a reset / early close).
     public var dropConnection: Bool
+    /// When set, the head is sent at once (with the full Content-Length) and the body one byte at a
+    /// time, with this pause before each byte: a server that stalls in the middle of a body.
+    public var trickle: Duration?
 
     public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
         self.dropConnection = false
+        self.trickle = nil
     }
 
     public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: String) {
@@ -70,6 +74,15 @@ public struct HTTPResponseSpec: Sendable {
 
     public static func xml(_ body: String, status: Int = 200) -> HTTPResponseSpec {
         HTTPResponseSpec(status: status, headers: [("Content-Type", "text/xml")], body: body)
+    }
+
+    /// Answers `body` one byte at a time, pausing `every` before each byte.
+    public static func trickling(
+        _ body: [UInt8], every: Duration, status: Int = 200, headers: [(name: String, value: String)] = []
+    ) -> HTTPResponseSpec {
+        var r = HTTPResponseSpec(status: status, headers: headers, body: body)
+        r.trickle = every
+        return r
     }
 
     /// Closes the connection without a response.
@@ -249,7 +262,14 @@ public final class LoopbackHTTPServer: Sendable {
                             headers: headers)
                         try await outbound.write(.head(responseHead))
                         if !spec.body.isEmpty, h.method != .HEAD {
-                            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: spec.body))))
+                            if let pause = spec.trickle {
+                                for byte in spec.body {
+                                    try await Task.sleep(for: pause)
+                                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: [byte]))))
+                                }
+                            } else {
+                                try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: spec.body))))
+                            }
                         }
                         try await outbound.write(.end(nil))
                         if !keepAlive { return }

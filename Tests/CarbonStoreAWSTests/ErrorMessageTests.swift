@@ -112,11 +112,17 @@ import Testing
         #expect(out.stdout.contains("blocked public access"))
         #expect(out.stdout.contains("created table setup-locks-\(suffix)"))
         #expect(out.stdout.contains("\"dynamodb:PutItem\""))
+        // The policy is pinned to the table's region and account, which CreateTable's answer names.
+        #expect(
+            out.stdout.contains(":dynamodb:\(env.region):123456789012:table/setup-locks-\(suffix)\""),
+            "\(out.stdout)")
+        #expect(!out.stdout.contains("*:*"), "\(out.stdout)")
         // Running it again keeps what exists.
         let again = try cli.run([
             "aws", "setup", "--bucket", "setup-\(suffix)", "--table", "setup-locks-\(suffix)",
         ])
         #expect(again.status == 0 && again.stdout.contains("exists"), "\(again.stderr)")
+        #expect(again.stdout.contains(":123456789012:table/setup-locks-\(suffix)\""), "\(again.stdout)")
         // The new resources work with the store.
         let store = try await env.store(
             "s3:setup-\(suffix)?locking=dynamo&table=setup-locks-\(suffix)&endpoint=\(env.endpoint)",

@@ -130,7 +130,7 @@ public struct AWSConfiguration: Sendable, Hashable {
     public static func validatedEndpoint(_ text: String, origin: String) throws -> URL {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let example = "expected a URL such as http://localhost:9000 or https://s3.eu-west-1.amazonaws.com"
-        let shown = "'\(oneLine(trimmed, limit: 120))' (from \(origin))"
+        let shown = "'\(oneLine(SecretRedaction.redact(trimmed), limit: 120))' (from \(origin))"
         guard let components = URLComponents(string: trimmed), let scheme = components.scheme?.lowercased()
         else {
             throw AWSConfigurationError("invalid endpoint \(shown): \(example)")

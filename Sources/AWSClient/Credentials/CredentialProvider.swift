@@ -42,7 +42,9 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible {
         case .notConfigured: head = "AWS credentials from \(source) not configured: \(problem)"
         case .invalidConfiguration, .providerFailed: head = "AWS credentials from \(source): \(problem)"
         }
-        return oneLine(fix.map { head + "; " + $0 } ?? head, limit: 2000)
+        // Values of secret-named fields never leave in a message, whatever put them in `problem`.
+        return oneLine(
+            SecretRedaction.redact(fix.map { head + "; " + $0 } ?? head, bySecretShape: false), limit: 2000)
     }
 }
 

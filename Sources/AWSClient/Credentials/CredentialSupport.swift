@@ -110,13 +110,14 @@ struct CredentialsDocument: Decodable {
         } catch {
             throw CredentialsError(
                 .providerFailed, source: source,
-                problem: "the answer is not a credentials JSON document: "
-                    + oneLine(String(decoding: body.prefix(200), as: UTF8.self)), fix: fix)
+                problem: "the answer (\(body.count) bytes) is not a credentials JSON document; it begins: "
+                    + SecretRedaction.excerpt(body), fix: fix)
         }
         if let code = doc.Code, code != "Success" {
             throw CredentialsError(
                 .providerFailed, source: source,
-                problem: "the service reported \(code)" + (doc.Message.map { ": " + oneLine($0) } ?? ""),
+                problem: "the service reported \(oneLine(SecretRedaction.redact(code), limit: 80))"
+                    + (doc.Message.map { ": " + oneLine(SecretRedaction.redact($0)) } ?? ""),
                 fix: fix)
         }
         guard let key = doc.AccessKeyId, !key.isEmpty, let secret = doc.SecretAccessKey, !secret.isEmpty
@@ -130,7 +131,8 @@ struct CredentialsDocument: Decodable {
             guard let date = parseISO8601(text) else {
                 throw CredentialsError(
                     .providerFailed, source: source,
-                    problem: "the answer's Expiration '\(oneLine(text, limit: 40))' is not an ISO 8601 time",
+                    problem:
+                        "the answer's Expiration '\(oneLine(SecretRedaction.redact(text), limit: 40))' is not an ISO 8601 time",
                     fix: fix)
             }
             expiration = date
@@ -175,6 +177,6 @@ func sendRetrying(
 func describeAttempts(_ n: Int) -> String { n == 1 ? "1 attempt" : "\(n) attempts" }
 
 func describeTransportError(_ error: any Error) -> String {
-    if let t = error as? TransportError { return oneLine(t.reason, limit: 160) }
-    return oneLine(String(describing: error), limit: 160)
+    if let t = error as? TransportError { return oneLine(SecretRedaction.redact(t.reason), limit: 160) }
+    return oneLine(SecretRedaction.redact(String(describing: error)), limit: 160)
 }

@@ -137,8 +137,7 @@ public struct ECSCredentialProvider: CredentialProvider {
                     .providerFailed, source: Self.source,
                     problem: "\(shown) answered HTTP \(response.status)"
                         + (attempts > 1 ? " after \(describeAttempts(attempts))" : "")
-                        + (response.body.isEmpty
-                            ? "" : ": " + oneLine(String(response.bodyText.prefix(200)))),
+                        + (response.body.isEmpty ? "" : ": " + SecretRedaction.excerpt(response.body)),
                     fix: fix)
             }
             return try CredentialsDocument.parse(response.body, source: Self.source, fix: fix)

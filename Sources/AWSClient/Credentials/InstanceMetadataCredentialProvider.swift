@@ -115,7 +115,8 @@ public struct InstanceMetadataCredentialProvider: CredentialProvider {
             CredentialsError(
                 .providerFailed, source: InstanceMetadataCredentialProvider.source,
                 problem: problem
-                    + (response.body.isEmpty ? "" : ": " + oneLine(String(response.bodyText.prefix(160)))),
+                    + (response.body.isEmpty
+                        ? "" : ": " + SecretRedaction.excerpt(response.body, limit: 160)),
                 fix: "check the instance profile, or set AWS_EC2_METADATA_DISABLED=true off EC2")
         }
     }

@@ -132,7 +132,7 @@ public struct WebIdentityCredentialProvider: CredentialProvider {
                     problem:
                         "STS AssumeRoleWithWebIdentity for \(roleARN) failed with HTTP \(response.status)"
                         + (attempts > 1 ? " after \(describeAttempts(attempts))" : "")
-                        + (detail.isEmpty ? "" : " (\(oneLine(detail)))"),
+                        + (detail.isEmpty ? "" : " (\(oneLine(SecretRedaction.redact(detail))))"),
                     fix: fix)
             }
             return try Self.parseResponse(body, fix: fix)
@@ -150,15 +150,17 @@ public struct WebIdentityCredentialProvider: CredentialProvider {
         else {
             throw CredentialsError(
                 .providerFailed, source: source,
-                problem: "STS answer lacks Credentials/AccessKeyId, SecretAccessKey or SessionToken: "
-                    + oneLine(String(body.prefix(200))), fix: fix)
+                problem:
+                    "STS answer lacks Credentials/AccessKeyId, SecretAccessKey or SessionToken; it begins: "
+                    + SecretRedaction.excerpt(Array(body.utf8)), fix: fix)
         }
         var expiration: Date?
         if let text = xmlElementText("Expiration", in: credentials) {
             guard let date = parseISO8601(text) else {
                 throw CredentialsError(
                     .providerFailed, source: source,
-                    problem: "STS answer's Expiration '\(oneLine(text, limit: 40))' is not an ISO 8601 time",
+                    problem:
+                        "STS answer's Expiration '\(oneLine(SecretRedaction.redact(text), limit: 40))' is not an ISO 8601 time",
                     fix: fix)
             }
             expiration = date
