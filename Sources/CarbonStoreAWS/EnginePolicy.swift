@@ -12,12 +12,18 @@ import Foundation
 ///   acquire's condition fails; `dynamodb:UpdateItem`: renewing a lease; `dynamodb:DeleteItem`:
 ///   releasing (`DynamoDBLockService`).
 ///
-/// The engine calls no `Query`, `Scan` or index operation, and the lock table has no index, so the
-/// policy grants none.
+/// `dynamodb:Query` and `dynamodb:Scan` (on the table and its indexes, `table/T/index/*`) belong to
+/// the documented deployment's policy, for the operations tools that list lock items; the engine
+/// itself calls neither today.
 public enum EnginePolicy {
     public static let s3ObjectActions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     public static let s3BucketActions = ["s3:ListBucket"]
     public static let dynamoActions = [
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
+        "dynamodb:Scan",
+    ]
+    /// The actions of `dynamoActions` that the engine calls (the rest are granted for operations).
+    public static let dynamoActionsCalledByTheEngine = [
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     ]
 
@@ -43,7 +49,7 @@ public enum EnginePolicy {
         if let table {
             statements.append([
                 "Sid": "CarbonStoreWriteLocks", "Effect": "Allow", "Action": dynamoActions,
-                "Resource": tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)",
+                "Resource": [tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)"].flatMap { [$0, $0 + "/index/*"] },
             ])
         }
         let doc: [String: Any] = ["Version": "2012-10-17", "Statement": statements]

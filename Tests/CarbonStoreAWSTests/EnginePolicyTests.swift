@@ -23,28 +23,34 @@ import Testing
         #expect(arn == "arn:aws:dynamodb:eu-west-1:123456789012:table/carbonstore-locks")
         let doc = EnginePolicy.document(bucket: "b", table: "carbonstore-locks", tableARN: arn)
         let locks = try #require(try Self.statements(doc)["CarbonStoreWriteLocks"])
-        #expect(locks["Resource"] as? String == arn)
+        #expect(locks["Resource"] as? [String] == [arn, arn + "/index/*"])
         #expect(!doc.contains("*:*"))
     }
 
     @Test func unpinnedNamesTheTableInAnyRegionAndAccount() throws {
         let doc = EnginePolicy.document(bucket: nil, table: "t")
         let locks = try #require(try Self.statements(doc)["CarbonStoreWriteLocks"])
-        #expect(locks["Resource"] as? String == "arn:aws:dynamodb:*:*:table/t")
+        #expect(locks["Resource"] as? [String] == ["arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*"])
     }
 
-    @Test func grantsOnlyTheActionsTheEngineCalls() throws {
+    @Test func grantsTheDocumentedActionsOnTheTableAndItsIndexes() throws {
         let doc = EnginePolicy.document(bucket: "b", prefix: "tenant/", table: "t")
         let s = try Self.statements(doc)
         #expect(
             Set(s["CarbonStoreWriteLocks"]?["Action"] as? [String] ?? [])
-                == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"])
+                == [
+                    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                    "dynamodb:Query", "dynamodb:Scan",
+                ])
+        #expect(
+            s["CarbonStoreWriteLocks"]?["Resource"] as? [String]
+                == ["arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*"])
+        #expect(Set(EnginePolicy.dynamoActionsCalledByTheEngine).isSubset(of: Set(EnginePolicy.dynamoActions)))
         #expect(
             Set(s["CarbonStoreUserFiles"]?["Action"] as? [String] ?? [])
                 == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
         #expect(s["CarbonStoreUserFiles"]?["Resource"] as? String == "arn:aws:s3:::b/tenant/*")
         #expect(s["CarbonStoreListUsers"]?["Action"] as? [String] == ["s3:ListBucket"])
-        #expect(!doc.contains("dynamodb:Query") && !doc.contains("dynamodb:Scan"))
     }
 
     @Test func partitionsAndAccountIDs() {
@@ -96,6 +102,6 @@ import Testing
         #expect(created.arn == "arn:aws:dynamodb:eu-west-1:210987654321:table/new")
         #expect(EnginePolicy.isPinnedTableARN(try #require(described?.arn), table: "locks"))
         let doc = EnginePolicy.document(bucket: nil, table: "locks", tableARN: described?.arn)
-        #expect(try Self.statements(doc)["CarbonStoreWriteLocks"]?["Resource"] as? String == arn)
+        #expect(try Self.statements(doc)["CarbonStoreWriteLocks"]?["Resource"] as? [String] == [arn, arn + "/index/*"])
     }
 }
