@@ -219,12 +219,20 @@ struct ByteReader {
         return Int(v)
     }
 
-    /// A count of items each taking at least one byte, so it cannot exceed the bytes left.
-    @inline(__always) mutating func count(_ what: @autoclosure () -> String) throws(FormatError) -> Int {
+    /// A count of items each taking at least `minItemSize` bytes (see docs/FORMAT.md), so that many
+    /// items must fit in the bytes left: checked before anything is reserved for them.
+    @inline(__always) mutating func count(_ what: @autoclosure () -> String, minItemSize: Int = 1)
+        throws(FormatError) -> Int
+    {
         let start = pos
         let v = try varint(what())
-        guard v <= UInt64(remaining) else {
-            throw error(.lengthBeyondEnd, "\(what()) \(v) exceeds the \(remaining) bytes left", at: start)
+        guard v <= UInt64(remaining / minItemSize) else {
+            let needed = v.multipliedReportingOverflow(by: UInt64(minItemSize))
+            let bytes = needed.overflow ? "more than 2^64" : "\(needed.partialValue)"
+            throw error(
+                .lengthBeyondEnd,
+                "\(what()) \(v) needs at least \(bytes) bytes (\(minItemSize) per item), \(remaining) left",
+                at: start)
         }
         return Int(v)
     }

@@ -98,3 +98,40 @@ public enum SectionTag {
         }
     }
 }
+
+/// A record too large to write: its file, or the sum of its sections' payloads, would be beyond
+/// `RecordCodec.Limits`, so readers with the same limits would refuse it.
+public struct RecordTooLargeError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Limit: String, Sendable, Hashable {
+        /// `RecordCodec.Limits.maxFileSize`: the encoded file.
+        case fileSize
+        /// `RecordCodec.Limits.maxDecodedSize`: the sections' payloads before compression.
+        case decodedSize
+    }
+
+    public var userID: String
+    public var limit: Limit
+    /// Bytes the record would take, as `limit` counts them.
+    public var size: Int
+    /// The limit, in bytes.
+    public var maximum: Int
+
+    public init(userID: String, limit: Limit, size: Int, maximum: Int) {
+        self.userID = userID
+        self.limit = limit
+        self.size = size
+        self.maximum = maximum
+    }
+
+    /// For example `user alice's record would be 9437184 bytes (file), over the limit of 8388608
+    /// bytes (RecordCodec.Limits.maxFileSize); remove old data or raise the limit`.
+    public var description: String {
+        let (what, name) =
+            switch limit {
+            case .fileSize: ("file", "maxFileSize")
+            case .decodedSize: ("decoded", "maxDecodedSize")
+            }
+        return
+            "user \(userID)'s record would be \(size) bytes (\(what)), over the limit of \(maximum) bytes (RecordCodec.Limits.\(name)); remove old data or raise the limit for every reader and writer"
+    }
+}

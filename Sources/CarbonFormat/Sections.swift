@@ -112,6 +112,9 @@ struct DecodedTable {
 // MARK: - Transactions (tag 1), columnar
 
 enum TransactionsSection {
+    /// Bytes of the smallest row: one byte in each of the ten columns.
+    static let minRowSize = 10
+
     static func encode(_ ts: [Transaction], into w: inout ByteWriter) {
         let n = ts.count
         var table = StringTable(capacity: 64)
@@ -164,7 +167,7 @@ enum TransactionsSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Transaction] {
-        let n = try r.count("transaction count")
+        let n = try r.count("transaction count", minItemSize: TransactionsSection.minRowSize)
         var table = try DecodedTable(&r)
         var ids: [String] = []
         ids.reserveCapacity(n)
@@ -196,8 +199,16 @@ enum TransactionsSection {
         for i in 0..<n { result[i].accountID = try table.optionalString(&r, "account id") }
         for i in 0..<n { result[i].description = try r.optionalString("description") }
         for i in 0..<n {
-            let m = try r.count("metadata entry count")
+            let countStart = r.pos
+            let m = try r.count("metadata entry count", minItemSize: 2)
             guard m > 0 else { continue }
+            // Keys are distinct dictionary strings, so there cannot be more entries than strings.
+            guard m <= table.strings.count else {
+                throw r.error(
+                    .malformed,
+                    "metadata entry count \(m) is more than the \(table.strings.count) strings of the dictionary (keys are distinct)",
+                    at: countStart)
+            }
             var meta: [String: String] = [:]
             meta.reserveCapacity(m)
             for _ in 0..<m {
@@ -217,6 +228,9 @@ enum TransactionsSection {
 // MARK: - Responses (tag 2), row by row
 
 enum ResponsesSection {
+    /// Bytes of the smallest row: question id, time, kind, and a one-byte value.
+    static let minRowSize = 4
+
     enum Kind: UInt8 {
         case text = 0, number = 1, boolean = 2, choices = 3
     }
@@ -246,7 +260,7 @@ enum ResponsesSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [QuestionResponse] {
-        let n = try r.count("response count")
+        let n = try r.count("response count", minItemSize: ResponsesSection.minRowSize)
         var result: [QuestionResponse] = []
         result.reserveCapacity(n)
         var previous: Int64 = 0
@@ -282,6 +296,9 @@ enum ResponsesSection {
 // MARK: - Preferences (tag 3), row by row, keys in UTF-8 byte order
 
 enum PreferencesSection {
+    /// Bytes of the smallest row: key, value, time.
+    static let minRowSize = 3
+
     static func encode(_ ps: [String: Preference], into w: inout ByteWriter) {
         w.varint(ps.count)
         var previous: Int64 = 0
@@ -293,7 +310,7 @@ enum PreferencesSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [String: Preference] {
-        let n = try r.count("preference count")
+        let n = try r.count("preference count", minItemSize: PreferencesSection.minRowSize)
         var result: [String: Preference] = [:]
         result.reserveCapacity(n)
         var previous: Int64 = 0
@@ -313,6 +330,9 @@ enum PreferencesSection {
 // MARK: - Footprints (tag 4), columnar
 
 enum FootprintsSection {
+    /// Bytes of the smallest row: one byte in each of the seven columns.
+    static let minRowSize = 7
+
     static func encode(_ fs: [Footprint], into w: inout ByteWriter) {
         var table = StringTable(capacity: 16)
         var category = [Int](), methodology = [Int]()
@@ -344,7 +364,7 @@ enum FootprintsSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Footprint] {
-        let n = try r.count("footprint count")
+        let n = try r.count("footprint count", minItemSize: FootprintsSection.minRowSize)
         let table = try DecodedTable(&r)
         var ids: [String] = []
         ids.reserveCapacity(n)
@@ -380,6 +400,9 @@ enum FootprintsSection {
 // MARK: - Savings (tag 5), columnar
 
 enum SavingsSection {
+    /// Bytes of the smallest row: id, action, co2e, no money saved, period start and length, time.
+    static let minRowSize = 7
+
     static func encode(_ ss: [Saving], into w: inout ByteWriter) {
         var table = StringTable(capacity: 16)
         var action = [Int](), currency = [Int]()
@@ -408,7 +431,7 @@ enum SavingsSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Saving] {
-        let n = try r.count("saving count")
+        let n = try r.count("saving count", minItemSize: SavingsSection.minRowSize)
         var table = try DecodedTable(&r)
         var ids: [String] = []
         ids.reserveCapacity(n)
