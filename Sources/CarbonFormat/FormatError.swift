@@ -99,21 +99,23 @@ public enum SectionTag {
     }
 }
 
-/// A record too large to write: its file, or the sum of its sections' payloads, would be beyond
-/// `RecordCodec.Limits`, so readers with the same limits would refuse it.
+/// A record too large to write: its file, the sum of its sections' payloads, or its number of
+/// items would be beyond `RecordCodec.Limits`, so readers with the same limits would refuse it.
 public struct RecordTooLargeError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Limit: String, Sendable, Hashable {
         /// `RecordCodec.Limits.maxFileSize`: the encoded file.
         case fileSize
         /// `RecordCodec.Limits.maxDecodedSize`: the sections' payloads before compression.
         case decodedSize
+        /// `RecordCodec.Limits.maxItemCount`: rows, dictionary strings, choices, metadata entries.
+        case itemCount
     }
 
     public var userID: String
     public var limit: Limit
-    /// Bytes the record would take, as `limit` counts them.
+    /// Bytes (items for `.itemCount`) the record would take, as `limit` counts them.
     public var size: Int
-    /// The limit, in bytes.
+    /// The limit, in the same unit.
     public var maximum: Int
 
     public init(userID: String, limit: Limit, size: Int, maximum: Int) {
@@ -126,12 +128,18 @@ public struct RecordTooLargeError: Error, Sendable, Hashable, CustomStringConver
     /// For example `user alice's record would be 9437184 bytes (file), over the limit of 8388608
     /// bytes (RecordCodec.Limits.maxFileSize); remove old data or raise the limit`.
     public var description: String {
-        let (what, name) =
+        let (amount, name) =
             switch limit {
-            case .fileSize: ("file", "maxFileSize")
-            case .decodedSize: ("decoded", "maxDecodedSize")
+            case .fileSize: ("be \(size) bytes (file), over the limit of \(maximum) bytes", "maxFileSize")
+            case .decodedSize:
+                ("be \(size) bytes (decoded), over the limit of \(maximum) bytes", "maxDecodedSize")
+            case .itemCount:
+                (
+                    "hold \(size) items (rows, dictionary strings, choices, metadata entries), over the limit of \(maximum)",
+                    "maxItemCount"
+                )
             }
         return
-            "user \(userID)'s record would be \(size) bytes (\(what)), over the limit of \(maximum) bytes (RecordCodec.Limits.\(name)); remove old data or raise the limit for every reader and writer"
+            "user \(userID)'s record would \(amount) (RecordCodec.Limits.\(name)); remove old data or raise the limit for every reader and writer"
     }
 }

@@ -84,18 +84,25 @@ public struct RecordCodec: Sendable {
         /// Largest ratio of a compressed section's declared size to its zlib stream's size.
         /// Default 128; deflate itself cannot exceed 1032, real sections compress 2 to 10 times.
         public var maxCompressionRatio: Int
+        /// Largest number of items in all sections: rows (transactions, responses, preferences,
+        /// footprints, savings), dictionary strings, choices and metadata entries. It bounds the
+        /// memory of the decoded record, whose smallest items take 1 to 10 bytes in the file but
+        /// 16 to 200 in memory. Default 250,000: the heavy user holds about 50,000.
+        public var maxItemCount: Int
 
         public static let defaultMaxFileSize = 8 << 20
         public static let defaultMaxDecodedSize = 16 << 20
         public static let defaultMaxCompressionRatio = 128
+        public static let defaultMaxItemCount = 250_000
 
         public init(
             maxFileSize: Int = defaultMaxFileSize, maxDecodedSize: Int = defaultMaxDecodedSize,
-            maxCompressionRatio: Int = defaultMaxCompressionRatio
+            maxCompressionRatio: Int = defaultMaxCompressionRatio, maxItemCount: Int = defaultMaxItemCount
         ) {
             self.maxFileSize = maxFileSize
             self.maxDecodedSize = maxDecodedSize
             self.maxCompressionRatio = maxCompressionRatio
+            self.maxItemCount = maxItemCount
         }
     }
 
@@ -130,7 +137,7 @@ public struct RecordCodec: Sendable {
     /// The file for `record`, or `RecordTooLargeError` if the file or its decoded payloads would be
     /// beyond `limits`, so that no file written is later refused by a reader with the same limits.
     public func encodeChecked(_ record: UserRecord) throws(RecordTooLargeError) -> [UInt8] {
-        let (bytes, decoded) = encodeMeasuring(record)
+        let (bytes, decoded, items) = encodeMeasuring(record)
         guard bytes.count <= limits.maxFileSize else {
             throw RecordTooLargeError(
                 userID: record.userID, limit: .fileSize, size: bytes.count, maximum: limits.maxFileSize)
@@ -139,11 +146,16 @@ public struct RecordCodec: Sendable {
             throw RecordTooLargeError(
                 userID: record.userID, limit: .decodedSize, size: decoded, maximum: limits.maxDecodedSize)
         }
+        guard items <= limits.maxItemCount else {
+            throw RecordTooLargeError(
+                userID: record.userID, limit: .itemCount, size: items, maximum: limits.maxItemCount)
+        }
         return bytes
     }
 
-    /// The file, and the sum of its sections' payload sizes as a reader counts them.
-    private func encodeMeasuring(_ record: UserRecord) -> (bytes: [UInt8], decoded: Int) {
+    /// The file, the sum of its sections' payload sizes and its number of items, as a reader
+    /// counts them.
+    private func encodeMeasuring(_ record: UserRecord) -> (bytes: [UInt8], decoded: Int, items: Int) {
         var decoded = 0
         var w = ByteWriter(capacity: 256 + record.transactions.count * 40 + record.footprints.count * 24)
         w.bytes.append(contentsOf: Self.magic)
@@ -217,7 +229,7 @@ public struct RecordCodec: Sendable {
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[..<headerEnd]))
         }
         w.patchU32(headerCRC, at: headerEnd)
-        return (w.bytes, decoded)
+        return (w.bytes, decoded, w.items)
     }
 
     /// Whether `encode` writes a preserved section back: only what a reader would preserve again
@@ -289,6 +301,7 @@ public struct RecordCodec: Sendable {
             updatedAt: header.updatedAt)
         var seen: UInt32 = 0
         var decoded = 0
+        var items = 0
         for index in 0..<header.sectionCount {
             let (info, body) = try Self.readSection(&r, index: index, of: header.sectionCount)
             let tag = info.tag
@@ -316,14 +329,19 @@ public struct RecordCodec: Sendable {
             if info.isCompressed {
                 let raw = try Self.inflate(
                     body, offset: payloadOffset, tag: tag, maxRatio: limits.maxCompressionRatio)
-                try withBytes(raw) { (b) throws(FormatError) in
+                items = try withBytes(raw) { (b) throws(FormatError) -> Int in
                     var sr = ByteReader(
-                        b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag))
+                        b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag),
+                        items: items, maxItems: limits.maxItemCount)
                     try Self.decodePayload(tag, &sr, into: &record)
+                    return sr.items
                 }
             } else {
-                var sr = ByteReader(body, context: ReaderContext(fileOffset: payloadOffset, tag: tag))
+                var sr = ByteReader(
+                    body, context: ReaderContext(fileOffset: payloadOffset, tag: tag), items: items,
+                    maxItems: limits.maxItemCount)
                 try Self.decodePayload(tag, &sr, into: &record)
+                items = sr.items
             }
         }
         guard r.atEnd else {

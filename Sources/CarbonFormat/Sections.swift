@@ -44,7 +44,7 @@ struct StringTable {
     }
 
     func write(to w: inout ByteWriter) {
-        w.varint(strings.count)
+        w.itemCount(strings.count)
         for s in strings { w.string(s) }
     }
 }
@@ -141,7 +141,7 @@ enum TransactionsSection {
                     }
             }
         }
-        w.varint(n)
+        w.itemCount(n)
         table.write(to: &w)
         for t in ts { w.string(t.id) }
         var previous: Int64 = 0
@@ -155,7 +155,7 @@ enum TransactionsSection {
         for t in ts { w.optionalString(t.description) }
         if anyMetadata {
             for pairs in metadata {
-                w.varint(pairs.count)
+                w.itemCount(pairs.count)
                 for (k, v) in pairs {
                     w.varint(k)
                     w.varint(v)
@@ -236,7 +236,7 @@ enum ResponsesSection {
     }
 
     static func encode(_ rs: [QuestionResponse], into w: inout ByteWriter) {
-        w.varint(rs.count)
+        w.itemCount(rs.count)
         var previous: Int64 = 0
         for r in rs {
             w.string(r.questionID)
@@ -253,7 +253,7 @@ enum ResponsesSection {
                 w.u8(b ? 1 : 0)
             case .choices(let cs):
                 w.u8(Kind.choices.rawValue)
-                w.varint(cs.count)
+                w.itemCount(cs.count)
                 for c in cs { w.string(c) }
             }
         }
@@ -300,7 +300,7 @@ enum PreferencesSection {
     static let minRowSize = 3
 
     static func encode(_ ps: [String: Preference], into w: inout ByteWriter) {
-        w.varint(ps.count)
+        w.itemCount(ps.count)
         var previous: Int64 = 0
         for (k, p) in ps.sorted(by: { utf8Less($0.key, $1.key) }) {
             w.string(k)
@@ -342,7 +342,7 @@ enum FootprintsSection {
             category.append(table.id(f.category))
             methodology.append(table.id(f.methodology))
         }
-        w.varint(fs.count)
+        w.itemCount(fs.count)
         table.write(to: &w)
         for f in fs { w.string(f.id) }
         for f in fs { w.optionalString(f.transactionID) }
@@ -412,7 +412,7 @@ enum SavingsSection {
             action.append(table.id(s.actionID))
             currency.append(table.optionalID(s.moneySaved?.currency.code))
         }
-        w.varint(ss.count)
+        w.itemCount(ss.count)
         table.write(to: &w)
         for s in ss { w.string(s.id) }
         for i in action { w.varint(i) }

@@ -24,6 +24,7 @@ import Testing
         ("hostile-zlib-ratio", .limitExceeded, 1, "maxCompressionRatio"),
         ("hostile-transaction-count-above-minimum-size", .lengthBeyondEnd, 1, "needs at least"),
         ("hostile-metadata-count-above-dictionary", .malformed, 1, "more than the 2 strings"),
+        ("hostile-dictionary-above-item-limit", .limitExceeded, 4, "maxItemCount"),
     ]
 
     static func committed(_ name: String) throws -> [UInt8] {
@@ -189,6 +190,18 @@ import Testing
         return nil
     }
 
+    /// The record's items as `maxItemCount` counts them.
+    static func itemCount(_ record: UserRecord) throws -> Int {
+        do {
+            _ = try RecordCodec(limits: .init(maxItemCount: -1)).encodeChecked(record)
+        } catch {
+            #expect(error.limit == .itemCount)
+            return error.size
+        }
+        Issue.record("no error")
+        return 0
+    }
+
     /// Bytes of all section payloads once inflated (what `maxDecodedSize` bounds).
     static func decodedSize(_ bytes: [UInt8]) throws -> Int {
         try RecordCodec.layout(of: bytes).sections.reduce(0) { $0 + $1.rawLength }
@@ -199,9 +212,12 @@ import Testing
         #expect(limits.maxFileSize == 8 << 20)
         #expect(limits.maxDecodedSize == 16 << 20)
         #expect(limits.maxCompressionRatio == 128)
+        #expect(limits.maxItemCount == 250_000)
         #expect(RecordCodec().limits == limits)
         let w2 = RecordGenerator.workload(.w2, seed: 1)
         let bytes = try RecordCodec().encodeChecked(w2)
+        let items = try Self.itemCount(w2)
+        #expect(items > 42_000 && items * 4 < limits.maxItemCount, "\(items) items")
         #expect(bytes.count * 5 < limits.maxFileSize, "\(bytes.count)")
         #expect(try Self.decodedSize(bytes) * 5 < limits.maxDecodedSize)
         #expect(try RecordCodec().decode(bytes) == w2)
@@ -305,6 +321,40 @@ import Testing
                 == RecordCodec().encode(record))
     }
 
+    @Test func itemCountLimit() throws {
+        let record = RecordGenerator.workload(.w1, seed: 8)
+        let items = try Self.itemCount(record)
+        // Rows, plus dictionary strings, choices and metadata entries.
+        #expect(items > record.transactions.count + record.responses.count + record.footprints.count)
+        let bytes = RecordCodec().encode(record)
+        #expect(try Self.decode(bytes, RecordCodec(limits: .init(maxItemCount: items))).get() == record)
+        let e = Self.error(bytes, RecordCodec(limits: .init(maxItemCount: items - 1)))
+        #expect(e?.kind == .limitExceeded)
+        #expect(e?.description.contains("maxItemCount") == true, "\(String(describing: e))")
+        do {
+            _ = try RecordCodec(limits: .init(maxItemCount: items - 1)).encodeChecked(record)
+            Issue.record("no error")
+        } catch {
+            #expect(error.limit == .itemCount && error.size == items && error.maximum == items - 1)
+            #expect(error.description.contains("hold \(items) items"), "\(error)")
+        }
+    }
+
+    /// A file that fills `maxFileSize` with the smallest rows, valid up to its last byte, is refused
+    /// at its count, before the 838,000 rows are decoded (they would take about 160 MB).
+    @Test func smallestRowsUpToTheFileLimitAreRefusedAtTheirCount() throws {
+        let n = (RecordCodec.Limits.defaultMaxFileSize - 200) / 10
+        let payload =
+            Craft.varint(UInt64(n)) + Craft.varint(1) + Craft.string("EUR")
+            + [UInt8](repeating: 0, count: 10 * n)
+        let file = Craft.file([Craft.section(tag: 1, body: payload)])
+        #expect(file.count <= RecordCodec.Limits.defaultMaxFileSize)
+        let e = Craft.error(file)
+        #expect(e?.kind == .limitExceeded)
+        #expect(e?.offset == Craft.headerEnd(file) + 4 + 8)
+        #expect(e?.description.contains("maxItemCount") == true, "\(String(describing: e))")
+    }
+
     /// Whatever the limits, a file `encodeChecked` writes is one the same codec reads back.
     @Test func noWrittenFileIsRefusedLater() throws {
         var records = (UInt64(0)..<60).map { RecordGenerator.record(seed: $0) }
@@ -316,6 +366,7 @@ import Testing
                 RecordCodec.Limits(maxFileSize: 4_000, maxDecodedSize: 6_000, maxCompressionRatio: 2),
                 RecordCodec.Limits(maxFileSize: 100_000, maxDecodedSize: 60_000, maxCompressionRatio: 3),
                 RecordCodec.Limits(maxFileSize: 70_000, maxDecodedSize: 200_000, maxCompressionRatio: 1),
+                RecordCodec.Limits(maxItemCount: 40),
             ] {
                 for compression in [RecordCodec.Compression.none, .zlib(level: 1), .zlib(level: 9)] {
                     let codec = RecordCodec(

@@ -121,6 +121,11 @@ enum HostileInputs {
                 name: "hostile-metadata-count-above-dictionary",
                 bytes: rawFile(tag: 1, prefix: row + Craft.varint(30_000), total: 64 << 10),
                 kind: .malformed, sectionTag: 1, phrase: "more than the 2 strings"),
+            // Within the byte limits, more items than a record may hold: 250,001 empty strings.
+            Input(
+                name: "hostile-dictionary-above-item-limit",
+                bytes: rawFile(tag: 4, prefix: [0] + Craft.varint(250_001), total: 250_005),
+                kind: .limitExceeded, sectionTag: 4, phrase: "maxItemCount"),
         ]
     }
 }
