@@ -87,7 +87,7 @@ public struct RecordCodec: Sendable {
         /// Largest number of items in all sections: rows (transactions, responses, preferences,
         /// footprints, savings), dictionary strings, choices and metadata entries. It bounds the
         /// memory of the decoded record, whose smallest items take 1 to 10 bytes in the file but
-        /// 16 to 200 in memory. Default 250,000: the heavy user holds about 50,000.
+        /// 16 to 200 in memory. Default 250,000: the heavy user holds about 56,000.
         public var maxItemCount: Int
 
         public static let defaultMaxFileSize = 8 << 20
