@@ -6,6 +6,8 @@ import CarbonModel
 /// Appends primitives to a growing byte array.
 struct ByteWriter {
     var bytes: [UInt8]
+    /// Items written with `itemCount`, as a reader counts them against `Limits.maxItemCount`.
+    var items = 0
 
     init(capacity: Int) {
         bytes = []
@@ -53,6 +55,12 @@ struct ByteWriter {
 
     @inline(__always) mutating func varint(_ v: Int) { varint(UInt64(v)) }
 
+    /// A `count` of items (rows, dictionary strings, choices, metadata entries).
+    @inline(__always) mutating func itemCount(_ n: Int) {
+        items += n
+        varint(n)
+    }
+
     @inline(__always) mutating func zigzag(_ v: Int64) { varint(zigzagEncode(v)) }
 
     /// A time as the zigzag varint of its difference (wrapping) from `previous`, which it then replaces.
@@ -98,12 +106,18 @@ struct ByteReader {
     var pos: Int
     let end: Int
     let context: ReaderContext
+    /// Items (rows, dictionary strings, choices, metadata entries) counted so far in the record,
+    /// and how many it may hold (`Limits.maxItemCount`).
+    var items: Int
+    let maxItems: Int
 
-    init(_ buffer: UnsafeRawBufferPointer, context: ReaderContext) {
+    init(_ buffer: UnsafeRawBufferPointer, context: ReaderContext, items: Int = 0, maxItems: Int = .max) {
         self.buffer = buffer
         self.pos = 0
         self.end = buffer.count
         self.context = context
+        self.items = items
+        self.maxItems = maxItems
     }
 
     var remaining: Int { end &- pos }
@@ -219,13 +233,29 @@ struct ByteReader {
         return Int(v)
     }
 
-    /// A count of items each taking at least one byte, so it cannot exceed the bytes left.
-    @inline(__always) mutating func count(_ what: @autoclosure () -> String) throws(FormatError) -> Int {
+    /// A count of items each taking at least `minItemSize` bytes (see docs/FORMAT.md), so that many
+    /// items must fit in the bytes left, and within the record's item limit: checked before
+    /// anything is reserved for them.
+    @inline(__always) mutating func count(_ what: @autoclosure () -> String, minItemSize: Int = 1)
+        throws(FormatError) -> Int
+    {
         let start = pos
         let v = try varint(what())
-        guard v <= UInt64(remaining) else {
-            throw error(.lengthBeyondEnd, "\(what()) \(v) exceeds the \(remaining) bytes left", at: start)
+        guard v <= UInt64(remaining / minItemSize) else {
+            let needed = v.multipliedReportingOverflow(by: UInt64(minItemSize))
+            let bytes = needed.overflow ? "more than 2^64" : "\(needed.partialValue)"
+            throw error(
+                .lengthBeyondEnd,
+                "\(what()) \(v) needs at least \(bytes) bytes (\(minItemSize) per item), \(remaining) left",
+                at: start)
         }
+        guard Int(v) <= maxItems - items else {
+            throw error(
+                .limitExceeded,
+                "\(what()) \(v) makes \(items + Int(v)) items (rows, dictionary strings, choices, metadata entries) in the record, above the limit of \(maxItems) (RecordCodec.Limits.maxItemCount)",
+                at: start)
+        }
+        items += Int(v)
         return Int(v)
     }
 

@@ -98,3 +98,48 @@ public enum SectionTag {
         }
     }
 }
+
+/// A record too large to write: its file, the sum of its sections' payloads, or its number of
+/// items would be beyond `RecordCodec.Limits`, so readers with the same limits would refuse it.
+public struct RecordTooLargeError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Limit: String, Sendable, Hashable {
+        /// `RecordCodec.Limits.maxFileSize`: the encoded file.
+        case fileSize
+        /// `RecordCodec.Limits.maxDecodedSize`: the sections' payloads before compression.
+        case decodedSize
+        /// `RecordCodec.Limits.maxItemCount`: rows, dictionary strings, choices, metadata entries.
+        case itemCount
+    }
+
+    public var userID: String
+    public var limit: Limit
+    /// Bytes (items for `.itemCount`) the record would take, as `limit` counts them.
+    public var size: Int
+    /// The limit, in the same unit.
+    public var maximum: Int
+
+    public init(userID: String, limit: Limit, size: Int, maximum: Int) {
+        self.userID = userID
+        self.limit = limit
+        self.size = size
+        self.maximum = maximum
+    }
+
+    /// For example `user alice's record would be 9437184 bytes (file), over the limit of 8388608
+    /// bytes (RecordCodec.Limits.maxFileSize); remove old data or raise the limit`.
+    public var description: String {
+        let (amount, name) =
+            switch limit {
+            case .fileSize: ("be \(size) bytes (file), over the limit of \(maximum) bytes", "maxFileSize")
+            case .decodedSize:
+                ("be \(size) bytes (decoded), over the limit of \(maximum) bytes", "maxDecodedSize")
+            case .itemCount:
+                (
+                    "hold \(size) items (rows, dictionary strings, choices, metadata entries), over the limit of \(maximum)",
+                    "maxItemCount"
+                )
+            }
+        return
+            "user \(userID)'s record would \(amount) (RecordCodec.Limits.\(name)); remove old data or raise the limit for every reader and writer"
+    }
+}

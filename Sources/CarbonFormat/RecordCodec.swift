@@ -67,27 +67,96 @@ public struct RecordCodec: Sendable {
         }
     }
 
+    /// How large a record may be. A reader refuses a file beyond any of these limits as damaged
+    /// (`limitExceeded`) before it reads, allocates or inflates anything for it; a writer using
+    /// `encodeChecked` refuses to produce such a file, and `encode` stores raw any section whose
+    /// compression would exceed `maxCompressionRatio`, so that no file the engine writes is refused
+    /// later by a reader with the same limits. Decoding therefore never needs more memory and time
+    /// than a small multiple of these sizes. See docs/FORMAT.md §8.
+    public struct Limits: Sendable, Hashable {
+        /// Largest file, in bytes. Default 8 MiB: a heavy user (20,000 transactions and 20,000
+        /// footprints) takes about 1.3 MB.
+        public var maxFileSize: Int
+        /// Largest sum of the payload sizes of all sections, compressed ones counted at their
+        /// declared (inflated) size and unknown ones as stored. Default 16 MiB: the heavy user's
+        /// payloads add up to about 2.4 MB.
+        public var maxDecodedSize: Int
+        /// Largest ratio of a compressed section's declared size to its zlib stream's size.
+        /// Default 128; deflate itself cannot exceed 1032, real sections compress 2 to 10 times.
+        public var maxCompressionRatio: Int
+        /// Largest number of items in all sections: rows (transactions, responses, preferences,
+        /// footprints, savings), dictionary strings, choices and metadata entries. It bounds the
+        /// memory of the decoded record, whose smallest items take 1 to 10 bytes in the file but
+        /// 16 to 200 in memory. Default 250,000: the heavy user holds about 56,000.
+        public var maxItemCount: Int
+
+        public static let defaultMaxFileSize = 8 << 20
+        public static let defaultMaxDecodedSize = 16 << 20
+        public static let defaultMaxCompressionRatio = 128
+        public static let defaultMaxItemCount = 250_000
+
+        public init(
+            maxFileSize: Int = defaultMaxFileSize, maxDecodedSize: Int = defaultMaxDecodedSize,
+            maxCompressionRatio: Int = defaultMaxCompressionRatio, maxItemCount: Int = defaultMaxItemCount
+        ) {
+            self.maxFileSize = maxFileSize
+            self.maxDecodedSize = maxDecodedSize
+            self.maxCompressionRatio = maxCompressionRatio
+            self.maxItemCount = maxItemCount
+        }
+    }
+
     /// `\x89 C S T \r \n \x1A \n`: the high bit, CR LF, ^Z and LF catch 7-bit and text-mode transfers.
     public static let magic: [UInt8] = [0x89, 0x43, 0x53, 0x54, 0x0D, 0x0A, 0x1A, 0x0A]
     /// The version this code writes and the only one it reads.
     public static let formatVersion: UInt16 = 1
     /// Section flag: the body is a u32 raw length followed by a zlib stream.
     public static let compressedFlag: UInt16 = 0x0001
-    /// Limits a reader enforces before allocating.
-    public static let maxRawSectionLength = 256 << 20
     public static let maxUserIDLength = 65_535
+    /// Deflate's largest possible expansion: a compressed section claiming more is damaged.
+    public static let maxDeflateRatio = 1032
     /// Bytes of the header before the user id.
     static let fixedHeaderLength = 44
 
     public var options: Options
+    public var limits: Limits
 
-    public init(options: Options = .init()) {
+    public init(options: Options = .init(), limits: Limits = .init()) {
         self.options = options
+        self.limits = limits
     }
 
     // MARK: Encoding
 
+    /// The file for `record`, whatever its size. A store writes with `encodeChecked`, which refuses
+    /// a record its readers would refuse.
     public func encode(_ record: UserRecord) -> [UInt8] {
+        encodeMeasuring(record).bytes
+    }
+
+    /// The file for `record`, or `RecordTooLargeError` if the file or its decoded payloads would be
+    /// beyond `limits`, so that no file written is later refused by a reader with the same limits.
+    public func encodeChecked(_ record: UserRecord) throws(RecordTooLargeError) -> [UInt8] {
+        let (bytes, decoded, items) = encodeMeasuring(record)
+        guard bytes.count <= limits.maxFileSize else {
+            throw RecordTooLargeError(
+                userID: record.userID, limit: .fileSize, size: bytes.count, maximum: limits.maxFileSize)
+        }
+        guard decoded <= limits.maxDecodedSize else {
+            throw RecordTooLargeError(
+                userID: record.userID, limit: .decodedSize, size: decoded, maximum: limits.maxDecodedSize)
+        }
+        guard items <= limits.maxItemCount else {
+            throw RecordTooLargeError(
+                userID: record.userID, limit: .itemCount, size: items, maximum: limits.maxItemCount)
+        }
+        return bytes
+    }
+
+    /// The file, the sum of its sections' payload sizes and its number of items, as a reader
+    /// counts them.
+    private func encodeMeasuring(_ record: UserRecord) -> (bytes: [UInt8], decoded: Int, items: Int) {
+        var decoded = 0
         var w = ByteWriter(capacity: 256 + record.transactions.count * 40 + record.footprints.count * 24)
         w.bytes.append(contentsOf: Self.magic)
         w.u16(Self.formatVersion)
@@ -115,25 +184,31 @@ public struct RecordCodec: Sendable {
 
         var sections: UInt32 = 0
         if !record.transactions.isEmpty {
-            section(SectionTag.transactions, &w) {
+            section(SectionTag.transactions, &w, &decoded) {
                 TransactionsSection.encode(record.transactions, into: &$0)
             }
             sections += 1
         }
         if !record.responses.isEmpty {
-            section(SectionTag.responses, &w) { ResponsesSection.encode(record.responses, into: &$0) }
+            section(SectionTag.responses, &w, &decoded) {
+                ResponsesSection.encode(record.responses, into: &$0)
+            }
             sections += 1
         }
         if !record.preferences.isEmpty {
-            section(SectionTag.preferences, &w) { PreferencesSection.encode(record.preferences, into: &$0) }
+            section(SectionTag.preferences, &w, &decoded) {
+                PreferencesSection.encode(record.preferences, into: &$0)
+            }
             sections += 1
         }
         if !record.footprints.isEmpty {
-            section(SectionTag.footprints, &w) { FootprintsSection.encode(record.footprints, into: &$0) }
+            section(SectionTag.footprints, &w, &decoded) {
+                FootprintsSection.encode(record.footprints, into: &$0)
+            }
             sections += 1
         }
         if !record.savings.isEmpty {
-            section(SectionTag.savings, &w) { SavingsSection.encode(record.savings, into: &$0) }
+            section(SectionTag.savings, &w, &decoded) { SavingsSection.encode(record.savings, into: &$0) }
             sections += 1
         }
         for p in record.preservedSections where Self.isPreservable(p) {
@@ -142,6 +217,7 @@ public struct RecordCodec: Sendable {
             w.u16(p.flags)
             w.u32(UInt32(p.payload.count))
             w.bytes.append(contentsOf: p.payload)
+            decoded += p.payload.count
             let crc = w.bytes.withUnsafeBytes {
                 CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...]))
             }
@@ -153,7 +229,7 @@ public struct RecordCodec: Sendable {
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[..<headerEnd]))
         }
         w.patchU32(headerCRC, at: headerEnd)
-        return w.bytes
+        return (w.bytes, decoded, w.items)
     }
 
     /// Whether `encode` writes a preserved section back: only what a reader would preserve again
@@ -163,7 +239,11 @@ public struct RecordCodec: Sendable {
             && p.payload.count <= Int(UInt32.max)
     }
 
-    private func section(_ tag: UInt16, _ w: inout ByteWriter, _ body: (inout ByteWriter) -> Void) {
+    /// Writes one known section; compresses it when that pays and stays within the ratio a reader
+    /// accepts. Adds the payload's size to `decoded`.
+    private func section(
+        _ tag: UInt16, _ w: inout ByteWriter, _ decoded: inout Int, _ body: (inout ByteWriter) -> Void
+    ) {
         let start = w.count
         w.u16(tag)
         w.u16(0)
@@ -171,11 +251,13 @@ public struct RecordCodec: Sendable {
         let payloadStart = w.count
         body(&w)
         let rawLength = w.count - payloadStart
+        decoded += rawLength
         if case .zlib(let level) = options.compression, level != 0, rawLength >= options.compressionThreshold,
-            rawLength <= Self.maxRawSectionLength,
+            rawLength <= Int(UInt32.max),
             let packed = w.bytes.withUnsafeBytes({
                 Self.deflate(UnsafeRawBufferPointer(rebasing: $0[payloadStart...]), level: level)
-            }), packed.count + 4 < rawLength
+            }), packed.count + 4 < rawLength,
+            rawLength <= packed.count * min(max(limits.maxCompressionRatio, 0), Self.maxDeflateRatio)
         {
             w.bytes.removeSubrange(payloadStart...)
             w.u32(UInt32(rawLength))
@@ -205,15 +287,33 @@ public struct RecordCodec: Sendable {
     }
 
     public func decode(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> UserRecord {
+        guard buffer.count <= limits.maxFileSize else {
+            throw FormatError(
+                .limitExceeded, offset: limits.maxFileSize,
+                detail:
+                    "the file is \(buffer.count) bytes, above the limit of \(limits.maxFileSize) bytes (RecordCodec.Limits.maxFileSize)"
+            )
+        }
         var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
         let header = try Self.readHeader(&r)
         var record = UserRecord(
             userID: header.userID, revision: header.revision, createdAt: header.createdAt,
             updatedAt: header.updatedAt)
         var seen: UInt32 = 0
+        var decoded = 0
+        var items = 0
         for index in 0..<header.sectionCount {
             let (info, body) = try Self.readSection(&r, index: index, of: header.sectionCount)
             let tag = info.tag
+            // Counted before anything is allocated or inflated for the section.
+            decoded += info.rawLength
+            guard decoded <= limits.maxDecodedSize else {
+                throw FormatError(
+                    .limitExceeded, offset: info.offset, sectionTag: tag,
+                    detail:
+                        "the payloads of the first \(index + 1) sections add up to \(decoded) bytes (this one \(info.rawLength)), above the limit of \(limits.maxDecodedSize) bytes (RecordCodec.Limits.maxDecodedSize)"
+                )
+            }
             guard SectionTag.isKnown(tag) else {
                 record.preservedSections.append(
                     PreservedSection(tag: tag, flags: info.flags, payload: Array(body)))
@@ -227,15 +327,21 @@ public struct RecordCodec: Sendable {
             seen |= 1 << UInt32(tag)
             let payloadOffset = info.offset + 8
             if info.isCompressed {
-                let raw = try Self.inflate(body, offset: payloadOffset, tag: tag)
-                try withBytes(raw) { (b) throws(FormatError) in
+                let raw = try Self.inflate(
+                    body, offset: payloadOffset, tag: tag, maxRatio: limits.maxCompressionRatio)
+                items = try withBytes(raw) { (b) throws(FormatError) -> Int in
                     var sr = ByteReader(
-                        b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag))
+                        b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag),
+                        items: items, maxItems: limits.maxItemCount)
                     try Self.decodePayload(tag, &sr, into: &record)
+                    return sr.items
                 }
             } else {
-                var sr = ByteReader(body, context: ReaderContext(fileOffset: payloadOffset, tag: tag))
+                var sr = ByteReader(
+                    body, context: ReaderContext(fileOffset: payloadOffset, tag: tag), items: items,
+                    maxItems: limits.maxItemCount)
                 try Self.decodePayload(tag, &sr, into: &record)
+                items = sr.items
             }
         }
         guard r.atEnd else {
@@ -433,9 +539,11 @@ public struct RecordCodec: Sendable {
     }
 
     /// Inflates a compressed section body (u32 raw length, then a zlib stream) after checking the
-    /// declared length against the limits, and checks the output is exactly that long.
-    static func inflate(_ body: UnsafeRawBufferPointer, offset: Int, tag: UInt16) throws(FormatError)
-        -> [UInt8]
+    /// declared length against what deflate can produce and `maxRatio`, into a buffer of exactly
+    /// the declared length (zlib stops there), and checks the output is exactly that long. The
+    /// caller has checked the declared length against the decoded-size limit.
+    static func inflate(_ body: UnsafeRawBufferPointer, offset: Int, tag: UInt16, maxRatio: Int)
+        throws(FormatError) -> [UInt8]
     {
         let rawLength = Int(body.loadUnaligned(as: UInt32.self).littleEndian)
         let stream = UnsafeRawBufferPointer(rebasing: body[4...])
@@ -443,16 +551,18 @@ public struct RecordCodec: Sendable {
             throw FormatError(
                 .malformed, offset: offset, sectionTag: tag, detail: "compressed section of raw length 0")
         }
-        guard rawLength <= maxRawSectionLength else {
-            throw FormatError(
-                .limitExceeded, offset: offset, sectionTag: tag,
-                detail: "raw length \(rawLength) is above the limit of \(maxRawSectionLength) bytes")
-        }
         // Deflate cannot expand more than 1032:1, so a larger claim is a lie: refuse it unallocated.
-        guard rawLength <= stream.count * 1032 else {
+        guard rawLength <= stream.count * maxDeflateRatio else {
             throw FormatError(
                 .decompressionFailed, offset: offset, sectionTag: tag,
                 detail: "raw length \(rawLength) is more than \(stream.count) compressed bytes can hold")
+        }
+        guard rawLength <= stream.count * min(max(maxRatio, 0), maxDeflateRatio) else {
+            throw FormatError(
+                .limitExceeded, offset: offset, sectionTag: tag,
+                detail:
+                    "raw length \(rawLength) is more than \(maxRatio) times the \(stream.count) compressed bytes (RecordCodec.Limits.maxCompressionRatio)"
+            )
         }
         guard let src = stream.baseAddress?.assumingMemoryBound(to: Bytef.self) else {
             throw FormatError(.decompressionFailed, offset: offset + 4, sectionTag: tag, detail: "no data")

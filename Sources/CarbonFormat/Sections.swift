@@ -44,7 +44,7 @@ struct StringTable {
     }
 
     func write(to w: inout ByteWriter) {
-        w.varint(strings.count)
+        w.itemCount(strings.count)
         for s in strings { w.string(s) }
     }
 }
@@ -112,6 +112,9 @@ struct DecodedTable {
 // MARK: - Transactions (tag 1), columnar
 
 enum TransactionsSection {
+    /// Bytes of the smallest row: one byte in each of the ten columns.
+    static let minRowSize = 10
+
     static func encode(_ ts: [Transaction], into w: inout ByteWriter) {
         let n = ts.count
         var table = StringTable(capacity: 64)
@@ -138,7 +141,7 @@ enum TransactionsSection {
                     }
             }
         }
-        w.varint(n)
+        w.itemCount(n)
         table.write(to: &w)
         for t in ts { w.string(t.id) }
         var previous: Int64 = 0
@@ -152,7 +155,7 @@ enum TransactionsSection {
         for t in ts { w.optionalString(t.description) }
         if anyMetadata {
             for pairs in metadata {
-                w.varint(pairs.count)
+                w.itemCount(pairs.count)
                 for (k, v) in pairs {
                     w.varint(k)
                     w.varint(v)
@@ -164,7 +167,7 @@ enum TransactionsSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Transaction] {
-        let n = try r.count("transaction count")
+        let n = try r.count("transaction count", minItemSize: TransactionsSection.minRowSize)
         var table = try DecodedTable(&r)
         var ids: [String] = []
         ids.reserveCapacity(n)
@@ -196,8 +199,16 @@ enum TransactionsSection {
         for i in 0..<n { result[i].accountID = try table.optionalString(&r, "account id") }
         for i in 0..<n { result[i].description = try r.optionalString("description") }
         for i in 0..<n {
-            let m = try r.count("metadata entry count")
+            let countStart = r.pos
+            let m = try r.count("metadata entry count", minItemSize: 2)
             guard m > 0 else { continue }
+            // Keys are distinct dictionary strings, so there cannot be more entries than strings.
+            guard m <= table.strings.count else {
+                throw r.error(
+                    .malformed,
+                    "metadata entry count \(m) is more than the \(table.strings.count) strings of the dictionary (keys are distinct)",
+                    at: countStart)
+            }
             var meta = ExactDictionary<String>()
             meta.reserveCapacity(m)
             for _ in 0..<m {
@@ -217,12 +228,15 @@ enum TransactionsSection {
 // MARK: - Responses (tag 2), row by row
 
 enum ResponsesSection {
+    /// Bytes of the smallest row: question id, time, kind, and a one-byte value.
+    static let minRowSize = 4
+
     enum Kind: UInt8 {
         case text = 0, number = 1, boolean = 2, choices = 3
     }
 
     static func encode(_ rs: [QuestionResponse], into w: inout ByteWriter) {
-        w.varint(rs.count)
+        w.itemCount(rs.count)
         var previous: Int64 = 0
         for r in rs {
             w.string(r.questionID)
@@ -239,14 +253,14 @@ enum ResponsesSection {
                 w.u8(b ? 1 : 0)
             case .choices(let cs):
                 w.u8(Kind.choices.rawValue)
-                w.varint(cs.count)
+                w.itemCount(cs.count)
                 for c in cs { w.string(c) }
             }
         }
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [QuestionResponse] {
-        let n = try r.count("response count")
+        let n = try r.count("response count", minItemSize: ResponsesSection.minRowSize)
         var result: [QuestionResponse] = []
         result.reserveCapacity(n)
         var previous: Int64 = 0
@@ -282,8 +296,11 @@ enum ResponsesSection {
 // MARK: - Preferences (tag 3), row by row, keys in UTF-8 byte order
 
 enum PreferencesSection {
+    /// Bytes of the smallest row: key, value, time.
+    static let minRowSize = 3
+
     static func encode(_ ps: ExactDictionary<Preference>, into w: inout ByteWriter) {
-        w.varint(ps.count)
+        w.itemCount(ps.count)
         var previous: Int64 = 0
         for (k, p) in ps.sorted(by: { utf8Less($0.key, $1.key) }) {
             w.string(k)
@@ -293,7 +310,7 @@ enum PreferencesSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> ExactDictionary<Preference> {
-        let n = try r.count("preference count")
+        let n = try r.count("preference count", minItemSize: PreferencesSection.minRowSize)
         var result = ExactDictionary<Preference>()
         result.reserveCapacity(n)
         var previous: Int64 = 0
@@ -313,6 +330,9 @@ enum PreferencesSection {
 // MARK: - Footprints (tag 4), columnar
 
 enum FootprintsSection {
+    /// Bytes of the smallest row: one byte in each of the seven columns.
+    static let minRowSize = 7
+
     static func encode(_ fs: [Footprint], into w: inout ByteWriter) {
         var table = StringTable(capacity: 16)
         var category = [Int](), methodology = [Int]()
@@ -322,7 +342,7 @@ enum FootprintsSection {
             category.append(table.id(f.category))
             methodology.append(table.id(f.methodology))
         }
-        w.varint(fs.count)
+        w.itemCount(fs.count)
         table.write(to: &w)
         for f in fs { w.string(f.id) }
         for f in fs { w.optionalString(f.transactionID) }
@@ -344,7 +364,7 @@ enum FootprintsSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Footprint] {
-        let n = try r.count("footprint count")
+        let n = try r.count("footprint count", minItemSize: FootprintsSection.minRowSize)
         let table = try DecodedTable(&r)
         var ids: [String] = []
         ids.reserveCapacity(n)
@@ -380,6 +400,9 @@ enum FootprintsSection {
 // MARK: - Savings (tag 5), columnar
 
 enum SavingsSection {
+    /// Bytes of the smallest row: id, action, co2e, no money saved, period start and length, time.
+    static let minRowSize = 7
+
     static func encode(_ ss: [Saving], into w: inout ByteWriter) {
         var table = StringTable(capacity: 16)
         var action = [Int](), currency = [Int]()
@@ -389,7 +412,7 @@ enum SavingsSection {
             action.append(table.id(s.actionID))
             currency.append(table.optionalID(s.moneySaved?.currency.code))
         }
-        w.varint(ss.count)
+        w.itemCount(ss.count)
         table.write(to: &w)
         for s in ss { w.string(s.id) }
         for i in action { w.varint(i) }
@@ -408,7 +431,7 @@ enum SavingsSection {
     }
 
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Saving] {
-        let n = try r.count("saving count")
+        let n = try r.count("saving count", minItemSize: SavingsSection.minRowSize)
         var table = try DecodedTable(&r)
         var ids: [String] = []
         ids.reserveCapacity(n)

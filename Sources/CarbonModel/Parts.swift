@@ -79,7 +79,10 @@ public struct Transaction: Sendable, Hashable, Codable, Identifiable {
 
 /// An answer to a question: free text, a number, yes/no, or a list of chosen options.
 ///
-/// JSON form: the plain JSON value (`"text"`, `3.5`, `true`, `["a", "b"]`).
+/// JSON form: the plain JSON value (`"text"`, `3.5`, `-0`, `true`, `["a", "b"]`), except for the
+/// numbers JSON cannot write: `{"number": "Infinity"}`, `{"number": "-Infinity"}` and
+/// `{"number": "NaN", "bits": "0x7ff8000000000000"}`, whose `bits` (16 hex digits) keep the NaN's
+/// sign and payload. An object, so never taken for a text answer. See docs/FORMAT.md, "JSON form".
 public enum Answer: Sendable, Hashable, Codable, CustomStringConvertible {
     case text(String)
     case number(Double)
@@ -96,13 +99,82 @@ public enum Answer: Sendable, Hashable, Codable, CustomStringConvertible {
             self = .text(s)
         } else if let a = try? c.decode([String].self) {
             self = .choices(a)
+        } else if let keyed = try? decoder.container(keyedBy: NonFiniteKey.self), keyed.contains(.number) {
+            self = .number(try Self.nonFinite(keyed))
         } else {
             throw DecodingError.dataCorruptedError(
-                in: c, debugDescription: "an answer is a string, a number, true/false, or a list of strings")
+                in: c,
+                debugDescription:
+                    "an answer is a string, a number, {\"number\": \"NaN\"|\"Infinity\"|\"-Infinity\"}, true/false, or a list of strings"
+            )
         }
     }
 
+    /// The keys of the JSON form of a non-finite number (any key decodes, so that others are refused).
+    struct NonFiniteKey: CodingKey, Equatable {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+        static let number = NonFiniteKey(stringValue: "number")
+        static let bits = NonFiniteKey(stringValue: "bits")
+    }
+
+    /// Reads `{"number": "NaN", "bits": "0x..."}`, `{"number": "Infinity"}` or `{"number": "-Infinity"}`.
+    static func nonFinite(_ c: KeyedDecodingContainer<NonFiniteKey>) throws -> Double {
+        if let other = c.allKeys.first(where: { $0 != .number && $0 != .bits }) {
+            throw DecodingError.dataCorruptedError(
+                forKey: other, in: c, debugDescription: "a non-finite number has only 'number' and 'bits'")
+        }
+        let name = try c.decode(String.self, forKey: .number)
+        let bits = try c.decodeIfPresent(String.self, forKey: .bits)
+        let value: Double
+        switch name {
+        case "Infinity": value = .infinity
+        case "-Infinity": value = -.infinity
+        case "NaN":
+            guard let bits else { return .nan }
+            let digits = bits.hasPrefix("0x") || bits.hasPrefix("0X") ? bits.dropFirst(2) : Substring(bits)
+            guard digits.count == 16, let pattern = UInt64(digits, radix: 16),
+                Double(bitPattern: pattern).isNaN
+            else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .bits, in: c,
+                    debugDescription: "'\(bits)' is not the 16 hex digits of a NaN (e.g. 0x7ff8000000000000)")
+            }
+            return Double(bitPattern: pattern)
+        default:
+            throw DecodingError.dataCorruptedError(
+                forKey: .number, in: c,
+                debugDescription:
+                    "'\(name)' is not NaN, Infinity or -Infinity (finite numbers are plain JSON numbers)")
+        }
+        guard bits == nil else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .bits, in: c, debugDescription: "only a NaN carries bits")
+        }
+        return value
+    }
+
+    /// `0x` and the 16 lower-case hex digits of `d`'s bit pattern.
+    static func hexBits(_ d: Double) -> String {
+        let digits = String(d.bitPattern, radix: 16)
+        return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .number(let d) where !d.isFinite:
+            var c = encoder.container(keyedBy: NonFiniteKey.self)
+            if d.isNaN {
+                try c.encode("NaN", forKey: .number)
+                try c.encode(Self.hexBits(d), forKey: .bits)
+            } else {
+                try c.encode(d > 0 ? "Infinity" : "-Infinity", forKey: .number)
+            }
+            return
+        default: break
+        }
         var c = encoder.singleValueContainer()
         switch self {
         case .text(let s): try c.encode(s)

@@ -268,3 +268,15 @@ public struct CommitLockHeldTooLongError: CarbonStoreError, Hashable {
         "the commit lock of \(path) was held for \(heldMilliseconds) ms before the rename (was the process paused?), longer than the \(limitMilliseconds) ms it may be trusted; nothing was written, retry the update"
     }
 }
+
+/// An update would make a user's record larger than the format's limits
+/// (`RecordCodec.Limits`); nothing was written.
+public struct RecordTooLargeStoreError: CarbonStoreError, Hashable {
+    public var underlying: RecordTooLargeError
+
+    public init(underlying: RecordTooLargeError) {
+        self.underlying = underlying
+    }
+    public var kind: ErrorKind { .invalidInput }
+    public var description: String { underlying.description + "; nothing was written" }
+}

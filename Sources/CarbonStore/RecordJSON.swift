@@ -2,7 +2,10 @@ import CarbonModel
 import Foundation
 
 /// The one JSON form of a user record, shared by the command-line tool and the HTTP API:
-/// camelCase keys, ISO 8601 times, money as decimal strings with their currency.
+/// camelCase keys, ISO 8601 times, money as decimal strings with their currency, and every answer
+/// the binary format can hold, infinities and NaN (with its bits) included, as
+/// `{"number": "Infinity"}` or `{"number": "NaN", "bits": "0x7ff8000000000000"}`.
+/// Specified in docs/FORMAT.md, "JSON form"; `decode` reads it back bit for bit.
 public enum RecordJSON {
     public static func encode<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
         let encoder = JSONEncoder()

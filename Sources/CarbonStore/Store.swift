@@ -167,7 +167,13 @@ public struct Store: Sendable {
             record.revision = before.revision + 1
             record.createdAt = before.createdAt
             record.updatedAt = max(options.clock.now(), before.updatedAt)
-            let bytes = options.codec.encode(record)
+            // The writer enforces the readers' limits, so no file it writes can be refused later.
+            let bytes: [UInt8]
+            do {
+                bytes = try options.codec.encodeChecked(record)
+            } catch let error as RecordTooLargeError {
+                throw RecordTooLargeStoreError(underlying: error)
+            }
             return .put(bytes, UpdateResult(value: value, record: record, outcome: .committed))
         }
     }

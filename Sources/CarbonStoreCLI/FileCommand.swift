@@ -14,9 +14,11 @@ struct FileCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runReportingErrors {
-                let bytes = try readFile(path)
+                let codec = RecordCodec()
+                // One byte more than the limit is enough for the codec to refuse an oversized file.
+                let bytes = try readFile(path, atMost: codec.limits.maxFileSize + 1)
                 do {
-                    let record = try RecordCodec().decode(bytes)
+                    let record = try codec.decode(bytes)
                     print(try RecordJSON.encode(record))
                 } catch let error as FormatError {
                     printError("\(path) is not a valid user file: \(error.description)")
@@ -27,14 +29,16 @@ struct FileCommand: AsyncParsableCommand {
     }
 }
 
-func readFile(_ path: String) throws -> [UInt8] {
+/// The file's first `limit` bytes (all of it if it is shorter).
+func readFile(_ path: String, atMost limit: Int) throws -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw StorageIOError(operation: "open", path: path, errno: errno) }
     defer { close(fd) }
     var out: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    while out.count < limit {
+        let want = min(buf.count, limit - out.count)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
         if n < 0 {
             if errno == EINTR { continue }
             throw StorageIOError(operation: "read", path: path, errno: errno)

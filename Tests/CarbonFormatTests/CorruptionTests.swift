@@ -196,10 +196,13 @@ let sampleFiles: [(name: String, bytes: [UInt8])] = {
         func file(_ body: [UInt8]) -> [UInt8] { Craft.file([Craft.section(tag: 1, flags: 1, body: body)]) }
         // Valid.
         _ = try RecordCodec().decode(file(Craft.compressed(payload)))
-        // A raw length above the cap, or above what deflate can produce from so few bytes.
+        // A raw length above the decoded-size limit, or (within it) above what deflate can produce
+        // from so few bytes.
         #expect(Craft.error(file(Craft.compressed(payload, declaredLength: .max)))?.kind == .limitExceeded)
         #expect(
-            Craft.error(file(Craft.compressed(payload, declaredLength: 200 << 20)))?.kind
+            Craft.error(file(Craft.compressed(payload, declaredLength: 200 << 20)))?.kind == .limitExceeded)
+        #expect(
+            Craft.error(file(Craft.compressed(payload, declaredLength: 1 << 20)))?.kind
                 == .decompressionFailed)
         // A raw length that does not match the stream's output, both ways.
         #expect(
