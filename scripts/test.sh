@@ -12,6 +12,9 @@ if [ ! -f /usr/include/zlib.h ]; then
     apt-get update -qq && apt-get install -y -qq zlib1g-dev >/dev/null
 fi
 
+# The code is formatted as .swift-format says; a warning fails the run.
+swift format lint --strict --recursive Sources Tests Package.swift
+
 swift build --build-tests
 # One suite at a time: the multi-process, torture and AWS suites each load the machine (and the one
 # moto server) on purpose, and must not starve each other into timeouts.

@@ -15,7 +15,8 @@
 /// (or a count or descriptor) on success and -1 with `errno` set on failure, like the C call it
 /// stands for.
 package struct FileIO: Sendable {
-    package var openat: @Sendable (_ directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32
+    package var openat:
+        @Sendable (_ directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32
     package var mkdirat: @Sendable (_ directory: Int32, _ name: String, _ mode: mode_t) -> Int32
     package var write: @Sendable (_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int
     package var fsync: @Sendable (_ fd: Int32) -> Int32

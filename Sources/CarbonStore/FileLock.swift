@@ -84,12 +84,15 @@ public final class FileLockService: LockService {
         let folders = PathStorage.split(name).folders
         let path = storage.root + "/" + (folders + [".lock"]).joined(separator: "/")
         guard let dir = try storage.openFolder(folders, create: true) else {
-            throw StorageIOError(operation: "open directory", path: PathStorage.parent(of: path), errno: ENOENT)
+            throw StorageIOError(
+                operation: "open directory", path: PathStorage.parent(of: path), errno: ENOENT)
         }
         defer { close(dir) }
         let start = ContinuousClock.now
         let op = OperationID.make()
-        guard let lock = try await FileLock.acquire(".lock", in: dir, path: path, mode: storage.fileMode, wait: wait)
+        guard
+            let lock = try await FileLock.acquire(
+                ".lock", in: dir, path: path, mode: storage.fileMode, wait: wait)
         else {
             throw LockTimeoutError(
                 userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,

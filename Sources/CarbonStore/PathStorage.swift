@@ -148,7 +148,9 @@ public final class PathStorage: ObjectStorage {
                 let code = errno
                 defer { _ = io.close(fd) }
                 if code == ENOENT && !create { return nil }
-                if code == ELOOP || code == ENOTDIR { throw Self.unsafeEntry(in: fd, name, root + "/" + relative) }
+                if code == ELOOP || code == ENOTDIR {
+                    throw Self.unsafeEntry(in: fd, name, root + "/" + relative)
+                }
                 throw StorageIOError(operation: "open directory", path: root + "/" + relative, errno: code)
             }
             if durable && !durableDirectories.withLock({ $0.contains(relative) }) {
@@ -157,7 +159,8 @@ public final class PathStorage: ObjectStorage {
                     _ = io.close(child)
                     _ = io.close(fd)
                     throw StorageIOError(
-                        operation: "fsync directory", path: Self.parent(of: root + "/" + relative), errno: code)
+                        operation: "fsync directory", path: Self.parent(of: root + "/" + relative),
+                        errno: code)
                 }
                 _ = durableDirectories.withLock { $0.insert(relative) }
             }
@@ -173,7 +176,10 @@ public final class PathStorage: ObjectStorage {
         if fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFLNK {
             return UnsafePathError(path: path, reason: "it is a symbolic link")
         }
-        return UnsafePathError(path: path, reason: "it is not of the expected kind (a directory for a folder, a regular file for a user file)")
+        return UnsafePathError(
+            path: path,
+            reason:
+                "it is not of the expected kind (a directory for a folder, a regular file for a user file)")
     }
 
     // MARK: - Reading
@@ -242,7 +248,8 @@ public final class PathStorage: ObjectStorage {
         }
         defer { _ = io.close(dir) }
         let temp =
-            ".tmp-" + name + "." + String(getpid()) + "." + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            ".tmp-" + name + "." + String(getpid()) + "."
+            + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         try writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
         do {
             try await withCommitLock(dir, path: Self.parent(of: target)) { acquired throws -> Void in
@@ -310,7 +317,9 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// Refuses to rename when the commit lock has been held for longer than it can be trusted.
-    func checkCommitHold(since acquired: ContinuousClock.Instant, path: String) throws(CommitLockHeldTooLongError) {
+    func checkCommitHold(since acquired: ContinuousClock.Instant, path: String)
+        throws(CommitLockHeldTooLongError)
+    {
         let held = ContinuousClock.now - acquired
         if held > maximumCommitHold {
             throw CommitLockHeldTooLongError(

@@ -115,7 +115,9 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                 }
                 guard params[key] == nil else { throw fail("'\(key)' is given twice") }
                 guard !value.isEmpty else { throw fail("'\(key)' has an empty value") }
-                guard !value.utf8.contains(0) else { throw fail("the value of '\(key)' contains a NUL byte (%00)") }
+                guard !value.utf8.contains(0) else {
+                    throw fail("the value of '\(key)' contains a NUL byte (%00)")
+                }
                 params[key] = value
             }
         }

@@ -38,14 +38,16 @@ public struct BackendRegistry: Sendable {
         registry.register(storage: "path") { uri, options in
             guard case .path(let dir) = uri.backend else { preconditionFailure("registered for path:") }
             return try PathStorage(
-                root: dir, io: options.fileIO, fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode)
+                root: dir, io: options.fileIO,
+                fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode)
         }
         registry.register(storage: "memory") { _, _ in MemoryStorage() }
         registry.register(locking: "local") { uri, storage, _ in
             if let path = storage as? PathStorage { return FileLockService(storage: path) }
             if storage is MemoryStorage { return InProcessLockService() }
             throw UnsupportedError(
-                "locking=local works with path: and memory: only; for '\(uri)' use locking=dynamo&table=TABLE or locking=none")
+                "locking=local works with path: and memory: only; for '\(uri)' use locking=dynamo&table=TABLE or locking=none"
+            )
         }
         registry.register(locking: "none") { _, _, _ in NoLockService() }
         return registry

@@ -84,7 +84,6 @@ public struct UserKeys: Sendable, Hashable {
         return h
     }
 
-
     static func isKept(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D
     }

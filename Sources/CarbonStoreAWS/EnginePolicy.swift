@@ -19,7 +19,8 @@ public enum EnginePolicy {
     public static let s3ObjectActions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     public static let s3BucketActions = ["s3:ListBucket"]
     public static let dynamoActions = [
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+        "dynamodb:Query",
         "dynamodb:Scan",
     ]
     /// The actions of `dynamoActions` that the engine calls (the rest are granted for operations).
@@ -49,7 +50,9 @@ public enum EnginePolicy {
         if let table {
             statements.append([
                 "Sid": "CarbonStoreWriteLocks", "Effect": "Allow", "Action": dynamoActions,
-                "Resource": [tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)"].flatMap { [$0, $0 + "/index/*"] },
+                "Resource": [tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)"].flatMap {
+                    [$0, $0 + "/index/*"]
+                },
             ])
         }
         let doc: [String: Any] = ["Version": "2012-10-17", "Statement": statements]

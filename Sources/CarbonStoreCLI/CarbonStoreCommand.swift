@@ -29,3 +29,19 @@ public struct CarbonStoreCommand: AsyncParsableCommand {
         subcommands: commands
     )
 }
+
+/// Parses the command line for a root command and runs the chosen command, asynchronously, as
+/// ArgumentParser's own `main` does for a root marked `@main`; exits with the command's status.
+package func runCommandLine(_ root: any ParsableCommand.Type) async -> Never {
+    do {
+        var command = try root.parseAsRoot()
+        if var asyncCommand = command as? any AsyncParsableCommand {
+            try await asyncCommand.run()
+        } else {
+            try command.run()
+        }
+        root.exit()
+    } catch {
+        root.exit(withError: error)
+    }
+}

@@ -37,7 +37,9 @@ struct PrefCommand: AsyncParsableCommand {
                 let store = try await storage.makeStore()
                 let result = try await store.update(user) { record in record.removePreference(key) }
                 if result.value {
-                    print("removed preference \(shown(key)) of \(shown(user)) (revision \(result.record.revision))")
+                    print(
+                        "removed preference \(shown(key)) of \(shown(user)) (revision \(result.record.revision))"
+                    )
                 } else if result.outcome == .asRequestedAfterRetry {
                     print("preference \(shown(key)) of \(shown(user)) is removed; \(madeByEarlierAttempt)")
                 } else {

@@ -1,8 +1,8 @@
 import ArgumentParser
-import Foundation
 import CarbonModel
 import CarbonStore
 import CarbonStoreAWS
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -151,7 +151,8 @@ func report(_ what: String, _ outcome: UpsertOutcome, _ result: UpdateResult<Ups
     if result.outcome == .asRequestedAfterRetry {
         // The last run of the mutation found nothing to change, after a write whose answer was
         // lost: this request's own earlier attempt, or another writer, made the change.
-        print("\(what) is recorded as requested (revision \(result.record.revision)); \(madeByEarlierAttempt)")
+        print(
+            "\(what) is recorded as requested (revision \(result.record.revision)); \(madeByEarlierAttempt)")
         return
     }
     switch outcome {

@@ -16,4 +16,4 @@ do {
     printError(String(describing: error))
     TestHostCommand.exit(withError: ExitCode(64))
 }
-await TestHostCommand.main()
+await runCommandLine(TestHostCommand.self)

@@ -1,3 +1,3 @@
 import CarbonStoreCLI
 
-await CarbonStoreCommand.main()
+await runCommandLine(CarbonStoreCommand.self)

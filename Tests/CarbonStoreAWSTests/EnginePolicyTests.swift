@@ -30,7 +30,10 @@ import Testing
     @Test func unpinnedNamesTheTableInAnyRegionAndAccount() throws {
         let doc = EnginePolicy.document(bucket: nil, table: "t")
         let locks = try #require(try Self.statements(doc)["CarbonStoreWriteLocks"])
-        #expect(locks["Resource"] as? [String] == ["arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*"])
+        #expect(
+            locks["Resource"] as? [String] == [
+                "arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*",
+            ])
     }
 
     @Test func grantsTheDocumentedActionsOnTheTableAndItsIndexes() throws {
@@ -45,7 +48,8 @@ import Testing
         #expect(
             s["CarbonStoreWriteLocks"]?["Resource"] as? [String]
                 == ["arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*"])
-        #expect(Set(EnginePolicy.dynamoActionsCalledByTheEngine).isSubset(of: Set(EnginePolicy.dynamoActions)))
+        #expect(
+            Set(EnginePolicy.dynamoActionsCalledByTheEngine).isSubset(of: Set(EnginePolicy.dynamoActions)))
         #expect(
             Set(s["CarbonStoreUserFiles"]?["Action"] as? [String] ?? [])
                 == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
@@ -102,6 +106,9 @@ import Testing
         #expect(created.arn == "arn:aws:dynamodb:eu-west-1:210987654321:table/new")
         #expect(EnginePolicy.isPinnedTableARN(try #require(described?.arn), table: "locks"))
         let doc = EnginePolicy.document(bucket: nil, table: "locks", tableARN: described?.arn)
-        #expect(try Self.statements(doc)["CarbonStoreWriteLocks"]?["Resource"] as? [String] == [arn, arn + "/index/*"])
+        #expect(
+            try Self.statements(doc)["CarbonStoreWriteLocks"]?["Resource"] as? [String] == [
+                arn, arn + "/index/*",
+            ])
     }
 }

@@ -42,7 +42,8 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
         .init(spec: "crash:after-mkdir@2", leavesNewRevision: false, temporaryFilesLeft: 0),
         .init(spec: "crash:before-parent-fsync@2", leavesNewRevision: false, temporaryFilesLeft: 0),
         .init(
-            spec: "fail:mkdir:ENOSPC", leavesNewRevision: false, temporaryFilesLeft: 0, failedOperation: "mkdir",
+            spec: "fail:mkdir:ENOSPC", leavesNewRevision: false, temporaryFilesLeft: 0,
+            failedOperation: "mkdir",
             errno: ENOSPC),
         .init(
             spec: "fail:parent-fsync:EIO@2", leavesNewRevision: false, temporaryFilesLeft: 0,
@@ -321,9 +322,11 @@ enum CrashPointFixtures {
         let dir = try TemporaryDirectory("crash-proc")
         defer { dir.remove() }
         let clean = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
-        let faulty = try CommandRunner(.testHost, environment: [
-            "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": c.spec,
-        ])
+        let faulty = try CommandRunner(
+            .testHost,
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": c.spec,
+            ])
         let first = try clean.run(Self.add("t1"))
         #expect(first.status == 0, "\(first.stderr)")
         let old = try await F.store(dir.path).get("alice")
@@ -380,9 +383,12 @@ enum CrashPointFixtures {
         let clean = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
         #expect(try clean.run(Self.add("t1")).status == 0)
         // One process, one write: @2 never fires, and the write succeeds.
-        let faulty = try CommandRunner(.testHost, environment: [
-            "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": "crash:after-rename@2",
-        ])
+        let faulty = try CommandRunner(
+            .testHost,
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path,
+                "CARBONSTORE_TEST_FILE_FAULT": "crash:after-rename@2",
+            ])
         let out = try faulty.run(Self.add("t2"))
         #expect(out.status == 0 && out.stdout.contains("(revision 2)"), "\(out.stderr)")
     }
@@ -390,9 +396,11 @@ enum CrashPointFixtures {
     @Test func aBadFaultSpecIsRefused() throws {
         let dir = try TemporaryDirectory("crash-proc-bad")
         defer { dir.remove() }
-        let faulty = try CommandRunner(.testHost, environment: [
-            "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": "crash:after-lunch",
-        ])
+        let faulty = try CommandRunner(
+            .testHost,
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_TEST_FILE_FAULT": "crash:after-lunch",
+            ])
         let out = try faulty.run(Self.add("t1"))
         #expect(out.status == 64 && out.stderr.contains("unknown step 'after-lunch'"), "\(out.stderr)")
     }
@@ -402,10 +410,12 @@ enum CrashPointFixtures {
         defer { dir.remove() }
         let clean = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
         #expect(try clean.run(Self.add("t1")).status == 0)
-        let faulty = try CommandRunner(.testHost, environment: [
-            "CARBONSTORE_STORAGE": "path:" + dir.path,
-            "CARBONSTORE_TEST_FILE_FAULT": "fail:directory-fsync:EIO",
-        ])
+        let faulty = try CommandRunner(
+            .testHost,
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path,
+                "CARBONSTORE_TEST_FILE_FAULT": "fail:directory-fsync:EIO",
+            ])
         let out = try faulty.run(["user", "delete", "alice"])
         #expect(out.status == 1 && out.stdout.isEmpty, "\(out.stdout)")
         #expect(out.stderr.hasPrefix("carbonstore: fsync directory ") && out.stderr.contains("(errno 5)"))

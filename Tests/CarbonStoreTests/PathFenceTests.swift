@@ -43,7 +43,8 @@ import Testing
         var seen: [ObjectVersion: [UInt8]] = [:]
         for revision in 1...64 as ClosedRange<UInt64> {
             for digit in 0..<10 {
-                var r = UserRecord(userID: "u", revision: revision, createdAt: Timestamp(millisecondsSince1970: 0))
+                var r = UserRecord(
+                    userID: "u", revision: revision, createdAt: Timestamp(millisecondsSince1970: 0))
                 _ = try? r.upsert(Self.txn("t-\(digit)", minor: Int64(digit)))
                 let bytes = codec.encode(r)
                 let v = PathStorage.version(of: bytes)
@@ -70,7 +71,8 @@ import Testing
         let codec = RecordCodec()
         func record(_ n: Int) -> [UInt8] {
             var r = UserRecord(userID: "alice", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0))
-            _ = try? r.upsert(Self.txn("t-\(n % 10)\(n / 10 % 10)\(n / 100 % 10)", minor: 1000 + Int64(n % 9000)))
+            _ = try? r.upsert(
+                Self.txn("t-\(n % 10)\(n / 10 % 10)\(n / 100 % 10)", minor: 1000 + Int64(n % 9000)))
             return codec.encode(r)
         }
         try await storage.put(key, bytes: record(0), condition: .mustNotExist)
@@ -177,7 +179,9 @@ import Testing
                 let stored = Set(record.transactions.map(\.id))
                 let missing = acknowledged[user, default: []].subtracting(stored)
                 lost += missing.count
-                #expect(missing.isEmpty, "round \(round), \(user): acknowledged but lost: \(missing.sorted().prefix(5))")
+                #expect(
+                    missing.isEmpty,
+                    "round \(round), \(user): acknowledged but lost: \(missing.sorted().prefix(5))")
                 #expect(record.revision == 200 && stored.count == 200)
             }
         }

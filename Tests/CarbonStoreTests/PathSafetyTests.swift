@@ -67,7 +67,8 @@ import Testing
         } throws: { error in
             (error as? UnsafePathError)?.path == root + "/" + first
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing written outside")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing written outside")
         await #expect(throws: UnsafePathError.self) { try await store.read("alice") }
     }
 
@@ -94,8 +95,10 @@ import Testing
     @Test func theRootItselfMayBeALink() async throws {
         let dir = try TemporaryDirectory("safety-root")
         defer { dir.remove() }
-        try FileManager.default.createDirectory(atPath: dir.path + "/volume", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: dir.path + "/mnt", withDestinationPath: dir.path + "/volume")
+        try FileManager.default.createDirectory(
+            atPath: dir.path + "/volume", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: dir.path + "/mnt", withDestinationPath: dir.path + "/volume")
         let store = try await StoreFactory().makeStore("path:\(dir.path)/mnt")
         try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
         #expect(try await store.get("alice").transactions.count == 1)
@@ -197,7 +200,9 @@ import Testing
                 fsync: { fd in
                     let r = base.fsync(fd)
                     var st = stat()
-                    if r == 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, let p = Self.path(of: fd) {
+                    if r == 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR,
+                        let p = Self.path(of: fd)
+                    {
                         self.lock.lock()
                         self.pending = self.pending.filter { PathStorage.parent(of: $0) != p }
                         self.lock.unlock()

@@ -297,3 +297,66 @@ struct ExpiringLocks: LockService {
     }
     func release(_ lease: Lease) async throws {}
 }
+
+/// Storage whose first write or delete lands but answers as if refused, as when a retried request
+/// finds that its first attempt (whose answer was lost) already applied: S3 answers the retry 412.
+final class LostAnswerStorage: ObjectStorage, @unchecked Sendable {
+    let base = MemoryStorage()
+    private let lock = NSLock()
+    private var lost = false
+
+    private func loseOnce() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if lost { return false }
+        lost = true
+        return true
+    }
+
+    func get(_ key: String) async throws -> StoredObject? { try await base.get(key) }
+
+    func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+        let v = try await base.put(key, bytes: bytes, condition: condition)
+        if loseOnce() { throw VersionMismatchError(location: key, expected: "the retry's") }
+        return v
+    }
+
+    func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+        let done = try await base.delete(key, condition: condition)
+        if loseOnce() { throw VersionMismatchError(location: key, expected: "the retry's") }
+        return done
+    }
+
+    func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+        try await base.list(prefix: prefix, startAfter: startAfter, limit: limit)
+    }
+
+    func location(of key: String) -> String { key }
+}
+
+@Suite struct LostAnswerTests {
+    @Test func anUpdateWhoseFirstAttemptLandedSaysTheStateIsAsRequested() async throws {
+        let store = Store(storage: LostAnswerStorage(), locks: NoLockService())
+        let result = try await store.update("alice") {
+            $0.setPreference("units", value: "metric", at: .init(millisecondsSince1970: 1))
+        }
+        #expect(result.outcome == .asRequestedAfterRetry)
+        #expect(!result.committed)
+        #expect(try await store.get("alice").preferences["units"]?.value == "metric")
+        // Without a lost answer, a repeat is plainly unchanged.
+        let again = try await store.update("alice") {
+            $0.setPreference("units", value: "metric", at: .init(millisecondsSince1970: 1))
+        }
+        #expect(again.outcome == .unchanged)
+    }
+
+    @Test func aDeleteWhoseFirstAttemptLandedIsNotReportedAsNotFound() async throws {
+        let storage = LostAnswerStorage()
+        let setup = Store(storage: storage.base, locks: NoLockService())
+        try await setup.update("bob") { try $0.upsert(StoreTests.txn("t1")) }
+        let store = Store(storage: storage, locks: NoLockService())
+        #expect(try await store.delete("bob") == .goneAfterRetry)
+        #expect(try await store.read("bob") == nil)
+        #expect(try await store.delete("bob") == .notFound)
+    }
+}

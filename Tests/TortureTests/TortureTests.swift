@@ -104,6 +104,45 @@ import Testing
                 && (r.faults["stop-in-commit-window"] ?? 0) + (r.faults["stop-random"] ?? 0) > 0)
     }
 
+    /// `locking=none`: the fence is the only defence. Worker processes, killed and stopped.
+    @Test func pathWithoutLocksFenceOnly() async throws {
+        let dir = try TemporaryDirectory("torture-path-none")
+        defer { dir.remove() }
+        let r = try await Self.torture(
+            "path: locking=none (fence only)", uri: "path:\(dir.path)/data?locking=none",
+            faults: [.kill, .stop],
+            seconds: min(Self.seconds, 30))
+        Self.expectClean(r)
+    }
+
+    /// `locking=none` with many writers that are tasks of one process, as in a server: the case
+    /// in which the inode-based version of old lost updates.
+    @Test(arguments: ["none", "local"])
+    func pathManyTasksInOneProcess(locking: String) async throws {
+        let dir = try TemporaryDirectory("torture-path-tasks")
+        defer { dir.remove() }
+        let logs = try TemporaryDirectory("torture-task-logs")
+        defer { logs.remove() }
+        let store = try await StoreFactory().makeStore("path:\(dir.path)/data?locking=\(locking)")
+        let tasks = 16
+        let users = 3
+        await withTaskGroup(of: Void.self) { group in
+            for t in 0..<tasks {
+                group.addTask {
+                    guard let log = try? HistoryLog(path: logs.path + "/task\(t).log") else { return }
+                    await TortureWorker.run(
+                        store: store, workerID: "task\(t)", users: users, log: log,
+                        duration: .seconds(min(Self.seconds, 20)))
+                }
+            }
+        }
+        var r = try await TortureChecker.check(store: store, logDirectory: logs.path, users: users)
+        r.label = "path: locking=\(locking), \(tasks) tasks in one process"
+        print("TORTURE \(r)")
+        Self.expectClean(r)
+        #expect(r.acknowledged > 500, "the tasks did real work: \(r)")
+    }
+
     @Test func pathNegativeControlWithoutFenceOrLock() async throws {
         let dir = try TemporaryDirectory("torture-path-nc")
         defer { dir.remove() }
