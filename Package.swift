@@ -85,7 +85,8 @@ let package = Package(
         .testTarget(
             name: "CarbonStoreAWSTests",
             dependencies: [
-                "CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport", "carbonstore", "carbonstore-testhost",
+                "CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport", "carbonstore",
+                "carbonstore-testhost",
             ]
         ),
         .testTarget(
