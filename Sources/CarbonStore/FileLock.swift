@@ -68,7 +68,10 @@ struct FileLock: Sendable {
 /// get the storage's file mode and are never reached through a symbolic link.
 public final class FileLockService: LockService {
     let storage: PathStorage
-    private let held = Locked<[String: FileLock]>([:])
+    /// The tasks of this process queue for a lock file first come, first served; only the task
+    /// whose turn it is polls the file lock, which serialises it against other processes.
+    private let turns = FairTurns()
+    private let held = Locked<[String: (lock: FileLock, turn: UInt64, path: String)]>([:])
     let owner: String
 
     public init(storage: PathStorage) {
@@ -90,23 +93,37 @@ public final class FileLockService: LockService {
         defer { close(dir) }
         let start = ContinuousClock.now
         let op = OperationID.make()
-        guard
-            let lock = try await FileLock.acquire(
-                ".lock", in: dir, path: path, mode: storage.fileMode, wait: wait)
-        else {
+        guard let turn = await turns.take(path, wait: wait) else {
+            throw LockTimeoutError(
+                userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,
+                holder: Self.readHolder(".lock", in: dir))
+        }
+        let lock: FileLock?
+        do {
+            lock = try await FileLock.acquire(
+                ".lock", in: dir, path: path, mode: storage.fileMode,
+                wait: wait - (ContinuousClock.now - start))
+        } catch {
+            turns.give(path, turn)
+            throw error
+        }
+        guard let lock else {
+            turns.give(path, turn)
             throw LockTimeoutError(
                 userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,
                 holder: Self.readHolder(".lock", in: dir))
         }
         lock.describeHolder("\(owner), operation \(op)")
-        held.withLock { $0[op] = lock }
+        held.withLock { $0[op] = (lock, turn, path) }
         return Lease(name: name, userID: userID, operationID: op, validUntil: nil)
     }
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
     public func release(_ lease: Lease) async throws {
-        held.withLock { $0.removeValue(forKey: lease.operationID) }?.release()
+        guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return }
+        entry.lock.release()
+        turns.give(entry.path, entry.turn)
     }
 
     static func readHolder(_ name: String, in directory: Int32) -> String? {

@@ -448,10 +448,15 @@ public final class PathStorage: ObjectStorage {
             let name = Self.name(of: ent)
             if name.hasPrefix(".") { continue }
             var isDir = Int32(ent.pointee.d_type) == Int32(DT_DIR)
+            var isFile = Int32(ent.pointee.d_type) == Int32(DT_REG)
             if Int32(ent.pointee.d_type) == Int32(DT_UNKNOWN) {
                 var st = stat()
-                isDir = lstat(dirPath + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+                let found = lstat(dirPath + "/" + name, &st) == 0
+                isDir = found && (st.st_mode & S_IFMT) == S_IFDIR
+                isFile = found && (st.st_mode & S_IFMT) == S_IFREG
             }
+            // Symbolic links and other kinds of entry are never ours: skipped.
+            guard isDir || isFile else { continue }
             result.append(Entry(name: name, isDirectory: isDir))
         }
         return result.sorted {

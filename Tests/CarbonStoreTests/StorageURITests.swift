@@ -48,6 +48,12 @@ import Testing
         ("carbonstore-data", "starts with 'path:', 's3:' or 'memory:'"),
         ("file:///tmp/x", "unknown scheme 'file'"),
         ("path://host/dir", "names a host"),
+        // A NUL byte is refused after percent-decoding, wherever it is.
+        ("path:/tmp/a%00b", "the path contains a NUL byte (%00)"),
+        ("path:/tmp/x?prefix=a%00b", "the value of 'prefix' contains a NUL byte (%00)"),
+        ("s3:my-bucket?locking=dynamo&table=lo%00cks", "the value of 'table' contains a NUL byte (%00)"),
+        ("path:/tmp/x?mode=0666", "would let every local user change user files"),
+        ("memory:?mode=0640", "'mode' is only used with path:"),
         ("path:", "the path is empty"),
         ("s3:my-bucket", "s3: needs 'locking'"),
         ("s3:my-bucket?locking=local", "locking=local cannot serialise writers on S3"),
