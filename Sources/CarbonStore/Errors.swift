@@ -280,3 +280,22 @@ public struct RecordTooLargeStoreError: CarbonStoreError, Hashable {
     public var kind: ErrorKind { .invalidInput }
     public var description: String { underlying.description + "; nothing was written" }
 }
+
+/// A stored file larger than any file the engine writes: refused before it is read, and left in
+/// place for an operator.
+public struct FileTooLargeError: CarbonStoreError, Hashable {
+    public var path: String
+    public var size: Int64
+    public var limit: Int64
+
+    public init(path: String, size: Int64, limit: Int64) {
+        self.path = path
+        self.size = size
+        self.limit = limit
+    }
+    public var kind: ErrorKind { .corrupt }
+
+    public var description: String {
+        "user file at \(path) is \(size) bytes, over the \(limit)-byte limit of user files (RecordCodec.Limits.maxFileSize); it was not read and was left untouched; inspect or restore it"
+    }
+}

@@ -37,6 +37,9 @@ public final class PathStorage: ObjectStorage {
     let maximumCommitHold: Duration
     /// Permissions of user, temporary and lock files (default 0600: owner only).
     public let fileMode: mode_t
+    /// The largest file read; a larger one is refused before it is read (the decoder's limit,
+    /// `RecordCodec.Limits.maxFileSize`, which the writer also keeps).
+    public let maximumFileSize: Int
     /// Directories whose entry in their parent this instance has made durable (fsynced the parent
     /// after finding or creating them), by path relative to the root.
     private let durableDirectories = Locked<Set<String>>([])
@@ -58,15 +61,20 @@ public final class PathStorage: ObjectStorage {
 
     /// Opens a root directory. A missing final directory is created if its parent exists; a missing
     /// parent is an error (an unmounted volume should not silently become a local folder).
-    public convenience init(root: String, fileMode: mode_t = PathStorage.defaultFileMode) throws {
-        try self.init(root: root, io: .posix, fileMode: fileMode)
+    public convenience init(
+        root: String, fileMode: mode_t = PathStorage.defaultFileMode,
+        maximumFileSize: Int = RecordCodec.Limits().maxFileSize
+    ) throws {
+        try self.init(root: root, io: .posix, fileMode: fileMode, maximumFileSize: maximumFileSize)
     }
 
     package init(
         root: String, io: FileIO, fileMode: mode_t = PathStorage.defaultFileMode,
+        maximumFileSize: Int = RecordCodec.Limits().maxFileSize,
         commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20)
     ) throws {
         self.root = try Self.absolute(root)
+        self.maximumFileSize = maximumFileSize
         self.io = io
         self.commitLockWait = commitLockWait
         self.maximumCommitHold = maximumCommitHold
@@ -207,6 +215,9 @@ public final class PathStorage: ObjectStorage {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StorageIOError(operation: "stat", path: path, errno: errno) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, path) }
+        guard st.st_size <= maximumFileSize else {
+            throw FileTooLargeError(path: path, size: Int64(st.st_size), limit: Int64(maximumFileSize))
+        }
         let bytes = try Self.readAll(fd, sizeHint: Int(st.st_size), path: path)
         return StoredObject(bytes: bytes, version: Self.version(of: bytes))
     }

@@ -39,7 +39,8 @@ public struct BackendRegistry: Sendable {
             guard case .path(let dir) = uri.backend else { preconditionFailure("registered for path:") }
             return try PathStorage(
                 root: dir, io: options.fileIO,
-                fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode)
+                fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode,
+                maximumFileSize: options.codec.limits.maxFileSize)
         }
         registry.register(storage: "memory") { _, _ in MemoryStorage() }
         registry.register(locking: "local") { uri, storage, _ in

@@ -44,6 +44,13 @@ extension Store {
                     report.healthy += 1
                 } catch let error as CorruptUserFileError {
                     report.damaged.append(.init(location: location, reason: error.reason))
+                } catch let error as FileTooLargeError {
+                    report.damaged.append(
+                        .init(
+                            location: location,
+                            reason: "\(error.size) bytes, over the \(error.limit)-byte limit"))
+                } catch let error as UnsafePathError {
+                    report.damaged.append(.init(location: location, reason: error.reason))
                 }
             }
             progress?(report.healthy + report.damaged.count)

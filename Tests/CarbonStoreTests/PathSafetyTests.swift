@@ -1,3 +1,4 @@
+import CarbonFormat
 import CarbonModel
 import CarbonStoreTestSupport
 import Foundation
@@ -281,5 +282,30 @@ import Testing
         }
         #expect(try await storage.get(key) == nil)
         #expect(try storage.temporaryFiles().isEmpty)
+    }
+}
+
+@Suite struct OversizedFileTests {
+    @Test func aFileOverTheSizeLimitIsRefusedBeforeItIsRead() async throws {
+        let dir = try TemporaryDirectory("safety-size")
+        defer { dir.remove() }
+        var options = StoreOptions()
+        options.codec = RecordCodec(limits: .init(maxFileSize: 4096))
+        let store = try await StoreFactory(options: options).makeStore("path:\(dir.path)")
+        try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t1")) }
+        let file = dir.path + "/" + (try UserKeys().key(for: "alice"))
+        let big = [UInt8](repeating: 0x41, count: 4097)
+        try Data(big).write(to: URL(fileURLWithPath: file))
+        await #expect {
+            try await store.read("alice")
+        } throws: { error in
+            (error as? FileTooLargeError)?.path == file && (error as? CarbonStoreError)?.kind == .corrupt
+        }
+        await #expect(throws: FileTooLargeError.self) {
+            try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t2")) }
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)).count == 4097, "left untouched")
+        let report = try await store.verify()
+        #expect(report.damaged.map(\.location) == [file] && report.healthy == 0)
     }
 }
