@@ -21,16 +21,24 @@ struct FileLock: Sendable {
     static func acquire(
         _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration
     ) async throws -> FileLock? {
-        let fd = openat(directory, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode)
+        let fd = openat(directory, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
         guard fd >= 0 else {
             if errno == ELOOP { throw PathStorage.unsafeEntry(in: directory, name, path) }
             throw StorageIOError(operation: "open lock file", path: path, errno: errno)
         }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        // A regular file with one name: a hard link to a file elsewhere would have its content
+        // overwritten by the holder's description.
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
             close(fd)
+            if st.st_nlink > 1 && (st.st_mode & S_IFMT) == S_IFREG {
+                throw UnsafePathError(path: path, reason: "it has \(st.st_nlink) names (a hard link)")
+            }
             throw PathStorage.unsafeEntry(in: directory, name, path)
         }
+        // The umask may have removed bits that the configured mode grants (mode=0660). The file may
+        // belong to another account of the group: then its mode stays as that account set it.
+        if st.st_uid == geteuid() && (st.st_mode & 0o777) != mode { _ = fchmod(fd, mode) }
         do {
             let got = try await pollUntil(wait: wait) { () throws(StorageIOError) -> Bool? in
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
@@ -50,9 +58,10 @@ struct FileLock: Sendable {
 
     /// Records who holds the lock, for the timeout message of the next writer. Best effort.
     func describeHolder(_ text: String) {
+        // Written first, then cut to length: a reader never finds the file empty.
         let bytes = Array(text.utf8)
-        _ = ftruncate(fd, 0)
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        _ = ftruncate(fd, off_t(bytes.count))
     }
 
     /// Unlocks and closes. Call exactly once.

@@ -95,6 +95,8 @@ public final class PathStorage: ObjectStorage {
             if mkdir(self.root, Self.directoryMode(for: self.fileMode)) != 0 && errno != EEXIST {
                 throw StorageIOError(operation: "mkdir", path: self.root, errno: errno)
             }
+            // The umask may have removed bits that the configured mode grants (mode=0640).
+            _ = chmod(self.root, Self.directoryMode(for: self.fileMode))
             // The root's own entry must survive a power cut before any write in it is acknowledged.
             let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if fd >= 0 {
@@ -205,7 +207,9 @@ public final class PathStorage: ObjectStorage {
 
     /// Reads the file `name` of an open folder; nil if there is none.
     func read(_ name: String, in dir: Int32, path: String) throws -> StoredObject? {
-        let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // Non-blocking, so that a FIFO or device planted in a user file's place cannot hang the
+        // reader; anything but a regular file is refused below.
+        let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
             if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
@@ -218,7 +222,11 @@ public final class PathStorage: ObjectStorage {
         guard st.st_size <= maximumFileSize else {
             throw FileTooLargeError(path: path, size: Int64(st.st_size), limit: Int64(maximumFileSize))
         }
-        let bytes = try Self.readAll(fd, sizeHint: Int(st.st_size), path: path)
+        let bytes = try Self.readAll(fd, sizeHint: Int(st.st_size), limit: maximumFileSize + 1, path: path)
+        // The file may have grown since fstat: never read past the limit.
+        guard bytes.count <= maximumFileSize else {
+            throw FileTooLargeError(path: path, size: Int64(bytes.count), limit: Int64(maximumFileSize))
+        }
         return StoredObject(bytes: bytes, version: Self.version(of: bytes))
     }
 
@@ -227,12 +235,16 @@ public final class PathStorage: ObjectStorage {
         ObjectVersion("sha256:" + hexString(SHA256.hash(data: bytes)))
     }
 
-    static func readAll(_ fd: Int32, sizeHint: Int, path: String) throws(StorageIOError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: max(sizeHint, 0))
+    /// Reads to the end of the file, or `limit` bytes, whichever comes first.
+    static func readAll(_ fd: Int32, sizeHint: Int, limit: Int, path: String) throws(StorageIOError)
+        -> [UInt8]
+    {
+        var out = [UInt8](repeating: 0, count: min(max(sizeHint, 0), limit))
         var filled = 0
-        while true {
+        while filled < limit {
             if filled == out.count {
-                out.append(contentsOf: repeatElement(0, count: max(4096, out.count / 2)))
+                out.append(
+                    contentsOf: repeatElement(0, count: min(max(4096, out.count / 2), limit - out.count)))
             }
             let n = out.withUnsafeMutableBytes { buf in
                 Glibc.read(fd, buf.baseAddress! + filled, buf.count - filled)
@@ -486,7 +498,19 @@ public final class PathStorage: ObjectStorage {
 
     /// Every temporary file under the root, with its age.
     public func temporaryFiles() throws -> [TemporaryFile] {
+        try scanTree().temporary
+    }
+
+    /// Entries below the root that no writer makes and that no reader will use: symbolic links,
+    /// FIFOs, sockets and devices, and folders named like user files. Listing skips them, so
+    /// `verify` reports them here.
+    public func unexpectedEntries() throws -> [String] {
+        try scanTree().unexpected
+    }
+
+    func scanTree() throws -> (temporary: [TemporaryFile], unexpected: [String]) {
         var found: [TemporaryFile] = []
+        var unexpected: [String] = []
         let now = Int64(time(nil))
         func scan(_ dir: String) throws {
             guard let d = opendir(dir) else {
@@ -501,8 +525,12 @@ public final class PathStorage: ObjectStorage {
                 let full = dir + "/" + name
                 var st = stat()
                 guard lstat(full, &st) == 0 else { continue }
-                if (st.st_mode & S_IFMT) == S_IFDIR {
+                let kind = st.st_mode & S_IFMT
+                if kind == S_IFDIR {
+                    if name.hasSuffix(UserKeys.fileExtension) { unexpected.append(full) }
                     subdirs.append(full)
+                } else if kind != S_IFREG {
+                    unexpected.append(full)
                 } else if name.hasPrefix(".tmp-") {
                     found.append(TemporaryFile(path: full, ageSeconds: now - Int64(st.st_mtim.tv_sec)))
                 }
@@ -510,7 +538,7 @@ public final class PathStorage: ObjectStorage {
             for s in subdirs { try scan(s) }
         }
         try scan(root)
-        return found.sorted { $0.path < $1.path }
+        return (found.sorted { $0.path < $1.path }, unexpected.sorted())
     }
 
     /// Removes temporary files older than `minimumAge`. Safe while writers run: a writer whose

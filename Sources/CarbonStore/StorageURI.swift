@@ -236,6 +236,9 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
 
         if var p = params["prefix"] {
             while p.hasPrefix("/") { p.removeFirst() }
+            guard !p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw fail("prefix '\(p)' must not contain control characters", s3Example + "&prefix=users/")
+            }
             let segments = p.split(separator: "/", omittingEmptySubsequences: true)
             if segments.contains(where: { $0 == ".." || $0 == "." || $0.hasPrefix(".") }) {
                 throw fail(
@@ -277,13 +280,18 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         if let mode = params["mode"] {
             let pathExample = "path:///var/lib/carbonstore?mode=0640"
             guard case .path = backend else { throw fail("'mode' is only used with path:", pathExample) }
-            guard (3...4).contains(mode.count), let bits = UInt32(mode, radix: 8), bits <= 0o777 else {
+            guard (3...4).contains(mode.count), mode.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x37 }),
+                let bits = UInt32(mode, radix: 8), bits <= 0o777
+            else {
                 throw fail(
                     "mode '\(mode)' must be octal file permissions such as 0600 or 0640", pathExample)
             }
             guard bits & 0o600 == 0o600 else {
                 throw fail(
                     "mode '\(mode)' must let the owner read and write (0600 at least)", pathExample)
+            }
+            guard bits & 0o111 == 0 else {
+                throw fail("mode '\(mode)' must not make user files executable", pathExample)
             }
             guard bits & 0o002 == 0 else {
                 throw fail(
@@ -307,7 +315,10 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         var i = 0
         while i < b.count {
             if b[i] == UInt8(ascii: "%") {
-                guard i + 2 < b.count,
+                let isHex = { (c: UInt8) in
+                    (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
+                }
+                guard i + 2 < b.count, isHex(b[i + 1]), isHex(b[i + 2]),
                     let v = UInt8(String(decoding: b[(i + 1)...(i + 2)], as: UTF8.self), radix: 16)
                 else { return nil }
                 out.append(v)

@@ -58,7 +58,16 @@ extension Store {
         } while cursor != nil
         if let path = storage as? PathStorage {
             if let age { report.removedTemporaryFiles = try path.removeTemporaryFiles(olderThan: age) }
-            report.temporaryFiles = try path.temporaryFiles()
+            let tree = try path.scanTree()
+            report.temporaryFiles = tree.temporary
+            for entry in tree.unexpected {
+                report.damaged.append(
+                    .init(
+                        location: entry,
+                        reason:
+                            "not a regular file or folder of CarbonStore's (a symbolic link, FIFO, device, or a folder named like a user file); remove or replace it"
+                    ))
+            }
         }
         return report
     }

@@ -50,15 +50,18 @@ public enum EnginePolicy {
         if let table {
             statements.append([
                 "Sid": "CarbonStoreWriteLocks", "Effect": "Allow", "Action": dynamoActions,
-                "Resource": [tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)"].flatMap {
-                    [$0, $0 + "/index/*"]
-                },
+                "Resource": tableResources(tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)"),
             ])
         }
         let doc: [String: Any] = ["Version": "2012-10-17", "Statement": statements]
         let data = try! JSONSerialization.data(
             withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The table and its indexes (`table/T/index/*`); `*` stands for every resource alone.
+    static func tableResources(_ arn: String) -> [String] {
+        arn == "*" ? ["*"] : [arn, arn + "/index/*"]
     }
 
     /// The ARN of a DynamoDB table: `arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME`, the partition

@@ -14,6 +14,11 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runReportingErrors {
+            if let minutes = removeTempOlderThan, !(0...5_256_000).contains(minutes) {
+                throw InvalidRequestError(
+                    "--remove-temp-older-than is a number of minutes from 0 to 5256000 (ten years), not \(minutes)"
+                )
+            }
             let store = try await storage.makeStore()
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })

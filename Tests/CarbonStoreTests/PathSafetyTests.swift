@@ -309,3 +309,58 @@ import Testing
         #expect(report.damaged.map(\.location) == [file] && report.healthy == 0)
     }
 }
+
+/// Entries planted below the root that are neither links nor regular files.
+@Suite struct PlantedEntryTests {
+    @Test func aFIFOInAUserFilesPlaceIsRefusedAtOnceAndReported() async throws {
+        let dir = try TemporaryDirectory("safety-fifo")
+        defer { dir.remove() }
+        let store = try await StoreFactory().makeStore("path:\(dir.path)")
+        try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t1")) }
+        let file = dir.path + "/" + (try UserKeys().key(for: "alice"))
+        try FileManager.default.removeItem(atPath: file)
+        #expect(mkfifo(file, 0o600) == 0)
+        await #expect(throws: UnsafePathError.self) { try await store.read("alice") }
+        await #expect(throws: UnsafePathError.self) {
+            try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t2")) }
+        }
+        let report = try await store.verify()
+        #expect(report.damaged.map(\.location) == [file], "\(report.damaged)")
+    }
+
+    @Test func verifyReportsAFolderLinkAndAFolderNamedLikeAUserFile() async throws {
+        let dir = try TemporaryDirectory("safety-verify")
+        defer { dir.remove() }
+        let root = dir.path + "/data"
+        let store = try await StoreFactory().makeStore("path:\(root)")
+        try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t1")) }
+        try await store.update("bob") { try $0.upsert(PathSafetyTests.txn("t1")) }
+        let aliceFolder = root + "/" + PathStorage.parent(of: try UserKeys().key(for: "alice"))
+        try FileManager.default.moveItem(atPath: aliceFolder, toPath: dir.path + "/moved")
+        try FileManager.default.createSymbolicLink(
+            atPath: aliceFolder, withDestinationPath: dir.path + "/moved")
+        let bobFile = root + "/" + (try UserKeys().key(for: "bob"))
+        try FileManager.default.removeItem(atPath: bobFile)
+        try FileManager.default.createDirectory(atPath: bobFile, withIntermediateDirectories: false)
+        let report = try await store.verify()
+        #expect(Set(report.damaged.map(\.location)) == [aliceFolder, bobFile], "\(report.damaged)")
+        #expect(!report.isHealthy)
+    }
+
+    @Test func aHardLinkedLockFileIsNotOverwritten() async throws {
+        let dir = try TemporaryDirectory("safety-hardlink")
+        defer { dir.remove() }
+        let root = dir.path + "/data"
+        let store = try await StoreFactory().makeStore("path:\(root)")
+        try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t1")) }
+        let lock = root + "/" + PathStorage.parent(of: try UserKeys().key(for: "alice")) + "/.lock"
+        let victim = dir.path + "/victim"
+        try "KEEP".write(toFile: victim, atomically: false, encoding: .utf8)
+        try FileManager.default.removeItem(atPath: lock)
+        #expect(link(victim, lock) == 0)
+        await #expect(throws: UnsafePathError.self) {
+            try await store.update("alice") { try $0.upsert(PathSafetyTests.txn("t2")) }
+        }
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "KEEP")
+    }
+}
