@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A string that is equal to another only when their UTF-8 bytes are equal, and that hashes and
 /// orders by those bytes.
 ///
@@ -184,9 +186,12 @@ extension ExactDictionary: Equatable, Hashable, ExactlyEquatable where Value: Ex
     }
 }
 
-/// The JSON form is an object. Keys that are canonically equivalent but byte-distinct cannot both
-/// be carried by Foundation's JSON coders (they key objects by `String`), so encoding such a pair
-/// throws rather than drops one of them.
+/// The JSON form is an object with one member per entry, keys byte for byte. Foundation's JSON
+/// coders key objects by `String`, which merges canonically equivalent keys, so a dictionary holding
+/// two such keys is coded through an `ExactJSONKeys` table put in the coder's `userInfo` under
+/// `ExactJSONKeys.userInfoKey` (`RecordJSON` in CarbonStore does this): the entries are written
+/// under placeholder names that the table maps back to the real keys. Without such a table,
+/// encoding two such keys throws rather than drops one of them.
 extension ExactDictionary: Codable where Value: Codable {
     struct CodingName: CodingKey {
         var stringValue: String
@@ -197,25 +202,100 @@ extension ExactDictionary: Codable where Value: Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingName.self)
+        let table = decoder.userInfo[ExactJSONKeys.userInfoKey] as? ExactJSONKeys
         storage = [:]
         for key in c.allKeys {
-            storage[ExactString(key.stringValue)] = try c.decode(Value.self, forKey: key)
+            let name = table?.key(forPlaceholder: key.stringValue) ?? key.stringValue
+            storage[ExactString(name)] = try c.decode(Value.self, forKey: key)
         }
     }
 
     public func encode(to encoder: any Encoder) throws {
         var seen = Set<String>()
+        var clash: (String, String)?
         for k in storage.keys where !seen.insert(k.string).inserted {
-            let other = seen.first { $0 == k.string } ?? ""
+            clash = (seen.first { $0 == k.string } ?? "", k.string)
+            break
+        }
+        var c = encoder.container(keyedBy: CodingName.self)
+        guard let clash else {
+            for (k, v) in sortedByKey { try c.encode(v, forKey: CodingName(stringValue: k)) }
+            return
+        }
+        let (other, key) = clash
+        guard let table = encoder.userInfo[ExactJSONKeys.userInfoKey] as? ExactJSONKeys else {
             throw EncodingError.invalidValue(
-                k.string,
+                key,
                 EncodingError.Context(
                     codingPath: encoder.codingPath,
                     debugDescription:
-                        "keys '\(DisplayText.escaped(k.string))' (\(DisplayText.scalarCodes(other))) and (\(DisplayText.scalarCodes(k.string))) are canonically equivalent but distinct, and this JSON encoder cannot keep both keys of one object; read the record in its binary form"
+                        "keys '\(DisplayText.escaped(key))' (\(DisplayText.scalarCodes(other))) and (\(DisplayText.scalarCodes(key))) are canonically equivalent but distinct, and this JSON encoder cannot keep both keys of one object; encode with RecordJSON, which keeps every key byte for byte"
                 ))
         }
-        var c = encoder.container(keyedBy: CodingName.self)
-        for (k, v) in sortedByKey { try c.encode(v, forKey: CodingName(stringValue: k)) }
+        // Placeholders numbered in the keys' byte order, so that an encoder sorting keys keeps it.
+        for (k, v) in sortedByKey {
+            try c.encode(v, forKey: CodingName(stringValue: table.placeholder(for: k)))
+        }
+    }
+}
+
+/// The keys of `ExactDictionary` objects that a JSON coder keyed by `String` would merge (keys that
+/// are canonically equivalent but byte-distinct), each standing in the JSON under a placeholder name:
+/// `marker` followed by the key's number in `keys` as `placeholderDigits` decimal digits.
+///
+/// Encoding: put an empty table in the encoder's `userInfo` under `userInfoKey`; a dictionary
+/// holding such keys writes its entries under placeholders (`placeholder(for:)`), and the caller
+/// replaces each placeholder in the output by its key. Decoding: the caller writes such keys as
+/// placeholders in the input, fills the table with them, and puts it in the decoder's `userInfo`;
+/// the dictionary reads each placeholder back as its key (`key(forPlaceholder:)`) and marks it used.
+/// The marker must not occur in any key or value of the data.
+public final class ExactJSONKeys: Sendable {
+    public static let userInfoKey = CodingUserInfoKey(rawValue: "CarbonModel.ExactJSONKeys")!
+    public static let placeholderDigits = 10
+
+    /// ASCII letters and digits only, so that JSON writes it as is.
+    public let marker: String
+    let state: Mutex<(keys: [String], used: Set<Int>)>
+
+    public init(marker: String, keys: [String] = []) {
+        self.marker = marker
+        state = Mutex((keys: keys, used: []))
+    }
+
+    /// The keys, by number.
+    public var keys: [String] { state.withLock { $0.keys } }
+
+    /// The numbers of the keys that `key(forPlaceholder:)` has given out.
+    public var used: Set<Int> { state.withLock { $0.used } }
+
+    /// The placeholder of key number `index`.
+    public func placeholder(number index: Int) -> String {
+        let digits = String(index)
+        return marker + String(repeating: "0", count: max(0, Self.placeholderDigits - digits.count)) + digits
+    }
+
+    /// Adds a key; returns its placeholder.
+    public func placeholder(for key: String) -> String {
+        placeholder(
+            number: state.withLock { table in
+                table.keys.append(key)
+                return table.keys.count - 1
+            })
+    }
+
+    /// The key a placeholder stands for, or nil if `name` is no placeholder of this table.
+    public func key(forPlaceholder name: String) -> String? {
+        guard name.utf8.count == marker.utf8.count + Self.placeholderDigits,
+            name.utf8.starts(with: marker.utf8)
+        else { return nil }
+        let digits = name.utf8.dropFirst(marker.utf8.count)
+        guard digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let index = Int(String(decoding: digits, as: UTF8.self))
+        else { return nil }
+        return state.withLock { table in
+            guard index < table.keys.count else { return nil }
+            table.used.insert(index)
+            return table.keys[index]
+        }
     }
 }

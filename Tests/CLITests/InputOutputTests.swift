@@ -114,6 +114,41 @@ import Testing
         #expect(try await record(dir, "u").preferences[Self.nfc]?.value == "1")
     }
 
+    @Test func jsonViewsShowBothSpellingsOfAKey() async throws {
+        let (cli, dir) = try cli("cli-nfd-json")
+        defer { dir.remove() }
+        func ok(_ args: [String]) throws -> String {
+            let out = try cli.run(args)
+            #expect(out.status == 0, "\(args): \(out.stderr)")
+            return out.stdout
+        }
+        _ = try ok([
+            "txn", "add", "u", "--id", "t", "--amount", "1", "--currency", "EUR", "--meta", Self.nfc + "=1",
+            "--meta", Self.nfd + "=2", "--at", "2026-03-01T12:00:00Z",
+        ])
+        _ = try ok(["pref", "set", "u", Self.nfc, "3"])
+        _ = try ok(["pref", "set", "u", Self.nfd, "4"])
+        let stored = try await record(dir, "u")
+        /// How often the text holds these bytes.
+        func count(_ text: String, _ needle: String) -> Int {
+            let (bytes, needle) = (Array(text.utf8), Array(needle.utf8))
+            guard bytes.count >= needle.count else { return 0 }
+            return (0...(bytes.count - needle.count)).count {
+                bytes[$0..<($0 + needle.count)].elementsEqual(needle)
+            }
+        }
+        let show = try ok(["user", "show", "u", "--json"])
+        let inspect = try ok(["file", "inspect", dir.path + "/" + (try UserKeys().key(for: "u"))])
+        for view in [show, inspect] {
+            // Metadata members, then preference members (objects), each spelling once.
+            for key in [Self.nfc, Self.nfd] {
+                #expect(count(view, "\"\(key)\" : \"") == 1 && count(view, "\"\(key)\" : {") == 1, "\(view)")
+            }
+            #expect(try RecordJSON.decode(UserRecord.self, from: view) == stored)
+        }
+        #expect(show == inspect)
+    }
+
     @Test func hostileIDsAreEscapedInHumanOutputOnly() throws {
         let (cli, dir) = try cli("cli-escape")
         defer { dir.remove() }

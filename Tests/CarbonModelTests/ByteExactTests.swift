@@ -189,4 +189,30 @@ import Testing
         r.setPreference(Self.nfd, value: "2", at: t0)
         #expect(throws: EncodingError.self) { try JSONEncoder().encode(r) }
     }
+
+    @Test func jsonKeepsBothKeysThroughATableOfPlaceholders() throws {
+        let d: ExactDictionary<String> = [Self.nfc: "1", Self.nfd: "2", "k": "3"]
+        let table = ExactJSONKeys(marker: "m")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.userInfo[ExactJSONKeys.userInfoKey] = table
+        // Every key under a placeholder, numbered in UTF-8 byte order of the keys.
+        #expect(
+            String(decoding: try encoder.encode(d), as: UTF8.self)
+                == #"{"m0000000000":"2","m0000000001":"1","m0000000002":"3"}"#)
+        #expect(table.keys.isByteEqual(to: [Self.nfd, Self.nfc, "k"]))
+        // Without such keys, the keys themselves, table or not.
+        let plain: ExactDictionary<String> = [Self.nfc: "1", "k": "3"]
+        #expect(
+            String(decoding: try encoder.encode(plain), as: UTF8.self)
+                == "{\"\(Self.nfc)\":\"1\",\"k\":\"3\"}")
+        #expect(table.keys.count == 3)
+
+        let decoder = JSONDecoder()
+        decoder.userInfo[ExactJSONKeys.userInfoKey] = ExactJSONKeys(marker: "m", keys: [Self.nfd, Self.nfc])
+        let back = try decoder.decode(
+            ExactDictionary<String>.self,
+            from: Data(#"{"m0000000000":"2","m0000000001":"1","k":"3","m7":"4"}"#.utf8))
+        #expect(back == [Self.nfc: "1", Self.nfd: "2", "k": "3", "m7": "4"])
+    }
 }

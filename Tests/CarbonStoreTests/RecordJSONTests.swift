@@ -1,9 +1,10 @@
 import CarbonFormat
 import CarbonModel
-import CarbonStore
 import CarbonStoreTestSupport
 import Foundation
 import Testing
+
+@testable import CarbonStore
 
 /// The JSON views (`RecordJSON`, `file inspect`, `user show --json`) of every number an answer can
 /// hold, non-finite ones included (docs/FORMAT.md, "JSON form").
@@ -166,5 +167,186 @@ import Testing
         let direct = try cli.run(["file", "inspect", file])
         #expect(direct.status == 0, "\(direct.stderr)")
         try Self.checkView(direct.stdout)
+    }
+}
+
+/// Keys of preferences and transaction metadata are byte-exact in the JSON views, both ways, even
+/// when two are canonically equivalent (é as U+00E9 and as e + U+0301), which Foundation's coders
+/// alone would merge (docs/FORMAT.md, "JSON form").
+@Suite struct RecordJSONExactKeyTests {
+    static let nfc = "caf\u{E9}"
+    static let nfd = "cafe\u{301}"
+    /// A key with a quote, a backslash, control characters, a slash, a line separator and a
+    /// character outside the BMP, in both spellings.
+    static let hostileNFC = "\"q\\\u{0}\u{1F}\u{7F}/\u{2028}\n\u{1F600}\u{E9}"
+    static let hostileNFD = "\"q\\\u{0}\u{1F}\u{7F}/\u{2028}\n\u{1F600}e\u{301}"
+    static let t0 = Timestamp(millisecondsSince1970: 1_767_225_600_000)
+
+    static var record: UserRecord {
+        var r = UserRecord(userID: "u", revision: 3, createdAt: t0)
+        r.setPreference(nfc, value: "1", at: t0)
+        r.setPreference(nfd, value: "2", at: t0)
+        r.setPreference(hostileNFC, value: "3", at: t0)
+        r.setPreference(hostileNFD, value: "4", at: t0)
+        r.setPreference("plain", value: nfd, at: t0)
+        let metadata: ExactDictionary<String> = [nfc: "m1", nfd: "m2", "other": "m3"]
+        r.transactions = [
+            Transaction(
+                id: "t1", time: t0, amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!),
+                metadata: metadata)
+        ]
+        return r
+    }
+
+    /// The JSON string of a key, as JSONEncoder writes it.
+    static func quoted(_ key: String) throws -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = [.withoutEscapingSlashes]
+        return Array(try e.encode(key))
+    }
+
+    /// How often the bytes occur in the text.
+    static func count(_ needle: [UInt8], in text: String) -> Int {
+        let bytes = Array(text.utf8)
+        var n = 0
+        var from = 0
+        while let p = RecordJSON.firstIndex(of: needle, in: bytes, from: from) {
+            n += 1
+            from = p + 1
+        }
+        return n
+    }
+
+    @Test func everyKeyShowsByteForByteAndRoundTrips() throws {
+        let r = Self.record
+        for pretty in [true, false] {
+            let json = try RecordJSON.encode(r, pretty: pretty)
+            let colon = Array((pretty ? " : " : ":").utf8)
+            for key in [Self.nfc, Self.nfd, Self.hostileNFC, Self.hostileNFD, "plain", "other"] {
+                let n = Self.count(try Self.quoted(key) + colon, in: json)
+                #expect(n == ([Self.nfc, Self.nfd].contains { $0.isByteEqual(to: key) } ? 2 : 1), "\(json)")
+            }
+            #expect(!json.contains("xk"), "no placeholder left")
+            let back = try RecordJSON.decode(UserRecord.self, from: json)
+            #expect(back == r)
+            #expect(back.preferences.count == 5 && back.transactions.first?.metadata.count == 3)
+            #expect(
+                back.preferences[Self.nfd]?.value == "2" && back.preferences[Self.hostileNFC]?.value == "3")
+            #expect(back.preferences[Self.hostileNFD]?.value == "4")
+            #expect(back.transactions.first?.metadata[Self.nfc] == "m1")
+            #expect(back.transactions.first?.metadata[Self.nfd] == "m2")
+            // Valid JSON to any reader (which may merge the keys, as Foundation's does).
+            #expect(try JSONSerialization.jsonObject(with: Data(json.utf8)) is [String: Any])
+        }
+        // The keys of a dictionary in UTF-8 byte order, as every other object's: NFD "e" (0x65)
+        // before NFC "é" (0xC3 0xA9).
+        let compact = Array(try RecordJSON.encode(r, pretty: false).utf8)
+        let nfdAt = try #require(RecordJSON.firstIndex(of: try Self.quoted(Self.nfd), in: compact, from: 0))
+        let nfcAt = try #require(RecordJSON.firstIndex(of: try Self.quoted(Self.nfc), in: compact, from: 0))
+        #expect(nfdAt < nfcAt)
+    }
+
+    @Test func recordsWithoutSuchKeysShowExactlyAsFoundationWritesThem() throws {
+        var checked = 0
+        for seed in UInt64(0)..<60 {
+            let r = RecordGenerator.record(seed: seed, isoSafe: true)
+            let keySets = [r.preferences.keys] + r.transactions.map(\.metadata.keys)
+            guard !keySets.contains(where: { Set($0).count != $0.count }) else { continue }
+            for pretty in [true, false] {
+                let e = JSONEncoder()
+                e.outputFormatting =
+                    pretty
+                    ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                    : [.sortedKeys, .withoutEscapingSlashes]
+                #expect(
+                    try RecordJSON.encode(r, pretty: pretty)
+                        == String(decoding: try e.encode(r), as: UTF8.self))
+            }
+            checked += 1
+        }
+        #expect(checked > 30)
+    }
+
+    @Test func generatedRecordsWithSuchKeysRoundTrip() throws {
+        var clashing = 0
+        for seed in UInt64(0)..<150 {
+            let r = RecordGenerator.record(seed: seed, isoSafe: true)
+            let keySets = [r.preferences.keys] + r.transactions.map(\.metadata.keys)
+            if keySets.contains(where: { Set($0).count != $0.count }) { clashing += 1 }
+            for pretty in [true, false] {
+                let json = try RecordJSON.encode(r, pretty: pretty)
+                #expect(try RecordJSON.decode(UserRecord.self, from: json) == r, "seed \(seed)")
+            }
+        }
+        #expect(clashing > 0)
+    }
+
+    @Test func dataHoldingThePlaceholderMarkerIsWrittenWithAnother() throws {
+        let taken = "xk" + String(repeating: "a", count: 32)
+        let free = "xk" + String(repeating: "b", count: 32)
+        var r = Self.record
+        r.setPreference("a", value: taken + "0000000000", at: Self.t0)
+        r.setPreference(taken + "0000000001", value: taken, at: Self.t0)
+        var markers = [taken, free]
+        let json = try RecordJSON.encode(r, pretty: false) { markers.removeFirst() }
+        #expect(markers.isEmpty, "the first marker was refused")
+        #expect(!json.contains(free))
+        #expect(try RecordJSON.decode(UserRecord.self, from: json) == r)
+        // Reading: a marker the data holds, even only as an escaped spelling of a key, is not used.
+        var q = Self.record
+        q.setPreference(taken + "0000000001", value: "v", at: Self.t0)
+        let escaped = try RecordJSON.encode(q, pretty: false).replacingOccurrences(
+            of: taken + "0000000001", with: #"\u0078k"# + String(taken.dropFirst(2)) + "0000000001")
+        #expect(!escaped.contains(taken))
+        markers = [taken, free]
+        #expect(try RecordJSON.decode(UserRecord.self, from: escaped) { markers.removeFirst() } == q)
+        #expect(markers.isEmpty, "the first marker was refused")
+    }
+
+    /// The JSON of a record whose preferences object is `preferences`, with each `V` standing for a
+    /// valid preference: hand-written keys, spelled as a client may send them.
+    static func text(preferences: String) throws -> String {
+        var r = UserRecord(userID: "u", createdAt: t0)
+        r.setPreference("PLACE", value: "v", at: t0)
+        let json = try RecordJSON.encode(r, pretty: false)
+        let start = try #require(json.range(of: #"{"PLACE":"#))
+        let end = try #require(json[start.upperBound...].firstIndex(of: "}"))
+        let value = String(json[start.upperBound...end])
+        return json.replacingCharacters(
+            in: start.lowerBound...json.index(after: end),
+            with: preferences.replacingOccurrences(of: "V", with: value))
+    }
+
+    @Test func escapedSpellingsAreReadApart() throws {
+        let json = try Self.text(
+            preferences: #"{"caf\u00e9":V,"cafe\u0301":V,"caf\u00E9x":V,"\ud83d\ude00":V,"\"\\":V}"#)
+        let r = try RecordJSON.decode(UserRecord.self, from: json)
+        #expect(r.preferences.count == 5, "\(json)")
+        #expect(r.preferences[Self.nfc] != nil && r.preferences[Self.nfd] != nil)
+        #expect(r.preferences["\u{1F600}"] != nil && r.preferences["caf\u{E9}x"] != nil)
+        #expect(r.preferences["\"\\"] != nil)
+        // Raw bytes too; an error inside one of them names the key, not a placeholder.
+        let raw = try Self.text(preferences: "{\"\(Self.nfc)\":V,\"\(Self.nfd)\":{\"value\":1}}")
+        let error = #expect(throws: InvalidRequestError.self) {
+            try RecordJSON.decode(UserRecord.self, from: raw)
+        }
+        #expect(
+            error?.message.contains(".preferences.\(Self.nfd).value") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("xk") == false)
+    }
+
+    @Test func suchKeysInAnObjectOfFixedNamesAreRefused() throws {
+        // A preference object with two extra keys that would merge: refused, not one of them dropped.
+        let json = try Self.text(
+            preferences:
+                "{\"k\":{\"value\":\"v\",\"updatedAt\":\"2026-01-01T00:00:00Z\",\"\(Self.nfc)\":1,\"\(Self.nfd)\":2}}"
+        )
+        let error = #expect(throws: InvalidRequestError.self) {
+            try RecordJSON.decode(UserRecord.self, from: json)
+        }
+        #expect(error?.message.contains("canonically equivalent") == true, "\(String(describing: error))")
+        // The same bytes twice are not two spellings: read as Foundation reads them.
+        let twice = try Self.text(preferences: "{\"\(Self.nfc)\":V,\"\(Self.nfc)\":V}")
+        #expect(try RecordJSON.decode(UserRecord.self, from: twice).preferences.count == 1)
     }
 }
