@@ -27,13 +27,8 @@ struct FileLock: Sendable {
             throw StorageIOError(operation: "open lock file", path: path, errno: errno)
         }
         var st = stat()
-        // A regular file with one name: a hard link to a file elsewhere would have its content
-        // overwritten by the holder's description.
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            if st.st_nlink > 1 && (st.st_mode & S_IFMT) == S_IFREG {
-                throw UnsafePathError(path: path, reason: "it has \(st.st_nlink) names (a hard link)")
-            }
             throw PathStorage.unsafeEntry(in: directory, name, path)
         }
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
@@ -56,8 +51,12 @@ struct FileLock: Sendable {
         return FileLock(fd: fd, path: path)
     }
 
-    /// Records who holds the lock, for the timeout message of the next writer. Best effort.
+    /// Records who holds the lock, for the timeout message of the next writer. Best effort, and
+    /// never into a lock file with more than one name: a hard link (a snapshot made with `cp -al`,
+    /// or one planted to point at a file elsewhere) keeps its content.
     func describeHolder(_ text: String) {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_nlink == 1 else { return }
         // Written first, then cut to length: a reader never finds the file empty.
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }

@@ -31,9 +31,14 @@ struct FileCommand: AsyncParsableCommand {
 
 /// The file's first `limit` bytes (all of it if it is shorter).
 func readFile(_ path: String, atMost limit: Int) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // Non-blocking, and regular files only: a FIFO or a device must not hang the command.
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw StorageIOError(operation: "open", path: path, errno: errno) }
     defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        throw InvalidRequestError("\(path) is not a regular file; 'file inspect' reads user files")
+    }
     var out: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
     while out.count < limit {

@@ -40,3 +40,14 @@ import Testing
         #expect(binary.range(of: Data("CARBONSTORE_TEST_".utf8)) == nil)
     }
 }
+
+@Suite struct FileInspectTests {
+    @Test func aFIFOIsRefusedAtOnce() throws {
+        let dir = try TemporaryDirectory("inspect-fifo")
+        defer { dir.remove() }
+        let fifo = dir.path + "/user.cstore"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let out = try CommandRunner().run(["file", "inspect", fifo])
+        #expect(out.status == 64 && out.stderr.contains("not a regular file"), "\(out.stderr)")
+    }
+}
