@@ -35,6 +35,8 @@ let package = Package(
                 "AWSSigning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(name: "CarbonStoreAWS", dependencies: ["CarbonStore", "AWSClient"]),

@@ -34,20 +34,6 @@ public struct Backoff: Sendable, Hashable {
     }
 }
 
-/// Operation ids: random 128-bit values in UUID text form.
-public enum OperationID {
-    public static func make() -> String {
-        var rng = SystemRandomNumberGenerator()
-        let a = rng.next() as UInt64
-        let b = rng.next() as UInt64
-        let h = hexString(a) + hexString(b)
-        let c = Array(h)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-"
-            + String(c[16..<20])
-            + "-" + String(c[20..<32])
-    }
-}
-
 /// Polls `tryOnce` with backoff until it succeeds or `wait` has passed.
 func pollUntil<T>(
     wait: Duration, backoff: Backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(50)),

@@ -20,12 +20,12 @@ func hexString<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> String {
 
 extension Duration {
     /// Whole nanoseconds, saturating at Int64.max.
-    var nanoseconds: Int64 {
+    package var nanoseconds: Int64 {
         let (s, a) = components
         let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
         return overflow ? (s < 0 ? Int64.min : Int64.max) : ns + a / 1_000_000_000
     }
 
     /// Whole milliseconds, saturating.
-    var milliseconds: Int64 { nanoseconds / 1_000_000 }
+    package var milliseconds: Int64 { nanoseconds / 1_000_000 }
 }

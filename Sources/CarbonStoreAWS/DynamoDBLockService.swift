@@ -147,7 +147,3 @@ public struct DynamoDBLockService: LockService {
             expires: item["expires"]?.int64 ?? 0)
     }
 }
-
-extension Duration {
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

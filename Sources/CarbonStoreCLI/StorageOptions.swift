@@ -184,31 +184,14 @@ package enum FileHandleStderr {
 /// runs: the package's test host installs fault injection and pauses here. The shipped
 /// `carbonstore` never sets it, and nothing outside the package can.
 package enum StoreHooks {
-    private static let hook = LockedHook()
+    private static let hook = Locked<(@Sendable (inout StoreOptions) throws -> Void)?>(nil)
 
     /// Installs the hook; call once, before the command runs.
     package static func install(_ configure: @escaping @Sendable (inout StoreOptions) throws -> Void) {
-        hook.set(configure)
+        hook.withLock { $0 = configure }
     }
 
     static func configure(_ options: inout StoreOptions) throws {
-        try hook.get()?(&options)
-    }
-
-    private final class LockedHook: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value: (@Sendable (inout StoreOptions) throws -> Void)?
-
-        func set(_ v: @escaping @Sendable (inout StoreOptions) throws -> Void) {
-            lock.lock()
-            value = v
-            lock.unlock()
-        }
-
-        func get() -> (@Sendable (inout StoreOptions) throws -> Void)? {
-            lock.lock()
-            defer { lock.unlock() }
-            return value
-        }
+        try hook.withLock { $0 }?(&options)
     }
 }

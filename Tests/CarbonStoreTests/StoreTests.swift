@@ -198,16 +198,20 @@ import Testing
     }
 
     @Test func expiredLeaseNeverCommits() async throws {
-        let storage = MemoryStorage()
+        // A clock the test moves by hand: no busy wait, no sleep.
+        let start = ContinuousClock.now
+        let elapsed = CarbonStoreTestSupport.Locked(Duration.zero)
+        let instant: @Sendable () -> ContinuousClock.Instant = { start + elapsed.withLock { $0 } }
+        var options = StoreOptions(leaseSafetyMargin: .milliseconds(10))
+        options.clock = StoreClock(now: Timestamp.now, instant: instant, sleep: { _ in })
         let store = Store(
-            storage: storage, locks: ExpiringLocks(lease: .milliseconds(50)),
-            options: StoreOptions(leaseSafetyMargin: .milliseconds(10)))
+            storage: MemoryStorage(), locks: ExpiringLocks(lease: .milliseconds(50), now: instant),
+            options: options)
         try await store.update("gina") { try $0.upsert(Self.txn("t1")) }
         await #expect(throws: LeaseExpiredError.self) {
             try await store.update("gina") { record in
                 // A writer that stalls past its lease (as if paused) must not write.
-                let until = ContinuousClock.now + .milliseconds(120)
-                while ContinuousClock.now < until {}
+                elapsed.withLock { $0 += .milliseconds(120) }
                 try record.upsert(Self.txn("t2"))
             }
         }
@@ -286,11 +290,12 @@ import Testing
 /// Locks whose leases run out after a fixed time, as DynamoDB leases do.
 struct ExpiringLocks: LockService {
     let lease: Duration
+    var now: @Sendable () -> ContinuousClock.Instant = { .now }
     func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
-        Lease(name: name, userID: userID, operationID: OperationID.make(), validUntil: .now + lease)
+        Lease(name: name, userID: userID, operationID: OperationID.make(), validUntil: now() + lease)
     }
     func renew(_ lease: Lease) async throws -> Lease {
-        guard lease.isValid() else {
+        guard lease.isValid(now: now()) else {
             throw LeaseExpiredError(userID: lease.userID, operationID: lease.operationID)
         }
         return lease

@@ -60,3 +60,17 @@ public struct NoLockService: LockService {
     public func renew(_ lease: Lease) async throws -> Lease { lease }
     public func release(_ lease: Lease) async throws {}
 }
+
+/// Operation ids: random 128-bit values in UUID text form.
+public enum OperationID {
+    public static func make() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let a = rng.next() as UInt64
+        let b = rng.next() as UInt64
+        let h = hexString(a) + hexString(b)
+        let c = Array(h)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-"
+            + String(c[16..<20])
+            + "-" + String(c[20..<32])
+    }
+}
