@@ -609,17 +609,24 @@ public struct RecordCodec: Sendable {
     return try result.get()
 }
 
-func hex(_ b: UInt8) -> String {
-    let s = String(b, radix: 16)
-    return s.count < 2 ? "0" + s : s
+package let hexDigits = Array("0123456789abcdef".utf8)
+
+/// Lower-case hex of bytes, two digits each.
+package func hexString<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.underestimatedCount * 2)
+    for b in bytes {
+        out.append(hexDigits[Int(b >> 4)])
+        out.append(hexDigits[Int(b & 0xF)])
+    }
+    return String(decoding: out, as: UTF8.self)
 }
 
-func hex16(_ v: UInt16) -> String {
-    let s = String(v, radix: 16)
-    return "0x" + String(repeating: "0", count: 4 - s.count) + s
+/// Lower-case hex of an unsigned integer, zero-padded to its full width.
+package func hexString<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> String {
+    hexString((0..<(T.bitWidth / 8)).reversed().map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) })
 }
 
-func hex32(_ v: UInt32) -> String {
-    let s = String(v, radix: 16)
-    return "0x" + String(repeating: "0", count: 8 - s.count) + s
-}
+func hex(_ b: UInt8) -> String { hexString(b) }
+func hex16(_ v: UInt16) -> String { "0x" + hexString(v) }
+func hex32(_ v: UInt32) -> String { "0x" + hexString(v) }

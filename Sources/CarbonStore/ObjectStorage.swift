@@ -46,6 +46,9 @@ public protocol ObjectStorage: Sendable {
     /// Reads a whole object, or nil if there is none.
     func get(_ key: String) async throws -> StoredObject?
 
+    /// Reads a whole object's bytes without its version (readers that write nothing), or nil.
+    func getBytes(_ key: String) async throws -> [UInt8]?
+
     /// Writes a whole object under a condition; returns the new version.
     @discardableResult
     func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion
@@ -60,4 +63,8 @@ public protocol ObjectStorage: Sendable {
 
     /// Where a key lives, for messages: a file path or `s3://bucket/key`.
     func location(of key: String) -> String
+}
+
+extension ObjectStorage {
+    public func getBytes(_ key: String) async throws -> [UInt8]? { try await get(key)?.bytes }
 }

@@ -195,18 +195,30 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Reading
 
     public func get(_ key: String) async throws -> StoredObject? {
-        try read(key)
+        try readBytes(key).map { StoredObject(bytes: $0, version: Self.version(of: $0)) }
     }
 
-    func read(_ key: String) throws -> StoredObject? {
+    /// The bytes alone: readers that need no version skip its hash.
+    public func getBytes(_ key: String) async throws -> [UInt8]? {
+        try readBytes(key)
+    }
+
+    func readBytes(_ key: String) throws -> [UInt8]? {
         let (folders, name) = Self.split(key)
         guard let dir = try openFolder(folders, create: false) else { return nil }
         defer { _ = io.close(dir) }
-        return try read(name, in: dir, path: path(of: key))
+        return try readBytes(name, in: dir, path: path(of: key))
+    }
+
+    /// Reads the file `name` of an open folder, with its version; nil if there is none.
+    func read(_ name: String, in dir: Int32, path: String) throws -> StoredObject? {
+        try readBytes(name, in: dir, path: path).map {
+            StoredObject(bytes: $0, version: Self.version(of: $0))
+        }
     }
 
     /// Reads the file `name` of an open folder; nil if there is none.
-    func read(_ name: String, in dir: Int32, path: String) throws -> StoredObject? {
+    func readBytes(_ name: String, in dir: Int32, path: String) throws -> [UInt8]? {
         // Non-blocking, so that a FIFO or device planted in a user file's place cannot hang the
         // reader; anything but a regular file is refused below.
         let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
@@ -227,7 +239,7 @@ public final class PathStorage: ObjectStorage {
         guard bytes.count <= maximumFileSize else {
             throw FileTooLargeError(path: path, size: Int64(bytes.count), limit: Int64(maximumFileSize))
         }
-        return StoredObject(bytes: bytes, version: Self.version(of: bytes))
+        return bytes
     }
 
     /// The version of a file's content: its SHA-256 (see the type's documentation).
@@ -236,7 +248,7 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// Reads to the end of the file, or `limit` bytes, whichever comes first.
-    static func readAll(_ fd: Int32, sizeHint: Int, limit: Int, path: String) throws(StorageIOError)
+    package static func readAll(_ fd: Int32, sizeHint: Int, limit: Int, path: String) throws(StorageIOError)
         -> [UInt8]
     {
         var out = [UInt8](repeating: 0, count: min(max(sizeHint, 0), limit))

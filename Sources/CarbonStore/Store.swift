@@ -130,8 +130,8 @@ public struct Store: Sendable {
     /// The user's record, or nil if the user has none.
     public func read(_ userID: String) async throws -> UserRecord? {
         let key = try keys.key(for: userID)
-        guard let object = try await storage.get(key) else { return nil }
-        return try decode(object.bytes, userID: userID, key: key)
+        guard let bytes = try await storage.getBytes(key) else { return nil }
+        return try decode(bytes, userID: userID, key: key)
     }
 
     /// The user's record; `UserNotFoundError` if there is none.

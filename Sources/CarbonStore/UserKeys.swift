@@ -1,3 +1,5 @@
+import CarbonFormat
+
 /// Maps user ids to storage keys and back.
 ///
 /// A key is `PREFIX` + `hh/hh/` + the encoded id + `.cstore`, where `hh/hh` are the first four hex

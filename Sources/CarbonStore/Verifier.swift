@@ -39,8 +39,8 @@ extension Store {
                     continue
                 }
                 do {
-                    guard let object = try await storage.get(key) else { continue }  // deleted meanwhile
-                    _ = try decode(object.bytes, userID: userID, key: key)
+                    guard let bytes = try await storage.getBytes(key) else { continue }  // deleted meanwhile
+                    _ = try decode(bytes, userID: userID, key: key)
                     report.healthy += 1
                 } catch let error as CorruptUserFileError {
                     report.damaged.append(.init(location: location, reason: error.reason))

@@ -39,19 +39,7 @@ func readFile(_ path: String, atMost limit: Int) throws -> [UInt8] {
     guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
         throw InvalidRequestError("\(path) is not a regular file; 'file inspect' reads user files")
     }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while out.count < limit {
-        let want = min(buf.count, limit - out.count)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw StorageIOError(operation: "read", path: path, errno: errno)
-        }
-        if n == 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return out
+    return try PathStorage.readAll(fd, sizeHint: Int(st.st_size), limit: limit, path: path)
 }
 
 #if canImport(Glibc)

@@ -1,3 +1,5 @@
+import CarbonFormat
+
 /// A held write lock on one name (a user's key).
 public struct Lease: Sendable, Hashable {
     /// The locked name: the user's storage key.
