@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "AWSClient", targets: ["AWSClient"]),
         .library(name: "CarbonStoreAWS", targets: ["CarbonStoreAWS"]),
         .library(name: "CarbonStoreTestSupport", targets: ["CarbonStoreTestSupport"]),
+        .library(name: "CarbonServer", targets: ["CarbonServer"]),
         .executable(name: "carbonstore", targets: ["carbonstore"]),
     ],
     dependencies: [
@@ -19,6 +20,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(name: "CarbonModel"),
@@ -50,10 +58,28 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The HTTP service (`carbonstore serve`): routes, auth, limits, logs and metrics over a Store.
+        .target(
+            name: "CarbonServer",
+            dependencies: [
+                "CarbonModel", "CarbonStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            resources: [.embedInCode("openapi.json")]
+        ),
         .target(
             name: "CarbonStoreCLI",
             dependencies: [
-                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS", "AWSClient",
+                "CarbonModel", "CarbonFormat", "CarbonStore", "CarbonStoreAWS", "AWSClient", "CarbonServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -96,6 +122,14 @@ let package = Package(
             dependencies: [
                 "CarbonTorture", "CarbonStore", "CarbonStoreAWS", "AWSClient", "CarbonStoreTestSupport",
                 "carbonstore", "carbonstore-testhost",
+            ]
+        ),
+        .testTarget(
+            name: "CarbonServerTests",
+            dependencies: [
+                "CarbonServer", "CarbonStore", "CarbonModel", "CarbonStoreTestSupport", "carbonstore",
+                "carbonstore-testhost",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(

@@ -1,0 +1,7 @@
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+enum Placeholder {}
