@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "CarbonServer",
             dependencies: [
-                "CarbonModel", "CarbonStore",
+                "CarbonModel", "CarbonFormat", "CarbonStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

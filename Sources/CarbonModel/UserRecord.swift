@@ -141,6 +141,14 @@ extension UserRecord {
         a.time != b.time ? a.time < b.time : a.id.isBytewiseLess(than: b.id)
     }
 
+    /// Removes the transaction with exactly this id (byte for byte); returns it, or nil if there was
+    /// none.
+    @discardableResult
+    public mutating func removeTransaction(id: String) -> Transaction? {
+        guard let i = transactions.firstIndex(where: { $0.id.isByteEqual(to: id) }) else { return nil }
+        return transactions.remove(at: i)
+    }
+
     /// The transaction with exactly this id (byte for byte), if there is one.
     public func transaction(id: String) -> Transaction? {
         transactions.first { $0.id.isByteEqual(to: id) }

@@ -45,6 +45,8 @@ public struct StoreOptions: Sendable {
     public var leaseSafetyMargin: Duration
     /// The clocks.
     public var clock: StoreClock
+    /// What the engine reports as it works (lock waits, fence conflicts, bytes written), for metrics.
+    public var events: StoreEvents = .none
     /// Called after the lease was checked and right before the conditional write. Package-internal:
     /// the reliability tests pause or kill a writer there; nothing that ships can set it.
     package var beforeCommit: (@Sendable () async -> Void)?
@@ -64,6 +66,35 @@ public struct StoreOptions: Sendable {
         self.leaseSafetyMargin = leaseSafetyMargin
         self.clock = clock
     }
+}
+
+/// Callbacks for what an update or a delete meets on its way, so that a service can count them
+/// (`carbonstore serve` turns them into Prometheus metrics). Each is called on the writer's task and
+/// must return quickly.
+public struct StoreEvents: Sendable {
+    /// A writer got the user's lock after waiting this long.
+    public var lockAcquired: @Sendable (_ userID: String, _ waited: Duration) -> Void
+    /// A writer gave up waiting for the user's lock (`LockTimeoutError`).
+    public var lockTimedOut: @Sendable (_ userID: String, _ waited: Duration) -> Void
+    /// The fence refused a write because the file changed since it was read; the writer retries.
+    public var fenceConflict: @Sendable (_ userID: String) -> Void
+    /// A user file of this many bytes was written (committed).
+    public var bytesWritten: @Sendable (_ userID: String, _ count: Int) -> Void
+
+    public init(
+        lockAcquired: @escaping @Sendable (String, Duration) -> Void = { _, _ in },
+        lockTimedOut: @escaping @Sendable (String, Duration) -> Void = { _, _ in },
+        fenceConflict: @escaping @Sendable (String) -> Void = { _ in },
+        bytesWritten: @escaping @Sendable (String, Int) -> Void = { _, _ in }
+    ) {
+        self.lockAcquired = lockAcquired
+        self.lockTimedOut = lockTimedOut
+        self.fenceConflict = fenceConflict
+        self.bytesWritten = bytesWritten
+    }
+
+    /// Reports nothing.
+    public static let none = StoreEvents()
 }
 
 /// What an update or a delete did.
@@ -208,7 +239,15 @@ public struct Store: Sendable {
         _ decide: (_ current: StoredObject?, _ key: String, _ afterConflict: Bool) throws -> Step<Result>
     ) async throws -> Result {
         let key = try keys.key(for: userID)
-        var lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
+        let waitStart = options.clock.instant()
+        var lease: Lease
+        do {
+            lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
+        } catch let error as LockTimeoutError {
+            options.events.lockTimedOut(userID, options.clock.instant() - waitStart)
+            throw error
+        }
+        options.events.lockAcquired(userID, options.clock.instant() - waitStart)
         do {
             var attempt = 0
             var backoff = Backoff()
@@ -239,6 +278,7 @@ public struct Store: Sendable {
                     switch step {
                     case .put(let bytes, let done):
                         try await storage.put(key, bytes: bytes, condition: condition)
+                        options.events.bytesWritten(userID, bytes.count)
                         result = done
                     case .remove(let done, let gone):
                         result = try await storage.delete(key, condition: condition) ? done : gone
@@ -249,6 +289,7 @@ public struct Store: Sendable {
                     try? await locks.release(lease)
                     return result
                 } catch is VersionMismatchError {
+                    options.events.fenceConflict(userID)
                     // The fence held: nothing of this attempt was written. Someone else wrote since
                     // our read (or our own retried write landed): read again and decide again. The
                     // next attempt checks the lease before it writes.
@@ -259,6 +300,14 @@ public struct Store: Sendable {
             try? await locks.release(lease)
             throw error
         }
+    }
+
+    /// Checks that the storage and the lock service answer, with the operations the engine uses
+    /// anyway (a one-key listing, a lock lookup), so that a readiness probe needs no extra
+    /// permission. Throws the backend's error when one does not answer.
+    public func checkReachable() async throws {
+        _ = try await storage.list(prefix: keys.prefix, startAfter: nil, limit: 1)
+        try await locks.checkReachable()
     }
 
     /// One page of user ids, in storage order (the order of their hashed keys, not of the ids).

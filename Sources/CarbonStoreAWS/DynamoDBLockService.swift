@@ -126,6 +126,12 @@ public struct DynamoDBLockService: LockService {
         }
     }
 
+    /// Reads one lock item (GetItem, an action the engine needs anyway): the table exists and this
+    /// process may use it.
+    public func checkReachable() async throws {
+        _ = try await currentHolder("carbonstore-readiness-probe")
+    }
+
     struct Holder {
         var op: String
         var owner: String

@@ -9,6 +9,8 @@ public struct CarbonStoreCommand: AsyncParsableCommand {
     package static let commands: [any ParsableCommand.Type] = [
         TxnCommand.self, AnswerCommand.self, PrefCommand.self, FootprintCommand.self, SavingCommand.self,
         UserCommand.self, FileCommand.self, VerifyCommand.self, AWSCommand.self, DemoCommand.self,
+        ServeCommand.self,
+        KeysCommand.self,
     ]
 
     public static let configuration = CommandConfiguration(

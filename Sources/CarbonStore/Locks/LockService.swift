@@ -49,6 +49,14 @@ public protocol LockService: Sendable {
 
     /// Releases a lease. Never releases a lock that another operation holds now.
     func release(_ lease: Lease) async throws
+
+    /// Checks that the lock service answers, without taking a lock (a readiness probe). Local locks
+    /// always answer.
+    func checkReachable() async throws
+}
+
+extension LockService {
+    public func checkReachable() async throws {}
 }
 
 /// `locking=none`: no lock at all; writers rely on compare-and-swap and retry on conflict.

@@ -1,0 +1,287 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStore
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The routes of `carbonstore serve` over one `Store` (docs/API.md; the contract is openapi.json).
+public struct CarbonAPI: Sendable {
+    public let store: Store
+    public let configuration: ServerConfiguration
+    public let metrics: ServerMetrics
+    public let drain: DrainState
+
+    public init(store: Store, configuration: ServerConfiguration, metrics: ServerMetrics, drain: DrainState) {
+        self.store = store
+        self.configuration = configuration
+        self.metrics = metrics
+        self.drain = drain
+    }
+
+    typealias Handler = @Sendable (CarbonAPI, Request, CarbonRequestContext) async throws -> Response
+
+    /// Every route, with its handler: the router is built from this table, and the contract test
+    /// compares it with openapi.json.
+    static let table: [(route: APIRoute, handler: Handler)] = [
+        (APIRoute(method: .get, path: "/healthz"), { _, _, _ in JSONBody.response(["status": "ok"]) }),
+        (APIRoute(method: .get, path: "/readyz"), { api, _, _ in try await api.ready() }),
+        (APIRoute(method: .get, path: "/metrics"), { api, _, _ in api.metricsText() }),
+        (APIRoute(method: .get, path: "/openapi.json"), { _, _, _ in openAPIDocument() }),
+        (APIRoute(method: .get, path: "/v1/users", role: .admin), { try await $0.listUsers($1, $2) }),
+        (APIRoute(method: .get, path: "/v1/users/{userId}", role: .read), { try await $0.getUser($1, $2) }),
+        (
+            APIRoute(method: .delete, path: "/v1/users/{userId}", role: .admin),
+            { try await $0.deleteUser($1, $2) }
+        ),
+        (
+            APIRoute(method: .post, path: "/v1/users/{userId}/transactions", role: .write),
+            { try await $0.addTransactions($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/transactions", role: .read),
+            { try await $0.listTransactions($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/transactions/{transactionId}", role: .read),
+            { try await $0.getTransaction($1, $2) }
+        ),
+        (
+            APIRoute(method: .delete, path: "/v1/users/{userId}/transactions/{transactionId}", role: .write),
+            { try await $0.deleteTransaction($1, $2) }
+        ),
+        (
+            APIRoute(method: .put, path: "/v1/users/{userId}/responses/{questionId}", role: .write),
+            { try await $0.putResponse($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/responses", role: .read),
+            { try await $0.listResponses($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/preferences", role: .read),
+            { try await $0.getPreferences($1, $2) }
+        ),
+        (
+            APIRoute(method: .patch, path: "/v1/users/{userId}/preferences", role: .write),
+            { try await $0.patchPreferences($1, $2) }
+        ),
+        (
+            APIRoute(method: .post, path: "/v1/users/{userId}/footprints", role: .write),
+            { try await $0.addFootprints($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/footprints", role: .read),
+            { try await $0.listFootprints($1, $2) }
+        ),
+        (
+            APIRoute(method: .post, path: "/v1/users/{userId}/savings", role: .write),
+            { try await $0.addSavings($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/savings", role: .read),
+            { try await $0.listSavings($1, $2) }
+        ),
+        (
+            APIRoute(method: .get, path: "/v1/users/{userId}/summary", role: .read),
+            { try await $0.summary($1, $2) }
+        ),
+    ]
+
+    public static var routes: [APIRoute] { table.map(\.route) }
+
+    /// The router: the front middleware, then each route behind its key check.
+    public func router() -> Router<CarbonRequestContext> {
+        let router = Router(context: CarbonRequestContext.self)
+        router.add(middleware: FrontMiddleware(drain: drain, metrics: metrics, routes: Self.routes))
+        for (route, handler) in Self.table {
+            router.on(RouterPath(stringLiteral: route.path), method: route.method) { request, context in
+                if let role = route.role { try authorize(request, context, role: role) }
+                return try await handler(self, request, context)
+            }
+        }
+        return router
+    }
+
+    // MARK: - Keys
+
+    func authorize(_ request: Request, _ context: CarbonRequestContext, role: Role) throws(APIError) {
+        guard let header = request.headers[.authorization] else {
+            throw APIError(.unauthorized, code: "unauthorized", "send the key as Authorization: Bearer <key>")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError(
+                .unauthorized, code: "unauthorized", "the Authorization header must be Bearer <key>")
+        }
+        guard let entry = configuration.keys.match(String(parts[1]).trimmed(" \t")) else {
+            throw APIError(.unauthorized, code: "unauthorized", "the key is not one this service accepts")
+        }
+        context.authenticatedKey.value = entry.keyID
+        guard entry.role >= role else {
+            throw APIError(
+                .forbidden, code: "forbidden",
+                "this key has the role \(entry.role.rawValue); this request needs \(role.rawValue) or higher")
+        }
+    }
+
+    // MARK: - Request parts
+
+    /// A path parameter, percent-decoded byte for byte into UTF-8.
+    func parameter(_ name: String, _ context: CarbonRequestContext, maxBytes: Int = 256) throws(APIError)
+        -> String
+    {
+        guard let raw = context.parameters.get(name) else { throw .invalid("missing", field: name) }
+        guard let text = PercentDecoding.decode(raw) else {
+            throw .invalid("not valid percent-encoded UTF-8", field: name)
+        }
+        guard !text.isEmpty else { throw .invalid("must not be empty", field: name) }
+        guard text.utf8.count <= maxBytes else {
+            throw .invalid("at most \(maxBytes) bytes of UTF-8, this one has \(text.utf8.count)", field: name)
+        }
+        return text
+    }
+
+    func userID(_ context: CarbonRequestContext) throws(APIError) -> String {
+        try parameter("userId", context, maxBytes: configuration.maxUserIDBytes)
+    }
+
+    /// The request body as JSON, within the size limit, of a JSON media type.
+    func body(_ request: Request, mergePatch: Bool = false) async throws -> JSONValue {
+        if let type = request.headers[.contentType] {
+            let media =
+                type.split(separator: ";", maxSplits: 1).first.map { String($0).trimmed(" \t").lowercased() }
+                ?? ""
+            let ok = media == "application/json" || (mergePatch && media == "application/merge-patch+json")
+            guard ok else {
+                throw APIError(
+                    .unsupportedMediaType, code: "unsupported_media_type",
+                    "the body must be JSON: send Content-Type: \(mergePatch ? "application/merge-patch+json or " : "")application/json"
+                )
+            }
+        }
+        let limit = configuration.maxBodyBytes
+        var tooLarge = APIError.tooLarge("the body is larger than \(limit) bytes", limit: limit)
+        tooLarge.headers = [(.connection, "close")]
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw tooLarge
+        }
+        let bytes = Array(buffer.readableBytesView)
+        guard !bytes.isEmpty else { throw APIError.invalid("the body is empty; send a JSON object") }
+        do {
+            return try JSONReader.parse(bytes)
+        } catch {
+            throw APIError.invalid("the body is not JSON: \(error.problem) at byte \(error.offset)")
+        }
+    }
+
+    struct Query {
+        var from: Timestamp?
+        var to: Timestamp?
+        var limit: Int
+        var cursor: String?
+    }
+
+    func query(_ request: Request, paged: Bool) throws(APIError) -> Query {
+        let q = request.uri.queryParameters
+        func time(_ name: String) throws(APIError) -> Timestamp? {
+            guard let v = q.get(name) else { return nil }
+            return try Inputs.time(v, at: name)
+        }
+        var result = Query(from: try time("from"), to: try time("to"), limit: 100, cursor: nil)
+        if let from = result.from, let to = result.to, to < from {
+            throw .invalid("'to' (\(to)) is before 'from' (\(from))", field: "to")
+        }
+        if paged {
+            if let text = q.get("limit") {
+                guard let n = Int(text), (1...1000).contains(n) else {
+                    throw .invalid(
+                        "'\(text.prefix(40))' is not a whole number from 1 to 1000", field: "limit")
+                }
+                result.limit = n
+            }
+            result.cursor = q.get("cursor")
+        }
+        return result
+    }
+
+    static func inRange(_ t: Timestamp, _ q: Query) -> Bool {
+        (q.from.map { t >= $0 } ?? true) && (q.to.map { t < $0 } ?? true)
+    }
+
+    /// The user's record, or 404.
+    func record(_ userID: String) async throws -> UserRecord {
+        guard let record = try await store.read(userID) else {
+            throw APIError.notFound("user '\(userID)' has no record")
+        }
+        return record
+    }
+
+    // MARK: - Service routes
+
+    func ready() async throws -> Response {
+        do {
+            try await store.checkReachable()
+        } catch {
+            let reason = (error as? any CarbonStoreError)?.description ?? String(describing: error)
+            throw APIError.unavailable(
+                code: "unavailable", "storage or locks are not reachable: \(reason)", retryAfter: 5)
+        }
+        return JSONBody.response(["status": "ready"])
+    }
+
+    func metricsText() -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+    }
+
+    static func openAPIDocument() -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_json)))
+    }
+
+    // MARK: - Users
+
+    struct UserPage: Encodable {
+        var users: [String]
+        var nextCursor: String?
+    }
+
+    func listUsers(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
+        let q = try query(request, paged: true)
+        var after: String?
+        if let cursor = q.cursor {
+            guard let bytes = [UInt8](hexDigits: cursor), let key = String(validating: bytes, as: UTF8.self),
+                store.keys.userID(forKey: key) != nil
+            else { throw APIError.invalid("not a cursor this service gave out", field: "cursor") }
+            after = key
+        }
+        let page = try await store.listUsers(after: after, limit: q.limit)
+        return JSONBody.response(
+            UserPage(users: page.userIDs, nextCursor: page.cursor.map { hexString(Array($0.utf8)) }))
+    }
+
+    func getUser(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
+        JSONBody.response(try await record(try userID(context)))
+    }
+
+    struct Deleted: Encodable {
+        var userId: String
+        var deleted: Bool
+    }
+
+    func deleteUser(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
+        let id = try userID(context)
+        switch try await store.delete(id) {
+        case .deleted, .goneAfterRetry: return JSONBody.response(Deleted(userId: id, deleted: true))
+        case .notFound: throw APIError.notFound("user '\(id)' has no record")
+        }
+    }
+}

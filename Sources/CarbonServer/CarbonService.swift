@@ -1,0 +1,90 @@
+import CarbonStore
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `carbonstore serve`: the API on Hummingbird, under swift-service-lifecycle with the engine.
+///
+/// On SIGTERM or SIGINT the drain service shuts down first: it stops taking requests (new ones get
+/// 503 with `Retry-After`) and waits until those in flight have finished; then the HTTP server
+/// closes. If that takes longer than the shutdown deadline, the process exits anyway.
+public struct CarbonService: Sendable {
+    public let api: CarbonAPI
+    public let logger: Logger
+
+    public init(api: CarbonAPI, logger: Logger) {
+        self.api = api
+        self.logger = logger
+    }
+
+    /// The Hummingbird application: the router, the listen address, the timeouts.
+    public func application(
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol & Service {
+        let c = api.configuration
+        let header = TimeAmount.nanoseconds(c.headerTimeout.nanoseconds)
+        let body = TimeAmount.nanoseconds(c.bodyTimeout.nanoseconds)
+        return Application(
+            router: api.router(),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [RequestTimeoutHandler(header: header, body: body)],
+                    idleTimeout: .nanoseconds(c.idleTimeout.nanoseconds))),
+            configuration: .init(address: .hostname(c.host, port: c.port), serverName: "carbonstore"),
+            onServerRunning: onServerRunning,
+            logger: logger)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then drains and returns (or exits the process at the deadline).
+    public func run(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws
+    {
+        let drainService = DrainService(
+            drain: api.drain, deadline: api.configuration.shutdownDeadline, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: application(onServerRunning: onServerRunning)),
+                    .init(service: drainService),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
+
+/// Waits for the graceful shutdown, then drains the requests in flight. It is the last service of
+/// the group, so it shuts down first, while the HTTP server still answers (with 503).
+struct DrainService: Service {
+    let drain: DrainState
+    let deadline: Duration
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled: the group is failing (the server could not start); nothing to drain
+        }
+        logger.notice(
+            "shutting down: new requests get 503", metadata: ["inFlight": .stringConvertible(drain.inFlight)])
+        let deadline = self.deadline
+        let logger = self.logger
+        let drain = self.drain
+        // The deadline holds whatever else hangs: exit the process when it passes.
+        Task.detached {
+            try? await Task.sleep(for: deadline)
+            logger.error(
+                "shutdown deadline passed; exiting with requests in flight",
+                metadata: ["inFlight": .stringConvertible(drain.inFlight)])
+            exit(1)
+        }
+        await drain.drain()
+        logger.notice("no request in flight; closing the server")
+    }
+}

@@ -1,0 +1,244 @@
+/// A JSON document as the service reads request bodies: members in order, duplicate keys refused,
+/// strings byte for byte (two keys that differ only in Unicode normalization are two keys), numbers
+/// kept as their text, depth and size bounded.
+indirect enum JSONValue: Sendable {
+    case object([(key: String, value: JSONValue)])
+    case array([JSONValue])
+    case string(String)
+    /// The number's text exactly as sent, e.g. `-12.50` or `1e3`.
+    case number(String)
+    case bool(Bool)
+    case null
+
+    /// The kind, as error messages name it.
+    var kindName: String {
+        switch self {
+        case .object: return "an object"
+        case .array: return "an array"
+        case .string: return "a string"
+        case .number: return "a number"
+        case .bool: return "a boolean"
+        case .null: return "null"
+        }
+    }
+}
+
+/// A body that is not JSON, with the byte offset where reading stopped.
+struct JSONSyntaxError: Error, Sendable {
+    var offset: Int
+    var problem: String
+}
+
+/// Reads JSON text (RFC 8259) into `JSONValue`.
+struct JSONReader {
+    static let maximumDepth = 32
+
+    private let bytes: [UInt8]
+    private var i = 0
+
+    private init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    static func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
+        var reader = JSONReader(bytes)
+        // A byte order mark is not JSON (RFC 8259 section 8.1 lets a reader refuse it).
+        reader.skipSpace()
+        let value = try reader.value(depth: 0)
+        reader.skipSpace()
+        guard reader.i == bytes.count else { throw reader.fail("unexpected text after the JSON value") }
+        return value
+    }
+
+    private func fail(_ problem: String) -> JSONSyntaxError { JSONSyntaxError(offset: i, problem: problem) }
+
+    private mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 {
+            i += 1
+        }
+    }
+
+    private mutating func value(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        guard depth < Self.maximumDepth else { throw fail("nested deeper than \(Self.maximumDepth) levels") }
+        guard i < bytes.count else { throw fail("the body ends where a value should be") }
+        switch bytes[i] {
+        case UInt8(ascii: "{"): return try object(depth: depth)
+        case UInt8(ascii: "["): return try array(depth: depth)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        default: throw fail("unexpected character")
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) throws(JSONSyntaxError) {
+        let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        guard i + w.count <= bytes.count, bytes[i..<(i + w.count)].elementsEqual(w) else {
+            throw fail("unexpected word")
+        }
+        i += w.count
+    }
+
+    private mutating func object(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        i += 1
+        var members: [(key: String, value: JSONValue)] = []
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+            i += 1
+            return .object(members)
+        }
+        while true {
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else {
+                throw fail("expected a member name")
+            }
+            let start = i
+            let key = try string()
+            if members.contains(where: { $0.key.utf8.elementsEqual(key.utf8) }) {
+                throw JSONSyntaxError(
+                    offset: start, problem: "the member \"\(key.prefix(64))\" appears twice")
+            }
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            i += 1
+            skipSpace()
+            members.append((key, try value(depth: depth + 1)))
+            skipSpace()
+            guard i < bytes.count else { throw fail("the body ends inside an object") }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            guard bytes[i] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
+            i += 1
+            return .object(members)
+        }
+    }
+
+    private mutating func array(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        i += 1
+        var items: [JSONValue] = []
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") {
+            i += 1
+            return .array(items)
+        }
+        while true {
+            skipSpace()
+            items.append(try value(depth: depth + 1))
+            skipSpace()
+            guard i < bytes.count else { throw fail("the body ends inside an array") }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            guard bytes[i] == UInt8(ascii: "]") else { throw fail("expected ',' or ']'") }
+            i += 1
+            return .array(items)
+        }
+    }
+
+    private mutating func number() throws(JSONSyntaxError) -> String {
+        let start = i
+        func digits(_ r: inout JSONReader) -> Int {
+            let s = r.i
+            while r.i < r.bytes.count, r.bytes[r.i] >= UInt8(ascii: "0"), r.bytes[r.i] <= UInt8(ascii: "9") {
+                r.i += 1
+            }
+            return r.i - s
+        }
+        if bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < bytes.count else { throw fail("a number has no digits") }
+        if bytes[i] == UInt8(ascii: "0") {
+            i += 1
+        } else if digits(&self) == 0 {
+            throw fail("a number has no digits")
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digits(&self) > 0 else { throw fail("a number has no digits after its point") }
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard digits(&self) > 0 else { throw fail("a number has no digits in its exponent") }
+        }
+        return String(decoding: bytes[start..<i], as: UTF8.self)
+    }
+
+    private mutating func string() throws(JSONSyntaxError) -> String {
+        i += 1
+        var out: [UInt8] = []
+        func hex4(_ r: inout JSONReader) throws(JSONSyntaxError) -> UInt32 {
+            guard r.i + 4 <= r.bytes.count else { throw r.fail("a \\u escape needs four hex digits") }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = r.bytes[r.i]
+                let d: UInt32
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
+                default: throw r.fail("a \\u escape needs four hex digits")
+                }
+                v = v << 4 | d
+                r.i += 1
+            }
+            return v
+        }
+        let start = i
+        while true {
+            guard i < bytes.count else {
+                throw JSONSyntaxError(offset: start, problem: "a string is not closed")
+            }
+            let c = bytes[i]
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                break
+            }
+            if c < 0x20 { throw fail("a control character must be escaped inside a string") }
+            if c != UInt8(ascii: "\\") {
+                out.append(c)
+                i += 1
+                continue
+            }
+            i += 1
+            guard i < bytes.count else { throw fail("a string ends in an escape") }
+            let e = bytes[i]
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""): out.append(0x22)
+            case UInt8(ascii: "\\"): out.append(0x5C)
+            case UInt8(ascii: "/"): out.append(0x2F)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var v = try hex4(&self)
+                if (0xD800..<0xDC00).contains(v) {
+                    guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"),
+                        bytes[i + 1] == UInt8(ascii: "u")
+                    else {
+                        throw fail("a high surrogate escape is not followed by a low one")
+                    }
+                    i += 2
+                    let low = try hex4(&self)
+                    guard (0xDC00..<0xE000).contains(low) else {
+                        throw fail("a high surrogate escape is not followed by a low one")
+                    }
+                    v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
+                }
+                guard let scalar = Unicode.Scalar(v) else { throw fail("a lone low surrogate escape") }
+                out.append(contentsOf: String(Character(scalar)).utf8)
+            default:
+                throw fail("an unknown escape")
+            }
+        }
+        guard let text = String(validating: out, as: UTF8.self) else {
+            throw JSONSyntaxError(offset: start, problem: "a string is not valid UTF-8")
+        }
+        return text
+    }
+}

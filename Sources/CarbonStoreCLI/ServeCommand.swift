@@ -1,0 +1,91 @@
+import ArgumentParser
+import CarbonServer
+import CarbonStore
+import Foundation
+import Logging
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the HTTP API (docs/API.md).",
+        discussion: """
+            Configured from the environment: CARBONSTORE_STORAGE, CARBONSTORE_HOST, CARBONSTORE_PORT,
+            CARBONSTORE_API_KEYS (role:sha256hex entries, made by `carbonstore keys new`),
+            CARBONSTORE_API_KEYS_FILE, CARBONSTORE_MAX_BODY_BYTES, CARBONSTORE_MAX_BATCH,
+            CARBONSTORE_MAX_USER_ID_BYTES, CARBONSTORE_HEADER_TIMEOUT_MS, CARBONSTORE_BODY_TIMEOUT_MS,
+            CARBONSTORE_IDLE_TIMEOUT_MS, CARBONSTORE_SHUTDOWN_DEADLINE_MS, CARBONSTORE_LOG_LEVEL.
+            On the embedded default storage with no key configured, it makes an admin key for the run
+            and prints it once. Stops on SIGTERM or SIGINT after the requests in flight.
+            """)
+
+    @OptionGroup var storage: StorageOptions
+    @Option(help: "Listen address (default: $CARBONSTORE_HOST, else 127.0.0.1).") var host: String?
+    @Option(help: "Listen port, 0 for any free port (default: $CARBONSTORE_PORT, else 8080).") var port: Int?
+
+    func run() async throws {
+        try await runReportingErrors {
+            var configuration = try ServerConfiguration.fromEnvironment(environmentVariable) { path in
+                try String(contentsOfFile: path, encoding: .utf8)
+            }
+            configuration.storage = storage.uriText
+            if let host { configuration.host = host }
+            if let port {
+                guard (0...65535).contains(port) else {
+                    throw InvalidRequestError("--port \(port) is not a port (0 to 65535)")
+                }
+                configuration.port = port
+            }
+            if configuration.keys.isEmpty {
+                guard configuration.storage == StorageURI.defaultURI else {
+                    throw InvalidRequestError(
+                        "no API key is configured for storage '\(configuration.storage)'; make one with `carbonstore keys new --role admin` and set CARBONSTORE_API_KEYS to its entry"
+                    )
+                }
+                let (key, entry) = APIKeys.newKey(role: .admin)
+                configuration.keys = APIKeys([entry])
+                FileHandleStderr.write(
+                    """
+                    carbonstore: no API key is configured; this run accepts the admin key
+                    carbonstore:   \(key)   (shown once; configure your own with `carbonstore keys new`)
+
+                    """)
+            }
+            let level = configuration.logLevel
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+            let logger = Logger(label: "carbonstore")
+            let metrics = ServerMetrics()
+            let store = try await storage.makeStore { $0.events = metrics.storeEvents }
+            let api = CarbonAPI(
+                store: store, configuration: configuration, metrics: metrics, drain: DrainState())
+            let service = CarbonService(api: api, logger: logger)
+            let storageText = configuration.storage
+            do {
+                try await service.run { channel in
+                    logger.notice(
+                        "listening",
+                        metadata: [
+                            "address": .string(channel.localAddress.map { "\($0)" } ?? "?"),
+                            "port": .stringConvertible(channel.localAddress?.port ?? -1),
+                            "storage": .string(storageText),
+                        ])
+                }
+            } catch let error as any CarbonStoreError {
+                throw error
+            } catch {
+                throw ServeFailedError(
+                    host: configuration.host, port: configuration.port, underlying: "\(error)")
+            }
+        }
+    }
+}
+
+/// The server could not start or stopped with an error (an address in use, a host that does not
+/// resolve).
+struct ServeFailedError: CarbonStoreError {
+    var host: String
+    var port: Int
+    var underlying: String
+    var kind: ErrorKind { .unavailable }
+    var description: String {
+        "the service on \(host):\(port) failed: \(underlying); is another process using the port? choose another with --port or CARBONSTORE_PORT"
+    }
+}
