@@ -13,7 +13,10 @@ public struct CarbonAPI: Sendable {
     public let metrics: ServerMetrics
     public let drain: DrainState
 
+    /// The engine's events (lock waits, fence conflicts, bytes written) are counted in `metrics`.
     public init(store: Store, configuration: ServerConfiguration, metrics: ServerMetrics, drain: DrainState) {
+        var store = store
+        store.options.events = metrics.storeEvents
         self.store = store
         self.configuration = configuration
         self.metrics = metrics

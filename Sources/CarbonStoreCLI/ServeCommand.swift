@@ -53,7 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
             LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
             let logger = Logger(label: "carbonstore")
             let metrics = ServerMetrics()
-            let store = try await storage.makeStore { $0.events = metrics.storeEvents }
+            let store = try await storage.makeStore()
             let api = CarbonAPI(
                 store: store, configuration: configuration, metrics: metrics, drain: DrainState())
             let service = CarbonService(api: api, logger: logger)

@@ -31,11 +31,15 @@ struct TestService {
         TestService(store: try await StoreFactory().makeStore(uri), configure: configure)
     }
 
-    var api: CarbonAPI { CarbonAPI(store: store, configuration: configuration, metrics: metrics, drain: drain) }
+    var api: CarbonAPI {
+        CarbonAPI(store: store, configuration: configuration, metrics: metrics, drain: drain)
+    }
 
     var logger: Logger {
         let logs = self.logs
-        return Logger(label: "test") { label in JSONLogHandler(label: label, level: .info, write: { logs.append($0) }) }
+        return Logger(label: "test") { label in
+            JSONLogHandler(label: label, level: .info, write: { logs.append($0) })
+        }
     }
 
     /// An application over the router, for HummingbirdTesting.
