@@ -1,0 +1,247 @@
+import CarbonModel
+import CarbonServer
+import CarbonStore
+import CarbonStoreTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// Every kind of bad request gets a JSON error naming the field or the limit, and writes nothing.
+@Suite struct BadInputTests {
+    /// A body that must be refused with `status`, `code` and, if given, `field`.
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        var uri = "/v1/users/u1/transactions"
+        var method: HTTPRequest.Method = .post
+        var body: String
+        var status = 400
+        var code = "invalid_request"
+        var field: String?
+        var contentType = "application/json"
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "malformed JSON", body: #"{"transactions":[{"id":"t1",}]}"#),
+        Case(name: "trailing text", body: #"{"transactions":[]} x"#),
+        Case(name: "a duplicate member", body: #"{"transactions":[],"transactions":[]}"#),
+        Case(name: "an empty body", body: ""),
+        Case(name: "not an object", body: #"[1,2]"#),
+        Case(name: "an empty batch", body: #"{"transactions":[]}"#, field: "transactions"),
+        Case(name: "a batch that is not an array", body: #"{"transactions":{}}"#, field: "transactions"),
+        Case(name: "an unknown top-level field", body: #"{"transactions":[],"extra":1}"#, field: "extra"),
+        Case(
+            name: "an unknown item field", body: batch(transactionJSON("t1", extra: #","colour":"red""#)),
+            field: "transactions[0].colour"),
+        Case(
+            name: "a wrong type",
+            body:
+                #"{"transactions":[{"id":7,"time":"2026-01-01T00:00:00Z","amount":{"amount":"1","currency":"EUR"}}]}"#,
+            field: "transactions[0].id"),
+        Case(
+            name: "an unknown currency", body: batch(transactionJSON("t1", currency: "EUX")),
+            field: "transactions[0].amount.currency"),
+        Case(
+            name: "too many decimals for the currency", body: batch(transactionJSON("t1", amount: "1.234")),
+            field: "transactions[0].amount.amount"),
+        Case(
+            name: "an amount that is not a number", body: batch(transactionJSON("t1", amount: "12,50")),
+            field: "transactions[0].amount.amount"),
+        Case(
+            name: "an amount given as a number",
+            body:
+                #"{"transactions":[{"id":"t1","time":"2026-01-01T00:00:00Z","amount":{"amount":12.5,"currency":"EUR"}}]}"#,
+            field: "transactions[0].amount.amount"),
+        Case(
+            name: "a bad date", body: batch(transactionJSON("t0"), transactionJSON("t1", time: "2026-02-30")),
+            field: "transactions[1].time"),
+        Case(
+            name: "a missing field", body: #"{"transactions":[{"id":"t1","time":"2026-01-01T00:00:00Z"}]}"#,
+            field: "transactions[0].amount"),
+        Case(name: "an empty id", body: batch(transactionJSON("")), field: "transactions[0].id"),
+        Case(
+            name: "an id over 256 bytes", body: batch(transactionJSON(String(repeating: "é", count: 129))),
+            field: "transactions[0].id"),
+        Case(
+            name: "an mcc out of range", body: batch(transactionJSON("t1", extra: #","mcc":10000"#)),
+            field: "transactions[0].mcc"),
+        Case(
+            name: "metadata that is not strings",
+            body: batch(transactionJSON("t1", extra: #","metadata":{"a":1}"#)),
+            field: "transactions[0].metadata.a"),
+        Case(
+            name: "a period that ends before it starts", uri: "/v1/users/u1/savings",
+            body:
+                #"{"savings":[{"id":"s","actionId":"a","kgCO2e":1,"period":{"start":"2026-02-01T00:00:00Z","end":"2026-01-01T00:00:00Z"},"recordedAt":"2026-01-01T00:00:00Z"}]}"#,
+            field: "savings[0].period"),
+        Case(
+            name: "kilograms with 7 decimals", uri: "/v1/users/u1/footprints",
+            body:
+                #"{"footprints":[{"id":"f","kgCO2e":"1.0000001","category":"c","methodology":"m","calculatedAt":"2026-01-01T00:00:00Z"}]}"#,
+            field: "footprints[0].kgCO2e"),
+        Case(
+            name: "a text content type", body: batch(transactionJSON("t1")), status: 415,
+            code: "unsupported_media_type", contentType: "text/plain"),
+        Case(
+            name: "a batch over the limit",
+            body: batch(
+                transactionJSON("a"), transactionJSON("b"), transactionJSON("c"), transactionJSON("d")),
+            status: 413, code: "payload_too_large", field: "transactions"),
+        Case(
+            name: "a body over the limit",
+            body: batch(
+                transactionJSON("t1", extra: #","description":"\#(String(repeating: "x", count: 5000))""#)),
+            status: 413, code: "payload_too_large"),
+        Case(
+            name: "a user id over the limit",
+            uri: "/v1/users/\(String(repeating: "u", count: 65))/transactions",
+            body: batch(transactionJSON("t1")),
+            field: "userId"),
+        Case(
+            name: "a user id that is not UTF-8", uri: "/v1/users/%FF/transactions",
+            body: batch(transactionJSON("t1")), field: "userId"),
+        Case(
+            name: "a bad escape in the user id", uri: "/v1/users/a%2/transactions",
+            body: batch(transactionJSON("t1")), field: "userId"),
+        Case(
+            name: "a nesting bomb",
+            body: String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)),
+    ]
+
+    @Test(arguments: cases) func isRefusedAndNothingIsWritten(_ c: Case) async throws {
+        let service = try await TestService.memory { config in
+            config.maxBatch = 3
+            config.maxBodyBytes = 4096
+            config.maxUserIDBytes = 64
+        }
+        try await service.application().test(.router) { client in
+            let a = try await client.call(
+                c.method, c.uri, role: .write, body: c.body, headers: [.contentType: c.contentType])
+            #expect(a.status == c.status, "\(a.text)")
+            #expect(a.code == c.code)
+            if let field = c.field { #expect(a.field == field, "\(a.text)") }
+            let message = a.error["message"] as? String ?? ""
+            #expect(!message.isEmpty)
+            #expect(a.error["requestId"] as? String == a.headers[.init("X-Request-Id")!])
+            if c.status == 413 { #expect(a.error["limit"] as? Int != nil) }
+            // Nothing was written, for any user.
+            #expect(try await service.store.listUsers().userIDs.isEmpty)
+        }
+    }
+
+    @Test func unknownRoutesAndMethodsAnswerJSON() async throws {
+        let service = try await TestService.memory()
+        try await service.application().test(.router) { client in
+            let missing = try await client.call(.get, "/v2/nothing")
+            #expect(missing.status == 404)
+            #expect(missing.code == "not_found")
+            let wrong = try await client.call(.put, "/v1/users/u1/transactions")
+            #expect(wrong.status == 405)
+            #expect(wrong.code == "method_not_allowed")
+            #expect(wrong.headers[.allow] == "POST, GET")
+        }
+    }
+
+    @Test func aLockThatStaysHeldAnswers503WithRetryAfter() async throws {
+        let service = try await TestService.memory("memory:?wait=200")
+        let key = try service.store.keys.key(for: "u1")
+        let lease = try await service.store.locks.acquire(key, userID: "u1", wait: .seconds(1))
+        try await service.application().test(.router) { client in
+            let a = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .write, body: batch(transactionJSON("t1")))
+            #expect(a.status == 503)
+            #expect(a.code == "lock_timeout")
+            #expect(a.headers[.retryAfter] == "1")
+            try await service.store.locks.release(lease)
+            #expect(try await service.store.read("u1") == nil)
+            let metrics = try await client.call(.get, "/metrics", role: nil)
+            #expect(metrics.text.contains("carbonstore_lock_timeouts_total 1"))
+            #expect(metrics.text.contains(#"carbonstore_storage_errors_total{kind="lockTimeout"} 1"#))
+        }
+    }
+
+    @Test func aCorruptUserFileAnswers500WithAnErrorIDAndIsLeftAlone() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let service = TestService(store: try await StoreFactory().makeStore("path:\(dir.path)"))
+        _ = try await service.store.update("u1") {
+            $0.setPreference("a", value: "b", at: Timestamp(millisecondsSince1970: 0))
+        }
+        let path = dir.path + "/" + (try service.store.keys.key(for: "u1"))
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try await service.application().test(.router) { client in
+            for (method, uri, body) in [
+                (HTTPRequest.Method.get, "/v1/users/u1", nil),
+                (.post, "/v1/users/u1/transactions", batch(transactionJSON("t1"))),
+            ] as [(HTTPRequest.Method, String, String?)] {
+                let a = try await client.call(method, uri, role: .write, body: body)
+                #expect(a.status == 500)
+                #expect(a.code == "corrupt_user_file")
+                let errorID = try #require(a.error["errorId"] as? String)
+                #expect(!(a.error["message"] as? String ?? "").contains(dir.path))
+                let line = service.logs.objects.first { $0["errorId"] == errorID && $0["level"] == "error" }
+                #expect(line?["detail"]?.contains(path) == true)
+                #expect(line?["requestId"] == a.error["requestId"] as? String)
+            }
+        }
+        #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == bytes)
+    }
+
+    @Test func aDrainingServiceTurnsNewRequestsAway() async throws {
+        let service = try await TestService.memory()
+        await service.drain.drain()
+        try await service.application().test(.router) { client in
+            let a = try await client.call(.get, "/v1/users/u1", role: .read)
+            #expect(a.status == 503)
+            #expect(a.code == "shutting_down")
+            #expect(a.headers[.retryAfter] == "1")
+            #expect(a.headers[.connection] == "close")
+        }
+    }
+
+    @Test func requestIDsAreHonouredOrMadeAndLogged() async throws {
+        let service = try await TestService.memory()
+        try await service.application().test(.router) { client in
+            let own = try await client.call(
+                .get, "/healthz", role: nil, headers: [.init("X-Request-Id")!: "abc-123.x_y"])
+            #expect(own.headers[.init("X-Request-Id")!] == "abc-123.x_y")
+            let bad = try await client.call(
+                .get, "/healthz", role: nil, headers: [.init("X-Request-Id")!: "bad id\u{1b}"])
+            let made = try #require(bad.headers[.init("X-Request-Id")!])
+            #expect(made != "bad id\u{1b}")
+            #expect(made.count == 32)
+        }
+        let lines = service.logs.objects.filter { $0["message"] == "request" }
+        #expect(
+            lines.contains {
+                $0["requestId"] == "abc-123.x_y" && $0["route"] == "/healthz" && $0["status"] == "200"
+            })
+        #expect(lines.allSatisfy { $0["requestId"] != nil })
+    }
+
+    @Test func keysAreCheckedAndNeverLogged() async throws {
+        let service = try await TestService.memory()
+        try await service.application().test(.router) { client in
+            #expect(try await client.call(.get, "/v1/users/u1", role: nil).status == 401)
+            let wrong = try await client.call(
+                .get, "/v1/users/u1", role: nil, headers: [.authorization: "Bearer csk_nope"])
+            #expect(wrong.status == 401)
+            #expect(wrong.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+            #expect(
+                try await client.call(.get, "/v1/users/u1", role: nil, headers: [.authorization: "Basic abc"])
+                    .status == 401)
+            let read = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .read, body: batch(transactionJSON("t1")))
+            #expect(read.status == 403)
+            #expect(read.code == "forbidden")
+            #expect(try await client.call(.get, "/v1/users/u1", role: .read).status == 404)
+        }
+        let all = service.logs.objects.map { $0.values.joined(separator: " ") }.joined(separator: "\n")
+        for (_, key) in TestService.keys { #expect(!all.contains(key.key)) }
+        #expect(service.logs.objects.contains { $0["keyId"] == TestService.keys[.read]!.entry.keyID })
+    }
+}
