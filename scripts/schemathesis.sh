@@ -126,7 +126,8 @@ then
 fi
 
 echo "schemathesis.sh: running schemathesis against $base (server log: $server_log)"
-schemathesis run "$base/openapi.json" \
+# From the report folder, where schemathesis keeps its cache of failures (for `st replay`).
+(cd "$report_dir" && schemathesis run "$base/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
@@ -136,7 +137,7 @@ schemathesis run "$base/openapi.json" \
     --generation-database none \
     --report junit --report-dir "$report_dir" \
     --no-color \
-    "$@" || status=$?
+    "$@") || status=$?
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "schemathesis.sh: the server exited during the run; its log ($server_log):" >&2
@@ -149,7 +150,7 @@ if [ "$server_status" != 0 ]; then
     tail -n 20 "$server_log" >&2
     status=1
 fi
-echo "schemathesis.sh: report in $report_dir (JUnit XML and the server's log)"
+echo "schemathesis.sh: report in $report_dir (JUnit XML and the server's log; run 'st replay <id>' there)"
 if [ "$status" != 0 ]; then
     echo "schemathesis.sh: FAILED (status $status)" >&2
 fi
