@@ -25,7 +25,7 @@ if [ ! -x "$bin" ]; then
 fi
 
 # Test cases per operation in the fuzzing and stateful phases (the coverage phase makes its own);
-# the whole run takes well under 3 minutes on 2 cores.
+# with 50, a run against a trivial stub server took 35 s on 2 cores (the budget is 3 minutes).
 max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-50}"
 report_dir="$PWD/.build/schemathesis-report"
 rm -rf "$report_dir"
