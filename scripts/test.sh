@@ -19,3 +19,5 @@ swift build --build-tests
 # One suite at a time: the multi-process, torture and AWS suites each load the machine (and the one
 # moto server) on purpose, and must not starve each other into timeouts.
 scripts/with_moto.sh swift test --skip-build --no-parallel "$@"
+# The live service against its own OpenAPI document (schemathesis).
+scripts/schemathesis.sh
