@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "CarbonServerTests",
             dependencies: [
-                "CarbonServer", "CarbonStore", "CarbonModel", "CarbonStoreTestSupport", "carbonstore",
+                "CarbonServer", "CarbonStore", "CarbonModel", "CarbonFormat", "CarbonStoreTestSupport", "carbonstore",
                 "carbonstore-testhost",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

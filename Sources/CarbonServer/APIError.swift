@@ -49,6 +49,11 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     /// The answer for an engine error: its kind decides the status (`ErrorKind.httpStatus`).
     static func from(_ error: any CarbonStoreError) -> APIError {
         let message = error.description
+        if let tooLarge = error as? RecordTooLargeStoreError {
+            return .tooLarge(
+                message + "; the user's record is full: remove items or split the user",
+                limit: tooLarge.underlying.maximum)
+        }
         switch error.kind {
         case .invalidInput: return .invalid(message)
         case .notFound: return .notFound(message)

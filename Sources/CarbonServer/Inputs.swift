@@ -79,9 +79,12 @@ enum Inputs {
     }
 
     static func time(_ text: String, at path: String) throws(APIError) -> Timestamp {
-        guard let t = Timestamp(iso8601: text) else {
+        guard !text.hasPrefix("@"), let t = Timestamp(iso8601: text) else {
             throw .invalid(
                 "'\(text)' is not an ISO 8601 time; write it like 2026-03-01T09:30:00Z", field: path)
+        }
+        guard t >= Timestamp.earliestISO, t <= Timestamp.latestISO else {
+            throw .invalid("'\(text)' is outside the years 0001 to 9999 (UTC)", field: path)
         }
         return t
     }
