@@ -127,7 +127,8 @@ let package = Package(
         .testTarget(
             name: "CarbonServerTests",
             dependencies: [
-                "CarbonServer", "CarbonStore", "CarbonModel", "CarbonFormat", "CarbonStoreTestSupport", "carbonstore",
+                "CarbonServer", "CarbonStore", "CarbonModel", "CarbonFormat", "CarbonStoreTestSupport",
+                "carbonstore",
                 "carbonstore-testhost",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
