@@ -11,7 +11,8 @@ import ServiceLifecycle
 
 /// `carbonstore serve`: the API on Hummingbird, under swift-service-lifecycle with the engine.
 ///
-/// On SIGTERM or SIGINT the drain service shuts down first: it stops taking requests (new ones get
+/// The group runs the engine, the HTTP server and the drain service, and shuts them down in the
+/// reverse order. On SIGTERM or SIGINT the drain service shuts down first: it stops taking requests (new ones get
 /// 503 with `Retry-After`) and waits until those in flight have finished; then the HTTP server
 /// closes. If that takes longer than the shutdown deadline, the process exits anyway.
 public struct CarbonService: Sendable {
@@ -49,12 +50,34 @@ public struct CarbonService: Sendable {
         let group = ServiceGroup(
             configuration: .init(
                 services: [
+                    .init(service: EngineService(store: api.store, logger: logger)),
                     .init(service: application(onServerRunning: onServerRunning)),
                     .init(service: drainService),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+/// The engine's place in the service group: it checks at start that storage and locks answer (and
+/// says so in the log; `/readyz` keeps checking), and it is the first service up and the last down,
+/// after the HTTP server has finished every request.
+struct EngineService: Service {
+    let store: Store
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await store.checkReachable()
+            logger.notice("storage and locks are reachable")
+        } catch {
+            logger.warning(
+                "storage or locks are not reachable yet; /readyz answers 503 until they are",
+                metadata: ["detail": .string(String(describing: error))])
+        }
+        try? await gracefulShutdown()
+        logger.notice("engine stopped")
     }
 }
 

@@ -1,3 +1,5 @@
+import CarbonModel
+
 /// A JSON document as the service reads request bodies: members in order, duplicate keys refused,
 /// strings byte for byte (two keys that differ only in Unicode normalization are two keys), numbers
 /// kept as their text, depth and size bounded.
@@ -82,6 +84,8 @@ struct JSONReader {
     private mutating func object(depth: Int) throws(JSONSyntaxError) -> JSONValue {
         i += 1
         var members: [(key: String, value: JSONValue)] = []
+        // Byte-exact: keys that differ only in Unicode normalization are two keys.
+        var seen = Set<ExactString>()
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
             i += 1
@@ -94,7 +98,7 @@ struct JSONReader {
             }
             let start = i
             let key = try string()
-            if members.contains(where: { $0.key.utf8.elementsEqual(key.utf8) }) {
+            if !seen.insert(ExactString(key)).inserted {
                 throw JSONSyntaxError(
                     offset: start, problem: "the member \"\(key.prefix(64))\" appears twice")
             }
