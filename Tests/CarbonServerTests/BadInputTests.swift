@@ -251,4 +251,23 @@ import Testing
         for (_, key) in TestService.keys { #expect(!all.contains(key.key)) }
         #expect(service.logs.objects.contains { $0["keyId"] == TestService.keys[.read]!.entry.keyID })
     }
+
+    /// An object of 60,000 members in one body: read in linear time (a quadratic check of
+    /// duplicate members would take minutes here), and refused when one member repeats.
+    @Test func aWideObjectIsReadWhole() async throws {
+        let service = try await TestService.memory()
+        let members = (0..<60_000).map { #""k\#($0)":"v""# }.joined(separator: ",")
+        try await service.application().test(.router) { client in
+            let a = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .write,
+                body: batch(transactionJSON("t1", extra: #","metadata":{\#(members)}"#)))
+            #expect(a.status == 200, "\(a.text.prefix(300))")
+            #expect(try await service.store.get("u1").transaction(id: "t1")?.metadata.count == 60_000)
+            let repeated = try await client.call(
+                .post, "/v1/users/u2/transactions", role: .write,
+                body: batch(transactionJSON("t1", extra: #","metadata":{\#(members),"k17":"w"}"#)))
+            #expect(repeated.status == 400)
+            #expect((repeated.error["message"] as? String)?.contains("k17") == true)
+        }
+    }
 }
