@@ -171,6 +171,8 @@ public struct CarbonAPI: Sendable {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge  // a chunked body that grew past the limit
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge
         }

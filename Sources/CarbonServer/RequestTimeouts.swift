@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
 
@@ -8,15 +9,26 @@ import NIOHTTPTypes
 /// Two handlers share the clock: `ByteWatch`, first in the pipeline, sees raw bytes and starts the
 /// head's clock at the first byte of a request; `RequestTimeoutHandler`, after the HTTP decoder,
 /// sees the head and the end of each request.
-final class RequestTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// It also keeps the promise of a response that says `Connection: close` (a 413, a 503 while
+/// draining), whatever the request said: once that response is written it closes the output, so
+/// the client sees the end of the stream, drops whatever the client still sends (the rest of a
+/// body too large, a next request), and closes the connection when the client does, or after
+/// `header` at the latest. It does not close at once: a connection closed with unread input is
+/// reset, and a reset can destroy the response before the client has read it.
+final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
     let header: TimeAmount
     let body: TimeAmount
     /// True between requests: the next byte starts the next head's clock.
     var awaitingHead = true
     var timer: Scheduled<Void>?
+    /// A response with `Connection: close` has begun: nothing more is read.
+    var closing = false
 
     init(header: TimeAmount, body: TimeAmount) {
         self.header = header
@@ -36,6 +48,7 @@ final class RequestTimeoutHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if closing { return }
         switch unwrapInboundIn(data) {
         case .head:
             awaitingHead = false
@@ -50,7 +63,25 @@ final class RequestTimeoutHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func bytesArrived(context: ChannelHandlerContext) {
-        if awaitingHead, timer == nil { arm(header, context: context) }
+        if awaitingHead, timer == nil, !closing { arm(header, context: context) }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.headerFields[.connection]?.lowercased() == "close":
+            closing = true
+            context.write(data, promise: promise)
+        case .end where closing:
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.cascade(to: promise)
+            context.write(data, promise: written)
+            written.futureResult.assumeIsolated().whenComplete { _ in
+                context.close(mode: .output, promise: nil)
+                self.arm(self.header, context: context)
+            }
+        default:
+            context.write(data, promise: promise)
+        }
     }
 
     func arm(_ amount: TimeAmount, context: ChannelHandlerContext) {

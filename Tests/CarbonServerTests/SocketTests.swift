@@ -1,0 +1,356 @@
+import CarbonServer
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `carbonstore serve` as a process, over a real socket: keys, limits, slow clients, request ids.
+@Suite(.serialized) struct SocketTests {
+    /// A key of each role, made with `APIKeys.newKey`, for the tests that are not about keys.
+    static let keys: [Role: (key: String, entry: APIKeyEntry)] = Dictionary(
+        uniqueKeysWithValues: Role.allCases.map { ($0, APIKeys.newKey(role: $0)) })
+
+    static var keyEntries: String { keys.values.map(\.entry.entry).joined(separator: ",") }
+
+    static func auth(_ role: Role) -> (String, String) { bearer(keys[role]!.key) }
+
+    /// Starts `serve` on a fresh `path:` directory with the keys above and `environment`.
+    static func start(_ environment: [String: String] = [:]) throws -> (
+        server: ServeProcess, port: Int, dir: TemporaryDirectory
+    ) {
+        let dir = try TemporaryDirectory("socket")
+        let server = try ServeProcess.serve(
+            environment: ["CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_API_KEYS": keyEntries]
+                .merging(environment) { $1 })
+        do {
+            return (server, try server.waitForPort(), dir)
+        } catch {
+            server.stop()
+            dir.remove()
+            throw error
+        }
+    }
+
+    // MARK: - Keys
+
+    @Test func keysAreCheckedOverTheSocketAndNeverLogged() async throws {
+        let read = try newKey(role: "read")
+        let write = try newKey(role: "write")
+        let admin = try newKey(role: "admin")
+        for k in [read, write, admin] {
+            #expect(k.key.hasPrefix("csk_") && k.key.count > 40)
+            #expect(
+                k.entry.range(of: #"^(read|write|admin):[0-9a-f]{64}$"#, options: .regularExpression) != nil)
+        }
+        let dir = try TemporaryDirectory("socket-keys")
+        defer { dir.remove() }
+        let server = try ServeProcess.serve(environment: [
+            "CARBONSTORE_STORAGE": "path:" + dir.path,
+            "CARBONSTORE_API_KEYS": [read.entry, write.entry, admin.entry].joined(separator: ","),
+        ])
+        defer { server.stop() }
+        let port = try await offPool { try server.waitForPort() }
+        let batch = transactionBatch(id: "t1")
+
+        func expectUnauthorized(_ r: HTTPResponse, _ comment: Comment) {
+            #expect(r.status == 401, comment)
+            #expect(r.error?["code"] as? String == "unauthorized", comment)
+            #expect(r.header("WWW-Authenticate")?.hasPrefix("Bearer") == true, comment)
+            #expect(r.header("Content-Type")?.hasPrefix("application/json") == true, comment)
+            #expect(r.error?["requestId"] as? String == r.header("X-Request-Id"), comment)
+        }
+        expectUnauthorized(try await httpRequest(port: port, "GET", "/v1/users/u1"), "no Authorization")
+        expectUnauthorized(
+            try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [bearer("wrong-k3y-7f3a")]),
+            "Bearer wrong")
+        expectUnauthorized(
+            try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [("Authorization", "Basic x")]),
+            "Basic x")
+        expectUnauthorized(
+            try await httpRequest(
+                port: port, "GET", "/v1/users/u1", headers: [("Authorization", "Basic \(admin.key)")]),
+            "the admin key under another scheme")
+        expectUnauthorized(
+            try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [bearer(admin.key + "x")]),
+            "the admin key with one character more")
+        expectUnauthorized(
+            try await httpRequest(
+                port: port, "POST", "/v1/users/u1/transactions", body: batch), "a write without a key")
+
+        // A role too low: 403, and nothing written.
+        let readWrites = try await httpRequest(
+            port: port, "POST", "/v1/users/u1/transactions", headers: [bearer(read.key)], body: batch)
+        #expect(readWrites.status == 403, "\(readWrites)")
+        #expect(readWrites.error?["code"] as? String == "forbidden")
+        let writeLists = try await httpRequest(port: port, "GET", "/v1/users", headers: [bearer(write.key)])
+        #expect(writeLists.status == 403, "\(writeLists)")
+        #expect(writeLists.error?["code"] as? String == "forbidden")
+        let writeErases = try await httpRequest(
+            port: port, "DELETE", "/v1/users/u1", headers: [bearer(write.key)])
+        #expect(writeErases.status == 403, "\(writeErases)")
+        #expect(
+            try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [bearer(read.key)]).status
+                == 404)
+
+        // Each key does what its role allows.
+        let added = try await httpRequest(
+            port: port, "POST", "/v1/users/u1/transactions", headers: [bearer(write.key)], body: batch)
+        #expect(added.status == 200, "\(added)")
+        #expect(((added.json?["results"] as? [[String: Any]])?.first?["status"] as? String) == "added")
+        let got = try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [bearer(read.key)])
+        #expect(got.status == 200, "\(got)")
+        let listed = try await httpRequest(port: port, "GET", "/v1/users", headers: [bearer(admin.key)])
+        #expect(listed.status == 200, "\(listed)")
+        #expect(listed.json?["users"] as? [String] == ["u1"])
+        let adminAdds = try await httpRequest(
+            port: port, "POST", "/v1/users/u1/transactions", headers: [bearer(admin.key)],
+            body: transactionBatch(id: "t2"))
+        #expect(adminAdds.status == 200, "\(adminAdds)")
+        // The scheme is case-insensitive (RFC 9110).
+        let lower = try await httpRequest(
+            port: port, "GET", "/v1/users/u1", headers: [("Authorization", "bearer \(read.key)")])
+        #expect(lower.status == 200, "\(lower)")
+
+        server.signal(SIGTERM)
+        let end = try await offPool { server.waitForExit(timeout: .seconds(20)) }
+        #expect(end == .exit(0), "stderr: \(server.stderr)")
+        // No key, nor its secret part, in any output; the request lines name the key by its id.
+        let output = server.stdout + server.stderr
+        for k in [read, write, admin] {
+            #expect(!output.contains(k.key))
+            #expect(!output.contains(String(k.key.dropFirst(4))))
+        }
+        #expect(!output.contains("wrong-k3y-7f3a"))
+        let requests = server.logLines.compactMap(\.object).filter { $0["message"] == "request" }
+        #expect(requests.count >= 15)
+        #expect(requests.contains { $0["status"] == "200" && $0["keyId"]?.count == 8 })
+        #expect(requests.allSatisfy { $0["status"] != "401" || $0["keyId"] == nil })
+    }
+
+    // MARK: - Limits
+
+    @Test func aDeclaredBodyOverTheLimitGets413BeforeItIsSent() async throws {
+        let (server, port, dir) = try Self.start(["CARBONSTORE_MAX_BODY_BYTES": "2048"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let started = ContinuousClock.now
+        let (response, closedAfter) = try await offPool { () -> (HTTPResponse, Duration?) in
+            let c = try RawConnection(port: port)
+            // A head that announces a million bytes, and only the first few of them.
+            try c.send(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.keys[.write]!.key)\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{\"transactions\": ["
+            )
+            let r = try c.readResponse(timeout: .seconds(10))
+            return (r, try c.waitForClose(timeout: .seconds(10)))
+        }
+        #expect(response.status == 413, "\(response)")
+        #expect(response.error?["code"] as? String == "payload_too_large")
+        #expect(response.error?["limit"] as? Int == 2048)
+        #expect(response.header("Connection")?.lowercased() == "close")
+        #expect(closedAfter != nil, "the server kept the connection open, waiting for the rest of the body")
+        #expect(ContinuousClock.now - started < .seconds(8))
+        let user = try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [Self.auth(.read)])
+        #expect(user.status == 404, "\(user)")
+        // The server is still well.
+        #expect(try await httpRequest(port: port, "GET", "/healthz").status == 200)
+    }
+
+    @Test func aChunkedBodyThatGrowsPastTheLimitGets413() async throws {
+        let (server, port, dir) = try Self.start(["CARBONSTORE_MAX_BODY_BYTES": "2048"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let (response, sent) = try await offPool { () -> (HTTPResponse, Int) in
+            let c = try RawConnection(port: port)
+            try c.send(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.keys[.write]!.key)\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            // Chunks of 512 bytes of valid JSON's start, up to 40 of them (20 KiB), until the server answers.
+            let chunk = "200\r\n" + "{\"transactions\": [" + String(repeating: " ", count: 512 - 18) + "\r\n"
+            var sent = 0
+            for _ in 0..<40 {
+                if c.readable(within: .milliseconds(100)) { break }
+                do { try c.send(chunk) } catch { break }
+                sent += 512
+            }
+            return (try c.readResponse(timeout: .seconds(10)), sent)
+        }
+        #expect(response.status == 413, "\(response)")
+        #expect(response.error?["code"] as? String == "payload_too_large")
+        #expect(response.error?["limit"] as? Int == 2048)
+        #expect(sent > 2048)
+        #expect(sent < 40 * 512, "the server answered only after the whole body")
+        let user = try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [Self.auth(.read)])
+        #expect(user.status == 404, "\(user)")
+    }
+
+    // MARK: - Slow clients
+
+    @Test func aClientTricklingItsHeadIsDisconnected() async throws {
+        // The idle timeout stays at its default (60 s): only the header timeout can cut this one.
+        let (server, port, dir) = try Self.start(["CARBONSTORE_HEADER_TIMEOUT_MS": "500"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        async let trickle = offPool { () -> (elapsed: Duration, closed: Bool, sentBytes: Int) in
+            let c = try RawConnection(port: port)
+            let started = ContinuousClock.now
+            try c.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            var sentBytes = 0
+            for byte in Array(("X-Slow: " + String(repeating: "a", count: 100)).utf8) {
+                if c.readable(within: .milliseconds(200)) { break }
+                do { try c.send([byte]) } catch { break }
+                sentBytes += 1
+            }
+            let closed = try c.waitForClose(timeout: .seconds(10)) != nil
+            return (ContinuousClock.now - started, closed, sentBytes)
+        }
+        // Another connection meanwhile is served as usual.
+        try await Task.sleep(for: .milliseconds(250))
+        let normal = try await httpRequest(port: port, "GET", "/healthz")
+        #expect(normal.status == 200, "\(normal)")
+        let result = try await trickle
+        #expect(result.closed, "still open after \(result.elapsed)")
+        #expect(result.elapsed < .seconds(5), "closed after \(result.elapsed)")
+        #expect(result.elapsed >= .milliseconds(400), "closed after \(result.elapsed), before the timeout")
+        #expect(result.sentBytes >= 1)
+        #expect(try await httpRequest(port: port, "GET", "/healthz").status == 200)
+    }
+
+    @Test func aClientTricklingItsBodyIsDisconnected() async throws {
+        let (server, port, dir) = try Self.start(["CARBONSTORE_BODY_TIMEOUT_MS": "500"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let body = Array(transactionBatch(id: "t1").utf8)
+        let result = try await offPool { () -> (elapsed: Duration, closed: Bool, sentBytes: Int) in
+            let c = try RawConnection(port: port)
+            try c.send(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.keys[.write]!.key)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            let started = ContinuousClock.now
+            var sentBytes = 0
+            for byte in body {
+                if c.readable(within: .milliseconds(200)) { break }
+                do { try c.send([byte]) } catch { break }
+                sentBytes += 1
+            }
+            let closed = try c.waitForClose(timeout: .seconds(10)) != nil
+            return (ContinuousClock.now - started, closed, sentBytes)
+        }
+        #expect(result.closed, "still open after \(result.elapsed)")
+        #expect(result.elapsed < .seconds(5), "closed after \(result.elapsed)")
+        #expect(result.sentBytes < body.count)
+        let user = try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [Self.auth(.read)])
+        #expect(user.status == 404, "\(user)")
+        #expect(try await httpRequest(port: port, "GET", "/healthz").status == 200)
+    }
+
+    @Test func anIdleConnectionIsLeftToTheIdleTimeout() async throws {
+        let (server, port, dir) = try Self.start([
+            "CARBONSTORE_HEADER_TIMEOUT_MS": "500", "CARBONSTORE_IDLE_TIMEOUT_MS": "1500",
+        ])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        // One connection that never sends a byte, one that sends a request, keeps the connection
+        // and then sends nothing more.
+        async let silent = offPool { () -> Duration? in
+            let c = try RawConnection(port: port)
+            return try c.waitForClose(timeout: .seconds(10))
+        }
+        async let afterRequest = offPool { () -> (HTTPResponse, Duration?) in
+            let c = try RawConnection(port: port)
+            try c.send(RawConnection.request("GET", "/healthz", keepAlive: true))
+            let r = try c.readResponse(timeout: .seconds(10))
+            return (r, try c.waitForClose(timeout: .seconds(10)))
+        }
+        let silentClosed = try await silent
+        let (response, keptClosed) = try await afterRequest
+        #expect(response.status == 200, "\(response)")
+        #expect(response.header("Connection")?.lowercased() != "close")
+        for (name, closed) in [("silent", silentClosed), ("after a request", keptClosed)] {
+            let closed = try #require(closed, "\(name): still open after 10 s")
+            #expect(closed >= .milliseconds(1200), "\(name): closed after \(closed), before the idle timeout")
+            #expect(closed < .seconds(5), "\(name): closed after \(closed)")
+        }
+    }
+
+    // MARK: - Request ids
+
+    @Test func requestIDsAreEchoedOrMadeAndOnEveryLogLine() async throws {
+        let (server, port, dir) = try Self.start()
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let echoed = try await httpRequest(
+            port: port, "GET", "/healthz", headers: [("X-Request-Id", "abc-123")])
+        #expect(echoed.status == 200)
+        #expect(echoed.header("X-Request-Id") == "abc-123")
+        let notFound = try await httpRequest(
+            port: port, "GET", "/v1/users/nobody", headers: [("X-Request-Id", "abc-456"), Self.auth(.read)])
+        #expect(notFound.status == 404, "\(notFound)")
+        #expect(notFound.header("X-Request-Id") == "abc-456")
+        #expect(notFound.error?["requestId"] as? String == "abc-456")
+        let longest = String(repeating: "A", count: 128)
+        #expect(
+            try await httpRequest(port: port, "GET", "/healthz", headers: [("X-Request-Id", longest)])
+                .header("X-Request-Id") == longest)
+
+        var generated: [String] = []
+        for bad in ["bad id!", String(repeating: "a", count: 200), "a/b"] {
+            let r = try await httpRequest(port: port, "GET", "/v1/users", headers: [("X-Request-Id", bad)])
+            #expect(r.status == 401)
+            let id = try #require(r.header("X-Request-Id"))
+            #expect(id != bad)
+            #expect(id.range(of: "^[0-9a-f]{32}$", options: .regularExpression) != nil, "\(id)")
+            #expect(r.error?["requestId"] as? String == id)
+            generated.append(id)
+        }
+        let none = try await httpRequest(port: port, "GET", "/healthz")
+        let noneID = try #require(none.header("X-Request-Id"))
+        generated.append(noneID)
+        #expect(Set(generated).count == generated.count)
+
+        let line = try await offPool {
+            try server.waitForLogLine { $0["requestId"] == "abc-123" && $0["message"] == "request" }
+        }
+        #expect(line["route"] == "/healthz")
+        #expect(line["status"] == "200")
+        #expect(line["method"] == "GET")
+        let line404 = try await offPool { try server.waitForLogLine { $0["requestId"] == "abc-456" } }
+        #expect(line404["status"] == "404")
+        #expect(line404["code"] == "not_found")
+        for id in generated {
+            _ = try await offPool { try server.waitForLogLine { $0["requestId"] == id } }
+        }
+
+        server.signal(SIGTERM)
+        let end = try await offPool { server.waitForExit(timeout: .seconds(20)) }
+        #expect(end == .exit(0), "stderr: \(server.stderr)")
+        // Every line of stdout is one JSON object; every line about a request has its id.
+        let lines = server.logLines
+        #expect(lines.count >= 8)
+        for l in lines {
+            let object = try #require(l.object, "not a JSON object of strings: \(l.text)")
+            #expect(object["time"] != nil && object["level"] != nil && object["message"] != nil, "\(l.text)")
+            if object["route"] != nil || object["method"] != nil || object["status"] != nil
+                || object["errorId"] != nil
+            {
+                #expect(object["requestId"]?.isEmpty == false, "\(l.text)")
+            }
+        }
+        #expect(!server.stdout.contains("bad id!"))
+        #expect(lines.compactMap(\.object).filter { $0["message"] == "request" }.count == 7)
+    }
+}
