@@ -13,6 +13,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     public var limit: Int?
     public var errorID: String?
     public var retryAfterSeconds: Int?
+    /// What the log line of the request says besides the message: details meant for an operator
+    /// (a lock holder's process and host, a storage error's path), never sent to the client.
+    public var logDetail: String?
     /// Headers the status needs (`WWW-Authenticate`, `Allow`, `Connection`).
     public var headers: [(HTTPField.Name, String)] = []
 
@@ -60,9 +63,17 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case .conflict: return APIError(.conflict, code: "conflict", message)
         case .corrupt: return APIError(.internalServerError, code: "corrupt_user_file", message)
         case .lockTimeout:
-            return .unavailable(code: "lock_timeout", message + "; retry the request")
+            var e = APIError.unavailable(
+                code: "lock_timeout",
+                (error as? LockTimeoutError).map {
+                    "user '\($0.userID)' stayed locked by another writer for \($0.waitedMilliseconds) ms; retry the request"
+                } ?? "the user stayed locked by another writer; retry the request")
+            e.logDetail = message
+            return e
         case .leaseExpired, .unavailable:
-            return .unavailable(code: "unavailable", message + "; retry the request")
+            var e = APIError.unavailable(code: "unavailable", "storage is unavailable for now; retry the request")
+            e.logDetail = message
+            return e
         case .storageFailure, .permissionDenied:
             return APIError(.internalServerError, code: "internal_error", message)
         }
@@ -80,4 +91,10 @@ struct ErrorBody: Encodable {
         var errorId: String?
     }
     var error: Detail
+}
+
+/// The request body could not be read whole: the client closed the connection, or the body
+/// timeout closed it, before the body's end.
+struct BodyReadError: Error {
+    var underlying: String
 }

@@ -41,7 +41,11 @@ extension CarbonAPI {
                 do {
                     return ItemResult(id: t.id, status: Self.status(try record.upsert(t)))
                 } catch {
-                    return ItemResult(id: t.id, status: "conflicting", message: String(describing: error))
+                    return ItemResult(
+                        id: t.id, status: "conflicting",
+                        message:
+                            "transaction '\(t.id)' of user '\(id)' already exists with different content; nothing of this item was written (send it with another id, or delete the old one first)"
+                    )
                 }
             }
         }

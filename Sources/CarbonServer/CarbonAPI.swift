@@ -157,10 +157,15 @@ public struct CarbonAPI: Sendable {
                 type.split(separator: ";", maxSplits: 1).first.map { String($0).trimmed(" \t").lowercased() }
                 ?? ""
             let ok = media == "application/json" || (mergePatch && media == "application/merge-patch+json")
-            guard ok else {
+            // JSON is UTF-8 (RFC 8259): a charset parameter may only say so.
+            let parameters = type.split(separator: ";").dropFirst().map { $0.trimmed(" \t").lowercased() }
+            let charsetOK = parameters.allSatisfy {
+                !$0.hasPrefix("charset=") || $0 == "charset=utf-8" || $0 == "charset=\"utf-8\""
+            }
+            guard ok, charsetOK else {
                 throw APIError(
                     .unsupportedMediaType, code: "unsupported_media_type",
-                    "the body must be JSON: send Content-Type: \(mergePatch ? "application/merge-patch+json or " : "")application/json"
+                    "the body must be JSON in UTF-8: send Content-Type: \(mergePatch ? "application/merge-patch+json or " : "")application/json"
                 )
             }
         }
@@ -175,6 +180,10 @@ public struct CarbonAPI: Sendable {
             throw tooLarge  // a chunked body that grew past the limit
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw BodyReadError(underlying: String(describing: error))
         }
         let bytes = Array(buffer.readableBytesView)
         guard !bytes.isEmpty else { throw APIError.invalid("the body is empty; send a JSON object") }
@@ -233,9 +242,11 @@ public struct CarbonAPI: Sendable {
         do {
             try await store.checkReachable()
         } catch {
-            let reason = (error as? any CarbonStoreError)?.description ?? String(describing: error)
-            throw APIError.unavailable(
-                code: "unavailable", "storage or locks are not reachable: \(reason)", retryAfter: 5)
+            var e = APIError.unavailable(
+                code: "unavailable", "storage or locks are not reachable; the log of this request says why",
+                retryAfter: 5)
+            e.logDetail = (error as? any CarbonStoreError)?.description ?? String(describing: error)
+            throw e
         }
         return JSONBody.response(["status": "ready"])
     }

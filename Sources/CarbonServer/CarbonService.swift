@@ -31,11 +31,12 @@ public struct CarbonService: Sendable {
         let c = api.configuration
         let header = TimeAmount.nanoseconds(c.headerTimeout.nanoseconds)
         let body = TimeAmount.nanoseconds(c.bodyTimeout.nanoseconds)
+        let send = TimeAmount.nanoseconds(c.sendTimeout.nanoseconds)
         return Application(
             router: api.router(),
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [RequestTimeoutHandler(header: header, body: body)],
+                    additionalChannelHandlers: [RequestTimeoutHandler(header: header, body: body, send: send)],
                     idleTimeout: .nanoseconds(c.idleTimeout.nanoseconds))),
             configuration: .init(address: .hostname(c.host, port: c.port), serverName: "carbonstore"),
             onServerRunning: onServerRunning,

@@ -26,6 +26,12 @@ struct FrontMiddleware: RouterMiddleware {
         if drain.enter() {
             defer { drain.leave() }
             do {
+                // The router drops empty segments, so `/v1/users//transactions` would reach the user
+                // "transactions": an empty id is refused here, before any route runs.
+                if request.uri.path.hasPrefix("/v1/"), Self.hasEmptySegment(request.uri.path) {
+                    throw APIError.invalid(
+                        "the path has an empty segment; an id must not be empty (send a / inside an id as %2F)")
+                }
                 response = try await next(request, context)
             } catch {
                 let e = apiError(for: error, request: request, context: context)
@@ -54,9 +60,15 @@ struct FrontMiddleware: RouterMiddleware {
         if let failure {
             meta["code"] = .string(failure.code)
             if let id = failure.errorID { meta["errorId"] = .string(id) }
+            if let detail = failure.logDetail { meta["detail"] = .string(detail) }
         }
         context.logger.info("request", metadata: meta)
         return response
+    }
+
+    /// Whether a path has an empty segment (`//`, or a `/` at the end).
+    static func hasEmptySegment(_ path: String) -> Bool {
+        path.utf8.count > 1 && (path.hasSuffix("/") || path.contains("//"))
     }
 
     static func milliseconds(_ d: Duration) -> String {
@@ -94,6 +106,10 @@ struct FrontMiddleware: RouterMiddleware {
             e = .from(store)
         case let http as HTTPError where http.status == .notFound:
             e = notFoundOrWrongMethod(request)
+        case is BodyReadError:
+            // The client closed the connection or stopped sending inside its body: its fault, not
+            // the storage's (and no one will read this answer).
+            e = .invalid("the body ended before its declared length; send the whole body")
         case let http as HTTPError where http.status == .contentTooLarge:
             e = .tooLarge("the body is larger than the limit", limit: 0)
         case let http as HTTPError:

@@ -113,6 +113,10 @@ enum Inputs {
                     throw .invalid("\(n) kg is out of range", field: path)
                 }
                 let scaled = (d * 1_000_000).rounded()
+                // As for the plain form: at most 6 decimals (whole milligrams), nothing rounded away.
+                guard abs(scaled / 1_000_000 - d) <= abs(d) * 1e-15 else {
+                    throw .invalid("\(n) kg has more than 6 decimals (whole milligrams)", field: path)
+                }
                 return CO2e(milligrams: Int64(scaled))
             }
             text = n

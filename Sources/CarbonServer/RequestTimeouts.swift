@@ -4,7 +4,8 @@ import NIOHTTPTypes
 
 /// Disconnects clients that send a request too slowly, so that a trickling client cannot pin a
 /// connection: the head of a request must arrive within `header` of its first byte, and its body
-/// within `body` of its head. A connection with nothing to send is left to the idle timeout.
+/// within `body` of its head; a client that leaves an answer unread for `send` is disconnected. A
+/// connection with nothing to send is left to the idle timeout.
 ///
 /// Two handlers share the clock: `ByteWatch`, first in the pipeline, sees raw bytes and starts the
 /// head's clock at the first byte of a request; `RequestTimeoutHandler`, after the HTTP decoder,
@@ -24,15 +25,32 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     let header: TimeAmount
     let body: TimeAmount
+    /// How long the client may leave an answer unread (the connection not writable) before it is
+    /// disconnected.
+    let send: TimeAmount
+    var sendTimer: Scheduled<Void>?
     /// True between requests: the next byte starts the next head's clock.
     var awaitingHead = true
     var timer: Scheduled<Void>?
     /// A response with `Connection: close` has begun: nothing more is read.
     var closing = false
 
-    init(header: TimeAmount, body: TimeAmount) {
+    init(header: TimeAmount, body: TimeAmount, send: TimeAmount) {
         self.header = header
         self.body = body
+        self.send = send
+    }
+
+    /// A client that stops reading its answers makes the connection unwritable: answers would
+    /// pile up in memory. If it stays so for `send`, the connection is closed.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        sendTimer?.cancel()
+        sendTimer = nil
+        if !context.channel.isWritable {
+            let channel = context.channel
+            sendTimer = context.eventLoop.scheduleTask(in: send) { channel.close(mode: .all, promise: nil) }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -40,10 +58,10 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         try? context.pipeline.syncOperations.addHandler(watch, position: .first)
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { cancel() }
+    func handlerRemoved(context: ChannelHandlerContext) { cancelAll() }
 
     func channelInactive(context: ChannelHandlerContext) {
-        cancel()
+        cancelAll()
         context.fireChannelInactive()
     }
 
@@ -93,6 +111,12 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     func cancel() {
         timer?.cancel()
         timer = nil
+    }
+
+    func cancelAll() {
+        cancel()
+        sendTimer?.cancel()
+        sendTimer = nil
     }
 
     /// Sees the raw bytes, before the HTTP decoder.

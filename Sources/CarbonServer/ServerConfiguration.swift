@@ -14,6 +14,7 @@ public struct ServerConfiguration: Sendable {
     public var headerTimeout: Duration = .seconds(10)
     public var bodyTimeout: Duration = .seconds(30)
     public var idleTimeout: Duration = .seconds(60)
+    public var sendTimeout: Duration = .seconds(10)
     public var shutdownDeadline: Duration = .seconds(25)
     public var logLevel: Logger.Level = .info
 
@@ -68,6 +69,9 @@ public struct ServerConfiguration: Sendable {
         }
         if let n = try integer("CARBONSTORE_IDLE_TIMEOUT_MS", 100...day, example: "60000") {
             c.idleTimeout = .milliseconds(n)
+        }
+        if let n = try integer("CARBONSTORE_SEND_TIMEOUT_MS", 100...day, example: "10000") {
+            c.sendTimeout = .milliseconds(n)
         }
         if let n = try integer("CARBONSTORE_SHUTDOWN_DEADLINE_MS", 0...day, example: "25000") {
             c.shutdownDeadline = .milliseconds(n)
