@@ -49,6 +49,7 @@ echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 echo "- $(swift --version 2>/dev/null | head -n 1)"
 echo "- $(wrk --version 2>&1 | head -n 1)"
+echo "- load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- data: $work ($(df -T "$work" | awk 'NR==2 {print $2}'))"
 echo "- wrk -t$threads -c$connections -d${seconds}s --latency; $users W1 users; one transaction per request"
 echo

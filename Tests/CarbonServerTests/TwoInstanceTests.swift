@@ -29,7 +29,7 @@ import Testing
         let moto = try TwoInstanceMoto.get()
         let uri = moto.storageURI(label: "two-instances")
         let outcome = try await TwoInstanceRun(
-            storage: uri, environment: moto.engineEnvironment, requestsPerClient: 8
+            storage: uri, environment: moto.engineEnvironment, requestsPerClient: 20
         ).run()
         // The engine's own read, in a process of its own with the engine user's keys.
         var environment = moto.engineEnvironment
@@ -192,7 +192,7 @@ struct TwoInstanceRun: Sendable {
             let ids = (0..<size).map { "c\(c)-b\(k)-\(UInt32.random(in: 0...UInt32.max))-\($0)" }
             let items = ids.enumerated().map { j, id in
                 """
-                {"id": "\(id)", "time": "2026-03-\(10 + k)T1\(j):\(10 + c):00Z", \
+                {"id": "\(id)", "time": "2026-03-\(10 + k % 18)T1\(j):\(10 + c):00Z", \
                 "amount": {"amount": "-\(c + 1).\(k % 10)\(j)", "currency": "EUR"}, \
                 "merchant": "Shop \(c)", "mcc": 5411}
                 """
