@@ -150,10 +150,22 @@ struct TwoInstanceRun: Sendable {
         }
         let final = ledger.withLock { $0 }
         let outcome = Outcome(ledger: final)
+        let elapsed = ContinuousClock.now - started
+        // How much the instances contended, from their own metrics (informative: contention is
+        // likely, not certain, so it is not asserted).
+        var contention: [String] = []
+        for (label, port) in [("A", a.port), ("B", b.port)] {
+            let metrics = try await sendHTTP(port: port, .get, "/metrics", key: key).body
+            let wanted = ["carbonstore_fence_conflicts_total", "carbonstore_lock_wait_seconds_sum"]
+            let lines = metrics.split(separator: "\n").filter { line in
+                wanted.contains { line.hasPrefix($0 + " ") }
+            }
+            contention.append("\(label): " + lines.joined(separator: ", "))
+        }
         print(
             "two instances over \(storage): \(clients) clients x \(requestsPerClient) batches in"
-                + " \(ContinuousClock.now - started); \(final.resends) resends,"
-                + " \(final.retriesAfter503) retries after 503, \(final.retriesAfter409) after 409")
+                + " \(elapsed); \(final.resends) resends, \(final.retriesAfter503) retries after 503,"
+                + " \(final.retriesAfter409) after 409; \(contention.joined(separator: "; "))")
 
         for user in Self.users {
             let revisions = final.committedRevisions[user] ?? []
