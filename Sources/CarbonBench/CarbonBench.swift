@@ -13,20 +13,36 @@ import Foundation
 /// write of the same bytes. Run it in release mode:
 ///
 ///     swift run -c release CarbonBench [--iterations N] [--dir PATH]
+///
+/// For the HTTP benchmark (scripts/bench-http.sh): `--only seed --storage URI --users N --prefix P`
+/// gives N users the W1 workload; `--only update-rate --users N --concurrency C --seconds S` prints
+/// the rate of `Store.update` on N seeded users and on one hot user, C writers at a time.
 @main
 struct CarbonBench {
     static func main() async throws {
         var iterations = 200
         var dir = FileManager.default.currentDirectoryPath + "/.bench-data-\(getpid())"
         var only: String?
+        var users = 1000
+        var concurrency = 16
+        var seconds = 20
+        var storage: String?
+        var prefix = "w1-"
         var args = CommandLine.arguments.dropFirst()
         while let a = args.popFirst() {
             switch a {
             case "--iterations": iterations = Int(args.popFirst() ?? "") ?? iterations
             case "--dir": dir = args.popFirst() ?? dir
             case "--only": only = args.popFirst()
+            case "--users": users = Int(args.popFirst() ?? "") ?? users
+            case "--concurrency": concurrency = Int(args.popFirst() ?? "") ?? concurrency
+            case "--seconds": seconds = Int(args.popFirst() ?? "") ?? seconds
+            case "--storage": storage = args.popFirst()
+            case "--prefix": prefix = args.popFirst() ?? prefix
             default:
-                print("usage: CarbonBench [--iterations N] [--dir PATH] [--only codec|update|aws]")
+                print(
+                    "usage: CarbonBench [--iterations N] [--dir PATH] [--only codec|update|aws|update-rate|seed]"
+                        + " [--users N] [--concurrency N] [--seconds N] [--storage URI] [--prefix P]")
                 exit(64)
             }
         }
@@ -34,8 +50,25 @@ struct CarbonBench {
             try await AWSRequestCount.run(updates: max(iterations, 40))
             return
         }
+        if only == "seed" {
+            guard let storage else {
+                print("--only seed needs --storage URI")
+                exit(64)
+            }
+            let store = try await StoreFactory().makeStore(storage)
+            try await UpdateRate.seed(store, prefix: prefix, users: users)
+            print("seeded \(users) W1 users \(prefix)00000... in \(storage)")
+            return
+        }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        if only == "update-rate" {
+            print("- machine: \(machineDescription())")
+            print("- data directory: \(dir) (\(filesystemType(dir)))")
+            print()
+            try await UpdateRate.run(dir: dir, users: users, concurrency: concurrency, seconds: seconds)
+            return
+        }
 
         print("# CarbonStore benchmark")
         print()

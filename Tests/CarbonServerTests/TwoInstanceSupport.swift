@@ -1,0 +1,206 @@
+import CarbonStoreTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One `carbonstore serve` process (the built binary) on a port of its own choosing (`--port 0`),
+/// for the two-instance tests. Its port is read from the `listening` log line on stdout.
+final class ServeInstance: @unchecked Sendable {
+    let label: String
+    let port: Int
+    private let process: Process
+    private let stdout: CarbonStoreTestSupport.Locked<Data>
+    private let stderr: CarbonStoreTestSupport.Locked<Data>
+
+    private init(
+        label: String, port: Int, process: Process, stdout: CarbonStoreTestSupport.Locked<Data>,
+        stderr: CarbonStoreTestSupport.Locked<Data>
+    ) {
+        self.label = label
+        self.port = port
+        self.process = process
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var stdoutText: String { stdout.withLock { String(decoding: $0, as: UTF8.self) } }
+    var stderrText: String { stderr.withLock { String(decoding: $0, as: UTF8.self) } }
+
+    /// Starts `carbonstore serve --port 0` with `environment` (over the variables CommandRunner
+    /// keeps) and waits until it listens. The process is killed if it does not start in time.
+    static func start(label: String, environment: [String: String], timeout: Duration = .seconds(30))
+        async throws -> ServeInstance
+    {
+        let runner = try CommandRunner(environment: environment)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: runner.executable)
+        p.arguments = ["serve", "--host", "127.0.0.1", "--port", "0"]
+        p.environment = runner.environment
+        p.standardInput = FileHandle.nullDevice
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let stdout = CarbonStoreTestSupport.Locked(Data())
+        let stderr = CarbonStoreTestSupport.Locked(Data())
+        try p.run()
+        for (handle, buffer) in [(out.fileHandleForReading, stdout), (err.fileHandleForReading, stderr)] {
+            nonisolated(unsafe) let handle = handle
+            Thread.detachNewThread {
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    buffer.withLock { $0.append(chunk) }
+                }
+            }
+        }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let port = listeningPort(in: stdout.withLock { String(decoding: $0, as: UTF8.self) }) {
+                return ServeInstance(label: label, port: port, process: p, stdout: stdout, stderr: stderr)
+            }
+            if !p.isRunning || ContinuousClock.now > deadline {
+                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+                p.waitUntilExit()
+                throw ServeInstanceError(
+                    "serve instance \(label) did not report a listening port within \(timeout)"
+                        + " (exit status \(p.terminationStatus));"
+                        + " stdout: \(stdout.withLock { String(decoding: $0, as: UTF8.self) })"
+                        + " stderr: \(stderr.withLock { String(decoding: $0, as: UTF8.self) })")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// The port of the first `{"message":"listening",...,"port":"NNNNN"}` line.
+    static func listeningPort(in text: String) -> Int? {
+        for line in text.split(separator: "\n") where line.contains("\"listening\"") {
+            guard
+                let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                object["message"] as? String == "listening"
+            else { continue }
+            if let s = object["port"] as? String, let port = Int(s), port > 0 { return port }
+            if let n = object["port"] as? Int, n > 0 { return n }
+        }
+        return nil
+    }
+
+    /// Sends SIGTERM and waits for the exit; SIGKILL after `deadline`. Returns the exit status, or
+    /// nil when it had to be killed.
+    func stop(deadline: Duration = .seconds(15)) async -> Int32? {
+        guard process.isRunning else { return process.terminationStatus }
+        kill(pid, SIGTERM)
+        let end = ContinuousClock.now + deadline
+        while process.isRunning && ContinuousClock.now < end {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning {
+            forceStop()
+            return nil
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Kills the process at once if it still runs (for every exit path of a test).
+    func forceStop() {
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+struct ServeInstanceError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// What one HTTP request answered.
+struct HTTPAnswer: Sendable {
+    var status: Int
+    var retryAfter: String?
+    var body: String
+
+    var json: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+    }
+}
+
+/// Sends one request to 127.0.0.1:`port` on a connection of its own, with the key as a bearer token.
+func sendHTTP(port: Int, _ method: HTTPRequest.Method, _ path: String, key: String, body: String? = nil)
+    async throws -> HTTPAnswer
+{
+    try await TestClient.withClient(
+        host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(30))
+    ) { client in
+        var headers: HTTPFields = [.authorization: "Bearer \(key)"]
+        if body != nil { headers[.contentType] = "application/json" }
+        let response = try await client.execute(
+            TestClient.Request(
+                path, method: method, authority: "127.0.0.1:\(port)", headers: headers,
+                body: body.map { ByteBuffer(string: $0) }))
+        return HTTPAnswer(
+            status: Int(response.status.code), retryAfter: response.headers[.retryAfter],
+            body: response.body.map { String(buffer: $0) } ?? "")
+    }
+}
+
+/// The moto server prepared by scripts/with_moto.sh, read from its CARBONSTORE_TEST_* variables.
+struct TwoInstanceMoto: Sendable {
+    var endpoint: String
+    var region: String
+    var bucket: String
+    var table: String
+    var accessKeyID: String
+    var secretAccessKey: String
+
+    static let current: TwoInstanceMoto? = {
+        let e = ProcessInfo.processInfo.environment
+        guard let endpoint = e["CARBONSTORE_TEST_AWS_ENDPOINT"],
+            let region = e["CARBONSTORE_TEST_AWS_REGION"],
+            let bucket = e["CARBONSTORE_TEST_BUCKET"], let table = e["CARBONSTORE_TEST_TABLE"],
+            let key = e["CARBONSTORE_TEST_ACCESS_KEY_ID"],
+            let secret = e["CARBONSTORE_TEST_SECRET_ACCESS_KEY"]
+        else { return nil }
+        return TwoInstanceMoto(
+            endpoint: endpoint, region: region, bucket: bucket, table: table, accessKeyID: key,
+            secretAccessKey: secret)
+    }()
+
+    /// When the test command prepared moto (scripts/with_moto.sh), the test must run and fail
+    /// without it; otherwise it is skipped, as the other AWS tests are.
+    static let required = ProcessInfo.processInfo.environment["CARBONSTORE_REQUIRE_AWS_TESTS"] == "1"
+
+    static var enabled: ConditionTrait {
+        .enabled(if: current != nil || required, "needs moto: run through scripts/with_moto.sh")
+    }
+
+    static func get() throws -> TwoInstanceMoto {
+        guard let current else {
+            throw ServeInstanceError(
+                "CARBONSTORE_TEST_* variables are missing: run the tests through scripts/with_moto.sh")
+        }
+        return current
+    }
+
+    /// The engine user's keys (least privilege), nothing else of AWS.
+    var engineEnvironment: [String: String] {
+        [
+            "AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_REGION": region,
+            "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent",
+        ]
+    }
+
+    /// S3 with DynamoDB locks under a fresh prefix, so that runs never see each other's users.
+    func storageURI(label: String) -> String {
+        let prefix = "\(label)-\(UInt32.random(in: 0...UInt32.max))/"
+        return
+            "s3:\(bucket)?locking=dynamo&table=\(table)&endpoint=\(endpoint)&region=\(region)&prefix=\(prefix)"
+    }
+}
