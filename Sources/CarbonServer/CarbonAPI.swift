@@ -96,7 +96,8 @@ public struct CarbonAPI: Sendable {
 
     /// The router: the front middleware, then each route behind its key check.
     public func router() -> Router<CarbonRequestContext> {
-        let router = Router(context: CarbonRequestContext.self)
+        // HEAD is answered wherever GET is (load balancers probe with it).
+        let router = Router(context: CarbonRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: FrontMiddleware(drain: drain, metrics: metrics, routes: Self.routes))
         for (route, handler) in Self.table {
             router.on(RouterPath(stringLiteral: route.path), method: route.method) { request, context in

@@ -113,6 +113,18 @@ import Testing
             name: "a time in milliseconds", body: batch(transactionJSON("t1", time: "@1000")),
             field: "transactions[0].time"),
         Case(
+            name: "a charset other than UTF-8", body: batch(transactionJSON("t1")), status: 415,
+            code: "unsupported_media_type", contentType: "application/json; charset=latin1"),
+        Case(
+            name: "kilograms in exponent form below a milligram", uri: "/v1/users/u1/footprints",
+            body:
+                #"{"footprints":[{"id":"f","kgCO2e":1e-7,"category":"c","methodology":"m","calculatedAt":"2026-01-01T00:00:00Z"}]}"#,
+            field: "footprints[0].kgCO2e"),
+        Case(
+            name: "an empty metadata key",
+            body: batch(transactionJSON("t1", extra: #","metadata":{"":"x"}"#)),
+            field: "transactions[0].metadata."),
+        Case(
             name: "a nesting bomb",
             body: String(repeating: "[", count: 100) + String(repeating: "]", count: 100)),
     ]
@@ -161,6 +173,11 @@ import Testing
             #expect(a.status == 503)
             #expect(a.code == "lock_timeout")
             #expect(a.headers[.retryAfter] == "1")
+            // The client hears that the user was locked, not who held it; the log has the holder.
+            let message = a.error["message"] as? String ?? ""
+            #expect(message.contains("u1") && !message.contains(lease.operationID))
+            let line = service.logs.objects.first { $0["code"] == "lock_timeout" }
+            #expect(line?["detail"]?.contains(lease.operationID) == true)
             try await service.store.locks.release(lease)
             #expect(try await service.store.read("u1") == nil)
             let metrics = try await client.call(.get, "/metrics", role: nil)
@@ -269,5 +286,42 @@ import Testing
             #expect(repeated.status == 400)
             #expect((repeated.error["message"] as? String)?.contains("k17") == true)
         }
+    }
+
+    /// The router drops empty segments: without a check, `/v1/users//transactions` would reach the
+    /// user "transactions", and a DELETE with empty ids would erase someone else.
+    @Test func anEmptyPathSegmentIsRefused() async throws {
+        let service = try await TestService.memory()
+        _ = try await service.store.update("transactions") {
+            $0.setPreference("a", value: "b", at: Timestamp(millisecondsSince1970: 0))
+        }
+        try await service.application().test(.router) { client in
+            for (method, uri) in [
+                (HTTPRequest.Method.delete, "/v1/users//transactions"), (.get, "/v1/users//transactions"),
+                (.delete, "/v1/users/transactions/"), (.put, "/v1/users/u//responses/q1"),
+            ] {
+                let a = try await client.call(method, uri, body: method == .put ? #"{"answer":1}"# : nil)
+                #expect(a.status == 400, "\(method) \(uri): \(a.text)")
+                #expect(a.code == "invalid_request")
+            }
+        }
+        #expect(try await service.store.read("transactions") != nil)
+        #expect(try await service.store.read("u") == nil)
+    }
+
+    @Test func readinessFailuresKeepTheDetailsInTheLog() async throws {
+        let store = Store(storage: TroubledStorage(failList: true), locks: InProcessLockService())
+        let service = TestService(store: store)
+        try await service.application().test(.router) { client in
+            let a = try await client.call(.get, "/readyz", role: nil)
+            #expect(a.status == 503)
+            #expect(a.code == "unavailable")
+            #expect(a.headers[.retryAfter] == "5")
+            #expect(!(a.error["message"] as? String ?? "").contains("errno"))
+            let head = try await client.call(.head, "/healthz", role: nil)
+            #expect(head.status == 200)
+        }
+        let line = service.logs.objects.first { $0["code"] == "unavailable" }
+        #expect(line?["detail"]?.contains("list") == true)
     }
 }

@@ -183,9 +183,14 @@ final class RawConnection: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var closed = false
 
-    init(port: Int) throws {
+    /// Connects to the port on loopback; `receiveBuffer` makes the socket's receive buffer small,
+    /// so that a client that does not read soon stops the server's writes.
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { throw SocketTestError("socket: errno \(errno)") }
+        if var size = receiveBuffer {
+            _ = setsockopt(s, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var one: Int32 = 1
         _ = setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()

@@ -1,4 +1,6 @@
+import CarbonModel
 import CarbonServer
+import CarbonStore
 import CarbonStoreTestSupport
 import Foundation
 import Testing
@@ -352,5 +354,66 @@ import Testing
         }
         #expect(!server.stdout.contains("bad id!"))
         #expect(lines.compactMap(\.object).filter { $0["message"] == "request" }.count == 7)
+    }
+
+    /// A client that asks for large answers and never reads them: without a send timeout the
+    /// answers wait in the server's memory for as long as the client likes.
+    @Test func aClientThatStopsReadingIsDisconnected() async throws {
+        let (server, port, dir) = try Self.start(["CARBONSTORE_SEND_TIMEOUT_MS": "500"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        // A user of about 2 MB of JSON, written through the engine.
+        let store = try await StoreFactory().makeStore("path:" + dir.path)
+        _ = try await store.update("big") { record in
+            for i in 0..<4000 {
+                try record.upsert(
+                    Transaction(
+                        id: "t\(i)", time: Timestamp(millisecondsSince1970: Int64(i) * 1000),
+                        amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!),
+                        description: String(repeating: "d", count: 400)))
+            }
+        }
+        let request =
+            "GET /v1/users/big HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.keys[.read]!.key)\r\n\r\n"
+        let closedAfter = try await offPool { () -> Duration? in
+            let c = try RawConnection(port: port, receiveBuffer: 4096)
+            try c.send(String(repeating: request, count: 4))
+            Thread.sleep(forTimeInterval: 3)
+            // Read now: a server that kept the connection would deliver all four answers and
+            // stay open; one that gave up on the client has closed it.
+            return try c.waitForClose(timeout: .seconds(8))
+        }
+        #expect(closedAfter != nil, "the connection stayed open")
+        #expect(try await httpRequest(port: port, "GET", "/healthz").status == 200)
+    }
+
+    /// A client that closes the connection inside its body is not a storage failure: no 500 is
+    /// logged or counted.
+    @Test func aBodyCutShortIsNotAServerError() async throws {
+        let (server, port, dir) = try Self.start()
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        try await offPool {
+            let c = try RawConnection(port: port)
+            try c.send(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.keys[.write]!.key)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"transactions\""
+            )
+        }
+        // The connection is gone (the RawConnection was released); give the server a moment.
+        try await Task.sleep(for: .milliseconds(300))
+        let metrics = try await httpRequest(port: port, "GET", "/metrics")
+        #expect(
+            !String(decoding: metrics.body, as: UTF8.self).contains(#"status="500""#),
+            "\(String(decoding: metrics.body, as: UTF8.self).prefix(2000))")
+        #expect(
+            String(decoding: metrics.body, as: UTF8.self).contains(
+                #"route="/v1/users/{userId}/transactions",status="400""#))
+        #expect(
+            try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [Self.auth(.read)]).status
+                == 404)
     }
 }
