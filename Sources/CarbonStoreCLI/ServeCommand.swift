@@ -12,7 +12,8 @@ struct ServeCommand: AsyncParsableCommand {
             CARBONSTORE_API_KEYS (role:sha256hex entries, made by `carbonstore keys new`),
             CARBONSTORE_API_KEYS_FILE, CARBONSTORE_MAX_BODY_BYTES, CARBONSTORE_MAX_BATCH,
             CARBONSTORE_MAX_USER_ID_BYTES, CARBONSTORE_HEADER_TIMEOUT_MS, CARBONSTORE_BODY_TIMEOUT_MS,
-            CARBONSTORE_IDLE_TIMEOUT_MS, CARBONSTORE_SHUTDOWN_DEADLINE_MS, CARBONSTORE_LOG_LEVEL.
+            CARBONSTORE_SEND_TIMEOUT_MS, CARBONSTORE_IDLE_TIMEOUT_MS,
+            CARBONSTORE_SHUTDOWN_DEADLINE_MS, CARBONSTORE_LOG_LEVEL.
             On the embedded default storage with no key configured, it makes an admin key for the run
             and prints it once. Stops on SIGTERM or SIGINT after the requests in flight.
             """)
