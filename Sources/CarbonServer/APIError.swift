@@ -71,7 +71,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             e.logDetail = message
             return e
         case .leaseExpired, .unavailable:
-            var e = APIError.unavailable(code: "unavailable", "storage is unavailable for now; retry the request")
+            var e = APIError.unavailable(
+                code: "unavailable", "storage is unavailable for now; retry the request")
             e.logDetail = message
             return e
         case .storageFailure, .permissionDenied:

@@ -36,7 +36,9 @@ public struct CarbonService: Sendable {
             router: api.router(),
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [RequestTimeoutHandler(header: header, body: body, send: send)],
+                    additionalChannelHandlers: [
+                        RequestTimeoutHandler(header: header, body: body, send: send)
+                    ],
                     idleTimeout: .nanoseconds(c.idleTimeout.nanoseconds))),
             configuration: .init(address: .hostname(c.host, port: c.port), serverName: "carbonstore"),
             onServerRunning: onServerRunning,

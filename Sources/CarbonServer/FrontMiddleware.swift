@@ -30,7 +30,8 @@ struct FrontMiddleware: RouterMiddleware {
                 // "transactions": an empty id is refused here, before any route runs.
                 if request.uri.path.hasPrefix("/v1/"), Self.hasEmptySegment(request.uri.path) {
                     throw APIError.invalid(
-                        "the path has an empty segment; an id must not be empty (send a / inside an id as %2F)")
+                        "the path has an empty segment; an id must not be empty (send a / inside an id as %2F)"
+                    )
                 }
                 response = try await next(request, context)
             } catch {
