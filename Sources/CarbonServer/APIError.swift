@@ -16,6 +16,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     /// What the log line of the request says besides the message: details meant for an operator
     /// (a lock holder's process and host, a storage error's path), never sent to the client.
     public var logDetail: String?
+    /// The route the request's path matched, for the metrics and the log, when the router did not
+    /// match it (a 405).
+    public var route: String?
     /// Headers the status needs (`WWW-Authenticate`, `Allow`, `Connection`).
     public var headers: [(HTTPField.Name, String)] = []
 
@@ -49,35 +52,46 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         return e
     }
 
-    /// The answer for an engine error: its kind decides the status (`ErrorKind.httpStatus`).
+    /// The answer for an engine error. Only errors about the request itself (a user id, a record
+    /// that would be too large, a write that kept conflicting) are told to the client as they are.
+    /// Everything else comes from the storage or its configuration (a missing bucket or table,
+    /// credentials, a path): the client hears that storage failed or is unavailable, and the
+    /// request's log line has the engine's text (`logDetail`).
     static func from(_ error: any CarbonStoreError) -> APIError {
         let message = error.description
-        if let tooLarge = error as? RecordTooLargeStoreError {
+        switch error {
+        case let tooLarge as RecordTooLargeStoreError:
             return .tooLarge(
                 message + "; the user's record is full: remove items or split the user",
                 limit: tooLarge.underlying.maximum)
+        case is InvalidUserIDError:
+            return .invalid(message, field: "userId")
+        case is UserNotFoundError:
+            return .notFound(message)
+        case is WriteConflictError:
+            return APIError(.conflict, code: "conflict", message)
+        default:
+            break
         }
+        var e: APIError
         switch error.kind {
-        case .invalidInput: return .invalid(message)
-        case .notFound: return .notFound(message)
-        case .conflict: return APIError(.conflict, code: "conflict", message)
-        case .corrupt: return APIError(.internalServerError, code: "corrupt_user_file", message)
+        case .corrupt:
+            e = APIError(.internalServerError, code: "corrupt_user_file", message)
         case .lockTimeout:
-            var e = APIError.unavailable(
+            e = .unavailable(
                 code: "lock_timeout",
                 (error as? LockTimeoutError).map {
                     "user '\($0.userID)' stayed locked by another writer for \($0.waitedMilliseconds) ms; retry the request"
                 } ?? "the user stayed locked by another writer; retry the request")
-            e.logDetail = message
-            return e
         case .leaseExpired, .unavailable:
-            var e = APIError.unavailable(
-                code: "unavailable", "storage is unavailable for now; retry the request")
-            e.logDetail = message
-            return e
-        case .storageFailure, .permissionDenied:
-            return APIError(.internalServerError, code: "internal_error", message)
+            e = .unavailable(code: "unavailable", "storage is unavailable for now; retry the request")
+        case .invalidInput, .notFound, .conflict, .storageFailure, .permissionDenied:
+            // A storage error that is not the client's: a missing bucket or table, refused
+            // credentials, a configuration to fix. FrontMiddleware gives it an error id.
+            e = APIError(.internalServerError, code: "internal_error", message)
         }
+        e.logDetail = message
+        return e
     }
 }
 

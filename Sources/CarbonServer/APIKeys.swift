@@ -52,17 +52,18 @@ public struct APIKeys: Sendable {
 
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// Parses entries separated by commas or newlines; blank entries and `#` comments are skipped.
+    /// Parses entries separated by commas or line ends (LF or CRLF); blank entries and `#` comments
+    /// (to the end of their line) are skipped.
     public static func parse(_ text: String, source: String) throws(InvalidKeyEntryError) -> [APIKeyEntry] {
         var result: [APIKeyEntry] = []
         var number = 0
         for rawLine in text.split(
-            omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "," })
+            omittingEmptySubsequences: false, whereSeparator: { $0.isNewline || $0 == "," })
         {
             number += 1
             var line = Substring(rawLine)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let item = line.trimmed(" \t\r")
+            let item = line.trimmed(" \t\r\u{FEFF}")
             if item.isEmpty { continue }
             guard let colon = item.firstIndex(of: ":") else {
                 throw InvalidKeyEntryError(

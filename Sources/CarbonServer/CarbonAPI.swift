@@ -241,8 +241,17 @@ public struct CarbonAPI: Sendable {
 
     func ready() async throws -> Response {
         do {
-            try await store.checkReachable()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.checkReachable() }
+                group.addTask {
+                    try await Task.sleep(for: Self.readinessDeadline)
+                    throw ReadinessTimeoutError(deadline: Self.readinessDeadline)
+                }
+                try await group.next()
+                group.cancelAll()
+            }
         } catch {
+            if let engine = error as? any CarbonStoreError { metrics.storageError(kind: engine.kind) }
             var e = APIError.unavailable(
                 code: "unavailable", "storage or locks are not reachable; the log of this request says why",
                 retryAfter: 5)
@@ -250,6 +259,15 @@ public struct CarbonAPI: Sendable {
             throw e
         }
         return JSONBody.response(["status": "ready"])
+    }
+
+    /// How long `/readyz` waits for storage and locks before it answers 503, so that a probe with a
+    /// short timeout gets an answer, and a hung backend cannot hold a drain.
+    static let readinessDeadline: Duration = .seconds(3)
+
+    struct ReadinessTimeoutError: Error, CustomStringConvertible {
+        var deadline: Duration
+        var description: String { "storage or locks did not answer within \(deadline)" }
     }
 
     func metricsText() -> Response {

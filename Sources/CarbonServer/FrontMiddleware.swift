@@ -48,7 +48,8 @@ struct FrontMiddleware: RouterMiddleware {
             response = Self.response(for: e, requestID: context.requestID)
         }
         response.headers[.xRequestID] = context.requestID
-        let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
+        let route =
+            failure?.route ?? context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
         let duration = ContinuousClock.now - started
         metrics.request(
             method: request.method.rawValue, route: route, status: response.status.code, duration: duration)
@@ -103,8 +104,9 @@ struct FrontMiddleware: RouterMiddleware {
         case let api as APIError:
             e = api
         case let store as any CarbonStoreError:
-            metrics.storageError(kind: store.kind)
             e = .from(store)
+            // What the engine met, not what the client sent wrong.
+            if e.status.code >= 500 || e.status == .conflict { metrics.storageError(kind: store.kind) }
         case let http as HTTPError where http.status == .notFound:
             e = notFoundOrWrongMethod(request)
         case is BodyReadError:
@@ -125,7 +127,10 @@ struct FrontMiddleware: RouterMiddleware {
             e.errorID = id
             context.logger.error(
                 "request failed",
-                metadata: ["errorId": .string(id), "code": .string(e.code), "detail": .string(e.message)])
+                metadata: [
+                    "errorId": .string(id), "code": .string(e.code),
+                    "detail": .string(e.logDetail ?? e.message),
+                ])
             e.message =
                 e.code == "corrupt_user_file"
                 ? "the user's file cannot be read; it is left untouched for an operator, whose log has its path under error id \(id)"
@@ -137,7 +142,9 @@ struct FrontMiddleware: RouterMiddleware {
     /// 405 with `Allow` when the path is a route's and the method is not; else 404.
     func notFoundOrWrongMethod(_ request: Request) -> APIError {
         let path = request.uri.path
-        let allowed = routes.filter { $0.matches(path: path) }.map(\.method.rawValue)
+        let matching = routes.filter { $0.matches(path: path) }
+        var allowed = matching.map(\.method.rawValue)
+        if allowed.contains("GET") { allowed.append("HEAD") }
         guard !allowed.isEmpty else {
             return .notFound(
                 "there is no route \(request.method.rawValue) \(String(path.prefix(200))); the routes are in /openapi.json"
@@ -147,6 +154,7 @@ struct FrontMiddleware: RouterMiddleware {
             .methodNotAllowed, code: "method_not_allowed",
             "\(request.method.rawValue) is not allowed here; use \(allowed.joined(separator: ", "))")
         e.headers = [(.allow, allowed.joined(separator: ", "))]
+        e.route = matching.first?.path
         return e
     }
 

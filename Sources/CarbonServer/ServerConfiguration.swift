@@ -12,7 +12,7 @@ public struct ServerConfiguration: Sendable {
     public var maxBatch: Int = 1000
     public var maxUserIDBytes: Int = UserKeys.maximumUserIDBytes
     public var headerTimeout: Duration = .seconds(10)
-    public var bodyTimeout: Duration = .seconds(30)
+    public var bodyTimeout: Duration = .seconds(20)
     public var idleTimeout: Duration = .seconds(60)
     public var sendTimeout: Duration = .seconds(10)
     public var shutdownDeadline: Duration = .seconds(25)
@@ -64,7 +64,7 @@ public struct ServerConfiguration: Sendable {
         if let n = try integer("CARBONSTORE_HEADER_TIMEOUT_MS", 100...day, example: "10000") {
             c.headerTimeout = .milliseconds(n)
         }
-        if let n = try integer("CARBONSTORE_BODY_TIMEOUT_MS", 100...day, example: "30000") {
+        if let n = try integer("CARBONSTORE_BODY_TIMEOUT_MS", 100...day, example: "20000") {
             c.bodyTimeout = .milliseconds(n)
         }
         if let n = try integer("CARBONSTORE_IDLE_TIMEOUT_MS", 100...day, example: "60000") {
@@ -100,11 +100,13 @@ public struct ServerConfiguration: Sendable {
                 entries += try APIKeys.parse(text, source: "CARBONSTORE_API_KEYS_FILE \(path)")
             }
         } catch let error as InvalidKeyEntryError {
+            let inFile = error.source.hasPrefix("CARBONSTORE_API_KEYS_FILE")
             throw InvalidSettingError(
-                name: error.source.hasPrefix("CARBONSTORE_API_KEYS_FILE")
-                    ? "CARBONSTORE_API_KEYS_FILE" : "CARBONSTORE_API_KEYS",
-                value: "…", problem: "has a bad entry: \(error.description)", example: "write:<64 hex digits>"
-            )
+                name: inFile ? "CARBONSTORE_API_KEYS_FILE" : "CARBONSTORE_API_KEYS",
+                value: inFile ? environment("CARBONSTORE_API_KEYS_FILE") ?? "" : "…",
+                problem: "has a bad entry: \(error.description)",
+                example: inFile
+                    ? "/etc/carbonstore/keys (a file of role:sha256hex lines)" : "write:<64 hex digits>")
         }
         c.keys = APIKeys(entries)
         return c

@@ -30,7 +30,15 @@ public final class ServerMetrics: Sendable {
             label: "carbonstore_fence_conflicts_total", dimensions: [], factory: factory)
         bytesWritten = CoreMetrics.Counter(
             label: "carbonstore_bytes_written_total", dimensions: [], factory: factory)
+        // Every kind has its series from the start, at 0, so that rates and alerts see it.
+        for kind in Self.errorKinds { storageError(kind: kind, count: 0) }
     }
+
+    static let errorKinds: [ErrorKind] = [
+        .invalidInput, .notFound, .conflict, .corrupt, .lockTimeout, .leaseExpired, .unavailable,
+        .storageFailure,
+        .permissionDenied,
+    ]
 
     /// The engine's events, counted here.
     public var storeEvents: StoreEvents {
@@ -55,11 +63,10 @@ public final class ServerMetrics: Sendable {
         .recordNanoseconds(duration.nanoseconds)
     }
 
-    func storageError(kind: ErrorKind) {
+    func storageError(kind: ErrorKind, count: Int = 1) {
         CoreMetrics.Counter(
             label: "carbonstore_storage_errors_total", dimensions: [("kind", kind.rawValue)], factory: factory
-        )
-        .increment()
+        ).increment(by: count)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -25,7 +25,18 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             var configuration = try ServerConfiguration.fromEnvironment(environmentVariable) { path in
-                try String(contentsOfFile: path, encoding: .utf8)
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                    throw KeyFileError(problem: "there is no such file")
+                }
+                guard !isDirectory.boolValue else { throw KeyFileError(problem: "it is a directory") }
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw KeyFileError(problem: "this process may not read it")
+                }
+                guard let text = String(data: data, encoding: .utf8) else {
+                    throw KeyFileError(problem: "it is not UTF-8 text")
+                }
+                return text
             }
             configuration.storage = storage.uriText
             if let host { configuration.host = host }
@@ -89,4 +100,10 @@ struct ServeFailedError: CarbonStoreError {
     var description: String {
         "the service on \(host):\(port) failed: \(underlying); is another process using the port? choose another with --port or CARBONSTORE_PORT"
     }
+}
+
+/// Why the key file cannot be read, in a few words.
+struct KeyFileError: Error, CustomStringConvertible {
+    var problem: String
+    var description: String { problem }
 }

@@ -159,7 +159,12 @@ import Testing
             let wrong = try await client.call(.put, "/v1/users/u1/transactions")
             #expect(wrong.status == 405)
             #expect(wrong.code == "method_not_allowed")
-            #expect(wrong.headers[.allow] == "POST, GET")
+            #expect(wrong.headers[.allow] == "POST, GET, HEAD")
+            let metrics = try await client.call(.get, "/metrics", role: nil)
+            #expect(
+                metrics.text.contains(
+                    #"carbonstore_http_requests_total{method="PUT",route="/v1/users/{userId}/transactions",status="405"} 1"#
+                ))
         }
     }
 
@@ -323,5 +328,30 @@ import Testing
         }
         let line = service.logs.objects.first { $0["code"] == "unavailable" }
         #expect(line?["detail"]?.contains("list") == true)
+    }
+
+    /// A storage that is misconfigured (a missing bucket or table, refused credentials) is not the
+    /// client's fault and not the client's business: 500 with an error id, the text in the log.
+    @Test func aMisconfiguredStorageIsAServerErrorWithoutItsDetails() async throws {
+        let store = Store(storage: TroubledStorage(), locks: InProcessLockService())
+        let service = TestService(store: store)
+        try await service.application().test(.router) { client in
+            let before = try await client.call(.get, "/metrics", role: nil)
+            #expect(before.text.contains(#"carbonstore_storage_errors_total{kind="invalidInput"} 0"#))
+            for (method, uri, body) in [
+                (HTTPRequest.Method.get, "/v1/users/misconfigured", nil),
+                (.post, "/v1/users/misconfigured/transactions", batch(transactionJSON("t1"))),
+            ] as [(HTTPRequest.Method, String, String?)] {
+                let a = try await client.call(method, uri, role: .write, body: body)
+                #expect(a.status == 500, "\(a.text)")
+                #expect(a.code == "internal_error")
+                let errorID = try #require(a.error["errorId"] as? String)
+                #expect(!a.text.contains("secret-bucket"))
+                let line = service.logs.objects.first { $0["errorId"] == errorID && $0["level"] == "error" }
+                #expect(line?["detail"]?.contains("secret-bucket") == true)
+            }
+            let after = try await client.call(.get, "/metrics", role: nil)
+            #expect(after.text.contains(#"carbonstore_storage_errors_total{kind="invalidInput"} 2"#))
+        }
     }
 }

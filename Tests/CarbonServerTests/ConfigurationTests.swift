@@ -68,4 +68,13 @@ import Testing
         #expect(a.entry.keyID.count == 8)
         #expect(Role.read < Role.write && Role.write < Role.admin)
     }
+
+    /// Windows line ends and a byte order mark, as an editor may save the key file.
+    @Test func aKeyFileWithCRLFLineEndsIsRead() throws {
+        let admin = APIKeys.newKey(role: .admin)
+        let write = APIKeys.newKey(role: .write)
+        let file = "\u{FEFF}# admin keys\r\n\r\n\(admin.entry.entry)  # ops\r\n\(write.entry.entry)\r\n"
+        let c = try Self.configuration(["CARBONSTORE_API_KEYS_FILE": "/keys"], file: file)
+        #expect(c.keys.entries == [admin.entry, write.entry])
+    }
 }

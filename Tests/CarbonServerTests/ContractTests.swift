@@ -9,8 +9,8 @@ import HummingbirdTesting
 import Testing
 
 /// A store whose storage fails on purpose for some users, so that every documented status can be
-/// provoked: "broken" fails every call with an I/O error, "contended" always loses the fence, and
-/// listing fails when `failList` is set.
+/// provoked: "broken" fails every call with an I/O error, "misconfigured" as a missing bucket does,
+/// "contended" always loses the fence, and listing fails when `failList` is set.
 final class TroubledStorage: ObjectStorage {
     let inner = MemoryStorage()
     let keys = UserKeys()
@@ -22,6 +22,12 @@ final class TroubledStorage: ObjectStorage {
 
     func get(_ key: String) async throws -> StoredObject? {
         if isUser(key, "broken") { throw StorageIOError(operation: "read", path: key, errno: EIO) }
+        if isUser(key, "misconfigured") {
+            // As a missing bucket is reported by the S3 backend: an error of kind invalidInput
+            // that is the operator's to fix, not the client's.
+            throw InvalidStorageURIError(
+                uri: "s3:secret-bucket", problem: "the bucket does not exist", example: "s3:other-bucket")
+        }
         return try await inner.get(key)
     }
 
