@@ -32,12 +32,17 @@ public struct CarbonService: Sendable {
         let header = TimeAmount.nanoseconds(c.headerTimeout.nanoseconds)
         let body = TimeAmount.nanoseconds(c.bodyTimeout.nanoseconds)
         let send = TimeAmount.nanoseconds(c.sendTimeout.nanoseconds)
+        let metrics = api.metrics
+        let logger = self.logger
         return Application(
             router: api.router(),
             server: .http1(
                 configuration: .init(
+                    // Outbound answers pass ParserErrorAnswer first (it is nearer the application),
+                    // then RequestTimeoutHandler, which closes after a `Connection: close`.
                     additionalChannelHandlers: [
-                        RequestTimeoutHandler(header: header, body: body, send: send)
+                        RequestTimeoutHandler(header: header, body: body, send: send),
+                        ParserErrorAnswer(metrics: metrics, logger: logger),
                     ],
                     idleTimeout: .nanoseconds(c.idleTimeout.nanoseconds))),
             configuration: .init(address: .hostname(c.host, port: c.port), serverName: "carbonstore"),

@@ -158,12 +158,15 @@ struct FrontMiddleware: RouterMiddleware {
         return e
     }
 
-    static func response(for e: APIError, requestID: String) -> Response {
-        let body = ErrorBody(
+    static func errorBody(for e: APIError, requestID: String) -> ErrorBody {
+        ErrorBody(
             error: .init(
                 code: e.code, message: e.message, requestId: requestID, field: e.field, limit: e.limit,
                 errorId: e.errorID))
-        var response = JSONBody.response(body, status: e.status)
+    }
+
+    static func response(for e: APIError, requestID: String) -> Response {
+        var response = JSONBody.response(errorBody(for: e, requestID: requestID), status: e.status)
         if let s = e.retryAfterSeconds { response.headers[.retryAfter] = String(s) }
         if e.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer realm=\"carbonstore\"" }
         for (name, value) in e.headers { response.headers[name] = value }

@@ -416,4 +416,35 @@ import Testing
             try await httpRequest(port: port, "GET", "/v1/users/u1", headers: [Self.auth(.read)]).status
                 == 404)
     }
+
+    /// What the HTTP parser refuses before there is a request gets the service's error body and a
+    /// request id too, and is counted.
+    @Test func requestsTheParserRefusesGetTheJSONErrorBody() async throws {
+        let (server, port, dir) = try Self.start()
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        for payload in [
+            "GARBAGE LINE\r\n\r\n",
+            "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            let response = try await offPool { () -> HTTPResponse in
+                let c = try RawConnection(port: port)
+                try c.send(payload)
+                return try c.readResponse(timeout: .seconds(10))
+            }
+            #expect(response.status == 400)
+            #expect(response.header("content-type") == "application/json")
+            let requestID = try #require(response.header("x-request-id"))
+            let body = try #require(
+                try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: [String: String]])
+            #expect(body["error"]?["code"] == "invalid_request")
+            #expect(body["error"]?["requestId"] == requestID)
+        }
+        let metrics = try await httpRequest(port: port, "GET", "/metrics")
+        #expect(
+            String(decoding: metrics.body, as: UTF8.self).contains(
+                #"carbonstore_http_requests_total{method="unparsed",route="unparsed",status="400"} 2"#))
+    }
 }
