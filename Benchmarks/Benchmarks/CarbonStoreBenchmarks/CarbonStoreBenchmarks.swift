@@ -15,7 +15,8 @@ import Foundation
 /// W1's 1,000, 30 on W2's 20,000), CarbonStore and SQLite alike. Files are written under
 /// `.build/bench-data` of the folder the run starts in, or `CARBONSTORE_BENCH_DIR`.
 let benchmarks: @Sendable () -> Void = {
-    let timing: [BenchmarkMetric] = [.wallClock, .cpuTotal, .mallocCountTotal, .throughput]
+    // (`cpuTotal` is left out: on Linux it moves in steps of 10 ms, longer than most iterations.)
+    let timing: [BenchmarkMetric] = [.wallClock, .mallocCountTotal, .throughput]
     // bytes handed to write(2) (`wchar` of /proc/self/io) and bytes sent to the block device
     // (`write_bytes`), per iteration, for every writer.
     let writing = timing + [.writeBytesLogical, .writeBytesPhysical]
@@ -25,9 +26,11 @@ let benchmarks: @Sendable () -> Void = {
     func config(_ metrics: [BenchmarkMetric], iterations: Int, warmup: Int = 5, seconds: Int = 10)
         -> Benchmark.Configuration
     {
+        // Every figure in one unit (µs; bytes and allocations as counts), so that rows compare.
         .init(
-            metrics: metrics, warmupIterations: warmup, maxDuration: .seconds(seconds),
-            maxIterations: iterations)
+            metrics: metrics, timeUnits: .microseconds,
+            units: Dictionary(uniqueKeysWithValues: metrics.filter { $0 != .wallClock }.map { ($0, .count) }),
+            warmupIterations: warmup, maxDuration: .seconds(seconds), maxIterations: iterations)
     }
 
     // MARK: W1 and W2 append update, against SQLite WAL (synchronous=FULL)

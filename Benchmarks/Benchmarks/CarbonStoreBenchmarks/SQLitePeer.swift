@@ -83,7 +83,8 @@ struct SQLitePeer: Sendable {
             for (key, p) in record.preferences {
                 try preference.execute(arguments: [key, p.value, p.updatedAt.millisecondsSince1970])
             }
-            let footprint = try db.makeStatement(sql: "INSERT INTO footprints VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            let footprint = try db.makeStatement(
+                sql: "INSERT INTO footprints VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             for f in record.footprints {
                 try footprint.execute(arguments: [
                     f.id, f.transactionID, f.period?.start.millisecondsSince1970,
@@ -94,7 +95,8 @@ struct SQLitePeer: Sendable {
             let saving = try db.makeStatement(sql: "INSERT INTO savings VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             for s in record.savings {
                 try saving.execute(arguments: [
-                    s.id, s.actionID, s.co2e.milligrams, s.moneySaved?.minorUnits, s.moneySaved?.currency.code,
+                    s.id, s.actionID, s.co2e.milligrams, s.moneySaved?.minorUnits,
+                    s.moneySaved?.currency.code,
                     s.period.start.millisecondsSince1970, s.period.end.millisecondsSince1970,
                     s.recordedAt.millisecondsSince1970,
                 ])
@@ -135,8 +137,10 @@ struct SQLitePeer: Sendable {
     func append(_ t: Transaction, userID: String, now: Timestamp) throws {
         try pool.write { db in
             try Self.insert(t, into: db)
-            try db.cachedStatement(sql: "UPDATE user SET revision = revision + 1, updated_at = ? WHERE id = ?")
-                .execute(arguments: [now.millisecondsSince1970, userID])
+            try db.cachedStatement(
+                sql: "UPDATE user SET revision = revision + 1, updated_at = ? WHERE id = ?"
+            )
+            .execute(arguments: [now.millisecondsSince1970, userID])
         }
     }
 
