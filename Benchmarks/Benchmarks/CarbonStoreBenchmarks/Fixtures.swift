@@ -1,0 +1,107 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStore
+import CarbonStoreTestSupport
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The data the benchmarks share: the reference users, their data folders, and the stores.
+enum Fixtures {
+    /// W1 and W2 of docs/ARCHITECTURE.md section 6, with the seed CarbonBench uses.
+    static let w1 = RecordGenerator.workload(.w1, seed: 7)
+    static let w2 = RecordGenerator.workload(.w2, seed: 7)
+
+    /// A new, empty folder for one benchmark: under `CARBONSTORE_BENCH_DIR` if set, else under
+    /// `.build/bench-data` of the folder the benchmarks run in (the Benchmarks package, which git
+    /// ignores). The disk it is on is the disk measured.
+    static func makeDirectory(_ name: String) throws -> String {
+        let dir = directory(name)
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// The folder of benchmark `name` in this process.
+    static func directory(_ name: String) -> String {
+        let root =
+            ProcessInfo.processInfo.environment["CARBONSTORE_BENCH_DIR"]
+            ?? FileManager.default.currentDirectoryPath + "/.build/bench-data"
+        return root + "/\(name)-\(getpid())"
+    }
+
+    static func removeDirectory(_ name: String) {
+        try? FileManager.default.removeItem(atPath: directory(name))
+    }
+
+    /// A `path:` store in `dir` (locking=local, the default), reporting the size of every file it
+    /// writes to `written`.
+    static func makeStore(dir: String, written: ByteCounter) async throws -> Store {
+        var options = StoreOptions()
+        options.events = StoreEvents(bytesWritten: { _, count in written.add(count) })
+        return try await StoreFactory(options: options).makeStore("path:" + dir + "/store")
+    }
+
+    /// Gives `userID` the content of `record` through `Store.update`; returns the record as stored.
+    @discardableResult
+    static func seed(_ store: Store, _ userID: String, with record: UserRecord) async throws -> UserRecord {
+        try await store.update(userID) { r in
+            r.transactions = record.transactions
+            r.responses = record.responses
+            r.preferences = record.preferences
+            r.footprints = record.footprints
+            r.savings = record.savings
+        }.record
+    }
+
+    /// The `n`th appended transaction: a new id, later than every transaction of W1 and W2, the
+    /// same row for CarbonStore and for SQLite (as CarbonBench's update table appends).
+    static func appended(_ n: Int, label: String = "bench") -> Transaction {
+        Transaction(
+            id: "\(label)-\(n)", time: Timestamp(millisecondsSince1970: 1_800_000_000_000 + Int64(n)),
+            amount: Money(minorUnits: 1234, currency: CurrencyCode("EUR")!), merchant: "Bench Merchant",
+            mcc: 5411)
+    }
+
+    /// The raw durable replace of a file, the physical limit of a whole-file rewrite: temp file,
+    /// write, fsync, rename over the target, fsync of the folder. (The same steps as CarbonBench's
+    /// `rawDurableWrite` with `fsyncDirectory: true`; that one lives in an executable target, which
+    /// another package cannot import.)
+    static func rawDurableWrite(_ bytes: [UInt8], dir: String) {
+        let temp = dir + "/.tmp-raw"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        precondition(fd >= 0, "open \(temp): errno \(errno)")
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        precondition(written == bytes.count, "short write to \(temp)")
+        precondition(fsync(fd) == 0, "fsync \(temp): errno \(errno)")
+        close(fd)
+        precondition(rename(temp, dir + "/raw.cstore") == 0, "rename: errno \(errno)")
+        let d = open(dir, O_RDONLY | O_DIRECTORY)
+        precondition(d >= 0 && fsync(d) == 0, "fsync \(dir): errno \(errno)")
+        close(d)
+    }
+}
+
+/// A running total that callbacks on any thread may add to.
+final class ByteCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+
+    func add(_ n: Int) { lock.withLock { total += n } }
+    var value: Int { lock.withLock { total } }
+}
+
+/// The number of the next appended transaction, so that every append is a new one.
+final class AppendCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+
+    func next() -> Int {
+        lock.withLock {
+            n += 1
+            return n
+        }
+    }
+}

@@ -1,0 +1,33 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// The benchmarks of issue 9, in a package of their own so that the peers' dependencies (GRDB for
+// SQLite, package-benchmark) never enter the main package's build or CI. Run from this folder:
+//
+//     swift package benchmark
+//
+// (see docs/BENCHMARKS.md, "Issue 9 baseline (package-benchmark)").
+let package = Package(
+    name: "CarbonStoreBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "CarbonStore", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "CarbonStoreBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "CarbonModel", package: "CarbonStore"),
+                .product(name: "CarbonFormat", package: "CarbonStore"),
+                .product(name: "CarbonStore", package: "CarbonStore"),
+                .product(name: "CarbonStoreTestSupport", package: "CarbonStore"),
+            ],
+            path: "Benchmarks/CarbonStoreBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    ]
+)
