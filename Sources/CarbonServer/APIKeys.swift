@@ -1,5 +1,6 @@
 import CarbonFormat
 import Crypto
+import Foundation
 
 /// What a key may do. Each role may do what the one before it may.
 public enum Role: String, Sendable, Hashable, Comparable, CaseIterable {
@@ -109,20 +110,10 @@ public struct APIKeys: Sendable {
         return (key, APIKeyEntry(role: role, sha256: Array(SHA256.hash(data: Array(key.utf8)))))
     }
 
+    /// Base64url without padding (RFC 4648 section 5).
     static func base64URL(_ bytes: [UInt8]) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-        var out: [UInt8] = []
-        var i = 0
-        while i < bytes.count {
-            let b0 = UInt32(bytes[i])
-            let b1 = i + 1 < bytes.count ? UInt32(bytes[i + 1]) : 0
-            let b2 = i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0
-            let n = b0 << 16 | b1 << 8 | b2
-            let chars = min(4, (bytes.count - i) * 8 / 6 + 1)
-            for k in 0..<chars { out.append(alphabet[Int((n >> (18 - 6 * UInt32(k))) & 63)]) }
-            i += 3
-        }
-        return String(decoding: out, as: UTF8.self)
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }
 

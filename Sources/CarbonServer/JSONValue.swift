@@ -1,4 +1,5 @@
 import CarbonModel
+import CarbonStore
 
 /// A JSON document as the service reads request bodies: members in order, duplicate keys refused,
 /// strings byte for byte (two keys that differ only in Unicode normalization are two keys), numbers
@@ -170,78 +171,35 @@ struct JSONReader {
         return String(decoding: bytes[start..<i], as: UTF8.self)
     }
 
+    /// A string token: its raw bytes must be UTF-8 without control characters; its escapes are
+    /// decoded as the JSON form's reader decodes them (`JSONKeyScan.unescaped`).
     private mutating func string() throws(JSONSyntaxError) -> String {
-        i += 1
-        var out: [UInt8] = []
-        func hex4(_ r: inout JSONReader) throws(JSONSyntaxError) -> UInt32 {
-            guard r.i + 4 <= r.bytes.count else { throw r.fail("a \\u escape needs four hex digits") }
-            var v: UInt32 = 0
-            for _ in 0..<4 {
-                let c = r.bytes[r.i]
-                let d: UInt32
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
-                default: throw r.fail("a \\u escape needs four hex digits")
-                }
-                v = v << 4 | d
-                r.i += 1
-            }
-            return v
-        }
         let start = i
+        i += 1
+        var plain = true
         while true {
             guard i < bytes.count else {
                 throw JSONSyntaxError(offset: start, problem: "a string is not closed")
             }
             let c = bytes[i]
-            if c == UInt8(ascii: "\"") {
-                i += 1
-                break
-            }
+            if c == UInt8(ascii: "\"") { break }
             if c < 0x20 { throw fail("a control character must be escaped inside a string") }
-            if c != UInt8(ascii: "\\") {
-                out.append(c)
+            if c == UInt8(ascii: "\\") {
+                plain = false
+                i += 2
+            } else {
                 i += 1
-                continue
-            }
-            i += 1
-            guard i < bytes.count else { throw fail("a string ends in an escape") }
-            let e = bytes[i]
-            i += 1
-            switch e {
-            case UInt8(ascii: "\""): out.append(0x22)
-            case UInt8(ascii: "\\"): out.append(0x5C)
-            case UInt8(ascii: "/"): out.append(0x2F)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "u"):
-                var v = try hex4(&self)
-                if (0xD800..<0xDC00).contains(v) {
-                    guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"),
-                        bytes[i + 1] == UInt8(ascii: "u")
-                    else {
-                        throw fail("a high surrogate escape is not followed by a low one")
-                    }
-                    i += 2
-                    let low = try hex4(&self)
-                    guard (0xDC00..<0xE000).contains(low) else {
-                        throw fail("a high surrogate escape is not followed by a low one")
-                    }
-                    v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
-                }
-                guard let scalar = Unicode.Scalar(v) else { throw fail("a lone low surrogate escape") }
-                out.append(contentsOf: String(Character(scalar)).utf8)
-            default:
-                throw fail("an unknown escape")
             }
         }
-        guard let text = String(validating: out, as: UTF8.self) else {
+        let content = bytes[(start + 1)..<i]
+        i += 1
+        guard let raw = String(validating: content, as: UTF8.self) else {
             throw JSONSyntaxError(offset: start, problem: "a string is not valid UTF-8")
+        }
+        if plain { return raw }
+        guard let text = JSONKeyScan.unescaped(content) else {
+            throw JSONSyntaxError(
+                offset: start, problem: "a string has a bad escape (or a surrogate escape without its pair)")
         }
         return text
     }

@@ -72,10 +72,3 @@ public final class ServerMetrics: Sendable {
     /// The Prometheus text exposition of every metric.
     public func render() -> [UInt8] { registry.emitToBuffer() }
 }
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (s, atto) = components
-        return s * 1_000_000_000 + atto / 1_000_000_000
-    }
-}

@@ -212,7 +212,7 @@ public enum RecordJSON {
 }
 
 /// The keys of the objects of a JSON text, found without building its values.
-enum JSONKeyScan {
+package enum JSONKeyScan {
     struct Key {
         /// The key's string token in the text, quotes included.
         var range: Range<Int>
@@ -298,7 +298,7 @@ enum JSONKeyScan {
     ]
 
     /// The content of a string token with its escapes decoded; nil for a bad escape.
-    static func unescaped(_ s: ArraySlice<UInt8>) -> String? {
+    package static func unescaped(_ s: ArraySlice<UInt8>) -> String? {
         var out: [UInt8] = []
         out.reserveCapacity(s.count)
         var i = s.startIndex
