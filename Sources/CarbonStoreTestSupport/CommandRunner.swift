@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Runs the `carbonstore` executable built beside the tests, as a separate process.
 public struct CommandRunner: Sendable {
     public struct Output: Sendable {
@@ -47,9 +51,11 @@ public struct CommandRunner: Sendable {
         self.environment = base.merging(environment) { $1 }
     }
 
-    /// Starts the command and returns the running process; read its output with `finish`.
-    public func start(_ arguments: [String]) throws -> Running {
-        try Running(executable: executable, arguments: arguments, environment: environment)
+    /// Starts the command (in `directory`, if given) and returns the running process; read its
+    /// output with `finish`, or as it comes.
+    public func start(_ arguments: [String], directory: String? = nil) throws -> Running {
+        try Running(
+            executable: executable, arguments: arguments, environment: environment, directory: directory)
     }
 
     public func run(_ arguments: [String]) throws -> Output {
@@ -64,11 +70,14 @@ public struct CommandRunner: Sendable {
         private let stderrBuffer = OutputBuffer()
         private let readers = DispatchGroup()
 
-        init(executable: String, arguments: [String], environment: [String: String]) throws {
+        init(executable: String, arguments: [String], environment: [String: String], directory: String?)
+            throws
+        {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = arguments
             p.environment = environment
+            if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
             let out = Pipe()
             let err = Pipe()
             p.standardOutput = out
@@ -91,6 +100,41 @@ public struct CommandRunner: Sendable {
                     readers.leave()
                 }
             }
+        }
+
+        /// What the process wrote to stdout so far.
+        public var stdoutSoFar: String { stdoutBuffer.data.withLock { String(decoding: $0, as: UTF8.self) } }
+
+        /// How the process ended; nil while it runs.
+        public var termination: Termination? {
+            process.withLock { p in
+                guard let p, !p.isRunning else { return nil }
+                return p.terminationReason == .exit
+                    ? .exit(p.terminationStatus) : .signal(p.terminationStatus)
+            }
+        }
+
+        /// Sends `signal` if the process still runs.
+        public func signal(_ signal: Int32) {
+            if termination == nil { _ = kill(pid, signal) }
+        }
+
+        /// Waits for the process to end; nil if it still runs after `timeout`.
+        public func waitForExit(timeout: Duration) -> Termination? {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if let t = termination { return t }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            return termination
+        }
+
+        /// Kills the process if it still runs, and waits for it to end (for every exit path of a
+        /// test).
+        public func stop() {
+            guard termination == nil else { return }
+            _ = kill(pid, SIGKILL)
+            _ = waitForExit(timeout: .seconds(10))
         }
 
         /// What the process wrote to stderr so far.
@@ -123,6 +167,19 @@ public struct CommandRunner: Sendable {
             return Output(
                 status: status, stdout: stdoutBuffer.data.withLock { String(decoding: $0, as: UTF8.self) },
                 stderr: stderrSoFar)
+        }
+    }
+}
+
+/// How a process ended.
+public enum Termination: Equatable, Sendable, CustomStringConvertible {
+    case exit(Int32)
+    case signal(Int32)
+
+    public var description: String {
+        switch self {
+        case .exit(let s): "exit status \(s)"
+        case .signal(let s): "killed by signal \(s)"
         }
     }
 }

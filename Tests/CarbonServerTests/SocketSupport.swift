@@ -22,53 +22,15 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
     }
 }
 
-/// How a process ended.
-enum Termination: Equatable, CustomStringConvertible {
-    case exit(Int32)
-    case signal(Int32)
-
-    var description: String {
-        switch self {
-        case .exit(let s): "exit status \(s)"
-        case .signal(let s): "killed by signal \(s)"
-        }
-    }
-}
-
-/// A running `carbonstore` process (usually `serve`), its output collected as it comes. Call
-/// `stop()` in a `defer`: it kills the process if it still runs.
+/// A running `carbonstore` process (usually `serve`), its output collected as it comes
+/// (`CommandRunner.Running`). Call `stop()` in a `defer`: it kills the process if it still runs.
 final class ServeProcess: Sendable {
-    let pid: Int32
-    private let process: Locked<Process>
-    private let out = Locked(Data())
-    private let err = Locked(Data())
+    let running: CommandRunner.Running
 
     /// Starts `carbonstore arguments` with the test runner's environment minus every
     /// `CARBONSTORE_*` and `AWS_*` variable, plus `environment`, in `directory` if given.
     init(_ arguments: [String], environment: [String: String], directory: String? = nil) throws {
-        let runner = try CommandRunner(environment: environment)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: runner.executable)
-        p.arguments = arguments
-        p.environment = runner.environment
-        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        p.standardOutput = stdout
-        p.standardError = stderr
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        pid = p.processIdentifier
-        process = Locked(p)
-        for (handle, buffer) in [(stdout.fileHandleForReading, out), (stderr.fileHandleForReading, err)] {
-            Thread.detachNewThread {
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    buffer.withLock { $0.append(chunk) }
-                }
-            }
-        }
+        running = try CommandRunner(environment: environment).start(arguments, directory: directory)
     }
 
     /// `carbonstore serve --port 0` (any free port) with `environment`.
@@ -78,8 +40,13 @@ final class ServeProcess: Sendable {
         try ServeProcess(["serve"] + arguments, environment: environment, directory: directory)
     }
 
-    var stdout: String { out.withLock { String(decoding: $0, as: UTF8.self) } }
-    var stderr: String { err.withLock { String(decoding: $0, as: UTF8.self) } }
+    var pid: Int32 { running.pid }
+    var stdout: String { running.stdoutSoFar }
+    var stderr: String { running.stderrSoFar }
+    var termination: Termination? { running.termination }
+    func signal(_ signal: Int32) { running.signal(signal) }
+    func waitForExit(timeout: Duration) -> Termination? { running.waitForExit(timeout: timeout) }
+    func stop() { running.stop() }
 
     /// Every whole line on stdout, parsed as a JSON object (nil for a line that is not one).
     var logLines: [(text: String, object: [String: String]?)] {
@@ -88,13 +55,6 @@ final class ServeProcess: Sendable {
         lines.removeLast()  // the part after the last newline: empty, or a line still being written
         return lines.map { line in
             (line, (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: String])
-        }
-    }
-
-    var termination: Termination? {
-        process.withLock { p in
-            if p.isRunning { return nil }
-            return p.terminationReason == .exit ? .exit(p.terminationStatus) : .signal(p.terminationStatus)
         }
     }
 
@@ -129,27 +89,6 @@ final class ServeProcess: Sendable {
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
-    }
-
-    func signal(_ signal: Int32) {
-        if termination == nil { _ = kill(pid, signal) }
-    }
-
-    /// Waits for the process to end; nil if it still runs after `timeout`.
-    func waitForExit(timeout: Duration) -> Termination? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let t = termination { return t }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return termination
-    }
-
-    /// Kills the process if it still runs, and waits for it to end.
-    func stop() {
-        guard termination == nil else { return }
-        _ = kill(pid, SIGKILL)
-        _ = waitForExit(timeout: .seconds(10))
     }
 }
 

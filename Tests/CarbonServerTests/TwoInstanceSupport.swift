@@ -10,110 +10,50 @@ import Testing
 #endif
 
 /// One `carbonstore serve` process (the built binary) on a port of its own choosing (`--port 0`),
-/// for the two-instance tests. Its port is read from the `listening` log line on stdout.
-final class ServeInstance: @unchecked Sendable {
+/// for the two-instance tests: a `ServeProcess` with a label and its port.
+final class ServeInstance: Sendable {
     let label: String
     let port: Int
-    private let process: Process
-    private let stdout: CarbonStoreTestSupport.Locked<Data>
-    private let stderr: CarbonStoreTestSupport.Locked<Data>
+    let server: ServeProcess
 
-    private init(
-        label: String, port: Int, process: Process, stdout: CarbonStoreTestSupport.Locked<Data>,
-        stderr: CarbonStoreTestSupport.Locked<Data>
-    ) {
+    private init(label: String, port: Int, server: ServeProcess) {
         self.label = label
         self.port = port
-        self.process = process
-        self.stdout = stdout
-        self.stderr = stderr
+        self.server = server
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var stdoutText: String { stdout.withLock { String(decoding: $0, as: UTF8.self) } }
-    var stderrText: String { stderr.withLock { String(decoding: $0, as: UTF8.self) } }
+    var stderrText: String { server.stderr }
 
     /// Starts `carbonstore serve --port 0` with `environment` (over the variables CommandRunner
     /// keeps) and waits until it listens. The process is killed if it does not start in time.
     static func start(label: String, environment: [String: String], timeout: Duration = .seconds(30))
         async throws -> ServeInstance
     {
-        let runner = try CommandRunner(environment: environment)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: runner.executable)
-        p.arguments = ["serve", "--host", "127.0.0.1", "--port", "0"]
-        p.environment = runner.environment
-        p.standardInput = FileHandle.nullDevice
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let stdout = CarbonStoreTestSupport.Locked(Data())
-        let stderr = CarbonStoreTestSupport.Locked(Data())
-        try p.run()
-        for (handle, buffer) in [(out.fileHandleForReading, stdout), (err.fileHandleForReading, stderr)] {
-            nonisolated(unsafe) let handle = handle
-            Thread.detachNewThread {
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    buffer.withLock { $0.append(chunk) }
-                }
-            }
+        let server = try ServeProcess.serve(
+            environment: environment, arguments: ["--host", "127.0.0.1", "--port", "0"])
+        do {
+            let port = try await offPool { try server.waitForPort(timeout: timeout) }
+            return ServeInstance(label: label, port: port, server: server)
+        } catch {
+            server.stop()
+            throw ServeInstanceError("serve instance \(label): \(error)")
         }
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            if let port = listeningPort(in: stdout.withLock { String(decoding: $0, as: UTF8.self) }) {
-                return ServeInstance(label: label, port: port, process: p, stdout: stdout, stderr: stderr)
-            }
-            if !p.isRunning || ContinuousClock.now > deadline {
-                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-                p.waitUntilExit()
-                throw ServeInstanceError(
-                    "serve instance \(label) did not report a listening port within \(timeout)"
-                        + " (exit status \(p.terminationStatus));"
-                        + " stdout: \(stdout.withLock { String(decoding: $0, as: UTF8.self) })"
-                        + " stderr: \(stderr.withLock { String(decoding: $0, as: UTF8.self) })")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
-    /// The port of the first `{"message":"listening",...,"port":"NNNNN"}` line.
-    static func listeningPort(in text: String) -> Int? {
-        for line in text.split(separator: "\n") where line.contains("\"listening\"") {
-            guard
-                let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                object["message"] as? String == "listening"
-            else { continue }
-            if let s = object["port"] as? String, let port = Int(s), port > 0 { return port }
-            if let n = object["port"] as? Int, n > 0 { return n }
-        }
-        return nil
     }
 
     /// Sends SIGTERM and waits for the exit; SIGKILL after `deadline`. Returns the exit status, or
     /// nil when it had to be killed.
     func stop(deadline: Duration = .seconds(15)) async -> Int32? {
-        guard process.isRunning else { return process.terminationStatus }
-        kill(pid, SIGTERM)
-        let end = ContinuousClock.now + deadline
-        while process.isRunning && ContinuousClock.now < end {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        if process.isRunning {
-            forceStop()
+        server.signal(SIGTERM)
+        let end = try? await offPool { [server] in server.waitForExit(timeout: deadline) }
+        guard case .exit(let status)? = end else {
+            server.stop()
             return nil
         }
-        process.waitUntilExit()
-        return process.terminationStatus
+        return status
     }
 
     /// Kills the process at once if it still runs (for every exit path of a test).
-    func forceStop() {
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
-    }
+    func forceStop() { server.stop() }
 }
 
 struct ServeInstanceError: Error, CustomStringConvertible {
