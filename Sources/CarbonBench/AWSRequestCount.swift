@@ -2,26 +2,20 @@ import AWSClient
 import CarbonModel
 import CarbonStore
 import CarbonStoreAWS
+import CarbonStoreTestSupport
 import Foundation
 
 /// Counts the AWS requests a committed update costs, against the moto server that
 /// scripts/with_moto.sh prepares (the counts are the same on AWS: they come from the protocol).
 enum AWSRequestCount {
     static func run(updates: Int) async throws {
-        let e = ProcessInfo.processInfo.environment
-        guard let endpoint = e["CARBONSTORE_TEST_AWS_ENDPOINT"], let bucket = e["CARBONSTORE_TEST_BUCKET"],
-            let table = e["CARBONSTORE_TEST_TABLE"], let key = e["CARBONSTORE_TEST_ACCESS_KEY_ID"],
-            let secret = e["CARBONSTORE_TEST_SECRET_ACCESS_KEY"]
-        else {
+        guard let moto = MotoEnvironment.current else {
             print(
                 "--only aws needs a moto server: scripts/with_moto.sh .build/release/CarbonBench --only aws")
             exit(64)
         }
-        let environment = [
-            "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
-            "AWS_REGION": e["CARBONSTORE_TEST_AWS_REGION"] ?? "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        ]
+        let (endpoint, bucket, table) = (moto.endpoint, moto.bucket, moto.table)
+        let environment = moto.engineEnvironment()
         print("## AWS requests per committed update")
         print()
         print(

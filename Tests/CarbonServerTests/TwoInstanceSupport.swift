@@ -91,56 +91,13 @@ func sendHTTP(port: Int, _ method: HTTPRequest.Method, _ path: String, key: Stri
     }
 }
 
-/// The moto server prepared by scripts/with_moto.sh, read from its CARBONSTORE_TEST_* variables.
-struct TwoInstanceMoto: Sendable {
-    var endpoint: String
-    var region: String
-    var bucket: String
-    var table: String
-    var accessKeyID: String
-    var secretAccessKey: String
-
-    static let current: TwoInstanceMoto? = {
-        let e = ProcessInfo.processInfo.environment
-        guard let endpoint = e["CARBONSTORE_TEST_AWS_ENDPOINT"],
-            let region = e["CARBONSTORE_TEST_AWS_REGION"],
-            let bucket = e["CARBONSTORE_TEST_BUCKET"], let table = e["CARBONSTORE_TEST_TABLE"],
-            let key = e["CARBONSTORE_TEST_ACCESS_KEY_ID"],
-            let secret = e["CARBONSTORE_TEST_SECRET_ACCESS_KEY"]
-        else { return nil }
-        return TwoInstanceMoto(
-            endpoint: endpoint, region: region, bucket: bucket, table: table, accessKeyID: key,
-            secretAccessKey: secret)
-    }()
-
-    /// When the test command prepared moto (scripts/with_moto.sh), the test must run and fail
-    /// without it; otherwise it is skipped, as the other AWS tests are.
-    static let required = ProcessInfo.processInfo.environment["CARBONSTORE_REQUIRE_AWS_TESTS"] == "1"
-
+extension MotoEnvironment {
     static var enabled: ConditionTrait {
-        .enabled(if: current != nil || required, "needs moto: run through scripts/with_moto.sh")
-    }
-
-    static func get() throws -> TwoInstanceMoto {
-        guard let current else {
-            throw ServeInstanceError(
-                "CARBONSTORE_TEST_* variables are missing: run the tests through scripts/with_moto.sh")
-        }
-        return current
-    }
-
-    /// The engine user's keys (least privilege), nothing else of AWS.
-    var engineEnvironment: [String: String] {
-        [
-            "AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_REGION": region,
-            "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent",
-        ]
+        .enabled(if: testsEnabled, "needs moto: run through scripts/test.sh or scripts/with_moto.sh")
     }
 
     /// S3 with DynamoDB locks under a fresh prefix, so that runs never see each other's users.
     func storageURI(label: String) -> String {
-        let prefix = "\(label)-\(UInt32.random(in: 0...UInt32.max))/"
-        return
-            "s3:\(bucket)?locking=dynamo&table=\(table)&endpoint=\(endpoint)&region=\(region)&prefix=\(prefix)"
+        s3URI(prefix: Self.uniquePrefix(label), extra: "&region=\(region)")
     }
 }

@@ -25,14 +25,14 @@ import Testing
         try await outcome.checkEngine(record: { user in try await Self.engineRecord(uri, user) })
     }
 
-    @Test(TwoInstanceMoto.enabled) func s3WithDynamoLocks() async throws {
-        let moto = try TwoInstanceMoto.get()
+    @Test(MotoEnvironment.enabled) func s3WithDynamoLocks() async throws {
+        let moto = try MotoEnvironment.get()
         let uri = moto.storageURI(label: "two-instances")
         let outcome = try await TwoInstanceRun(
-            storage: uri, environment: moto.engineEnvironment, requestsPerClient: 20
+            storage: uri, environment: moto.engineEnvironment(), requestsPerClient: 20
         ).run()
         // The engine's own read, in a process of its own with the engine user's keys.
-        var environment = moto.engineEnvironment
+        var environment = moto.engineEnvironment()
         environment["CARBONSTORE_STORAGE"] = uri
         let runner = try CommandRunner(environment: environment)
         try await outcome.checkEngine(record: { user in

@@ -13,41 +13,26 @@ import Testing
     static let seconds = Int(ProcessInfo.processInfo.environment["TORTURE_SECONDS"] ?? "") ?? 60
     static let controlSeconds = min(seconds, 20)
 
+    /// The moto server of this run, and the environment its torture workers get.
     struct AWS {
         var endpoint: String
         var table: String
         var bucket: String
         var environment: [String: String]
 
-        static var current: AWS? {
-            let e = ProcessInfo.processInfo.environment
-            guard let endpoint = e["CARBONSTORE_TEST_AWS_ENDPOINT"], let table = e["CARBONSTORE_TEST_TABLE"],
-                let bucket = e["CARBONSTORE_TEST_BUCKET"], let key = e["CARBONSTORE_TEST_ACCESS_KEY_ID"],
-                let secret = e["CARBONSTORE_TEST_SECRET_ACCESS_KEY"]
-            else { return nil }
-            return AWS(
-                endpoint: endpoint, table: table, bucket: bucket,
-                environment: [
-                    "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
-                    "AWS_REGION": e["CARBONSTORE_TEST_AWS_REGION"] ?? "us-east-1",
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                ])
+        init(_ moto: MotoEnvironment) {
+            endpoint = moto.endpoint
+            table = moto.table
+            bucket = moto.bucket
+            environment = moto.engineEnvironment()
         }
 
-        static func get() throws -> AWS {
-            guard let current else {
-                throw CocoaError(
-                    .featureUnsupported,
-                    userInfo: [NSLocalizedDescriptionKey: "run through scripts/test.sh (needs moto)"])
-            }
-            return current
-        }
+        static func get() throws -> AWS { AWS(try MotoEnvironment.get()) }
     }
 
     static var awsEnabled: ConditionTrait {
         .enabled(
-            if: AWS.current != nil
-                || ProcessInfo.processInfo.environment["CARBONSTORE_REQUIRE_AWS_TESTS"] == "1",
+            if: MotoEnvironment.testsEnabled,
             "needs moto: run through scripts/test.sh")
     }
 
