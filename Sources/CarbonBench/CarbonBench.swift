@@ -146,8 +146,8 @@ struct CarbonBench {
             let result = try await store.update(user) { try $0.upsert(t) }
             let update = clock.now - start
             let bytes = RecordCodec().encode(result.record)
-            let raw = clock.measure { rawDurableWrite(bytes, dir: rawDir, fsyncDirectory: false) }
-            let rawDir = clock.measure { rawDurableWrite(bytes, dir: rawDir, fsyncDirectory: true) }
+            let raw = clock.measure { RawDurableWrite.replace(bytes, in: rawDir, fsyncDirectory: false) }
+            let rawDir = clock.measure { RawDurableWrite.replace(bytes, in: rawDir, fsyncDirectory: true) }
             start = clock.now
             _ = try await store.get(user)
             let read = clock.now - start
@@ -176,22 +176,6 @@ struct CarbonBench {
         )
         print("| `Store.read` of the same user (no lock) | \(read) |")
         print()
-    }
-
-    /// The physical limit of a durable replace: what any correct writer must at least do.
-    static func rawDurableWrite(_ bytes: [UInt8], dir: String, fsyncDirectory: Bool) {
-        let temp = dir + "/.tmp-raw"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        precondition(fd >= 0)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        precondition(fsync(fd) == 0)
-        close(fd)
-        precondition(rename(temp, dir + "/raw.cstore") == 0)
-        if fsyncDirectory {
-            let d = open(dir, O_RDONLY | O_DIRECTORY)
-            precondition(fsync(d) == 0)
-            close(d)
-        }
     }
 
     static func measure(_ iterations: Int, _ body: () -> Void) -> String {

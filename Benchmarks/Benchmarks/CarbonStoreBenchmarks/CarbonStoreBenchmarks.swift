@@ -85,7 +85,7 @@ let benchmarks: @Sendable () -> Void = {
         "W1 raw durable rewrite (temp file, write, fsync, rename, fsync dir), baseline",
         configuration: config(writing, iterations: 200)
     ) { (_: Benchmark, state: RawState) async throws in
-        Fixtures.rawDurableWrite(state.bytes, dir: state.dir)
+        RawDurableWrite.replace(state.bytes, in: state.dir)
     } setup: {
         let dir = try Fixtures.makeDirectory("w1-raw")
         // The W1 file exactly as the store writes it.

@@ -64,24 +64,6 @@ enum Fixtures {
             amount: Money(minorUnits: 1234, currency: CurrencyCode("EUR")!), merchant: "Bench Merchant",
             mcc: 5411)
     }
-
-    /// The raw durable replace of a file, the physical limit of a whole-file rewrite: temp file,
-    /// write, fsync, rename over the target, fsync of the folder. (The same steps as CarbonBench's
-    /// `rawDurableWrite` with `fsyncDirectory: true`; that one lives in an executable target, which
-    /// another package cannot import.)
-    static func rawDurableWrite(_ bytes: [UInt8], dir: String) {
-        let temp = dir + "/.tmp-raw"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        precondition(fd >= 0, "open \(temp): errno \(errno)")
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        precondition(written == bytes.count, "short write to \(temp)")
-        precondition(fsync(fd) == 0, "fsync \(temp): errno \(errno)")
-        close(fd)
-        precondition(rename(temp, dir + "/raw.cstore") == 0, "rename: errno \(errno)")
-        let d = open(dir, O_RDONLY | O_DIRECTORY)
-        precondition(d >= 0 && fsync(d) == 0, "fsync \(dir): errno \(errno)")
-        close(d)
-    }
 }
 
 /// A running total that callbacks on any thread may add to.
