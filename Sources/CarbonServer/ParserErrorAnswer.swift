@@ -44,10 +44,11 @@ final class ParserErrorAnswer: ChannelOutboundHandler, RemovableChannelHandler {
                     "status": .stringConvertible(head.status.code), "code": .string(error.code),
                 ])
             context.write(wrapOutboundOut(.head(head)), promise: promise)
-        case .end where pendingBody != nil:
-            let body = pendingBody!
-            pendingBody = nil
-            context.write(wrapOutboundOut(.body(body)), promise: nil)
+        case .end:
+            if let body = pendingBody {
+                pendingBody = nil
+                context.write(wrapOutboundOut(.body(body)), promise: nil)
+            }
             context.write(data, promise: promise)
         default:
             context.write(data, promise: promise)
