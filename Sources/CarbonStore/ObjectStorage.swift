@@ -63,8 +63,47 @@ public protocol ObjectStorage: Sendable {
 
     /// Where a key lives, for messages: a file path or `s3://bucket/key`.
     func location(of key: String) -> String
+
+    /// Reads the object unless it still has the version `cached` (S3: `If-None-Match`, answered
+    /// by 304; a volume: the file's identity, without reading it). The default reads it whole.
+    func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead
+
+    /// Whether `append` adds bytes in place (a file on a volume). Storages that cannot append (S3,
+    /// memory) write the whole object instead, and the engine does so for them.
+    var appendsInPlace: Bool { get }
+
+    /// Adds `bytes` at the end of the object's valid content, durably, if the object still has
+    /// the version `expected` (the fence; nil writes without it, for the torture tests' negative
+    /// controls only). Bytes after the valid end that are not a committed append (a torn one) are
+    /// cut first. Throws `VersionMismatchError`, having written nothing that readers take for
+    /// content, when the object changed. Only storages whose `appendsInPlace` is true implement it.
+    @discardableResult
+    func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+}
+
+/// What `getIfChanged` found.
+public enum ConditionalRead: Sendable {
+    /// The object still has the version asked about.
+    case unchanged
+    /// The object has another version: here it is.
+    case changed(StoredObject)
+    /// There is no object.
+    case missing
 }
 
 extension ObjectStorage {
     public func getBytes(_ key: String) async throws -> [UInt8]? { try await get(key)?.bytes }
+
+    public func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+        guard let object = try await get(key) else { return .missing }
+        return object.version == cached ? .unchanged : .changed(object)
+    }
+
+    public var appendsInPlace: Bool { false }
+
+    @discardableResult
+    public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+    {
+        throw InvalidRequestError("\(location(of: key)): this storage cannot append; write the whole object")
+    }
 }

@@ -1,0 +1,190 @@
+import CarbonModel
+
+// CONTRACT (issue 9): the API the engine builds on. The format helper replaces the bodies; the
+// signatures stay as written unless the engine is changed with them.
+
+/// 128 random bits that name one snapshot (`fileID`) or one appended change (a frame's id) for
+/// ever: two writes never share one. Versions on a volume are made of them (DESIGN.md: a version
+/// must identify one write; a checksum does not).
+public struct WriteID: Sendable, Hashable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// A fresh id from the system's random number generator.
+    public static func random() -> WriteID {
+        var rng = SystemRandomNumberGenerator()
+        return WriteID(high: rng.next(), low: rng.next())
+    }
+
+    /// The 16 bytes as stored in a file: `low` then `high`, each little-endian.
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
+        for v in [low, high] {
+            for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+        }
+        return out
+    }
+
+    /// Reads 16 stored bytes (`low` then `high`, little-endian); nil unless there are exactly 16.
+    public init?<C: Collection<UInt8>>(bytes: C) {
+        guard bytes.count == 16 else { return nil }
+        var low: UInt64 = 0
+        var high: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { low |= UInt64(b) << (8 * UInt64(i)) } else { high |= UInt64(b) << (8 * UInt64(i - 8)) }
+        }
+        self.init(high: high, low: low)
+    }
+
+    /// 32 lower-case hex digits of the stored bytes, in stored order.
+    public var description: String { hexString(bytes) }
+
+    /// Parses `description`.
+    public init?(hex: String) {
+        let digits = Array(hex.utf8)
+        guard digits.count == 32 else { return nil }
+        var out: [UInt8] = []
+        for i in stride(from: 0, to: 32, by: 2) {
+            guard let h = Self.nibble(digits[i]), let l = Self.nibble(digits[i + 1]) else { return nil }
+            out.append(h << 4 | l)
+        }
+        self.init(bytes: out)
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+}
+
+/// Where the parts of a user file are: its snapshot, the change frames appended after it, and any
+/// torn bytes of an append that did not finish (docs/FORMAT.md, version 2).
+public struct FileLayout: Sendable, Hashable {
+    /// 1 or 2.
+    public var formatVersion: UInt16
+    /// The snapshot's id (version 2); nil for version 1.
+    public var fileID: WriteID?
+    /// Bytes of the header and sections.
+    public var snapshotLength: Int
+    /// The end of the last valid change frame (`snapshotLength` when there is none). The record is
+    /// the bytes before this offset; nothing after it is part of it.
+    public var validLength: Int
+    /// Valid change frames after the snapshot.
+    public var frameCount: Int
+    /// The id of the last valid frame, or `fileID` when there is none; nil for version 1. The next
+    /// frame is chained to it.
+    public var lastID: WriteID?
+    /// Bytes after `validLength`: an append that was torn (or refused) and that readers ignore.
+    public var ignoredLength: Int
+    /// The payload bytes that a reader counts against `Limits.maxDecodedSize` (snapshot and frames).
+    public var decodedSize: Int
+    /// The items that a reader counts against `Limits.maxItemCount` (snapshot and frames).
+    public var itemCount: Int
+
+    public init(
+        formatVersion: UInt16, fileID: WriteID?, snapshotLength: Int, validLength: Int, frameCount: Int,
+        lastID: WriteID?, ignoredLength: Int, decodedSize: Int, itemCount: Int
+    ) {
+        self.formatVersion = formatVersion
+        self.fileID = fileID
+        self.snapshotLength = snapshotLength
+        self.validLength = validLength
+        self.frameCount = frameCount
+        self.lastID = lastID
+        self.ignoredLength = ignoredLength
+        self.decodedSize = decodedSize
+        self.itemCount = itemCount
+    }
+
+    /// Bytes of valid change frames.
+    public var tailLength: Int { validLength - snapshotLength }
+
+    /// The layout once `frame` is appended at `validLength` (and any ignored bytes are cut).
+    public func appending(_ frame: ChangeFrame) -> FileLayout {
+        var next = self
+        next.validLength += frame.bytes.count
+        next.frameCount += 1
+        next.lastID = frame.id
+        next.ignoredLength = 0
+        next.decodedSize += frame.decodedSize
+        next.itemCount += frame.itemCount
+        return next
+    }
+
+    /// Where a version-2 header keeps the file id: bytes `fileIDOffset ..< fileIDOffset + 16`.
+    public static let fileIDOffset = 12
+    /// The last bytes of every change frame: its id (16 bytes) and its CRC-32C (4 bytes).
+    public static let frameTrailerLength = 20
+}
+
+/// One change frame, ready to append (docs/FORMAT.md, version 2).
+public struct ChangeFrame: Sendable, Hashable {
+    /// The frame as stored.
+    public var bytes: [UInt8]
+    /// Its id (stored in its trailer).
+    public var id: WriteID
+    /// What it adds to the reader's `maxDecodedSize` and `maxItemCount` counts.
+    public var decodedSize: Int
+    public var itemCount: Int
+
+    public init(bytes: [UInt8], id: WriteID, decodedSize: Int, itemCount: Int) {
+        self.bytes = bytes
+        self.id = id
+        self.decodedSize = decodedSize
+        self.itemCount = itemCount
+    }
+}
+
+extension RecordCodec {
+    /// A version-2 snapshot of `record` (no frames) with the given id.
+    public func encodeSnapshot(_ record: UserRecord, fileID: WriteID) throws(RecordTooLargeError) -> (
+        bytes: [UInt8], layout: FileLayout
+    ) {
+        fatalError("CONTRACT: format helper implements")
+    }
+
+    /// Decodes a version-1 or version-2 file: the snapshot, then every valid frame in order; a torn
+    /// tail is ignored (and reported in the layout). Damage anywhere else is a `FormatError`.
+    public func decodeFile(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> (
+        record: UserRecord, layout: FileLayout
+    ) {
+        fatalError("CONTRACT: format helper implements")
+    }
+
+    public func decodeFile(_ bytes: [UInt8]) throws(FormatError) -> (record: UserRecord, layout: FileLayout) {
+        try withBytes(bytes) { (buffer) throws(FormatError) -> (record: UserRecord, layout: FileLayout) in
+            try decodeFile(buffer)
+        }
+    }
+
+    /// The layout alone: the header's CRC, the sections' lengths (not their CRCs or payloads), and
+    /// every frame's length, CRC and chain. Cheap: used for a file's version on a volume.
+    public func scanLayout(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> FileLayout {
+        fatalError("CONTRACT: format helper implements")
+    }
+
+    /// The change frame that turns `before` into `after` exactly, chained to `layout.lastID`; nil
+    /// when no frame can say it (the user id or the preserved sections changed, the file is version
+    /// 1) or when appending it would take the file beyond `limits` (then write a snapshot).
+    public func encodeChange(
+        from before: UserRecord, to after: UserRecord, appendingTo layout: FileLayout, id: WriteID
+    ) -> ChangeFrame? {
+        fatalError("CONTRACT: format helper implements")
+    }
+
+    /// Whether `bytes` begin with a complete, valid frame (length, CRC) chained to `previous`: the
+    /// append fence's test of whether bytes after the expected end are someone's committed append
+    /// (a conflict) or a torn one (to be cut).
+    public func startsWithFrame(_ bytes: UnsafeRawBufferPointer, chainedTo previous: WriteID) -> Bool {
+        fatalError("CONTRACT: format helper implements")
+    }
+}
