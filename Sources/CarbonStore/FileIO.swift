@@ -24,6 +24,10 @@ package struct FileIO: Sendable {
     /// Renames `from` to `to`, both in `directory`.
     package var renameat: @Sendable (_ directory: Int32, _ from: String, _ to: String) -> Int32
     package var unlinkat: @Sendable (_ directory: Int32, _ name: String) -> Int32
+    /// Cuts a file to a length (a torn append, before the next one).
+    package var ftruncate: @Sendable (_ fd: Int32, _ length: Int) -> Int32
+    /// Makes a file's data and size durable (an append); `fdatasync`.
+    package var datasync: @Sendable (_ fd: Int32) -> Int32
 
     package init(
         openat: @escaping @Sendable (Int32, String, Int32, mode_t) -> Int32,
@@ -32,7 +36,9 @@ package struct FileIO: Sendable {
         fsync: @escaping @Sendable (Int32) -> Int32,
         close: @escaping @Sendable (Int32) -> Int32,
         renameat: @escaping @Sendable (Int32, String, String) -> Int32,
-        unlinkat: @escaping @Sendable (Int32, String) -> Int32
+        unlinkat: @escaping @Sendable (Int32, String) -> Int32,
+        ftruncate: @escaping @Sendable (Int32, Int) -> Int32 = { fd, length in systemFtruncate(fd, length) },
+        datasync: @escaping @Sendable (Int32) -> Int32 = { fd in systemDatasync(fd) }
     ) {
         self.openat = openat
         self.mkdirat = mkdirat
@@ -41,6 +47,8 @@ package struct FileIO: Sendable {
         self.close = close
         self.renameat = renameat
         self.unlinkat = unlinkat
+        self.ftruncate = ftruncate
+        self.datasync = datasync
     }
 
     /// The real system calls.
@@ -69,4 +77,12 @@ private let systemWrite: @Sendable (Int32, UnsafeRawPointer?, Int) -> Int = { wr
 private let systemFsync: @Sendable (Int32) -> Int32 = { fsync($0) }
 private let systemClose: @Sendable (Int32) -> Int32 = { close($0) }
 private let systemRenameat: @Sendable (Int32, String, Int32, String) -> Int32 = { renameat($0, $1, $2, $3) }
+private let systemFtruncate: @Sendable (Int32, Int) -> Int32 = { ftruncate($0, off_t($1)) }
+private let systemDatasync: @Sendable (Int32) -> Int32 = { fd in
+    #if canImport(Darwin)
+        Darwin.fcntl(fd, F_FULLFSYNC) == -1 ? Darwin.fsync(fd) : 0
+    #else
+        fdatasync(fd)
+    #endif
+}
 private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { unlinkat($0, $1, $2) }

@@ -20,11 +20,19 @@ import Crypto
 /// at a time with `O_NOFOLLOW | O_DIRECTORY` relative to their parent, and files with `O_NOFOLLOW`
 /// relative to their directory. The root itself may be a link (mount points often are).
 ///
-/// The version of a file is the SHA-256 of its content. Every user file carries its revision and
-/// its update time, so no two writes of a user leave the same bytes unless they leave the same
-/// record; a version therefore names one content for ever, across deletes, re-creations and inode
-/// reuse. (A checksum does not qualify: the format ends every block with its own CRC-32C, so a
-/// CRC-32C of the whole file depends only on the block lengths.)
+/// An update of a version-2 file appends one change frame instead (`append`): holding the same
+/// commit lock, the writer checks that the file is still the one it read, cuts a torn append that
+/// a crashed writer left, appends with `O_APPEND`, checks that its frame landed where it expected,
+/// and `fdatasync`s once.
+///
+/// The version of a version-2 file is `v2:<fileID>:<valid length>:<last frame id>`: the random id
+/// its snapshot was written with, where its valid content ends, and the random id of its last
+/// change frame (docs/FORMAT.md). Ids are drawn afresh for every snapshot and every frame, so a
+/// version names one content for ever, across deletes, re-creations and inode reuse, and it can be
+/// checked with an `fstat` and two small reads (`getIfChanged`). The version of a version-1 file is
+/// the SHA-256 of its content; it is upgraded to version 2 on its next write. (A checksum does not
+/// qualify: the format ends every block with its own CRC-32C, so a CRC-32C of the whole file
+/// depends only on the block lengths.)
 public final class PathStorage: ObjectStorage {
     /// The absolute root directory, without a trailing slash.
     public let root: String
@@ -40,6 +48,8 @@ public final class PathStorage: ObjectStorage {
     /// The largest file read; a larger one is refused before it is read (the decoder's limit,
     /// `RecordCodec.Limits.maxFileSize`, which the writer also keeps).
     public let maximumFileSize: Int
+    /// Reads layouts (versions, the append fence) with the same limits as the engine's decoder.
+    let codec: RecordCodec
     /// Directories whose entry in their parent this instance has made durable (fsynced the parent
     /// after finding or creating them), by path relative to the root.
     private let durableDirectories = Locked<Set<String>>([])
@@ -75,6 +85,9 @@ public final class PathStorage: ObjectStorage {
     ) throws {
         self.root = try Self.absolute(root)
         self.maximumFileSize = maximumFileSize
+        var limits = RecordCodec.Limits()
+        limits.maxFileSize = maximumFileSize
+        self.codec = RecordCodec(limits: limits)
         self.io = io
         self.commitLockWait = commitLockWait
         self.maximumCommitHold = maximumCommitHold
@@ -195,7 +208,7 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Reading
 
     public func get(_ key: String) async throws -> StoredObject? {
-        try readBytes(key).map { StoredObject(bytes: $0, version: Self.version(of: $0)) }
+        try readBytes(key).map { StoredObject(bytes: $0, version: version(of: $0)) }
     }
 
     /// The bytes alone: readers that need no version skip its hash.
@@ -213,7 +226,7 @@ public final class PathStorage: ObjectStorage {
     /// Reads the file `name` of an open folder, with its version; nil if there is none.
     func read(_ name: String, in dir: Int32, path: String) throws -> StoredObject? {
         try readBytes(name, in: dir, path: path).map {
-            StoredObject(bytes: $0, version: Self.version(of: $0))
+            StoredObject(bytes: $0, version: version(of: $0))
         }
     }
 
@@ -242,9 +255,44 @@ public final class PathStorage: ObjectStorage {
         return bytes
     }
 
-    /// The version of a file's content: its SHA-256 (see the type's documentation).
-    static func version(of bytes: [UInt8]) -> ObjectVersion {
-        ObjectVersion("sha256:" + hexString(SHA256.hash(data: bytes)))
+    /// The version of a file's content (see the type's documentation): made of its ids for a
+    /// version-2 file, its SHA-256 otherwise (version 1, or bytes that are not a user file, which
+    /// the engine then reports as damaged).
+    func version(of bytes: [UInt8]) -> ObjectVersion { Self.version(of: bytes, codec: codec) }
+
+    static func version(of bytes: [UInt8], codec: RecordCodec = RecordCodec()) -> ObjectVersion {
+        let layout = bytes.withUnsafeBytes { try? codec.scanLayout($0) }
+        if let layout, let v = AppendVersion(layout) { return v.version }
+        return ObjectVersion("sha256:" + hexString(SHA256.hash(data: bytes)))
+    }
+
+    /// What a version-2 file's version says: the snapshot's id, where the valid content ends, and
+    /// the id of its last frame (the snapshot's id when there is none).
+    struct AppendVersion: Hashable {
+        var fileID: WriteID
+        var validLength: Int
+        var lastID: WriteID
+
+        init(fileID: WriteID, validLength: Int, lastID: WriteID) {
+            self.fileID = fileID
+            self.validLength = validLength
+            self.lastID = lastID
+        }
+
+        init?(_ layout: FileLayout) {
+            guard layout.formatVersion >= 2, let f = layout.fileID, let l = layout.lastID else { return nil }
+            self.init(fileID: f, validLength: layout.validLength, lastID: l)
+        }
+
+        init?(_ version: ObjectVersion) {
+            let parts = version.rawValue.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 4, parts[0] == "v2", let f = WriteID(hex: String(parts[1])),
+                let n = Int(parts[2]), n > 0, let l = WriteID(hex: String(parts[3]))
+            else { return nil }
+            self.init(fileID: f, validLength: n, lastID: l)
+        }
+
+        var version: ObjectVersion { ObjectVersion("v2:\(fileID):\(validLength):\(lastID)") }
     }
 
     /// Reads to the end of the file, or `limit` bytes, whichever comes first.
@@ -270,6 +318,184 @@ public final class PathStorage: ObjectStorage {
         }
         out.removeSubrange(filled...)
         return out
+    }
+
+    // MARK: - Version checks without reading the file
+
+    public func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+        let (folders, name) = Self.split(key)
+        let target = path(of: key)
+        guard let dir = try openFolder(folders, create: false) else { return .missing }
+        defer { _ = io.close(dir) }
+        if let expected = AppendVersion(cached) {
+            let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            if fd < 0 {
+                if errno == ENOENT { return .missing }
+                if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, target) }
+                throw StorageIOError(operation: "open", path: target, errno: errno)
+            }
+            defer { _ = Glibc.close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else {
+                throw StorageIOError(operation: "stat", path: target, errno: errno)
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
+            if try compare(fd, size: Int(st.st_size), with: expected, path: target) != .changed {
+                return .unchanged
+            }
+        }
+        guard let object = try read(name, in: dir, path: target) else { return .missing }
+        return object.version == cached ? .unchanged : .changed(object)
+    }
+
+    /// How an open file stands against the version-2 version a writer or a cache holds.
+    enum Comparison: Equatable {
+        /// The file is the content the version names.
+        case same
+        /// The same valid content, followed by `ignored` bytes of a torn append that readers skip.
+        case sameWithTornTail
+        /// Another content: another snapshot, or frames appended since.
+        case changed
+    }
+
+    /// Compares an open file with a version: its size, its snapshot's id (16 bytes of the header)
+    /// and its last frame's id (in the frame's trailer) against the version's, and whether the
+    /// bytes after the version's end, if any, are a committed frame chained to it (someone's
+    /// append: changed) or not (a torn append). Reads at most 36 bytes, and the bytes after the end.
+    func compare(_ fd: Int32, size: Int, with v: AppendVersion, path: String) throws -> Comparison {
+        guard size >= v.validLength, v.validLength >= FileLayout.fileIDOffset + 16 else { return .changed }
+        guard try readExactly(fd, count: 16, at: FileLayout.fileIDOffset, path: path) == v.fileID.bytes else {
+            return .changed
+        }
+        if v.lastID != v.fileID {
+            guard v.validLength >= FileLayout.frameTrailerLength,
+                try readExactly(fd, count: 16, at: v.validLength - FileLayout.frameTrailerLength, path: path)
+                    == v.lastID.bytes
+            else { return .changed }
+        }
+        if size == v.validLength { return .same }
+        let after = try readExactly(
+            fd, count: min(size, maximumFileSize) - v.validLength, at: v.validLength, path: path)
+        let committed = after.withUnsafeBytes { codec.startsWithFrame($0, chainedTo: v.lastID) }
+        return committed ? .changed : .sameWithTornTail
+    }
+
+    /// `count` bytes at `offset` (fewer if the file ends first).
+    func readExactly(_ fd: Int32, count: Int, at offset: Int, path: String) throws(StorageIOError) -> [UInt8]
+    {
+        var out = [UInt8](repeating: 0, count: max(count, 0))
+        var filled = 0
+        while filled < out.count {
+            let n = out.withUnsafeMutableBytes { buf in
+                pread(fd, buf.baseAddress! + filled, buf.count - filled, off_t(offset + filled))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageIOError(operation: "read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        out.removeSubrange(filled...)
+        return out
+    }
+
+    // MARK: - Appending
+
+    public var appendsInPlace: Bool { true }
+
+    @discardableResult
+    public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+    {
+        let target = path(of: key)
+        let (folders, name) = Self.split(key)
+        guard bytes.count >= FileLayout.frameTrailerLength,
+            let frameID = WriteID(bytes: bytes[(bytes.count - FileLayout.frameTrailerLength)...].prefix(16))
+        else { throw InvalidRequestError("\(target): an append must be one change frame") }
+        let expectedVersion = try expected.map { v in
+            guard let parsed = AppendVersion(v) else {
+                throw VersionMismatchError(location: target, expected: v.rawValue)
+            }
+            return parsed
+        }
+        guard let dir = try openFolder(folders, create: false, forWriting: true) else {
+            throw VersionMismatchError(
+                location: target, expected: expected?.rawValue ?? "a file to append to")
+        }
+        defer { _ = io.close(dir) }
+        return try await withCommitLock(dir, path: Self.parent(of: target)) {
+            acquired throws -> ObjectVersion in
+            let fd = io.openat(dir, name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
+            if fd < 0 {
+                if errno == ENOENT {
+                    throw VersionMismatchError(location: target, expected: expected?.rawValue ?? "a file")
+                }
+                if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, target) }
+                throw StorageIOError(operation: "open for appending", path: target, errno: errno)
+            }
+            defer { _ = io.close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else {
+                throw StorageIOError(operation: "stat", path: target, errno: errno)
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
+            let size = Int(st.st_size)
+            // The fence: the file must still be the content read. A torn append after it is cut.
+            var start = size
+            if let v = expectedVersion {
+                let reader = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                guard reader >= 0 else { throw StorageIOError(operation: "open", path: target, errno: errno) }
+                defer { _ = Glibc.close(reader) }
+                switch try compare(reader, size: size, with: v, path: target) {
+                case .changed:
+                    throw VersionMismatchError(location: target, expected: v.version.rawValue)
+                case .sameWithTornTail:
+                    if io.ftruncate(fd, v.validLength) != 0 {
+                        throw StorageIOError(
+                            operation: "truncate a torn append of", path: target, errno: errno)
+                    }
+                case .same:
+                    break
+                }
+                start = v.validLength
+            }
+            guard start + bytes.count <= maximumFileSize else {
+                throw FileTooLargeError(
+                    path: target, size: Int64(start + bytes.count), limit: Int64(maximumFileSize))
+            }
+            try checkCommitHold(since: acquired, path: target)
+            var written = 0
+            while written < bytes.count {
+                let n = bytes.withUnsafeBytes { buf in
+                    io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
+                }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw StorageIOError(operation: "append to", path: target, errno: errno)
+                }
+                if n == 0 { throw StorageIOError(operation: "append to", path: target, errno: EIO) }
+                written += n
+            }
+            // With O_APPEND the frame lands at the end of the file, whatever a writer that lost
+            // the commit lock (a lease lapsed on NFS) did meanwhile. Landing anywhere but right
+            // after the content read, it is chained to nothing there and readers ignore it: this
+            // write did not happen, and the next writer cuts it.
+            let end = lseek(fd, 0, SEEK_CUR)
+            if expectedVersion != nil && end != off_t(start + bytes.count) {
+                throw VersionMismatchError(
+                    location: target,
+                    expected:
+                        "a frame at offset \(start); it landed at \(Int(end) - bytes.count) after another writer's"
+                )
+            }
+            if io.datasync(fd) != 0 {
+                throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
+            }
+            guard let v = expectedVersion else {
+                return AppendVersion(fileID: frameID, validLength: Int(end), lastID: frameID).version
+            }
+            return AppendVersion(fileID: v.fileID, validLength: start + bytes.count, lastID: frameID).version
+        }
     }
 
     // MARK: - Writing
@@ -301,7 +527,7 @@ public final class PathStorage: ObjectStorage {
             _ = io.unlinkat(dir, temp)
             throw error
         }
-        return Self.version(of: bytes)
+        return version(of: bytes)
     }
 
     /// Creates, writes, fsyncs and closes a new temporary file in an open folder.
@@ -344,6 +570,27 @@ public final class PathStorage: ObjectStorage {
                 throw VersionMismatchError(location: path, expected: "no file, found \(current.version)")
             }
         case .mustMatch(let expected):
+            if let v = AppendVersion(expected) {
+                // A version-2 file is checked by its ids, without reading it whole.
+                let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                guard fd >= 0 else {
+                    if errno == ENOENT {
+                        throw VersionMismatchError(location: path, expected: expected.rawValue)
+                    }
+                    if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
+                    throw StorageIOError(operation: "open", path: path, errno: errno)
+                }
+                defer { _ = Glibc.close(fd) }
+                var st = stat()
+                guard fstat(fd, &st) == 0 else {
+                    throw StorageIOError(operation: "stat", path: path, errno: errno)
+                }
+                guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, path) }
+                if try compare(fd, size: Int(st.st_size), with: v, path: path) == .changed {
+                    throw VersionMismatchError(location: path, expected: expected.rawValue)
+                }
+                return
+            }
             let current = try read(name, in: dir, path: path)
             if current?.version != expected {
                 throw VersionMismatchError(location: path, expected: expected.rawValue)

@@ -47,6 +47,16 @@ public struct StoreOptions: Sendable {
     public var clock: StoreClock
     /// What the engine reports as it works (lock waits, fence conflicts, bytes written), for metrics.
     public var events: StoreEvents = .none
+    /// The memory, estimated, that the cache of decoded records may take (0: no cache). A cached
+    /// record is used only after the storage has confirmed that the user's file is unchanged
+    /// (`ObjectStorage.getIfChanged`).
+    public var cacheBytes: Int = 64 << 20
+    /// When an update writes a whole new snapshot instead of appending a change frame
+    /// (docs/FORMAT.md, version 2).
+    public var compaction: CompactionPolicy = .init()
+    /// Whether concurrent updates of one user in this process are committed together (one lock
+    /// hold, one read, one write). Off, each update takes the lock on its own.
+    public var groupCommit = true
     /// Called after the lease was checked and right before the conditional write. Package-internal:
     /// the reliability tests pause or kill a writer there; nothing that ships can set it.
     package var beforeCommit: (@Sendable () async -> Void)?
@@ -65,6 +75,25 @@ public struct StoreOptions: Sendable {
         self.codec = codec
         self.leaseSafetyMargin = leaseSafetyMargin
         self.clock = clock
+    }
+}
+
+/// When an update rewrites the user's file as a new snapshot rather than appending a change frame to
+/// it: when the frames would pass `tailFraction` of the snapshot's size and `minimumTailBytes`.
+/// A version-1 file, or a change that no frame can say, is always rewritten.
+public struct CompactionPolicy: Sendable, Hashable {
+    public var tailFraction: Double
+    public var minimumTailBytes: Int
+
+    public init(tailFraction: Double = 0.5, minimumTailBytes: Int = 16 << 10) {
+        self.tailFraction = tailFraction
+        self.minimumTailBytes = minimumTailBytes
+    }
+
+    /// Whether a file laid out as `layout` should be compacted rather than grow by `frameBytes`.
+    public func compacts(_ layout: FileLayout, adding frameBytes: Int) -> Bool {
+        let tail = layout.tailLength + frameBytes
+        return tail > minimumTailBytes && Double(tail) > Double(layout.snapshotLength) * tailFraction
     }
 }
 
@@ -147,6 +176,10 @@ public struct Store: Sendable {
     public let locks: any LockService
     public let keys: UserKeys
     public var options: StoreOptions
+    /// Decoded records, checked against the storage's version before use; shared by copies.
+    let cache = RecordCache()
+    /// The lines of concurrent updates, per user; shared by copies.
+    let committer = GroupCommitter()
 
     public init(
         storage: any ObjectStorage, locks: any LockService, keys: UserKeys = UserKeys(),
@@ -158,11 +191,62 @@ public struct Store: Sendable {
         self.options = options
     }
 
-    /// The user's record, or nil if the user has none.
+    /// The user's record, or nil if the user has none. A record this process has decoded before
+    /// is reused when the storage confirms that the file has not changed since (`cacheBytes`).
     public func read(_ userID: String) async throws -> UserRecord? {
         let key = try keys.key(for: userID)
-        guard let bytes = try await storage.getBytes(key) else { return nil }
-        return try decode(bytes, userID: userID, key: key)
+        guard options.cacheBytes > 0 else {
+            guard let bytes = try await storage.getBytes(key) else { return nil }
+            return try decode(bytes, userID: userID, key: key)
+        }
+        return try await load(key, userID: userID)?.record
+    }
+
+    /// What the engine knows of a user's object: its version, the record and the file's layout,
+    /// and (for storages that cannot append) its valid bytes.
+    struct Current {
+        var version: ObjectVersion
+        /// The record and the file's layout; nil when the caller did not ask for them (a delete).
+        var record: UserRecord?
+        var layout: FileLayout?
+        var bytes: [UInt8]?
+    }
+
+    /// The user's object as it stands: from the cache when the storage confirms its version, else
+    /// read and decoded (and cached).
+    func load(_ key: String, userID: String) async throws -> Current? {
+        let object: StoredObject
+        if options.cacheBytes > 0, let entry = cache.entry(key) {
+            switch try await storage.getIfChanged(key, cached: entry.version) {
+            case .unchanged:
+                return Current(
+                    version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes)
+            case .missing:
+                cache.remove(key)
+                return nil
+            case .changed(let found):
+                object = found
+            }
+        } else {
+            guard let found = try await storage.get(key) else {
+                cache.remove(key)
+                return nil
+            }
+            object = found
+        }
+        let (record, layout) = try decodeFile(object.bytes, userID: userID, key: key)
+        let kept = storage.appendsInPlace ? nil : Array(object.bytes.prefix(layout.validLength))
+        let current = Current(version: object.version, record: record, layout: layout, bytes: kept)
+        remember(key, current)
+        return current
+    }
+
+    func remember(_ key: String, _ current: Current) {
+        guard options.cacheBytes > 0, let record = current.record, let layout = current.layout else { return }
+        cache.store(
+            key,
+            RecordCache.Entry(version: current.version, record: record, layout: layout, bytes: current.bytes),
+            limit: options.cacheBytes)
     }
 
     /// The user's record; `UserNotFoundError` if there is none.
@@ -175,37 +259,101 @@ public struct Store: Sendable {
     /// the result durably. `mutate` may run more than once (after a conflict), each time on the
     /// latest record, so it must only change the record it is given. If it leaves the record
     /// unchanged, nothing is written and the revision stays as it was.
+    ///
+    /// Concurrent updates of one user in this process are committed together (`groupCommit`):
+    /// each mutation runs in turn, in the order the calls arrived, on the record as the ones before
+    /// it left it; each committed mutation adds one to the revision; each call gets its own value,
+    /// record and outcome. A mutation that throws fails its own call only, and changes nothing.
     @discardableResult
     public func update<Value: Sendable>(
         _ userID: String, _ mutate: (inout UserRecord) throws -> Value
     ) async throws -> UpdateResult<Value> {
-        try await fenced(userID) { current, key, afterConflict in
-            let before: UserRecord
-            if let current {
-                before = try decode(current.bytes, userID: userID, key: key)
+        let key = try keys.key(for: userID)
+        return try await withoutActuallyEscaping(mutate) { mutate in
+            let job = UpdateJob { record in try mutate(&record) }
+            if options.groupCommit {
+                await committer.submit(key, job) { batch in await commit(batch, userID: userID, key: key) }
             } else {
-                before = UserRecord(userID: userID, revision: 0, createdAt: options.clock.now())
+                await commit([job], userID: userID, key: key)
+                job.mutate = nil
             }
-            var record = before
-            let value = try mutate(&record)
-            // Nothing to change: an idempotent repeat, or (after a conflict) our own earlier write
-            // that did land although its answer was lost.
-            if record == before {
-                let outcome: CommitOutcome = afterConflict ? .asRequestedAfterRetry : .unchanged
-                return .finished(UpdateResult(value: value, record: before, outcome: outcome))
+            guard let outcome = job.outcome else {
+                preconditionFailure("a batch ended without an outcome for one of its updates")
             }
-            record.userID = userID
-            record.revision = before.revision + 1
-            record.createdAt = before.createdAt
-            record.updatedAt = max(options.clock.now(), before.updatedAt)
-            // The writer enforces the readers' limits, so no file it writes can be refused later.
-            let bytes: [UInt8]
+            let done = try outcome.get()
+            return UpdateResult(value: done.value as! Value, record: done.record, outcome: done.outcome)
+        }
+    }
+
+    /// A batch's write would pass a size limit: its mutations are committed one by one instead, so
+    /// that `RecordTooLargeStoreError` fails only the call whose mutation made the record too large.
+    private struct BatchTooLarge: Error {}
+
+    /// Commits a batch of updates of one user: one lock, one read, every mutation in order, one
+    /// write. Every job leaves with an outcome.
+    func commit(_ jobs: [UpdateJob], userID: String, key: String) async {
+        do {
+            try await fenced(userID, key: key, decoding: true) { current, afterConflict in
+                try step(jobs, current, userID: userID, afterConflict: afterConflict)
+            }
+        } catch is BatchTooLarge {
+            for job in jobs { await commit([job], userID: userID, key: key) }
+        } catch {
+            // The batch failed: every call fails with its error, except those whose own mutation
+            // threw, which keep their own error.
+            for job in jobs {
+                if case .failure = job.outcome { continue }
+                job.outcome = .failure(error)
+            }
+        }
+    }
+
+    /// Applies the batch's mutations, in order, to the current record, and says what to write.
+    private func step(
+        _ jobs: [UpdateJob], _ current: Current?, userID: String, afterConflict: Bool
+    ) throws -> Step<Void> {
+        let base = current?.record ?? UserRecord(userID: userID, revision: 0, createdAt: options.clock.now())
+        var record = base
+        var changed = 0
+        for job in jobs {
+            guard let mutate = job.mutate else { continue }
+            var trial = record
             do {
-                bytes = try options.codec.encodeChecked(record)
-            } catch let error as RecordTooLargeError {
-                throw RecordTooLargeStoreError(underlying: error)
+                let value = try mutate(&trial)
+                // Nothing to change: an idempotent repeat, or (after a conflict) our own earlier
+                // write that did land although its answer was lost.
+                if trial == record {
+                    job.outcome = .success(
+                        (value, record, afterConflict ? .asRequestedAfterRetry : .unchanged))
+                    continue
+                }
+                trial.userID = userID
+                trial.revision = record.revision + 1
+                trial.createdAt = base.createdAt
+                trial.updatedAt = max(options.clock.now(), record.updatedAt)
+                record = trial
+                changed += 1
+                job.outcome = .success((value, trial, .committed))
+            } catch {
+                job.outcome = .failure(error)
             }
-            return .put(bytes, UpdateResult(value: value, record: record, outcome: .committed))
+        }
+        if changed == 0 { return .finished(()) }
+        // A change frame when the file can take one; a new snapshot otherwise (the writer
+        // enforces the readers' limits, so no file it writes can be refused later).
+        if let layout = current?.layout, layout.formatVersion >= 2,
+            let frame = options.codec.encodeChange(
+                from: base, to: record, appendingTo: layout, id: .random()),
+            !options.compaction.compacts(layout, adding: frame.bytes.count)
+        {
+            return .append(frame, record, ())
+        }
+        do {
+            let (bytes, layout) = try options.codec.encodeSnapshot(record, fileID: .random())
+            return .put(bytes, layout, record, ())
+        } catch {
+            if changed > 1 { throw BatchTooLarge() }
+            throw RecordTooLargeStoreError(underlying: error)
         }
     }
 
@@ -213,7 +361,8 @@ public struct Store: Sendable {
     /// lease checks as `update`.
     @discardableResult
     public func delete(_ userID: String) async throws -> DeleteOutcome {
-        try await fenced(userID) { current, _, afterConflict in
+        let key = try keys.key(for: userID)
+        return try await fenced(userID, key: key, decoding: false) { current, afterConflict in
             guard current != nil else { return .finished(afterConflict ? .goneAfterRetry : .notFound) }
             return .remove(.deleted, ifAlreadyGone: .goneAfterRetry)
         }
@@ -223,22 +372,24 @@ public struct Store: Sendable {
     private enum Step<Result> {
         /// Nothing to write: the operation is over.
         case finished(Result)
-        /// Write these bytes, conditioned on the version read.
-        case put([UInt8], Result)
+        /// Write this whole file (a new snapshot), conditioned on the version read.
+        case put([UInt8], FileLayout, UserRecord, Result)
+        /// Append this change frame to the file read, conditioned on its version.
+        case append(ChangeFrame, UserRecord, Result)
         /// Delete the object, conditioned on the version read; `ifAlreadyGone` when the storage
         /// finds nothing to delete.
         case remove(Result, ifAlreadyGone: Result)
     }
 
     /// The update protocol, shared by updates and deletes: take the user's lock; read the object
-    /// and its version; let `decide` say what to do; check (and renew) the lease; write or delete
-    /// only if the object still has the version read (the fence); after a fence conflict, back off
-    /// and start again from a fresh read; release the lock by its operation id.
+    /// and its version (`decoding`: and its record, through the cache); let `decide` say what to
+    /// do; check (and renew) the lease; write, append or delete only if the object still has the
+    /// version read (the fence); after a fence conflict, back off and start again from a fresh
+    /// read; release the lock by its operation id.
     private func fenced<Result>(
-        _ userID: String,
-        _ decide: (_ current: StoredObject?, _ key: String, _ afterConflict: Bool) throws -> Step<Result>
+        _ userID: String, key: String, decoding: Bool,
+        _ decide: (_ current: Current?, _ afterConflict: Bool) throws -> Step<Result>
     ) async throws -> Result {
-        let key = try keys.key(for: userID)
         let waitStart = options.clock.instant()
         var lease: Lease
         do {
@@ -253,8 +404,13 @@ public struct Store: Sendable {
             var backoff = Backoff()
             while true {
                 attempt += 1
-                let current = try await storage.get(key)
-                let step = try decide(current, key, attempt > 1)
+                let current: Current?
+                if decoding {
+                    current = try await load(key, userID: userID)
+                } else {
+                    current = try await storage.get(key).map { Current(version: $0.version) }
+                }
+                let step = try decide(current, attempt > 1)
                 if case .finished(let result) = step {
                     try? await locks.release(lease)
                     return result
@@ -270,17 +426,48 @@ public struct Store: Sendable {
                 }
                 if lease.isDueForRenewal(now: now) { lease = try await locks.renew(lease) }
                 if let beforeCommit = options.beforeCommit { await beforeCommit() }
+                let fence = !options.unsafeDisableFence
                 let condition: WriteCondition =
-                    options.unsafeDisableFence
-                    ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
+                    !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
                 do {
                     let result: Result
                     switch step {
-                    case .put(let bytes, let done):
-                        try await storage.put(key, bytes: bytes, condition: condition)
+                    case .put(let bytes, let layout, let record, let done):
+                        let version = try await storage.put(key, bytes: bytes, condition: condition)
                         options.events.bytesWritten(userID, bytes.count)
+                        remember(
+                            key,
+                            Current(
+                                version: version, record: record, layout: layout,
+                                bytes: storage.appendsInPlace ? nil : bytes))
+                        result = done
+                    case .append(let frame, let record, let done):
+                        // Only a decoded version-2 file gets a frame (`step`).
+                        guard let read = current, let layout = read.layout else {
+                            preconditionFailure("a change frame for a file that was not read")
+                        }
+                        let version: ObjectVersion
+                        var whole: [UInt8]? = nil
+                        if storage.appendsInPlace {
+                            version = try await storage.append(
+                                key, bytes: frame.bytes, expected: fence ? read.version : nil)
+                        } else {
+                            // S3 and memory cannot append: the object is written whole, the bytes
+                            // read plus the frame, without encoding the record again.
+                            var bytes = read.bytes ?? []
+                            bytes.append(contentsOf: frame.bytes)
+                            version = try await storage.put(key, bytes: bytes, condition: condition)
+                            whole = bytes
+                        }
+                        options.events.bytesWritten(userID, whole?.count ?? frame.bytes.count)
+                        remember(
+                            key,
+                            Current(
+                                version: version, record: record, layout: layout.appending(frame),
+                                bytes: whole))
                         result = done
                     case .remove(let done, let gone):
+                        cache.remove(key)
                         result = try await storage.delete(key, condition: condition) ? done : gone
                     case .finished(let done):
                         result = done
@@ -290,6 +477,7 @@ public struct Store: Sendable {
                     return result
                 } catch is VersionMismatchError {
                     options.events.fenceConflict(userID)
+                    cache.remove(key)
                     // The fence held: nothing of this attempt was written. Someone else wrote since
                     // our read (or our own retried write landed): read again and decide again. The
                     // next attempt checks the lease before it writes.
@@ -297,6 +485,8 @@ public struct Store: Sendable {
                 }
             }
         } catch {
+            // The write's fate is unknown: the next read goes to the storage.
+            cache.remove(key)
             try? await locks.release(lease)
             throw error
         }
@@ -322,6 +512,22 @@ public struct Store: Sendable {
     /// Every user id, fetched a page at a time as the sequence is consumed.
     public func allUsers(pageSize: Int = 1000) -> UserIDSequence {
         UserIDSequence(store: self, pageSize: pageSize)
+    }
+
+    func decodeFile(_ bytes: [UInt8], userID: String, key: String) throws -> (UserRecord, FileLayout) {
+        let decoded: (record: UserRecord, layout: FileLayout)
+        do {
+            decoded = try options.codec.decodeFile(bytes)
+        } catch {
+            throw CorruptUserFileError(
+                userID: userID, location: storage.location(of: key), reason: error.description)
+        }
+        guard decoded.record.userID.utf8.elementsEqual(userID.utf8) else {
+            throw CorruptUserFileError(
+                userID: userID, location: storage.location(of: key),
+                reason: "the file belongs to user '\(decoded.record.userID)'")
+        }
+        return (decoded.record, decoded.layout)
     }
 
     func decode(_ bytes: [UInt8], userID: String, key: String) throws -> UserRecord {

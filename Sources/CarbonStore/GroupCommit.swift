@@ -1,0 +1,80 @@
+import CarbonModel
+
+/// One caller's `Store.update`, waiting in its user's line to be committed in a batch.
+///
+/// The mutation is the caller's non-escaping closure, made escapable with
+/// `withoutActuallyEscaping` for as long as the caller waits: the batch's leader runs it while the
+/// caller is suspended in `GroupCommitter.submit`, never at the same time as the caller, and drops
+/// it before it resumes the caller. That is why this class may be `@unchecked Sendable`: every
+/// field is written before the caller is resumed, and read after (the resumption orders them).
+final class UpdateJob: @unchecked Sendable {
+    typealias Mutation = (inout UserRecord) throws -> Any
+
+    /// The caller's mutation, type-erased; nil once the batch is over.
+    var mutate: Mutation?
+    /// What the latest attempt made of this job: its value, the record right after its mutation,
+    /// and what was done; or the error its mutation threw.
+    var outcome: Result<(value: Any, record: UserRecord, outcome: CommitOutcome), any Error>?
+    /// Set while the job waits for its batch (or for its turn to lead one).
+    fileprivate var continuation: CheckedContinuation<GroupCommitter.Role, Never>?
+
+    init(_ mutate: @escaping Mutation) { self.mutate = mutate }
+}
+
+/// Group commit: the concurrent updates of one user in one process are coalesced. The first
+/// caller leads: it takes the user's lock once, reads once, applies every waiting mutation in the
+/// order they arrived, writes once and releases the lock. Callers that arrive meanwhile wait in
+/// line; when a batch ends, the first of them leads the next batch, with everyone who waits by
+/// then. Between batches the lock is released, so writers in other processes take their turns as
+/// before.
+final class GroupCommitter: Sendable {
+    enum Role: Sendable { case lead, done }
+
+    /// Callers waiting for a user; a user has an entry while a batch of theirs is being led.
+    private let lines = Locked([String: [UpdateJob]]())
+    /// The most mutations one batch applies.
+    let maximumBatch: Int
+
+    init(maximumBatch: Int = 64) { self.maximumBatch = max(1, maximumBatch) }
+
+    /// Waits until `job` has been committed, in a batch led by this caller or by another.
+    func submit(_ key: String, _ job: UpdateJob, commit: ([UpdateJob]) async -> Void) async {
+        let role = await withCheckedContinuation { (c: CheckedContinuation<Role, Never>) in
+            let leads = lines.withLock { lines -> Bool in
+                guard lines[key] != nil else {
+                    lines[key] = []
+                    return true
+                }
+                job.continuation = c
+                lines[key]!.append(job)
+                return false
+            }
+            if leads { c.resume(returning: .lead) }
+        }
+        guard role == .lead else { return }
+        let batch = lines.withLock { lines -> [UpdateJob] in
+            let waiting = lines[key] ?? []
+            let taken = Array(waiting.prefix(maximumBatch - 1))
+            lines[key] = Array(waiting.dropFirst(taken.count))
+            return [job] + taken
+        }
+        await commit(batch)
+        for j in batch { j.mutate = nil }
+        let next = lines.withLock { lines -> UpdateJob? in
+            guard let waiting = lines[key], let first = waiting.first else {
+                lines[key] = nil
+                return nil
+            }
+            lines[key] = Array(waiting.dropFirst())
+            return first
+        }
+        for j in batch.dropFirst() { Self.resume(j, .done) }
+        if let next { Self.resume(next, .lead) }
+    }
+
+    private static func resume(_ job: UpdateJob, _ role: Role) {
+        let c = job.continuation
+        job.continuation = nil
+        c?.resume(returning: role)
+    }
+}

@@ -1,0 +1,244 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+/// Updates on `path:` append change frames under the fence, and reads reuse decoded records only
+/// after the storage confirmed their version.
+@Suite struct AppendAndCacheTests {
+    static func txn(_ id: String, minor: Int64 = 100, at ms: Int64 = 1_700_000_000_000) -> Transaction {
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: ms),
+            amount: Money(minorUnits: minor, currency: CurrencyCode("EUR")!))
+    }
+
+    static func scan(_ bytes: [UInt8]) throws -> FileLayout {
+        try bytes.withUnsafeBytes { try RecordCodec().scanLayout($0) }
+    }
+
+    static func fileSize(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : -1
+    }
+
+    /// Counts how the store reads: whole objects, and version checks that found them unchanged.
+    final class ReadCounter: ObjectStorage, @unchecked Sendable {
+        let inner: any ObjectStorage
+        let wholeReads = CarbonStore.Locked(0)
+        let unchanged = CarbonStore.Locked(0)
+        init(_ inner: any ObjectStorage) { self.inner = inner }
+        func get(_ key: String) async throws -> StoredObject? {
+            wholeReads.withLock { $0 += 1 }
+            return try await inner.get(key)
+        }
+        func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+            let r = try await inner.getIfChanged(key, cached: cached)
+            switch r {
+            case .unchanged: unchanged.withLock { $0 += 1 }
+            default: wholeReads.withLock { $0 += 1 }
+            }
+            return r
+        }
+        func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+            try await inner.put(key, bytes: bytes, condition: condition)
+        }
+        var appendsInPlace: Bool { inner.appendsInPlace }
+        func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+            try await inner.append(key, bytes: bytes, expected: expected)
+        }
+        func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+            try await inner.delete(key, condition: condition)
+        }
+        func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+            try await inner.list(prefix: prefix, startAfter: startAfter, limit: limit)
+        }
+        func location(of key: String) -> String { inner.location(of: key) }
+    }
+
+    @Test func anUpdateAppendsAFrameOfTheChangeNotTheFile() async throws {
+        let dir = try TemporaryDirectory("append")
+        defer { dir.remove() }
+        let store = Store(storage: try PathStorage(root: dir.path), locks: InProcessLockService())
+        var base = RecordGenerator.workload(.w1, seed: 3)
+        base.userID = "alice"
+        let created = try await store.update("alice") { $0 = base }
+        let path = store.storage.location(of: try store.keys.key(for: "alice"))
+        let snapshotSize = Self.fileSize(path)
+        #expect(created.committed && snapshotSize > 20_000)
+        let bytes = try #require(FileManager.default.contents(atPath: path))
+        #expect(try Self.scan(Array(bytes)).frameCount == 0)
+        var sizes: [Int] = []
+        for n in 0..<10 {
+            try await store.update("alice") {
+                try $0.upsert(Self.txn("new-\(n)", at: 1_900_000_000_000 + Int64(n)))
+            }
+            sizes.append(Self.fileSize(path))
+        }
+        // Each update added a small frame; none rewrote the file.
+        var previous = snapshotSize
+        for s in sizes {
+            #expect(s > previous && s - previous < 1_024, "a frame under 1 kB")
+            previous = s
+        }
+        let after = Array(try #require(FileManager.default.contents(atPath: path)))
+        let layout = try Self.scan(after)
+        #expect(layout.frameCount == 10 && layout.ignoredLength == 0)
+        // A reader with no cache sees every change.
+        let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        let record = try await fresh.get("alice")
+        #expect(record.revision == 11)
+        #expect((0..<10).allSatisfy { record.transaction(id: "new-\($0)") != nil })
+        #expect(record == (try await store.get("alice")))
+    }
+
+    @Test func theTailIsCompactedIntoANewSnapshotWhenItGrows() async throws {
+        let dir = try TemporaryDirectory("compact")
+        defer { dir.remove() }
+        var options = StoreOptions()
+        options.compaction = CompactionPolicy(tailFraction: 0.1, minimumTailBytes: 0)
+        let store = Store(
+            storage: try PathStorage(root: dir.path), locks: InProcessLockService(), options: options)
+        var ids: [WriteID] = []
+        for n in 0..<60 {
+            try await store.update("bob") {
+                try $0.upsert(Self.txn("t-\(n)", at: 1_700_000_000_000 + Int64(n)))
+            }
+            let path = store.storage.location(of: try store.keys.key(for: "bob"))
+            let layout = try Self.scan(Array(try #require(FileManager.default.contents(atPath: path))))
+            #expect(Double(layout.tailLength) <= Double(layout.snapshotLength) * 0.1 + 1_024)
+            if let id = layout.fileID, ids.last != id { ids.append(id) }
+        }
+        #expect(ids.count > 2, "compacted more than once: \(ids.count) snapshots")
+        #expect(Set(ids).count == ids.count, "every snapshot has a new id")
+        let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        let record = try await fresh.get("bob")
+        #expect(record.transactions.count == 60 && record.revision == 60)
+    }
+
+    @Test func aStaleAppendIsRefusedAndATornOneIsCut() async throws {
+        let dir = try TemporaryDirectory("fence-append")
+        defer { dir.remove() }
+        let storage = try PathStorage(root: dir.path)
+        let codec = RecordCodec()
+        let key = "ab/cd/alice.cstore"
+        let r0 = UserRecord(userID: "alice", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0))
+        let (snapshot, layout0) = try codec.encodeSnapshot(r0, fileID: .random())
+        let v0 = try await storage.put(key, bytes: snapshot, condition: .mustNotExist)
+        var r1 = r0
+        try r1.upsert(Self.txn("t1"))
+        r1.revision = 2
+        let f1 = try #require(codec.encodeChange(from: r0, to: r1, appendingTo: layout0, id: .random()))
+        let v1 = try await storage.append(key, bytes: f1.bytes, expected: v0)
+        #expect(v1 != v0)
+        #expect(
+            try await storage.get(key)?.version == v1, "the version append returns is the one a read gives")
+
+        // A writer that read v0 is refused: its frame would follow one it never saw.
+        var stale = r0
+        try stale.upsert(Self.txn("stale"))
+        stale.revision = 2
+        let fs = try #require(codec.encodeChange(from: r0, to: stale, appendingTo: layout0, id: .random()))
+        await #expect(throws: VersionMismatchError.self) {
+            try await storage.append(key, bytes: fs.bytes, expected: v0)
+        }
+        // So is a writer whose snapshot was replaced by another one.
+        let (other, _) = try codec.encodeSnapshot(r0, fileID: .random())
+        let otherVersion = PathStorage.version(of: other)
+        await #expect(throws: VersionMismatchError.self) {
+            try await storage.append(key, bytes: f1.bytes, expected: otherVersion)
+        }
+
+        // A torn append (half a frame) after v1 is invisible to readers and to the version
+        // check, and the next append cuts it.
+        let path = storage.location(of: key)
+        var r2 = r1
+        try r2.upsert(Self.txn("t2"))
+        r2.revision = 3
+        let layout1 = layout0.appending(f1)
+        let f2 = try #require(codec.encodeChange(from: r1, to: r2, appendingTo: layout1, id: .random()))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(f2.bytes.prefix(f2.bytes.count / 2)))
+        try handle.close()
+        #expect(try await storage.getIfChanged(key, cached: v1) == .unchanged)
+        #expect(try codec.decode(Array(try #require(FileManager.default.contents(atPath: path)))) == r1)
+        let v2 = try await storage.append(key, bytes: f2.bytes, expected: v1)
+        let bytes = Array(try #require(FileManager.default.contents(atPath: path)))
+        #expect(bytes.count == layout1.validLength + f2.bytes.count, "the torn bytes were cut")
+        #expect(try codec.decode(bytes) == r2)
+        #expect(try await storage.getIfChanged(key, cached: v1) != .unchanged)
+        #expect(try await storage.getIfChanged(key, cached: v2) == .unchanged)
+    }
+
+    @Test func aCachedReadCostsAVersionCheckAndSeesEveryOtherWriter() async throws {
+        let dir = try TemporaryDirectory("cache")
+        defer { dir.remove() }
+        let counted = ReadCounter(try PathStorage(root: dir.path))
+        let reader = Store(storage: counted, locks: InProcessLockService())
+        // Another process's store (its own cache) on the same directory.
+        let writer = Store(storage: try PathStorage(root: dir.path), locks: InProcessLockService())
+        var base = RecordGenerator.workload(.w1, seed: 5)
+        base.userID = "carol"
+        try await writer.update("carol") { $0 = base }
+        let first = try await reader.get("carol")
+        let reads = counted.wholeReads.withLock { $0 }
+        for _ in 0..<5 { #expect(try await reader.get("carol") == first) }
+        #expect(counted.wholeReads.withLock { $0 } == reads, "no whole read while unchanged")
+        #expect(counted.unchanged.withLock { $0 } == 5)
+        // An append by the other store, a compaction (a new file, perhaps on a reused inode), a
+        // delete and a re-creation: each is seen by the next read.
+        try await writer.update("carol") { try $0.upsert(Self.txn("appended")) }
+        #expect(try await reader.get("carol").transaction(id: "appended") != nil)
+        var small = UserRecord(userID: "carol", createdAt: Timestamp(millisecondsSince1970: 0))
+        try small.upsert(Self.txn("only"))
+        try await writer.update("carol") { $0.transactions = small.transactions }
+        #expect(try await reader.get("carol").transactions.map(\.id) == ["only"])
+        try await writer.delete("carol")
+        #expect(try await reader.read("carol") == nil)
+        try await writer.update("carol") { try $0.upsert(Self.txn("again")) }
+        #expect(try await reader.get("carol").transactions.map(\.id) == ["again"])
+    }
+
+    @Test func theSameSnapshotRewrittenIsANewVersion() async throws {
+        // Same record, same size, same inode perhaps: a new snapshot id all the same.
+        let dir = try TemporaryDirectory("cache-rewrite")
+        defer { dir.remove() }
+        let storage = try PathStorage(root: dir.path)
+        let codec = RecordCodec()
+        let key = "ab/cd/dave.cstore"
+        let r = UserRecord(userID: "dave", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0))
+        let v1 = try await storage.put(
+            key, bytes: try codec.encodeSnapshot(r, fileID: .random()).bytes, condition: .mustNotExist)
+        let v2 = try await storage.put(
+            key, bytes: try codec.encodeSnapshot(r, fileID: .random()).bytes, condition: .mustMatch(v1))
+        #expect(v1 != v2)
+        guard case .changed(let object) = try await storage.getIfChanged(key, cached: v1) else {
+            Issue.record("a rewritten file reported unchanged")
+            return
+        }
+        #expect(object.version == v2)
+    }
+
+    @Test func noCacheMeansEveryReadIsWhole() async throws {
+        let counted = ReadCounter(MemoryStorage())
+        var options = StoreOptions()
+        options.cacheBytes = 0
+        let store = Store(storage: counted, locks: InProcessLockService(), options: options)
+        try await store.update("erin") { try $0.upsert(Self.txn("t")) }
+        for _ in 0..<3 { _ = try await store.get("erin") }
+        #expect(counted.unchanged.withLock { $0 } == 0)
+    }
+}
+
+extension ConditionalRead: Equatable {
+    public static func == (a: ConditionalRead, b: ConditionalRead) -> Bool {
+        switch (a, b) {
+        case (.unchanged, .unchanged), (.missing, .missing): true
+        case (.changed(let x), .changed(let y)): x.version == y.version && x.bytes == y.bytes
+        default: false
+        }
+    }
+}

@@ -1,0 +1,225 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+/// Group commit: concurrent updates of one user in one process share one lock hold, one read and
+/// one write, and each call still gets its own answer.
+@Suite struct GroupCommitTests {
+    /// Counts the lock service's acquisitions, and holds the first one until told, so that the
+    /// calls made meanwhile pile up behind it.
+    final class CountingLocks: LockService, @unchecked Sendable {
+        let inner = InProcessLockService()
+        let acquired = CarbonStore.Locked(0)
+        let gate = CarbonStore.Locked<CheckedContinuation<Void, Never>?>(nil)
+        let holdFirst: Bool
+        init(holdFirst: Bool) { self.holdFirst = holdFirst }
+
+        func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
+            let n = acquired.withLock { n -> Int in
+                n += 1
+                return n
+            }
+            let lease = try await inner.acquire(name, userID: userID, wait: wait)
+            if holdFirst && n == 1 {
+                await withCheckedContinuation { c in gate.withLock { $0 = c } }
+            }
+            return lease
+        }
+        func renew(_ lease: Lease) async throws -> Lease { try await inner.renew(lease) }
+        func release(_ lease: Lease) async throws { try await inner.release(lease) }
+        func open() {
+            let c = gate.withLock { c -> CheckedContinuation<Void, Never>? in
+                defer { c = nil }
+                return c
+            }
+            c?.resume()
+        }
+        var isHolding: Bool { gate.withLock { $0 != nil } }
+    }
+
+    /// Counts the storage's writes.
+    final class CountingStorage: ObjectStorage, @unchecked Sendable {
+        let inner: any ObjectStorage
+        let writes = CarbonStore.Locked(0)
+        init(_ inner: any ObjectStorage) { self.inner = inner }
+        func get(_ key: String) async throws -> StoredObject? { try await inner.get(key) }
+        func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+            try await inner.getIfChanged(key, cached: cached)
+        }
+        func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+            writes.withLock { $0 += 1 }
+            return try await inner.put(key, bytes: bytes, condition: condition)
+        }
+        var appendsInPlace: Bool { inner.appendsInPlace }
+        func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+            writes.withLock { $0 += 1 }
+            return try await inner.append(key, bytes: bytes, expected: expected)
+        }
+        func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+            try await inner.delete(key, condition: condition)
+        }
+        func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+            try await inner.list(prefix: prefix, startAfter: startAfter, limit: limit)
+        }
+        func location(of key: String) -> String { inner.location(of: key) }
+    }
+
+    struct Refused: Error, Equatable { var n: Int }
+
+    static func txn(_ id: String, minor: Int64 = 100, at ms: Int64 = 1_700_000_000_000) -> Transaction {
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: ms),
+            amount: Money(minorUnits: minor, currency: CurrencyCode("EUR")!))
+    }
+
+    enum Backend: String, CaseIterable, Sendable { case memory, path }
+
+    static func storage(_ backend: Backend, _ dir: TemporaryDirectory) throws -> any ObjectStorage {
+        switch backend {
+        case .memory: MemoryStorage()
+        case .path: try PathStorage(root: dir.path)
+        }
+    }
+
+    static func attempt<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    /// Starts `count` updates while the first holds the lock, then lets it go.
+    static func pileUp(
+        _ store: Store, _ locks: CountingLocks, count: Int,
+        _ mutation: @escaping @Sendable (Int, inout UserRecord) throws -> String
+    ) async -> [Result<UpdateResult<String>, any Error>] {
+        await withTaskGroup(of: (Int, Result<UpdateResult<String>, any Error>).self) { group in
+            group.addTask {
+                (0, await Self.attempt { try await store.update("alice") { try mutation(0, &$0) } })
+            }
+            while !locks.isHolding { try? await Task.sleep(for: .milliseconds(1)) }
+            for i in 1..<count {
+                group.addTask {
+                    (i, await Self.attempt { try await store.update("alice") { try mutation(i, &$0) } })
+                }
+                // In arrival order: each call joins the line before the next is started.
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            locks.open()
+            var results = [Result<UpdateResult<String>, any Error>?](repeating: nil, count: count)
+            for await (i, r) in group { results[i] = r }
+            return results.map { $0! }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func waitingUpdatesAreCommittedInOneBatchEachWithItsOwnAnswer(backend: Backend) async throws {
+        let dir = try TemporaryDirectory("group")
+        defer { dir.remove() }
+        let storage = CountingStorage(try Self.storage(backend, dir))
+        let locks = CountingLocks(holdFirst: true)
+        let store = Store(storage: storage, locks: locks)
+        let results = await Self.pileUp(store, locks, count: 8) { i, record in
+            if i == 3 { throw Refused(n: i) }
+            if i == 5 { return "nothing" }  // leaves the record as it is
+            try record.upsert(Self.txn("t\(i)", at: 1_700_000_000_000 + Int64(i)))
+            return "added t\(i)"
+        }
+        // The first call ran alone (the others came while it held the lock); the other seven
+        // were one batch: one more lock hold and one more write.
+        #expect(locks.acquired.withLock { $0 } == 2)
+        #expect(storage.writes.withLock { $0 } == 2)
+        // Each call got its own answer; the throwing one failed alone.
+        for (i, result) in results.enumerated() {
+            switch (i, result) {
+            case (3, .failure(let error)):
+                #expect(error as? Refused == Refused(n: 3))
+            case (5, .success(let r)):
+                #expect(r.value == "nothing" && r.outcome == .unchanged)
+                #expect(r.record.revision == 3, "the record as the calls before it left it")
+            case (_, .success(let r)):
+                #expect(r.value == "added t\(i)")
+                #expect(r.outcome == .committed)
+                #expect(r.record.transaction(id: "t\(i)") != nil)
+                #expect(r.record.transaction(id: "t\(i + 1)") == nil, "a later call's change is not in it")
+            default:
+                Issue.record("call \(i): \(result)")
+            }
+        }
+        // Mutations ran in arrival order, one revision each.
+        let revisions = results.compactMap { try? $0.get() }.filter { $0.committed }.map {
+            $0.record.revision
+        }
+        #expect(revisions == [1, 2, 3, 4, 5, 6])
+        let stored = try await Store(storage: storage.inner, locks: NoLockService()).get("alice")
+        #expect(stored.revision == 6)
+        #expect(stored.transactions.map(\.id) == ["t0", "t1", "t2", "t4", "t6", "t7"])
+        #expect(stored == (try results[7].map(\.record).get()))
+    }
+
+    @Test func withoutGroupCommitEachUpdateTakesTheLock() async throws {
+        let locks = CountingLocks(holdFirst: true)
+        var options = StoreOptions()
+        options.groupCommit = false
+        let store = Store(storage: MemoryStorage(), locks: locks, options: options)
+        let results = await Self.pileUp(store, locks, count: 4) { i, record in
+            try record.upsert(Self.txn("t\(i)"))
+            return ""
+        }
+        #expect(results.allSatisfy { (try? $0.get().committed) == true })
+        #expect(locks.acquired.withLock { $0 } == 4)
+    }
+
+    @Test func aBatchTooLargeForTheLimitsFailsOnlyTheCallThatMadeItSo() async throws {
+        // The limit admits a few small transactions; one call adds a large one.
+        var limits = RecordCodec.Limits()
+        limits.maxDecodedSize = 4_000
+        var options = StoreOptions(codec: RecordCodec(options: .init(compression: .none), limits: limits))
+        options.cacheBytes = 1 << 20
+        let locks = CountingLocks(holdFirst: true)
+        let store = Store(storage: MemoryStorage(), locks: locks, options: options)
+        let results = await Self.pileUp(store, locks, count: 4) { i, record in
+            var t = Self.txn("t\(i)", at: 1_700_000_000_000 + Int64(i))
+            if i == 2 { t.description = String(repeating: "x", count: 5_000) }
+            try record.upsert(t)
+            return ""
+        }
+        for (i, r) in results.enumerated() {
+            if i == 2 {
+                #expect(throws: RecordTooLargeStoreError.self) { try r.get() }
+            } else {
+                #expect((try? r.get().committed) == true, "call \(i)")
+            }
+        }
+        let stored = try await store.get("alice")
+        #expect(stored.transactions.map(\.id) == ["t0", "t1", "t3"])
+    }
+
+    @Test func manyConcurrentWritersLoseNothing() async throws {
+        for backend in Backend.allCases {
+            let dir = try TemporaryDirectory("group-many")
+            defer { dir.remove() }
+            let storage = try Self.storage(backend, dir)
+            let store = Store(storage: storage, locks: InProcessLockService())
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for w in 0..<8 {
+                    group.addTask {
+                        for n in 0..<25 {
+                            try await store.update("alice") {
+                                try $0.upsert(Self.txn("w\(w)-\(n)", at: 1_700_000_000_000 + Int64(n)))
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            // Read by a fresh store (no cache): everything acknowledged is there, once.
+            let fresh = Store(storage: try Self.storage(backend, dir), locks: NoLockService())
+            let record = try await fresh.get("alice")
+            #expect(record.transactions.count == 200, "\(backend)")
+            #expect(record.revision == 200, "\(backend)")
+            #expect(try await store.get("alice") == record)
+        }
+    }
+}
