@@ -6,7 +6,7 @@ import CarbonModel
     import Darwin
 #endif
 
-// Change frames of format version 2 (docs/FORMAT.md §6): their head, parts, trailer and chain.
+// Change frames of format version 2 (docs/FORMAT.md §13): their head, parts, trailer and chain.
 
 /// The fixed fields of one change frame, read after its length, CRC and chain were checked.
 struct FrameHead {
@@ -303,7 +303,7 @@ extension RecordCodec {
 
     /// The smallest single splice turning `a` into `b` (their common prefix and suffix kept), or
     /// nil when they are equal.
-    static func splice<T: Equatable>(_ a: [T], _ b: [T]) -> (start: Int, removeCount: Int, rows: ArraySlice<T>)? {
+    static func splice<T: FrameRow>(_ a: [T], _ b: [T]) -> (start: Int, removeCount: Int, rows: ArraySlice<T>)? {
         let n = min(a.count, b.count)
         let prefix = commonPrefix(a, b, limit: n)
         if prefix == a.count && prefix == b.count { return nil }
@@ -311,28 +311,28 @@ extension RecordCodec {
         return (prefix, a.count - prefix - suffix, b[prefix..<(b.count - suffix)])
     }
 
-    /// Elements compared 64 at a time by their bytes: elements whose bytes are identical (the same
-    /// string storage, the same values) are equal, which is the common case of a record copied and
-    /// changed in a few places; elements whose bytes differ are compared with `==`.
-    private static let chunk = 64
-
     /// How many leading elements of `a` and `b` (at most `limit`) are equal.
-    static func commonPrefix<T: Equatable>(_ a: [T], _ b: [T], limit: Int) -> Int {
+    ///
+    /// Elements are compared `RowMask.chunk` at a time by their bytes, padding excluded: elements
+    /// whose bytes are identical (the same string and dictionary storage, the same values) are
+    /// equal, which is the common case of a record copied and changed in a few places, and is
+    /// decided at the speed of reading memory; elements whose bytes differ are compared with `==`.
+    static func commonPrefix<T: FrameRow>(_ a: [T], _ b: [T], limit: Int) -> Int {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 guard limit > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress else { return 0 }
                 if baseA == baseB { return limit }
-                let stride = MemoryLayout<T>.stride
+                let mask = T.rowMask
                 var i = 0
                 while i < limit {
-                    let k = min(chunk, limit - i)
-                    if memcmp(baseA + i, baseB + i, k * stride) == 0 {
+                    let k = min(RowMask.chunk, limit - i)
+                    if mask.identical(baseA + i, baseB + i, rows: k) {
                         i += k
                         continue
                     }
                     let end = i + k
                     while i < end {
-                        if memcmp(baseA + i, baseB + i, stride) != 0, pa[i] != pb[i] { return i }
+                        if !mask.identical(baseA + i, baseB + i, rows: 1), pa[i] != pb[i] { return i }
                         i += 1
                     }
                 }
@@ -342,17 +342,17 @@ extension RecordCodec {
     }
 
     /// How many trailing elements of `a` and `b` (at most `limit`) are equal.
-    static func commonSuffix<T: Equatable>(_ a: [T], _ b: [T], limit: Int) -> Int {
+    static func commonSuffix<T: FrameRow>(_ a: [T], _ b: [T], limit: Int) -> Int {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 guard limit > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress else { return 0 }
-                let stride = MemoryLayout<T>.stride
+                let mask = T.rowMask
                 let endA = baseA + pa.count
                 let endB = baseB + pb.count
                 var i = 0
                 while i < limit {
-                    let k = min(chunk, limit - i)
-                    if memcmp(endA - i - k, endB - i - k, k * stride) == 0 {
+                    let k = min(RowMask.chunk, limit - i)
+                    if mask.identical(endA - i - k, endB - i - k, rows: k) {
                         i += k
                         continue
                     }
@@ -360,7 +360,7 @@ extension RecordCodec {
                     while i < end {
                         let x = endA - i - 1
                         let y = endB - i - 1
-                        if memcmp(x, y, stride) != 0, x.pointee != y.pointee { return i }
+                        if !mask.identical(x, y, rows: 1), x.pointee != y.pointee { return i }
                         i += 1
                     }
                 }
@@ -429,4 +429,126 @@ extension RecordCodec {
                 header: header, sections: sections, frames: frames, layout: layout, ignoredReason: reason)
         }
     }
+}
+
+/// The rows of a splice part, with the bytes of their values that hold data (not padding), so that
+/// two rows can be found identical by their bytes.
+protocol FrameRow: Equatable {
+    static var rowMask: RowMask { get }
+}
+
+/// Which bytes of a row type hold data, repeated for `chunk` rows, as 64-bit words.
+struct RowMask: Sendable {
+    /// Rows compared at once.
+    static let chunk = 32
+    let words: [UInt64]
+    /// Words per row.
+    let rowWords: Int
+    let stride: Int
+
+    /// Whether only the fields' bytes are compared (false: every byte, padding included).
+    let excludesPadding: Bool
+
+    /// `fields`: the offset and size of each stored property of `T`. If their number is not the
+    /// number of stored properties of `sample` (a field was added to the model and not here),
+    /// every byte is compared: slower (padding may differ, then rows are compared with `==`),
+    /// never wrong.
+    init<T>(_ sample: T, fields: [(offset: Int?, size: Int)]) {
+        stride = MemoryLayout<T>.stride
+        var bytes = [UInt8](repeating: 0, count: stride)
+        let complete = Mirror(reflecting: sample).children.count == fields.count
+        excludesPadding = complete && fields.allSatisfy { $0.offset != nil }
+        if !complete { bytes = [UInt8](repeating: 0xFF, count: stride) }
+        for field in fields where complete {
+            guard let offset = field.offset else {
+                // A field without a known offset: every byte counts (then padding may differ and the
+                // rows fall back to `==`, which is slower but still right).
+                bytes = [UInt8](repeating: 0xFF, count: stride)
+                break
+            }
+            for b in offset..<(offset + field.size) { bytes[b] = 0xFF }
+        }
+        let wordCount = (stride + 7) / 8
+        var row = [UInt64](repeating: 0, count: wordCount)
+        for (i, b) in bytes.enumerated() where b != 0 { row[i / 8] |= 0xFF << (8 * UInt64(i % 8)) }
+        rowWords = wordCount
+        // Rows whose stride is not a multiple of 8 are compared one at a time.
+        words = stride % 8 == 0 ? Array((0..<Self.chunk).map { _ in row }.joined()) : row
+    }
+
+    /// Whether `rows` rows at `a` and `b` have the same bytes wherever they hold data.
+    @inline(__always) func identical<T>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, rows: Int) -> Bool {
+        if stride % 8 != 0 {
+            return memcmp(a, b, rows * stride) == 0
+        }
+        let n = rows * rowWords
+        let x = UnsafeRawPointer(a)
+        let y = UnsafeRawPointer(b)
+        return words.withUnsafeBufferPointer { m in
+            var acc: UInt64 = 0
+            for w in 0..<n {
+                acc |= (x.load(fromByteOffset: w &* 8, as: UInt64.self) ^ y.load(fromByteOffset: w &* 8, as: UInt64.self))
+                    & m[w]
+            }
+            return acc == 0
+        }
+    }
+}
+
+extension Transaction: FrameRow {
+    static let rowMask = RowMask(
+        Transaction(id: "", time: Timestamp(millisecondsSince1970: 0), amount: Money(minorUnits: 0, currency: CurrencyCode("EUR")!)),
+        fields: [
+            (MemoryLayout<Transaction>.offset(of: \.id), MemoryLayout<String>.size),
+            (MemoryLayout<Transaction>.offset(of: \.time), MemoryLayout<Timestamp>.size),
+            (MemoryLayout<Transaction>.offset(of: \.amount), MemoryLayout<Money>.size),
+            (MemoryLayout<Transaction>.offset(of: \.merchant), MemoryLayout<String?>.size),
+            (MemoryLayout<Transaction>.offset(of: \.mcc), MemoryLayout<UInt16?>.size),
+            (MemoryLayout<Transaction>.offset(of: \.category), MemoryLayout<String?>.size),
+            (MemoryLayout<Transaction>.offset(of: \.description), MemoryLayout<String?>.size),
+            (MemoryLayout<Transaction>.offset(of: \.accountID), MemoryLayout<String?>.size),
+            (MemoryLayout<Transaction>.offset(of: \.metadata), MemoryLayout<ExactDictionary<String>>.size),
+        ])
+}
+
+extension QuestionResponse: FrameRow {
+    static let rowMask = RowMask(
+        QuestionResponse(questionID: "", answer: .boolean(true), answeredAt: Timestamp(millisecondsSince1970: 0)),
+        fields: [
+            (MemoryLayout<QuestionResponse>.offset(of: \.questionID), MemoryLayout<String>.size),
+            (MemoryLayout<QuestionResponse>.offset(of: \.answer), MemoryLayout<Answer>.size),
+            (MemoryLayout<QuestionResponse>.offset(of: \.answeredAt), MemoryLayout<Timestamp>.size),
+        ])
+}
+
+extension Footprint: FrameRow {
+    static let rowMask = RowMask(
+        Footprint(
+            id: "", co2e: CO2e(milligrams: 0), category: "", methodology: "",
+            calculatedAt: Timestamp(millisecondsSince1970: 0)),
+        fields: [
+            (MemoryLayout<Footprint>.offset(of: \.id), MemoryLayout<String>.size),
+            (MemoryLayout<Footprint>.offset(of: \.transactionID), MemoryLayout<String?>.size),
+            (MemoryLayout<Footprint>.offset(of: \.period), MemoryLayout<Period?>.size),
+            (MemoryLayout<Footprint>.offset(of: \.co2e), MemoryLayout<CO2e>.size),
+            (MemoryLayout<Footprint>.offset(of: \.category), MemoryLayout<String>.size),
+            (MemoryLayout<Footprint>.offset(of: \.methodology), MemoryLayout<String>.size),
+            (MemoryLayout<Footprint>.offset(of: \.calculatedAt), MemoryLayout<Timestamp>.size),
+        ])
+}
+
+extension Saving: FrameRow {
+    static let rowMask = RowMask(
+        Saving(
+            id: "", actionID: "", co2e: CO2e(milligrams: 0),
+            period: Period(start: Timestamp(millisecondsSince1970: 0), end: Timestamp(millisecondsSince1970: 0)),
+            recordedAt: Timestamp(millisecondsSince1970: 0)),
+        fields: [
+            (MemoryLayout<Saving>.offset(of: \.id), MemoryLayout<String>.size),
+            (MemoryLayout<Saving>.offset(of: \.actionID), MemoryLayout<String>.size),
+            (MemoryLayout<Saving>.offset(of: \.co2e), MemoryLayout<CO2e>.size),
+            (MemoryLayout<Saving>.offset(of: \.moneySaved), MemoryLayout<Money?>.size),
+            (MemoryLayout<Saving>.offset(of: \.period), MemoryLayout<Period>.size),
+            (MemoryLayout<Saving>.offset(of: \.recordedAt), MemoryLayout<Timestamp>.size),
+        ])
 }
