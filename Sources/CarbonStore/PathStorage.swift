@@ -502,6 +502,9 @@ public final class PathStorage: ObjectStorage {
             }
             guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
             let size = Int(st.st_size)
+            // A file written with other permissions (an older default) gets the configured ones,
+            // as a rewrite would give them.
+            if st.st_uid == geteuid() && (st.st_mode & 0o777) != fileMode { _ = fchmod(fd, fileMode) }
             // The fence: the file must still be the content read. A torn append after it is cut.
             var start = size
             if let v = expectedVersion {
