@@ -35,7 +35,8 @@ struct MakeCorpus {
                 footprints: 20, savings: 5),
             seed: 3)
         valid.append(("valid-workload-zlib", RecordCodec().encodeVersion1(small)))
-        valid.append(("valid-workload-raw", RecordCodec(options: .init(compression: .none)).encodeVersion1(small)))
+        valid.append(
+            ("valid-workload-raw", RecordCodec(options: .init(compression: .none)).encodeVersion1(small)))
         // Version 2: snapshots followed by change frames of every kind, and a torn tail.
         var rng = SeededRandom(seed: 42)
         for seed in UInt64(1)...4 {
@@ -43,18 +44,21 @@ struct MakeCorpus {
             record.revision = min(record.revision, 1_000)
             let donor = RecordGenerator.record(seed: seed + 200, maxItems: 5)
             let codec = RecordCodec(options: .init(compression: .none))
-            var (file, layout) = try! codec.encodeSnapshot(record, fileID: WriteID(high: rng.next(), low: rng.next()))
+            var (file, layout) = try! codec.encodeSnapshot(
+                record, fileID: WriteID(high: rng.next(), low: rng.next()))
             for step in 0..<3 {
                 var next = record
                 next.revision += 1
-                next.transactions.insert(contentsOf: donor.transactions.prefix(step + 1), at: next.transactions.count / 2)
+                next.transactions.insert(
+                    contentsOf: donor.transactions.prefix(step + 1), at: next.transactions.count / 2)
                 if !next.footprints.isEmpty { next.footprints.removeFirst() }
                 next.responses.append(contentsOf: donor.responses.prefix(1))
                 next.savings = donor.savings.suffix(2) + next.savings
                 for (k, v) in donor.preferences { next.preferences[k] = v }
                 if let k = record.preferences.keys.first { next.preferences[k] = nil }
                 let frame = codec.encodeChange(
-                    from: record, to: next, appendingTo: layout, id: WriteID(high: rng.next(), low: rng.next()))!
+                    from: record, to: next, appendingTo: layout,
+                    id: WriteID(high: rng.next(), low: rng.next()))!
                 file += frame.bytes
                 layout = layout.appending(frame)
                 record = next

@@ -5,7 +5,8 @@ import CarbonStore
 
 struct FileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "file", abstract: "Work with user files directly.", subcommands: [Inspect.self, Verify.self])
+        commandName: "file", abstract: "Work with user files directly.",
+        subcommands: [Inspect.self, Verify.self])
 
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -57,7 +58,9 @@ struct FileCommand: AsyncParsableCommand {
             }
         }
 
-        static func describe(_ report: FileReport, record: UserRecord, layout: FileLayout, size: Int) -> [String] {
+        static func describe(_ report: FileReport, record: UserRecord, layout: FileLayout, size: Int)
+            -> [String]
+        {
             let h = report.header
             var lines = [
                 "format version \(h.formatVersion), \(size) bytes, user \(h.userID)"
@@ -67,7 +70,8 @@ struct FileCommand: AsyncParsableCommand {
             for s in report.sections {
                 lines.append(
                     "  section \(s.name) (tag \(s.tag)) at \(s.offset): \(s.storedLength) bytes"
-                        + (s.isCompressed ? " (\(s.rawLength) inflated)" : "") + ", crc \(hexString(s.checksum))")
+                        + (s.isCompressed ? " (\(s.rawLength) inflated)" : "")
+                        + ", crc \(hexString(s.checksum))")
             }
             lines.append("frames: \(report.frames.count), \(layout.tailLength) bytes")
             for (i, f) in report.frames.enumerated() {

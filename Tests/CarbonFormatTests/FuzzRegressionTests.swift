@@ -39,10 +39,12 @@ import Testing
                 // output may differ between zlib versions, so compressed files are not compared).
                 let (record, layout) = try RecordCodec().decodeFile(bytes)
                 let raw = RecordCodec(options: .init(compression: .none))
-                if try !RecordCodec.layout(of: bytes).sections.contains(where: \.isCompressed), layout.frameCount == 0,
+                if try !RecordCodec.layout(of: bytes).sections.contains(where: \.isCompressed),
+                    layout.frameCount == 0,
                     layout.ignoredLength == 0
                 {
-                    let again = layout.fileID.map { raw.encode(record, fileID: $0) } ?? raw.encodeVersion1(record)
+                    let again =
+                        layout.fileID.map { raw.encode(record, fileID: $0) } ?? raw.encodeVersion1(record)
                     #expect(again == bytes, "\(name)")
                 }
             }

@@ -75,7 +75,8 @@ import Testing
         let codec = RecordCodec(options: .init(compression: .none))
         let (snapshot, layout) = try codec.encodeSnapshot(GoldenTests.example, fileID: Self.fileID)
         let frame = try #require(
-            codec.encodeChange(from: GoldenTests.example, to: Self.changed, appendingTo: layout, id: Self.frameID))
+            codec.encodeChange(
+                from: GoldenTests.example, to: Self.changed, appendingTo: layout, id: Self.frameID))
         #expect(snapshot.hex.hasPrefix(Self.snapshotHex))
         // The version-1 example with the file id inserted at offset 12 and its header CRC renewed.
         let v1 = codec.encodeVersion1(GoldenTests.example)
