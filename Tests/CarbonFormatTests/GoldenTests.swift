@@ -61,7 +61,7 @@ import Testing
     }()
 
     static let snapshotHex = """
-        894353540d0a1a0a02000000000102030405060708090a0b0c0d0e0f03000000000000000000a8da769b0100\
+        894353540d0a1a0a02000000000102030405060708090a0b0c0d0e0f030000000000000000a8da769b0100\
         00dcadda769b0100000300000005000000616c696365aedfa7a4010000003e000000
         """
 
@@ -82,8 +82,8 @@ import Testing
         let v1 = codec.encodeVersion1(GoldenTests.example)
         #expect(Array(snapshot[..<12]) == Array(v1[..<8]) + [2, 0, 0, 0])
         #expect(Array(snapshot[12..<28]) == Self.fileID.bytes)
-        #expect(Array(snapshot[28..<(28 + 36 + 5)]) == Array(v1[12..<(12 + 36 + 5)]))
-        #expect(Array(snapshot[(28 + 36 + 5 + 4)...]) == Array(v1[(12 + 36 + 5 + 4)...]))
+        #expect(Array(snapshot[28..<65]) == Array(v1[12..<49]))
+        #expect(Array(snapshot[69...]) == Array(v1[53...]))
         #expect(frame.bytes.hex == Self.frameHex)
         let (record, decodedLayout) = try codec.decodeFile(snapshot + frame.bytes)
         #expect(record == Self.changed)
