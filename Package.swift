@@ -31,9 +31,7 @@ let package = Package(
     targets: [
         .target(name: "CarbonModel"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
-        // libdeflate (Debian: libdeflate-dev) compresses and inflates the sections' zlib streams.
-        .systemLibrary(name: "CDeflate", path: "Sources/CDeflate"),
-        .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib", "CDeflate"]),
+        .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib"]),
         .target(
             name: "CarbonStore",
             dependencies: ["CarbonModel", "CarbonFormat", .product(name: "Crypto", package: "swift-crypto")]
