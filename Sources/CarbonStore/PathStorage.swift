@@ -489,7 +489,12 @@ public final class PathStorage: ObjectStorage {
                 )
             }
             if io.datasync(fd) != 0 {
-                throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
+                let code = errno
+                // The frame may not be durable, and after a failed writeback a later fdatasync
+                // reports success without writing it again: a frame chained to it could then be
+                // acknowledged and still be lost with it. Cut it while the commit lock is held.
+                _ = io.ftruncate(fd, start)
+                throw StorageIOError(operation: "fdatasync", path: target, errno: code)
             }
             guard let v = expectedVersion else {
                 return AppendVersion(fileID: frameID, validLength: Int(end), lastID: frameID).version
