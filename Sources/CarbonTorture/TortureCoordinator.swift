@@ -134,9 +134,10 @@ public enum TortureCoordinator {
                 let look = clock.now + .seconds(1)
                 var target: (String, Process, String)?
                 while target == nil, clock.now < look {
-                    target = workers.lazy.compactMap { id, p in
-                        p.isRunning ? window(id).map { (id, p, $0) } : nil
-                    }.first
+                    target =
+                        workers.lazy.compactMap { id, p in
+                            p.isRunning ? window(id).map { (id, p, $0) } : nil
+                        }.first
                     if target == nil { try await Task.sleep(for: .milliseconds(1)) }
                 }
                 if let (id, p, w) = target {

@@ -107,7 +107,8 @@ struct TortureCommand: AsyncParsableCommand {
                     }
                     if let window, appendWindowMs > 0 {
                         options.fileIO = AppendWindow.marking(
-                            options.fileIO, windowFile: window, pauseMicroseconds: UInt32(appendWindowMs * 1000))
+                            options.fileIO, windowFile: window,
+                            pauseMicroseconds: UInt32(appendWindowMs * 1000))
                     }
                 }
                 let log = try HistoryLog(path: log)

@@ -213,7 +213,8 @@ enum CrashPointFixtures {
 
     /// Leaves a torn append on the user's file: a writer crashed with half of its frame written.
     static func tearAnAppend(_ dir: String) async throws {
-        let injector = FileFaultInjector(try FileFault(parsing: "crash:mid-append-write"), crashMode: .simulate)
+        let injector = FileFaultInjector(
+            try FileFault(parsing: "crash:mid-append-write"), crashMode: .simulate)
         let crashed = try await store(dir, io: injector.io)
         await #expect(throws: (any Error).self) {
             try await crashed.update("alice") { try $0.upsert(txn("torn")) }
@@ -745,7 +746,8 @@ enum CrashPointFixtures {
         var dropped = 0
         for entry in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
             guard let fd = Int32(entry),
-                let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + entry),
+                let target = try? FileManager.default.destinationOfSymbolicLink(
+                    atPath: "/proc/self/fd/" + entry),
                 target.hasPrefix(resolved + "/") || target.hasPrefix(dir + "/"),
                 target.hasSuffix("/.commit.lock")
             else { continue }
@@ -774,7 +776,8 @@ enum CrashPointFixtures {
         var mine = record
         try mine.upsert(F.txn("from-a"))
         mine.revision += 1
-        let frame = try #require(RecordCodec().encodeChange(from: record, to: mine, appendingTo: layout, id: .random()))
+        let frame = try #require(
+            RecordCodec().encodeChange(from: record, to: mine, appendingTo: layout, id: .random()))
         let a = Task { try await paused.append(key, bytes: frame.bytes, expected: current.version) }
         try await Self.waitUntilPaused(gate)
         #expect(try Self.dropCommitLocks(under: dir.path) == 1)

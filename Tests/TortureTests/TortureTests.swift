@@ -147,7 +147,9 @@ import Testing
             seconds: min(Self.seconds, 15), tasksPerWorker: 4, appendWindow: .milliseconds(5),
             compaction: "0.05:256")
         Self.expectClean(r)
-        let inAppend = r.faults.filter { $0.key.hasSuffix("append-window") || $0.key.hasSuffix("before-datasync") }
+        let inAppend = r.faults.filter {
+            $0.key.hasSuffix("append-window") || $0.key.hasSuffix("before-datasync")
+        }
         #expect(inAppend.values.reduce(0, +) > 0, "faults hit the append window: \(r)")
     }
 
