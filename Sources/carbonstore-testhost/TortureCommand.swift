@@ -111,14 +111,15 @@ struct TortureCommand: AsyncParsableCommand {
                             pauseMicroseconds: UInt32(appendWindowMs * 1000))
                     }
                 }
-                let log = try HistoryLog(path: log)
-                let tasks = max(tasks, 1)
+                let history = try HistoryLog(path: log)
+                let (workerID, userCount, runFor) = (worker, users, Duration.milliseconds(milliseconds))
+                let taskCount = max(tasks, 1)
                 await withTaskGroup(of: Void.self) { group in
-                    for t in 0..<tasks {
+                    for t in 0..<taskCount {
                         group.addTask {
                             await TortureWorker.run(
-                                store: store, workerID: tasks == 1 ? worker : "\(worker)t\(t)", users: users,
-                                log: log, duration: .milliseconds(milliseconds))
+                                store: store, workerID: taskCount == 1 ? workerID : "\(workerID)t\(t)",
+                                users: userCount, log: history, duration: runFor)
                         }
                     }
                 }
@@ -151,7 +152,7 @@ struct TortureCommand: AsyncParsableCommand {
 enum AppendWindow {
     static func marking(_ base: FileIO, windowFile: String, pauseMicroseconds: UInt32) -> FileIO {
         let appending = Locked<Set<Int32>>([])
-        func mark(_ value: String) {
+        let mark: @Sendable (String) -> Void = { value in
             try? value.write(toFile: windowFile, atomically: false, encoding: .utf8)
         }
         var io = base

@@ -41,7 +41,8 @@ import Testing
         _ label: String, uri: String, faults: Set<TortureFault>, seconds: Int, aws: AWS? = nil,
         unsafeNoFence: Bool = false,
         stopFor: Duration = .seconds(3), checkEndpoint: String? = nil, workers: Int = 4,
-        tasksPerWorker: Int = 1, appendWindow: Duration = .zero, compaction: String? = nil
+        tasksPerWorker: Int = 1, appendWindow: Duration = .zero, commitWindow: Duration = .milliseconds(20),
+        compaction: String? = nil
     ) async throws -> TortureReport {
         let logs = try TemporaryDirectory("torture-logs")
         defer { logs.remove() }
@@ -55,6 +56,7 @@ import Testing
         config.workers = workers
         config.tasksPerWorker = tasksPerWorker
         config.appendWindow = appendWindow
+        config.commitWindow = commitWindow
         config.environment = aws?.environment ?? [:]
         if let compaction { config.environment["CARBONSTORE_TEST_COMPACTION"] = compaction }
         // moto with IAM enforcement cannot verify ListObjectsV2 with a prefix (scripts/with_moto.sh):
@@ -145,7 +147,7 @@ import Testing
             "path: locking=\(locking), 4 processes x 4 tasks, append-window faults, compaction 0.05:256",
             uri: "path:\(dir.path)/data?locking=\(locking)", faults: [.killInWindow, .stop],
             seconds: min(Self.seconds, 15), tasksPerWorker: 4, appendWindow: .milliseconds(5),
-            compaction: "0.05:256")
+            commitWindow: .milliseconds(1), compaction: "0.05:256")
         Self.expectClean(r)
         let inAppend = r.faults.filter {
             $0.key.hasSuffix("append-window") || $0.key.hasSuffix("before-datasync")
