@@ -412,7 +412,7 @@ public final class FileFaultInjector: Sendable {
             let r = base.fsync(fd)
             if r == 0, crashes(at: .afterParentFsync) { return crash(.afterParentFsync) }
             return r
-        case .other:
+        case .append, .other:
             return base.fsync(fd)
         }
     }
