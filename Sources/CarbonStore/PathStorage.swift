@@ -554,7 +554,12 @@ public final class PathStorage: ObjectStorage {
                 )
             }
             if io.datasync(fd) != 0 {
-                throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
+                let code = errno
+                // The frame may not be durable, and after a failed writeback a later fdatasync
+                // reports success without writing it again: a frame chained to it could then be
+                // acknowledged and still be lost with it. Cut it while the commit lock is held.
+                _ = io.ftruncate(fd, start)
+                throw StorageIOError(operation: "fdatasync", path: target, errno: code)
             }
             var after = stat()
             let changed = fstat(fd, &after) == 0 ? ChangeTime(after) : nil

@@ -15,9 +15,14 @@ import CarbonStore
 /// Written as a spec string, as in `CARBONSTORE_TEST_FILE_FAULT`:
 ///
 /// ```
-/// crash:STEP[@N]        e.g. crash:after-rename, crash:after-temp-fsync@2
-/// fail:CALL:ERRNO[@N]   e.g. fail:fsync:EIO, fail:short-write:ENOSPC, fail:directory-fsync:EIO@3
+/// crash:STEP[@N]        e.g. crash:after-rename, crash:after-temp-fsync@2, crash:mid-append-write
+/// fail:CALL:ERRNO[@N]   e.g. fail:fsync:EIO, fail:short-write:ENOSPC, fail:datasync:EIO@3
 /// ```
+///
+/// The steps and calls of a snapshot write (temporary file, rename, directory fsync: a user's first
+/// write, a compaction, the upgrade of a version-1 file) and those of an append (a change frame
+/// appended to a version-2 file under the commit lock) are told apart: `fail:write:EIO` fails only
+/// writes to temporary files, `fail:append-write:EIO` only appends.
 ///
 /// `@N` (default 1) makes the fault hit the Nth occurrence of its step or call in the process, so it
 /// can hit a later write. A fault fires once.
@@ -49,6 +54,17 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         case beforeParentFsync = "before-parent-fsync"
         /// After that fsync returned.
         case afterParentFsync = "after-parent-fsync"
+        /// After an append cut a torn append that a crashed writer left (its `ftruncate` returned),
+        /// before the frame is written.
+        case afterTruncate = "after-truncate"
+        /// Under the commit lock, the fence checked, before the first byte of the frame is written.
+        case beforeAppendWrite = "before-append-write"
+        /// A torn append: the first half of the frame is written, then the crash.
+        case midAppendWrite = "mid-append-write"
+        /// The whole frame written, before its `fdatasync`.
+        case afterAppendWrite = "after-append-write"
+        /// After the frame's `fdatasync` returned, before the append reports success.
+        case afterAppendDatasync = "after-append-datasync"
     }
 
     /// A system call a fail fault makes fail.
@@ -76,6 +92,17 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         case directoryFsync = "directory-fsync"
         /// The unlink of a user file (a delete). The removal of temporary files is never failed.
         case unlink
+        /// The open of a user file for appending (`O_APPEND`).
+        case appendOpen = "append-open"
+        /// A write of a change frame to a user file: fails without writing anything.
+        case appendWrite = "append-write"
+        /// A write of a change frame that writes only half of what it was given (a short write);
+        /// the next write to that file then fails with the errno.
+        case shortAppendWrite = "short-append-write"
+        /// The `fdatasync` of a user file after an append (the frame has been written).
+        case datasync
+        /// The `ftruncate` that cuts a torn append before the next append.
+        case truncate
     }
 
     public enum Action: Sendable, Hashable {
@@ -176,6 +203,8 @@ public final class FileFaultInjector: Sendable {
     private struct State {
         var counts: [String: Int] = [:]
         var tempDescriptors: Set<Int32> = []
+        /// User files opened for appending.
+        var appendDescriptors: Set<Int32> = []
         /// Folders with a rename or unlink not yet followed by their fsync.
         var commitDescriptors: Set<Int32> = []
         /// A descriptor whose next write fails (after a short write).
@@ -197,12 +226,13 @@ public final class FileFaultInjector: Sendable {
     public var hasCrashed: Bool { state.withLock { $0.crashed } }
 
     private enum Kind {
-        case temp, commitDirectory, directory, other
+        case temp, append, commitDirectory, directory, other
     }
 
     private func kind(of fd: Int32) -> Kind {
         let known = state.withLock { s -> Kind? in
             if s.tempDescriptors.contains(fd) { return .temp }
+            if s.appendDescriptors.contains(fd) { return .append }
             if s.commitDescriptors.contains(fd) { return .commitDirectory }
             return nil
         }
@@ -271,7 +301,9 @@ public final class FileFaultInjector: Sendable {
             fsync: { fd in self.fsync(fd) },
             close: { fd in self.close(fd) },
             renameat: { dir, from, to in self.renameat(dir, from, to) },
-            unlinkat: { dir, name in self.unlinkat(dir, name) })
+            unlinkat: { dir, name in self.unlinkat(dir, name) },
+            ftruncate: { fd, length in self.ftruncate(fd, length) },
+            datasync: { fd in self.datasync(fd) })
     }
 
     private func openat(_ dir: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
@@ -280,8 +312,11 @@ public final class FileFaultInjector: Sendable {
         let isDirectory = flags & O_DIRECTORY != 0
         if isTemp, let code = failure(of: .create) { return Self.fail(code) }
         if isDirectory, let code = failure(of: .directoryOpen) { return Self.fail(code) }
+        let isAppend = flags & O_APPEND != 0 && !isTemp
+        if isAppend, let code = failure(of: .appendOpen) { return Self.fail(code) }
         let fd = base.openat(dir, name, flags, mode)
         if fd >= 0 && isTemp { _ = state.withLock { $0.tempDescriptors.insert(fd) } }
+        if fd >= 0 && isAppend { _ = state.withLock { $0.appendDescriptors.insert(fd) } }
         return fd
     }
 
@@ -295,13 +330,10 @@ public final class FileFaultInjector: Sendable {
 
     private func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
         if isDead { return Int(Self.fail(EIO)) }
-        guard kind(of: fd) == .temp else { return base.write(fd, buffer) }
-        let pending = state.withLock { s -> Int32? in
-            guard let p = s.failNextWrite, p.fd == fd else { return nil }
-            s.failNextWrite = nil
-            return p.errno
-        }
-        if let pending { return Int(Self.fail(pending)) }
+        let kind = kind(of: fd)
+        if kind == .append { return appendWrite(fd, buffer) }
+        guard kind == .temp else { return base.write(fd, buffer) }
+        if let pending = takePendingFailure(fd) { return Int(Self.fail(pending)) }
         if let code = failure(of: .write) { return Int(Self.fail(code)) }
         if case .fail(.shortWrite, let code) = fault.action, buffer.count >= 2, hits("fail:short-write") {
             let n = base.write(fd, UnsafeRawBufferPointer(rebasing: buffer[..<(buffer.count / 2)]))
@@ -309,6 +341,53 @@ public final class FileFaultInjector: Sendable {
             return n
         }
         return base.write(fd, buffer)
+    }
+
+    /// A write of a change frame to a user file opened for appending.
+    private func appendWrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
+        if let pending = takePendingFailure(fd) { return Int(Self.fail(pending)) }
+        if crashes(at: .beforeAppendWrite) { return Int(crash(.beforeAppendWrite)) }
+        if let code = failure(of: .appendWrite) { return Int(Self.fail(code)) }
+        let half = UnsafeRawBufferPointer(rebasing: buffer[..<(buffer.count / 2)])
+        if buffer.count >= 2, crashes(at: .midAppendWrite) {
+            _ = base.write(fd, half)
+            return Int(crash(.midAppendWrite))
+        }
+        if case .fail(.shortAppendWrite, let code) = fault.action, buffer.count >= 2,
+            hits("fail:short-append-write")
+        {
+            let n = base.write(fd, half)
+            if n >= 0 { state.withLock { $0.failNextWrite = (fd, code) } }
+            return n
+        }
+        return base.write(fd, buffer)
+    }
+
+    /// The errno that a short write left for the next write to `fd`, once.
+    private func takePendingFailure(_ fd: Int32) -> Int32? {
+        state.withLock { s -> Int32? in
+            guard let p = s.failNextWrite, p.fd == fd else { return nil }
+            s.failNextWrite = nil
+            return p.errno
+        }
+    }
+
+    private func datasync(_ fd: Int32) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        guard kind(of: fd) == .append else { return base.datasync(fd) }
+        if crashes(at: .afterAppendWrite) { return crash(.afterAppendWrite) }
+        if let code = failure(of: .datasync) { return Self.fail(code) }
+        let r = base.datasync(fd)
+        if r == 0, crashes(at: .afterAppendDatasync) { return crash(.afterAppendDatasync) }
+        return r
+    }
+
+    private func ftruncate(_ fd: Int32, _ length: Int) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        if let code = failure(of: .truncate) { return Self.fail(code) }
+        let r = base.ftruncate(fd, length)
+        if r == 0, crashes(at: .afterTruncate) { return crash(.afterTruncate) }
+        return r
     }
 
     private func fsync(_ fd: Int32) -> Int32 {
@@ -333,7 +412,7 @@ public final class FileFaultInjector: Sendable {
             let r = base.fsync(fd)
             if r == 0, crashes(at: .afterParentFsync) { return crash(.afterParentFsync) }
             return r
-        case .other:
+        case .append, .other:
             return base.fsync(fd)
         }
     }
@@ -342,6 +421,7 @@ public final class FileFaultInjector: Sendable {
         let kind = kind(of: fd)
         state.withLock {
             $0.tempDescriptors.remove(fd)
+            $0.appendDescriptors.remove(fd)
             $0.commitDescriptors.remove(fd)
             if $0.failNextWrite?.fd == fd { $0.failNextWrite = nil }
         }

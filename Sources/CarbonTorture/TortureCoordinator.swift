@@ -10,8 +10,13 @@ public enum TortureFault: String, Sendable, Codable, CaseIterable {
     /// SIGKILL a random worker now and then, and start a new one in its place.
     case kill
     /// SIGSTOP a worker for longer than the lock lease, then SIGCONT it: preferably one that is
-    /// between its lease check and its conditional write (the worst moment), else a random one.
+    /// between its lease check and its conditional write (the worst moment), or inside its append
+    /// window (`TortureConfig.appendWindow`), else a random one.
     case stop
+    /// SIGKILL a worker inside one of its windows (waiting up to a second for one), and start a
+    /// new one in its place: between its lease check and its write, between the append fence and
+    /// the append write, or between the append write and its fdatasync.
+    case killInWindow = "kill-in-window"
 }
 
 /// How a torture run goes.
@@ -29,6 +34,11 @@ public struct TortureConfig: Sendable {
     public var stopFor: Duration = .seconds(3)
     /// Workers sleep this long between their lease check and their write, widening the window.
     public var commitWindow: Duration = .milliseconds(20)
+    /// Workers sleep this long after the append fence and again after the append write (before the
+    /// fdatasync), and mark both windows for `stop` and `killInWindow`; zero: no such windows.
+    public var appendWindow: Duration = .zero
+    /// Concurrent updating tasks in each worker process (their updates are group-committed).
+    public var tasksPerWorker = 1
     /// TEST ONLY: workers write without the fence (a negative control).
     public var unsafeNoFence = false
     /// Extra environment for the workers (AWS credentials, ...).
@@ -71,7 +81,7 @@ public enum TortureCoordinator {
                     remaining.components.seconds * 1000 + remaining.components.attoseconds
                         / 1_000_000_000_000_000),
                 "--log", config.logDirectory + "/\(id).log", "--window-file",
-                config.logDirectory + "/\(id).window",
+                config.logDirectory + "/\(id).window", "--tasks", String(config.tasksPerWorker),
             ]
             var env = ProcessInfo.processInfo.environment.filter {
                 !$0.key.hasPrefix("CARBONSTORE_") && !$0.key.hasPrefix("AWS_")
@@ -81,6 +91,11 @@ public enum TortureCoordinator {
                 config.commitWindow.components.seconds * 1000 + config.commitWindow.components.attoseconds
                     / 1_000_000_000_000_000)
             if config.unsafeNoFence { env["CARBONSTORE_TEST_UNSAFE_NO_FENCE"] = "1" }
+            if config.appendWindow > .zero {
+                env["CARBONSTORE_TEST_APPEND_WINDOW_MS"] = String(
+                    config.appendWindow.components.seconds * 1000 + config.appendWindow.components.attoseconds
+                        / 1_000_000_000_000_000)
+            }
             p.environment = env
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
@@ -91,8 +106,16 @@ public enum TortureCoordinator {
 
         for slot in 0..<config.workers { try launch(slot) }
 
+        /// The window a worker marks itself in: 1 commit, 2 append fence checked, 3 frame written.
+        func window(_ id: String) -> String? {
+            let text = try? String(contentsOfFile: config.logDirectory + "/\(id).window", encoding: .utf8)
+            return text == "1" || text == "2" || text == "3" ? text : nil
+        }
+        let windowNames = ["1": "commit-window", "2": "append-window", "3": "before-datasync"]
+
         var nextKill = start + config.killEvery
         var nextStop = start + config.stopEvery
+        var nextWindowKill = start + config.killEvery
         while clock.now < end {
             try await Task.sleep(for: .milliseconds(5))
             if config.faults.contains(.kill), clock.now >= nextKill,
@@ -107,24 +130,46 @@ public enum TortureCoordinator {
                 }
                 nextKill = clock.now + jittered(config.killEvery)
             }
+            if config.faults.contains(.killInWindow), clock.now >= nextWindowKill {
+                let look = clock.now + .seconds(1)
+                var target: (String, Process, String)?
+                while target == nil, clock.now < look {
+                    target =
+                        workers.lazy.compactMap { id, p in
+                            p.isRunning ? window(id).map { (id, p, $0) } : nil
+                        }.first
+                    if target == nil { try await Task.sleep(for: .milliseconds(1)) }
+                }
+                if let (id, p, w) = target {
+                    kill(p.processIdentifier, SIGKILL)
+                    p.waitUntilExit()
+                    workers[id] = nil
+                    faults["kill-in-\(windowNames[w] ?? w)", default: 0] += 1
+                    if clock.now < end - .milliseconds(500) {
+                        try launch(Int(id.dropFirst().prefix { $0 != "g" }) ?? 0)
+                    }
+                }
+                nextWindowKill = clock.now + jittered(config.killEvery)
+            }
             if config.faults.contains(.stop), clock.now >= nextStop, clock.now + config.stopFor < end {
                 // Prefer a worker inside its commit window; wait up to a second for one.
                 var target: (String, Process)?
+                var inWindow: String?
                 let look = clock.now + .seconds(1)
                 while target == nil, clock.now < look {
-                    target = workers.first { id, p in
-                        p.isRunning
-                            && (try? String(
-                                contentsOfFile: config.logDirectory + "/\(id).window", encoding: .utf8))
-                                == "1"
+                    if let found = workers.first(where: { id, p in p.isRunning && window(id) != nil }) {
+                        target = (found.key, found.value)
+                        inWindow = window(found.key)
                     }
                     if target == nil { try await Task.sleep(for: .milliseconds(1)) }
                 }
-                let inWindow = target != nil
-                if target == nil { target = workers.filter { $0.value.isRunning }.randomElement() }
+                if target == nil {
+                    target = workers.filter { $0.value.isRunning }.randomElement().map { ($0.key, $0.value) }
+                }
                 if let (_, p) = target {
                     kill(p.processIdentifier, SIGSTOP)
-                    faults[inWindow ? "stop-in-commit-window" : "stop-random", default: 0] += 1
+                    let name = inWindow.map { "stop-in-" + (windowNames[$0] ?? $0) } ?? "stop-random"
+                    faults[name, default: 0] += 1
                     try await Task.sleep(for: config.stopFor)
                     kill(p.processIdentifier, SIGCONT)
                 }

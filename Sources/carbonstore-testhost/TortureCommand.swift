@@ -20,7 +20,19 @@ struct TortureCommand: AsyncParsableCommand {
         @Option(help: "Worker processes.") var workers = 4
         @Option(help: "Users they update.") var users = 3
         @Option(help: "Run length in seconds.") var seconds = 60
-        @Option(help: "Faults: kill, stop (comma-separated).") var faults = "kill,stop"
+        @Option(help: "Faults: kill, kill-in-window, stop (comma-separated).") var faults = "kill,stop"
+        @Option(help: "Concurrent updating tasks in each worker process (group commit batches them).")
+        var tasks = 1
+        @Option(
+            help:
+                "Workers pause this long (ms) after the append fence and after the append write, so that faults hit there."
+        )
+        var appendWindowMs = 0
+        @Option(
+            help:
+                "Compaction policy of the workers: FRACTION:BYTES (e.g. 0.05:256 compacts constantly) or 'always'."
+        )
+        var compaction: String?
         @Option(help: "How long a stopped worker stays stopped, in ms (make it longer than the lease).")
         var stopMs = 3000
         @Option(help: "Where the workers' histories go (default: a new temporary folder).") var logDir:
@@ -35,7 +47,7 @@ struct TortureCommand: AsyncParsableCommand {
                 var set = Set<TortureFault>()
                 for name in faults.split(separator: ",") where !name.isEmpty {
                     guard let f = TortureFault(rawValue: String(name)) else {
-                        throw InvalidRequestError("unknown fault '\(name)'; use kill, stop")
+                        throw InvalidRequestError("unknown fault '\(name)'; use kill, kill-in-window, stop")
                     }
                     set.insert(f)
                 }
@@ -48,7 +60,13 @@ struct TortureCommand: AsyncParsableCommand {
                 config.faults = set
                 config.stopFor = .milliseconds(stopMs)
                 config.unsafeNoFence = unsafeNoFence
+                config.tasksPerWorker = tasks
+                config.appendWindow = .milliseconds(appendWindowMs)
                 config.environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("AWS_") }
+                if let compaction {
+                    _ = try TestHooks.compaction(compaction)
+                    config.environment["CARBONSTORE_TEST_COMPACTION"] = compaction
+                }
                 let report = try await TortureCoordinator.run(
                     config, checkWith: try await storage.makeStore())
                 print(json ? try RecordJSON.encode(report) : report.description)
@@ -66,12 +84,15 @@ struct TortureCommand: AsyncParsableCommand {
         @Option var milliseconds: Int
         @Option var log: String
         @Option var windowFile: String?
+        @Option var tasks = 1
 
         func run() async throws {
             try await runReportingErrors {
                 let window = windowFile
                 let windowMs =
                     Int64(ProcessInfo.processInfo.environment["CARBONSTORE_TEST_COMMIT_WINDOW_MS"] ?? "") ?? 0
+                let appendWindowMs =
+                    Int64(ProcessInfo.processInfo.environment["CARBONSTORE_TEST_APPEND_WINDOW_MS"] ?? "") ?? 0
                 let store = try await storage.makeStore { options in
                     options.lockWait = .seconds(10)
                     if ProcessInfo.processInfo.environment["CARBONSTORE_TEST_UNSAFE_NO_FENCE"] == "1" {
@@ -84,10 +105,24 @@ struct TortureCommand: AsyncParsableCommand {
                         if windowMs > 0 { try? await Task.sleep(for: .milliseconds(windowMs)) }
                         if let window { try? "0".write(toFile: window, atomically: false, encoding: .utf8) }
                     }
+                    if let window, appendWindowMs > 0 {
+                        options.fileIO = AppendWindow.marking(
+                            options.fileIO, windowFile: window,
+                            pauseMicroseconds: UInt32(appendWindowMs * 1000))
+                    }
                 }
-                await TortureWorker.run(
-                    store: store, workerID: worker, users: users, log: try HistoryLog(path: log),
-                    duration: .milliseconds(milliseconds))
+                let history = try HistoryLog(path: log)
+                let (workerID, userCount, runFor) = (worker, users, Duration.milliseconds(milliseconds))
+                let taskCount = max(tasks, 1)
+                await withTaskGroup(of: Void.self) { group in
+                    for t in 0..<taskCount {
+                        group.addTask {
+                            await TortureWorker.run(
+                                store: store, workerID: taskCount == 1 ? workerID : "\(workerID)t\(t)",
+                                users: userCount, log: history, duration: runFor)
+                        }
+                    }
+                }
             }
         }
     }
@@ -107,6 +142,45 @@ struct TortureCommand: AsyncParsableCommand {
                 if !report.passed { throw ExitCode(5) }
             }
         }
+    }
+}
+
+/// Marks the append window of a torture worker in its window file, so that the coordinator can stop
+/// or kill it there: `2` from the moment the fence was checked under the commit lock until the frame
+/// is written, `3` from then until its `fdatasync` returned; `0` after. Each window lasts at least
+/// `pauseMicroseconds`.
+enum AppendWindow {
+    static func marking(_ base: FileIO, windowFile: String, pauseMicroseconds: UInt32) -> FileIO {
+        let appending = Locked<Set<Int32>>([])
+        let mark: @Sendable (String) -> Void = { value in
+            try? value.write(toFile: windowFile, atomically: false, encoding: .utf8)
+        }
+        var io = base
+        io.openat = { dir, name, flags, mode in
+            let fd = base.openat(dir, name, flags, mode)
+            if fd >= 0 && flags & O_APPEND != 0 { _ = appending.withLock { $0.insert(fd) } }
+            return fd
+        }
+        io.write = { fd, buffer in
+            guard appending.withLock({ $0.contains(fd) }) else { return base.write(fd, buffer) }
+            mark("2")
+            usleep(pauseMicroseconds)
+            let n = base.write(fd, buffer)
+            mark("3")
+            usleep(pauseMicroseconds)
+            return n
+        }
+        io.datasync = { fd in
+            let r = base.datasync(fd)
+            if appending.withLock({ $0.contains(fd) }) { mark("0") }
+            return r
+        }
+        io.close = { fd in
+            let wasAppending = appending.withLock { $0.remove(fd) != nil }
+            if wasAppending { mark("0") }
+            return base.close(fd)
+        }
+        return io
     }
 }
 

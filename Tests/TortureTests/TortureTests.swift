@@ -40,7 +40,9 @@ import Testing
     static func torture(
         _ label: String, uri: String, faults: Set<TortureFault>, seconds: Int, aws: AWS? = nil,
         unsafeNoFence: Bool = false,
-        stopFor: Duration = .seconds(3), checkEndpoint: String? = nil
+        stopFor: Duration = .seconds(3), checkEndpoint: String? = nil, workers: Int = 4,
+        tasksPerWorker: Int = 1, appendWindow: Duration = .zero, commitWindow: Duration = .milliseconds(20),
+        compaction: String? = nil
     ) async throws -> TortureReport {
         let logs = try TemporaryDirectory("torture-logs")
         defer { logs.remove() }
@@ -51,7 +53,12 @@ import Testing
         config.faults = faults
         config.stopFor = stopFor
         config.unsafeNoFence = unsafeNoFence
+        config.workers = workers
+        config.tasksPerWorker = tasksPerWorker
+        config.appendWindow = appendWindow
+        config.commitWindow = commitWindow
         config.environment = aws?.environment ?? [:]
+        if let compaction { config.environment["CARBONSTORE_TEST_COMPACTION"] = compaction }
         // moto with IAM enforcement cannot verify ListObjectsV2 with a prefix (scripts/with_moto.sh):
         // on s3: the checker reads the workers' users directly.
         config.checkListsStorage = !uri.hasPrefix("s3:")
@@ -126,6 +133,39 @@ import Testing
         print("TORTURE \(r)")
         Self.expectClean(r)
         #expect(r.acknowledged > 500, "the tasks did real work: \(r)")
+    }
+
+    /// The append window and compaction under contention: worker processes of 4 tasks each (group
+    /// commit), which pause after the append fence and after the append write; workers are killed
+    /// and stopped inside those windows; the tail is compacted constantly (5% of the snapshot,
+    /// 256 bytes), so appends, compactions and their faults interleave.
+    @Test(arguments: ["none", "local"])
+    func pathAppendWindowAndCompaction(locking: String) async throws {
+        let dir = try TemporaryDirectory("torture-path-append")
+        defer { dir.remove() }
+        let r = try await Self.torture(
+            "path: locking=\(locking), 4 processes x 4 tasks, append-window faults, compaction 0.05:256",
+            uri: "path:\(dir.path)/data?locking=\(locking)", faults: [.killInWindow, .stop],
+            seconds: min(Self.seconds, 15), tasksPerWorker: 4, appendWindow: .milliseconds(5),
+            commitWindow: .milliseconds(1), compaction: "0.05:256")
+        Self.expectClean(r)
+        let inAppend = r.faults.filter {
+            $0.key.hasSuffix("append-window") || $0.key.hasSuffix("before-datasync")
+        }
+        #expect(inAppend.values.reduce(0, +) > 0, "faults hit the append window: \(r)")
+    }
+
+    /// The negative control of the run above: without the fence, appends and compactions lose
+    /// updates, and the checker finds them.
+    @Test func pathNegativeControlAppendsWithoutFence() async throws {
+        let dir = try TemporaryDirectory("torture-path-append-nc")
+        defer { dir.remove() }
+        let r = try await Self.torture(
+            "NEGATIVE CONTROL path: locking=none, no fence, 4 processes x 4 tasks, compaction 0.05:256",
+            uri: "path:\(dir.path)/data?locking=none", faults: [.killInWindow],
+            seconds: min(Self.controlSeconds, 10), unsafeNoFence: true, tasksPerWorker: 4,
+            appendWindow: .milliseconds(2), compaction: "0.05:256")
+        #expect(r.lost > 0, "the checker catches lost updates: \(r)")
     }
 
     @Test func pathNegativeControlWithoutFenceOrLock() async throws {
