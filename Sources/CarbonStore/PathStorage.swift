@@ -530,6 +530,7 @@ public final class PathStorage: ObjectStorage {
             }
             try checkCommitHold(since: acquired, path: target)
             var written = 0
+            var pieces = 0
             while written < bytes.count {
                 let n = bytes.withUnsafeBytes { buf in
                     io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
@@ -540,6 +541,7 @@ public final class PathStorage: ObjectStorage {
                 }
                 if n == 0 { throw StorageIOError(operation: "append to", path: target, errno: EIO) }
                 written += n
+                pieces += 1
             }
             // With O_APPEND the frame lands at the end of the file, whatever a writer that lost
             // the commit lock (a lease lapsed on NFS) did meanwhile. Landing anywhere but right
@@ -552,6 +554,18 @@ public final class PathStorage: ObjectStorage {
                     expected:
                         "a frame at offset \(start); it landed at \(Int(end) - bytes.count) after another writer's"
                 )
+            }
+            // A write that came out in parts may have had another writer's bytes land between
+            // them and still end at the expected offset: the frame must read back whole.
+            if expectedVersion != nil && pieces > 1 {
+                let reader = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                guard reader >= 0 else { throw StorageIOError(operation: "open", path: target, errno: errno) }
+                defer { _ = Glibc.close(reader) }
+                if try readExactly(reader, count: bytes.count, at: start, path: target) != bytes {
+                    throw VersionMismatchError(
+                        location: target,
+                        expected: "the frame written at offset \(start); other bytes are there")
+                }
             }
             if io.datasync(fd) != 0 {
                 let code = errno
