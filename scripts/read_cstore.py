@@ -188,7 +188,7 @@ class Payload:
         try:
             s = b.decode("utf-8")
         except UnicodeDecodeError:
-            self.fail("invalidValue", "string is not valid UTF-8", start)
+            self.fail("invalidValue", "string is not valid UTF-8")
         self.pos += n
         return s
 
@@ -409,14 +409,21 @@ def read_file(data):
     if len(data) > MAX_FILE_SIZE:
         raise FormatError("limitExceeded", 0, "file is %d bytes, more than maxFileSize %d"
                           % (len(data), MAX_FILE_SIZE))
-    if data[:len(MAGIC)] != MAGIC[:len(data)] or len(data) >= len(MAGIC) and data[:8] != MAGIC:
-        raise FormatError("badMagic", 0, "the file does not start with the CarbonStore magic")
-    need(data, 0, 10, "the magic and version")
+    for i in range(min(len(data), len(MAGIC))):
+        if data[i] != MAGIC[i]:
+            raise FormatError("badMagic", i, "the file does not start with the CarbonStore magic %s" % MAGIC.hex(" "))
+    if len(data) < 10:
+        raise FormatError("truncated", len(data), "%d bytes, too short for a header" % len(data))
     version = struct.unpack_from("<H", data, 8)[0]
     if version not in (1, 2):
         raise FormatError("unsupportedVersion", 8, "format version %d (this reader reads 1 and 2)" % version)
     fixed = 60 if version == 2 else 44
-    need(data, 0, fixed, "the header")
+    fields = [(10, 2, "flags")] + ([(12, 8, "file id"), (20, 8, "file id")] if version == 2 else [])
+    for off, size, name in fields + [(fixed - 32 + o, n, f) for o, n, f in
+                                     [(0, 8, "revision"), (8, 8, "createdAt"), (16, 8, "updatedAt"),
+                                      (24, 4, "section count"), (28, 4, "user id length")]]:
+        if len(data) < off + size:
+            raise FormatError("truncated", off, "%s needs %d bytes, %d left" % (name, size, len(data) - off))
     flags = struct.unpack_from("<H", data, 10)[0]
     if flags != 0:
         raise FormatError("unsupportedFeature", 10, "file flags 0x%04x are not defined" % flags)
@@ -524,10 +531,10 @@ def read_file(data):
 
 def inflate(body, body_at, tag, totals):
     if len(body) < 4:
-        raise FormatError("truncated", body_at, "compressed body of %d bytes has no rawLength" % len(body), tag)
+        raise FormatError("malformed", body_at, "compressed body of %d bytes has no rawLength" % len(body), tag)
     raw_len = struct.unpack_from("<I", body, 0)[0]
     stream = bytes(body[4:])
-    totals.add_decoded(raw_len, body_at, tag, "compressed section")
+    totals.add_decoded(raw_len, body_at - 8, tag, "compressed section")
     if raw_len == 0:
         raise FormatError("malformed", body_at, "compressed section with rawLength 0", tag)
     if raw_len > 1032 * len(stream):
@@ -536,16 +543,22 @@ def inflate(body, body_at, tag, totals):
     if raw_len > MAX_COMPRESSION_RATIO * len(stream):
         raise FormatError("limitExceeded", body_at, "rawLength %d is more than %d times the %d stream bytes"
                           % (raw_len, MAX_COMPRESSION_RATIO, len(stream)), tag)
+    stream_at = body_at + 4
     d = zlib.decompressobj()
     try:
         out = d.decompress(stream, raw_len)
-        if len(out) < raw_len:
-            out += d.flush(raw_len - len(out)) if False else b""
     except zlib.error as e:
-        raise FormatError("decompressionFailed", body_at, "zlib: %s" % e, tag)
-    if len(out) != raw_len or not d.eof or d.unused_data or d.unconsumed_tail:
-        raise FormatError("decompressionFailed", body_at,
-                          "the stream does not give exactly rawLength %d bytes ending at the body's end" % raw_len, tag)
+        raise FormatError("decompressionFailed", stream_at, "the zlib stream is corrupt (%s)" % e, tag)
+    if not d.eof:
+        more = len(out) == raw_len
+        raise FormatError("decompressionFailed", stream_at,
+                          "the stream inflates to more than rawLength %d bytes" % raw_len if more else
+                          "the zlib stream is cut short (%d bytes of rawLength %d)" % (len(out), raw_len), tag)
+    if len(out) != raw_len:
+        raise FormatError("decompressionFailed", stream_at, "inflated to %d bytes, rawLength %d" % (len(out), raw_len), tag)
+    if d.unused_data:
+        at = stream_at + len(stream) - len(d.unused_data)
+        raise FormatError("trailingBytes", at, "%d bytes after the end of the zlib stream" % len(d.unused_data), tag)
     return out
 
 
@@ -671,6 +684,12 @@ def double_text(bits):
     text = repr(v)
     if text.endswith(".0"):
         text = text[:-2]
+    if abs(v) > 2.0 ** 53 and "e" not in text:
+        # Python writes integers below 1e16 in full; the engine switches to the exponent form above 2^53.
+        digits = text.lstrip("-")
+        mant = digits.rstrip("0")
+        mant = mant[0] + ("." + mant[1:] if len(mant) > 1 else "")
+        text = ("-" if v < 0 else "") + mant + "e+%02d" % (len(digits) - 1)
     if "e" in text:
         mant, exp = text.split("e")
         text = mant + "e" + ("+" if not exp.startswith("-") and not exp.startswith("+") else "") + exp
@@ -769,7 +788,7 @@ def main(argv):
         sys.stderr.write("read_cstore: cannot read %s: %s\n" % (argv[1], e.strerror))
         return 1
     try:
-        res = read_file(memoryview(data).toreadonly() if False else data)
+        res = read_file(data)
     except FormatError as e:
         sys.stderr.write("read_cstore: %s\n" % e.line())
         return 5
