@@ -88,7 +88,7 @@ import Testing
         }
         func file(_ user: String) throws -> [UInt8] {
             let path = try #require(dir.allFiles().first { $0.hasSuffix("/" + user + ".cstore") })
-            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + path)))
         }
         // A new user: one snapshot.
         try ok(["txn", "add", "alice", "--id", "t1", "--amount", "12.50", "--currency", "EUR"])
@@ -135,7 +135,7 @@ import Testing
 
         // The same JSON as `carbonstore file inspect`.
         let path = try #require(dir.allFiles().first { $0.hasSuffix("/alice.cstore") })
-        let inspect = try cli.run(["file", "inspect", path])
+        let inspect = try cli.run(["file", "inspect", dir.path + "/" + path])
         let reading = try read(withFrames, in: dir, name: "frames-again")
         #expect(inspect.status == 0 && reading.stdout == inspect.stdout)
 
