@@ -89,6 +89,10 @@ public struct FileLayout: Sendable, Hashable {
     public var decodedSize: Int
     /// The items that a reader counts against `Limits.maxItemCount` (snapshot and frames).
     public var itemCount: Int
+    /// Whether `itemCount` was counted. `scanLayout` does not decode payloads, so it cannot count
+    /// items: its layouts have `itemCount` 0 and this false, and `encodeChange` refuses them (nil).
+    /// Layouts from `decodeFile` and `encodeSnapshot` (and `appending` to them) have it true.
+    public var itemCountIsKnown: Bool = true
 
     public init(
         formatVersion: UInt16, fileID: WriteID?, snapshotLength: Int, validLength: Int, frameCount: Int,
@@ -145,11 +149,17 @@ public struct ChangeFrame: Sendable, Hashable {
 }
 
 extension RecordCodec {
-    /// A version-2 snapshot of `record` (no frames) with the given id.
+    /// A version-2 snapshot of `record` (no frames) with the given id, or `RecordTooLargeError` if
+    /// it is beyond `limits` (as `encodeChecked`).
     public func encodeSnapshot(_ record: UserRecord, fileID: WriteID) throws(RecordTooLargeError) -> (
         bytes: [UInt8], layout: FileLayout
     ) {
-        fatalError("CONTRACT: format helper implements")
+        let (bytes, decoded, items) = encodeMeasuring(record, version: 2, fileID: fileID)
+        try checkLimits(userID: record.userID, size: bytes.count, decoded: decoded, items: items)
+        let layout = FileLayout(
+            formatVersion: 2, fileID: fileID, snapshotLength: bytes.count, validLength: bytes.count,
+            frameCount: 0, lastID: fileID, ignoredLength: 0, decodedSize: decoded, itemCount: items)
+        return (bytes, layout)
     }
 
     /// Decodes a version-1 or version-2 file: the snapshot, then every valid frame in order; a torn
@@ -157,7 +167,28 @@ extension RecordCodec {
     public func decodeFile(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> (
         record: UserRecord, layout: FileLayout
     ) {
-        fatalError("CONTRACT: format helper implements")
+        try checkFileSize(buffer.count)
+        var (record, header, end, decoded, items) = try decodeSnapshot(buffer)
+        var layout = FileLayout(
+            formatVersion: header.formatVersion, fileID: header.fileID, snapshotLength: end, validLength: end,
+            frameCount: 0, lastID: header.fileID, ignoredLength: 0, decodedSize: decoded, itemCount: items)
+        guard let fileID = header.fileID else { return (record, layout) }
+        var pos = end
+        var last = fileID
+        while pos < buffer.count {
+            guard let head = Self.frameHead(buffer, at: pos, chainedTo: last).head else { break }
+            try applyFrame(
+                buffer, head, index: layout.frameCount, to: &record, decoded: &decoded, items: &items)
+            pos += head.length
+            last = head.id
+            layout.frameCount += 1
+        }
+        layout.validLength = pos
+        layout.lastID = last
+        layout.ignoredLength = buffer.count - pos
+        layout.decodedSize = decoded
+        layout.itemCount = items
+        return (record, layout)
     }
 
     public func decodeFile(_ bytes: [UInt8]) throws(FormatError) -> (record: UserRecord, layout: FileLayout) {
@@ -167,24 +198,87 @@ extension RecordCodec {
     }
 
     /// The layout alone: the header's CRC, the sections' lengths (not their CRCs or payloads), and
-    /// every frame's length, CRC and chain. Cheap: used for a file's version on a volume.
+    /// every frame's length, CRC and chain (and its parts' lengths). Cheap: used for a file's version
+    /// on a volume. Items are not counted (`itemCountIsKnown` is false); `decodedSize` is exact.
     public func scanLayout(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> FileLayout {
-        fatalError("CONTRACT: format helper implements")
+        try checkFileSize(buffer.count)
+        var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
+        let header = try Self.readHeader(&r)
+        var decoded = 0
+        for index in 0..<header.sectionCount {
+            let start = r.pos
+            guard r.remaining >= 8 else {
+                throw r.error(.truncated, "the file ends in or before section \(index + 1) of \(header.sectionCount)")
+            }
+            let tag = try r.u16("section tag")
+            let flags = try r.u16("section flags")
+            let length = try r.u32("section length")
+            guard UInt64(length) + 4 <= UInt64(r.remaining) else {
+                throw FormatError(
+                    .lengthBeyondEnd, offset: start + 4, sectionTag: tag,
+                    detail:
+                        "section length \(length) plus its 4-byte CRC exceeds the \(r.remaining) bytes left in the file"
+                )
+            }
+            if SectionTag.isKnown(tag), flags & Self.compressedFlag != 0, length >= 4 {
+                decoded += Int(buffer.loadUnaligned(fromByteOffset: r.pos, as: UInt32.self).littleEndian)
+            } else {
+                decoded += Int(length)
+            }
+            r.pos += Int(length) + 4
+        }
+        var layout = FileLayout(
+            formatVersion: header.formatVersion, fileID: header.fileID, snapshotLength: r.pos,
+            validLength: r.pos, frameCount: 0, lastID: header.fileID, ignoredLength: 0, decodedSize: decoded,
+            itemCount: 0)
+        layout.itemCountIsKnown = false
+        guard let fileID = header.fileID else {
+            guard r.atEnd else {
+                throw r.error(
+                    .trailingBytes, "\(r.remaining) bytes after the last of \(header.sectionCount) sections")
+            }
+            return layout
+        }
+        var pos = r.pos
+        var last = fileID
+        while pos < buffer.count {
+            guard let head = Self.frameHead(buffer, at: pos, chainedTo: last).head else { break }
+            for part in try Self.frameParts(buffer, head, index: layout.frameCount) {
+                layout.decodedSize += part.length
+            }
+            pos += head.length
+            last = head.id
+            layout.frameCount += 1
+        }
+        layout.validLength = pos
+        layout.lastID = last
+        layout.ignoredLength = buffer.count - pos
+        return layout
     }
 
     /// The change frame that turns `before` into `after` exactly, chained to `layout.lastID`; nil
-    /// when no frame can say it (the user id or the preserved sections changed, the file is version
-    /// 1) or when appending it would take the file beyond `limits` (then write a snapshot).
+    /// when no frame can say it (the user id or the preserved sections changed, the revision did
+    /// not increase, the file is version 1, the layout's items were not counted) or when appending
+    /// it would take the file beyond `limits` (then write a snapshot).
     public func encodeChange(
         from before: UserRecord, to after: UserRecord, appendingTo layout: FileLayout, id: WriteID
     ) -> ChangeFrame? {
-        fatalError("CONTRACT: format helper implements")
+        guard layout.formatVersion >= 2, let previous = layout.lastID, layout.itemCountIsKnown,
+            after.revision > before.revision, after.userID.isByteEqual(to: before.userID),
+            after.preservedSections == before.preservedSections
+        else { return nil }
+        guard let frame = Self.frame(from: before, to: after, previous: previous, id: id) else { return nil }
+        guard layout.validLength + frame.bytes.count <= limits.maxFileSize,
+            layout.decodedSize + frame.decodedSize <= limits.maxDecodedSize,
+            layout.itemCount + frame.itemCount <= limits.maxItemCount
+        else { return nil }
+        return frame
     }
 
     /// Whether `bytes` begin with a complete, valid frame (length, CRC) chained to `previous`: the
     /// append fence's test of whether bytes after the expected end are someone's committed append
     /// (a conflict) or a torn one (to be cut).
     public func startsWithFrame(_ bytes: UnsafeRawBufferPointer, chainedTo previous: WriteID) -> Bool {
-        fatalError("CONTRACT: format helper implements")
+        Self.frameHead(bytes, at: 0, chainedTo: previous).head != nil
     }
 }

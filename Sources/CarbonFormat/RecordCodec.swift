@@ -13,11 +13,14 @@ public struct FileHeader: Sendable, Hashable {
     public var sectionCount: Int
     /// Bytes the header occupies, including its CRC; the first section starts here.
     public var byteCount: Int
+    /// The snapshot's id (version 2, header bytes 12 ..< 28); nil in a version-1 file.
+    public var fileID: WriteID?
 
     public init(
         formatVersion: UInt16, flags: UInt16, userID: String, revision: UInt64, createdAt: Timestamp,
-        updatedAt: Timestamp, sectionCount: Int, byteCount: Int
+        updatedAt: Timestamp, sectionCount: Int, byteCount: Int, fileID: WriteID? = nil
     ) {
+        self.fileID = fileID
         self.formatVersion = formatVersion
         self.flags = flags
         self.userID = userID
@@ -108,15 +111,19 @@ public struct RecordCodec: Sendable {
 
     /// `\x89 C S T \r \n \x1A \n`: the high bit, CR LF, ^Z and LF catch 7-bit and text-mode transfers.
     public static let magic: [UInt8] = [0x89, 0x43, 0x53, 0x54, 0x0D, 0x0A, 0x1A, 0x0A]
-    /// The version this code writes and the only one it reads.
-    public static let formatVersion: UInt16 = 1
+    /// The version this code writes. It reads versions 1 and 2 (`readableVersions`).
+    public static let formatVersion: UInt16 = 2
+    /// The versions this code reads.
+    public static let readableVersions: ClosedRange<UInt16> = 1...2
     /// Section flag: the body is a u32 raw length followed by a zlib stream.
     public static let compressedFlag: UInt16 = 0x0001
     public static let maxUserIDLength = 65_535
     /// Deflate's largest possible expansion: a compressed section claiming more is damaged.
     public static let maxDeflateRatio = 1032
-    /// Bytes of the header before the user id.
+    /// Bytes of a version-1 header before the user id.
     static let fixedHeaderLength = 44
+    /// Bytes of a version-2 header before the user id (the 16-byte file id is added at offset 12).
+    static let fixedHeaderLengthV2 = 60
 
     public var options: Options
     public var limits: Limits
@@ -128,39 +135,68 @@ public struct RecordCodec: Sendable {
 
     // MARK: Encoding
 
-    /// The file for `record`, whatever its size. A store writes with `encodeChecked`, which refuses
-    /// a record its readers would refuse.
+    /// The file for `record` (version 2, no change frames, a fresh random `fileID`), whatever its
+    /// size. A store writes with `encodeChecked` or `encodeSnapshot`, which refuse a record its
+    /// readers would refuse.
     public func encode(_ record: UserRecord) -> [UInt8] {
-        encodeMeasuring(record).bytes
+        encode(record, fileID: .random())
     }
 
-    /// The file for `record`, or `RecordTooLargeError` if the file or its decoded payloads would be
-    /// beyond `limits`, so that no file written is later refused by a reader with the same limits.
+    /// The version-2 file for `record` with the given snapshot id: the same record and id give the
+    /// same bytes.
+    public func encode(_ record: UserRecord, fileID: WriteID) -> [UInt8] {
+        encodeMeasuring(record, version: 2, fileID: fileID).bytes
+    }
+
+    /// The version-1 file for `record` (docs/FORMAT.md: still readable, no longer written by the
+    /// store). For tests of compatibility and of the upgrade on the next write.
+    package func encodeVersion1(_ record: UserRecord) -> [UInt8] {
+        encodeMeasuring(record, version: 1, fileID: nil).bytes
+    }
+
+    /// The file for `record` (version 2, a fresh random `fileID`), or `RecordTooLargeError` if the
+    /// file or its decoded payloads would be beyond `limits`, so that no file written is later
+    /// refused by a reader with the same limits.
     public func encodeChecked(_ record: UserRecord) throws(RecordTooLargeError) -> [UInt8] {
-        let (bytes, decoded, items) = encodeMeasuring(record)
-        guard bytes.count <= limits.maxFileSize else {
+        try encodeSnapshot(record, fileID: .random()).bytes
+    }
+
+    /// `encodeChecked` with the given snapshot id.
+    public func encodeChecked(_ record: UserRecord, fileID: WriteID) throws(RecordTooLargeError) -> [UInt8] {
+        try encodeSnapshot(record, fileID: fileID).bytes
+    }
+
+    /// Throws if a file of `size` bytes, `decoded` payload bytes and `items` items is beyond `limits`.
+    func checkLimits(userID: String, size: Int, decoded: Int, items: Int) throws(RecordTooLargeError) {
+        guard size <= limits.maxFileSize else {
             throw RecordTooLargeError(
-                userID: record.userID, limit: .fileSize, size: bytes.count, maximum: limits.maxFileSize)
+                userID: userID, limit: .fileSize, size: size, maximum: limits.maxFileSize)
         }
         guard decoded <= limits.maxDecodedSize else {
             throw RecordTooLargeError(
-                userID: record.userID, limit: .decodedSize, size: decoded, maximum: limits.maxDecodedSize)
+                userID: userID, limit: .decodedSize, size: decoded, maximum: limits.maxDecodedSize)
         }
         guard items <= limits.maxItemCount else {
             throw RecordTooLargeError(
-                userID: record.userID, limit: .itemCount, size: items, maximum: limits.maxItemCount)
+                userID: userID, limit: .itemCount, size: items, maximum: limits.maxItemCount)
         }
-        return bytes
     }
 
     /// The file, the sum of its sections' payload sizes and its number of items, as a reader
-    /// counts them.
-    private func encodeMeasuring(_ record: UserRecord) -> (bytes: [UInt8], decoded: Int, items: Int) {
+    /// counts them. `fileID` is written for version 2 only.
+    func encodeMeasuring(_ record: UserRecord, version: UInt16, fileID: WriteID?) -> (
+        bytes: [UInt8], decoded: Int, items: Int
+    ) {
         var decoded = 0
         var w = ByteWriter(capacity: 256 + record.transactions.count * 40 + record.footprints.count * 24)
         w.bytes.append(contentsOf: Self.magic)
-        w.u16(Self.formatVersion)
+        w.u16(version)
         w.u16(0)
+        if version >= 2 {
+            let id = fileID ?? WriteID(high: 0, low: 0)
+            w.u64(id.low)
+            w.u64(id.high)
+        }
         w.u64(record.revision)
         w.u64(UInt64(bitPattern: record.createdAt.millisecondsSince1970))
         w.u64(UInt64(bitPattern: record.updatedAt.millisecondsSince1970))
@@ -271,8 +307,10 @@ public struct RecordCodec: Sendable {
 
     // MARK: Decoding
 
+    /// The record of a version-1 or version-2 file (the snapshot and every valid change frame; see
+    /// `decodeFile` for the layout too).
     public func decode(_ bytes: [UInt8]) throws(FormatError) -> UserRecord {
-        try withBytes(bytes) { (buffer) throws(FormatError) -> UserRecord in try decode(buffer) }
+        try decodeFile(bytes).record
     }
 
     /// Decodes any contiguous collection of bytes (e.g. Foundation's `Data`); others are copied first.
@@ -287,13 +325,26 @@ public struct RecordCodec: Sendable {
     }
 
     public func decode(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> UserRecord {
-        guard buffer.count <= limits.maxFileSize else {
+        try decodeFile(buffer).record
+    }
+
+    /// The whole-file size check every reader does first.
+    func checkFileSize(_ count: Int) throws(FormatError) {
+        guard count <= limits.maxFileSize else {
             throw FormatError(
                 .limitExceeded, offset: limits.maxFileSize,
                 detail:
-                    "the file is \(buffer.count) bytes, above the limit of \(limits.maxFileSize) bytes (RecordCodec.Limits.maxFileSize)"
+                    "the file is \(count) bytes, above the limit of \(limits.maxFileSize) bytes (RecordCodec.Limits.maxFileSize)"
             )
         }
+    }
+
+    /// The snapshot (header and sections) at the start of `buffer`: the record it holds, its header,
+    /// where it ends, and the payload bytes and items counted so far. A version-1 file must end
+    /// there (`trailingBytes`); a version-2 file may go on with change frames.
+    func decodeSnapshot(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> (
+        record: UserRecord, header: FileHeader, end: Int, decoded: Int, items: Int
+    ) {
         var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
         let header = try Self.readHeader(&r)
         var record = UserRecord(
@@ -344,11 +395,11 @@ public struct RecordCodec: Sendable {
                 items = sr.items
             }
         }
-        guard r.atEnd else {
+        guard header.formatVersion >= 2 || r.atEnd else {
             throw r.error(
                 .trailingBytes, "\(r.remaining) bytes after the last of \(header.sectionCount) sections")
         }
-        return record
+        return (record, header, r.pos, decoded, items)
     }
 
     private static func decodePayload(_ tag: UInt16, _ r: inout ByteReader, into record: inout UserRecord)
@@ -380,22 +431,31 @@ public struct RecordCodec: Sendable {
     }
 
     /// The header and where every section is, with every CRC checked, without decoding payloads.
+    /// In a version-2 file the change frames after the sections are walked (length, CRC, chain)
+    /// but not listed: `inspect(_:)` lists them.
     public static func layout(of bytes: [UInt8]) throws(FormatError) -> (
         header: FileHeader, sections: [SectionInfo]
     ) {
-        try withBytes(bytes) { (buffer) throws(FormatError) -> (FileHeader, [SectionInfo]) in
-            var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
-            let header = try readHeader(&r)
-            var sections: [SectionInfo] = []
-            for index in 0..<header.sectionCount {
-                sections.append(try readSection(&r, index: index, of: header.sectionCount).0)
-            }
-            guard r.atEnd else {
-                throw r.error(
-                    .trailingBytes, "\(r.remaining) bytes after the last of \(header.sectionCount) sections")
-            }
-            return (header, sections)
+        let report = try inspect(bytes)
+        return (report.header, report.sections)
+    }
+
+    /// The header and sections (every CRC checked, payloads not decoded) of a version-1 file, and
+    /// where the sections end.
+    static func snapshotLayout(_ buffer: UnsafeRawBufferPointer) throws(FormatError) -> (
+        header: FileHeader, sections: [SectionInfo], end: Int
+    ) {
+        var r = ByteReader(buffer, context: ReaderContext(fileOffset: 0))
+        let header = try readHeader(&r)
+        var sections: [SectionInfo] = []
+        for index in 0..<header.sectionCount {
+            sections.append(try readSection(&r, index: index, of: header.sectionCount).0)
         }
+        guard header.formatVersion >= 2 || r.atEnd else {
+            throw r.error(
+                .trailingBytes, "\(r.remaining) bytes after the last of \(header.sectionCount) sections")
+        }
+        return (header, sections, r.pos)
     }
 
     static func readHeader(_ r: inout ByteReader) throws(FormatError) -> FileHeader {
@@ -412,13 +472,20 @@ public struct RecordCodec: Sendable {
         }
         r.pos = magic.count
         let version = try r.u16("format version")
-        guard version == formatVersion else {
+        guard readableVersions.contains(version) else {
             throw FormatError(
                 .unsupportedVersion, offset: 8,
                 detail:
-                    "the file has format version \(version); this reader supports version \(formatVersion)")
+                    "the file has format version \(version); this reader supports versions \(readableVersions.lowerBound) to \(readableVersions.upperBound)"
+            )
         }
         let flags = try r.u16("file flags")
+        var fileID: WriteID?
+        if version >= 2 {
+            let low = try r.u64("file id")
+            let high = try r.u64("file id")
+            fileID = WriteID(high: high, low: low)
+        }
         let revision = try r.u64("revision")
         let created = Int64(bitPattern: try r.u64("createdAt"))
         let updated = Int64(bitPattern: try r.u64("updatedAt"))
@@ -447,7 +514,7 @@ public struct RecordCodec: Sendable {
         guard flags == 0 else {
             throw FormatError(
                 .unsupportedFeature, offset: 10,
-                detail: "file flags \(hex16(flags)) are not defined in version 1")
+                detail: "file flags \(hex16(flags)) are not defined in version \(version)")
         }
         let end = r.pos
         r.pos = idStart
@@ -457,7 +524,7 @@ public struct RecordCodec: Sendable {
             formatVersion: version, flags: flags, userID: userID, revision: revision,
             createdAt: Timestamp(millisecondsSince1970: created),
             updatedAt: Timestamp(millisecondsSince1970: updated),
-            sectionCount: Int(count), byteCount: end)
+            sectionCount: Int(count), byteCount: end, fileID: fileID)
     }
 
     /// Reads one section's frame, checks its length and CRC, and returns its body as stored.

@@ -7,7 +7,7 @@
 /// memory:                                       in-process, for tests and demos
 /// ```
 /// Query keys: `locking` (`local`, `dynamo`, `none`), `table`, `region`, `endpoint`, `prefix`,
-/// `lease` (ms), `wait` (ms), `sse`, `sse-kms-key-id` (s3:), `mode` (path:). Values are
+/// `lease` (ms), `wait` (ms), `sse`, `sse-kms-key-id` (s3:), `mode` (path:), `cache` (MiB). Values are
 /// percent-decoded, then checked. `s3://BUCKET/PREFIX` is accepted as a spelling of
 /// `s3:BUCKET?prefix=PREFIX`.
 public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
@@ -60,6 +60,9 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public var encryption: Encryption?
     /// Permissions of the files of `path:` (`mode=0640`); nil for the default, 0600.
     public var fileMode: UInt32?
+    /// The memory of the record cache in MiB (`cache=256`; `cache=0` turns it off); nil for the
+    /// default (`StoreOptions.cacheBytes`, 64 MiB).
+    public var cacheMebibytes: Int?
 
     public enum Encryption: Sendable, Hashable {
         /// SSE-S3 (`sse=AES256`).
@@ -74,6 +77,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public static let defaultURI = "path:carbonstore-data"
     public static let knownKeys = [
         "locking", "table", "region", "endpoint", "prefix", "lease", "wait", "sse", "sse-kms-key-id", "mode",
+        "cache",
     ]
 
     public var description: String { original }
@@ -306,6 +310,15 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             throw fail("'lease' is only used with locking=dynamo (local locks end with their process)")
         }
         waitMilliseconds = try milliseconds("wait", minimum: 0)
+        cacheMebibytes = nil
+        if let v = params["cache"] {
+            guard let n = Int(v), n >= 0, n <= 1 << 20 else {
+                throw fail(
+                    "'cache' is the record cache's memory in MiB, a whole number from 0 (off) to 1048576, not '\(v)'",
+                    "path:carbonstore-data?cache=256")
+            }
+            cacheMebibytes = n
+        }
     }
 
     static func percentDecode(_ s: String) -> String? {

@@ -272,7 +272,11 @@ public struct Store: Sendable {
         return try await withoutActuallyEscaping(mutate) { mutate in
             let job = UpdateJob { record in try mutate(&record) }
             if options.groupCommit {
-                await committer.submit(key, job) { batch in await commit(batch, userID: userID, key: key) }
+                await committer.submit(key, job) { batch in
+                    // In a task of its own: a batch commits the calls of several tasks, so the
+                    // cancellation of the one that leads it must not fail the others.
+                    await Task { await commit(batch, userID: userID, key: key) }.value
+                }
             } else {
                 await commit([job], userID: userID, key: key)
                 job.mutate = nil

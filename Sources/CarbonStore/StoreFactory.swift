@@ -86,6 +86,7 @@ public struct StoreFactory: Sendable {
     public func makeStore(_ uri: StorageURI) async throws -> Store {
         var options = self.options
         if let wait = uri.waitMilliseconds { options.lockWait = .milliseconds(wait) }
+        if let cache = uri.cacheMebibytes { options.cacheBytes = cache << 20 }
         let (storage, locks) = try await registry.backends(for: uri, options: options)
         return Store(storage: storage, locks: locks, keys: UserKeys(prefix: uri.prefix), options: options)
     }

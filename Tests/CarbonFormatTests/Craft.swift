@@ -55,15 +55,21 @@ enum Craft {
     /// A valid file with the header's section count replaced (and the header CRC fixed).
     static func withSectionCount(_ bytes: [UInt8], _ count: UInt32) -> [UInt8] {
         var b = bytes
-        b.replaceSubrange(36..<40, with: le32(count))
+        let shift = idShift(b)
+        b.replaceSubrange((36 + shift)..<(40 + shift), with: le32(count))
         let end = headerEnd(b)
         b.replaceSubrange(end..<(end + 4), with: le32(CRC32C.checksum(b[..<end])))
         return b
     }
 
     static func headerEnd(_ b: [UInt8]) -> Int {
-        44 + Int(UInt32(b[40]) | UInt32(b[41]) << 8 | UInt32(b[42]) << 16 | UInt32(b[43]) << 24)
+        let s = idShift(b)
+        return 44 + s
+            + Int(UInt32(b[40 + s]) | UInt32(b[41 + s]) << 8 | UInt32(b[42 + s]) << 16 | UInt32(b[43 + s]) << 24)
     }
+
+    /// 16 in a version-2 file (the file id at offset 12 moves the later header fields), else 0.
+    static func idShift(_ b: [UInt8]) -> Int { b[8] == 2 ? 16 : 0 }
 
     /// A transactions payload of one row with the given parts (columns in spec order).
     static func transactionsPayload(

@@ -34,8 +34,56 @@ import Testing
         """
 
     @Test func exampleEncodesToTheDocumentedBytes() throws {
-        let bytes = RecordCodec(options: .init(compression: .none)).encode(Self.example)
+        let bytes = RecordCodec(options: .init(compression: .none)).encodeVersion1(Self.example)
         #expect(bytes.hex == Self.exampleHex)
         #expect(try RecordCodec().decode(bytes) == Self.example)
+    }
+}
+
+/// The version-2 worked example of docs/FORMAT.md (§14): the same record as a version-2 snapshot
+/// with a fixed file id, then one change frame.
+@Suite struct GoldenVersion2Tests {
+    static let fileID = WriteID(hex: "000102030405060708090a0b0c0d0e0f")!
+    static let frameID = WriteID(hex: "101112131415161718191a1b1c1d1e1f")!
+
+    static let changed: UserRecord = {
+        var r = GoldenTests.example
+        let t2 = Timestamp(iso8601: "2026-01-01T00:00:02.500Z")!
+        r.revision = 4
+        r.updatedAt = t2
+        r.transactions.append(
+            Transaction(
+                id: "t3", time: t2, amount: Money(minorUnits: 420, currency: CurrencyCode("EUR")!),
+                merchant: "Café"))
+        r.preferences["units"] = nil
+        r.preferences["lang"] = Preference(value: "fr", updatedAt: t2)
+        return r
+    }()
+
+    static let snapshotHex = """
+        894353540d0a1a0a02000000000102030405060708090a0b0c0d0e0f03000000000000000000a8da769b0100\
+        00dcadda769b0100000300000005000000616c696365
+        """
+
+    static let frameHex = """
+        """
+
+    @Test func exampleEncodesToTheDocumentedBytes() throws {
+        let codec = RecordCodec(options: .init(compression: .none))
+        let (snapshot, layout) = try codec.encodeSnapshot(GoldenTests.example, fileID: Self.fileID)
+        let frame = try #require(
+            codec.encodeChange(from: GoldenTests.example, to: Self.changed, appendingTo: layout, id: Self.frameID))
+        #expect(snapshot.hex.hasPrefix(Self.snapshotHex))
+        // The version-1 example with the file id inserted at offset 12 and its header CRC renewed.
+        let v1 = codec.encodeVersion1(GoldenTests.example)
+        #expect(Array(snapshot[..<12]) == Array(v1[..<8]) + [2, 0, 0, 0])
+        #expect(Array(snapshot[12..<28]) == Self.fileID.bytes)
+        #expect(Array(snapshot[28..<(28 + 36 + 5)]) == Array(v1[12..<(12 + 36 + 5)]))
+        #expect(Array(snapshot[(28 + 36 + 5 + 4)...]) == Array(v1[(12 + 36 + 5 + 4)...]))
+        #expect(frame.bytes.hex == Self.frameHex)
+        let (record, decodedLayout) = try codec.decodeFile(snapshot + frame.bytes)
+        #expect(record == Self.changed)
+        #expect(decodedLayout == layout.appending(frame))
+        #expect(decodedLayout.lastID == Self.frameID && decodedLayout.validLength == 201 + frame.bytes.count)
     }
 }

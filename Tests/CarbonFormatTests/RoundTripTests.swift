@@ -17,10 +17,10 @@ let codecs: [RecordCodec] = [
         let codec = codecs[codecIndex]
         for seed in UInt64(0)..<300 {
             let record = RecordGenerator.record(seed: seed, preservedSections: seed % 3 == 1)
-            let bytes = codec.encode(record)
+            let bytes = codec.encode(record, fileID: testFileID)
             let decoded = try codec.decode(bytes)
             #expect(decoded == record, "seed \(seed)")
-            #expect(codec.encode(decoded) == bytes, "re-encoding seed \(seed) gives the same bytes")
+            #expect(codec.encode(decoded, fileID: testFileID) == bytes, "re-encoding seed \(seed) gives the same bytes")
             // Strings come back with their exact bytes, not just canonically equivalent ones.
             #expect(
                 zip(decoded.transactions, record.transactions).allSatisfy {
@@ -33,7 +33,7 @@ let codecs: [RecordCodec] = [
     @Test func isoSafeRecordsRoundTrip() throws {
         for seed in UInt64(1000)..<1100 {
             let record = RecordGenerator.record(seed: seed, isoSafe: true, maxItems: 40)
-            #expect(try RecordCodec().decode(RecordCodec().encode(record)) == record, "seed \(seed)")
+            #expect(try RecordCodec().decode(RecordCodec().encode(record, fileID: testFileID)) == record, "seed \(seed)")
         }
     }
 
@@ -42,15 +42,15 @@ let codecs: [RecordCodec] = [
         let record = RecordGenerator.workload(workload, seed: 3)
         #expect(record.transactions.count == workload.transactions)
         for codec in [RecordCodec(), RecordCodec(options: .init(compression: .none))] {
-            let bytes = codec.encode(record)
+            let bytes = codec.encode(record, fileID: testFileID)
             #expect(try codec.decode(bytes) == record)
-            #expect(codec.encode(record) == bytes)
+            #expect(codec.encode(record, fileID: testFileID) == bytes)
         }
     }
 
     @Test func encodingIsDeterministic() {
         let w1 = RecordGenerator.workload(.w1, seed: 9)
-        #expect(RecordCodec().encode(w1) == RecordCodec().encode(RecordGenerator.workload(.w1, seed: 9)))
+        #expect(RecordCodec().encode(w1, fileID: testFileID) == RecordCodec().encode(RecordGenerator.workload(.w1, seed: 9), fileID: testFileID))
         // The same preferences and metadata inserted in another order (so iterated in another order).
         var a = UserRecord(userID: "u", createdAt: Timestamp(millisecondsSince1970: 0))
         var b = a
@@ -72,7 +72,7 @@ let codecs: [RecordCodec] = [
         a.transactions = [t]
         t.metadata = metaB
         b.transactions = [t]
-        #expect(RecordCodec().encode(a) == RecordCodec().encode(b))
+        #expect(RecordCodec().encode(a, fileID: testFileID) == RecordCodec().encode(b, fileID: testFileID))
     }
 
     @Test func canonicallyEquivalentStringsKeepTheirBytes() throws {
@@ -90,7 +90,7 @@ let codecs: [RecordCodec] = [
                     id: "2", time: .init(millisecondsSince1970: 0),
                     amount: Money(minorUnits: 1, currency: eur), merchant: nfd),
             ])
-        let decoded = try RecordCodec().decode(RecordCodec().encode(record))
+        let decoded = try RecordCodec().decode(RecordCodec().encode(record, fileID: testFileID))
         // ...but the format keeps each spelling's own bytes (the dictionary is keyed by bytes).
         #expect(Array(decoded.transactions[0].merchant!.utf8) == Array(nfc.utf8))
         #expect(Array(decoded.transactions[1].merchant!.utf8) == Array(nfd.utf8))
@@ -109,7 +109,7 @@ let codecs: [RecordCodec] = [
         record.responses.append(
             QuestionResponse(
                 questionID: "qnan", answer: .number(.nan), answeredAt: .init(millisecondsSince1970: 0)))
-        let decoded = try RecordCodec().decode(RecordCodec().encode(record))
+        let decoded = try RecordCodec().decode(RecordCodec().encode(record, fileID: testFileID))
         for (i, v) in values.enumerated() {
             guard case .number(let d) = decoded.responses[i].answer else {
                 Issue.record("not a number")
@@ -152,26 +152,27 @@ let codecs: [RecordCodec] = [
                     recordedAt: .init(millisecondsSince1970: .max))
             ])
         for codec in codecs {
-            #expect(try codec.decode(codec.encode(record)) == record)
+            #expect(try codec.decode(codec.encode(record, fileID: testFileID)) == record)
         }
     }
 
     @Test func emptyRecordIsHeaderOnly() throws {
         let record = UserRecord(userID: "someone", revision: 3, createdAt: .init(millisecondsSince1970: 10))
-        let bytes = RecordCodec().encode(record)
-        #expect(bytes.count == 44 + 7 + 4)
+        let bytes = RecordCodec().encode(record, fileID: testFileID)
+        #expect(bytes.count == 60 + 7 + 4)
         #expect(try RecordCodec().decode(bytes) == record)
     }
 
     @Test func readHeaderReadsOnlyTheHeader() throws {
         let record = RecordGenerator.workload(.w1, seed: 4)
-        let bytes = RecordCodec().encode(record)
+        let bytes = RecordCodec().encode(record, fileID: testFileID)
         let header = try RecordCodec.readHeader(bytes)
         #expect(header.userID == record.userID)
         #expect(header.revision == record.revision)
         #expect(header.createdAt == record.createdAt)
         #expect(header.updatedAt == record.updatedAt)
-        #expect(header.formatVersion == 1)
+        #expect(header.formatVersion == 2)
+        #expect(header.fileID == testFileID)
         #expect(header.flags == 0)
         #expect(header.sectionCount == 5)
         // A prefix holding the header is enough; one byte less is not.
@@ -183,7 +184,7 @@ let codecs: [RecordCodec] = [
 
     @Test func compressionIsUsedOnlyWhenItPays() throws {
         let w1 = RecordGenerator.workload(.w1, seed: 5)
-        let (_, sections) = try RecordCodec.layout(of: RecordCodec().encode(w1))
+        let (_, sections) = try RecordCodec.layout(of: RecordCodec().encode(w1, fileID: testFileID))
         #expect(sections.map(\.tag) == [1, 2, 3, 4, 5])
         #expect(sections.first { $0.tag == SectionTag.transactions }!.isCompressed)
         #expect(sections.first { $0.tag == SectionTag.footprints }!.isCompressed)
@@ -192,10 +193,10 @@ let codecs: [RecordCodec] = [
             #expect(s.storedLength < s.rawLength)
         }
         for s in sections where !s.isCompressed { #expect(s.rawLength == s.storedLength) }
-        let raw = try RecordCodec.layout(of: RecordCodec(options: .init(compression: .none)).encode(w1))
+        let raw = try RecordCodec.layout(of: RecordCodec(options: .init(compression: .none)).encode(w1, fileID: testFileID))
         #expect(raw.sections.allSatisfy { !$0.isCompressed })
         let level0 = try RecordCodec.layout(
-            of: RecordCodec(options: .init(compression: .zlib(level: 0))).encode(w1))
+            of: RecordCodec(options: .init(compression: .zlib(level: 0))).encode(w1, fileID: testFileID))
         #expect(level0.sections.allSatisfy { !$0.isCompressed })
         // Random bytes don't shrink: kept raw even above the threshold.
         var noise = UserRecord(userID: "n", createdAt: .init(millisecondsSince1970: 0))
@@ -211,14 +212,14 @@ let codecs: [RecordCodec] = [
         ]
         let noisy = try RecordCodec.layout(
             of: RecordCodec(options: .init(compression: .zlib(level: 9), compressionThreshold: 0)).encode(
-                noise))
+                noise, fileID: testFileID))
         #expect(noisy.sections.count == 1)
         #expect(noisy.sections[0].rawLength > 3000)
     }
 
     @Test func decodeAcceptsOtherCollections() throws {
         let record = RecordGenerator.record(seed: 11)
-        let bytes = RecordCodec().encode(record)
+        let bytes = RecordCodec().encode(record, fileID: testFileID)
         #expect(try RecordCodec().decode(bytes[...]) == record)
         #expect(try RecordCodec().decode(AnyCollection(bytes)) == record)
         #expect(try bytes.withUnsafeBytes { try RecordCodec().decode($0) } == record)

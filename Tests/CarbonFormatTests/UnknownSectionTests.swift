@@ -7,7 +7,7 @@ import Testing
 @Suite struct UnknownSectionTests {
     @Test func unknownSectionsSurviveARewriteByteForByte() throws {
         let record = RecordGenerator.workload(.w1, seed: 6)
-        let original = RecordCodec().encode(record)
+        let original = RecordCodec().encode(record, fileID: testFileID)
         let (header, _) = try RecordCodec.layout(of: original)
         // A newer writer's sections: plain, with an unknown flag, with the compressed flag on bytes
         // that are not zlib at all, and empty.
@@ -31,13 +31,13 @@ import Testing
             decoded.preservedSections[2]
                 == PreservedSection(tag: 0x0100, flags: 1, payload: [9, 9, 9, 9, 9, 9]))
         // Re-encoding gives exactly the newer writer's bytes (its sections followed the known ones).
-        #expect(RecordCodec().encode(decoded) == newer)
+        #expect(RecordCodec().encode(decoded, fileID: testFileID) == newer)
         // An older writer changes a known part: the unknown sections are still there, unchanged.
         try decoded.upsert(
             Transaction(
                 id: "zzz", time: .init(millisecondsSince1970: 1_800_000_000_000),
                 amount: Money(minorUnits: 1, currency: CurrencyCode("EUR")!)))
-        let rewritten = RecordCodec().encode(decoded)
+        let rewritten = RecordCodec().encode(decoded, fileID: testFileID)
         #expect(Array(rewritten.suffix(extra.joined().count)) == extra.flatMap { $0 })
         #expect(try RecordCodec().decode(rewritten).preservedSections == decoded.preservedSections)
     }
@@ -48,7 +48,7 @@ import Testing
         let prefs = Craft.section(tag: 3, body: [1] + Craft.string("k") + Craft.string("v") + [0])
         let record = try RecordCodec().decode(Craft.file([unknown, tx, prefs]))
         #expect(record.preservedSections == [PreservedSection(tag: 9, flags: 0, payload: [42])])
-        let rewritten = RecordCodec().encode(record)
+        let rewritten = RecordCodec().encode(record, fileID: testFileID)
         #expect(try RecordCodec.layout(of: rewritten).sections.map(\.tag) == [1, 3, 9])
         #expect(try RecordCodec().decode(rewritten) == record)
     }
@@ -61,7 +61,7 @@ import Testing
             PreservedSection(tag: 0x8000, flags: 0, payload: [1]),
             PreservedSection(tag: 77, flags: 3, payload: [1]),
         ]
-        let decoded = try RecordCodec().decode(RecordCodec().encode(record))
+        let decoded = try RecordCodec().decode(RecordCodec().encode(record, fileID: testFileID))
         #expect(decoded.preservedSections == [PreservedSection(tag: 77, flags: 3, payload: [1])])
     }
 }

@@ -102,3 +102,21 @@ import Testing
         }
     }
 }
+
+@Suite struct StorageURICacheTests {
+    @Test func cacheIsMebibytesAndZeroTurnsItOff() async throws {
+        #expect(try StorageURI("path:d?cache=256").cacheMebibytes == 256)
+        #expect(try StorageURI("memory:?cache=0").cacheMebibytes == 0)
+        #expect(try StorageURI("path:d").cacheMebibytes == nil)
+        for bad in ["path:d?cache=-1", "path:d?cache=lots", "path:d?cache=99999999"] {
+            #expect(throws: InvalidStorageURIError.self, "\(bad)") { try StorageURI(bad) }
+            do { _ = try StorageURI(bad) } catch {
+                #expect(error.description.contains("'cache' is the record cache's memory in MiB"))
+            }
+        }
+        let off = try await StoreFactory().makeStore("memory:?cache=0")
+        #expect(off.options.cacheBytes == 0)
+        let sized = try await StoreFactory().makeStore("memory:?cache=8")
+        #expect(sized.options.cacheBytes == 8 << 20)
+    }
+}
