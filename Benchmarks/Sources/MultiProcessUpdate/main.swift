@@ -87,8 +87,7 @@ func runWorker(_ args: [String]) async throws {
     let store = try await makeStore(dir: dir, waits: waits, written: written)
     // As a long-running process would have it: the user read once (and cached).
     guard try await store.read(userID) != nil else { throw UsageError(description: "no user \(userID) in \(dir)") }
-    print("ready")
-    fflush(stdout)
+    FileHandle.standardOutput.write(Data("ready\n".utf8))
     guard readLine() == "go" else { throw UsageError(description: "worker \(index): no go from the parent") }
 
     var latencies: [UInt64] = []
@@ -106,8 +105,7 @@ func runWorker(_ args: [String]) async throws {
     let report = WorkerReport(
         index: index, start: start, end: end, latencies: latencies, waits: waits.take(),
         compactions: sizes.filter { $0 > 4096 }.count, bytesWritten: Int(sizes.reduce(0, +)))
-    print(String(decoding: try JSONEncoder().encode(report), as: UTF8.self))
-    fflush(stdout)
+    FileHandle.standardOutput.write(try JSONEncoder().encode(report) + Data("\n".utf8))
 }
 
 // MARK: Parent
