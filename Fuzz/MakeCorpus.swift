@@ -26,7 +26,7 @@ struct MakeCorpus {
                 seed % 2 == 0
                 ? RecordCodec(options: .init(compression: .none))
                 : RecordCodec(options: .init(compression: .zlib(level: 6), compressionThreshold: 64))
-            valid.append(("valid-record-\(seed)", codec.encode(record)))
+            valid.append(("valid-record-\(seed)", codec.encodeVersion1(record)))
         }
         // A small workload-shaped user, compressed and not.
         let small = RecordGenerator.workload(
@@ -34,8 +34,38 @@ struct MakeCorpus {
                 transactions: 60, merchants: 8, mccs: 4, currencies: 2, responses: 5, preferences: 4,
                 footprints: 20, savings: 5),
             seed: 3)
-        valid.append(("valid-workload-zlib", RecordCodec().encode(small)))
-        valid.append(("valid-workload-raw", RecordCodec(options: .init(compression: .none)).encode(small)))
+        valid.append(("valid-workload-zlib", RecordCodec().encodeVersion1(small)))
+        valid.append(
+            ("valid-workload-raw", RecordCodec(options: .init(compression: .none)).encodeVersion1(small)))
+        // Version 2: snapshots followed by change frames of every kind, and a torn tail.
+        var rng = SeededRandom(seed: 42)
+        for seed in UInt64(1)...4 {
+            var record = RecordGenerator.record(seed: seed + 100, maxItems: 5)
+            record.revision = min(record.revision, 1_000)
+            let donor = RecordGenerator.record(seed: seed + 200, maxItems: 5)
+            let codec = RecordCodec(options: .init(compression: .none))
+            var (file, layout) = try! codec.encodeSnapshot(
+                record, fileID: WriteID(high: rng.next(), low: rng.next()))
+            for step in 0..<3 {
+                var next = record
+                next.revision += 1
+                next.transactions.insert(
+                    contentsOf: donor.transactions.prefix(step + 1), at: next.transactions.count / 2)
+                if !next.footprints.isEmpty { next.footprints.removeFirst() }
+                next.responses.append(contentsOf: donor.responses.prefix(1))
+                next.savings = donor.savings.suffix(2) + next.savings
+                for (k, v) in donor.preferences { next.preferences[k] = v }
+                if let k = record.preferences.keys.first { next.preferences[k] = nil }
+                let frame = codec.encodeChange(
+                    from: record, to: next, appendingTo: layout,
+                    id: WriteID(high: rng.next(), low: rng.next()))!
+                file += frame.bytes
+                layout = layout.appending(frame)
+                record = next
+            }
+            valid.append(("valid-v2-frames-\(seed)", file))
+            if seed == 1 { valid.append(("valid-v2-torn-tail", Array(file.dropLast(7)))) }
+        }
         for (name, bytes) in valid {
             precondition((try? RecordCodec().decode(bytes)) != nil, "\(name) does not decode")
             write(bytes, to: "\(dir)/\(name).cstore")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the CarbonStore file decoder with libFuzzer (Fuzz/DecoderFuzzer.swift).
+# Fuzzes the CarbonStore file decoder with libFuzzer (Fuzz/DecoderFuzzer.swift): version-1 and
+# version-2 files, change frames and torn tails included (the checks: FuzzChecks.swift).
 #
 #   scripts/fuzz.sh [SECONDS]       build, then fuzz for SECONDS (default 300) from Fuzz/corpus
 #   scripts/fuzz.sh --make-corpus   regenerate the committed seed corpus Fuzz/corpus
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 SWIFTC=${SWIFTC:-swiftc}
 B=${FUZZ_BUILD:-.build-fuzz}
 mkdir -p "$B"
-FLAGS=(-swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -I "$B" -I Sources/CZlib)
+FLAGS=(-swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -package-name carbonstore -I "$B" -I Sources/CZlib)
 
 build_modules() {
     # Rebuild only when a source changed.
@@ -46,7 +47,7 @@ case "${1:-}" in
 --make-corpus)
     build_modules
     # The generator links the same instrumented objects, with ASan's runtime but not libFuzzer's main.
-    "$SWIFTC" -swift-version 6 -O -sanitize=address -I "$B" -I Sources/CZlib -module-name MakeCorpus Fuzz/MakeCorpus.swift \
+    "$SWIFTC" -swift-version 6 -O -sanitize=address -package-name carbonstore -I "$B" -I Sources/CZlib -module-name MakeCorpus Fuzz/MakeCorpus.swift \
         Sources/CarbonStoreTestSupport/RecordGenerator.swift \
         "$B/CarbonModel.o" "$B/CarbonFormat.o" -lz -o "$B/make-corpus" 2> >(grep -v "Cannot export local symbol" >&2)
     rm -rf Fuzz/corpus && mkdir -p Fuzz/corpus

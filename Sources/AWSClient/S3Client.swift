@@ -41,18 +41,26 @@ public struct S3Client: Sendable {
 
     // MARK: Objects
 
-    /// GetObject; nil if there is no such key. With `ifNoneMatch` (an ETag the caller holds), an
-    /// unchanged object comes back as `notModified` with no body, for cache revalidation.
+    /// GetObject; nil if there is no such key.
+    ///
+    /// With `ifNoneMatch` (an ETag the caller holds, quoted exactly as S3 gave it) the request is
+    /// conditional, for cache revalidation: an object that still has that ETag comes back as
+    /// `notModified`, with no body and the ETag S3 names in the 304 (the one asked about if it
+    /// names none). A 304 is an answer, not an error: it is never retried and costs one request.
+    /// A 304 to a request without `ifNoneMatch` is an error (no server sends one).
     public func getObject(bucket: String, key: String, ifNoneMatch: String? = nil) async throws -> S3Object? {
         var headers: [HTTPHeader] = []
         if let ifNoneMatch { headers.append(HTTPHeader("If-None-Match", ifNoneMatch)) }
+        let conditional = ifNoneMatch != nil
         let response = try await client.send(
             HTTPRequest(method: "GET", url: url(bucket: bucket, key: key), headers: headers),
             operation: "GetObject", resource: "s3://\(bucket)/\(key)",
-            accept: { $0 < 300 || $0 == 404 || $0 == 304 },
+            accept: { $0 < 300 || $0 == 404 || ($0 == 304 && conditional) },
             parseError: Self.parseError)
         if response.status == 304 {
-            return S3Object(body: [], eTag: ifNoneMatch ?? "", serverSideEncryption: nil, notModified: true)
+            return S3Object(
+                body: [], eTag: response.header("ETag") ?? ifNoneMatch ?? "", serverSideEncryption: nil,
+                notModified: true)
         }
         if response.status == 404 {
             let (code, message) = Self.parseError(response)

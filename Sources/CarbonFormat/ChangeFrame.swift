@@ -168,7 +168,9 @@ extension RecordCodec {
         record: UserRecord, layout: FileLayout
     ) {
         try checkFileSize(buffer.count)
-        var (record, header, end, decoded, items) = try decodeSnapshot(buffer)
+        let snapshot = try decodeSnapshot(buffer)
+        let (header, end) = (snapshot.header, snapshot.end)
+        var (record, decoded, items) = (snapshot.record, snapshot.decoded, snapshot.items)
         var layout = FileLayout(
             formatVersion: header.formatVersion, fileID: header.fileID, snapshotLength: end, validLength: end,
             frameCount: 0, lastID: header.fileID, ignoredLength: 0, decodedSize: decoded, itemCount: items)
@@ -208,7 +210,8 @@ extension RecordCodec {
         for index in 0..<header.sectionCount {
             let start = r.pos
             guard r.remaining >= 8 else {
-                throw r.error(.truncated, "the file ends in or before section \(index + 1) of \(header.sectionCount)")
+                throw r.error(
+                    .truncated, "the file ends in or before section \(index + 1) of \(header.sectionCount)")
             }
             let tag = try r.u16("section tag")
             let flags = try r.u16("section flags")

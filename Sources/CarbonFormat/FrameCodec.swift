@@ -98,7 +98,9 @@ extension RecordCodec {
         guard stored == computed else {
             return (nil, "frame CRC-32C mismatch: stored \(hex32(stored)), computed \(hex32(computed))")
         }
-        func u64(_ at: Int) -> UInt64 { buffer.loadUnaligned(fromByteOffset: pos + at, as: UInt64.self).littleEndian }
+        func u64(_ at: Int) -> UInt64 {
+            buffer.loadUnaligned(fromByteOffset: pos + at, as: UInt64.self).littleEndian
+        }
         let previousID = WriteID(high: u64(16), low: u64(8))
         guard previousID == previous else {
             return (nil, "the frame follows \(previousID), not \(previous) (a frame of another chain)")
@@ -111,7 +113,8 @@ extension RecordCodec {
     }
 
     /// The parts of a valid frame: tags known and ascending, lengths within the frame.
-    static func frameParts(_ buffer: UnsafeRawBufferPointer, _ head: FrameHead, index: Int) throws(FormatError)
+    static func frameParts(_ buffer: UnsafeRawBufferPointer, _ head: FrameHead, index: Int)
+        throws(FormatError)
         -> [FramePartInfo]
     {
         var parts: [FramePartInfo] = []
@@ -121,7 +124,8 @@ extension RecordCodec {
             guard head.partsEnd - pos >= partHeaderLength else {
                 throw FormatError(
                     .truncated, offset: pos,
-                    detail: "frame \(index + 1): \(head.partsEnd - pos) bytes left for a part's 6-byte header")
+                    detail: "frame \(index + 1): \(head.partsEnd - pos) bytes left for a part's 6-byte header"
+                )
             }
             let tag = UInt16(buffer[pos]) | UInt16(buffer[pos + 1]) << 8
             let length = Int(buffer.loadUnaligned(fromByteOffset: pos + 2, as: UInt32.self).littleEndian)
@@ -132,7 +136,9 @@ extension RecordCodec {
             guard tag > lastTag else {
                 throw FormatError(
                     .malformed, offset: pos, sectionTag: tag,
-                    detail: "frame \(index + 1): part tag \(tag) after tag \(lastTag) (tags must ascend, each at most once)")
+                    detail:
+                        "frame \(index + 1): part tag \(tag) after tag \(lastTag) (tags must ascend, each at most once)"
+                )
             }
             let bodyStart = pos + partHeaderLength
             guard length <= head.partsEnd - bodyStart else {
@@ -159,7 +165,8 @@ extension RecordCodec {
             throw FormatError(
                 .malformed, offset: head.offset + 24,
                 detail:
-                    "frame \(index + 1): revision \(head.revision) does not follow revision \(record.revision)")
+                    "frame \(index + 1): revision \(head.revision) does not follow revision \(record.revision)"
+            )
         }
         for part in try Self.frameParts(buffer, head, index: index) {
             decoded += part.length
@@ -195,7 +202,8 @@ extension RecordCodec {
                 }
             }
             guard r.atEnd else {
-                throw r.error(.trailingBytes, "frame \(index + 1): \(r.remaining) bytes after the part's content")
+                throw r.error(
+                    .trailingBytes, "frame \(index + 1): \(r.remaining) bytes after the part's content")
             }
             items = r.items
         }
@@ -223,7 +231,8 @@ extension RecordCodec {
             let key = try r.string("removed preference key")
             guard preferences.removeValue(forKey: key) != nil else {
                 throw r.error(
-                    .malformed, "frame \(index + 1): removes preference '\(key)', which is not set", at: start)
+                    .malformed, "frame \(index + 1): removes preference '\(key)', which is not set", at: start
+                )
             }
         }
         for (key, value) in try PreferencesSection.decode(&r) {
@@ -303,7 +312,9 @@ extension RecordCodec {
 
     /// The smallest single splice turning `a` into `b` (their common prefix and suffix kept), or
     /// nil when they are equal.
-    static func splice<T: FrameRow>(_ a: [T], _ b: [T]) -> (start: Int, removeCount: Int, rows: ArraySlice<T>)? {
+    static func splice<T: FrameRow>(_ a: [T], _ b: [T]) -> (
+        start: Int, removeCount: Int, rows: ArraySlice<T>
+    )? {
         let n = min(a.count, b.count)
         let prefix = commonPrefix(a, b, limit: n)
         if prefix == a.count && prefix == b.count { return nil }
@@ -394,7 +405,8 @@ extension RecordCodec {
             var decoded = sections.reduce(0) { $0 + $1.rawLength }
             var layout = FileLayout(
                 formatVersion: header.formatVersion, fileID: header.fileID, snapshotLength: end,
-                validLength: end, frameCount: 0, lastID: header.fileID, ignoredLength: 0, decodedSize: decoded,
+                validLength: end, frameCount: 0, lastID: header.fileID, ignoredLength: 0,
+                decodedSize: decoded,
                 itemCount: 0)
             layout.itemCountIsKnown = false
             var frames: [FrameInfo] = []
@@ -413,7 +425,8 @@ extension RecordCodec {
                     frames.append(
                         FrameInfo(
                             offset: pos, length: head.length, id: head.id, previousID: head.previousID,
-                            revision: head.revision, createdAt: Timestamp(millisecondsSince1970: head.createdAt),
+                            revision: head.revision,
+                            createdAt: Timestamp(millisecondsSince1970: head.createdAt),
                             updatedAt: Timestamp(millisecondsSince1970: head.updatedAt), parts: parts,
                             checksum: head.checksum))
                     pos += head.length
@@ -487,7 +500,9 @@ struct RowMask: Sendable {
         return words.withUnsafeBufferPointer { m in
             var acc: UInt64 = 0
             for w in 0..<n {
-                acc |= (x.load(fromByteOffset: w &* 8, as: UInt64.self) ^ y.load(fromByteOffset: w &* 8, as: UInt64.self))
+                acc |=
+                    (x.load(fromByteOffset: w &* 8, as: UInt64.self)
+                        ^ y.load(fromByteOffset: w &* 8, as: UInt64.self))
                     & m[w]
             }
             return acc == 0
@@ -497,7 +512,9 @@ struct RowMask: Sendable {
 
 extension Transaction: FrameRow {
     static let rowMask = RowMask(
-        Transaction(id: "", time: Timestamp(millisecondsSince1970: 0), amount: Money(minorUnits: 0, currency: CurrencyCode("EUR")!)),
+        Transaction(
+            id: "", time: Timestamp(millisecondsSince1970: 0),
+            amount: Money(minorUnits: 0, currency: CurrencyCode("EUR")!)),
         fields: [
             (MemoryLayout<Transaction>.offset(of: \.id), MemoryLayout<String>.size),
             (MemoryLayout<Transaction>.offset(of: \.time), MemoryLayout<Timestamp>.size),
@@ -513,7 +530,8 @@ extension Transaction: FrameRow {
 
 extension QuestionResponse: FrameRow {
     static let rowMask = RowMask(
-        QuestionResponse(questionID: "", answer: .boolean(true), answeredAt: Timestamp(millisecondsSince1970: 0)),
+        QuestionResponse(
+            questionID: "", answer: .boolean(true), answeredAt: Timestamp(millisecondsSince1970: 0)),
         fields: [
             (MemoryLayout<QuestionResponse>.offset(of: \.questionID), MemoryLayout<String>.size),
             (MemoryLayout<QuestionResponse>.offset(of: \.answer), MemoryLayout<Answer>.size),
@@ -541,7 +559,8 @@ extension Saving: FrameRow {
     static let rowMask = RowMask(
         Saving(
             id: "", actionID: "", co2e: CO2e(milligrams: 0),
-            period: Period(start: Timestamp(millisecondsSince1970: 0), end: Timestamp(millisecondsSince1970: 0)),
+            period: Period(
+                start: Timestamp(millisecondsSince1970: 0), end: Timestamp(millisecondsSince1970: 0)),
             recordedAt: Timestamp(millisecondsSince1970: 0)),
         fields: [
             (MemoryLayout<Saving>.offset(of: \.id), MemoryLayout<String>.size),

@@ -208,7 +208,10 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Reading
 
     public func get(_ key: String) async throws -> StoredObject? {
-        try readBytes(key).map { StoredObject(bytes: $0, version: version(of: $0)) }
+        let (folders, name) = Self.split(key)
+        guard let dir = try openFolder(folders, create: false) else { return nil }
+        defer { _ = io.close(dir) }
+        return try read(name, in: dir, path: path(of: key))
     }
 
     /// The bytes alone: readers that need no version skip its hash.
@@ -225,13 +228,21 @@ public final class PathStorage: ObjectStorage {
 
     /// Reads the file `name` of an open folder, with its version; nil if there is none.
     func read(_ name: String, in dir: Int32, path: String) throws -> StoredObject? {
-        try readBytes(name, in: dir, path: path).map {
-            StoredObject(bytes: $0, version: version(of: $0))
+        try readFile(name, in: dir, path: path).map {
+            StoredObject(bytes: $0.bytes, version: version(of: $0.bytes, changed: $0.changed))
         }
     }
 
     /// Reads the file `name` of an open folder; nil if there is none.
     func readBytes(_ name: String, in dir: Int32, path: String) throws -> [UInt8]? {
+        try readFile(name, in: dir, path: path)?.bytes
+    }
+
+    /// Reads the file `name` of an open folder, with its change time as `fstat` gave it before the
+    /// read; nil if there is none.
+    func readFile(_ name: String, in dir: Int32, path: String) throws -> (
+        bytes: [UInt8], changed: ChangeTime
+    )? {
         // Non-blocking, so that a FIFO or device planted in a user file's place cannot hang the
         // reader; anything but a regular file is refused below.
         let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
@@ -252,31 +263,72 @@ public final class PathStorage: ObjectStorage {
         guard bytes.count <= maximumFileSize else {
             throw FileTooLargeError(path: path, size: Int64(bytes.count), limit: Int64(maximumFileSize))
         }
-        return bytes
+        return (bytes, ChangeTime(st))
+    }
+
+    /// A file's status change time (`st_ctim`), which every write, truncation, rename and
+    /// permission change moves on, whoever makes it.
+    struct ChangeTime: Hashable, CustomStringConvertible {
+        var seconds: Int
+        var nanoseconds: Int
+
+        init(seconds: Int, nanoseconds: Int) {
+            self.seconds = seconds
+            self.nanoseconds = nanoseconds
+        }
+
+        init(_ st: stat) {
+            #if canImport(Darwin)
+                self.init(seconds: Int(st.st_ctimespec.tv_sec), nanoseconds: Int(st.st_ctimespec.tv_nsec))
+            #else
+                self.init(seconds: Int(st.st_ctim.tv_sec), nanoseconds: Int(st.st_ctim.tv_nsec))
+            #endif
+        }
+
+        init?(_ text: Substring) {
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 2, let s = Int(parts[0]), let n = Int(parts[1]) else { return nil }
+            self.init(seconds: s, nanoseconds: n)
+        }
+
+        var description: String { "\(seconds).\(nanoseconds)" }
     }
 
     /// The version of a file's content (see the type's documentation): made of its ids for a
     /// version-2 file, its SHA-256 otherwise (version 1, or bytes that are not a user file, which
     /// the engine then reports as damaged).
-    func version(of bytes: [UInt8]) -> ObjectVersion { Self.version(of: bytes, codec: codec) }
+    func version(of bytes: [UInt8], changed: ChangeTime?) -> ObjectVersion {
+        Self.version(of: bytes, changed: changed, codec: codec)
+    }
 
-    static func version(of bytes: [UInt8], codec: RecordCodec = RecordCodec()) -> ObjectVersion {
+    static func version(of bytes: [UInt8], changed: ChangeTime? = nil, codec: RecordCodec = RecordCodec())
+        -> ObjectVersion
+    {
         let layout = bytes.withUnsafeBytes { try? codec.scanLayout($0) }
-        if let layout, let v = AppendVersion(layout) { return v.version }
+        if let layout, var v = AppendVersion(layout) {
+            v.changed = changed
+            return v.version
+        }
         return ObjectVersion("sha256:" + hexString(SHA256.hash(data: bytes)))
     }
 
-    /// What a version-2 file's version says: the snapshot's id, where the valid content ends, and
-    /// the id of its last frame (the snapshot's id when there is none).
+    /// What a version-2 file's version says: the snapshot's id, where the valid content ends, the
+    /// id of its last frame (the snapshot's id when there is none), and the file's change time when
+    /// it was read or written. The ids name the content: the fence compares them alone. The change
+    /// time is what the record cache checks besides: a file changed in place by anything but the
+    /// engine (a damaged disk block rewritten, an edit by hand) keeps its ids but not its change
+    /// time, so that the next read decodes it again, and reports it if it is damaged.
     struct AppendVersion: Hashable {
         var fileID: WriteID
         var validLength: Int
         var lastID: WriteID
+        var changed: ChangeTime?
 
-        init(fileID: WriteID, validLength: Int, lastID: WriteID) {
+        init(fileID: WriteID, validLength: Int, lastID: WriteID, changed: ChangeTime? = nil) {
             self.fileID = fileID
             self.validLength = validLength
             self.lastID = lastID
+            self.changed = changed
         }
 
         init?(_ layout: FileLayout) {
@@ -286,13 +338,21 @@ public final class PathStorage: ObjectStorage {
 
         init?(_ version: ObjectVersion) {
             let parts = version.rawValue.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 4, parts[0] == "v2", let f = WriteID(hex: String(parts[1])),
+            guard parts.count == 4 || parts.count == 5, parts[0] == "v2",
+                let f = WriteID(hex: String(parts[1])),
                 let n = Int(parts[2]), n > 0, let l = WriteID(hex: String(parts[3]))
             else { return nil }
-            self.init(fileID: f, validLength: n, lastID: l)
+            var changed: ChangeTime? = nil
+            if parts.count == 5 {
+                guard let c = ChangeTime(parts[4]) else { return nil }
+                changed = c
+            }
+            self.init(fileID: f, validLength: n, lastID: l, changed: changed)
         }
 
-        var version: ObjectVersion { ObjectVersion("v2:\(fileID):\(validLength):\(lastID)") }
+        var version: ObjectVersion {
+            ObjectVersion("v2:\(fileID):\(validLength):\(lastID)" + (changed.map { ":\($0)" } ?? ""))
+        }
     }
 
     /// Reads to the end of the file, or `limit` bytes, whichever comes first.
@@ -340,7 +400,9 @@ public final class PathStorage: ObjectStorage {
                 throw StorageIOError(operation: "stat", path: target, errno: errno)
             }
             guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
-            if try compare(fd, size: Int(st.st_size), with: expected, path: target) != .changed {
+            if expected.changed == nil || expected.changed == ChangeTime(st),
+                try compare(fd, size: Int(st.st_size), with: expected, path: target) != .changed
+            {
                 return .unchanged
             }
         }
@@ -440,6 +502,9 @@ public final class PathStorage: ObjectStorage {
             }
             guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
             let size = Int(st.st_size)
+            // A file written with other permissions (an older default) gets the configured ones,
+            // as a rewrite would give them.
+            if st.st_uid == geteuid() && (st.st_mode & 0o777) != fileMode { _ = fchmod(fd, fileMode) }
             // The fence: the file must still be the content read. A torn append after it is cut.
             var start = size
             if let v = expectedVersion {
@@ -491,10 +556,16 @@ public final class PathStorage: ObjectStorage {
             if io.datasync(fd) != 0 {
                 throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
             }
+            var after = stat()
+            let changed = fstat(fd, &after) == 0 ? ChangeTime(after) : nil
             guard let v = expectedVersion else {
+                // Unfenced (the torture tests' negative controls): a version no file has, so that the
+                // next read reads the file.
                 return AppendVersion(fileID: frameID, validLength: Int(end), lastID: frameID).version
             }
-            return AppendVersion(fileID: v.fileID, validLength: start + bytes.count, lastID: frameID).version
+            return AppendVersion(
+                fileID: v.fileID, validLength: start + bytes.count, lastID: frameID, changed: changed
+            ).version
         }
     }
 
@@ -513,7 +584,8 @@ public final class PathStorage: ObjectStorage {
             + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         try writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
         do {
-            try await withCommitLock(dir, path: Self.parent(of: target)) { acquired throws -> Void in
+            return try await withCommitLock(dir, path: Self.parent(of: target)) {
+                acquired throws -> ObjectVersion in
                 try check(condition, name: name, in: dir, path: target)
                 try checkCommitHold(since: acquired, path: target)
                 if io.renameat(dir, temp, name) != 0 {
@@ -522,12 +594,15 @@ public final class PathStorage: ObjectStorage {
                         errno: errno)
                 }
                 try fsyncDirectory(dir, path: Self.parent(of: target))
+                // The change time after the rename (which moves it), still under the commit lock.
+                var st = stat()
+                let changed = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? ChangeTime(st) : nil
+                return version(of: bytes, changed: changed)
             }
         } catch {
             _ = io.unlinkat(dir, temp)
             throw error
         }
-        return version(of: bytes)
     }
 
     /// Creates, writes, fsyncs and closes a new temporary file in an open folder.

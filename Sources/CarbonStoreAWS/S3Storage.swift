@@ -31,6 +31,26 @@ public struct S3Storage: ObjectStorage {
         }
     }
 
+    /// One conditional GetObject, `If-None-Match: <cached ETag>`: S3 answers 304 Not Modified (no
+    /// body) while the object still has that ETag, 200 with the object once it was rewritten, 404
+    /// once it was deleted. The same IAM action as `get` (`s3:GetObject`).
+    ///
+    /// A 200 whose ETag is still `cached` (an S3-compatible store that ignores `If-None-Match`) is
+    /// reported as unchanged too: the ETag names the content. An empty `cached` (a version no S3
+    /// answer carries) is not sent as a condition; the object is read whole.
+    public func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+        let condition = cached.rawValue.isEmpty ? nil : cached.rawValue
+        let object: S3Object?
+        do {
+            object = try await s3.getObject(bucket: bucket, key: key, ifNoneMatch: condition)
+        } catch {
+            throw StoreAWSError.wrap(error)
+        }
+        guard let object else { return .missing }
+        if object.notModified || (condition != nil && object.eTag == cached.rawValue) { return .unchanged }
+        return .changed(StoredObject(bytes: object.body, version: ObjectVersion(object.eTag)))
+    }
+
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
         let precondition: S3Client.Precondition

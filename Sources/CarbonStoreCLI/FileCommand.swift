@@ -5,7 +5,8 @@ import CarbonStore
 
 struct FileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "file", abstract: "Work with user files directly.", subcommands: [Inspect.self])
+        commandName: "file", abstract: "Work with user files directly.",
+        subcommands: [Inspect.self, Verify.self])
 
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -18,13 +19,78 @@ struct FileCommand: AsyncParsableCommand {
                 // One byte more than the limit is enough for the codec to refuse an oversized file.
                 let bytes = try readFile(path, atMost: codec.limits.maxFileSize + 1)
                 do {
-                    let record = try codec.decode(bytes)
+                    let (record, layout) = try codec.decodeFile(bytes)
                     print(try RecordJSON.encode(record))
+                    if layout.ignoredLength > 0 {
+                        printError(
+                            "note: \(path) ends with \(layout.ignoredLength) ignored bytes at offset \(layout.validLength) (a torn append); see 'file verify'"
+                        )
+                    }
                 } catch let error as FormatError {
                     printError("\(path) is not a valid user file: \(error.description)")
                     throw ExitCode(5)
                 }
             }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Check a user file and list its parts: header, sections, change frames and any ignored (torn) tail (exit code 5 if damaged)."
+        )
+        @Argument(help: "Path of a .cstore file.") var path: String
+
+        func run() async throws {
+            try await runReportingErrors {
+                let codec = RecordCodec()
+                let bytes = try readFile(path, atMost: codec.limits.maxFileSize + 1)
+                do {
+                    let report = try RecordCodec.inspect(bytes)
+                    let (record, layout) = try codec.decodeFile(bytes)
+                    for line in Self.describe(report, record: record, layout: layout, size: bytes.count) {
+                        print(line)
+                    }
+                } catch let error as FormatError {
+                    printError("\(path) is not a valid user file: \(error.description)")
+                    throw ExitCode(5)
+                }
+            }
+        }
+
+        static func describe(_ report: FileReport, record: UserRecord, layout: FileLayout, size: Int)
+            -> [String]
+        {
+            let h = report.header
+            var lines = [
+                "format version \(h.formatVersion), \(size) bytes, user \(h.userID)"
+                    + (h.fileID.map { ", file id \($0)" } ?? ""),
+                "snapshot: \(layout.snapshotLength) bytes, revision \(h.revision), \(h.sectionCount) sections",
+            ]
+            for s in report.sections {
+                lines.append(
+                    "  section \(s.name) (tag \(s.tag)) at \(s.offset): \(s.storedLength) bytes"
+                        + (s.isCompressed ? " (\(s.rawLength) inflated)" : "")
+                        + ", crc \(hexString(s.checksum))")
+            }
+            lines.append("frames: \(report.frames.count), \(layout.tailLength) bytes")
+            for (i, f) in report.frames.enumerated() {
+                let parts = f.parts.map { "\($0.name) \($0.length) bytes" }.joined(separator: ", ")
+                lines.append(
+                    "  frame \(i + 1) at \(f.offset): \(f.length) bytes, revision \(f.revision), id \(f.id)"
+                        + (parts.isEmpty ? ", no parts" : ", parts: \(parts)"))
+            }
+            if layout.ignoredLength > 0 {
+                lines.append(
+                    "ignored tail: \(layout.ignoredLength) bytes at \(layout.validLength) (\(report.ignoredReason ?? "not a frame"))"
+                )
+            } else {
+                lines.append("ignored tail: none")
+            }
+            lines.append(
+                "record: revision \(record.revision), \(record.transactions.count) transactions, \(record.responses.count) responses, \(record.preferences.count) preferences, \(record.footprints.count) footprints, \(record.savings.count) savings: ok"
+            )
+            return lines
         }
     }
 }

@@ -52,7 +52,9 @@ public func decoderPropertyViolation(_ bytes: [UInt8]) -> String? {
     scanned.itemCount = layout.itemCount
     scanned.itemCountIsKnown = true
     guard scanned == layout else { return "scanLayout \(scanned) disagrees with decodeFile \(layout)" }
-    guard layout.validLength + layout.ignoredLength == bytes.count else { return "layout lengths do not add up" }
+    guard layout.validLength + layout.ignoredLength == bytes.count else {
+        return "layout lengths do not add up"
+    }
     if layout.ignoredLength > 0 {
         guard let valid = try? codec.decodeFile(Array(bytes[..<layout.validLength])),
             valid.layout.ignoredLength == 0, valid.record == record || hasNaNAnswer(record)
@@ -79,7 +81,8 @@ public func decoderPropertyViolation(_ bytes: [UInt8]) -> String? {
         next.transactions.removeFirst(min(1, next.transactions.count))
         next.preferences["fuzz"] = Preference(value: "x", updatedAt: record.updatedAt)
         let loose = RecordCodec(limits: .init(maxFileSize: .max, maxDecodedSize: .max, maxItemCount: .max))
-        guard let frame = loose.encodeChange(from: record, to: next, appendingTo: layout, id: fuzzFileID) else {
+        guard let frame = loose.encodeChange(from: record, to: next, appendingTo: layout, id: fuzzFileID)
+        else {
             return "encodeChange refused a plain change"
         }
         guard frame.bytes.withUnsafeBytes({ loose.startsWithFrame($0, chainedTo: lastID) }) else {

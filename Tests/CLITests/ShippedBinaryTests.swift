@@ -24,8 +24,9 @@ import Testing
         #expect(!out.stderr.contains("pausing") && !out.stderr.contains("test fault"))
         #expect(ContinuousClock.now - start < .seconds(30), "no pause before the commit")
         // The same variables do act in the test host, which proves that they are the real ones.
+        // (A new user: its first write is a snapshot, renamed into place, where the fault is set.)
         let host = try CommandRunner(.testHost, environment: env)
-        let faulty = try host.run(["txn", "add", "alice", "--id", "t2", "--amount", "1", "--currency", "EUR"])
+        let faulty = try host.run(["txn", "add", "bob", "--id", "t2", "--amount", "1", "--currency", "EUR"])
         #expect(faulty.status == FileFault.crashExitStatus, "\(faulty.stderr)")
     }
 

@@ -65,7 +65,9 @@ enum Craft {
     static func headerEnd(_ b: [UInt8]) -> Int {
         let s = idShift(b)
         return 44 + s
-            + Int(UInt32(b[40 + s]) | UInt32(b[41 + s]) << 8 | UInt32(b[42 + s]) << 16 | UInt32(b[43 + s]) << 24)
+            + Int(
+                UInt32(b[40 + s]) | UInt32(b[41 + s]) << 8 | UInt32(b[42 + s]) << 16 | UInt32(b[43 + s]) << 24
+            )
     }
 
     /// 16 in a version-2 file (the file id at offset 12 moves the later header fields), else 0.

@@ -61,25 +61,29 @@ import Testing
     }()
 
     static let snapshotHex = """
-        894353540d0a1a0a02000000000102030405060708090a0b0c0d0e0f03000000000000000000a8da769b0100\
-        00dcadda769b0100000300000005000000616c696365
+        894353540d0a1a0a02000000000102030405060708090a0b0c0d0e0f030000000000000000a8da769b0100\
+        00dcadda769b0100000300000005000000616c696365aedfa7a4010000003e000000
         """
 
     static let frameHex = """
+        8943465286000000000102030405060708090a0b0c0d0e0f040000000000000000a8da769b010000c4b1da769b01\
+        0000010020000000020001020345555205436166c3a902743388c7d5edee66c806000200000000000300160000\
+        000105756e69747301046c616e6702667288c7d5edee66101112131415161718191a1b1c1d1e1fa7ded00b
         """
 
     @Test func exampleEncodesToTheDocumentedBytes() throws {
         let codec = RecordCodec(options: .init(compression: .none))
         let (snapshot, layout) = try codec.encodeSnapshot(GoldenTests.example, fileID: Self.fileID)
         let frame = try #require(
-            codec.encodeChange(from: GoldenTests.example, to: Self.changed, appendingTo: layout, id: Self.frameID))
+            codec.encodeChange(
+                from: GoldenTests.example, to: Self.changed, appendingTo: layout, id: Self.frameID))
         #expect(snapshot.hex.hasPrefix(Self.snapshotHex))
         // The version-1 example with the file id inserted at offset 12 and its header CRC renewed.
         let v1 = codec.encodeVersion1(GoldenTests.example)
         #expect(Array(snapshot[..<12]) == Array(v1[..<8]) + [2, 0, 0, 0])
         #expect(Array(snapshot[12..<28]) == Self.fileID.bytes)
-        #expect(Array(snapshot[28..<(28 + 36 + 5)]) == Array(v1[12..<(12 + 36 + 5)]))
-        #expect(Array(snapshot[(28 + 36 + 5 + 4)...]) == Array(v1[(12 + 36 + 5 + 4)...]))
+        #expect(Array(snapshot[28..<65]) == Array(v1[12..<49]))
+        #expect(Array(snapshot[69...]) == Array(v1[53...]))
         #expect(frame.bytes.hex == Self.frameHex)
         let (record, decodedLayout) = try codec.decodeFile(snapshot + frame.bytes)
         #expect(record == Self.changed)

@@ -317,8 +317,8 @@ import Testing
             #expect(error.description.contains("maxDecodedSize"), "\(error)")
         }
         #expect(
-            try RecordCodec(limits: .init(maxFileSize: size, maxDecodedSize: decoded)).encodeChecked(record)
-                == RecordCodec().encode(record))
+            try RecordCodec(limits: .init(maxFileSize: size, maxDecodedSize: decoded)).encodeChecked(
+                record, fileID: testFileID) == RecordCodec().encode(record, fileID: testFileID))
     }
 
     @Test func itemCountLimit() throws {

@@ -20,7 +20,9 @@ let codecs: [RecordCodec] = [
             let bytes = codec.encode(record, fileID: testFileID)
             let decoded = try codec.decode(bytes)
             #expect(decoded == record, "seed \(seed)")
-            #expect(codec.encode(decoded, fileID: testFileID) == bytes, "re-encoding seed \(seed) gives the same bytes")
+            #expect(
+                codec.encode(decoded, fileID: testFileID) == bytes,
+                "re-encoding seed \(seed) gives the same bytes")
             // Strings come back with their exact bytes, not just canonically equivalent ones.
             #expect(
                 zip(decoded.transactions, record.transactions).allSatisfy {
@@ -33,7 +35,9 @@ let codecs: [RecordCodec] = [
     @Test func isoSafeRecordsRoundTrip() throws {
         for seed in UInt64(1000)..<1100 {
             let record = RecordGenerator.record(seed: seed, isoSafe: true, maxItems: 40)
-            #expect(try RecordCodec().decode(RecordCodec().encode(record, fileID: testFileID)) == record, "seed \(seed)")
+            #expect(
+                try RecordCodec().decode(RecordCodec().encode(record, fileID: testFileID)) == record,
+                "seed \(seed)")
         }
     }
 
@@ -50,7 +54,9 @@ let codecs: [RecordCodec] = [
 
     @Test func encodingIsDeterministic() {
         let w1 = RecordGenerator.workload(.w1, seed: 9)
-        #expect(RecordCodec().encode(w1, fileID: testFileID) == RecordCodec().encode(RecordGenerator.workload(.w1, seed: 9), fileID: testFileID))
+        #expect(
+            RecordCodec().encode(w1, fileID: testFileID)
+                == RecordCodec().encode(RecordGenerator.workload(.w1, seed: 9), fileID: testFileID))
         // The same preferences and metadata inserted in another order (so iterated in another order).
         var a = UserRecord(userID: "u", createdAt: Timestamp(millisecondsSince1970: 0))
         var b = a
@@ -193,7 +199,8 @@ let codecs: [RecordCodec] = [
             #expect(s.storedLength < s.rawLength)
         }
         for s in sections where !s.isCompressed { #expect(s.rawLength == s.storedLength) }
-        let raw = try RecordCodec.layout(of: RecordCodec(options: .init(compression: .none)).encode(w1, fileID: testFileID))
+        let raw = try RecordCodec.layout(
+            of: RecordCodec(options: .init(compression: .none)).encode(w1, fileID: testFileID))
         #expect(raw.sections.allSatisfy { !$0.isCompressed })
         let level0 = try RecordCodec.layout(
             of: RecordCodec(options: .init(compression: .zlib(level: 0))).encode(w1, fileID: testFileID))

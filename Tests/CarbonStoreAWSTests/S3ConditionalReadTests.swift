@@ -1,0 +1,214 @@
+import AWSClient
+import AWSSigning
+import CarbonStore
+import CarbonStoreAWS
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+/// `S3Storage.getIfChanged` against a loopback fake of S3: what is sent, and how each answer is read.
+@Suite struct S3ConditionalReadTests {
+    static let credentials = StaticCredentialProvider(
+        AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret"))
+
+    static func storage(_ server: LoopbackHTTPServer, metrics: RequestMetrics? = nil) -> S3Storage {
+        S3Storage(
+            s3: S3Client(
+                client: AWSServiceClient(
+                    service: "s3", region: "eu-west-1", endpoint: server.baseURL, credentials: credentials,
+                    transport: AsyncHTTPTransport.shared,
+                    retry: RetryPolicy(
+                        maxAttempts: 4, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5),
+                        throttlingBaseDelay: .milliseconds(1)),
+                    timeout: .seconds(30), metrics: metrics),
+                pathStyle: true),
+            bucket: "b")
+    }
+
+    /// A fake bucket holding one object `k` with ETag `"v2"` and body [7, 8, 9], which answers
+    /// `If-None-Match` as S3 does.
+    static func fakeS3() async throws -> LoopbackHTTPServer {
+        try await LoopbackHTTPServer.start { request in
+            guard request.path == "/b/k" else {
+                return .xml(
+                    "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>",
+                    status: 404)
+            }
+            if request.header("If-None-Match") == "\"v2\"" {
+                return HTTPResponseSpec(status: 304, headers: [("ETag", "\"v2\"")])
+            }
+            return HTTPResponseSpec(status: 200, headers: [("ETag", "\"v2\"")], body: [7, 8, 9])
+        }
+    }
+
+    @Test func unchangedObjectIsOneConditionalGetAnsweredBy304() async throws {
+        let server = try await Self.fakeS3()
+        defer { Task { try? await server.shutdown() } }
+        let metrics = RequestMetrics()
+        let read = try await Self.storage(server, metrics: metrics).getIfChanged(
+            "k", cached: ObjectVersion("\"v2\""))
+        guard case .unchanged = read else {
+            Issue.record("expected .unchanged, got \(read)")
+            return
+        }
+        // One request, not retried, carrying the ETag exactly as S3 gave it (quoted), and signed.
+        #expect(server.requestCount == 1)
+        #expect(metrics.snapshot == ["s3:GetObject": 1])
+        let sent = try #require(server.requests.first)
+        #expect(sent.method == "GET" && sent.header("If-None-Match") == "\"v2\"")
+        #expect(sent.header("Authorization")?.contains("if-none-match") == true)
+    }
+
+    @Test func changedObjectComesBackWholeWithItsNewETag() async throws {
+        let server = try await Self.fakeS3()
+        defer { Task { try? await server.shutdown() } }
+        let read = try await Self.storage(server).getIfChanged("k", cached: ObjectVersion("\"v1\""))
+        guard case .changed(let object) = read else {
+            Issue.record("expected .changed, got \(read)")
+            return
+        }
+        #expect(object.bytes == [7, 8, 9] && object.version == ObjectVersion("\"v2\""))
+        #expect(server.requestCount == 1)
+        #expect(server.requests.first?.header("If-None-Match") == "\"v1\"")
+    }
+
+    @Test func deletedObjectIsMissing() async throws {
+        let server = try await Self.fakeS3()
+        defer { Task { try? await server.shutdown() } }
+        let read = try await Self.storage(server).getIfChanged("gone", cached: ObjectVersion("\"v2\""))
+        guard case .missing = read else {
+            Issue.record("expected .missing, got \(read)")
+            return
+        }
+        #expect(server.requestCount == 1)
+    }
+
+    /// A store that ignores `If-None-Match` answers 200 with the same ETag: that is still the
+    /// version the caller holds.
+    @Test func sameETagInA200IsUnchanged() async throws {
+        let server = try await LoopbackHTTPServer.start { _ in
+            HTTPResponseSpec(status: 200, headers: [("ETag", "\"v2\"")], body: [7, 8, 9])
+        }
+        defer { Task { try? await server.shutdown() } }
+        let read = try await Self.storage(server).getIfChanged("k", cached: ObjectVersion("\"v2\""))
+        guard case .unchanged = read else {
+            Issue.record("expected .unchanged, got \(read)")
+            return
+        }
+    }
+
+    /// A 304 is an answer only to a conditional GET: to a plain one it must not pass for an empty
+    /// object.
+    @Test func notModifiedToAnUnconditionalGetIsAnError() async throws {
+        let server = try await LoopbackHTTPServer.start { _ in HTTPResponseSpec(status: 304) }
+        defer { Task { try? await server.shutdown() } }
+        let storage = Self.storage(server)
+        await #expect {
+            _ = try await storage.s3.getObject(bucket: "b", key: "k")
+        } throws: { error in
+            (error as? AWSError)?.statusCode == 304
+        }
+        await #expect {
+            _ = try await storage.get("k")
+        } throws: { error in
+            (error as? StoreAWSError)?.description.contains("HTTP 304") == true
+        }
+        #expect(server.requestCount == 2)  // not retried either
+    }
+}
+
+/// The same against moto with IAM enforcement, as the engine's least-privilege user. Answers are
+/// counted by status at the HTTP layer, so a 304 is told apart from a whole read.
+@Suite(AWSTestEnvironment.enabled) struct S3ConditionalReadMotoTests {
+    /// Records the status of every answer, around the shared transport.
+    final class StatusRecorder: HTTPTransport {
+        let statuses = CarbonStoreTestSupport.Locked<[Int]>([])
+
+        func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse {
+            let response = try await AsyncHTTPTransport.shared.send(request, timeout: timeout)
+            statuses.withLock { $0.append(response.status) }
+            return response
+        }
+
+        func take() -> [Int] {
+            statuses.withLock { statuses in
+                defer { statuses = [] }
+                return statuses
+            }
+        }
+    }
+
+    static func storage(
+        _ env: AWSTestEnvironment, prefix: String, metrics: RequestMetrics, recorder: StatusRecorder
+    ) async throws -> S3Storage {
+        let store = try await AWSBackends(
+            environment: env.engineEnvironment(), transport: recorder, metrics: metrics
+        ).storeFactory().makeStore(env.s3URI(prefix: prefix, locking: "none"))
+        return try #require(store.storage as? S3Storage)
+    }
+
+    @Test func unchangedObjectIsOne304Request() async throws {
+        let env = try AWSTestEnvironment.get()
+        let prefix = AWSTestEnvironment.uniquePrefix("ifnonematch")
+        let metrics = RequestMetrics()
+        let recorder = StatusRecorder()
+        let storage = try await Self.storage(env, prefix: prefix, metrics: metrics, recorder: recorder)
+        let key = prefix + "aa/bb/x.cstore"
+        let written = try await storage.put(key, bytes: [1, 2, 3], condition: .mustNotExist)
+        let readVersion = try #require(try await storage.get(key)).version
+        #expect(readVersion == written)
+        // Both the version a write returned and the one a read returned revalidate.
+        for cached in [written, readVersion] {
+            metrics.reset()
+            _ = recorder.take()
+            let read = try await storage.getIfChanged(key, cached: cached)
+            guard case .unchanged = read else {
+                Issue.record("expected .unchanged, got \(read)")
+                return
+            }
+            #expect(metrics.snapshot == ["s3:GetObject": 1])
+            #expect(recorder.take() == [304])
+        }
+    }
+
+    @Test func changedObjectComesBackWithItsNewBytesAndETag() async throws {
+        let env = try AWSTestEnvironment.get()
+        let prefix = AWSTestEnvironment.uniquePrefix("ifnonematch")
+        let metrics = RequestMetrics()
+        let recorder = StatusRecorder()
+        let storage = try await Self.storage(env, prefix: prefix, metrics: metrics, recorder: recorder)
+        let key = prefix + "aa/bb/x.cstore"
+        let v1 = try await storage.put(key, bytes: [1, 2, 3], condition: .mustNotExist)
+        let v2 = try await storage.put(key, bytes: [4, 5], condition: .mustMatch(v1))
+        metrics.reset()
+        _ = recorder.take()
+        let read = try await storage.getIfChanged(key, cached: v1)
+        guard case .changed(let object) = read else {
+            Issue.record("expected .changed, got \(read)")
+            return
+        }
+        #expect(object.bytes == [4, 5] && object.version == v2 && v2 != v1)
+        #expect(metrics.snapshot == ["s3:GetObject": 1])
+        #expect(recorder.take() == [200])
+    }
+
+    @Test func deletedObjectIsMissing() async throws {
+        let env = try AWSTestEnvironment.get()
+        let prefix = AWSTestEnvironment.uniquePrefix("ifnonematch")
+        let metrics = RequestMetrics()
+        let recorder = StatusRecorder()
+        let storage = try await Self.storage(env, prefix: prefix, metrics: metrics, recorder: recorder)
+        let key = prefix + "aa/bb/x.cstore"
+        let v1 = try await storage.put(key, bytes: [1, 2, 3], condition: .mustNotExist)
+        #expect(try await storage.delete(key, condition: .mustMatch(v1)))
+        metrics.reset()
+        _ = recorder.take()
+        let read = try await storage.getIfChanged(key, cached: v1)
+        guard case .missing = read else {
+            Issue.record("expected .missing, got \(read)")
+            return
+        }
+        #expect(metrics.snapshot == ["s3:GetObject": 1])
+        #expect(recorder.take() == [404])
+    }
+}
