@@ -1,5 +1,13 @@
 import CarbonModel
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 // Little-endian fixed-width integers, LEB128 varints, zigzag, and length-prefixed UTF-8 strings.
 // See docs/FORMAT.md, "Primitive encodings".
 
@@ -17,6 +25,9 @@ struct ByteWriter {
     var count: Int { bytes.count }
 
     @inline(__always) mutating func u8(_ v: UInt8) { bytes.append(v) }
+
+    /// `n` zero bytes.
+    mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
 
     @inline(__always) mutating func u16(_ v: UInt16) {
         bytes.append(UInt8(truncatingIfNeeded: v))
@@ -301,9 +312,19 @@ struct ByteReader {
 }
 
 /// Strict UTF-8 decoding: nil for anything invalid (overlong forms, surrogates, > U+10FFFF, truncation).
+///
+/// `String(decoding:as:)` (the standard library's fast, non-generic path) replaces each invalid
+/// sequence with U+FFFD, so the bytes are valid exactly when the string's UTF-8 is the same bytes:
+/// at the first invalid sequence the string holds EF BF BD, which the input cannot hold there, as
+/// that is itself a valid sequence. This is about four times faster than `String(validating:as:)`,
+/// whose generic path looks up type metadata for every string.
 @inline(__always) func decodeUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
-    if bytes.isEmpty { return "" }
-    return String(validating: bytes, as: UTF8.self)
+    guard let source = bytes.baseAddress, !bytes.isEmpty else { return "" }
+    var s = String(decoding: bytes, as: UTF8.self)
+    let same = s.withUTF8 { out in
+        out.count == bytes.count && memcmp(out.baseAddress!, source, bytes.count) == 0
+    }
+    return same ? s : nil
 }
 
 /// A currency code as stored: exactly three upper-case ASCII letters.

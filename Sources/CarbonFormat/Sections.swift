@@ -1,5 +1,13 @@
 import CarbonModel
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 // The payloads of the five known sections. Layouts are specified in docs/FORMAT.md.
 
 /// A string compared by its exact UTF-8 bytes. Swift's `String ==` treats canonically equivalent
@@ -9,7 +17,13 @@ struct UTF8Key: Hashable {
     let string: String
 
     static func == (a: UTF8Key, b: UTF8Key) -> Bool {
-        a.string.utf8.count == b.string.utf8.count && a.string.utf8.elementsEqual(b.string.utf8)
+        var x = a.string
+        var y = b.string
+        return x.withUTF8 { p in
+            y.withUTF8 { q in
+                p.count == q.count && (p.isEmpty || memcmp(p.baseAddress!, q.baseAddress!, p.count) == 0)
+            }
+        }
     }
 
     func hash(into hasher: inout Hasher) {
@@ -116,43 +130,53 @@ enum TransactionsSection {
     static let minRowSize = 10
 
     static func encode(_ ts: [Transaction], into w: inout ByteWriter) {
+        // Rows are read in place through a buffer: `for t in ts` would copy each transaction (and
+        // retain and release its nine references) once per column.
+        ts.withUnsafeBufferPointer { encode($0, into: &w) }
+    }
+
+    private static func encode(_ ts: UnsafeBufferPointer<Transaction>, into w: inout ByteWriter) {
         let n = ts.count
         var table = StringTable(capacity: 64)
-        var currency = [Int](), merchant = [Int](), category = [Int](), account = [Int]()
-        currency.reserveCapacity(n)
-        merchant.reserveCapacity(n)
-        category.reserveCapacity(n)
-        account.reserveCapacity(n)
+        var ids = [Int](repeating: 0, count: 4 * n)
         var metadata: [[(Int, Int)]] = []
         var anyMetadata = false
-        for (i, t) in ts.enumerated() {
-            currency.append(table.id(t.amount.currency.code))
-            merchant.append(table.optionalID(t.merchant))
-            category.append(table.optionalID(t.category))
-            account.append(table.optionalID(t.accountID))
-            if !t.metadata.isEmpty {
-                if !anyMetadata {
-                    metadata = Array(repeating: [], count: n)
-                    anyMetadata = true
-                }
-                metadata[i] =
-                    t.metadata.sorted { utf8Less($0.key, $1.key) }.map {
-                        (table.id($0.key), table.id($0.value))
+        // Dictionary indices of each row's currency, merchant, category and account, in four blocks.
+        ids.withUnsafeMutableBufferPointer { ids in
+            for i in 0..<n {
+                ids[i] = table.id(ts[i].amount.currency.code)
+                ids[n + i] = table.optionalID(ts[i].merchant)
+                ids[2 * n + i] = table.optionalID(ts[i].category)
+                ids[3 * n + i] = table.optionalID(ts[i].accountID)
+                if !ts[i].metadata.isEmpty {
+                    if !anyMetadata {
+                        metadata = Array(repeating: [], count: n)
+                        anyMetadata = true
                     }
+                    // Keys, then each value by (inlinable) subscript: iterating the dictionary
+                    // goes through CarbonModel's unspecialised generic iterator, several times slower.
+                    let meta = ts[i].metadata
+                    var pairs: [(Int, Int)] = []
+                    pairs.reserveCapacity(meta.count)
+                    for k in meta.keys.sorted(by: utf8Less) {
+                        pairs.append((table.id(k), table.id(meta[k] ?? "")))
+                    }
+                    metadata[i] = pairs
+                }
             }
         }
         w.itemCount(n)
         table.write(to: &w)
-        for t in ts { w.string(t.id) }
+        for i in 0..<n { w.string(ts[i].id) }
         var previous: Int64 = 0
-        for t in ts { w.delta(t.time, from: &previous) }
-        for t in ts { w.zigzag(t.amount.minorUnits) }
-        for i in currency { w.varint(i) }
-        for i in merchant { w.varint(i) }
-        for t in ts { w.varint(t.mcc.map { Int($0) + 1 } ?? 0) }
-        for i in category { w.varint(i) }
-        for i in account { w.varint(i) }
-        for t in ts { w.optionalString(t.description) }
+        for i in 0..<n { w.delta(ts[i].time, from: &previous) }
+        for i in 0..<n { w.zigzag(ts[i].amount.minorUnits) }
+        for i in 0..<(2 * n) { w.varint(ids[i]) }
+        for i in 0..<n {
+            if let mcc = ts[i].mcc { w.varint(Int(mcc) + 1) } else { w.u8(0) }
+        }
+        for i in (2 * n)..<(4 * n) { w.varint(ids[i]) }
+        for i in 0..<n { w.optionalString(ts[i].description) }
         if anyMetadata {
             for pairs in metadata {
                 w.itemCount(pairs.count)
@@ -162,7 +186,7 @@ enum TransactionsSection {
                 }
             }
         } else {
-            for _ in 0..<n { w.u8(0) }
+            w.zeros(n)
         }
     }
 
@@ -181,10 +205,23 @@ enum TransactionsSection {
         for _ in 0..<n { amounts.append(try r.zigzag("amount")) }
         var result: [Transaction] = []
         result.reserveCapacity(n)
+        // Rows start as copies of one transaction and get their fields set: the initializer's
+        // default `metadata: [:]` would build an empty dictionary (through an array) for every row.
+        var prototype: Transaction?
         for i in 0..<n {
             let c = try table.currency(&r)
-            result.append(
-                Transaction(id: ids[i], time: times[i], amount: Money(minorUnits: amounts[i], currency: c)))
+            let amount = Money(minorUnits: amounts[i], currency: c)
+            var t: Transaction
+            if let prototype {
+                t = prototype
+                t.id = ids[i]
+                t.time = times[i]
+                t.amount = amount
+            } else {
+                t = Transaction(id: ids[i], time: times[i], amount: amount)
+                prototype = t
+            }
+            result.append(t)
         }
         for i in 0..<n { result[i].merchant = try table.optionalString(&r, "merchant") }
         for i in 0..<n {
@@ -334,26 +371,31 @@ enum FootprintsSection {
     static let minRowSize = 7
 
     static func encode(_ fs: [Footprint], into w: inout ByteWriter) {
+        fs.withUnsafeBufferPointer { encode($0, into: &w) }
+    }
+
+    private static func encode(_ fs: UnsafeBufferPointer<Footprint>, into w: inout ByteWriter) {
+        let n = fs.count
         var table = StringTable(capacity: 16)
-        var category = [Int](), methodology = [Int]()
-        category.reserveCapacity(fs.count)
-        methodology.reserveCapacity(fs.count)
-        for f in fs {
-            category.append(table.id(f.category))
-            methodology.append(table.id(f.methodology))
+        // Dictionary indices of each row's category, then of each row's methodology.
+        var ids = [Int](repeating: 0, count: 2 * n)
+        ids.withUnsafeMutableBufferPointer { ids in
+            for i in 0..<n {
+                ids[i] = table.id(fs[i].category)
+                ids[n + i] = table.id(fs[i].methodology)
+            }
         }
-        w.itemCount(fs.count)
+        w.itemCount(n)
         table.write(to: &w)
-        for f in fs { w.string(f.id) }
-        for f in fs { w.optionalString(f.transactionID) }
-        for f in fs { w.zigzag(f.co2e.milligrams) }
-        for i in category { w.varint(i) }
-        for i in methodology { w.varint(i) }
+        for i in 0..<n { w.string(fs[i].id) }
+        for i in 0..<n { w.optionalString(fs[i].transactionID) }
+        for i in 0..<n { w.zigzag(fs[i].co2e.milligrams) }
+        for i in 0..<(2 * n) { w.varint(ids[i]) }
         var previous: Int64 = 0
-        for f in fs { w.delta(f.calculatedAt, from: &previous) }
+        for i in 0..<n { w.delta(fs[i].calculatedAt, from: &previous) }
         previous = 0
-        for f in fs {
-            guard let p = f.period else {
+        for i in 0..<n {
+            guard let p = fs[i].period else {
                 w.u8(0)
                 continue
             }

@@ -21,12 +21,37 @@ final class UpdateJob: @unchecked Sendable {
     init(_ mutate: @escaping Mutation) { self.mutate = mutate }
 }
 
+/// The calls one lock hold commits: the leader's, and those of every caller that joined the line
+/// before the leader read the user (`gather`), in arrival order.
+final class UpdateBatch: Sendable {
+    private let jobs: Locked<[UpdateJob]>
+    private let source: (@Sendable (_ room: Int) -> [UpdateJob])?
+    let maximum: Int
+
+    init(_ first: UpdateJob, maximum: Int = 1, source: (@Sendable (Int) -> [UpdateJob])? = nil) {
+        jobs = Locked([first])
+        self.maximum = max(1, maximum)
+        self.source = source
+    }
+
+    /// Takes the calls waiting in the line now (up to the batch's maximum) into the batch; returns
+    /// the whole batch.
+    func gather() -> [UpdateJob] {
+        jobs.withLock { jobs in
+            if let source, jobs.count < maximum { jobs += source(maximum - jobs.count) }
+            return jobs
+        }
+    }
+
+    var all: [UpdateJob] { jobs.withLock { $0 } }
+}
+
 /// Group commit: the concurrent updates of one user in one process are coalesced. The first
-/// caller leads: it takes the user's lock once, reads once, applies every waiting mutation in the
-/// order they arrived, writes once and releases the lock. Callers that arrive meanwhile wait in
-/// line; when a batch ends, the first of them leads the next batch, with everyone who waits by
-/// then. Between batches the lock is released, so writers in other processes take their turns as
-/// before.
+/// caller leads: it takes the user's lock, and once it holds it, it reads the user and takes every
+/// call waiting in line by then into its batch; it applies their mutations in the order they
+/// arrived, writes once and releases the lock. Callers that arrive later wait; when a batch ends,
+/// the first of them leads the next one. Between batches the lock is released, so writers in other
+/// processes take their turns as before.
 final class GroupCommitter: Sendable {
     enum Role: Sendable { case lead, done }
 
@@ -38,7 +63,7 @@ final class GroupCommitter: Sendable {
     init(maximumBatch: Int = 64) { self.maximumBatch = max(1, maximumBatch) }
 
     /// Waits until `job` has been committed, in a batch led by this caller or by another.
-    func submit(_ key: String, _ job: UpdateJob, commit: ([UpdateJob]) async -> Void) async {
+    func submit(_ key: String, _ job: UpdateJob, commit: (UpdateBatch) async -> Void) async {
         let role = await withCheckedContinuation { (c: CheckedContinuation<Role, Never>) in
             let leads = lines.withLock { lines -> Bool in
                 guard lines[key] != nil else {
@@ -52,14 +77,17 @@ final class GroupCommitter: Sendable {
             if leads { c.resume(returning: .lead) }
         }
         guard role == .lead else { return }
-        let batch = lines.withLock { lines -> [UpdateJob] in
-            let waiting = lines[key] ?? []
-            let taken = Array(waiting.prefix(maximumBatch - 1))
-            lines[key] = Array(waiting.dropFirst(taken.count))
-            return [job] + taken
+        let batch = UpdateBatch(job, maximum: maximumBatch) { [lines] room in
+            lines.withLock { lines in
+                let waiting = lines[key] ?? []
+                let taken = Array(waiting.prefix(room))
+                lines[key] = Array(waiting.dropFirst(taken.count))
+                return taken
+            }
         }
         await commit(batch)
-        for j in batch { j.mutate = nil }
+        let done = batch.all
+        for j in done { j.mutate = nil }
         let next = lines.withLock { lines -> UpdateJob? in
             guard let waiting = lines[key], let first = waiting.first else {
                 lines[key] = nil
@@ -68,7 +96,7 @@ final class GroupCommitter: Sendable {
             lines[key] = Array(waiting.dropFirst())
             return first
         }
-        for j in batch.dropFirst() { Self.resume(j, .done) }
+        for j in done.dropFirst() { Self.resume(j, .done) }
         if let next { Self.resume(next, .lead) }
     }
 

@@ -278,7 +278,7 @@ public struct Store: Sendable {
                     await Task { await commit(batch, userID: userID, key: key) }.value
                 }
             } else {
-                await commit([job], userID: userID, key: key)
+                await commit(UpdateBatch(job), userID: userID, key: key)
                 job.mutate = nil
             }
             guard let outcome = job.outcome else {
@@ -294,18 +294,20 @@ public struct Store: Sendable {
     private struct BatchTooLarge: Error {}
 
     /// Commits a batch of updates of one user: one lock, one read, every mutation in order, one
-    /// write. Every job leaves with an outcome.
-    func commit(_ jobs: [UpdateJob], userID: String, key: String) async {
+    /// write. The batch gathers the calls waiting in line once the lock is held and the user read.
+    /// Every job leaves with an outcome.
+    func commit(_ batch: UpdateBatch, userID: String, key: String) async {
         do {
             try await fenced(userID, key: key, decoding: true) { current, afterConflict in
-                try step(jobs, current, userID: userID, afterConflict: afterConflict)
+                // Every call that joined the line until now, the user read and locked.
+                try step(batch.gather(), current, userID: userID, afterConflict: afterConflict)
             }
         } catch is BatchTooLarge {
-            for job in jobs { await commit([job], userID: userID, key: key) }
+            for job in batch.all { await commit(UpdateBatch(job), userID: userID, key: key) }
         } catch {
             // The batch failed: every call fails with its error, except those whose own mutation
             // threw, which keep their own error.
-            for job in jobs {
+            for job in batch.all {
                 if case .failure = job.outcome { continue }
                 job.outcome = .failure(error)
             }
