@@ -132,7 +132,9 @@ let benchmarks: @Sendable () -> Void = {
         // The W1 file exactly as the store wrote it (a version-2 snapshot, no frames).
         let store = try await Fixtures.makeStore(dir: dir, written: ByteCounter())
         try await Fixtures.seed(store, "w1", with: Fixtures.w1)
-        guard let file = Fixtures.userFile(in: dir) else { throw BenchmarkSetupError("no user file in \(dir)") }
+        guard let file = Fixtures.userFile(in: dir) else {
+            throw BenchmarkSetupError("no user file in \(dir)")
+        }
         return RawState(dir: dir, bytes: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
     } teardown: {
         Fixtures.removeDirectory("w1-raw")
@@ -210,7 +212,8 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: Store.read of an unchanged user (cache hit), and after a change (cache miss)
 
     Benchmark(
-        "W1 Store.read of an unchanged user (path:, cache hit)", configuration: config(timing, iterations: 1000)
+        "W1 Store.read of an unchanged user (path:, cache hit)",
+        configuration: config(timing, iterations: 1000)
     ) { (_: Benchmark, state: StoreState) async throws in
         blackHole(try await state.store.read("w1"))
     } setup: {
@@ -254,7 +257,9 @@ struct StoreState: Sendable {
     let compactions = CompactionCounter()
 
     init(store: Store, written: ByteCounter, dir: String) throws {
-        guard let file = Fixtures.userFile(in: dir) else { throw BenchmarkSetupError("no user file in \(dir)") }
+        guard let file = Fixtures.userFile(in: dir) else {
+            throw BenchmarkSetupError("no user file in \(dir)")
+        }
         self.store = store
         self.written = written
         self.file = file

@@ -66,7 +66,9 @@ public enum Fixtures {
 
     /// Gives `userID` the content of `record` through `Store.update`; returns the record as stored.
     @discardableResult
-    public static func seed(_ store: Store, _ userID: String, with record: UserRecord) async throws -> UserRecord {
+    public static func seed(_ store: Store, _ userID: String, with record: UserRecord) async throws
+        -> UserRecord
+    {
         try await store.update(userID) { r in
             r.transactions = record.transactions
             r.responses = record.responses

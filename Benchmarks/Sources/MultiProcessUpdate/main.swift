@@ -73,7 +73,11 @@ final class Recorder: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [UInt64] = []
     func add(_ v: UInt64) { lock.withLock { values.append(v) } }
-    func take() -> [UInt64] { lock.withLock { defer { values = [] }; return values } }
+    func take() -> [UInt64] {
+        lock.withLock {
+            defer { values = [] }; return values
+        }
+    }
 }
 
 // MARK: Worker
@@ -86,7 +90,9 @@ func runWorker(_ args: [String]) async throws {
     let written = Recorder()
     let store = try await makeStore(dir: dir, waits: waits, written: written)
     // As a long-running process would have it: the user read once (and cached).
-    guard try await store.read(userID) != nil else { throw UsageError(description: "no user \(userID) in \(dir)") }
+    guard try await store.read(userID) != nil else {
+        throw UsageError(description: "no user \(userID) in \(dir)")
+    }
     FileHandle.standardOutput.write(Data("ready\n".utf8))
     guard readLine() == "go" else { throw UsageError(description: "worker \(index): no go from the parent") }
 
