@@ -1,0 +1,239 @@
+import BenchmarkSupport
+import CarbonModel
+import CarbonStore
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// Issue 9's row "8 processes updating one user, against 1 process": N copies of this program
+// each append K transactions, one update at a time, to the same W1 user in the same `path:` folder
+// (locking=local: the user's `flock` serialises the processes, the fence checks every write). The
+// parent seeds the user, starts the N workers together, and reports the total throughput, the
+// per-update latency and the lock wait (from `StoreEvents.lockAcquired`), then checks that every
+// update landed. Run from the Benchmarks folder:
+//
+//     swift run -c release MultiProcessUpdate                        # N = 1 and 8, K = 200
+//     swift run -c release MultiProcessUpdate --processes 1,2,8 --updates 500
+//
+// Files go under `.build/bench-data` (or `CARBONSTORE_BENCH_DIR`), removed after each run.
+
+/// One worker's figures, sent to the parent as one JSON line on its standard output.
+struct WorkerReport: Codable {
+    var index: Int
+    /// Monotonic clock (CLOCK_MONOTONIC, shared by the processes) at the first update's start and
+    /// the last update's end, in nanoseconds.
+    var start: UInt64
+    var end: UInt64
+    /// Wall clock of each update, and how long each waited for the user's lock, in nanoseconds.
+    var latencies: [UInt64]
+    var waits: [UInt64]
+    /// Updates that wrote a whole new snapshot (more than 4 kB written: an appended frame of one
+    /// transaction is about a hundred bytes, a W1 snapshot tens of kilobytes).
+    var compactions: Int
+    var bytesWritten: Int
+}
+
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func nanoseconds(_ d: Duration) -> UInt64 {
+    let (s, a) = d.components
+    return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, a) / 1_000_000_000)
+}
+
+/// `--name value` from the arguments.
+func option(_ name: String, in args: [String]) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+
+let userID = "w1"
+
+/// A store on `dir` with the default options (locking=local, group commit, cache), reporting lock
+/// waits and bytes written.
+func makeStore(dir: String, waits: Recorder?, written: Recorder?) async throws -> Store {
+    var options = StoreOptions()
+    options.events = StoreEvents(
+        lockAcquired: { _, waited in waits?.add(nanoseconds(waited)) },
+        bytesWritten: { _, count in written?.add(UInt64(count)) })
+    return try await StoreFactory(options: options).makeStore("path:" + dir + "/store")
+}
+
+/// Values that callbacks on any thread may add.
+final class Recorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [UInt64] = []
+    func add(_ v: UInt64) { lock.withLock { values.append(v) } }
+    func take() -> [UInt64] {
+        lock.withLock {
+            defer { values = [] }; return values
+        }
+    }
+}
+
+// MARK: Worker
+
+func runWorker(_ args: [String]) async throws {
+    guard let dir = option("--dir", in: args), let updates = option("--updates", in: args).flatMap(Int.init),
+        let index = option("--index", in: args).flatMap(Int.init)
+    else { throw UsageError(description: "worker needs --dir DIR --updates K --index I") }
+    let waits = Recorder()
+    let written = Recorder()
+    let store = try await makeStore(dir: dir, waits: waits, written: written)
+    // As a long-running process would have it: the user read once (and cached).
+    guard try await store.read(userID) != nil else {
+        throw UsageError(description: "no user \(userID) in \(dir)")
+    }
+    FileHandle.standardOutput.write(Data("ready\n".utf8))
+    guard readLine() == "go" else { throw UsageError(description: "worker \(index): no go from the parent") }
+
+    var latencies: [UInt64] = []
+    latencies.reserveCapacity(updates)
+    let start = monotonicNanoseconds()
+    for k in 0..<updates {
+        let t0 = monotonicNanoseconds()
+        try await store.update(userID) {
+            try $0.upsert(Fixtures.appended(index * 1_000_000 + k, label: "p\(index)"))
+        }
+        latencies.append(monotonicNanoseconds() - t0)
+    }
+    let end = monotonicNanoseconds()
+    let sizes = written.take()
+    let report = WorkerReport(
+        index: index, start: start, end: end, latencies: latencies, waits: waits.take(),
+        compactions: sizes.filter { $0 > 4096 }.count, bytesWritten: Int(sizes.reduce(0, +)))
+    FileHandle.standardOutput.write(try JSONEncoder().encode(report) + Data("\n".utf8))
+}
+
+// MARK: Parent
+
+/// Reads one line (without its newline) from `handle`; nil at end of file.
+func readLine(from handle: FileHandle) -> String? {
+    var bytes: [UInt8] = []
+    while let chunk = try? handle.read(upToCount: 1), let byte = chunk.first {
+        if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+        bytes.append(byte)
+    }
+    return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+}
+
+func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+func micros(_ ns: UInt64) -> String { String(format: "%.0f", Double(ns) / 1000) }
+
+struct RunResult {
+    var processes: Int
+    var updates: Int
+    var seconds: Double
+    var perSecond: Double
+    var latency: [UInt64]
+    var wait: [UInt64]
+    var compactions: Int
+    var bytesWritten: Int
+    var slowestShare: Double
+}
+
+func runParent(processes: Int, updates: Int, executable: String) async throws -> RunResult {
+    let dir = Fixtures.directory("multiprocess-\(processes)")
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let seeder = try await makeStore(dir: dir, waits: nil, written: nil)
+    try await Fixtures.seed(seeder, userID, with: Fixtures.w1)
+
+    var workers: [(process: Process, input: Pipe, output: Pipe)] = []
+    for i in 0..<processes {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["worker", "--dir", dir, "--updates", String(updates), "--index", String(i)]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        workers.append((process, input, output))
+    }
+    for (i, w) in workers.enumerated() {
+        guard readLine(from: w.output.fileHandleForReading) == "ready" else {
+            throw UsageError(description: "worker \(i) did not start (see its error above)")
+        }
+    }
+    for w in workers { try w.input.fileHandleForWriting.write(contentsOf: Array("go\n".utf8)) }
+    var reports: [WorkerReport] = []
+    for (i, w) in workers.enumerated() {
+        guard let line = readLine(from: w.output.fileHandleForReading) else {
+            throw UsageError(description: "worker \(i) ended without a report (see its error above)")
+        }
+        reports.append(try JSONDecoder().decode(WorkerReport.self, from: Data(line.utf8)))
+        w.process.waitUntilExit()
+        guard w.process.terminationStatus == 0 else {
+            throw UsageError(description: "worker \(i) exited with status \(w.process.terminationStatus)")
+        }
+    }
+
+    // Every update landed: the seeded transactions plus N x K.
+    let checker = try await makeStore(dir: dir, waits: nil, written: nil)
+    let count = try await checker.get(userID).transactions.count
+    let expected = Fixtures.w1.transactions.count + processes * updates
+    guard count == expected else {
+        throw UsageError(description: "lost updates: \(count) transactions, expected \(expected)")
+    }
+
+    let start = reports.map(\.start).min()!
+    let end = reports.map(\.end).max()!
+    let seconds = Double(end - start) / 1e9
+    let slowest = reports.map { Double($0.end - $0.start) }.max()!
+    let fastest = reports.map { Double($0.end - $0.start) }.min()!
+    return RunResult(
+        processes: processes, updates: processes * updates, seconds: seconds,
+        perSecond: Double(processes * updates) / seconds,
+        latency: reports.flatMap(\.latencies).sorted(), wait: reports.flatMap(\.waits).sorted(),
+        compactions: reports.map(\.compactions).reduce(0, +),
+        bytesWritten: reports.map(\.bytesWritten).reduce(0, +), slowestShare: fastest / slowest)
+}
+
+let args = Array(CommandLine.arguments.dropFirst())
+do {
+    if args.first == "worker" {
+        try await runWorker(args)
+    } else {
+        let counts = (option("--processes", in: args) ?? "1,8").split(separator: ",").compactMap { Int($0) }
+        let updates = option("--updates", in: args).flatMap(Int.init) ?? 200
+        guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), updates > 0 else {
+            throw UsageError(description: "usage: MultiProcessUpdate [--processes 1,8] [--updates K]")
+        }
+        let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        print(
+            "W1 user (\(Fixtures.w1.transactions.count) transactions), path: locking=local, \(updates) updates per process, one at a time"
+        )
+        print(
+            "processes | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process"
+        )
+        var first: Double?
+        for n in counts {
+            let r = try await runParent(processes: n, updates: updates, executable: executable)
+            first = first ?? r.perSecond
+            let lat = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.latency, $0)) }.joined(separator: " / ")
+            let wait = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.wait, $0)) }.joined(separator: " / ")
+            print(
+                "\(n) | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / first!)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare))"
+            )
+        }
+    }
+} catch {
+    FileHandle.standardError.write(Data("MultiProcessUpdate: \(error)\n".utf8))
+    exit(1)
+}
