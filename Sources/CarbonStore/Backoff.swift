@@ -34,9 +34,12 @@ public struct Backoff: Sendable, Hashable {
     }
 }
 
-/// Polls `tryOnce` with backoff until it succeeds or `wait` has passed.
+/// Polls `tryOnce` with backoff until it succeeds or `wait` has passed. The cap is short: a file
+/// lock is held for a few milliseconds (one update), and a waiter that sleeps much longer than
+/// that leaves the lock idle and lets other processes' waiters pass it again and again (the p99
+/// lock wait of 8 processes on one user, docs/BENCHMARKS.md).
 func pollUntil<T>(
-    wait: Duration, backoff: Backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(50)),
+    wait: Duration, backoff: Backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(8)),
     _ tryOnce: () throws -> T?
 ) async throws -> T? {
     let clock = ContinuousClock()
