@@ -12,6 +12,10 @@ public struct VerifyReport: Sendable {
     public var healthy = 0
     /// Files that did not, with why.
     public var damaged: [Problem] = []
+    /// Files that decoded, with bytes after their last valid change frame that readers ignore: an
+    /// append torn by a crash (the next update cuts it), or a damaged frame that ends the history
+    /// early (docs/FORMAT.md, the ignored tail). Worth a look; not counted as damaged.
+    public var ignoredTails: [Problem] = []
     /// Temporary files left by writers that crashed (path: only).
     public var temporaryFiles: [PathStorage.TemporaryFile] = []
     /// Temporary files removed because they were older than the given age.
@@ -40,8 +44,16 @@ extension Store {
                 }
                 do {
                     guard let bytes = try await storage.getBytes(key) else { continue }  // deleted meanwhile
-                    _ = try decode(bytes, userID: userID, key: key)
+                    let (_, layout) = try decodeFile(bytes, userID: userID, key: key)
                     report.healthy += 1
+                    if layout.ignoredLength > 0 {
+                        let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
+                        report.ignoredTails.append(
+                            .init(
+                                location: location,
+                                reason: "\(layout.ignoredLength) bytes after offset \(layout.validLength) are ignored"
+                                    + (why.map { " (\($0))" } ?? "")))
+                    }
                 } catch let error as CorruptUserFileError {
                     report.damaged.append(.init(location: location, reason: error.reason))
                 } catch let error as FileTooLargeError {

@@ -23,6 +23,9 @@ struct VerifyCommand: AsyncParsableCommand {
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
             for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }
+            for p in report.ignoredTails {
+                print("ignored tail: \(p.location): \(p.reason); the next update cuts it")
+            }
             for t in report.removedTemporaryFiles {
                 print("removed temporary file: \(t.path) (\(t.ageSeconds) s old)")
             }

@@ -273,3 +273,27 @@ extension AppendAndCacheTests {
         #expect(Array(try #require(FileManager.default.contents(atPath: path))) == bytes)
     }
 }
+
+extension AppendAndCacheTests {
+    @Test func verifyReportsAnIgnoredTailAndTheNextUpdateCutsIt() async throws {
+        let dir = try TemporaryDirectory("verify-tail")
+        defer { dir.remove() }
+        let store = Store(storage: try PathStorage(root: dir.path), locks: InProcessLockService())
+        try await store.update("gus") { try $0.upsert(Self.txn("t1")) }
+        try await store.update("gus") { try $0.upsert(Self.txn("t2")) }
+        let path = store.storage.location(of: try store.keys.key(for: "gus"))
+        let clean = Array(try #require(FileManager.default.contents(atPath: path)))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data([0x89, 0x43, 0x46, 0x52, 0x40, 0x00, 0x00]))  // a frame cut short
+        try handle.close()
+        let report = try await store.verify()
+        #expect(report.isHealthy && report.healthy == 1)
+        #expect(report.ignoredTails.count == 1)
+        #expect(report.ignoredTails.first?.location == path)
+        #expect(report.ignoredTails.first?.reason.contains("7 bytes after offset \(clean.count)") == true)
+        try await store.update("gus") { try $0.upsert(Self.txn("t3")) }
+        #expect(try await store.verify().ignoredTails.isEmpty)
+        #expect(try await store.get("gus").transactions.map(\.id) == ["t1", "t2", "t3"])
+    }
+}
