@@ -326,6 +326,17 @@ public struct Store: Sendable {
             var trial = record
             do {
                 let value = try mutate(&trial)
+                // A value every reader would refuse must fail this call: written, it would make the
+                // user's whole file unreadable (and a cached record would hide it until restart).
+                if let bad = trial.transactions.first(where: { ($0.mcc ?? 0) > 9999 }) {
+                    throw InvalidRequestError(
+                        "transaction '\(bad.id)' of user '\(userID)': merchant category code \(bad.mcc!) is above 9999 (ISO 18245 codes are 0 to 9999); nothing was written"
+                    )
+                }
+                // Preserved sections the encoder does not write back (a known or critical tag)
+                // are dropped here as they are from the file, so that the record committed, answered
+                // and cached is the one a reader decodes.
+                trial.preservedSections.removeAll { !RecordCodec.isPreservable($0) }
                 // Nothing to change: an idempotent repeat, or (after a conflict) our own earlier
                 // write that did land although its answer was lost.
                 if trial == record {
