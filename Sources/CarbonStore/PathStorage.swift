@@ -487,7 +487,7 @@ public final class PathStorage: ObjectStorage {
         defer { _ = io.close(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) {
             acquired throws -> ObjectVersion in
-            let fd = io.openat(dir, name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
+            let fd = io.openat(dir, name, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
             if fd < 0 {
                 if errno == ENOENT {
                     throw VersionMismatchError(location: target, expected: expected?.rawValue ?? "a file")
@@ -508,10 +508,7 @@ public final class PathStorage: ObjectStorage {
             // The fence: the file must still be the content read. A torn append after it is cut.
             var start = size
             if let v = expectedVersion {
-                let reader = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-                guard reader >= 0 else { throw StorageIOError(operation: "open", path: target, errno: errno) }
-                defer { _ = Glibc.close(reader) }
-                switch try compare(reader, size: size, with: v, path: target) {
+                switch try compare(fd, size: size, with: v, path: target) {
                 case .changed:
                     throw VersionMismatchError(location: target, expected: v.version.rawValue)
                 case .sameWithTornTail:
@@ -530,7 +527,6 @@ public final class PathStorage: ObjectStorage {
             }
             try checkCommitHold(since: acquired, path: target)
             var written = 0
-            var pieces = 0
             while written < bytes.count {
                 let n = bytes.withUnsafeBytes { buf in
                     io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
@@ -541,7 +537,6 @@ public final class PathStorage: ObjectStorage {
                 }
                 if n == 0 { throw StorageIOError(operation: "append to", path: target, errno: EIO) }
                 written += n
-                pieces += 1
             }
             // With O_APPEND the frame lands at the end of the file, whatever a writer that lost
             // the commit lock (a lease lapsed on NFS) did meanwhile. Landing anywhere but right
@@ -555,13 +550,11 @@ public final class PathStorage: ObjectStorage {
                         "a frame at offset \(start); it landed at \(Int(end) - bytes.count) after another writer's"
                 )
             }
-            // A write that came out in parts may have had another writer's bytes land between
-            // them and still end at the expected offset: the frame must read back whole.
-            if expectedVersion != nil && pieces > 1 {
-                let reader = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-                guard reader >= 0 else { throw StorageIOError(operation: "open", path: target, errno: errno) }
-                defer { _ = Glibc.close(reader) }
-                if try readExactly(reader, count: bytes.count, at: start, path: target) != bytes {
+            // The frame must read back whole where it was meant to land: a writer that lost the
+            // commit lock may have cut it as torn, or put its own bytes between its pieces, and
+            // the file still end at the expected offset.
+            if expectedVersion != nil {
+                if try readExactly(fd, count: bytes.count, at: start, path: target) != bytes {
                     throw VersionMismatchError(
                         location: target,
                         expected: "the frame written at offset \(start); other bytes are there")

@@ -19,8 +19,12 @@ final class RecordCache: Sendable {
         /// (the engine then writes them back with the new frame); nil otherwise.
         var bytes: [UInt8]?
 
-        /// Estimated memory: a decoded record takes a few times its payloads.
-        var cost: Int { 1024 + layout.decodedSize * 3 + (bytes?.count ?? 0) }
+        /// Estimated memory: a decoded record takes a few times its payloads, and an item takes
+        /// 16 to about 200 bytes however few it takes in the file (docs/FORMAT.md, section 8).
+        var cost: Int {
+            1024 + layout.decodedSize * 3 + (layout.itemCountIsKnown ? layout.itemCount * 48 : 0)
+                + (bytes?.count ?? 0)
+        }
     }
 
     private struct State {

@@ -51,7 +51,8 @@ extension Store {
                         report.ignoredTails.append(
                             .init(
                                 location: location,
-                                reason: "\(layout.ignoredLength) bytes after offset \(layout.validLength) are ignored"
+                                reason:
+                                    "\(layout.ignoredLength) bytes after offset \(layout.validLength) are ignored"
                                     + (why.map { " (\($0))" } ?? "")))
                     }
                 } catch let error as CorruptUserFileError {
