@@ -193,6 +193,55 @@ extension RecordCodec {
         return (record, layout)
     }
 
+    /// How far the valid frames chained to `previous` at the start of `bytes` reach, and the id of
+    /// the last of them (CRCs and chain checked, parts not decoded); `length` 0 when there is none.
+    public func framesEnd(_ bytes: UnsafeRawBufferPointer, chainedTo previous: WriteID) -> (
+        length: Int, lastID: WriteID
+    ) {
+        var pos = 0
+        var last = previous
+        while pos < bytes.count, let head = Self.frameHead(bytes, at: pos, chainedTo: last).head {
+            pos += head.length
+            last = head.id
+        }
+        return (pos, last)
+    }
+
+    /// Brings a decoded record up to date with the frames appended since: `tail` is the file's
+    /// bytes from `layout.validLength` on, `record` the record that `layout` describes (from
+    /// `decodeFile`, `encodeSnapshot` or an earlier call). The frames chained to `layout.lastID` at
+    /// the start of `tail` are applied in order, exactly as `decodeFile` applies them, and a torn
+    /// end is ignored as it does; so the result equals `decodeFile` of the whole file. Offsets in
+    /// errors count from the start of `tail`.
+    public func applyAppended(_ tail: UnsafeRawBufferPointer, to record: UserRecord, layout: FileLayout)
+        throws(FormatError) -> (record: UserRecord, layout: FileLayout)
+    {
+        guard layout.formatVersion >= 2, let lastID = layout.lastID, layout.itemCountIsKnown else {
+            throw FormatError(
+                .unsupportedFeature, offset: 0,
+                detail: "frames can only be applied to a decoded version-2 record; decode the whole file")
+        }
+        try checkFileSize(layout.validLength + tail.count)
+        var (record, layout) = (record, layout)
+        var (decoded, items) = (layout.decodedSize, layout.itemCount)
+        var pos = 0
+        var last = lastID
+        while pos < tail.count {
+            guard let head = Self.frameHead(tail, at: pos, chainedTo: last).head else { break }
+            try applyFrame(
+                tail, head, index: layout.frameCount, to: &record, decoded: &decoded, items: &items)
+            pos += head.length
+            last = head.id
+            layout.frameCount += 1
+        }
+        layout.validLength += pos
+        layout.lastID = last
+        layout.ignoredLength = tail.count - pos
+        layout.decodedSize = decoded
+        layout.itemCount = items
+        return (record, layout)
+    }
+
     public func decodeFile(_ bytes: [UInt8]) throws(FormatError) -> (record: UserRecord, layout: FileLayout) {
         try withBytes(bytes) { (buffer) throws(FormatError) -> (record: UserRecord, layout: FileLayout) in
             try decodeFile(buffer)

@@ -89,6 +89,10 @@ public enum ConditionalRead: Sendable {
     case changed(StoredObject)
     /// There is no object.
     case missing
+    /// The object is the one asked about with bytes appended to it (a file on a volume that other
+    /// writers appended change frames to): `tail` is its content from the end of the version asked
+    /// about to the end of the file, and `version` the version of the whole.
+    case appended(tail: [UInt8], version: ObjectVersion)
 }
 
 extension ObjectStorage {

@@ -400,10 +400,37 @@ public final class PathStorage: ObjectStorage {
                 throw StorageIOError(operation: "stat", path: target, errno: errno)
             }
             guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
-            if expected.changed == nil || expected.changed == ChangeTime(st),
-                try compare(fd, size: Int(st.st_size), with: expected, path: target) != .changed
-            {
+            let size = Int(st.st_size)
+            let comparison = try compare(fd, size: size, with: expected, path: target)
+            if expected.changed == nil || expected.changed == ChangeTime(st), comparison != .changed {
                 return .unchanged
+            }
+            // Frames appended to the content asked about (the same snapshot, the same last frame
+            // where the version ends, and a frame chained to it after): only the new bytes are
+            // read. The version of the whole is made from them.
+            var sameStart =
+                comparison == .changed && size > expected.validLength && size <= maximumFileSize
+                && expected.validLength >= FileLayout.frameTrailerLength
+            if sameStart {
+                let fileID = try readExactly(fd, count: 16, at: FileLayout.fileIDOffset, path: target)
+                sameStart = fileID == expected.fileID.bytes
+            }
+            if sameStart && expected.lastID != expected.fileID {
+                let lastID = try readExactly(
+                    fd, count: 16, at: expected.validLength - FileLayout.frameTrailerLength, path: target)
+                sameStart = lastID == expected.lastID.bytes
+            }
+            if sameStart {
+                let tail = try readExactly(
+                    fd, count: size - expected.validLength, at: expected.validLength, path: target)
+                let end = tail.withUnsafeBytes { codec.framesEnd($0, chainedTo: expected.lastID) }
+                if tail.count == size - expected.validLength, end.length > 0 {
+                    let version = AppendVersion(
+                        fileID: expected.fileID, validLength: expected.validLength + end.length,
+                        lastID: end.lastID,
+                        changed: ChangeTime(st))
+                    return .appended(tail: Array(tail[..<end.length]), version: version.version)
+                }
             }
         }
         guard let object = try read(name, in: dir, path: target) else { return .missing }

@@ -226,6 +226,25 @@ public struct Store: Sendable {
                 return nil
             case .changed(let found):
                 object = found
+            case .appended(let tail, let version):
+                // Other writers appended frames: apply them to the cached record rather than
+                // decode the whole file. Anything unexpected reads the file whole.
+                if let applied = try? tail.withUnsafeBytes({
+                    try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
+                }), applied.layout.ignoredLength == 0,
+                    applied.layout.validLength == entry.layout.validLength + tail.count
+                {
+                    let current = Current(
+                        version: version, record: applied.record, layout: applied.layout,
+                        bytes: entry.bytes.map { $0 + tail })
+                    remember(key, current)
+                    return current
+                }
+                guard let found = try await storage.get(key) else {
+                    cache.remove(key)
+                    return nil
+                }
+                object = found
             }
         } else {
             guard let found = try await storage.get(key) else {

@@ -29,6 +29,7 @@ import Testing
         let inner: any ObjectStorage
         let wholeReads = CarbonStore.Locked(0)
         let unchanged = CarbonStore.Locked(0)
+        let appended = CarbonStore.Locked(0)
         init(_ inner: any ObjectStorage) { self.inner = inner }
         func get(_ key: String) async throws -> StoredObject? {
             wholeReads.withLock { $0 += 1 }
@@ -38,6 +39,7 @@ import Testing
             let r = try await inner.getIfChanged(key, cached: cached)
             switch r {
             case .unchanged: unchanged.withLock { $0 += 1 }
+            case .appended: appended.withLock { $0 += 1 }
             default: wholeReads.withLock { $0 += 1 }
             }
             return r
@@ -295,5 +297,58 @@ extension AppendAndCacheTests {
         try await store.update("gus") { try $0.upsert(Self.txn("t3")) }
         #expect(try await store.verify().ignoredTails.isEmpty)
         #expect(try await store.get("gus").transactions.map(\.id) == ["t1", "t2", "t3"])
+    }
+}
+
+extension AppendAndCacheTests {
+    @Test func framesAnotherWriterAppendedAreAppliedToTheCachedRecord() async throws {
+        let dir = try TemporaryDirectory("cache-appended")
+        defer { dir.remove() }
+        let counted = ReadCounter(try PathStorage(root: dir.path))
+        let reader = Store(storage: counted, locks: InProcessLockService())
+        var options = StoreOptions()
+        options.compaction = CompactionPolicy(tailFraction: 0.3, minimumTailBytes: 2_048)
+        let writer = Store(
+            storage: try PathStorage(root: dir.path), locks: InProcessLockService(), options: options)
+        var base = RecordGenerator.workload(.w1, seed: 11)
+        base.userID = "hal"
+        try await writer.update("hal") { $0 = base }
+        _ = try await reader.get("hal")
+        var rng = SeededRandom(seed: 4)
+        for n in 0..<120 {
+            // Appends, inserts in the middle, replacements, removals, preferences; now and then a
+            // compaction (a new snapshot) and a torn append.
+            try await writer.update("hal") { r in
+                switch rng.int(0...4) {
+                case 0: try r.upsert(Self.txn("a-\(n)", at: 1_950_000_000_000 + Int64(n)))
+                case 1: try r.upsert(Self.txn("m-\(n)", at: 1_600_000_000_000 + Int64(n)))
+                case 2:
+                    if !r.transactions.isEmpty {
+                        r.transactions.remove(at: rng.int(0...(r.transactions.count - 1)))
+                    }
+                case 3:
+                    r.setPreference(
+                        "p\(n % 7)", value: "v\(n)", at: Timestamp(millisecondsSince1970: Int64(n)))
+                default:
+                    if !r.transactions.isEmpty {
+                        r.transactions[rng.int(0...(r.transactions.count - 1))].description = "d\(n)"
+                    }
+                }
+            }
+            if n % 17 == 5 {
+                let path = writer.storage.location(of: try writer.keys.key(for: "hal"))
+                let handle = try #require(FileHandle(forWritingAtPath: path))
+                handle.seekToEndOfFile()
+                handle.write(Data([0x89, 0x43, 0x46]))
+                try handle.close()
+            }
+            let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+            let expected = try await fresh.get("hal")
+            #expect(try await reader.get("hal") == expected, "after update \(n)")
+        }
+        // Most reads took only the appended frames; the rest were after compactions or torn bytes.
+        let appended = counted.appended.withLock { $0 }
+        let whole = counted.wholeReads.withLock { $0 }
+        #expect(appended > 60, "\(appended) incremental reads, \(whole) whole reads")
     }
 }
