@@ -134,10 +134,14 @@ public enum TortureCoordinator {
                 let look = clock.now + .seconds(1)
                 var target: (String, Process, String)?
                 while target == nil, clock.now < look {
-                    target =
-                        workers.lazy.compactMap { id, p in
-                            p.isRunning ? window(id).map { (id, p, $0) } : nil
-                        }.first
+                    // One look at each worker's window (a lazy compactMap would look twice, and a
+                    // worker may leave its window in between).
+                    for (id, p) in workers where p.isRunning {
+                        if let w = window(id) {
+                            target = (id, p, w)
+                            break
+                        }
+                    }
                     if target == nil { try await Task.sleep(for: .milliseconds(1)) }
                 }
                 if let (id, p, w) = target {
