@@ -193,6 +193,20 @@ extension RecordCodec {
         return (record, layout)
     }
 
+    /// Whether the bytes after a file's valid content (`tail`) can be what a crash leaves of ONE
+    /// append: nothing, zeros (a file extended whose data never reached the disk), a prefix of a
+    /// frame's marker, or one frame (torn, failing its CRC, or chained to nothing) that reaches the
+    /// end of the file. Anything else, such as a damaged frame with bytes after it, is damage that
+    /// may hide acknowledged frames, and must not be cut.
+    public static func isOneTornAppend(_ tail: UnsafeRawBufferPointer) -> Bool {
+        if tail.isEmpty || tail.allSatisfy({ $0 == 0 }) { return true }
+        // Shorter than a marker and a length: the start of one frame, cut short.
+        if tail.count < 8 { return tail.prefix(4).elementsEqual(frameMarker.prefix(min(4, tail.count))) }
+        guard tail.prefix(4).elementsEqual(frameMarker) else { return false }
+        let length = Int(tail.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
+        return length >= tail.count
+    }
+
     /// How far the valid frames chained to `previous` at the start of `bytes` reach, and the id of
     /// the last of them (CRCs and chain checked, parts not decoded); `length` 0 when there is none.
     public func framesEnd(_ bytes: UnsafeRawBufferPointer, chainedTo previous: WriteID) -> (

@@ -299,3 +299,24 @@ public struct FileTooLargeError: CarbonStoreError, Hashable {
         "user file at \(path) is \(size) bytes, over the \(limit)-byte limit of user files (RecordCodec.Limits.maxFileSize); it was not read and was left untouched; inspect or restore it"
     }
 }
+
+/// Bytes after a file's valid content that are more than one torn append: a change frame damaged
+/// on disk, which may hide acknowledged changes after it. The engine neither cuts them nor writes
+/// over them.
+public struct DamagedTailError: CarbonStoreError, Hashable {
+    public var path: String
+    /// Where the valid content ends, and how many bytes follow.
+    public var offset: Int
+    public var length: Int
+
+    public init(path: String, offset: Int, length: Int) {
+        self.path = path
+        self.offset = offset
+        self.length = length
+    }
+    public var kind: ErrorKind { .corrupt }
+
+    public var description: String {
+        "user file at \(path) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; nothing was written. Inspect it with `carbonstore file verify \(path)`, then restore the user from a backup or cut the damaged bytes by hand"
+    }
+}

@@ -441,8 +441,11 @@ public final class PathStorage: ObjectStorage {
     enum Comparison: Equatable {
         /// The file is the content the version names.
         case same
-        /// The same valid content, followed by `ignored` bytes of a torn append that readers skip.
+        /// The same valid content, followed by bytes of a torn append that readers skip.
         case sameWithTornTail
+        /// The same valid content, followed by bytes that readers skip but that are more than one
+        /// torn append (a damaged frame): never cut, never written over.
+        case sameWithDamagedTail
         /// Another content: another snapshot, or frames appended since.
         case changed
     }
@@ -466,7 +469,9 @@ public final class PathStorage: ObjectStorage {
         let after = try readExactly(
             fd, count: min(size, maximumFileSize) - v.validLength, at: v.validLength, path: path)
         let committed = after.withUnsafeBytes { codec.startsWithFrame($0, chainedTo: v.lastID) }
-        return committed ? .changed : .sameWithTornTail
+        if committed { return .changed }
+        return after.withUnsafeBytes { RecordCodec.isOneTornAppend($0) }
+            ? .sameWithTornTail : .sameWithDamagedTail
     }
 
     /// `count` bytes at `offset` (fewer if the file ends first).
@@ -538,6 +543,8 @@ public final class PathStorage: ObjectStorage {
                 switch try compare(fd, size: size, with: v, path: target) {
                 case .changed:
                     throw VersionMismatchError(location: target, expected: v.version.rawValue)
+                case .sameWithDamagedTail:
+                    throw DamagedTailError(path: target, offset: v.validLength, length: size - v.validLength)
                 case .sameWithTornTail:
                     if io.ftruncate(fd, v.validLength) != 0 {
                         throw StorageIOError(
@@ -592,7 +599,12 @@ public final class PathStorage: ObjectStorage {
                 // The frame may not be durable, and after a failed writeback a later fdatasync
                 // reports success without writing it again: a frame chained to it could then be
                 // acknowledged and still be lost with it. Cut it while the commit lock is held.
-                _ = io.ftruncate(fd, start)
+                // The cut is made durable too, so that a power cut does not bring the frame back.
+                if io.ftruncate(fd, start) != 0 || io.datasync(fd) != 0 {
+                    throw StorageIOError(
+                        operation: "fdatasync (and the frame could not be cut: run `carbonstore verify`)",
+                        path: target, errno: code)
+                }
                 throw StorageIOError(operation: "fdatasync", path: target, errno: code)
             }
             var after = stat()
@@ -675,7 +687,11 @@ public final class PathStorage: ObjectStorage {
         }
     }
 
-    func check(_ condition: WriteCondition, name: String, in dir: Int32, path: String) throws {
+    /// `allowDamagedTail`: a delete may remove a file whose tail is damaged; a write never
+    /// replaces one (a new snapshot would drop the changes the damage may hide).
+    func check(
+        _ condition: WriteCondition, name: String, in dir: Int32, path: String, allowDamagedTail: Bool = false
+    ) throws {
         switch condition {
         case .unconditional:
             return
@@ -700,10 +716,15 @@ public final class PathStorage: ObjectStorage {
                     throw StorageIOError(operation: "stat", path: path, errno: errno)
                 }
                 guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, path) }
-                if try compare(fd, size: Int(st.st_size), with: v, path: path) == .changed {
+                switch try compare(fd, size: Int(st.st_size), with: v, path: path) {
+                case .changed:
                     throw VersionMismatchError(location: path, expected: expected.rawValue)
+                case .sameWithDamagedTail where !allowDamagedTail:
+                    throw DamagedTailError(
+                        path: path, offset: v.validLength, length: Int(st.st_size) - v.validLength)
+                default:
+                    return
                 }
-                return
             }
             let current = try read(name, in: dir, path: path)
             if current?.version != expected {
@@ -761,7 +782,7 @@ public final class PathStorage: ObjectStorage {
         }
         defer { _ = io.close(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) { acquired throws -> Bool in
-            try check(condition, name: name, in: dir, path: target)
+            try check(condition, name: name, in: dir, path: target, allowDamagedTail: true)
             try checkCommitHold(since: acquired, path: target)
             if io.unlinkat(dir, name) != 0 {
                 if errno == ENOENT { return false }

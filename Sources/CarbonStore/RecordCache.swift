@@ -18,6 +18,9 @@ final class RecordCache: Sendable {
         /// The object's bytes up to `layout.validLength`, for storages that cannot append in place
         /// (the engine then writes them back with the new frame); nil otherwise.
         var bytes: [UInt8]?
+        /// How many times frames appended by other writers were applied to this record since the
+        /// file was last read whole (`Store.load`).
+        var appliedTails = 0
 
         /// Estimated memory: a decoded record takes a few times its payloads, and an item takes
         /// 16 to about 200 bytes however few it takes in the file (docs/FORMAT.md, section 8).

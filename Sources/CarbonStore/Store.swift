@@ -210,6 +210,9 @@ public struct Store: Sendable {
         var record: UserRecord?
         var layout: FileLayout?
         var bytes: [UInt8]?
+        /// How many times other writers' frames were applied to the record since the file was
+        /// last read whole.
+        var appliedTails = 0
     }
 
     /// The user's object as it stands: from the cache when the storage confirms its version, else
@@ -220,7 +223,8 @@ public struct Store: Sendable {
             switch try await storage.getIfChanged(key, cached: entry.version) {
             case .unchanged:
                 return Current(
-                    version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes)
+                    version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
+                    appliedTails: entry.appliedTails)
             case .missing:
                 cache.remove(key)
                 return nil
@@ -228,15 +232,18 @@ public struct Store: Sendable {
                 object = found
             case .appended(let tail, let version):
                 // Other writers appended frames: apply them to the cached record rather than
-                // decode the whole file. Anything unexpected reads the file whole.
-                if let applied = try? tail.withUnsafeBytes({
-                    try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
-                }), applied.layout.ignoredLength == 0,
+                // decode the whole file. Anything unexpected reads the file whole, and so does
+                // every 32nd time: the bytes before the cached end are not read again here, so
+                // damage made to them in place while others append is found by that read.
+                if entry.appliedTails < Self.appliedTailsBeforeWholeRead,
+                    let applied = try? tail.withUnsafeBytes({
+                        try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
+                    }), applied.layout.ignoredLength == 0,
                     applied.layout.validLength == entry.layout.validLength + tail.count
                 {
                     let current = Current(
                         version: version, record: applied.record, layout: applied.layout,
-                        bytes: entry.bytes.map { $0 + tail })
+                        bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1)
                     remember(key, current)
                     return current
                 }
@@ -264,9 +271,15 @@ public struct Store: Sendable {
         guard options.cacheBytes > 0, let record = current.record, let layout = current.layout else { return }
         cache.store(
             key,
-            RecordCache.Entry(version: current.version, record: record, layout: layout, bytes: current.bytes),
+            RecordCache.Entry(
+                version: current.version, record: record, layout: layout, bytes: current.bytes,
+                appliedTails: current.appliedTails),
             limit: options.cacheBytes)
     }
+
+    /// After this many applications of other writers' frames to a cached record, the next one
+    /// reads the file whole (see `load`).
+    static let appliedTailsBeforeWholeRead = 32
 
     /// The user's record; `UserNotFoundError` if there is none.
     public func get(_ userID: String) async throws -> UserRecord {
@@ -505,7 +518,7 @@ public struct Store: Sendable {
                             key,
                             Current(
                                 version: version, record: record, layout: layout.appending(frame),
-                                bytes: whole))
+                                bytes: whole, appliedTails: read.appliedTails))
                         result = done
                     case .remove(let done, let gone):
                         cache.remove(key)

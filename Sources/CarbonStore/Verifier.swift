@@ -12,9 +12,9 @@ public struct VerifyReport: Sendable {
     public var healthy = 0
     /// Files that did not, with why.
     public var damaged: [Problem] = []
-    /// Files that decoded, with bytes after their last valid change frame that readers ignore: an
-    /// append torn by a crash (the next update cuts it), or a damaged frame that ends the history
-    /// early (docs/FORMAT.md, the ignored tail). Worth a look; not counted as damaged.
+    /// Files that decoded, with bytes after their last valid change frame that readers ignore and
+    /// that can be one append torn by a crash (the next update cuts it). More than that (a damaged
+    /// frame with bytes after it) is reported in `damaged`.
     public var ignoredTails: [Problem] = []
     /// Temporary files left by writers that crashed (path: only).
     public var temporaryFiles: [PathStorage.TemporaryFile] = []
@@ -45,6 +45,17 @@ extension Store {
                 do {
                     guard let bytes = try await storage.getBytes(key) else { continue }  // deleted meanwhile
                     let (_, layout) = try decodeFile(bytes, userID: userID, key: key)
+                    let tail = bytes[layout.validLength...]
+                    if layout.ignoredLength > 0, !tail.withUnsafeBytes({ RecordCodec.isOneTornAppend($0) }) {
+                        let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
+                        report.damaged.append(
+                            .init(
+                                location: location,
+                                reason:
+                                    "\(layout.ignoredLength) bytes after offset \(layout.validLength) are not one torn append: a damaged change frame, which may hide acknowledged changes after it"
+                                    + (why.map { " (\($0))" } ?? "")))
+                        continue
+                    }
                     report.healthy += 1
                     if layout.ignoredLength > 0 {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }

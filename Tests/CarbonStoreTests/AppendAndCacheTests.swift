@@ -352,3 +352,40 @@ extension AppendAndCacheTests {
         #expect(appended > 60, "\(appended) incremental reads, \(whole) whole reads")
     }
 }
+
+extension AppendAndCacheTests {
+    @Test func aDamagedFrameWithFramesAfterItIsDamageNeverCut() async throws {
+        let dir = try TemporaryDirectory("damaged-frame")
+        defer { dir.remove() }
+        let store = Store(storage: try PathStorage(root: dir.path), locks: InProcessLockService())
+        try await store.update("ida") { try $0.upsert(Self.txn("t1")) }
+        let path = store.storage.location(of: try store.keys.key(for: "ida"))
+        let snapshotSize = Self.fileSize(path)
+        try await store.update("ida") { try $0.upsert(Self.txn("t2")) }
+        try await store.update("ida") { try $0.upsert(Self.txn("t3")) }
+        // A byte of the first frame damaged on disk: the frames from there on are ignored by
+        // readers, and the second frame (acknowledged) is hidden behind it.
+        var bytes = Array(try #require(FileManager.default.contents(atPath: path)))
+        bytes[snapshotSize + 50] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let fresh = Store(storage: try PathStorage(root: dir.path), locks: InProcessLockService())
+        #expect(try await fresh.get("ida").transactions.map(\.id) == ["t1"])
+        let report = try await fresh.verify()
+        #expect(!report.isHealthy && report.damaged.count == 1)
+        #expect(report.damaged.first?.reason.contains("not one torn append") == true)
+        // No update cuts it or writes over it: the hidden frame stays for someone to recover.
+        await #expect(throws: DamagedTailError.self) {
+            try await fresh.update("ida") { try $0.upsert(Self.txn("t4")) }
+        }
+        var compacting = StoreOptions()
+        compacting.compaction = CompactionPolicy(tailFraction: 0, minimumTailBytes: 0)
+        let compactor = Store(
+            storage: try PathStorage(root: dir.path), locks: InProcessLockService(), options: compacting)
+        await #expect(throws: DamagedTailError.self) {
+            try await compactor.update("ida") { try $0.upsert(Self.txn("t5")) }
+        }
+        #expect(Array(try #require(FileManager.default.contents(atPath: path))) == bytes)
+        // Deleting the user is still possible.
+        #expect(try await fresh.delete("ida") == .deleted)
+    }
+}
