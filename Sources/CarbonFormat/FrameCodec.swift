@@ -213,7 +213,7 @@ extension RecordCodec {
     }
 
     private static func applySplice<T>(
-        _ array: inout [T], _ r: inout ByteReader, index: Int,
+        _ array: inout ItemList<T>, _ r: inout ByteReader, index: Int,
         rows: (inout ByteReader) throws(FormatError) -> [T]
     ) throws(FormatError) {
         let start = try r.int(max: array.count, "frame \(index + 1): splice start")
@@ -312,6 +312,21 @@ extension RecordCodec {
 
     /// The smallest single splice turning `a` into `b` (their common prefix and suffix kept), or
     /// nil when they are equal.
+    ///
+    /// The chunks the two lists share (a record and its changed copy share every chunk the change
+    /// did not touch) are skipped without reading them; only the elements between them are
+    /// compared, so the cost is that of the change, not of the list.
+    static func splice<T: FrameRow>(_ a: ItemList<T>, _ b: ItemList<T>) -> (
+        start: Int, removeCount: Int, rows: ArraySlice<T>
+    )? {
+        let shared = a.sharedEnds(with: b)
+        let a1 = a.elements(in: shared.prefix..<(a.count - shared.suffix))
+        let b1 = b.elements(in: shared.prefix..<(b.count - shared.suffix))
+        guard let s = splice(a1, b1) else { return nil }
+        return (shared.prefix + s.start, s.removeCount, s.rows)
+    }
+
+    /// `splice` on arrays.
     static func splice<T: FrameRow>(_ a: [T], _ b: [T]) -> (
         start: Int, removeCount: Int, rows: ArraySlice<T>
     )? {

@@ -221,13 +221,13 @@ public struct RecordCodec: Sendable {
         var sections: UInt32 = 0
         if !record.transactions.isEmpty {
             section(SectionTag.transactions, &w, &decoded) {
-                TransactionsSection.encode(record.transactions, into: &$0)
+                TransactionsSection.encode(record.transactions.array, into: &$0)
             }
             sections += 1
         }
         if !record.responses.isEmpty {
             section(SectionTag.responses, &w, &decoded) {
-                ResponsesSection.encode(record.responses, into: &$0)
+                ResponsesSection.encode(record.responses.array, into: &$0)
             }
             sections += 1
         }
@@ -239,12 +239,12 @@ public struct RecordCodec: Sendable {
         }
         if !record.footprints.isEmpty {
             section(SectionTag.footprints, &w, &decoded) {
-                FootprintsSection.encode(record.footprints, into: &$0)
+                FootprintsSection.encode(record.footprints.array, into: &$0)
             }
             sections += 1
         }
         if !record.savings.isEmpty {
-            section(SectionTag.savings, &w, &decoded) { SavingsSection.encode(record.savings, into: &$0) }
+            section(SectionTag.savings, &w, &decoded) { SavingsSection.encode(record.savings.array, into: &$0) }
             sections += 1
         }
         for p in record.preservedSections where Self.isPreservable(p) {
@@ -266,6 +266,16 @@ public struct RecordCodec: Sendable {
         }
         w.patchU32(headerCRC, at: headerEnd)
         return (w.bytes, decoded, w.items)
+    }
+
+    /// The first transaction that `after` holds and `before` does not hold in the same place whose
+    /// value every reader refuses (a merchant category code above 9999), or nil. It looks only at
+    /// what changed, so a writer can refuse a change before it makes a file no reader accepts.
+    public static func firstUnwritableTransaction(from before: UserRecord, to after: UserRecord)
+        -> Transaction?
+    {
+        guard let s = splice(before.transactions, after.transactions) else { return nil }
+        return s.rows.first { ($0.mcc ?? 0) > 9999 }
     }
 
     /// Whether `encode` writes a preserved section back: only what a reader would preserve again
@@ -406,11 +416,11 @@ public struct RecordCodec: Sendable {
         throws(FormatError)
     {
         switch tag {
-        case SectionTag.transactions: record.transactions = try TransactionsSection.decode(&r)
-        case SectionTag.responses: record.responses = try ResponsesSection.decode(&r)
+        case SectionTag.transactions: record.transactions = ItemList(try TransactionsSection.decode(&r))
+        case SectionTag.responses: record.responses = ItemList(try ResponsesSection.decode(&r))
         case SectionTag.preferences: record.preferences = try PreferencesSection.decode(&r)
-        case SectionTag.footprints: record.footprints = try FootprintsSection.decode(&r)
-        default: record.savings = try SavingsSection.decode(&r)
+        case SectionTag.footprints: record.footprints = ItemList(try FootprintsSection.decode(&r))
+        default: record.savings = ItemList(try SavingsSection.decode(&r))
         }
         guard r.atEnd else {
             throw r.error(.trailingBytes, "\(r.remaining) bytes after the end of the section's content")

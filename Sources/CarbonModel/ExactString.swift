@@ -38,7 +38,19 @@ extension String {
     /// Whether both strings have the same UTF-8 bytes (unlike `==`, which treats canonically
     /// equivalent spellings as equal).
     @inlinable public func isByteEqual(to other: String) -> Bool {
-        utf8.count == other.utf8.count && utf8.elementsEqual(other.utf8)
+        // The same representation (one storage, or the same small string) holds the same bytes.
+        if MemoryLayout<String>.size == 16 {
+            let same = withUnsafeBytes(of: self) { a in
+                withUnsafeBytes(of: other) { b in
+                    a.load(as: (UInt64, UInt64).self) == b.load(as: (UInt64, UInt64).self)
+                }
+            }
+            if same { return true }
+        }
+        guard utf8.count == other.utf8.count else { return false }
+        var a = self
+        var b = other
+        return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
     }
 
     /// Whether this string's UTF-8 bytes come before the other's in lexicographic order.

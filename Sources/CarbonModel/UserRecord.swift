@@ -8,20 +8,24 @@ public struct UserRecord: Sendable, Hashable, Codable {
     public var createdAt: Timestamp
     public var updatedAt: Timestamp
     /// Kept in order of time, then id (UTF-8 byte order).
-    public var transactions: [Transaction]
+    ///
+    /// The lists are `ItemList`s: used like arrays, but a changed copy of a record shares every
+    /// chunk of elements that the change did not touch, so that an update costs what it changes.
+    public var transactions: ItemList<Transaction>
     /// One response per question, in order of question id (UTF-8 byte order).
-    public var responses: [QuestionResponse]
+    public var responses: ItemList<QuestionResponse>
     /// Keys are compared byte for byte: `"\u{E9}"` and `"e\u{301}"` are two preferences.
     public var preferences: ExactDictionary<Preference>
-    public var footprints: [Footprint]
-    public var savings: [Saving]
+    public var footprints: ItemList<Footprint>
+    public var savings: ItemList<Saving>
     /// Sections of the file this version does not understand, written back unchanged.
     public var preservedSections: [PreservedSection]
 
     public init(
         userID: String, revision: UInt64 = 0, createdAt: Timestamp, updatedAt: Timestamp? = nil,
-        transactions: [Transaction] = [], responses: [QuestionResponse] = [],
-        preferences: ExactDictionary<Preference> = [:], footprints: [Footprint] = [], savings: [Saving] = [],
+        transactions: ItemList<Transaction> = [], responses: ItemList<QuestionResponse> = [],
+        preferences: ExactDictionary<Preference> = [:], footprints: ItemList<Footprint> = [],
+        savings: ItemList<Saving> = [],
         preservedSections: [PreservedSection] = []
     ) {
         self.userID = userID
@@ -47,12 +51,12 @@ public struct UserRecord: Sendable, Hashable, Codable {
         revision = try c.decodeIfPresent(UInt64.self, forKey: .revision) ?? 0
         createdAt = try c.decode(Timestamp.self, forKey: .createdAt)
         updatedAt = try c.decodeIfPresent(Timestamp.self, forKey: .updatedAt) ?? createdAt
-        transactions = try c.decodeIfPresent([Transaction].self, forKey: .transactions) ?? []
-        responses = try c.decodeIfPresent([QuestionResponse].self, forKey: .responses) ?? []
+        transactions = try c.decodeIfPresent(ItemList<Transaction>.self, forKey: .transactions) ?? []
+        responses = try c.decodeIfPresent(ItemList<QuestionResponse>.self, forKey: .responses) ?? []
         preferences =
             try c.decodeIfPresent(ExactDictionary<Preference>.self, forKey: .preferences) ?? [:]
-        footprints = try c.decodeIfPresent([Footprint].self, forKey: .footprints) ?? []
-        savings = try c.decodeIfPresent([Saving].self, forKey: .savings) ?? []
+        footprints = try c.decodeIfPresent(ItemList<Footprint>.self, forKey: .footprints) ?? []
+        savings = try c.decodeIfPresent(ItemList<Saving>.self, forKey: .savings) ?? []
         preservedSections = []
     }
 
@@ -125,7 +129,7 @@ extension UserRecord {
     public mutating func upsert(_ t: Transaction, replace: Bool = false) throws(IDConflictError)
         -> UpsertOutcome
     {
-        if let i = transactions.firstIndex(where: { $0.id.isByteEqual(to: t.id) }) {
+        if let i = transactions.firstIndex(ofKey: t.id) {
             if transactions[i] == t { return .unchanged }
             guard replace else { throw IDConflictError(kind: "transaction", id: t.id, userID: userID) }
             transactions.remove(at: i)
@@ -145,25 +149,27 @@ extension UserRecord {
     /// none.
     @discardableResult
     public mutating func removeTransaction(id: String) -> Transaction? {
-        guard let i = transactions.firstIndex(where: { $0.id.isByteEqual(to: id) }) else { return nil }
+        guard let i = transactions.firstIndex(ofKey: id) else { return nil }
         return transactions.remove(at: i)
     }
 
     /// The transaction with exactly this id (byte for byte), if there is one.
     public func transaction(id: String) -> Transaction? {
-        transactions.first { $0.id.isByteEqual(to: id) }
+        transactions.firstIndex(ofKey: id).map { transactions[$0] }
     }
 
     /// The response to exactly this question id (byte for byte), if there is one.
     public func response(questionID: String) -> QuestionResponse? {
-        responses.first { $0.questionID.isByteEqual(to: questionID) }
+        responses.firstIndex(ofKey: questionID).map { responses[$0] }
     }
 
     /// The footprint with exactly this id (byte for byte), if there is one.
-    public func footprint(id: String) -> Footprint? { footprints.first { $0.id.isByteEqual(to: id) } }
+    public func footprint(id: String) -> Footprint? {
+        footprints.firstIndex(ofKey: id).map { footprints[$0] }
+    }
 
     /// The saving with exactly this id (byte for byte), if there is one.
-    public func saving(id: String) -> Saving? { savings.first { $0.id.isByteEqual(to: id) } }
+    public func saving(id: String) -> Saving? { savings.firstIndex(ofKey: id).map { savings[$0] } }
 
     private mutating func insertSorted(_ t: Transaction) {
         // Most transactions arrive in time order: look from the end.
@@ -175,15 +181,19 @@ extension UserRecord {
     /// Records the latest answer to a question, replacing an earlier one.
     @discardableResult
     public mutating func answer(_ r: QuestionResponse) -> UpsertOutcome {
-        if let i = responses.firstIndex(where: { $0.questionID.isByteEqual(to: r.questionID) }) {
+        if let i = responses.firstIndex(ofKey: r.questionID) {
             if responses[i] == r { return .unchanged }
             responses[i] = r
             return .replaced
         }
-        let i =
-            responses.firstIndex(where: { r.questionID.isBytewiseLess(than: $0.questionID) })
-            ?? responses.endIndex
-        responses.insert(r, at: i)
+        // Responses are in order of question id: the first one after the new id, by halving.
+        var lo = 0
+        var hi = responses.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if r.questionID.isBytewiseLess(than: responses[mid].questionID) { hi = mid } else { lo = mid + 1 }
+        }
+        responses.insert(r, at: lo)
         return .inserted
     }
 
@@ -213,10 +223,9 @@ extension UserRecord {
     @discardableResult
     public mutating func upsert(_ s: Saving) -> UpsertOutcome { Self.upsert(s, in: &savings) }
 
-    private static func upsert<Item: Identifiable & Equatable>(_ item: Item, in items: inout [Item])
-        -> UpsertOutcome where Item.ID == String
+    private static func upsert<Item: KeyedItem>(_ item: Item, in items: inout ItemList<Item>) -> UpsertOutcome
     {
-        guard let i = items.firstIndex(where: { $0.id.isByteEqual(to: item.id) }) else {
+        guard let i = items.firstIndex(ofKey: item.itemKey) else {
             items.append(item)
             return .inserted
         }

@@ -152,7 +152,7 @@ extension CarbonAPI {
     struct ResponseList: Encodable { var responses: [QuestionResponse] }
 
     func listResponses(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
-        JSONBody.response(ResponseList(responses: try await record(try userID(context)).responses))
+        JSONBody.response(ResponseList(responses: try await record(try userID(context)).responses.array))
     }
 
     // MARK: - Preferences

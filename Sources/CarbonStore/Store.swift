@@ -360,12 +360,8 @@ public struct Store: Sendable {
                 let value = try mutate(&trial)
                 // A value every reader would refuse must fail this call: written, it would make the
                 // user's whole file unreadable (and a cached record would hide it until restart).
-                let touched = trial.transactions.withUnsafeBufferPointer { a in
-                    record.transactions.withUnsafeBufferPointer { b in
-                        a.baseAddress != b.baseAddress || a.count != b.count
-                    }
-                }
-                if touched, let bad = trial.transactions.first(where: { ($0.mcc ?? 0) > 9999 }) {
+                // Only the rows the mutation changed are looked at.
+                if let bad = RecordCodec.firstUnwritableTransaction(from: record, to: trial) {
                     throw InvalidRequestError(
                         "transaction '\(bad.id)' of user '\(userID)': merchant category code \(bad.mcc!) is above 9999 (ISO 18245 codes are 0 to 9999); nothing was written"
                     )

@@ -20,7 +20,9 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     /// True with probability `p`.
     public mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
 
-    public mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
+    public mutating func pick<C: RandomAccessCollection>(_ items: C) -> C.Element where C.Index == Int {
+        items[items.startIndex + int(0...(items.count - 1))]
+    }
 }
 
 /// Deterministic records for tests and benchmarks. The same arguments always give the same record.
@@ -289,8 +291,9 @@ public enum RecordGenerator {
         return UserRecord(
             userID: "user-\(seed)@example.com", revision: UInt64(w.transactions),
             createdAt: Timestamp(millisecondsSince1970: start),
-            updatedAt: Timestamp(millisecondsSince1970: start + span), transactions: transactions,
-            responses: responses, preferences: preferences, footprints: footprints, savings: savings)
+            updatedAt: Timestamp(millisecondsSince1970: start + span),
+            transactions: ItemList(transactions), responses: ItemList(responses), preferences: preferences,
+            footprints: ItemList(footprints), savings: ItemList(savings))
     }
 
     private static func hexID(_ rng: inout SeededRandom, prefix: String) -> String {

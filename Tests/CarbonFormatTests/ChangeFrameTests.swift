@@ -19,7 +19,7 @@ struct Mutator {
         donors = (0..<4).map { RecordGenerator.record(seed: seed &* 31 &+ UInt64($0) &+ 1, maxItems: 12) }
     }
 
-    mutating func splice<T>(_ array: inout [T], from pool: [T]) {
+    mutating func splice<T>(_ array: inout ItemList<T>, from pool: ItemList<T>) {
         guard !pool.isEmpty || !array.isEmpty else { return }
         let start = rng.int(0...array.count)
         let remove = rng.chance(0.5) ? 0 : rng.int(0...(array.count - start))

@@ -134,13 +134,14 @@ let codecs: [RecordCodec] = [
             userID: String(repeating: "🙂", count: 1000), revision: .max,
             createdAt: .init(millisecondsSince1970: .min),
             updatedAt: .init(millisecondsSince1970: .max),
-            transactions: times.enumerated().map {
-                Transaction(
-                    id: "\($0.offset)", time: .init(millisecondsSince1970: $0.element),
-                    amount: Money(minorUnits: $0.offset % 2 == 0 ? .min : .max, currency: eur),
-                    mcc: $0.offset % 2 == 0 ? 0 : 9999,
-                    description: "\u{0}", metadata: ["\u{0}": ""])
-            },
+            transactions: ItemList(
+                times.enumerated().map {
+                    Transaction(
+                        id: "\($0.offset)", time: .init(millisecondsSince1970: $0.element),
+                        amount: Money(minorUnits: $0.offset % 2 == 0 ? .min : .max, currency: eur),
+                        mcc: $0.offset % 2 == 0 ? 0 : 9999,
+                        description: "\u{0}", metadata: ["\u{0}": ""])
+                }),
             footprints: [
                 Footprint(
                     id: "f",

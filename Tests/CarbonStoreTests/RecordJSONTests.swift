@@ -40,7 +40,7 @@ import Testing
     }
 
     static var record: UserRecord {
-        UserRecord(userID: "nan", revision: 1, createdAt: t0, responses: responses)
+        UserRecord(userID: "nan", revision: 1, createdAt: t0, responses: ItemList(responses))
     }
 
     /// The `answer` of each response in a JSON view, by question id.
@@ -94,7 +94,7 @@ import Testing
     }
 
     /// Whether two lists of responses hold the same answers, numbers compared by their bits.
-    static func sameBits(_ a: [QuestionResponse], _ b: [QuestionResponse]) -> Bool {
+    static func sameBits(_ a: some Collection<QuestionResponse>, _ b: some Collection<QuestionResponse>) -> Bool {
         guard a.count == b.count else { return false }
         return zip(a, b).allSatisfy { x, y in
             guard x.questionID == y.questionID, x.answeredAt == y.answeredAt else { return false }
@@ -145,7 +145,7 @@ import Testing
         let dir = try TemporaryDirectory("json-views")
         defer { dir.remove() }
         let store = try await StoreFactory().makeStore("path:" + dir.path)
-        try await store.update("nan") { record in record.responses = Self.responses }
+        try await store.update("nan") { record in record.responses = ItemList(Self.responses) }
         let cli = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
 
         let show = try cli.run(["user", "show", "nan", "--json"])

@@ -1,0 +1,439 @@
+/// An item of a user's list that has a key identifying it in the list, compared byte for byte:
+/// a transaction's id, a response's question id, a footprint's or a saving's id.
+public protocol KeyedItem: Sendable, Hashable {
+    /// The key of the item in its list.
+    var itemKey: String { get }
+}
+
+extension Transaction: KeyedItem {
+    @inlinable public var itemKey: String { id }
+}
+
+extension QuestionResponse: KeyedItem {
+    @inlinable public var itemKey: String { questionID }
+}
+
+extension Footprint: KeyedItem {
+    @inlinable public var itemKey: String { id }
+}
+
+extension Saving: KeyedItem {
+    @inlinable public var itemKey: String { id }
+}
+
+/// An ordered list of a user's items (transactions, responses, footprints, savings) whose copies
+/// share their elements, so that changing a copy costs what the change touches, not what the list
+/// holds.
+///
+/// It is a random-access, mutable, range-replaceable collection with `Int` indices, used like an
+/// array (`append`, `insert`, subscripts, `removeAll(where:)`, array literals), and equal to
+/// another list when their elements are equal in order. Underneath, the elements sit in chunks
+/// that copies of the list share: a change to a copy copies only the chunks it touches (at most
+/// 128 elements each; a list made from one array starts as that one array, split into chunks the
+/// first time something other than an append changes it). Appending to a copy costs the copy of at
+/// most one chunk.
+///
+/// `firstIndex(ofKey:)` finds an item by its key without comparing every key: each chunk keeps a
+/// filter of its keys' hashes.
+public struct ItemList<Element: KeyedItem>: Sendable {
+    /// The chunks in order; none is empty.
+    @usableFromInline var chunks: [ItemChunk<Element>]
+    /// `ends[i]`: the number of elements in chunks 0 through i.
+    @usableFromInline var ends: [Int]
+
+    /// The size of the chunks a list is cut into when an element in it changes.
+    @usableFromInline static var chunkSize: Int { 64 }
+
+    /// An empty list.
+    public init() {
+        chunks = []
+        ends = []
+    }
+
+    /// A list of the elements of `elements`, in order. From an array, this takes the array's
+    /// storage as it is.
+    public init<S: Sequence>(_ elements: S) where S.Element == Element {
+        let array = Array(elements)
+        chunks = array.isEmpty ? [] : [ItemChunk(array)]
+        ends = array.isEmpty ? [] : [array.count]
+    }
+
+    /// The elements as one array: the list's own storage when it is in one chunk, a copy
+    /// otherwise.
+    public var array: [Element] {
+        if chunks.count == 1 { return chunks[0].items }
+        var result: [Element] = []
+        result.reserveCapacity(count)
+        for chunk in chunks { result.append(contentsOf: chunk.items) }
+        return result
+    }
+
+    /// The elements at `range`, as an array.
+    public func elements(in range: Range<Int>) -> [Element] {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range out of bounds")
+        guard !range.isEmpty else { return [] }
+        var result: [Element] = []
+        result.reserveCapacity(range.count)
+        var (c, o) = locate(range.lowerBound)
+        var left = range.count
+        while left > 0 {
+            let items = chunks[c].items
+            let take = Swift.min(left, items.count - o)
+            result.append(contentsOf: items[o..<(o + take)])
+            left -= take
+            c += 1
+            o = 0
+        }
+        return result
+    }
+
+    /// How many leading and trailing elements this list and `other` hold in the same chunks: a
+    /// lower bound of their common prefix and suffix, found without comparing elements (the two
+    /// never overlap). A list and a changed copy of it share every chunk the change did not touch.
+    public func sharedEnds(with other: ItemList) -> (prefix: Int, suffix: Int) {
+        let n = Swift.min(chunks.count, other.chunks.count)
+        var i = 0
+        var prefix = 0
+        while i < n, chunks[i] === other.chunks[i] {
+            prefix += chunks[i].items.count
+            i += 1
+        }
+        var j = 0
+        var suffix = 0
+        while j < n - i, chunks[chunks.count - 1 - j] === other.chunks[other.chunks.count - 1 - j] {
+            suffix += chunks[chunks.count - 1 - j].items.count
+            j += 1
+        }
+        return (prefix, suffix)
+    }
+
+    /// The index of the first element whose key has exactly these UTF-8 bytes, or nil.
+    public func firstIndex(ofKey key: String) -> Int? {
+        let hash = KeyFilter.hash(key)
+        for (c, chunk) in chunks.enumerated() where chunk.filter.mayContain(hash) {
+            if let o = chunk.items.firstIndex(where: { $0.itemKey.isByteEqual(to: key) }) {
+                return (c == 0 ? 0 : ends[c - 1]) + o
+            }
+        }
+        return nil
+    }
+
+    /// The chunk holding position `i` (`0 <= i < count`) and the offset in it.
+    @usableFromInline func locate(_ i: Int) -> (chunk: Int, offset: Int) {
+        if chunks.count == 1 { return (0, i) }
+        var lo = 0
+        var hi = ends.count - 1
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ends[mid] > i { hi = mid } else { lo = mid + 1 }
+        }
+        return (lo, i - (lo == 0 ? 0 : ends[lo - 1]))
+    }
+
+    /// Changes the elements of chunk `c` in place when no other list shares it, on a copy
+    /// otherwise, and keeps `ends` right.
+    @usableFromInline mutating func modifyChunk(_ c: Int, _ body: (inout [Element]) -> Void) {
+        let before = chunks[c].items.count
+        if isKnownUniquelyReferenced(&chunks[c]) {
+            body(&chunks[c].items)
+            chunks[c].filter = KeyFilter(chunks[c].items)
+        } else {
+            var items = chunks[c].items
+            body(&items)
+            chunks[c] = ItemChunk(items)
+        }
+        let delta = chunks[c].items.count - before
+        if delta != 0 {
+            for k in c..<ends.count { ends[k] += delta }
+        }
+    }
+
+    /// Cuts chunk `c` into chunks of `chunkSize` if it is longer than twice that (a list made from
+    /// one long array), so that a change inside it copies one chunk from then on. Returns the
+    /// chunk that now holds offset `offset` of the old chunk and the offset in it.
+    @usableFromInline mutating func splitIfLong(_ c: Int, offset: Int) -> (chunk: Int, offset: Int) {
+        let items = chunks[c].items
+        let size = Self.chunkSize
+        guard items.count > 2 * size else { return (c, offset) }
+        let pieces = Self.cut(items[...])
+        chunks.replaceSubrange(c...c, with: pieces)
+        let start = c == 0 ? 0 : ends[c - 1]
+        var end = start
+        var newEnds: [Int] = []
+        newEnds.reserveCapacity(pieces.count)
+        for piece in pieces {
+            end += piece.items.count
+            newEnds.append(end)
+        }
+        ends.replaceSubrange(c...c, with: newEnds)
+        return (c + offset / size, offset % size)
+    }
+
+    /// `items` in chunks of `chunkSize` (the last one shorter), none empty.
+    static func cut(_ items: ArraySlice<Element>) -> [ItemChunk<Element>] {
+        var pieces: [ItemChunk<Element>] = []
+        pieces.reserveCapacity((items.count + chunkSize - 1) / chunkSize)
+        var i = items.startIndex
+        while i < items.endIndex {
+            let j = Swift.min(i + chunkSize, items.endIndex)
+            pieces.append(ItemChunk(Array(items[i..<j])))
+            i = j
+        }
+        return pieces
+    }
+
+    mutating func rebuildEnds(from c: Int) {
+        ends.removeSubrange(c...)
+        var end = c == 0 ? 0 : ends[c - 1]
+        for k in c..<chunks.count {
+            end += chunks[k].items.count
+            ends.append(end)
+        }
+    }
+}
+
+/// A run of a list's elements, shared by the copies of the list. Its elements change in place only
+/// while one list alone holds it (`isKnownUniquelyReferenced`), so a chunk that two lists share
+/// holds the same elements for both.
+@usableFromInline final class ItemChunk<Element: KeyedItem>: @unchecked Sendable {
+    @usableFromInline var items: [Element]
+    /// The hashes of the keys of `items` (and perhaps of keys they no longer hold).
+    @usableFromInline var filter: KeyFilter
+
+    @usableFromInline init(_ items: [Element]) {
+        self.items = items
+        self.filter = KeyFilter(items)
+    }
+}
+
+/// A Bloom filter of keys: `mayContain` is true for every key added, and for few others (about 5%
+/// at 16 bits a key).
+@usableFromInline struct KeyFilter: Sendable {
+    var words: [UInt64]
+
+    @usableFromInline init<Element: KeyedItem>(_ items: [Element]) {
+        var size = 16
+        while size * 4 < items.count { size *= 2 }
+        words = [UInt64](repeating: 0, count: size)
+        for item in items { add(Self.hash(item.itemKey)) }
+    }
+
+    mutating func add(_ hash: UInt64) {
+        let mask = UInt64(words.count * 64 - 1)
+        let a = Int(truncatingIfNeeded: hash & mask)
+        let b = Int(truncatingIfNeeded: (hash >> 32) & mask)
+        words[a >> 6] |= 1 << UInt64(a & 63)
+        words[b >> 6] |= 1 << UInt64(b & 63)
+    }
+
+    func mayContain(_ hash: UInt64) -> Bool {
+        let mask = UInt64(words.count * 64 - 1)
+        let a = Int(truncatingIfNeeded: hash & mask)
+        let b = Int(truncatingIfNeeded: (hash >> 32) & mask)
+        return words[a >> 6] & (1 << UInt64(a & 63)) != 0 && words[b >> 6] & (1 << UInt64(b & 63)) != 0
+    }
+
+    /// A hash of the key's UTF-8 bytes (so byte-equal keys hash alike), the same in every process.
+    static func hash(_ key: String) -> UInt64 {
+        var key = key
+        return key.withUTF8 { bytes in
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(bytes.count)
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            h ^= h >> 33
+            h &*= 0xff51_afd7_ed55_8ccd
+            h ^= h >> 33
+            h &*= 0xc4ce_b9fe_1a85_ec53
+            h ^= h >> 33
+            return h
+        }
+    }
+}
+
+extension ItemList: RandomAccessCollection, MutableCollection {
+    public typealias Index = Int
+    public typealias Indices = Range<Int>
+
+    @inlinable public var startIndex: Int { 0 }
+    @inlinable public var endIndex: Int { ends.last ?? 0 }
+    @inlinable public var count: Int { ends.last ?? 0 }
+    @inlinable public var isEmpty: Bool { chunks.isEmpty }
+    @inlinable public func index(after i: Int) -> Int { i + 1 }
+    @inlinable public func index(before i: Int) -> Int { i - 1 }
+
+    public subscript(position: Int) -> Element {
+        get {
+            precondition(position >= 0 && position < count, "index \(position) out of range 0..<\(count)")
+            let (c, o) = locate(position)
+            return chunks[c].items[o]
+        }
+        set {
+            precondition(position >= 0 && position < count, "index \(position) out of range 0..<\(count)")
+            let (c0, o0) = locate(position)
+            let (c, o) = splitIfLong(c0, offset: o0)
+            modifyChunk(c) { $0[o] = newValue }
+        }
+    }
+
+    public subscript(bounds: Range<Int>) -> Slice<ItemList> {
+        get { Slice(base: self, bounds: bounds) }
+        set { replaceSubrange(bounds, with: Array(newValue)) }
+    }
+
+    public struct Iterator: IteratorProtocol {
+        let chunks: [ItemChunk<Element>]
+        var c = 0
+        var items: [Element]
+        var o = 0
+
+        init(chunks: [ItemChunk<Element>]) {
+            self.chunks = chunks
+            items = chunks.first?.items ?? []
+        }
+
+        public mutating func next() -> Element? {
+            if o < items.count {
+                defer { o += 1 }
+                return items[o]
+            }
+            c += 1
+            guard c < chunks.count else { return nil }
+            items = chunks[c].items
+            o = 1
+            return items[0]
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(chunks: chunks) }
+
+    public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R)
+        rethrows -> R?
+    {
+        if chunks.isEmpty { return try [Element]().withUnsafeBufferPointer(body) }
+        guard chunks.count == 1 else { return nil }
+        return try chunks[0].items.withUnsafeBufferPointer(body)
+    }
+}
+
+extension ItemList: RangeReplaceableCollection {
+    public mutating func append(_ element: Element) {
+        if let c = chunks.indices.last, chunks[c].items.count < Self.chunkSize {
+            if isKnownUniquelyReferenced(&chunks[c]) {
+                chunks[c].items.append(element)
+                chunks[c].filter.add(KeyFilter.hash(element.itemKey))
+            } else {
+                chunks[c] = ItemChunk(chunks[c].items + CollectionOfOne(element))
+            }
+            ends[c] += 1
+        } else {
+            chunks.append(ItemChunk([element]))
+            ends.append(count + 1)
+        }
+    }
+
+    public mutating func append<S: Sequence>(contentsOf newElements: S) where S.Element == Element {
+        for element in newElements { append(element) }
+    }
+
+    public mutating func replaceSubrange<C: Collection>(_ range: Range<Int>, with newElements: C)
+    where C.Element == Element {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range out of bounds")
+        if range.lowerBound == count {
+            append(contentsOf: newElements)
+            return
+        }
+        // The chunks from the one holding the first position replaced to the one holding the
+        // last are rebuilt from what they keep and the new elements, in chunks of `chunkSize`.
+        let (c0, o0) = locate(range.lowerBound)
+        let (c1, o1): (Int, Int) = range.isEmpty ? (c0, o0) : locate(range.upperBound - 1)
+        let last = range.isEmpty ? o0 : o1 + 1
+        var kept = Array(chunks[c0].items[..<o0])
+        kept.append(contentsOf: newElements)
+        kept.append(contentsOf: chunks[c1].items[last...])
+        chunks.replaceSubrange(c0...c1, with: Self.cut(kept[...]))
+        rebuildEnds(from: c0)
+    }
+
+    public mutating func removeAll(where shouldBeRemoved: (Element) throws -> Bool) rethrows {
+        var c = 0
+        while c < chunks.count {
+            let items = chunks[c].items
+            if try items.contains(where: shouldBeRemoved) {
+                let keep = try items.filter { try !shouldBeRemoved($0) }
+                if keep.isEmpty {
+                    chunks.remove(at: c)
+                } else {
+                    chunks[c] = ItemChunk(keep)
+                    c += 1
+                }
+            } else {
+                c += 1
+            }
+        }
+        rebuildEnds(from: 0)
+    }
+
+    public mutating func removeAll(keepingCapacity keepCapacity: Bool = false) {
+        self = ItemList()
+    }
+
+    public mutating func reserveCapacity(_ n: Int) {}
+}
+
+extension ItemList: ExpressibleByArrayLiteral {
+    public init(arrayLiteral elements: Element...) { self.init(elements) }
+}
+
+extension ItemList: Equatable {
+    /// Equal elements in the same order (each element's own `==`); chunks that both lists hold
+    /// are not compared again.
+    public static func == (a: ItemList, b: ItemList) -> Bool {
+        guard a.count == b.count else { return false }
+        var (ca, oa, cb, ob) = (0, 0, 0, 0)
+        while ca < a.chunks.count {
+            if oa == 0 && ob == 0 && a.chunks[ca] === b.chunks[cb] {
+                ca += 1
+                cb += 1
+                continue
+            }
+            let x = a.chunks[ca].items
+            let y = b.chunks[cb].items
+            let n = Swift.min(x.count - oa, y.count - ob)
+            for k in 0..<n where x[oa + k] != y[ob + k] { return false }
+            oa += n
+            ob += n
+            if oa == x.count {
+                ca += 1
+                oa = 0
+            }
+            if ob == y.count {
+                cb += 1
+                ob = 0
+            }
+        }
+        return true
+    }
+}
+
+extension ItemList: Hashable {
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(count)
+        for element in self { hasher.combine(element) }
+    }
+}
+
+extension ItemList: Codable where Element: Codable {
+    /// A JSON array (or any unkeyed container) of the elements.
+    public init(from decoder: any Decoder) throws {
+        self.init(try [Element](from: decoder))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        for element in self { try c.encode(element) }
+    }
+}
+
+extension ItemList: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { array.description }
+    public var debugDescription: String { "ItemList(\(array.debugDescription))" }
+}
