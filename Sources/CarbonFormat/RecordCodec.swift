@@ -244,7 +244,9 @@ public struct RecordCodec: Sendable {
             sections += 1
         }
         if !record.savings.isEmpty {
-            section(SectionTag.savings, &w, &decoded) { SavingsSection.encode(record.savings.array, into: &$0) }
+            section(SectionTag.savings, &w, &decoded) {
+                SavingsSection.encode(record.savings.array, into: &$0)
+            }
             sections += 1
         }
         for p in record.preservedSections where Self.isPreservable(p) {

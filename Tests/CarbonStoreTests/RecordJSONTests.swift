@@ -94,7 +94,9 @@ import Testing
     }
 
     /// Whether two lists of responses hold the same answers, numbers compared by their bits.
-    static func sameBits(_ a: some Collection<QuestionResponse>, _ b: some Collection<QuestionResponse>) -> Bool {
+    static func sameBits(_ a: some Collection<QuestionResponse>, _ b: some Collection<QuestionResponse>)
+        -> Bool
+    {
         guard a.count == b.count else { return false }
         return zip(a, b).allSatisfy { x, y in
             guard x.questionID == y.questionID, x.answeredAt == y.answeredAt else { return false }
