@@ -52,5 +52,15 @@ let package = Package(
             ],
             path: "Sources/MultiProcessUpdate"
         ),
+        // A loop of one codec operation, for a profiler (see its main.swift).
+        .executableTarget(
+            name: "CodecProfile",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "CarbonModel", package: "CarbonStore"),
+                .product(name: "CarbonFormat", package: "CarbonStore"),
+            ],
+            path: "Sources/CodecProfile"
+        ),
     ]
 )

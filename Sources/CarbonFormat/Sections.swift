@@ -10,45 +10,97 @@ import CarbonModel
 
 // The payloads of the five known sections. Layouts are specified in docs/FORMAT.md.
 
-/// A string compared by its exact UTF-8 bytes. Swift's `String ==` treats canonically equivalent
-/// strings ("é" and "e" + U+0301) as equal; a dictionary keyed by `String` would merge them and
-/// change the bytes a user stored.
-struct UTF8Key: Hashable {
-    let string: String
-
-    static func == (a: UTF8Key, b: UTF8Key) -> Bool {
-        var x = a.string
-        var y = b.string
-        return x.withUTF8 { p in
-            y.withUTF8 { q in
-                p.count == q.count && (p.isEmpty || memcmp(p.baseAddress!, q.baseAddress!, p.count) == 0)
-            }
-        }
-    }
-
-    func hash(into hasher: inout Hasher) {
-        var s = string
-        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-    }
-}
-
 /// The per-section dictionary of repeated strings, in order of first use.
+///
+/// An open-addressing table of indices into `strings`, probed by a hash of the UTF-8 bytes: the
+/// standard `Dictionary` would hash every lookup with a freshly seeded SipHash, which cost a
+/// quarter of encoding a snapshot. The rows of a decoded record share their dictionary's strings,
+/// so a lookup usually finds a string with the very same storage and compares no bytes.
 struct StringTable {
-    private var index: [UTF8Key: Int] = [:]
     private(set) var strings: [String] = []
+    /// Index + 1 into `strings` (0: empty), at the slot of a hash; a power of two long.
+    private var slots: [Int32]
+    private var hashes: [UInt64] = []
 
     init(capacity: Int) {
-        index.reserveCapacity(capacity)
+        var size = 16
+        while size < capacity * 2 { size *= 2 }
+        slots = [Int32](repeating: 0, count: size)
         strings.reserveCapacity(capacity)
+        hashes.reserveCapacity(capacity)
     }
 
     mutating func id(_ s: String) -> Int {
-        let key = UTF8Key(string: s)
-        if let i = index[key] { return i }
+        var contiguous = s
+        return contiguous.withUTF8 { bytes in id(s, bytes) }
+    }
+
+    private mutating func id(_ s: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        let hash = Self.hash(bytes)
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let entry = Int(slots[slot])
+            if entry == 0 { break }
+            if hashes[entry - 1] == hash, Self.same(strings[entry - 1], s, bytes) { return entry - 1 }
+            slot = (slot + 1) & mask
+        }
         let i = strings.count
-        index[key] = i
         strings.append(s)
+        hashes.append(hash)
+        slots[slot] = Int32(i + 1)
+        if strings.count * 2 > slots.count { grow() }
         return i
+    }
+
+    private mutating func grow() {
+        slots = [Int32](repeating: 0, count: slots.count * 2)
+        let mask = slots.count - 1
+        for (i, hash) in hashes.enumerated() {
+            var slot = Int(truncatingIfNeeded: hash) & mask
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = Int32(i + 1)
+        }
+    }
+
+    /// Whether `a` holds exactly `bytes` (those of `b`): the same representation, or the same bytes.
+    @inline(__always) private static func same(_ a: String, _ b: String, _ bytes: UnsafeBufferPointer<UInt8>)
+        -> Bool
+    {
+        if MemoryLayout<String>.size == 16 {
+            let identical = withUnsafeBytes(of: a) { x in
+                withUnsafeBytes(of: b) { y in
+                    x.load(as: (UInt64, UInt64).self) == y.load(as: (UInt64, UInt64).self)
+                }
+            }
+            if identical { return true }
+        }
+        var a = a
+        return a.withUTF8 { p in
+            p.count == bytes.count && (p.isEmpty || memcmp(p.baseAddress!, bytes.baseAddress!, p.count) == 0)
+        }
+    }
+
+    /// A hash of UTF-8 bytes, eight at a time.
+    @inline(__always) private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(bytes.count &+ 1)
+        let raw = UnsafeRawBufferPointer(bytes)
+        var i = 0
+        while i + 8 <= raw.count {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xff51_afd7_ed55_8ccd
+            h ^= h >> 29
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < raw.count {
+            tail |= UInt64(raw[i]) << shift
+            shift += 8
+            i += 1
+        }
+        h = (h ^ tail) &* 0xc4ce_b9fe_1a85_ec53
+        h ^= h >> 32
+        return h
     }
 
     /// 0 for nil, else index + 1.

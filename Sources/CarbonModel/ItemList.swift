@@ -54,7 +54,9 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// storage as it is.
     public init<S: Sequence>(_ elements: S) where S.Element == Element {
         let array = Array(elements)
-        chunks = array.isEmpty ? [] : [ItemChunk(array)]
+        // The keys' filter of a list made whole is built by the first change that looks a key up
+        // (`buildKeyFilters`), so that decoding a record costs no hashing.
+        chunks = array.isEmpty ? [] : [ItemChunk(array, filtered: false)]
         ends = array.isEmpty ? [] : [array.count]
     }
 
@@ -110,12 +112,24 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// The index of the first element whose key has exactly these UTF-8 bytes, or nil.
     public func firstIndex(ofKey key: String) -> Int? {
         let hash = KeyFilter.hash(key)
-        for (c, chunk) in chunks.enumerated() where chunk.filter.mayContain(hash) {
+        for (c, chunk) in chunks.enumerated() where chunk.filter?.mayContain(hash) ?? true {
             if let o = chunk.items.firstIndex(where: { $0.itemKey.isByteEqual(to: key) }) {
                 return (c == 0 ? 0 : ends[c - 1]) + o
             }
         }
         return nil
+    }
+
+    /// Gives every chunk its keys' filter, so that `firstIndex(ofKey:)` compares few keys. A
+    /// chunk that another list shares is replaced by one holding the same elements (not copied).
+    mutating func buildKeyFilters() {
+        for c in chunks.indices where chunks[c].filter == nil {
+            if isKnownUniquelyReferenced(&chunks[c]) {
+                chunks[c].filter = KeyFilter(chunks[c].items)
+            } else {
+                chunks[c] = ItemChunk(chunks[c].items)
+            }
+        }
     }
 
     /// The chunk holding position `i` (`0 <= i < count`) and the offset in it.
@@ -136,7 +150,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         let before = chunks[c].items.count
         if isKnownUniquelyReferenced(&chunks[c]) {
             body(&chunks[c].items)
-            chunks[c].filter = KeyFilter(chunks[c].items)
+            chunks[c].filter = chunks[c].filter == nil ? nil : KeyFilter(chunks[c].items)
         } else {
             var items = chunks[c].items
             body(&items)
@@ -197,12 +211,13 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 /// holds the same elements for both.
 @usableFromInline final class ItemChunk<Element: KeyedItem>: @unchecked Sendable {
     @usableFromInline var items: [Element]
-    /// The hashes of the keys of `items` (and perhaps of keys they no longer hold).
-    @usableFromInline var filter: KeyFilter
+    /// The hashes of the keys of `items` (and perhaps of keys they no longer hold); nil until
+    /// built.
+    @usableFromInline var filter: KeyFilter?
 
-    @usableFromInline init(_ items: [Element]) {
+    @usableFromInline init(_ items: [Element], filtered: Bool = true) {
         self.items = items
-        self.filter = KeyFilter(items)
+        self.filter = filtered ? KeyFilter(items) : nil
     }
 }
 
@@ -319,7 +334,7 @@ extension ItemList: RangeReplaceableCollection {
         if let c = chunks.indices.last, chunks[c].items.count < Self.chunkSize {
             if isKnownUniquelyReferenced(&chunks[c]) {
                 chunks[c].items.append(element)
-                chunks[c].filter.add(KeyFilter.hash(element.itemKey))
+                chunks[c].filter?.add(KeyFilter.hash(element.itemKey))
             } else {
                 chunks[c] = ItemChunk(chunks[c].items + CollectionOfOne(element))
             }

@@ -129,6 +129,7 @@ extension UserRecord {
     public mutating func upsert(_ t: Transaction, replace: Bool = false) throws(IDConflictError)
         -> UpsertOutcome
     {
+        transactions.buildKeyFilters()
         if let i = transactions.firstIndex(ofKey: t.id) {
             if transactions[i] == t { return .unchanged }
             guard replace else { throw IDConflictError(kind: "transaction", id: t.id, userID: userID) }
@@ -149,6 +150,7 @@ extension UserRecord {
     /// none.
     @discardableResult
     public mutating func removeTransaction(id: String) -> Transaction? {
+        transactions.buildKeyFilters()
         guard let i = transactions.firstIndex(ofKey: id) else { return nil }
         return transactions.remove(at: i)
     }
@@ -181,6 +183,7 @@ extension UserRecord {
     /// Records the latest answer to a question, replacing an earlier one.
     @discardableResult
     public mutating func answer(_ r: QuestionResponse) -> UpsertOutcome {
+        responses.buildKeyFilters()
         if let i = responses.firstIndex(ofKey: r.questionID) {
             if responses[i] == r { return .unchanged }
             responses[i] = r
@@ -225,6 +228,7 @@ extension UserRecord {
 
     private static func upsert<Item: KeyedItem>(_ item: Item, in items: inout ItemList<Item>) -> UpsertOutcome
     {
+        items.buildKeyFilters()
         guard let i = items.firstIndex(ofKey: item.itemKey) else {
             items.append(item)
             return .inserted
