@@ -174,9 +174,23 @@ extension RecordCodec {
         var layout = FileLayout(
             formatVersion: header.formatVersion, fileID: header.fileID, snapshotLength: end, validLength: end,
             frameCount: 0, lastID: header.fileID, ignoredLength: 0, decodedSize: decoded, itemCount: items)
-        guard let fileID = header.fileID else { return (record, layout) }
-        var pos = end
-        var last = fileID
+        guard header.fileID != nil else { return (record, layout) }
+        try applyFrames(buffer, from: end, to: &record, layout: &layout)
+        return (record, layout)
+    }
+
+    /// Applies the frames of `buffer` from offset `start` on, chained to `layout.lastID`, in order,
+    /// to `record`, and brings `layout` (which describes `record` and the bytes before `start`) up to
+    /// date; the first frame that is incomplete, fails its CRC or does not chain starts the ignored
+    /// tail. The one frame loop of `decodeFile` and `applyAppended`. Offsets in errors count from the
+    /// start of `buffer`.
+    private func applyFrames(
+        _ buffer: UnsafeRawBufferPointer, from start: Int, to record: inout UserRecord,
+        layout: inout FileLayout
+    ) throws(FormatError) {
+        guard var last = layout.lastID else { return }
+        var (decoded, items) = (layout.decodedSize, layout.itemCount)
+        var pos = start
         while pos < buffer.count {
             guard let head = Self.frameHead(buffer, at: pos, chainedTo: last).head else { break }
             try applyFrame(
@@ -185,12 +199,11 @@ extension RecordCodec {
             last = head.id
             layout.frameCount += 1
         }
-        layout.validLength = pos
+        layout.validLength += pos - start
         layout.lastID = last
         layout.ignoredLength = buffer.count - pos
         layout.decodedSize = decoded
         layout.itemCount = items
-        return (record, layout)
     }
 
     /// Whether the bytes after a file's valid content (`tail`) can be what a crash leaves of ONE
@@ -237,22 +250,8 @@ extension RecordCodec {
         }
         try checkFileSize(layout.validLength + tail.count)
         var (record, layout) = (record, layout)
-        var (decoded, items) = (layout.decodedSize, layout.itemCount)
-        var pos = 0
-        var last = lastID
-        while pos < tail.count {
-            guard let head = Self.frameHead(tail, at: pos, chainedTo: last).head else { break }
-            try applyFrame(
-                tail, head, index: layout.frameCount, to: &record, decoded: &decoded, items: &items)
-            pos += head.length
-            last = head.id
-            layout.frameCount += 1
-        }
-        layout.validLength += pos
-        layout.lastID = last
-        layout.ignoredLength = tail.count - pos
-        layout.decodedSize = decoded
-        layout.itemCount = items
+        layout.lastID = lastID
+        try applyFrames(tail, from: 0, to: &record, layout: &layout)
         return (record, layout)
     }
 
