@@ -96,13 +96,15 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         let n = Swift.min(chunks.count, other.chunks.count)
         var i = 0
         var prefix = 0
-        while i < n, chunks[i] === other.chunks[i] {
+        while i < n, chunks[i].holdsTheSame(as: other.chunks[i]) {
             prefix += chunks[i].items.count
             i += 1
         }
         var j = 0
         var suffix = 0
-        while j < n - i, chunks[chunks.count - 1 - j] === other.chunks[other.chunks.count - 1 - j] {
+        while j < n - i,
+            chunks[chunks.count - 1 - j].holdsTheSame(as: other.chunks[other.chunks.count - 1 - j])
+        {
             suffix += chunks[chunks.count - 1 - j].items.count
             j += 1
         }
@@ -218,6 +220,18 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     @usableFromInline init(_ items: [Element], filtered: Bool = true) {
         self.items = items
         self.filter = filtered ? KeyFilter(items) : nil
+    }
+
+    /// Whether `other` holds the same elements, known without comparing them: it is this chunk, or
+    /// a chunk whose elements are the same array storage (a chunk given its filter by
+    /// `buildKeyFilters` shares the array of the one it replaced; an array whose storage two chunks
+    /// share cannot change in place).
+    func holdsTheSame(as other: ItemChunk) -> Bool {
+        if self === other { return true }
+        guard items.count == other.items.count else { return false }
+        return items.withUnsafeBufferPointer { a in
+            other.items.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress }
+        }
     }
 }
 
@@ -405,7 +419,7 @@ extension ItemList: Equatable {
         guard a.count == b.count else { return false }
         var (ca, oa, cb, ob) = (0, 0, 0, 0)
         while ca < a.chunks.count {
-            if oa == 0 && ob == 0 && a.chunks[ca] === b.chunks[cb] {
+            if oa == 0 && ob == 0 && a.chunks[ca].holdsTheSame(as: b.chunks[cb]) {
                 ca += 1
                 cb += 1
                 continue
