@@ -382,12 +382,18 @@ extension ItemList: RangeReplaceableCollection {
         rebuildEnds(from: c0)
     }
 
+    /// Asks `shouldBeRemoved` once per element, in order. If it throws, the chunks before the one
+    /// it threw in have lost their removed elements, the others are whole, and the list is sound.
     public mutating func removeAll(where shouldBeRemoved: (Element) throws -> Bool) rethrows {
+        defer { rebuildEnds(from: 0) }
         var c = 0
         while c < chunks.count {
             let items = chunks[c].items
-            if try items.contains(where: shouldBeRemoved) {
-                let keep = try items.filter { try !shouldBeRemoved($0) }
+            if let first = try items.firstIndex(where: shouldBeRemoved) {
+                var keep = Array(items[..<first])
+                for element in items[(first + 1)...] {
+                    if try !shouldBeRemoved(element) { keep.append(element) }
+                }
                 if keep.isEmpty {
                     chunks.remove(at: c)
                 } else {
@@ -398,7 +404,6 @@ extension ItemList: RangeReplaceableCollection {
                 c += 1
             }
         }
-        rebuildEnds(from: 0)
     }
 
     public mutating func removeAll(keepingCapacity keepCapacity: Bool = false) {
