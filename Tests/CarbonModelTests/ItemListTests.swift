@@ -147,6 +147,20 @@ import Testing
         #expect(same.hashValue == changed.hashValue)
     }
 
+    @Test func aKeyedChangeToAListMadeWholeStillSharesItsElements() throws {
+        // A list made from one array (as decoded) gets its keys' filter on the first keyed change;
+        // the copy with the filter still counts as holding the same elements, so the diff of that
+        // first change costs what it changes.
+        let before = UserRecord(
+            userID: "u", createdAt: .init(millisecondsSince1970: 0),
+            transactions: ItemList((0..<1000).map { Self.item($0) }))
+        var after = before
+        #expect(try after.upsert(Self.item(5000)) == .inserted)
+        #expect(before.transactions.sharedEnds(with: after.transactions).prefix == 1000)
+        #expect(try after.upsert(Self.item(7)) == .unchanged)
+        #expect(after.transactions.count == 1001)
+    }
+
     @Test func encodesAsAJSONArray() throws {
         let list: ItemList<Transaction> = [Self.item(1), Self.item(2)]
         let json = try JSONEncoder().encode(list)
