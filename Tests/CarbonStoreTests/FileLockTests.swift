@@ -87,8 +87,10 @@ import Testing
         holder.release()
         let lock = try #require(try await waiter.value)
         let handOver = ContinuousClock.now - released
-        // Generous (a loaded machine): the point is that it is not a timeout or a long poll.
-        #expect(handOver < .seconds(2))
+        // Generous: the waiter's task resumes on the cooperative pool, which the suites that run
+        // alongside may keep busy for seconds (threads stopped on purpose). The proof of a
+        // kernel-queued hand-over is the queued waiter above; this only rules out a timeout.
+        #expect(handOver < .seconds(30))
         #expect(folder.tryOtherDescriptor() == nil, "the waiter holds the lock")
         lock.release()
         let other = try #require(folder.tryOtherDescriptor())
