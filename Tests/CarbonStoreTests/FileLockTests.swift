@@ -109,7 +109,6 @@ import Testing
         // and lets it go at once, and closes its descriptor.
         holder.release()
         #expect(await Self.eventually { folder.openDescriptors() == 0 }, "the waiter's descriptor is closed")
-        #expect(await Self.eventually { BlockingFlock.threads.withLock { $0 } == 0 })
         let other = try #require(folder.tryOtherDescriptor(), "another descriptor takes the lock")
         close(other)
     }
@@ -170,6 +169,34 @@ import Testing
         }
         #expect(most.withLock { $0 } == 1)
         #expect(await Self.eventually { folder.openDescriptors() == 0 })
+    }
+
+    @Test func waitersBeyondTheThreadLimitPollAndAllGetTheirLocks() async throws {
+        let count = BlockingFlock.maximumThreads + 4
+        var folders: [Folder] = []
+        var others: [Int32] = []
+        for _ in 0..<count {
+            let folder = try Folder()
+            folders.append(folder)
+            others.append(try #require(folder.tryOtherDescriptor()))
+        }
+        defer { for folder in folders { folder.remove() } }
+        let waiters = folders.map { folder in Task { try await folder.acquire(wait: .seconds(60)) } }
+        // Every waiter is waiting (in the kernel or polling) before the locks are let go.
+        #expect(
+            await Self.eventually { (try? folders.filter { try $0.kernelHasQueuedWaiter() }.count) ?? 0 >= 1 }
+        )
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(BlockingFlock.threads.withLock { $0 } <= BlockingFlock.maximumThreads)
+        #expect(try folders.filter { try $0.kernelHasQueuedWaiter() }.count <= BlockingFlock.maximumThreads)
+        for other in others { close(other) }
+        for waiter in waiters {
+            let lock = try #require(try await waiter.value)
+            lock.release()
+        }
+        for folder in folders {
+            #expect(await Self.eventually { folder.openDescriptors() == 0 })
+        }
     }
 
     @Test func theHolderTextIsReadBackWithoutItsPadding() async throws {
