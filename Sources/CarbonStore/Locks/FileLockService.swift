@@ -134,7 +134,8 @@ struct FileLock: Sendable {
     }
 }
 
-/// One wait for a `flock` in the kernel's queue, on a thread of its own: the caller's task awaits
+/// One wait for a `flock` in the kernel's queue, on a thread of `FlockThreads` (never one of the
+/// cooperative pool's, which a blocked `flock` would take from every task): the caller's task awaits
 /// the thread's answer, up to its deadline or its cancellation. A waiter that gives up leaves the
 /// descriptor to the thread, which lets the lock go and closes the descriptor as soon as its
 /// `flock` returns, so that a waiter that timed out never holds the lock.
@@ -142,7 +143,8 @@ struct FileLock: Sendable {
 /// At most `maximumThreads` waits are blocked in threads at once in a process (those of waiters
 /// that gave up count until their `flock` returns); beyond that, waiters poll.
 final class BlockingFlock: Sendable {
-    /// Threads blocked in `flock` now, in this process.
+    /// Waits handed to threads and not finished yet (their `flock` has not returned, or their
+    /// thread is not back for the next one), in this process.
     static let threads = Locked(0)
     static let maximumThreads = 16
 
@@ -157,7 +159,6 @@ final class BlockingFlock: Sendable {
         var continuation: CheckedContinuation<Answer, Never>?
         /// The caller gave up (timeout or cancellation) before or while the thread waited.
         var abandoned = false
-        var started = false
         var timer: Task<Void, Never>?
     }
 
@@ -186,7 +187,6 @@ final class BlockingFlock: Sendable {
                 let start = state.withLock { s -> Bool in
                     guard !s.abandoned else { return false }
                     s.continuation = continuation
-                    s.started = true
                     s.timer = Task { [weak self] in
                         try? await Task.sleep(until: deadline, clock: .continuous)
                         guard !Task.isCancelled else { return }
