@@ -243,18 +243,8 @@ public final class PathStorage: ObjectStorage {
     func readFile(_ name: String, in dir: Int32, path: String) throws -> (
         bytes: [UInt8], changed: ChangeTime
     )? {
-        // Non-blocking, so that a FIFO or device planted in a user file's place cannot hang the
-        // reader; anything but a regular file is refused below.
-        let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
-            throw StorageIOError(operation: "open", path: path, errno: errno)
-        }
+        guard let (fd, st) = try openUserFile(name: name, in: dir, path: path) else { return nil }
         defer { _ = Glibc.close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw StorageIOError(operation: "stat", path: path, errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, path) }
         guard st.st_size <= maximumFileSize else {
             throw FileTooLargeError(path: path, size: Int64(st.st_size), limit: Int64(maximumFileSize))
         }
@@ -264,6 +254,30 @@ public final class PathStorage: ObjectStorage {
             throw FileTooLargeError(path: path, size: Int64(bytes.count), limit: Int64(maximumFileSize))
         }
         return (bytes, ChangeTime(st))
+    }
+
+    /// Opens the user file `name` of an open folder for reading, never through a symbolic link, and
+    /// checks that it is a regular file; returns its descriptor (the caller closes it) and its
+    /// status, or nil if there is no such file. Non-blocking, so that a FIFO or device planted in a
+    /// user file's place cannot hang the reader; anything but a regular file is refused.
+    func openUserFile(name: String, in dir: Int32, path: String) throws -> (fd: Int32, stat: stat)? {
+        let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
+            throw StorageIOError(operation: "open", path: path, errno: errno)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let code = errno
+            _ = Glibc.close(fd)
+            throw StorageIOError(operation: "stat", path: path, errno: code)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            _ = Glibc.close(fd)
+            throw Self.unsafeEntry(in: dir, name, path)
+        }
+        return (fd, st)
     }
 
     /// A file's status change time (`st_ctim`), which every write, truncation, rename and
@@ -388,41 +402,19 @@ public final class PathStorage: ObjectStorage {
         guard let dir = try openFolder(folders, create: false) else { return .missing }
         defer { _ = io.close(dir) }
         if let expected = AppendVersion(cached) {
-            let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            if fd < 0 {
-                if errno == ENOENT { return .missing }
-                if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, target) }
-                throw StorageIOError(operation: "open", path: target, errno: errno)
-            }
+            guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else { return .missing }
             defer { _ = Glibc.close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0 else {
-                throw StorageIOError(operation: "stat", path: target, errno: errno)
-            }
-            guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
             let size = Int(st.st_size)
-            let comparison = try compare(fd, size: size, with: expected, path: target)
-            if expected.changed == nil || expected.changed == ChangeTime(st), comparison != .changed {
+            let read = try compare(fd, size: size, with: expected, path: target)
+            if expected.changed == nil || expected.changed == ChangeTime(st), read.comparison != .changed {
                 return .unchanged
             }
             // Frames appended to the content asked about (the same snapshot, the same last frame
-            // where the version ends, and a frame chained to it after): only the new bytes are
-            // read. The version of the whole is made from them.
-            var sameStart =
-                comparison == .changed && size > expected.validLength && size <= maximumFileSize
-                && expected.validLength >= FileLayout.frameTrailerLength
-            if sameStart {
-                let fileID = try readExactly(fd, count: 16, at: FileLayout.fileIDOffset, path: target)
-                sameStart = fileID == expected.fileID.bytes
-            }
-            if sameStart && expected.lastID != expected.fileID {
-                let lastID = try readExactly(
-                    fd, count: 16, at: expected.validLength - FileLayout.frameTrailerLength, path: target)
-                sameStart = lastID == expected.lastID.bytes
-            }
-            if sameStart {
-                let tail = try readExactly(
-                    fd, count: size - expected.validLength, at: expected.validLength, path: target)
+            // where the version ends, and a frame chained to it after: what `compare` has just
+            // read): only the new bytes are read. The version of the whole is made from them.
+            if read.comparison == .changed, let tail = read.after, size <= maximumFileSize,
+                expected.validLength >= FileLayout.frameTrailerLength
+            {
                 let end = tail.withUnsafeBytes { codec.framesEnd($0, chainedTo: expected.lastID) }
                 if tail.count == size - expected.validLength, end.length > 0 {
                     let version = AppendVersion(
@@ -450,28 +442,39 @@ public final class PathStorage: ObjectStorage {
         case changed
     }
 
+    /// What `compare` found, and the bytes after the version's end that it read to find it.
+    struct ComparisonRead {
+        var comparison: Comparison
+        /// When the file starts with the version's content (the same snapshot id, the same last
+        /// frame id where the version ends) and goes on after it: the bytes after the end (up to
+        /// the size given, and no further than `maximumFileSize`). Nil otherwise.
+        var after: [UInt8]?
+    }
+
     /// Compares an open file with a version: its size, its snapshot's id (16 bytes of the header)
     /// and its last frame's id (in the frame's trailer) against the version's, and whether the
     /// bytes after the version's end, if any, are a committed frame chained to it (someone's
-    /// append: changed) or not (a torn append). Reads at most 36 bytes, and the bytes after the end.
-    func compare(_ fd: Int32, size: Int, with v: AppendVersion, path: String) throws -> Comparison {
-        guard size >= v.validLength, v.validLength >= FileLayout.fileIDOffset + 16 else { return .changed }
+    /// append: changed) or not (a torn append). Reads at most 36 bytes, and the bytes after the end,
+    /// which it returns.
+    func compare(_ fd: Int32, size: Int, with v: AppendVersion, path: String) throws -> ComparisonRead {
+        let changed = ComparisonRead(comparison: .changed, after: nil)
+        guard size >= v.validLength, v.validLength >= FileLayout.fileIDOffset + 16 else { return changed }
         guard try readExactly(fd, count: 16, at: FileLayout.fileIDOffset, path: path) == v.fileID.bytes else {
-            return .changed
+            return changed
         }
         if v.lastID != v.fileID {
             guard v.validLength >= FileLayout.frameTrailerLength,
                 try readExactly(fd, count: 16, at: v.validLength - FileLayout.frameTrailerLength, path: path)
                     == v.lastID.bytes
-            else { return .changed }
+            else { return changed }
         }
-        if size == v.validLength { return .same }
+        if size == v.validLength { return ComparisonRead(comparison: .same, after: nil) }
         let after = try readExactly(
             fd, count: min(size, maximumFileSize) - v.validLength, at: v.validLength, path: path)
         let committed = after.withUnsafeBytes { codec.startsWithFrame($0, chainedTo: v.lastID) }
-        if committed { return .changed }
-        return after.withUnsafeBytes { RecordCodec.isOneTornAppend($0) }
-            ? .sameWithTornTail : .sameWithDamagedTail
+        if committed { return ComparisonRead(comparison: .changed, after: after) }
+        let torn = after.withUnsafeBytes { RecordCodec.isOneTornAppend($0) }
+        return ComparisonRead(comparison: torn ? .sameWithTornTail : .sameWithDamagedTail, after: after)
     }
 
     /// `count` bytes at `offset` (fewer if the file ends first).
@@ -540,7 +543,7 @@ public final class PathStorage: ObjectStorage {
             // The fence: the file must still be the content read. A torn append after it is cut.
             var start = size
             if let v = expectedVersion {
-                switch try compare(fd, size: size, with: v, path: target) {
+                switch try compare(fd, size: size, with: v, path: target).comparison {
                 case .changed:
                     throw VersionMismatchError(location: target, expected: v.version.rawValue)
                 case .sameWithDamagedTail:
@@ -702,21 +705,11 @@ public final class PathStorage: ObjectStorage {
         case .mustMatch(let expected):
             if let v = AppendVersion(expected) {
                 // A version-2 file is checked by its ids, without reading it whole.
-                let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-                guard fd >= 0 else {
-                    if errno == ENOENT {
-                        throw VersionMismatchError(location: path, expected: expected.rawValue)
-                    }
-                    if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
-                    throw StorageIOError(operation: "open", path: path, errno: errno)
+                guard let (fd, st) = try openUserFile(name: name, in: dir, path: path) else {
+                    throw VersionMismatchError(location: path, expected: expected.rawValue)
                 }
                 defer { _ = Glibc.close(fd) }
-                var st = stat()
-                guard fstat(fd, &st) == 0 else {
-                    throw StorageIOError(operation: "stat", path: path, errno: errno)
-                }
-                guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, path) }
-                switch try compare(fd, size: Int(st.st_size), with: v, path: path) {
+                switch try compare(fd, size: Int(st.st_size), with: v, path: path).comparison {
                 case .changed:
                     throw VersionMismatchError(location: path, expected: expected.rawValue)
                 case .sameWithDamagedTail where !allowDamagedTail:

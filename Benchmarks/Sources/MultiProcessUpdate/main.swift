@@ -33,6 +33,55 @@ struct WorkerReport: Codable {
     /// transaction is about a hundred bytes, a W1 snapshot tens of kilobytes).
     var compactions: Int
     var bytesWritten: Int
+    /// Version checks that found frames appended by the other processes (applied to the cached
+    /// record), and whole reads of the file during the updates (after such a check, every so
+    /// often, or when the file changed otherwise).
+    var appendedChecks: Int
+    var wholeReads: Int
+}
+
+/// The storage of a store, counting what the updates read: version checks that found appended
+/// frames, and whole reads.
+final class CountingStorage: ObjectStorage, @unchecked Sendable {
+    let base: any ObjectStorage
+    private let lock = NSLock()
+    private var appended = 0
+    private var whole = 0
+
+    init(_ base: any ObjectStorage) { self.base = base }
+
+    var counts: (appended: Int, whole: Int) { lock.withLock { (appended, whole) } }
+    func reset() { lock.withLock { (appended, whole) = (0, 0) } }
+
+    func get(_ key: String) async throws -> StoredObject? {
+        lock.withLock { whole += 1 }
+        return try await base.get(key)
+    }
+    func getBytes(_ key: String) async throws -> [UInt8]? {
+        lock.withLock { whole += 1 }
+        return try await base.getBytes(key)
+    }
+    func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+        try await base.put(key, bytes: bytes, condition: condition)
+    }
+    func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+        try await base.delete(key, condition: condition)
+    }
+    func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+        try await base.list(prefix: prefix, startAfter: startAfter, limit: limit)
+    }
+    func location(of key: String) -> String { base.location(of: key) }
+    func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+        let read = try await base.getIfChanged(key, cached: cached)
+        if case .appended = read { lock.withLock { appended += 1 } }
+        // A file changed otherwise is read whole by `getIfChanged` itself.
+        if case .changed = read { lock.withLock { whole += 1 } }
+        return read
+    }
+    var appendsInPlace: Bool { base.appendsInPlace }
+    func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+        try await base.append(key, bytes: bytes, expected: expected)
+    }
 }
 
 struct UsageError: Error, CustomStringConvertible {
@@ -88,7 +137,9 @@ func runWorker(_ args: [String]) async throws {
     else { throw UsageError(description: "worker needs --dir DIR --updates K --index I") }
     let waits = Recorder()
     let written = Recorder()
-    let store = try await makeStore(dir: dir, waits: waits, written: written)
+    let plain = try await makeStore(dir: dir, waits: waits, written: written)
+    let counting = CountingStorage(plain.storage)
+    let store = Store(storage: counting, locks: plain.locks, keys: plain.keys, options: plain.options)
     // As a long-running process would have it: the user read once (and cached).
     guard try await store.read(userID) != nil else {
         throw UsageError(description: "no user \(userID) in \(dir)")
@@ -96,6 +147,7 @@ func runWorker(_ args: [String]) async throws {
     FileHandle.standardOutput.write(Data("ready\n".utf8))
     guard readLine() == "go" else { throw UsageError(description: "worker \(index): no go from the parent") }
 
+    counting.reset()
     var latencies: [UInt64] = []
     latencies.reserveCapacity(updates)
     let start = monotonicNanoseconds()
@@ -108,9 +160,11 @@ func runWorker(_ args: [String]) async throws {
     }
     let end = monotonicNanoseconds()
     let sizes = written.take()
+    let counts = counting.counts
     let report = WorkerReport(
         index: index, start: start, end: end, latencies: latencies, waits: waits.take(),
-        compactions: sizes.filter { $0 > 4096 }.count, bytesWritten: Int(sizes.reduce(0, +)))
+        compactions: sizes.filter { $0 > 4096 }.count, bytesWritten: Int(sizes.reduce(0, +)),
+        appendedChecks: counts.appended, wholeReads: counts.whole)
     FileHandle.standardOutput.write(try JSONEncoder().encode(report) + Data("\n".utf8))
 }
 
@@ -143,6 +197,8 @@ struct RunResult {
     var compactions: Int
     var bytesWritten: Int
     var slowestShare: Double
+    var appendedChecks: Int
+    var wholeReads: Int
 }
 
 func runParent(processes: Int, updates: Int, executable: String) async throws -> RunResult {
@@ -202,7 +258,9 @@ func runParent(processes: Int, updates: Int, executable: String) async throws ->
         perSecond: Double(processes * updates) / seconds,
         latency: reports.flatMap(\.latencies).sorted(), wait: reports.flatMap(\.waits).sorted(),
         compactions: reports.map(\.compactions).reduce(0, +),
-        bytesWritten: reports.map(\.bytesWritten).reduce(0, +), slowestShare: fastest / slowest)
+        bytesWritten: reports.map(\.bytesWritten).reduce(0, +), slowestShare: fastest / slowest,
+        appendedChecks: reports.map(\.appendedChecks).reduce(0, +),
+        wholeReads: reports.map(\.wholeReads).reduce(0, +))
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
@@ -220,8 +278,15 @@ do {
             "W1 user (\(Fixtures.w1.transactions.count) transactions), path: locking=local, \(updates) updates per process, one at a time"
         )
         print(
-            "processes | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process"
+            "processes | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process | others' frames applied | whole reads"
         )
+        // Other processes share the cores: the load average says how much.
+        func loadAverage() -> String {
+            ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?")
+                .split(separator: " ").prefix(3).joined(separator: " ")
+        }
+        print("load average before: \(loadAverage())")
+        defer { print("load average after: \(loadAverage())") }
         var first: Double?
         for n in counts {
             let r = try await runParent(processes: n, updates: updates, executable: executable)
@@ -229,7 +294,7 @@ do {
             let lat = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.latency, $0)) }.joined(separator: " / ")
             let wait = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.wait, $0)) }.joined(separator: " / ")
             print(
-                "\(n) | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / first!)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare))"
+                "\(n) | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / first!)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare)) | \(r.appendedChecks) | \(r.wholeReads)"
             )
         }
     }

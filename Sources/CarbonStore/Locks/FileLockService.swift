@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -12,12 +14,24 @@
 /// process: the same lock serialises tasks and processes alike. The kernel drops it when the
 /// process dies, so a crashed writer never holds a user. On NFS (v4, and EFS) Linux maps it to
 /// NFS byte-range locks, which the server enforces across hosts.
+///
+/// A lock that is held elsewhere is waited for in the kernel's queue on a local file system: a
+/// dedicated thread (never one of the cooperative pool's) blocks in `flock(LOCK_EX)`, so the lock
+/// passes to a waiter as soon as its holder lets it go (`BlockingFlock`). On NFS and EFS, where a
+/// blocking lock is the client polling the server on its own schedule and a blocked thread cannot
+/// be called back, and when every thread allowed for blocking is taken, the waiter polls
+/// `flock(LOCK_NB)` instead.
 struct FileLock: Sendable {
     let fd: Int32
     let path: String
+    /// The lock file's size and number of names when it was opened (for `describeHolder`).
+    let size: Int
+    let links: Int
 
     /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
-    /// through a symbolic link, and tries to lock it until `wait` has passed; nil on timeout.
+    /// through a symbolic link, and waits up to `wait` for the lock; nil on timeout. A waiter whose
+    /// task is cancelled throws `CancellationError`. On timeout or cancellation the lock is not
+    /// held, and never will be through this call: a thread that gets it later lets it go at once.
     static func acquire(
         _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration
     ) async throws -> FileLock? {
@@ -34,39 +48,209 @@ struct FileLock: Sendable {
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
         if st.st_uid == geteuid() && (st.st_mode & 0o777) != mode { _ = fchmod(fd, mode) }
+        let lock = FileLock(fd: fd, path: path, size: Int(st.st_size), links: Int(st.st_nlink))
+        // Free: taken at once, without a thread.
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return lock }
+        guard errno == EWOULDBLOCK || errno == EINTR else {
+            let code = errno
+            close(fd)
+            throw StorageIOError(operation: "lock", path: path, errno: code)
+        }
+        // `wait` closes the descriptor unless it returns true.
+        return try await Self.wait(fd, path: path, for: wait) ? lock : nil
+    }
+
+    /// Waits up to `wait` for the lock on `fd`: blocked in the kernel's queue on a local file
+    /// system, polled on NFS or when no blocking thread is free. Returns true holding it; otherwise
+    /// (false, or a thrown error) the descriptor is closed, now or by the blocked thread when its
+    /// `flock` returns.
+    static func wait(_ fd: Int32, path: String, for wait: Duration) async throws -> Bool {
+        if !isOnNetworkFileSystem(fd), let waiter = BlockingFlock(fd: fd, path: path) {
+            return try await waiter.wait(until: .now + wait)
+        }
         do {
             let got = try await pollUntil(wait: wait) { () throws(StorageIOError) -> Bool? in
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
                 if errno == EWOULDBLOCK || errno == EINTR { return nil }
                 throw StorageIOError(operation: "lock", path: path, errno: errno)
             }
-            guard got != nil else {
-                close(fd)
-                return nil
-            }
+            if got == nil { close(fd) }
+            return got != nil
         } catch {
             close(fd)
             throw error
         }
-        return FileLock(fd: fd, path: path)
     }
+
+    /// Whether `fd` is on NFS (EFS is NFS v4.1): there locks are polled.
+    static func isOnNetworkFileSystem(_ fd: Int32) -> Bool {
+        #if os(Linux)
+            guard let fstatfs = Self.fstatfs else { return true }
+            // `struct statfs` (at most 120 bytes on Linux) starts with `f_type`, a `long`.
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
+            defer { buffer.deallocate() }
+            guard fstatfs(fd, buffer) == 0 else { return true }
+            return Int64(buffer.load(as: Int.self)) == nfsSuperMagic
+        #else
+            return false
+        #endif
+    }
+
+    #if os(Linux)
+        /// The C library's `fstatfs`, which the Swift overlay of Glibc does not export
+        /// (`sys/vfs.h`); nil if it cannot be found (then every lock is polled).
+        static let fstatfs: (@convention(c) (Int32, UnsafeMutableRawPointer) -> Int32)? = {
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fstatfs") else { return nil }
+            return unsafeBitCast(symbol, to: (@convention(c) (Int32, UnsafeMutableRawPointer) -> Int32).self)
+        }()
+    #endif
+
+    /// `NFS_SUPER_MAGIC` of `statfs(2)`.
+    static let nfsSuperMagic: Int64 = 0x6969
+
+    /// The length the holder's description is padded to, so that each holder overwrites the last
+    /// one without cutting the file.
+    static let holderTextLength = 128
 
     /// Records who holds the lock, for the timeout message of the next writer. Best effort, and
     /// never into a lock file with more than one name: a hard link (a snapshot made with `cp -al`,
     /// or one planted to point at a file elsewhere) keeps its content.
     func describeHolder(_ text: String) {
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_nlink == 1 else { return }
-        // Written first, then cut to length: a reader never finds the file empty.
-        let bytes = Array(text.utf8)
+        guard links == 1 else { return }
+        // Padded to a fixed length and written over the last holder's: a reader never finds the
+        // file empty, and the file is cut only when its length is not that one already.
+        var bytes = Array(text.utf8.prefix(Self.holderTextLength - 1))
+        bytes.append(
+            contentsOf: repeatElement(UInt8(ascii: " "), count: Self.holderTextLength - 1 - bytes.count))
+        bytes.append(UInt8(ascii: "\n"))
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        _ = ftruncate(fd, off_t(bytes.count))
+        if size != bytes.count { _ = ftruncate(fd, off_t(bytes.count)) }
     }
 
     /// Unlocks and closes. Call exactly once.
     func release() {
         _ = flock(fd, LOCK_UN)
         close(fd)
+    }
+}
+
+/// One wait for a `flock` in the kernel's queue, on a thread of `FlockThreads` (never one of the
+/// cooperative pool's, which a blocked `flock` would take from every task): the caller's task awaits
+/// the thread's answer, up to its deadline or its cancellation. A waiter that gives up leaves the
+/// descriptor to the thread, which lets the lock go and closes the descriptor as soon as its
+/// `flock` returns, so that a waiter that timed out never holds the lock.
+///
+/// At most `maximumThreads` waits are blocked in threads at once in a process (those of waiters
+/// that gave up count until their `flock` returns); beyond that, waiters poll.
+final class BlockingFlock: Sendable {
+    /// Waits handed to threads and not finished yet (their `flock` has not returned, or their
+    /// thread is not back for the next one), in this process.
+    static let threads = Locked(0)
+    static let maximumThreads = 16
+
+    private enum Answer: Sendable {
+        case locked
+        case failed(Int32)
+        case timedOut
+        case cancelled
+    }
+
+    private struct State {
+        var continuation: CheckedContinuation<Answer, Never>?
+        /// The caller gave up (timeout or cancellation) before or while the thread waited.
+        var abandoned = false
+        var timer: Task<Void, Never>?
+    }
+
+    let fd: Int32
+    let path: String
+    private let state = Locked(State())
+
+    /// Nil when every thread allowed for blocking is taken.
+    init?(fd: Int32, path: String) {
+        let reserved = Self.threads.withLock { n -> Bool in
+            guard n < Self.maximumThreads else { return false }
+            n += 1
+            return true
+        }
+        guard reserved else { return nil }
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Returns true holding the lock; false on timeout; throws `CancellationError` if the task is
+    /// cancelled, or the `flock` error. Except when it returns true, the descriptor is closed (by
+    /// the thread, once its `flock` returns).
+    func wait(until deadline: ContinuousClock.Instant) async throws -> Bool {
+        let answer = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Answer, Never>) in
+                let start = state.withLock { s -> Bool in
+                    guard !s.abandoned else { return false }
+                    s.continuation = continuation
+                    s.timer = Task { [weak self] in
+                        try? await Task.sleep(until: deadline, clock: .continuous)
+                        guard !Task.isCancelled else { return }
+                        self?.giveUp(.timedOut)
+                    }
+                    return true
+                }
+                guard start else {
+                    // Cancelled before the thread started: nothing else has the descriptor.
+                    Self.threads.withLock { $0 -= 1 }
+                    close(fd)
+                    continuation.resume(returning: .cancelled)
+                    return
+                }
+                FlockThreads.shared.run(self)
+            }
+        } onCancel: {
+            giveUp(.cancelled)
+        }
+        switch answer {
+        case .locked: return true
+        case .timedOut: return false
+        case .cancelled: throw CancellationError()
+        case .failed(let code): throw StorageIOError(operation: "lock", path: path, errno: code)
+        }
+    }
+
+    /// The thread's work: blocks until the lock is taken (or fails), then hands it to the waiter,
+    /// or, if the waiter gave up, lets it go and closes the descriptor.
+    fileprivate func block() {
+        var result: Int32
+        var code: Int32 = 0
+        repeat {
+            result = flock(fd, LOCK_EX)
+            code = result == 0 ? 0 : errno
+        } while result != 0 && code == EINTR
+        let taken = state.withLock { s -> (CheckedContinuation<Answer, Never>, Task<Void, Never>?)? in
+            guard !s.abandoned, let c = s.continuation else { return nil }
+            s.continuation = nil
+            let timer = s.timer
+            s.timer = nil
+            return (c, timer)
+        }
+        if let (continuation, timer) = taken {
+            timer?.cancel()
+            if result != 0 { close(fd) }
+            continuation.resume(returning: result == 0 ? .locked : .failed(code))
+        } else {
+            if result == 0 { _ = flock(fd, LOCK_UN) }
+            close(fd)
+        }
+    }
+
+    /// The waiter gives up: it is answered now, and the thread, if it started, cleans up after it.
+    private func giveUp(_ answer: Answer) {
+        let c = state.withLock { s -> CheckedContinuation<Answer, Never>? in
+            s.abandoned = true
+            let c = s.continuation
+            s.continuation = nil
+            s.timer?.cancel()
+            s.timer = nil
+            return c
+        }
+        c?.resume(returning: answer)
     }
 }
 
@@ -141,6 +325,55 @@ public final class FileLockService: LockService {
         var buf = [UInt8](repeating: 0, count: 512)
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { return nil }
-        return String(decoding: buf[0..<n], as: UTF8.self)
+        // The text is padded with spaces to a fixed length (`describeHolder`).
+        let text = String(decoding: buf[0..<n], as: UTF8.self)
+        return String(text.reversed().drop { $0 == " " || $0 == "\n" }.reversed())
+    }
+}
+
+/// The threads that block in `flock` for `BlockingFlock`: started when no idle one is left, then
+/// kept waiting for the next wait, so that a wait costs no thread creation. There are never more
+/// of them than `BlockingFlock.maximumThreads`: a thread is started only when the waits handed
+/// over outnumber the idle threads, and no more waits than that are outstanding at once.
+final class FlockThreads: @unchecked Sendable {
+    static let shared = FlockThreads()
+
+    /// Guards `waits` and `idle`.
+    private let condition = NSCondition()
+    private var waits: [BlockingFlock] = []
+    /// Threads waiting on `condition` for a wait to run.
+    private var idle = 0
+
+    /// Hands `wait` to an idle thread, or to a new one.
+    func run(_ wait: BlockingFlock) {
+        condition.lock()
+        waits.append(wait)
+        let start = waits.count > idle
+        if !start { condition.signal() }
+        condition.unlock()
+        if start {
+            let thread = Thread { [self] in self.work() }
+            thread.stackSize = 256 << 10
+            thread.name = "flock"
+            thread.start()
+        }
+    }
+
+    private func work() {
+        condition.lock()
+        while true {
+            while waits.isEmpty {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
+            let next = waits.removeFirst()
+            condition.unlock()
+            next.block()
+            condition.lock()
+            // Counted free only now that this thread is back, so that no more threads are
+            // started than waits can be outstanding.
+            BlockingFlock.threads.withLock { $0 -= 1 }
+        }
     }
 }
