@@ -113,6 +113,37 @@ import Testing
         close(other)
     }
 
+    @Test func aWaiterWithNoTimeLeftTriesOnceAndLeavesNothingBehind() async throws {
+        let folder = try Folder()
+        defer { folder.remove() }
+        let other = try #require(folder.tryOtherDescriptor())
+        defer { close(other) }
+        let threads = BlockingFlock.threads.withLock { $0 }
+        let descriptors = folder.openDescriptors()  // the holder's
+        for wait in [Duration.zero, .milliseconds(-5)] {
+            #expect(try await folder.acquire(wait: wait) == nil)
+            // No thread was given a wait, and the waiter's descriptor is closed now, not when the
+            // holder lets the lock go.
+            #expect(BlockingFlock.threads.withLock { $0 } == threads)
+            #expect(folder.openDescriptors() == descriptors)
+        }
+    }
+
+    @Test func onlyLocalFileSystemsWaitInTheKernel() throws {
+        let folder = try Folder()
+        defer { folder.remove() }
+        // This folder is on the test machine's disk (ext4 or tmpfs, both local); a pipe is not a
+        // file system that answers flock itself.
+        #expect(FileLock.waitsInKernel(folder.fd))
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        #expect(!FileLock.waitsInKernel(fds[0]))
+    }
+
     @Test func aWaiterThatTimesOutWhileAnotherDescriptorHoldsItLeavesTheLockToThatOne() async throws {
         let folder = try Folder()
         defer { folder.remove() }

@@ -15,18 +15,15 @@ import Foundation
 /// process dies, so a crashed writer never holds a user. On NFS (v4, and EFS) Linux maps it to
 /// NFS byte-range locks, which the server enforces across hosts.
 ///
-/// A lock that is held elsewhere is waited for in the kernel's queue on a local file system: a
-/// dedicated thread (never one of the cooperative pool's) blocks in `flock(LOCK_EX)`, so the lock
-/// passes to a waiter as soon as its holder lets it go (`BlockingFlock`). On NFS and EFS, where a
-/// blocking lock is the client polling the server on its own schedule and a blocked thread cannot
-/// be called back, and when every thread allowed for blocking is taken, the waiter polls
-/// `flock(LOCK_NB)` instead.
+/// A lock that is held elsewhere is waited for in the kernel on a local file system: a dedicated
+/// thread (never one of the cooperative pool's) blocks in `flock(LOCK_EX)`, and the kernel wakes
+/// it as soon as the holder lets the lock go (`BlockingFlock`), with no polling interval between.
+/// On other file systems (NFS and EFS, where a blocking lock is the client polling the server on
+/// its own schedule and a blocked thread cannot be called back; SMB, FUSE, Ceph), and when every
+/// thread allowed for blocking is taken, the waiter polls `flock(LOCK_NB)` instead.
 struct FileLock: Sendable {
     let fd: Int32
     let path: String
-    /// The lock file's size and number of names when it was opened (for `describeHolder`).
-    let size: Int
-    let links: Int
 
     /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
     /// through a symbolic link, and waits up to `wait` for the lock; nil on timeout. A waiter whose
@@ -48,7 +45,7 @@ struct FileLock: Sendable {
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
         if st.st_uid == geteuid() && (st.st_mode & 0o777) != mode { _ = fchmod(fd, mode) }
-        let lock = FileLock(fd: fd, path: path, size: Int(st.st_size), links: Int(st.st_nlink))
+        let lock = FileLock(fd: fd, path: path)
         // Free: taken at once, without a thread.
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { return lock }
         guard errno == EWOULDBLOCK || errno == EINTR else {
@@ -65,7 +62,12 @@ struct FileLock: Sendable {
     /// (false, or a thrown error) the descriptor is closed, now or by the blocked thread when its
     /// `flock` returns.
     static func wait(_ fd: Int32, path: String, for wait: Duration) async throws -> Bool {
-        if !isOnNetworkFileSystem(fd), let waiter = BlockingFlock(fd: fd, path: path) {
+        // No time left (the turn in this process took it all): the one try already made answers.
+        guard wait > .zero else {
+            close(fd)
+            return false
+        }
+        if waitsInKernel(fd), let waiter = BlockingFlock(fd: fd, path: path) {
             return try await waiter.wait(until: .now + wait)
         }
         do {
@@ -82,19 +84,28 @@ struct FileLock: Sendable {
         }
     }
 
-    /// Whether `fd` is on NFS (EFS is NFS v4.1): there locks are polled.
-    static func isOnNetworkFileSystem(_ fd: Int32) -> Bool {
-        #if os(Linux)
-            guard let fstatfs = Self.fstatfs else { return true }
-            // `struct statfs` (at most 120 bytes on Linux) starts with `f_type`, a `long`.
+    /// Whether a wait for the lock on `fd` may block in the kernel: only on a local file system
+    /// known to answer `flock` itself (ext4, XFS, Btrfs, tmpfs, overlay, ZFS, F2FS). Elsewhere (NFS
+    /// and EFS, SMB, FUSE, Ceph and other network or user-space file systems, where a blocked lock
+    /// waits on a server or a daemon and only a signal would end it) locks are polled.
+    static func waitsInKernel(_ fd: Int32) -> Bool {
+        #if os(Linux) && (arch(x86_64) || arch(arm64))
+            guard let fstatfs = Self.fstatfs else { return false }
+            // `struct statfs` (at most 120 bytes) starts with `f_type`, a `long` on these machines.
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
             defer { buffer.deallocate() }
-            guard fstatfs(fd, buffer) == 0 else { return true }
-            return Int64(buffer.load(as: Int.self)) == nfsSuperMagic
+            guard fstatfs(fd, buffer) == 0 else { return false }
+            return localFileSystems.contains(Int64(buffer.load(as: Int.self)))
         #else
             return false
         #endif
     }
+
+    /// `f_type` values of `statfs(2)` for local file systems: ext2/3/4, XFS, Btrfs, tmpfs, overlay,
+    /// ZFS, F2FS.
+    static let localFileSystems: Set<Int64> = [
+        0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0x794C_7630, 0x2FC1_2FC1, 0xF2F5_2010,
+    ]
 
     #if os(Linux)
         /// The C library's `fstatfs`, which the Swift overlay of Glibc does not export
@@ -105,9 +116,6 @@ struct FileLock: Sendable {
         }()
     #endif
 
-    /// `NFS_SUPER_MAGIC` of `statfs(2)`.
-    static let nfsSuperMagic: Int64 = 0x6969
-
     /// The length the holder's description is padded to, so that each holder overwrites the last
     /// one without cutting the file.
     static let holderTextLength = 128
@@ -116,7 +124,9 @@ struct FileLock: Sendable {
     /// never into a lock file with more than one name: a hard link (a snapshot made with `cp -al`,
     /// or one planted to point at a file elsewhere) keeps its content.
     func describeHolder(_ text: String) {
-        guard links == 1 else { return }
+        // Looked at now, holding the lock: a link made while this writer waited counts.
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_nlink == 1 else { return }
         // Padded to a fixed length and written over the last holder's: a reader never finds the
         // file empty, and the file is cut only when its length is not that one already.
         var bytes = Array(text.utf8.prefix(Self.holderTextLength - 1))
@@ -124,7 +134,7 @@ struct FileLock: Sendable {
             contentsOf: repeatElement(UInt8(ascii: " "), count: Self.holderTextLength - 1 - bytes.count))
         bytes.append(UInt8(ascii: "\n"))
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        if size != bytes.count { _ = ftruncate(fd, off_t(bytes.count)) }
+        if Int(st.st_size) != bytes.count { _ = ftruncate(fd, off_t(bytes.count)) }
     }
 
     /// Unlocks and closes. Call exactly once.
@@ -343,13 +353,15 @@ final class FlockThreads: @unchecked Sendable {
     private var waits: [BlockingFlock] = []
     /// Threads waiting on `condition` for a wait to run.
     private var idle = 0
+    /// Threads started that have not yet looked for a wait: each will take one.
+    private var starting = 0
 
     /// Hands `wait` to an idle thread, or to a new one.
     func run(_ wait: BlockingFlock) {
         condition.lock()
         waits.append(wait)
-        let start = waits.count > idle
-        if !start { condition.signal() }
+        let start = waits.count > idle + starting
+        if start { starting += 1 } else { condition.signal() }
         condition.unlock()
         if start {
             let thread = Thread { [self] in self.work() }
@@ -361,6 +373,7 @@ final class FlockThreads: @unchecked Sendable {
 
     private func work() {
         condition.lock()
+        starting -= 1
         while true {
             while waits.isEmpty {
                 idle += 1
