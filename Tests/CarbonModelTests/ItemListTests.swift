@@ -2,8 +2,8 @@ import CarbonModel
 import Foundation
 import Testing
 
-/// `ItemList` against `Array` as the model: every operation, on lists made from one long array and
-/// on lists built by appends, with copies taken along the way that must never change.
+/// `ItemList`'s keys, shared chunks and coding (every operation against `Array` as the model is in
+/// `ItemListAdversaryTests`).
 @Suite struct ItemListTests {
     static let eur = CurrencyCode("EUR")!
 
@@ -11,95 +11,6 @@ import Testing
         Transaction(
             id: "t-\(n)", time: Timestamp(millisecondsSince1970: Int64(n)),
             amount: Money(minorUnits: Int64(variant), currency: eur))
-    }
-
-    struct Rng: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static func check(_ list: ItemList<Transaction>, _ model: [Transaction], _ note: String) {
-        #expect(list.count == model.count, "\(note)")
-        #expect(Array(list) == model, "\(note): iteration")
-        #expect(list.array == model, "\(note): array")
-        for i in Swift.stride(from: 0, to: model.count, by: Swift.max(1, model.count / 50)) {
-            #expect(list[i] == model[i], "\(note): subscript \(i)")
-        }
-        if !model.isEmpty {
-            let r = (model.count / 3)..<(model.count / 3 * 2)
-            #expect(list.elements(in: r) == Array(model[r]), "\(note): elements(in:)")
-        }
-    }
-
-    @Test(arguments: [0, 1, 5, 300])
-    func everyOperationMatchesAnArrayAndCopiesNeverChange(initial: Int) {
-        var rng = Rng(state: UInt64(initial) &* 7919 &+ 1)
-        var model = (0..<initial).map { Self.item($0) }
-        var list = ItemList(model)
-        var copies: [(ItemList<Transaction>, [Transaction])] = []
-        var next = initial
-        for step in 0..<2000 {
-            if step % 97 == 0 { copies.append((list, model)) }
-            let op = Int.random(in: 0..<9, using: &rng)
-            let n = model.count
-            switch op {
-            case 0, 1:
-                let t = Self.item(next)
-                next += 1
-                list.append(t)
-                model.append(t)
-            case 2:
-                let i = Int.random(in: 0...n, using: &rng)
-                let t = Self.item(next)
-                next += 1
-                list.insert(t, at: i)
-                model.insert(t, at: i)
-            case 3 where n > 0:
-                let i = Int.random(in: 0..<n, using: &rng)
-                #expect(list.remove(at: i) == model.remove(at: i))
-            case 4 where n > 0:
-                let i = Int.random(in: 0..<n, using: &rng)
-                let t = Self.item(Int.random(in: 0..<(next + 5), using: &rng), step)
-                list[i] = t
-                model[i] = t
-            case 5:
-                let a = Int.random(in: 0...n, using: &rng)
-                let b = Int.random(in: a...Swift.min(n, a + 150), using: &rng)
-                let rows = (0..<Int.random(in: 0...140, using: &rng)).map { _ in
-                    defer { next += 1 }
-                    return Self.item(next)
-                }
-                list.replaceSubrange(a..<b, with: rows)
-                model.replaceSubrange(a..<b, with: rows)
-            case 6 where step % 50 == 0:
-                let m = Int.random(in: 2...7, using: &rng)
-                list.removeAll {
-                    Int($0.amount.minorUnits) % m == 1 || $0.time.millisecondsSince1970 % Int64(m) == 0
-                }
-                model.removeAll {
-                    Int($0.amount.minorUnits) % m == 1 || $0.time.millisecondsSince1970 % Int64(m) == 0
-                }
-            case 7 where n > 1:
-                list.swapAt(0, n - 1)
-                model.swapAt(0, n - 1)
-            default:
-                let t = Self.item(next)
-                next += 1
-                list.append(contentsOf: [t, t])
-                model.append(contentsOf: [t, t])
-            }
-            if step % 41 == 0 { Self.check(list, model, "initial \(initial), step \(step)") }
-        }
-        Self.check(list, model, "initial \(initial), end")
-        for (k, (copy, snapshot)) in copies.enumerated() {
-            Self.check(copy, snapshot, "initial \(initial), copy \(k)")
-        }
     }
 
     @Test func findsKeysByTheirBytesOnly() {
