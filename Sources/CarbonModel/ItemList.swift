@@ -28,10 +28,11 @@ extension Saving: KeyedItem {
 /// It is a random-access, mutable, range-replaceable collection with `Int` indices, used like an
 /// array (`append`, `insert`, subscripts, `removeAll(where:)`, array literals), and equal to
 /// another list when their elements are equal in order. Underneath, the elements sit in chunks
-/// that copies of the list share: a change to a copy copies only the chunks it touches (at most
-/// 128 elements each; a list made from one array starts as that one array, split into chunks the
-/// first time something other than an append changes it). Appending to a copy costs the copy of at
-/// most one chunk.
+/// that copies of the list share: a change to a copy copies only the chunks it touches. A list
+/// made from one array starts as that one array; a change inside a long chunk splits it into the
+/// part before, a copied window of 64 elements around the change, and the part after, the parts
+/// before and after still sharing the array's storage (`ArraySlice`), so that no change copies
+/// more than about 128 elements. Appending to a copy costs the copy of at most one chunk.
 ///
 /// `firstIndex(ofKey:)` finds an item by its key without comparing every key: each chunk keeps a
 /// filter of its keys' hashes.
@@ -56,14 +57,15 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         let array = Array(elements)
         // The keys' filter of a list made whole is built by the first change that looks a key up
         // (`buildKeyFilters`), so that decoding a record costs no hashing.
-        chunks = array.isEmpty ? [] : [ItemChunk(array, filtered: false)]
+        chunks = array.isEmpty ? [] : [ItemChunk(array[...], filter: nil)]
         ends = array.isEmpty ? [] : [array.count]
     }
 
     /// The elements as one array: the list's own storage when it is in one chunk, a copy
     /// otherwise.
     public var array: [Element] {
-        if chunks.count == 1 { return chunks[0].items }
+        // One chunk over a whole array's storage converts without copying.
+        if chunks.count == 1 { return Array(chunks[0].items) }
         var result: [Element] = []
         result.reserveCapacity(count)
         for chunk in chunks { result.append(contentsOf: chunk.items) }
@@ -81,7 +83,8 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         while left > 0 {
             let items = chunks[c].items
             let take = Swift.min(left, items.count - o)
-            result.append(contentsOf: items[o..<(o + take)])
+            let from = items.startIndex + o
+            result.append(contentsOf: items[from..<(from + take)])
             left -= take
             c += 1
             o = 0
@@ -89,34 +92,57 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         return result
     }
 
-    /// How many leading and trailing elements this list and `other` hold in the same chunks: a
+    /// How many leading and trailing elements this list and `other` hold in the same storage: a
     /// lower bound of their common prefix and suffix, found without comparing elements (the two
-    /// never overlap). A list and a changed copy of it share every chunk the change did not touch.
+    /// never overlap). A list and a changed copy of it share every element the change did not
+    /// touch, in whole chunks or in the parts of a chunk that the change split.
     public func sharedEnds(with other: ItemList) -> (prefix: Int, suffix: Int) {
-        let n = Swift.min(chunks.count, other.chunks.count)
-        var i = 0
+        let limit = Swift.min(count, other.count)
         var prefix = 0
-        while i < n, chunks[i].holdsTheSame(as: other.chunks[i]) {
-            prefix += chunks[i].items.count
-            i += 1
+        var (ca, oa, cb, ob) = (0, 0, 0, 0)
+        while prefix < limit {
+            let x = chunks[ca].items
+            let y = other.chunks[cb].items
+            guard Self.address(x, oa) == Self.address(y, ob) else { break }
+            let n = Swift.min(x.count - oa, y.count - ob, limit - prefix)
+            prefix += n
+            oa += n
+            ob += n
+            if oa == x.count { (ca, oa) = (ca + 1, 0) }
+            if ob == y.count { (cb, ob) = (cb + 1, 0) }
         }
-        var j = 0
+        // From the ends: `ra` and `rb` elements of chunks `ea` and `eb` already counted.
         var suffix = 0
-        while j < n - i,
-            chunks[chunks.count - 1 - j].holdsTheSame(as: other.chunks[other.chunks.count - 1 - j])
-        {
-            suffix += chunks[chunks.count - 1 - j].items.count
-            j += 1
+        var (ea, ra, eb, rb) = (chunks.count - 1, 0, other.chunks.count - 1, 0)
+        while suffix < limit - prefix {
+            let x = chunks[ea].items
+            let y = other.chunks[eb].items
+            guard Self.address(x, x.count - 1 - ra) == Self.address(y, y.count - 1 - rb) else { break }
+            let n = Swift.min(x.count - ra, y.count - rb, limit - prefix - suffix)
+            suffix += n
+            ra += n
+            rb += n
+            if ra == x.count { (ea, ra) = (ea - 1, 0) }
+            if rb == y.count { (eb, rb) = (eb - 1, 0) }
         }
         return (prefix, suffix)
+    }
+
+    /// Where element `offset` of a chunk's elements is stored. Two live chunks' elements at one
+    /// address are the same element of the same storage, which cannot change in place while both
+    /// hold it.
+    @inline(__always) static func address(_ items: ArraySlice<Element>, _ offset: Int)
+        -> UnsafePointer<Element>?
+    {
+        items.withUnsafeBufferPointer { $0.baseAddress.map { $0 + offset } }
     }
 
     /// The index of the first element whose key has exactly these UTF-8 bytes, or nil.
     public func firstIndex(ofKey key: String) -> Int? {
         let hash = KeyFilter.hash(key)
         for (c, chunk) in chunks.enumerated() where chunk.filter?.mayContain(hash) ?? true {
-            if let o = chunk.items.firstIndex(where: { $0.itemKey.isByteEqual(to: key) }) {
-                return (c == 0 ? 0 : ends[c - 1]) + o
+            if let i = chunk.items.firstIndex(where: { $0.itemKey.isByteEqual(to: key) }) {
+                return (c == 0 ? 0 : ends[c - 1]) + (i - chunk.items.startIndex)
             }
         }
         return nil
@@ -129,7 +155,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
             if isKnownUniquelyReferenced(&chunks[c]) {
                 chunks[c].filter = KeyFilter(chunks[c].items)
             } else {
-                chunks[c] = ItemChunk(chunks[c].items)
+                chunks[c] = ItemChunk(chunks[c].items, filter: KeyFilter(chunks[c].items))
             }
         }
     }
@@ -148,7 +174,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 
     /// Changes the elements of chunk `c` in place when no other list shares it, on a copy
     /// otherwise, and keeps `ends` right.
-    @usableFromInline mutating func modifyChunk(_ c: Int, _ body: (inout [Element]) -> Void) {
+    @usableFromInline mutating func modifyChunk(_ c: Int, _ body: (inout ArraySlice<Element>) -> Void) {
         let before = chunks[c].items.count
         if isKnownUniquelyReferenced(&chunks[c]) {
             body(&chunks[c].items)
@@ -156,7 +182,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         } else {
             var items = chunks[c].items
             body(&items)
-            chunks[c] = ItemChunk(items)
+            chunks[c] = ItemChunk(items, filter: chunks[c].filter == nil ? nil : KeyFilter(items))
         }
         let delta = chunks[c].items.count - before
         if delta != 0 {
@@ -164,35 +190,38 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         }
     }
 
-    /// Cuts chunk `c` into chunks of `chunkSize` if it is longer than twice that (a list made from
-    /// one long array), so that a change inside it copies one chunk from then on. Returns the
-    /// chunk that now holds offset `offset` of the old chunk and the offset in it.
+    /// Splits chunk `c` if it is longer than twice `chunkSize` (a list made from one long array, or
+    /// a part of one): into the elements before a window of `chunkSize` around `offset`, the
+    /// window (copied: a change there copies no more), and the elements after, the first and last
+    /// still sharing the chunk's storage and its keys' filter (a filter of more keys only finds
+    /// more candidates). Returns the chunk that now holds `offset` and the offset in it.
     @usableFromInline mutating func splitIfLong(_ c: Int, offset: Int) -> (chunk: Int, offset: Int) {
         let items = chunks[c].items
         let size = Self.chunkSize
         guard items.count > 2 * size else { return (c, offset) }
-        let pieces = Self.cut(items[...])
+        let filter = chunks[c].filter
+        let s = items.startIndex
+        let w0 = offset / size * size
+        let w1 = Swift.min(w0 + size, items.count)
+        var pieces: [ItemChunk<Element>] = []
+        if w0 > 0 { pieces.append(ItemChunk(items[s..<(s + w0)], filter: filter)) }
+        let window = ArraySlice(Array(items[(s + w0)..<(s + w1)]))
+        pieces.append(ItemChunk(window, filter: filter == nil ? nil : KeyFilter(window)))
+        if w1 < items.count { pieces.append(ItemChunk(items[(s + w1)...], filter: filter)) }
         chunks.replaceSubrange(c...c, with: pieces)
-        let start = c == 0 ? 0 : ends[c - 1]
-        var end = start
-        var newEnds: [Int] = []
-        newEnds.reserveCapacity(pieces.count)
-        for piece in pieces {
-            end += piece.items.count
-            newEnds.append(end)
-        }
-        ends.replaceSubrange(c...c, with: newEnds)
-        return (c + offset / size, offset % size)
+        rebuildEnds(from: c)
+        return (w0 > 0 ? c + 1 : c, offset - w0)
     }
 
-    /// `items` in chunks of `chunkSize` (the last one shorter), none empty.
-    static func cut(_ items: ArraySlice<Element>) -> [ItemChunk<Element>] {
+    /// `items` in chunks of `chunkSize` (the last one shorter), none empty, each with its keys'
+    /// filter.
+    static func cut(_ items: [Element]) -> [ItemChunk<Element>] {
         var pieces: [ItemChunk<Element>] = []
         pieces.reserveCapacity((items.count + chunkSize - 1) / chunkSize)
-        var i = items.startIndex
-        while i < items.endIndex {
-            let j = Swift.min(i + chunkSize, items.endIndex)
-            pieces.append(ItemChunk(Array(items[i..<j])))
+        var i = 0
+        while i < items.count {
+            let j = Swift.min(i + chunkSize, items.count)
+            pieces.append(ItemChunk(items[i..<j]))
             i = j
         }
         return pieces
@@ -212,26 +241,20 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 /// while one list alone holds it (`isKnownUniquelyReferenced`), so a chunk that two lists share
 /// holds the same elements for both.
 @usableFromInline final class ItemChunk<Element: KeyedItem>: @unchecked Sendable {
-    @usableFromInline var items: [Element]
+    /// A run of an array's storage (all of it, or the part of it that a split left here).
+    @usableFromInline var items: ArraySlice<Element>
     /// The hashes of the keys of `items` (and perhaps of keys they no longer hold); nil until
     /// built.
     @usableFromInline var filter: KeyFilter?
 
-    @usableFromInline init(_ items: [Element], filtered: Bool = true) {
+    @usableFromInline init(_ items: ArraySlice<Element>, filter: KeyFilter?) {
         self.items = items
-        self.filter = filtered ? KeyFilter(items) : nil
+        self.filter = filter
     }
 
-    /// Whether `other` holds the same elements, known without comparing them: it is this chunk, or
-    /// a chunk whose elements are the same array storage (a chunk given its filter by
-    /// `buildKeyFilters` shares the array of the one it replaced; an array whose storage two chunks
-    /// share cannot change in place).
-    func holdsTheSame(as other: ItemChunk) -> Bool {
-        if self === other { return true }
-        guard items.count == other.items.count else { return false }
-        return items.withUnsafeBufferPointer { a in
-            other.items.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress }
-        }
+    /// A chunk of `items` with their keys' filter.
+    @usableFromInline convenience init(_ items: ArraySlice<Element>) {
+        self.init(items, filter: KeyFilter(items))
     }
 }
 
@@ -240,7 +263,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 @usableFromInline struct KeyFilter: Sendable {
     var words: [UInt64]
 
-    @usableFromInline init<Element: KeyedItem>(_ items: [Element]) {
+    @usableFromInline init<C: Collection>(_ items: C) where C.Element: KeyedItem {
         var size = 16
         while size * 4 < items.count { size *= 2 }
         words = [UInt64](repeating: 0, count: size)
@@ -293,13 +316,14 @@ extension ItemList: RandomAccessCollection, MutableCollection {
         get {
             precondition(position >= 0 && position < count, "index \(position) out of range 0..<\(count)")
             let (c, o) = locate(position)
-            return chunks[c].items[o]
+            let items = chunks[c].items
+            return items[items.startIndex + o]
         }
         set {
             precondition(position >= 0 && position < count, "index \(position) out of range 0..<\(count)")
             let (c0, o0) = locate(position)
             let (c, o) = splitIfLong(c0, offset: o0)
-            modifyChunk(c) { $0[o] = newValue }
+            modifyChunk(c) { $0[$0.startIndex + o] = newValue }
         }
     }
 
@@ -311,24 +335,25 @@ extension ItemList: RandomAccessCollection, MutableCollection {
     public struct Iterator: IteratorProtocol {
         let chunks: [ItemChunk<Element>]
         var c = 0
-        var items: [Element]
-        var o = 0
+        var items: ArraySlice<Element>
+        var i: Int
 
         init(chunks: [ItemChunk<Element>]) {
             self.chunks = chunks
             items = chunks.first?.items ?? []
+            i = items.startIndex
         }
 
         public mutating func next() -> Element? {
-            if o < items.count {
-                defer { o += 1 }
-                return items[o]
+            if i < items.endIndex {
+                defer { i += 1 }
+                return items[i]
             }
             c += 1
             guard c < chunks.count else { return nil }
             items = chunks[c].items
-            o = 1
-            return items[0]
+            i = items.startIndex + 1
+            return items[items.startIndex]
         }
     }
 
@@ -350,11 +375,15 @@ extension ItemList: RangeReplaceableCollection {
                 chunks[c].items.append(element)
                 chunks[c].filter?.add(KeyFilter.hash(element.itemKey))
             } else {
-                chunks[c] = ItemChunk(chunks[c].items + CollectionOfOne(element))
+                var items = chunks[c].items
+                items.append(element)
+                var filter = chunks[c].filter
+                filter?.add(KeyFilter.hash(element.itemKey))
+                chunks[c] = ItemChunk(items, filter: filter)
             }
             ends[c] += 1
         } else {
-            chunks.append(ItemChunk([element]))
+            chunks.append(ItemChunk([element][...]))
             ends.append(count + 1)
         }
     }
@@ -371,14 +400,18 @@ extension ItemList: RangeReplaceableCollection {
             return
         }
         // The chunks from the one holding the first position replaced to the one holding the
-        // last are rebuilt from what they keep and the new elements, in chunks of `chunkSize`.
-        let (c0, o0) = locate(range.lowerBound)
-        let (c1, o1): (Int, Int) = range.isEmpty ? (c0, o0) : locate(range.upperBound - 1)
-        let last = range.isEmpty ? o0 : o1 + 1
-        var kept = Array(chunks[c0].items[..<o0])
+        // last are rebuilt from what they keep and the new elements, in chunks of `chunkSize`;
+        // long chunks at either end are split first, so that what is rebuilt stays short.
+        let first = locate(range.lowerBound)
+        let (c0, o0) = splitIfLong(first.chunk, offset: first.offset)
+        let last = locate(range.isEmpty ? range.lowerBound : range.upperBound - 1)
+        let (c1, o1) = splitIfLong(last.chunk, offset: last.offset)
+        let head = chunks[c0].items
+        let tail = chunks[c1].items
+        var kept = Array(head[head.startIndex..<(head.startIndex + o0)])
         kept.append(contentsOf: newElements)
-        kept.append(contentsOf: chunks[c1].items[last...])
-        chunks.replaceSubrange(c0...c1, with: Self.cut(kept[...]))
+        kept.append(contentsOf: tail[(tail.startIndex + (range.isEmpty ? o1 : o1 + 1))...])
+        chunks.replaceSubrange(c0...c1, with: Self.cut(kept))
         rebuildEnds(from: c0)
     }
 
@@ -397,7 +430,7 @@ extension ItemList: RangeReplaceableCollection {
                 if keep.isEmpty {
                     chunks.remove(at: c)
                 } else {
-                    chunks[c] = ItemChunk(keep)
+                    chunks[c] = ItemChunk(keep[...])
                     c += 1
                 }
             } else {
@@ -424,25 +457,18 @@ extension ItemList: Equatable {
         guard a.count == b.count else { return false }
         var (ca, oa, cb, ob) = (0, 0, 0, 0)
         while ca < a.chunks.count {
-            if oa == 0 && ob == 0 && a.chunks[ca].holdsTheSame(as: b.chunks[cb]) {
-                ca += 1
-                cb += 1
-                continue
-            }
             let x = a.chunks[ca].items
             let y = b.chunks[cb].items
             let n = Swift.min(x.count - oa, y.count - ob)
-            for k in 0..<n where x[oa + k] != y[ob + k] { return false }
+            // A run in the same storage holds the same elements; others are compared.
+            if address(x, oa) != address(y, ob) {
+                let (sx, sy) = (x.startIndex + oa, y.startIndex + ob)
+                for k in 0..<n where x[sx + k] != y[sy + k] { return false }
+            }
             oa += n
             ob += n
-            if oa == x.count {
-                ca += 1
-                oa = 0
-            }
-            if ob == y.count {
-                cb += 1
-                ob = 0
-            }
+            if oa == x.count { (ca, oa) = (ca + 1, 0) }
+            if ob == y.count { (cb, ob) = (cb + 1, 0) }
         }
         return true
     }

@@ -122,4 +122,41 @@ import Testing
         #expect(onDisk.transactions.filter { $0.id.hasPrefix("added-") }.count == 9)
         #expect(onDisk.transactions.count == workload.transactions.count + 9)
     }
+
+    /// An update costs what it changes: the record an update commits shares every chunk of
+    /// elements that its change did not touch with the record before it, from the cache, on
+    /// `path:` and in memory, for a user of 20,000 transactions (W2), after a read of the whole
+    /// file as after an append.
+    @Test(arguments: ["path", "memory"])
+    func anUpdateSharesWhatItDidNotChangeWithTheRecordBefore(backend: String) async throws {
+        let dir = try TemporaryDirectory("itemlist-shared")
+        defer { dir.remove() }
+        let store = try await StoreFactory().makeStore(backend == "path" ? "path:" + dir.path : "memory:")
+        let w2 = RecordGenerator.workload(.w2, seed: 7)
+        var before = try await store.update("heavy") { r in
+            r.transactions = w2.transactions
+            r.footprints = w2.footprints
+        }.record
+        let n = w2.transactions.count
+        let eur = CurrencyCode("EUR")!
+        for k in 0..<5 {
+            // An append (the common case), then a transaction in the middle of the time order.
+            let time =
+                k % 2 == 0
+                ? Timestamp(millisecondsSince1970: 4_000_000_000_000 + Int64(k))
+                : before.transactions[n / 2].time
+            let t = Transaction(id: "shared-\(k)", time: time, amount: Money(minorUnits: 100, currency: eur))
+            let after = try await store.update("heavy") { r in try r.upsert(t) }.record
+            let shared = before.transactions.sharedEnds(with: after.transactions)
+            #expect(after.transactions.count == before.transactions.count + 1)
+            // Everything but the chunk the new transaction went into (at most 2 x 64 rows).
+            #expect(
+                shared.prefix + shared.suffix >= before.transactions.count - 128, "update \(k): \(shared)")
+            // The footprints were not touched at all.
+            let footprints = before.footprints.sharedEnds(with: after.footprints)
+            #expect(footprints.prefix == n, "update \(k): footprints \(footprints)")
+            #expect(try await store.get("heavy") == after)
+            before = after
+        }
+    }
 }
