@@ -29,10 +29,10 @@ extension Saving: KeyedItem {
 /// array (`append`, `insert`, subscripts, `removeAll(where:)`, array literals), and equal to
 /// another list when their elements are equal in order. Underneath, the elements sit in chunks
 /// that copies of the list share: a change to a copy copies only the chunks it touches. A list
-/// made from one array starts as that one array; a change inside a long chunk splits it into the
-/// part before, a copied window of 64 elements around the change, and the part after, the parts
-/// before and after still sharing the array's storage (`ArraySlice`), so that no change copies
-/// more than about 128 elements. Appending to a copy costs the copy of at most one chunk.
+/// made from one array starts as that one array; the first change inside it cuts it into chunks
+/// of 64 that are parts of the same storage (`ArraySlice`, nothing copied), so that no change
+/// copies more than a few chunks of elements. Appending to a copy costs the copy of at most one
+/// chunk. (The parts keep the whole array's storage alive until each is changed or dropped.)
 ///
 /// `firstIndex(ofKey:)` finds an item by its key without comparing every key: each chunk keeps a
 /// filter of its keys' hashes.
@@ -64,7 +64,8 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// The elements as one array: the list's own storage when it is in one chunk, a copy
     /// otherwise.
     public var array: [Element] {
-        // One chunk over a whole array's storage converts without copying.
+        // One chunk over a whole array's storage (a list made from one array) converts without
+        // copying.
         if chunks.count == 1 { return Array(chunks[0].items) }
         var result: [Element] = []
         result.reserveCapacity(count)
@@ -190,27 +191,27 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         }
     }
 
-    /// Splits chunk `c` if it is longer than twice `chunkSize` (a list made from one long array, or
-    /// a part of one): into the elements before a window of `chunkSize` around `offset`, the
-    /// window (copied: a change there copies no more), and the elements after, the first and last
-    /// still sharing the chunk's storage and its keys' filter (a filter of more keys only finds
-    /// more candidates). Returns the chunk that now holds `offset` and the offset in it.
+    /// Cuts chunk `c` into chunks of `chunkSize` if it is longer than twice that (a list made from
+    /// one long array): the new chunks are parts of the same storage (`ArraySlice`), so nothing is
+    /// copied, and a change inside one of them copies that one alone. Their keys' filters are
+    /// built by the next keyed change (`buildKeyFilters`): a filter of the long chunk would answer
+    /// "maybe" in every part for every key it held. Returns the chunk that now holds `offset` and
+    /// the offset in it.
     @usableFromInline mutating func splitIfLong(_ c: Int, offset: Int) -> (chunk: Int, offset: Int) {
         let items = chunks[c].items
         let size = Self.chunkSize
         guard items.count > 2 * size else { return (c, offset) }
-        let filter = chunks[c].filter
-        let s = items.startIndex
-        let w0 = offset / size * size
-        let w1 = Swift.min(w0 + size, items.count)
         var pieces: [ItemChunk<Element>] = []
-        if w0 > 0 { pieces.append(ItemChunk(items[s..<(s + w0)], filter: filter)) }
-        let window = ArraySlice(Array(items[(s + w0)..<(s + w1)]))
-        pieces.append(ItemChunk(window, filter: filter == nil ? nil : KeyFilter(window)))
-        if w1 < items.count { pieces.append(ItemChunk(items[(s + w1)...], filter: filter)) }
+        pieces.reserveCapacity((items.count + size - 1) / size)
+        var i = items.startIndex
+        while i < items.endIndex {
+            let j = Swift.min(i + size, items.endIndex)
+            pieces.append(ItemChunk(items[i..<j], filter: nil))
+            i = j
+        }
         chunks.replaceSubrange(c...c, with: pieces)
         rebuildEnds(from: c)
-        return (w0 > 0 ? c + 1 : c, offset - w0)
+        return (c + offset / size, offset % size)
     }
 
     /// `items` in chunks of `chunkSize` (the last one shorter), none empty, each with its keys'

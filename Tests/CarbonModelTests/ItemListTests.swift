@@ -1,6 +1,7 @@
-import CarbonModel
 import Foundation
 import Testing
+
+@testable import CarbonModel
 
 /// `ItemList`'s keys, shared chunks and coding (every operation against `Array` as the model is in
 /// `ItemListAdversaryTests`).
@@ -70,6 +71,26 @@ import Testing
         #expect(before.transactions.sharedEnds(with: after.transactions).prefix == 1000)
         #expect(try after.upsert(Self.item(7)) == .unchanged)
         #expect(after.transactions.count == 1001)
+    }
+
+    @Test func aChangeInsideADecodedListCutsItIntoPartsThatFindTheirOwnKeys() {
+        // As decoded: one chunk over one array, its filter built by a keyed change.
+        var list = ItemList((0..<20_000).map { Self.item($0) })
+        list.buildKeyFilters()
+        let before = list
+        list[10_000] = Self.item(10_000, 1)
+        list.buildKeyFilters()
+        // Parts of at most 128, all but the changed one still the storage of the list before.
+        #expect(list.chunks.allSatisfy { $0.items.count <= 128 })
+        let shared = before.sharedEnds(with: list)
+        #expect(shared.prefix + shared.suffix >= 20_000 - 64)
+        // Each part's filter is its own: a key is a candidate in few parts, not in every part.
+        for n in [0, 9_999, 10_000, 19_999] {
+            let hash = KeyFilter.hash("t-\(n)")
+            let candidates = list.chunks.filter { $0.filter?.mayContain(hash) ?? true }.count
+            #expect(candidates <= 20, "t-\(n): \(candidates) of \(list.chunks.count) parts")
+            #expect(list.firstIndex(ofKey: "t-\(n)") == n)
+        }
     }
 
     @Test func encodesAsAJSONArray() throws {
