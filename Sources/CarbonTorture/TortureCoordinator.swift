@@ -112,6 +112,28 @@ public enum TortureCoordinator {
             return text == "1" || text == "2" || text == "3" ? text : nil
         }
         let windowNames = ["1": "commit-window", "2": "append-window", "3": "before-datasync"]
+        // With append windows configured, faults in a window take turns waiting for a worker in
+        // an append window (2 or 3) and for one in a commit window (1), so that both kinds are hit
+        // whatever share of the time each takes; without them, any window.
+        var windowFaults = 0
+        func preferredWindows() -> Set<String> {
+            windowFaults += 1
+            guard config.appendWindow > .zero else { return ["1", "2", "3"] }
+            return windowFaults % 2 == 1 ? ["2", "3"] : ["1"]
+        }
+        /// A running worker inside one of the `preferred` windows (each worker's window read once:
+        /// it may leave it between two reads), waiting up to a second; then any window.
+        func workerInWindow(_ preferred: Set<String>) async throws -> (String, Process, String)? {
+            let look = clock.now + .seconds(1)
+            while true {
+                let last = clock.now >= look
+                for (id, p) in workers where p.isRunning {
+                    if let w = window(id), last || preferred.contains(w) { return (id, p, w) }
+                }
+                if last { return nil }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
 
         var nextKill = start + config.killEvery
         var nextStop = start + config.stopEvery
@@ -131,20 +153,7 @@ public enum TortureCoordinator {
                 nextKill = clock.now + jittered(config.killEvery)
             }
             if config.faults.contains(.killInWindow), clock.now >= nextWindowKill {
-                let look = clock.now + .seconds(1)
-                var target: (String, Process, String)?
-                while target == nil, clock.now < look {
-                    // One look at each worker's window (a lazy compactMap would look twice, and a
-                    // worker may leave its window in between).
-                    for (id, p) in workers where p.isRunning {
-                        if let w = window(id) {
-                            target = (id, p, w)
-                            break
-                        }
-                    }
-                    if target == nil { try await Task.sleep(for: .milliseconds(1)) }
-                }
-                if let (id, p, w) = target {
+                if let (id, p, w) = try await workerInWindow(preferredWindows()) {
                     kill(p.processIdentifier, SIGKILL)
                     p.waitUntilExit()
                     workers[id] = nil
@@ -156,17 +165,10 @@ public enum TortureCoordinator {
                 nextWindowKill = clock.now + jittered(config.killEvery)
             }
             if config.faults.contains(.stop), clock.now >= nextStop, clock.now + config.stopFor < end {
-                // Prefer a worker inside its commit window; wait up to a second for one.
-                var target: (String, Process)?
-                var inWindow: String?
-                let look = clock.now + .seconds(1)
-                while target == nil, clock.now < look {
-                    if let found = workers.first(where: { id, p in p.isRunning && window(id) != nil }) {
-                        target = (found.key, found.value)
-                        inWindow = window(found.key)
-                    }
-                    if target == nil { try await Task.sleep(for: .milliseconds(1)) }
-                }
+                // Prefer a worker inside a window; wait up to a second for one.
+                let found = try await workerInWindow(preferredWindows())
+                var target = found.map { ($0.0, $0.1) }
+                let inWindow = found?.2
                 if target == nil {
                     target = workers.filter { $0.value.isRunning }.randomElement().map { ($0.key, $0.value) }
                 }
