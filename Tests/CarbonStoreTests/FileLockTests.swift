@@ -129,6 +129,16 @@ import Testing
         }
     }
 
+    @Test func theHolderOfALockFileThatIsNotARegularFileIsNeverReadFrom() async throws {
+        let folder = try Folder()
+        defer { folder.remove() }
+        // A FIFO with no writer: opening it to read would wait for one.
+        #expect(mkfifo(folder.lockPath, 0o600) == 0)
+        let start = ContinuousClock.now
+        #expect(FileLockService.readHolder(".lock", in: folder.fd) == nil)
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
     @Test func onlyLocalFileSystemsWaitInTheKernel() throws {
         let folder = try Folder()
         defer { folder.remove() }

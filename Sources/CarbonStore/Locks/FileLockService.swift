@@ -329,9 +329,12 @@ public final class FileLockService: LockService {
     }
 
     static func readHolder(_ name: String, in directory: Int32) -> String? {
-        let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // Never blocking (a FIFO planted there would wait for a writer) and only a regular file.
+        let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         var buf = [UInt8](repeating: 0, count: 512)
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { return nil }
