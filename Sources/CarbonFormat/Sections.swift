@@ -42,7 +42,7 @@ struct StringTable {
         while true {
             let entry = Int(slots[slot])
             if entry == 0 { break }
-            if hashes[entry - 1] == hash, Self.same(strings[entry - 1], s, bytes) { return entry - 1 }
+            if hashes[entry - 1] == hash, strings[entry - 1].isByteEqual(to: s) { return entry - 1 }
             slot = (slot + 1) & mask
         }
         let i = strings.count
@@ -60,24 +60,6 @@ struct StringTable {
             var slot = Int(truncatingIfNeeded: hash) & mask
             while slots[slot] != 0 { slot = (slot + 1) & mask }
             slots[slot] = Int32(i + 1)
-        }
-    }
-
-    /// Whether `a` holds exactly `bytes` (those of `b`): the same representation, or the same bytes.
-    @inline(__always) private static func same(_ a: String, _ b: String, _ bytes: UnsafeBufferPointer<UInt8>)
-        -> Bool
-    {
-        if MemoryLayout<String>.size == 16 {
-            let identical = withUnsafeBytes(of: a) { x in
-                withUnsafeBytes(of: b) { y in
-                    x.load(as: (UInt64, UInt64).self) == y.load(as: (UInt64, UInt64).self)
-                }
-            }
-            if identical { return true }
-        }
-        var a = a
-        return a.withUTF8 { p in
-            p.count == bytes.count && (p.isEmpty || memcmp(p.baseAddress!, bytes.baseAddress!, p.count) == 0)
         }
     }
 
