@@ -102,9 +102,14 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         var prefix = 0
         var (ca, oa, cb, ob) = (0, 0, 0, 0)
         while prefix < limit {
+            // The same chunk at the same offset holds the same elements: no address to look up
+            // (most chunks of a list and its changed copy are shared whole).
+            if chunks[ca] !== other.chunks[cb] || oa != ob {
+                guard Self.address(chunks[ca].items, oa) == Self.address(other.chunks[cb].items, ob)
+                else { break }
+            }
             let x = chunks[ca].items
             let y = other.chunks[cb].items
-            guard Self.address(x, oa) == Self.address(y, ob) else { break }
             let n = Swift.min(x.count - oa, y.count - ob, limit - prefix)
             prefix += n
             oa += n
@@ -118,7 +123,9 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         while suffix < limit - prefix {
             let x = chunks[ea].items
             let y = other.chunks[eb].items
-            guard Self.address(x, x.count - 1 - ra) == Self.address(y, y.count - 1 - rb) else { break }
+            if chunks[ea] !== other.chunks[eb] || ra != rb {
+                guard Self.address(x, x.count - 1 - ra) == Self.address(y, y.count - 1 - rb) else { break }
+            }
             let n = Swift.min(x.count - ra, y.count - rb, limit - prefix - suffix)
             suffix += n
             ra += n
@@ -214,16 +221,19 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         return (c + offset / size, offset % size)
     }
 
-    /// `items` in chunks of `chunkSize` (the last one shorter), none empty, each with its keys'
-    /// filter.
+    /// `items` in the fewest chunks of at most `chunkSize`, of sizes that differ by one at most
+    /// (65 elements make chunks of 32 and 33, not 64 and 1), none empty, each with its keys' filter.
+    /// Inserting one element in a full chunk thus leaves two half-full ones: inserts in the middle
+    /// of a list (transactions that arrive out of time order) do not leave a trail of one-element
+    /// chunks that every later change would walk past.
     static func cut(_ items: [Element]) -> [ItemChunk<Element>] {
+        let count = (items.count + chunkSize - 1) / chunkSize
         var pieces: [ItemChunk<Element>] = []
-        pieces.reserveCapacity((items.count + chunkSize - 1) / chunkSize)
-        var i = 0
-        while i < items.count {
-            let j = Swift.min(i + chunkSize, items.count)
+        pieces.reserveCapacity(count)
+        for p in 0..<count {
+            let i = items.count * p / count
+            let j = items.count * (p + 1) / count
             pieces.append(ItemChunk(items[i..<j]))
-            i = j
         }
         return pieces
     }

@@ -79,6 +79,27 @@ public protocol ObjectStorage: Sendable {
     /// content, when the object changed. Only storages whose `appendsInPlace` is true implement it.
     @discardableResult
     func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+
+    /// `append`, calling `written` once the bytes are in the object where they were meant to land
+    /// (the fence checked, the bytes read back) and before they are made durable, while this
+    /// writer still holds the storage's own commit lock. The engine lets the user's lock go there,
+    /// so that the next writer reads and decides while this one waits for the disk; that writer
+    /// cannot write before this append is durable or cut (the commit lock), and its fence fails if
+    /// it was cut. `written` is called at most once, and never when the append fails before it. The
+    /// default calls `append` and never calls `written`.
+    @discardableResult
+    func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written: () -> Void
+    ) async throws -> ObjectVersion
+
+    /// Whether the object still has the version `version`, with all of that content durable. On
+    /// a volume it waits for an append in flight (another writer's, which may have let the user's
+    /// lock go before its fdatasync) to be durable or cut, then makes the file's content durable;
+    /// false if the object changed meanwhile (the frame was cut, or another version was written).
+    /// The engine asks it before it answers an update that writes nothing, since that answer
+    /// rests on what it read. The default returns true: what such a storage lets be read is
+    /// durable.
+    func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool
 }
 
 /// What `getIfChanged` found.
@@ -110,4 +131,13 @@ extension ObjectStorage {
     {
         throw InvalidRequestError("\(location(of: key)): this storage cannot append; write the whole object")
     }
+
+    @discardableResult
+    public func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written: () -> Void
+    ) async throws -> ObjectVersion {
+        try await append(key, bytes: bytes, expected: expected)
+    }
+
+    public func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool { true }
 }

@@ -504,6 +504,13 @@ public final class PathStorage: ObjectStorage {
     @discardableResult
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
     {
+        try await append(key, bytes: bytes, expected: expected, written: {})
+    }
+
+    @discardableResult
+    public func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written frameWritten: () -> Void
+    ) async throws -> ObjectVersion {
         let target = path(of: key)
         let (folders, name) = Self.split(key)
         guard bytes.count >= FileLayout.frameTrailerLength,
@@ -597,6 +604,10 @@ public final class PathStorage: ObjectStorage {
                         expected: "the frame written at offset \(start); other bytes are there")
                 }
             }
+            // In the file where it belongs: the caller may let the next writer read it now. That
+            // writer's own append waits for this commit lock, so it writes only after this frame
+            // is durable, or cut below (then its fence fails and it reads again).
+            frameWritten()
             if io.datasync(fd) != 0 {
                 let code = errno
                 // The frame may not be durable, and after a failed writeback a later fdatasync
@@ -620,6 +631,31 @@ public final class PathStorage: ObjectStorage {
             return AppendVersion(
                 fileID: v.fileID, validLength: start + bytes.count, lastID: frameID, changed: changed
             ).version
+        }
+    }
+
+    /// Under the commit lock, so that an append in flight has finished (durable, or cut after a
+    /// failed fdatasync): whether the file still has `version`'s content (bytes after it that are
+    /// not a committed frame are not content), then that content made durable with an
+    /// fdatasync, which also covers a frame whose writer died between its write and its own
+    /// fdatasync.
+    public func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
+        // A version-1 file is replaced by a rename, durable before anyone can read it.
+        guard let v = AppendVersion(version) else { return true }
+        let target = path(of: key)
+        let (folders, name) = Self.split(key)
+        guard let dir = try openFolder(folders, create: false, forWriting: true) else { return false }
+        defer { _ = io.close(dir) }
+        return try await withCommitLock(dir, path: Self.parent(of: target)) { _ throws -> Bool in
+            guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else { return false }
+            defer { _ = Glibc.close(fd) }
+            if case .changed = try compare(fd, size: Int(st.st_size), with: v, path: target).comparison {
+                return false
+            }
+            if io.datasync(fd) != 0 {
+                throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
+            }
+            return true
         }
     }
 

@@ -93,6 +93,41 @@ import Testing
         }
     }
 
+    @Test func insertsInTheMiddleLeaveChunksAtLeastHalfFull() {
+        // Transactions arriving out of time order land in the middle of the list, one at a time;
+        // each insert into a full chunk used to leave a chunk of one element behind it.
+        var list = ItemList((0..<2000).map { Self.item($0 * 10) })
+        list.buildKeyFilters()
+        var model = list.array
+        var random = SystemRandomNumberGenerator()
+        for k in 0..<3000 {
+            let at = Int.random(in: 0...list.count, using: &random)
+            let t = Self.item(1_000_000 + k)
+            list.insert(t, at: at)
+            model.insert(t, at: at)
+        }
+        #expect(list.array == model)
+        // 5,000 elements in chunks of at most 128: at most 5000 / 32 + 1 chunks of the inserts.
+        #expect(list.chunks.allSatisfy { !$0.items.isEmpty && $0.items.count <= 128 })
+        #expect(list.chunks.count <= 5000 / 32 + 1, "\(list.chunks.count) chunks")
+        let small = list.chunks.filter { $0.items.count < 32 }.count
+        #expect(small <= 1, "\(small) chunks of fewer than 32 elements")
+    }
+
+    @Test func aListSharesWholeChunksWithItsCopyAfterManyChanges() {
+        // The shared ends of a list and a copy changed in one place cover every other element,
+        // however fragmented the list (here: many inserts in the middle, then one more change).
+        var list = ItemList((0..<1000).map { Self.item($0 * 10) })
+        for k in 0..<500 { list.insert(Self.item(20_000 + k), at: (k * 7919) % list.count) }
+        var copy = list
+        copy.insert(Self.item(99_999), at: 700)
+        let ends = list.sharedEnds(with: copy)
+        #expect(ends.prefix + ends.suffix >= list.count - 64)
+        #expect(ends.prefix <= 700 && ends.suffix <= list.count - 700)
+        #expect(Array(list[..<ends.prefix]) == Array(copy[..<ends.prefix]))
+        #expect(Array(list.suffix(ends.suffix)) == Array(copy.suffix(ends.suffix)))
+    }
+
     @Test func encodesAsAJSONArray() throws {
         let list: ItemList<Transaction> = [Self.item(1), Self.item(2)]
         let json = try JSONEncoder().encode(list)

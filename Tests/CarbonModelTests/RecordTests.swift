@@ -145,6 +145,36 @@ import Testing
         }
     }
 
+    @Test func transactionsArrivingLateGoWhereATimeOrderedScanPutsThem() throws {
+        // The place of an insert is searched from the end in doubling steps; it must be the place
+        // that a scan from the end finds, for transactions late by any number of places, ties of
+        // time broken by id.
+        var r = UserRecord(userID: "u", createdAt: t0)
+        var model: [Transaction] = []
+        var random = SystemRandomNumberGenerator()
+        for k in 0..<1500 {
+            // Mostly in order, some late by a little, some by a lot, some at equal times.
+            let ms: Int64 =
+                switch k % 5 {
+                case 0: Int64(k) * 10 - Int64.random(in: 0...20, using: &random)
+                case 1: Int64.random(in: 0...Int64(k) * 10, using: &random)
+                case 2: Int64((k / 10) * 100)
+                default: Int64(k) * 10
+                }
+            let t = tx("id-\(Int.random(in: 0..<1_000_000, using: &random))-\(k)", ms)
+            var i = model.endIndex
+            while i > 0,
+                t.time < model[i - 1].time
+                    || (t.time == model[i - 1].time && t.id.isBytewiseLess(than: model[i - 1].id))
+            {
+                i -= 1
+            }
+            model.insert(t, at: i)
+            #expect(try r.upsert(t) == .inserted)
+        }
+        #expect(r.transactions.map(\.id) == model.map(\.id))
+    }
+
     @Test func responsesPreferencesFootprintsSavings() {
         var r = UserRecord(userID: "u", createdAt: t0)
         #expect(
