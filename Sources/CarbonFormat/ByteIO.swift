@@ -183,32 +183,43 @@ struct ByteReader {
     }
 
     /// An unsigned LEB128 varint of at most 10 bytes; overlong and overflowing encodings are errors.
+    ///
+    /// Inline, a varint of up to 9 bytes that ends in the buffer and is not overlong; anything else
+    /// (10 bytes, the end of the buffer, an overlong or overflowing encoding) is read again by
+    /// `varintSlow`, which gives the errors. `what` is evaluated only for an error.
     @inline(__always) mutating func varint(_ what: @autoclosure () -> String = "varint") throws(FormatError)
         -> UInt64
     {
-        if pos < end {
-            let b = buffer[pos]
+        var p = pos
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while p < end, shift < 63 {
+            let b = buffer[p]
+            p &+= 1
+            result |= UInt64(b & 0x7F) &<< shift
             if b < 0x80 {
-                pos &+= 1
-                return UInt64(b)
+                guard b != 0 || shift == 0 else { break }
+                pos = p
+                return result
             }
+            shift &+= 7
         }
-        return try varintSlow(what())
+        return try varintSlow(what)
     }
 
-    mutating func varintSlow(_ what: String) throws(FormatError) -> UInt64 {
+    mutating func varintSlow(_ what: () -> String) throws(FormatError) -> UInt64 {
         let start = pos
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
-            guard pos < end else { throw error(.truncated, "\(what) runs past the end", at: start) }
+            guard pos < end else { throw error(.truncated, "\(what()) runs past the end", at: start) }
             let b = buffer[pos]
             pos += 1
-            if shift == 63, b > 1 { throw error(.malformed, "\(what) overflows 64 bits", at: start) }
+            if shift == 63, b > 1 { throw error(.malformed, "\(what()) overflows 64 bits", at: start) }
             result |= UInt64(b & 0x7F) << shift
             if b < 0x80 {
                 if b == 0, shift > 0 {
-                    throw error(.malformed, "\(what) has an overlong encoding", at: start)
+                    throw error(.malformed, "\(what()) has an overlong encoding", at: start)
                 }
                 return result
             }
@@ -318,13 +329,30 @@ struct ByteReader {
 /// at the first invalid sequence the string holds EF BF BD, which the input cannot hold there, as
 /// that is itself a valid sequence. This is about four times faster than `String(validating:as:)`,
 /// whose generic path looks up type metadata for every string.
+/// ASCII bytes (checked eight at a time) are valid as they are, and need no comparison.
 @inline(__always) func decodeUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
     guard let source = bytes.baseAddress, !bytes.isEmpty else { return "" }
+    if isASCII(UnsafeRawPointer(source), bytes.count) { return String(decoding: bytes, as: UTF8.self) }
     var s = String(decoding: bytes, as: UTF8.self)
     let same = s.withUTF8 { out in
         out.count == bytes.count && memcmp(out.baseAddress!, source, bytes.count) == 0
     }
     return same ? s : nil
+}
+
+/// Whether the `count` bytes at `p` are all below 0x80.
+@inline(__always) func isASCII(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
+    var i = 0
+    var bits: UInt64 = 0
+    while i &+ 8 <= count {
+        bits |= p.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        i &+= 8
+    }
+    while i < count {
+        bits |= UInt64(p.load(fromByteOffset: i, as: UInt8.self))
+        i &+= 1
+    }
+    return bits & 0x8080_8080_8080_8080 == 0
 }
 
 /// A currency code as stored: exactly three upper-case ASCII letters.

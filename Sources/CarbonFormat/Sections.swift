@@ -12,15 +12,23 @@ import CarbonModel
 
 /// The per-section dictionary of repeated strings, in order of first use.
 ///
-/// An open-addressing table of indices into `strings`, probed by a hash of the UTF-8 bytes: the
+/// An open-addressing table of indices into `strings`, probed by `ByteHash` of the UTF-8 bytes: the
 /// standard `Dictionary` would hash every lookup with a freshly seeded SipHash, which cost a
-/// quarter of encoding a snapshot. The rows of a decoded record share their dictionary's strings,
-/// so a lookup usually finds a string with the very same storage and compares no bytes.
+/// quarter of encoding a snapshot. In front of it, a small cache keyed by a string's
+/// representation (its 16 bytes: the storage's address and length, or a small string's bytes)
+/// answers most lookups without reading or hashing any byte: the rows of a record share a few
+/// storages for their repeated strings (a decoded record shares its dictionary's strings). The
+/// cache holds each string it maps, so no storage it names is freed and reused for other bytes
+/// while the table lives.
 struct StringTable {
     private(set) var strings: [String] = []
     /// Index + 1 into `strings` (0: empty), at the slot of a hash; a power of two long.
     private var slots: [Int32]
     private var hashes: [UInt64] = []
+    /// The representation cache, direct-mapped, a power of two long: a string, and its index in
+    /// `strings` (-1: empty slot).
+    private var recent: [(string: String, id: Int)]
+    private static let representationBytes = MemoryLayout<String>.size
 
     init(capacity: Int) {
         var size = 16
@@ -28,15 +36,35 @@ struct StringTable {
         slots = [Int32](repeating: 0, count: size)
         strings.reserveCapacity(capacity)
         hashes.reserveCapacity(capacity)
+        recent = Array(repeating: ("", -1), count: Self.representationBytes == 16 ? size * 2 : 0)
+    }
+
+    /// The string's 16 representation bytes. Two live strings with the same representation have
+    /// the same bytes (the same storage, or the same small string).
+    @inline(__always) private static func representation(_ s: String) -> (UInt64, UInt64) {
+        withUnsafeBytes(of: s) { $0.loadUnaligned(as: (UInt64, UInt64).self) }
     }
 
     mutating func id(_ s: String) -> Int {
-        var contiguous = s
-        return contiguous.withUTF8 { bytes in id(s, bytes) }
+        guard !recent.isEmpty else { return lookUp(s) }
+        let key = Self.representation(s)
+        var h = (key.0 ^ (key.1 &* 0x9E37_79B9_7F4A_7C15)) &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 32
+        let slot = Int(truncatingIfNeeded: h) & (recent.count - 1)
+        let (cached, cachedID) = recent[slot]
+        if cachedID >= 0, Self.representation(cached) == key { return cachedID }
+        let i = lookUp(s)
+        recent[slot] = (s, i)
+        return i
     }
 
-    private mutating func id(_ s: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Int {
-        let hash = Self.hash(bytes)
+    private mutating func lookUp(_ s: String) -> Int {
+        var contiguous = s
+        return contiguous.withUTF8 { bytes in lookUp(s, bytes) }
+    }
+
+    private mutating func lookUp(_ s: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        let hash = ByteHash.hash(UnsafeRawBufferPointer(bytes))
         let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: hash) & mask
         while true {
@@ -63,28 +91,6 @@ struct StringTable {
         }
     }
 
-    /// A hash of UTF-8 bytes, eight at a time.
-    @inline(__always) private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(bytes.count &+ 1)
-        let raw = UnsafeRawBufferPointer(bytes)
-        var i = 0
-        while i + 8 <= raw.count {
-            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xff51_afd7_ed55_8ccd
-            h ^= h >> 29
-            i += 8
-        }
-        var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < raw.count {
-            tail |= UInt64(raw[i]) << shift
-            shift += 8
-            i += 1
-        }
-        h = (h ^ tail) &* 0xc4ce_b9fe_1a85_ec53
-        h ^= h >> 32
-        return h
-    }
-
     /// 0 for nil, else index + 1.
     mutating func optionalID(_ s: String?) -> Int {
         guard let s else { return 0 }
@@ -96,6 +102,9 @@ struct StringTable {
         for s in strings { w.string(s) }
     }
 }
+
+/// The currency of a decoded transaction's row until its currency column is read.
+private let placeholderCurrency = CurrencyCode("XXX")!
 
 /// Orders dictionary keys by their UTF-8 bytes, so the encoding does not depend on hashing or locale.
 @inline(__always) func utf8Less(_ a: String, _ b: String) -> Bool {
@@ -227,48 +236,37 @@ enum TransactionsSection {
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Transaction] {
         let n = try r.count("transaction count", minItemSize: TransactionsSection.minRowSize)
         var table = try DecodedTable(&r)
-        var ids: [String] = []
-        ids.reserveCapacity(n)
-        for _ in 0..<n { ids.append(try r.string("transaction id")) }
-        var times: [Timestamp] = []
-        times.reserveCapacity(n)
-        var previous: Int64 = 0
-        for _ in 0..<n { times.append(try r.delta(from: &previous, "transaction time")) }
-        var amounts: [Int64] = []
-        amounts.reserveCapacity(n)
-        for _ in 0..<n { amounts.append(try r.zigzag("amount")) }
+        // Each row starts as a copy of one transaction when its id is read, and each later column
+        // sets its field in place: no column is held in an array of its own. (The initializer's
+        // default `metadata: [:]` would build an empty dictionary, through an array, for every row;
+        // the placeholder currency is replaced by the currency column.)
         var result: [Transaction] = []
         result.reserveCapacity(n)
-        // Rows start as copies of one transaction and get their fields set: the initializer's
-        // default `metadata: [:]` would build an empty dictionary (through an array) for every row.
-        var prototype: Transaction?
-        for i in 0..<n {
-            let c = try table.currency(&r)
-            let amount = Money(minorUnits: amounts[i], currency: c)
-            var t: Transaction
-            if let prototype {
-                t = prototype
-                t.id = ids[i]
-                t.time = times[i]
-                t.amount = amount
-            } else {
-                t = Transaction(id: ids[i], time: times[i], amount: amount)
-                prototype = t
-            }
-            result.append(t)
+        var prototype = Transaction(
+            id: "", time: Timestamp(millisecondsSince1970: 0),
+            amount: Money(minorUnits: 0, currency: placeholderCurrency))
+        for _ in 0..<n {
+            prototype.id = try r.string("transaction id")
+            result.append(prototype)
         }
-        for i in 0..<n { result[i].merchant = try table.optionalString(&r, "merchant") }
-        for i in 0..<n {
-            let start = r.pos
-            let m = try r.varint("merchant category code")
-            guard m <= 10_000 else {
-                throw r.error(.invalidValue, "merchant category code \(m - 1) is above 9999", at: start)
+        try result.withUnsafeMutableBufferPointer { (rows) throws(FormatError) in
+            var previous: Int64 = 0
+            for i in 0..<n { rows[i].time = try r.delta(from: &previous, "transaction time") }
+            for i in 0..<n { rows[i].amount.minorUnits = try r.zigzag("amount") }
+            for i in 0..<n { rows[i].amount.currency = try table.currency(&r) }
+            for i in 0..<n { rows[i].merchant = try table.optionalString(&r, "merchant") }
+            for i in 0..<n {
+                let start = r.pos
+                let m = try r.varint("merchant category code")
+                guard m <= 10_000 else {
+                    throw r.error(.invalidValue, "merchant category code \(m - 1) is above 9999", at: start)
+                }
+                rows[i].mcc = m == 0 ? nil : UInt16(m - 1)
             }
-            result[i].mcc = m == 0 ? nil : UInt16(m - 1)
+            for i in 0..<n { rows[i].category = try table.optionalString(&r, "category") }
+            for i in 0..<n { rows[i].accountID = try table.optionalString(&r, "account id") }
+            for i in 0..<n { rows[i].description = try r.optionalString("description") }
         }
-        for i in 0..<n { result[i].category = try table.optionalString(&r, "category") }
-        for i in 0..<n { result[i].accountID = try table.optionalString(&r, "account id") }
-        for i in 0..<n { result[i].description = try r.optionalString("description") }
         for i in 0..<n {
             let countStart = r.pos
             let m = try r.count("metadata entry count", minItemSize: 2)
@@ -442,32 +440,32 @@ enum FootprintsSection {
     static func decode(_ r: inout ByteReader) throws(FormatError) -> [Footprint] {
         let n = try r.count("footprint count", minItemSize: FootprintsSection.minRowSize)
         let table = try DecodedTable(&r)
-        var ids: [String] = []
-        ids.reserveCapacity(n)
-        for _ in 0..<n { ids.append(try r.string("footprint id")) }
-        var txIDs: [String?] = []
-        txIDs.reserveCapacity(n)
-        for _ in 0..<n { txIDs.append(try r.optionalString("footprint transaction id")) }
+        // As for transactions: rows made when their ids are read, the other columns set in place.
         var result: [Footprint] = []
         result.reserveCapacity(n)
-        for i in 0..<n {
-            let mg = try r.zigzag("kgCO2e")
-            result.append(
-                Footprint(
-                    id: ids[i], transactionID: txIDs[i], co2e: CO2e(milligrams: mg), category: "",
-                    methodology: "", calculatedAt: Timestamp(millisecondsSince1970: 0)))
+        var prototype = Footprint(
+            id: "", transactionID: nil, co2e: CO2e(milligrams: 0), category: "", methodology: "",
+            calculatedAt: Timestamp(millisecondsSince1970: 0))
+        for _ in 0..<n {
+            prototype.id = try r.string("footprint id")
+            result.append(prototype)
         }
-        for i in 0..<n { result[i].category = try table.string(&r, "footprint category") }
-        for i in 0..<n { result[i].methodology = try table.string(&r, "footprint methodology") }
-        var previous: Int64 = 0
-        for i in 0..<n { result[i].calculatedAt = try r.delta(from: &previous, "calculation time") }
-        previous = 0
-        for i in 0..<n {
-            guard try r.int(max: 1, "period presence") == 1 else { continue }
-            let start = try r.delta(from: &previous, "period start")
-            let length = try r.zigzag("period length")
-            result[i].period = Period(
-                start: start, end: Timestamp(millisecondsSince1970: start.millisecondsSince1970 &+ length))
+        try result.withUnsafeMutableBufferPointer { (rows) throws(FormatError) in
+            for i in 0..<n { rows[i].transactionID = try r.optionalString("footprint transaction id") }
+            for i in 0..<n { rows[i].co2e = CO2e(milligrams: try r.zigzag("kgCO2e")) }
+            for i in 0..<n { rows[i].category = try table.string(&r, "footprint category") }
+            for i in 0..<n { rows[i].methodology = try table.string(&r, "footprint methodology") }
+            var previous: Int64 = 0
+            for i in 0..<n { rows[i].calculatedAt = try r.delta(from: &previous, "calculation time") }
+            previous = 0
+            for i in 0..<n {
+                guard try r.int(max: 1, "period presence") == 1 else { continue }
+                let start = try r.delta(from: &previous, "period start")
+                let length = try r.zigzag("period length")
+                rows[i].period = Period(
+                    start: start, end: Timestamp(millisecondsSince1970: start.millisecondsSince1970 &+ length)
+                )
+            }
         }
         return result
     }

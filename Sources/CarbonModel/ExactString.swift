@@ -12,7 +12,7 @@ public struct ExactString: Sendable, Hashable, Comparable, CustomStringConvertib
 {
     public var string: String
 
-    public init(_ string: String) { self.string = string }
+    @inlinable public init(_ string: String) { self.string = string }
     public init(stringLiteral value: String) { string = value }
 
     public var description: String { string }
@@ -120,7 +120,7 @@ extension String: ExactlyEquatable {
 public struct ExactDictionary<Value: Sendable>: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     @usableFromInline var storage: [ExactString: Value]
 
-    public init() { storage = [:] }
+    @inlinable public init() { storage = [:] }
 
     /// The entries of a `[String: Value]` (whose keys are already distinct).
     public init(_ dictionary: [String: Value]) {
@@ -143,7 +143,7 @@ public struct ExactDictionary<Value: Sendable>: Sendable, Sequence, ExpressibleB
 
     /// Sets the value for the key; returns the value it replaced, if any.
     @discardableResult
-    public mutating func updateValue(_ value: Value, forKey key: String) -> Value? {
+    @inlinable public mutating func updateValue(_ value: Value, forKey key: String) -> Value? {
         storage.updateValue(value, forKey: ExactString(key))
     }
 
@@ -153,7 +153,7 @@ public struct ExactDictionary<Value: Sendable>: Sendable, Sequence, ExpressibleB
         storage.removeValue(forKey: ExactString(key))
     }
 
-    public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
+    @inlinable public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
 
     /// The entries in ascending order of their keys' UTF-8 bytes.
     public var sortedByKey: [(key: String, value: Value)] {

@@ -296,20 +296,9 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         return words[a >> 6] & (1 << UInt64(a & 63)) != 0 && words[b >> 6] & (1 << UInt64(b & 63)) != 0
     }
 
-    /// A hash of the key's UTF-8 bytes (so byte-equal keys hash alike), the same in every process.
-    static func hash(_ key: String) -> UInt64 {
-        var key = key
-        return key.withUTF8 { bytes in
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(bytes.count)
-            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-            h ^= h >> 33
-            h &*= 0xff51_afd7_ed55_8ccd
-            h ^= h >> 33
-            h &*= 0xc4ce_b9fe_1a85_ec53
-            h ^= h >> 33
-            return h
-        }
-    }
+    /// The hash of a key: `ByteHash.hash` of its UTF-8 bytes, so byte-equal keys hash alike. Its
+    /// low and high 32 bits are independent, one for each of the filter's two probes.
+    @inline(__always) static func hash(_ key: String) -> UInt64 { ByteHash.hash(key) }
 }
 
 extension ItemList: RandomAccessCollection, MutableCollection {

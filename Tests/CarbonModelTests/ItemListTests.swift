@@ -86,7 +86,7 @@ import Testing
         #expect(shared.prefix + shared.suffix >= 20_000 - 64)
         // Each part's filter is its own: a key is a candidate in few parts, not in every part.
         for n in [0, 9_999, 10_000, 19_999] {
-            let hash = KeyFilter.hash("t-\(n)")
+            let hash = ByteHash.hash("t-\(n)")
             let candidates = list.chunks.filter { $0.filter?.mayContain(hash) ?? true }.count
             #expect(candidates <= 20, "t-\(n): \(candidates) of \(list.chunks.count) parts")
             #expect(list.firstIndex(ofKey: "t-\(n)") == n)

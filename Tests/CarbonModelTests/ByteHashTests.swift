@@ -1,0 +1,146 @@
+import Testing
+
+@testable import CarbonModel
+
+/// `ByteHash`: the one hash of UTF-8 bytes that the format's section dictionaries and `ItemList`'s
+/// key filters share.
+@Suite struct ByteHashTests {
+    /// A deterministic stream of 64-bit values (SplitMix64), so that every run tests the same inputs.
+    struct Numbers {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
+    }
+
+    static func hash(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { ByteHash.hash($0) } }
+
+    static let lengths = [2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 20, 23, 24, 31, 36, 40]
+
+    @Test func aStringHashesAsItsUTF8Bytes() {
+        let strings = [
+            "", "a", "EUR", "t-1", "ghg-spend-v3.2", "0123456789abcdef0123", "caf\u{E9}", "cafe\u{301}",
+            "🌍 ok",
+            String(repeating: "x", count: 100),
+        ]
+        for s in strings { #expect(ByteHash.hash(s) == Self.hash(Array(s.utf8)), "\(s)") }
+        // Canonically equivalent spellings with other bytes are other keys.
+        #expect(ByteHash.hash("caf\u{E9}") != ByteHash.hash("cafe\u{301}"))
+        // A small (inline) string and a heap one with the same bytes.
+        let small = "t-12345"
+        let built = String(decoding: Array("t-12345".utf8), as: UTF8.self)
+        let long = String(repeating: "t-12345", count: 3)
+        let longBuilt = String(decoding: Array(long.utf8), as: UTF8.self)
+        #expect(ByteHash.hash(small) == ByteHash.hash(built))
+        #expect(ByteHash.hash(long) == ByteHash.hash(longBuilt))
+        // The length counts: runs of zero bytes of different lengths differ.
+        let zeros = (0...40).map { Self.hash([UInt8](repeating: 0, count: $0)) }
+        #expect(Set(zeros).count == zeros.count)
+    }
+
+    /// Every input bit flips every output bit with probability near one half. (The dictionary
+    /// hash this replaced failed: a change in the last byte of a string of 7 or 15 bytes never
+    /// reached the low 23 bits, the bits that pick a table slot.)
+    @Test func everyInputBitReachesEveryOutputBit() {
+        var numbers = Numbers(state: 1)
+        let samples = 200
+        var worst = (probability: 0.5, length: 0, inputBit: 0, outputBit: 0)
+        for n in Self.lengths {
+            var flips = [Int](repeating: 0, count: n * 8 * 64)
+            for _ in 0..<samples {
+                var bytes = numbers.bytes(n)
+                let h = Self.hash(bytes)
+                for bit in 0..<(n * 8) {
+                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
+                    let d = h ^ Self.hash(bytes)
+                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
+                    for out in 0..<64 where d >> UInt64(out) & 1 == 1 { flips[bit * 64 + out] += 1 }
+                }
+            }
+            for bit in 0..<(n * 8) {
+                for out in 0..<64 {
+                    let p = Double(flips[bit * 64 + out]) / Double(samples)
+                    if abs(p - 0.5) > abs(worst.probability - 0.5) { worst = (p, n, bit, out) }
+                }
+            }
+        }
+        // 200 samples: one standard deviation is 0.035, so 0.3 ... 0.7 is more than 5.
+        // (One-byte inputs are too few to sample: all 256 are checked below.)
+        #expect(
+            abs(worst.probability - 0.5) < 0.2,
+            "input bit \(worst.inputBit) of \(worst.length) bytes flips output bit \(worst.outputBit) with probability \(worst.probability)"
+        )
+    }
+
+    /// All 256 one-byte inputs: each of their 128 pairs one bit apart is a fixed sample, so the
+    /// bound is wider (one standard deviation of 128 fair coins is 0.044).
+    @Test func everyBitOfOneByteReachesEveryOutputBit() {
+        for bit in 0..<8 {
+            var flips = [Int](repeating: 0, count: 64)
+            for b in 0..<256 where b & (1 << bit) == 0 {
+                let d = Self.hash([UInt8(b)]) ^ Self.hash([UInt8(b | 1 << bit)])
+                for out in 0..<64 where d >> UInt64(out) & 1 == 1 { flips[out] += 1 }
+            }
+            for out in 0..<64 {
+                let p = Double(flips[out]) / 128
+                #expect(abs(p - 0.5) < 0.25, "input bit \(bit) flips output bit \(out) with probability \(p)")
+            }
+        }
+    }
+
+    /// The low and high 32 bits are two independent hashes (`KeyFilter` takes one probe from
+    /// each): a change of one input bit never changes both halves alike, and among many keys the
+    /// pairs whose low halves agree in their low bits have high halves that do not.
+    @Test func theHalvesAreIndependent() {
+        var numbers = Numbers(state: 2)
+        var alike = 0
+        for n in Self.lengths {
+            for _ in 0..<50 {
+                var bytes = numbers.bytes(n)
+                let h = Self.hash(bytes)
+                for bit in 0..<(n * 8) {
+                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
+                    let d = h ^ Self.hash(bytes)
+                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
+                    if d & 0xFFFF_FFFF == d >> 32 { alike += 1 }
+                }
+            }
+        }
+        #expect(alike == 0)
+        // Keys as the store holds them: 20,000 of them into 1,024 buckets by the low 10 bits;
+        // inside each bucket, the high halves' low 10 bits spread as a fresh hash's would.
+        var buckets = [[Int]](repeating: [], count: 1024)
+        for k in 0..<20_000 {
+            let h = ByteHash.hash("t-\(k)")
+            buckets[Int(h & 1023)].append(Int((h >> 32) & 1023))
+        }
+        var sameInBucket = 0
+        for bucket in buckets { sameInBucket += bucket.count - Set(bucket).count }
+        // A fresh hash gives about 20,000 × 19.5 / 2 / 1024 ≈ 190 repeats; the same function of the
+        // low half would give about 20,000 − 1,024.
+        #expect(sameInBucket < 400, "\(sameInBucket) repeats")
+    }
+
+    @Test func keyFiltersUseIt() {
+        let keys = (0..<1000).map { "t-\($0)" }
+        let filter = KeyFilter(keys.map { Transaction.key($0) })
+        for k in keys { #expect(filter.mayContain(ByteHash.hash(k))) }
+        #expect(KeyFilter.hash("t-1") == ByteHash.hash("t-1"))
+        // About 5% false positives at 16 bits a key.
+        let falsePositives = (1000..<21_000).filter { filter.mayContain(ByteHash.hash("t-\($0)")) }.count
+        #expect(falsePositives < 2_000, "\(falsePositives) of 20,000")
+    }
+}
+
+extension Transaction {
+    fileprivate static func key(_ id: String) -> Transaction {
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: 0),
+            amount: Money(minorUnits: 0, currency: CurrencyCode("EUR")!))
+    }
+}
