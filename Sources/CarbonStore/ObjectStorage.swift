@@ -80,25 +80,13 @@ public protocol ObjectStorage: Sendable {
     @discardableResult
     func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
 
-    /// `append`, calling `written` once the bytes are in the object where they were meant to land
-    /// (the fence checked, the bytes read back) and before they are made durable, while this
-    /// writer still holds the storage's own commit lock. The engine lets the user's lock go there,
-    /// so that the next writer reads and decides while this one waits for the disk; that writer
-    /// cannot write before this append is durable or cut (the commit lock), and its fence fails if
-    /// it was cut. `written` is called at most once, and never when the append fails before it. The
-    /// default calls `append` and never calls `written`.
-    @discardableResult
-    func append(
-        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written: () -> Void
-    ) async throws -> ObjectVersion
-
     /// Whether the object still has the version `version`, with all of that content durable. On
-    /// a volume it waits for an append in flight (another writer's, which may have let the user's
-    /// lock go before its fdatasync) to be durable or cut, then makes the file's content durable;
-    /// false if the object changed meanwhile (the frame was cut, or another version was written).
-    /// The engine asks it before it answers an update that writes nothing, since that answer
-    /// rests on what it read. The default returns true: what such a storage lets be read is
-    /// durable.
+    /// a volume, it waits for an append in flight (one that a writer without the user's lock is
+    /// making durable) to be durable or cut, then makes the file's content durable (which also
+    /// covers a frame whose writer died between its write and its fdatasync); false if the object
+    /// changed meanwhile (the frame was cut, or another version was written). The engine asks it
+    /// before it answers an update that writes nothing, since that answer rests on what it read.
+    /// The default returns true: what such a storage lets be read is durable.
     func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool
 }
 
@@ -130,13 +118,6 @@ extension ObjectStorage {
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
     {
         throw InvalidRequestError("\(location(of: key)): this storage cannot append; write the whole object")
-    }
-
-    @discardableResult
-    public func append(
-        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written: () -> Void
-    ) async throws -> ObjectVersion {
-        try await append(key, bytes: bytes, expected: expected)
     }
 
     public func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool { true }

@@ -504,13 +504,6 @@ public final class PathStorage: ObjectStorage {
     @discardableResult
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
     {
-        try await append(key, bytes: bytes, expected: expected, written: {})
-    }
-
-    @discardableResult
-    public func append(
-        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written frameWritten: () -> Void
-    ) async throws -> ObjectVersion {
         let target = path(of: key)
         let (folders, name) = Self.split(key)
         guard bytes.count >= FileLayout.frameTrailerLength,
@@ -604,10 +597,6 @@ public final class PathStorage: ObjectStorage {
                         expected: "the frame written at offset \(start); other bytes are there")
                 }
             }
-            // In the file where it belongs: the caller may let the next writer read it now. That
-            // writer's own append waits for this commit lock, so it writes only after this frame
-            // is durable, or cut below (then its fence fails and it reads again).
-            frameWritten()
             if io.datasync(fd) != 0 {
                 let code = errno
                 // The frame may not be durable, and after a failed writeback a later fdatasync

@@ -463,9 +463,10 @@ public struct Store: Sendable {
                 let step = try decide(current, attempt > 1)
                 if case .finished(let result) = step {
                     // An answer that writes nothing rests on what was read, which may hold a frame
-                    // that another writer has written but not yet made durable (it lets the user's
-                    // lock go before its fdatasync): it is given once that content is durable, or
-                    // decided again if the frame was cut.
+                    // that another writer has written but not made durable: one still in its
+                    // fdatasync (no lock, `locking=none`, or a lock lost), or one whose writer died
+                    // before its fdatasync (the kernel let its locks go). It is given once that
+                    // content is durable, or decided again if the frame was cut.
                     if let version = current?.version, storage.appendsInPlace,
                         try await !storage.confirmDurable(key, version: version)
                     {
@@ -492,9 +493,6 @@ public struct Store: Sendable {
                 let fence = !options.unsafeDisableFence
                 let condition: WriteCondition =
                     !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
-                // Whether the lease was let go before the write returned: then nothing more may
-                // be tried under it.
-                var released = false
                 do {
                     let result: Result
                     switch step {
@@ -515,11 +513,8 @@ public struct Store: Sendable {
                         let version: ObjectVersion
                         var whole: [UInt8]? = nil
                         if storage.appendsInPlace {
-                            // The user's lock is let go once the frame is written, while it is
-                            // made durable (a local lock; see `append(_:bytes:expected:written:)`).
                             version = try await storage.append(
-                                key, bytes: frame.bytes, expected: fence ? read.version : nil
-                            ) { released = locks.releaseAtOnce(lease) }
+                                key, bytes: frame.bytes, expected: fence ? read.version : nil)
                         } else {
                             // S3 and memory cannot append: the object is written whole, the bytes
                             // read plus the frame, without encoding the record again.
@@ -544,10 +539,7 @@ public struct Store: Sendable {
                     // Committed: a failed release only leaves the lock to expire.
                     try? await locks.release(lease)
                     return result
-                } catch let error as VersionMismatchError {
-                    // Never retried without the lock (an append fails its fence before `written`,
-                    // so this does not happen; were it to, the caller hears of the conflict).
-                    if released { throw error }
+                } catch is VersionMismatchError {
                     options.events.fenceConflict(userID)
                     cache.remove(key)
                     // The fence held: nothing of this attempt was written. Someone else wrote since

@@ -82,11 +82,6 @@ final class CountingStorage: ObjectStorage, @unchecked Sendable {
     func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
         try await base.append(key, bytes: bytes, expected: expected)
     }
-    func append(
-        _ key: String, bytes: [UInt8], expected: ObjectVersion?, written: () -> Void
-    ) async throws -> ObjectVersion {
-        try await base.append(key, bytes: bytes, expected: expected, written: written)
-    }
     func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
         try await base.confirmDurable(key, version: version)
     }

@@ -322,15 +322,10 @@ public final class FileLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
-    public func release(_ lease: Lease) async throws { _ = releaseAtOnce(lease) }
-
-    /// Unlocks the lock file and hands the turn on: nothing to wait for. A lease already released
-    /// is left alone.
-    public func releaseAtOnce(_ lease: Lease) -> Bool {
-        guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return true }
+    public func release(_ lease: Lease) async throws {
+        guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return }
         entry.lock.release()
         turns.give(entry.path, entry.turn)
-        return true
     }
 
     static func readHolder(_ name: String, in directory: Int32) -> String? {

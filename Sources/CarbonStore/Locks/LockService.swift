@@ -53,17 +53,10 @@ public protocol LockService: Sendable {
     /// Checks that the lock service answers, without taking a lock (a readiness probe). Local locks
     /// always answer.
     func checkReachable() async throws
-
-    /// Releases a lease at once, without waiting for anything (a local lock), and returns true; or
-    /// returns false, having done nothing, if this kind of lock cannot be released that way (a
-    /// lock record in DynamoDB). The engine calls it between an append's write and its fdatasync
-    /// (`ObjectStorage.append(_:bytes:expected:written:)`). The default returns false.
-    func releaseAtOnce(_ lease: Lease) -> Bool
 }
 
 extension LockService {
     public func checkReachable() async throws {}
-    public func releaseAtOnce(_ lease: Lease) -> Bool { false }
 }
 
 /// `locking=none`: no lock at all; writers rely on compare-and-swap and retry on conflict.
