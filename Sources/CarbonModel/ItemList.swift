@@ -53,7 +53,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 
     /// A list of the elements of `elements`, in order. From an array, this takes the array's
     /// storage as it is.
-    public init<S: Sequence>(_ elements: S) where S.Element == Element {
+    @inlinable public init<S: Sequence>(_ elements: S) where S.Element == Element {
         let array = Array(elements)
         // The keys' filter of a list made whole is built by the first change that looks a key up
         // (`buildKeyFilters`), so that decoding a record costs no hashing.
@@ -63,7 +63,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 
     /// The elements as one array: the list's own storage when it is in one chunk, a copy
     /// otherwise.
-    public var array: [Element] {
+    @inlinable public var array: [Element] {
         // One chunk over a whole array's storage (a list made from one array) converts without
         // copying.
         if chunks.count == 1 { return Array(chunks[0].items) }
@@ -74,7 +74,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     }
 
     /// The elements at `range`, as an array.
-    public func elements(in range: Range<Int>) -> [Element] {
+    @inlinable public func elements(in range: Range<Int>) -> [Element] {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "range out of bounds")
         guard !range.isEmpty else { return [] }
         var result: [Element] = []
@@ -97,7 +97,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// lower bound of their common prefix and suffix, found without comparing elements (the two
     /// never overlap). A list and a changed copy of it share every element the change did not
     /// touch, in whole chunks or in the parts of a chunk that the change split.
-    public func sharedEnds(with other: ItemList) -> (prefix: Int, suffix: Int) {
+    @inlinable public func sharedEnds(with other: ItemList) -> (prefix: Int, suffix: Int) {
         let limit = Swift.min(count, other.count)
         var prefix = 0
         var (ca, oa, cb, ob) = (0, 0, 0, 0)
@@ -139,14 +139,14 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// Where element `offset` of a chunk's elements is stored. Two live chunks' elements at one
     /// address are the same element of the same storage, which cannot change in place while both
     /// hold it.
-    @inline(__always) static func address(_ items: ArraySlice<Element>, _ offset: Int)
+    @inlinable @inline(__always) static func address(_ items: ArraySlice<Element>, _ offset: Int)
         -> UnsafePointer<Element>?
     {
         items.withUnsafeBufferPointer { $0.baseAddress.map { $0 + offset } }
     }
 
     /// The index of the first element whose key has exactly these UTF-8 bytes, or nil.
-    public func firstIndex(ofKey key: String) -> Int? {
+    @inlinable public func firstIndex(ofKey key: String) -> Int? {
         let hash = KeyFilter.hash(key)
         for (c, chunk) in chunks.enumerated() where chunk.filter?.mayContain(hash) ?? true {
             if let i = chunk.items.firstIndex(where: { $0.itemKey.isByteEqual(to: key) }) {
@@ -169,7 +169,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     }
 
     /// The chunk holding position `i` (`0 <= i < count`) and the offset in it.
-    @usableFromInline func locate(_ i: Int) -> (chunk: Int, offset: Int) {
+    @inlinable func locate(_ i: Int) -> (chunk: Int, offset: Int) {
         if chunks.count == 1 { return (0, i) }
         var lo = 0
         var hi = ends.count - 1
@@ -182,7 +182,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 
     /// Changes the elements of chunk `c` in place when no other list shares it, on a copy
     /// otherwise, and keeps `ends` right.
-    @usableFromInline mutating func modifyChunk(_ c: Int, _ body: (inout ArraySlice<Element>) -> Void) {
+    @inlinable mutating func modifyChunk(_ c: Int, _ body: (inout ArraySlice<Element>) -> Void) {
         let before = chunks[c].items.count
         if isKnownUniquelyReferenced(&chunks[c]) {
             body(&chunks[c].items)
@@ -204,7 +204,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// built by the next keyed change (`buildKeyFilters`): a filter of the long chunk would answer
     /// "maybe" in every part for every key it held. Returns the chunk that now holds `offset` and
     /// the offset in it.
-    @usableFromInline mutating func splitIfLong(_ c: Int, offset: Int) -> (chunk: Int, offset: Int) {
+    @inlinable mutating func splitIfLong(_ c: Int, offset: Int) -> (chunk: Int, offset: Int) {
         let items = chunks[c].items
         let size = Self.chunkSize
         guard items.count > 2 * size else { return (c, offset) }
@@ -226,7 +226,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// Inserting one element in a full chunk thus leaves two half-full ones: inserts in the middle
     /// of a list (transactions that arrive out of time order) do not leave a trail of one-element
     /// chunks that every later change would walk past.
-    static func cut(_ items: [Element]) -> [ItemChunk<Element>] {
+    @inlinable static func cut(_ items: [Element]) -> [ItemChunk<Element>] {
         let count = (items.count + chunkSize - 1) / chunkSize
         var pieces: [ItemChunk<Element>] = []
         pieces.reserveCapacity(count)
@@ -238,7 +238,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         return pieces
     }
 
-    mutating func rebuildEnds(from c: Int) {
+    @inlinable mutating func rebuildEnds(from c: Int) {
         ends.removeSubrange(c...)
         var end = c == 0 ? 0 : ends[c - 1]
         for k in c..<chunks.count {
@@ -258,13 +258,13 @@ public struct ItemList<Element: KeyedItem>: Sendable {
     /// built.
     @usableFromInline var filter: KeyFilter?
 
-    @usableFromInline init(_ items: ArraySlice<Element>, filter: KeyFilter?) {
+    @inlinable init(_ items: ArraySlice<Element>, filter: KeyFilter?) {
         self.items = items
         self.filter = filter
     }
 
     /// A chunk of `items` with their keys' filter.
-    @usableFromInline convenience init(_ items: ArraySlice<Element>) {
+    @inlinable convenience init(_ items: ArraySlice<Element>) {
         self.init(items, filter: KeyFilter(items))
     }
 }
@@ -272,16 +272,16 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 /// A Bloom filter of keys: `mayContain` is true for every key added, and for few others (about 5%
 /// at 16 bits a key).
 @usableFromInline struct KeyFilter: Sendable {
-    var words: [UInt64]
+    @usableFromInline var words: [UInt64]
 
-    @usableFromInline init<C: Collection>(_ items: C) where C.Element: KeyedItem {
+    @inlinable init<C: Collection>(_ items: C) where C.Element: KeyedItem {
         var size = 16
         while size * 4 < items.count { size *= 2 }
         words = [UInt64](repeating: 0, count: size)
         for item in items { add(Self.hash(item.itemKey)) }
     }
 
-    mutating func add(_ hash: UInt64) {
+    @inlinable mutating func add(_ hash: UInt64) {
         let mask = UInt64(words.count * 64 - 1)
         let a = Int(truncatingIfNeeded: hash & mask)
         let b = Int(truncatingIfNeeded: (hash >> 32) & mask)
@@ -289,7 +289,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         words[b >> 6] |= 1 << UInt64(b & 63)
     }
 
-    func mayContain(_ hash: UInt64) -> Bool {
+    @inlinable func mayContain(_ hash: UInt64) -> Bool {
         let mask = UInt64(words.count * 64 - 1)
         let a = Int(truncatingIfNeeded: hash & mask)
         let b = Int(truncatingIfNeeded: (hash >> 32) & mask)
@@ -298,7 +298,7 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 
     /// The hash of a key: `ByteHash.hash` of its UTF-8 bytes, so byte-equal keys hash alike. Its
     /// low and high 32 bits are independent, one for each of the filter's two probes.
-    @inline(__always) static func hash(_ key: String) -> UInt64 { ByteHash.hash(key) }
+    @inlinable @inline(__always) static func hash(_ key: String) -> UInt64 { ByteHash.hash(key) }
 }
 
 extension ItemList: RandomAccessCollection, MutableCollection {
@@ -312,7 +312,7 @@ extension ItemList: RandomAccessCollection, MutableCollection {
     @inlinable public func index(after i: Int) -> Int { i + 1 }
     @inlinable public func index(before i: Int) -> Int { i - 1 }
 
-    public subscript(position: Int) -> Element {
+    @inlinable public subscript(position: Int) -> Element {
         get {
             precondition(position >= 0 && position < count, "index \(position) out of range 0..<\(count)")
             let (c, o) = locate(position)
@@ -333,18 +333,18 @@ extension ItemList: RandomAccessCollection, MutableCollection {
     }
 
     public struct Iterator: IteratorProtocol {
-        let chunks: [ItemChunk<Element>]
-        var c = 0
-        var items: ArraySlice<Element>
-        var i: Int
+        @usableFromInline let chunks: [ItemChunk<Element>]
+        @usableFromInline var c = 0
+        @usableFromInline var items: ArraySlice<Element>
+        @usableFromInline var i: Int
 
-        init(chunks: [ItemChunk<Element>]) {
+        @inlinable init(chunks: [ItemChunk<Element>]) {
             self.chunks = chunks
             items = chunks.first?.items ?? []
             i = items.startIndex
         }
 
-        public mutating func next() -> Element? {
+        @inlinable public mutating func next() -> Element? {
             if i < items.endIndex {
                 defer { i += 1 }
                 return items[i]
@@ -357,7 +357,7 @@ extension ItemList: RandomAccessCollection, MutableCollection {
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(chunks: chunks) }
+    @inlinable public func makeIterator() -> Iterator { Iterator(chunks: chunks) }
 
     public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R)
         rethrows -> R?
@@ -369,7 +369,7 @@ extension ItemList: RandomAccessCollection, MutableCollection {
 }
 
 extension ItemList: RangeReplaceableCollection {
-    public mutating func append(_ element: Element) {
+    @inlinable public mutating func append(_ element: Element) {
         if let c = chunks.indices.last, chunks[c].items.count < Self.chunkSize {
             if isKnownUniquelyReferenced(&chunks[c]) {
                 chunks[c].items.append(element)
@@ -388,11 +388,12 @@ extension ItemList: RangeReplaceableCollection {
         }
     }
 
-    public mutating func append<S: Sequence>(contentsOf newElements: S) where S.Element == Element {
+    @inlinable public mutating func append<S: Sequence>(contentsOf newElements: S)
+    where S.Element == Element {
         for element in newElements { append(element) }
     }
 
-    public mutating func replaceSubrange<C: Collection>(_ range: Range<Int>, with newElements: C)
+    @inlinable public mutating func replaceSubrange<C: Collection>(_ range: Range<Int>, with newElements: C)
     where C.Element == Element {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "range out of bounds")
         if range.lowerBound == count {
@@ -453,7 +454,7 @@ extension ItemList: ExpressibleByArrayLiteral {
 extension ItemList: Equatable {
     /// Equal elements in the same order (each element's own `==`); chunks that both lists hold
     /// are not compared again.
-    public static func == (a: ItemList, b: ItemList) -> Bool {
+    @inlinable public static func == (a: ItemList, b: ItemList) -> Bool {
         guard a.count == b.count else { return false }
         var (ca, oa, cb, ob) = (0, 0, 0, 0)
         while ca < a.chunks.count {
