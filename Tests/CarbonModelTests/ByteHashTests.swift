@@ -1,3 +1,4 @@
+import CarbonStoreTestSupport
 import Testing
 
 @testable import CarbonModel
@@ -5,20 +6,28 @@ import Testing
 /// `ByteHash`: the one hash of UTF-8 bytes that the format's section dictionaries and `ItemList`'s
 /// key filters share.
 @Suite struct ByteHashTests {
-    /// A deterministic stream of 64-bit values (SplitMix64), so that every run tests the same inputs.
-    struct Numbers {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
+    /// `n` bytes of a deterministic stream, so that every run tests the same inputs.
+    static func bytes(_ n: Int, _ numbers: inout SeededRandom) -> [UInt8] {
+        (0..<n).map { _ in UInt8(truncatingIfNeeded: numbers.next()) }
     }
 
     static func hash(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { ByteHash.hash($0) } }
+
+    /// For `samples` random inputs of `n` bytes and each of their bits: `body(bit, d)`, where `d`
+    /// is the input's hash XOR the hash of the input with that bit flipped.
+    static func flipEachBit(
+        of n: Int, samples: Int, _ numbers: inout SeededRandom, _ body: (Int, UInt64) -> Void
+    ) {
+        for _ in 0..<samples {
+            var bytes = Self.bytes(n, &numbers)
+            let h = Self.hash(bytes)
+            for bit in 0..<(n * 8) {
+                bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
+                body(bit, h ^ Self.hash(bytes))
+                bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
+            }
+        }
+    }
 
     static let lengths = [2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 20, 23, 24, 31, 36, 40]
 
@@ -47,20 +56,13 @@ import Testing
     /// hash this replaced failed: a change in the last byte of a string of 7 or 15 bytes never
     /// reached the low 23 bits, the bits that pick a table slot.)
     @Test func everyInputBitReachesEveryOutputBit() {
-        var numbers = Numbers(state: 1)
+        var numbers = SeededRandom(seed: 1)
         let samples = 200
         var worst = (probability: 0.5, length: 0, inputBit: 0, outputBit: 0)
         for n in Self.lengths {
             var flips = [Int](repeating: 0, count: n * 8 * 64)
-            for _ in 0..<samples {
-                var bytes = numbers.bytes(n)
-                let h = Self.hash(bytes)
-                for bit in 0..<(n * 8) {
-                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
-                    let d = h ^ Self.hash(bytes)
-                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
-                    for out in 0..<64 where d >> UInt64(out) & 1 == 1 { flips[bit * 64 + out] += 1 }
-                }
+            Self.flipEachBit(of: n, samples: samples, &numbers) { bit, d in
+                for out in 0..<64 where d >> UInt64(out) & 1 == 1 { flips[bit * 64 + out] += 1 }
             }
             for bit in 0..<(n * 8) {
                 for out in 0..<64 {
@@ -97,18 +99,11 @@ import Testing
     /// each): a change of one input bit never changes both halves alike, and among many keys the
     /// pairs whose low halves agree in their low bits have high halves that do not.
     @Test func theHalvesAreIndependent() {
-        var numbers = Numbers(state: 2)
+        var numbers = SeededRandom(seed: 2)
         var alike = 0
         for n in Self.lengths {
-            for _ in 0..<50 {
-                var bytes = numbers.bytes(n)
-                let h = Self.hash(bytes)
-                for bit in 0..<(n * 8) {
-                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
-                    let d = h ^ Self.hash(bytes)
-                    bytes[bit >> 3] ^= 1 << UInt8(bit & 7)
-                    if d & 0xFFFF_FFFF == d >> 32 { alike += 1 }
-                }
+            Self.flipEachBit(of: n, samples: 50, &numbers) { _, d in
+                if d & 0xFFFF_FFFF == d >> 32 { alike += 1 }
             }
         }
         #expect(alike == 0)

@@ -21,7 +21,15 @@ import Testing
 @Suite(.serialized) struct DurableAnswerTests {
     /// Runs the tasks that prefer it on a serial dispatch queue, outside the cooperative pool.
     final class BlockingWriter: TaskExecutor, @unchecked Sendable {
-        let queue = DispatchQueue(label: "carbonstore.tests.blocking-writer")
+        static let key = DispatchSpecificKey<Bool>()
+        let queue: DispatchQueue = {
+            let queue = DispatchQueue(label: "carbonstore.tests.blocking-writer")
+            queue.setSpecific(key: BlockingWriter.key, value: true)
+            return queue
+        }()
+
+        /// Whether the calling thread runs a job of a `BlockingWriter`.
+        static var isCurrent: Bool { DispatchQueue.getSpecific(key: key) == true }
 
         func enqueue(_ job: consuming ExecutorJob) {
             let job = UnownedJob(job)
@@ -42,6 +50,8 @@ import Testing
             var calls = 0
             var inSync = false
             var proceed = false
+            /// Whether the held-up fdatasync ran off the cooperative pool.
+            var heldOnWriterQueue: Bool?
         }
         let state = CarbonStore.Locked(State())
         let fails: Bool
@@ -62,6 +72,7 @@ import Testing
                     return s.calls == 1 && self.holds
                 }
                 guard first else { return real(fd) }
+                self.state.withLock { $0.heldOnWriterQueue = BlockingWriter.isCurrent }
                 // At most 20 s, should the test fail before it lets go.
                 let deadline = ContinuousClock.now + .seconds(20)
                 while !self.state.withLock({ $0.proceed }) && ContinuousClock.now < deadline {
@@ -79,6 +90,7 @@ import Testing
 
         var inSync: Bool { state.withLock { $0.inSync } }
         var calls: Int { state.withLock { $0.calls } }
+        var heldOnWriterQueue: Bool? { state.withLock { $0.heldOnWriterQueue } }
         func letGo() { state.withLock { $0.proceed = true } }
     }
 
@@ -111,68 +123,72 @@ import Testing
         return (a, b)
     }
 
+    /// Writer A upserts `t` and is held in its fdatasync; then writer B upserts `t` too. Returns
+    /// once B has decided (its mutation ran), with whether A was still held then.
+    struct Race {
+        let first: Task<UpdateResult<UpsertOutcome>, any Error>
+        let second: Task<UpdateResult<UpsertOutcome>, any Error>
+        let decidedDuringSync: Bool?
+        let answered: CarbonStore.Locked<Bool>
+    }
+
+    static func race(fails: Bool, user: String, in dir: String) async throws -> (Race, SlowSync) {
+        let sync = SlowSync(fails: fails)
+        let (a, b) = try await twoWriters(dir, sync, user: user)
+        let t = same
+        let first = Task(executorPreference: BlockingWriter()) {
+            try await a.update(user) { try $0.upsert(t) }
+        }
+        try await waitUntil { sync.inSync }
+        #expect(sync.heldOnWriterQueue == true, "the held-up writer blocks its own thread, not the pool's")
+        let decided = CarbonStore.Locked<Bool?>(nil)
+        let answered = CarbonStore.Locked(false)
+        let second = Task {
+            defer { answered.withLock { $0 = true } }
+            return try await b.update(user) { r in
+                decided.withLock { if $0 == nil { $0 = sync.inSync } }
+                return try r.upsert(t)
+            }
+        }
+        try await waitUntil { decided.withLock { $0 } != nil }
+        let race = Race(
+            first: first, second: second, decidedDuringSync: decided.withLock { $0 }, answered: answered)
+        return (race, sync)
+    }
+
+    /// The transaction both writers add.
+    static let same = txn("both", at: 1_900_000_000_000)
+
     @Test func anUpdateThatChangesNothingIsAnsweredOnlyOnDurableContent() async throws {
         // The second writer finds its transaction already there, in the first writer's frame,
         // which is not durable yet. Answering "unchanged" then would acknowledge a transaction
         // that the failed fdatasync cuts: it must wait, find the frame cut, and insert it itself.
         let dir = try TemporaryDirectory("durable-answer")
         defer { dir.remove() }
-        let sync = SlowSync(fails: true)
-        let (a, b) = try await Self.twoWriters(dir.path, sync, user: "cat")
-        let same = Self.txn("both", at: 1_900_000_000_000)
-
-        let first = Task(executorPreference: BlockingWriter()) {
-            try await a.update("cat") { try $0.upsert(same) }
-        }
-        try await Self.waitUntil { sync.inSync }
-        let decidedDuringSync = CarbonStore.Locked<Bool?>(nil)
-        let second = Task {
-            try await b.update("cat") { r in
-                decidedDuringSync.withLock { if $0 == nil { $0 = sync.inSync } }
-                return try r.upsert(same)
-            }
-        }
-        try await Self.waitUntil { decidedDuringSync.withLock { $0 } != nil }
+        let (race, sync) = try await Self.race(fails: true, user: "cat", in: dir.path)
         try await Task.sleep(for: .milliseconds(100))
         sync.letGo()
 
-        await #expect(throws: StorageIOError.self) { try await first.value }
-        let two = try await second.value
-        #expect(decidedDuringSync.withLock { $0 } == true, "it first decided on the frame in its fdatasync")
+        await #expect(throws: StorageIOError.self) { try await race.first.value }
+        let two = try await race.second.value
+        #expect(race.decidedDuringSync == true, "it first decided on the frame in its fdatasync")
         #expect(two.value == .inserted && two.committed, "\(two.outcome)")
         let fresh = try await Self.store(dir.path) { _ in NoLockService() }.get("cat")
-        #expect(fresh.transaction(id: "both") == same)
+        #expect(fresh.transaction(id: "both") == Self.same)
         #expect(fresh == two.record)
     }
 
     @Test func anUpdateThatChangesNothingWaitsForTheFrameItReadToBeDurable() async throws {
         let dir = try TemporaryDirectory("durable-answer-ok")
         defer { dir.remove() }
-        let sync = SlowSync(fails: false)
-        let (a, b) = try await Self.twoWriters(dir.path, sync, user: "dan")
-        let same = Self.txn("both", at: 1_900_000_000_000)
-
-        let first = Task(executorPreference: BlockingWriter()) {
-            try await a.update("dan") { try $0.upsert(same) }
-        }
-        try await Self.waitUntil { sync.inSync }
-        let decidedDuringSync = CarbonStore.Locked<Bool?>(nil)
-        let answered = CarbonStore.Locked(false)
-        let second = Task {
-            defer { answered.withLock { $0 = true } }
-            return try await b.update("dan") { r in
-                decidedDuringSync.withLock { if $0 == nil { $0 = sync.inSync } }
-                return try r.upsert(same)
-            }
-        }
-        try await Self.waitUntil { decidedDuringSync.withLock { $0 } != nil }
+        let (race, sync) = try await Self.race(fails: false, user: "dan", in: dir.path)
         try await Task.sleep(for: .milliseconds(150))
         // Decided, but not answered while the frame it rests on is not durable.
-        #expect(answered.withLock { $0 } == false)
+        #expect(race.answered.withLock { $0 } == false)
         sync.letGo()
-        let one = try await first.value
-        let two = try await second.value
-        #expect(decidedDuringSync.withLock { $0 } == true)
+        let one = try await race.first.value
+        let two = try await race.second.value
+        #expect(race.decidedDuringSync == true)
         #expect(one.committed)
         #expect(two.value == .unchanged && !two.committed)
         #expect(two.record == one.record)
