@@ -86,7 +86,8 @@ public protocol ObjectStorage: Sendable {
     /// covers a frame whose writer died between its write and its fdatasync); false if the object
     /// changed meanwhile (the frame was cut, or another version was written). The engine asks it
     /// before it answers an update that writes nothing, since that answer rests on what it read.
-    /// The default returns true: what such a storage lets be read is durable.
+    /// The default returns true: what such a storage lets be read is durable. A storage that
+    /// appends in place must implement it (a wrapper forwards it).
     func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool
 }
 

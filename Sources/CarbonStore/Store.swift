@@ -452,6 +452,9 @@ public struct Store: Sendable {
         do {
             var attempt = 0
             var backoff = Backoff()
+            // Whether an earlier attempt tried to write (and the fence refused it): only then may
+            // our own write have landed although its answer was lost.
+            var afterWrite = false
             while true {
                 attempt += 1
                 let current: Current?
@@ -460,7 +463,7 @@ public struct Store: Sendable {
                 } else {
                     current = try await storage.get(key).map { Current(version: $0.version) }
                 }
-                let step = try decide(current, attempt > 1)
+                let step = try decide(current, afterWrite)
                 if case .finished(let result) = step {
                     // An answer that writes nothing rests on what was read, which may hold a frame
                     // that another writer has written but not made durable: one still in its
@@ -474,6 +477,7 @@ public struct Store: Sendable {
                         guard attempt <= options.maxConflictRetries else {
                             throw WriteConflictError(userID: userID, attempts: attempt)
                         }
+                        try await options.clock.sleep(backoff.next())
                         continue
                     }
                     try? await locks.release(lease)
@@ -493,6 +497,7 @@ public struct Store: Sendable {
                 let fence = !options.unsafeDisableFence
                 let condition: WriteCondition =
                     !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
+                afterWrite = true
                 do {
                     let result: Result
                     switch step {

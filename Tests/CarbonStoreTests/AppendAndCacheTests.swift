@@ -51,6 +51,9 @@ import Testing
         func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
             try await inner.append(key, bytes: bytes, expected: expected)
         }
+        func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
+            try await inner.confirmDurable(key, version: version)
+        }
         func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
             try await inner.delete(key, condition: condition)
         }

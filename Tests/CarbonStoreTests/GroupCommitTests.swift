@@ -59,6 +59,9 @@ import Testing
             writes.withLock { $0 += 1 }
             return try await inner.append(key, bytes: bytes, expected: expected)
         }
+        func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
+            try await inner.confirmDurable(key, version: version)
+        }
         func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
             try await inner.delete(key, condition: condition)
         }
