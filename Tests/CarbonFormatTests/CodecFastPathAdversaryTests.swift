@@ -7,7 +7,7 @@ import Testing
 /// Adversarial probes of the codec's fast paths: the inline varint against the old reading, the
 /// ASCII path of strict UTF-8 decoding, the dictionary's representation cache, and round trips of
 /// generated records through snapshots and change frames.
-@Suite struct CodecAdversaryTests2 {
+@Suite struct CodecFastPathAdversaryTests {
     struct Outcome: Equatable, CustomStringConvertible {
         var value: UInt64?
         var kind: FormatError.Kind?

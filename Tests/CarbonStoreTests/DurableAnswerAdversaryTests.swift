@@ -13,7 +13,7 @@ import Testing
 /// Adversarial probes of `ObjectStorage.confirmDurable` and of the engine's use of it before an
 /// answer that writes nothing: files replaced, deleted or grown between the read and the check,
 /// version-1 files, a commit lock held by a stuck writer, group commit, retries exhausted.
-@Suite(.serialized) struct DurableAnswerAdversaryTests2 {
+@Suite(.serialized) struct DurableAnswerAdversaryTests {
     /// A `path:` storage with a hook run before each `confirmDurable` (given its call number, from
     /// 1), and an answer that may be forced.
     final class Hooked: ObjectStorage, Sendable {

@@ -5,7 +5,7 @@ import Testing
 
 /// Adversarial probes of `ItemList.sharedEnds(with:)` (chunks skipped by identity), of the
 /// balanced cut, and of `UserRecord.insertionIndex(of:in:)` (the galloping search).
-@Suite struct ItemListAdversaryTests2 {
+@Suite struct ItemListSharingAdversaryTests {
     /// A transaction unique by its serial: two of them are equal only if they are the same row.
     static func row(_ serial: Int, time: Int64 = 0) -> Transaction {
         Transaction(
