@@ -73,8 +73,8 @@ import Testing
                 }
                 guard first else { return real(fd) }
                 self.state.withLock { $0.heldOnWriterQueue = BlockingWriter.isCurrent }
-                // At most 20 s, should the test fail before it lets go.
-                let deadline = ContinuousClock.now + .seconds(20)
+                // At most 60 s, should the test fail before it lets go.
+                let deadline = ContinuousClock.now + .seconds(60)
                 while !self.state.withLock({ $0.proceed }) && ContinuousClock.now < deadline {
                     usleep(2_000)
                 }
@@ -105,8 +105,11 @@ import Testing
         return Store(storage: storage, locks: locks(storage), options: options)
     }
 
+    /// Waits for `condition`, for at most 30 s: far longer than it takes, because on two busy cores
+    /// the tasks of the whole suite can keep this one from running for seconds (a run next to
+    /// other builds once took 56 s for this suite).
     static func waitUntil(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !condition() {
             guard ContinuousClock.now < deadline else { throw CancellationError() }
             try await Task.sleep(for: .milliseconds(2))
