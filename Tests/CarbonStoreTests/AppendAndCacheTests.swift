@@ -25,18 +25,16 @@ import Testing
     }
 
     /// Counts how the store reads: whole objects, and version checks that found them unchanged.
-    final class ReadCounter: ObjectStorage, @unchecked Sendable {
-        let inner: any ObjectStorage
+    final class ReadCounter: ForwardingStorage, @unchecked Sendable {
         let wholeReads = CarbonStore.Locked(0)
         let unchanged = CarbonStore.Locked(0)
         let appended = CarbonStore.Locked(0)
-        init(_ inner: any ObjectStorage) { self.inner = inner }
-        func get(_ key: String) async throws -> StoredObject? {
+        override func get(_ key: String) async throws -> StoredObject? {
             wholeReads.withLock { $0 += 1 }
-            return try await inner.get(key)
+            return try await super.get(key)
         }
-        func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
-            let r = try await inner.getIfChanged(key, cached: cached)
+        override func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+            let r = try await super.getIfChanged(key, cached: cached)
             switch r {
             case .unchanged: unchanged.withLock { $0 += 1 }
             case .appended: appended.withLock { $0 += 1 }
@@ -44,23 +42,6 @@ import Testing
             }
             return r
         }
-        func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
-            try await inner.put(key, bytes: bytes, condition: condition)
-        }
-        var appendsInPlace: Bool { inner.appendsInPlace }
-        func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
-            try await inner.append(key, bytes: bytes, expected: expected)
-        }
-        func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
-            try await inner.confirmDurable(key, version: version)
-        }
-        func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
-            try await inner.delete(key, condition: condition)
-        }
-        func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
-            try await inner.list(prefix: prefix, startAfter: startAfter, limit: limit)
-        }
-        func location(of key: String) -> String { inner.location(of: key) }
     }
 
     @Test func anUpdateAppendsAFrameOfTheChangeNotTheFile() async throws {

@@ -16,8 +16,8 @@ import Testing
 @Suite(.serialized) struct DurableAnswerAdversaryTests {
     /// A `path:` storage with a hook run before each `confirmDurable` (given its call number, from
     /// 1), and an answer that may be forced.
-    final class Hooked: ObjectStorage, Sendable {
-        let inner: PathStorage
+    final class Hooked: ForwardingStorage, @unchecked Sendable {
+        let path: PathStorage
         let confirms = CarbonStore.Locked(0)
         let reads = CarbonStore.Locked(0)
         let hook: @Sendable (Int, PathStorage) async throws -> Void
@@ -27,41 +27,28 @@ import Testing
             _ inner: PathStorage, forced: Bool? = nil,
             hook: @escaping @Sendable (Int, PathStorage) async throws -> Void = { _, _ in }
         ) {
-            self.inner = inner
+            self.path = inner
             self.forced = forced
             self.hook = hook
+            super.init(inner)
         }
-        func get(_ key: String) async throws -> StoredObject? {
+        override func get(_ key: String) async throws -> StoredObject? {
             reads.withLock { $0 += 1 }
-            return try await inner.get(key)
+            return try await super.get(key)
         }
-        func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+        override func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
             reads.withLock { $0 += 1 }
-            return try await inner.getIfChanged(key, cached: cached)
+            return try await super.getIfChanged(key, cached: cached)
         }
-        func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
-            try await inner.put(key, bytes: bytes, condition: condition)
-        }
-        var appendsInPlace: Bool { inner.appendsInPlace }
-        func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
-            try await inner.append(key, bytes: bytes, expected: expected)
-        }
-        func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
+        override func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
             let n = confirms.withLock {
                 $0 += 1
                 return $0
             }
-            try await hook(n, inner)
-            let real = try await inner.confirmDurable(key, version: version)
+            try await hook(n, path)
+            let real = try await super.confirmDurable(key, version: version)
             return forced ?? real
         }
-        func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
-            try await inner.delete(key, condition: condition)
-        }
-        func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
-            try await inner.list(prefix: prefix, startAfter: startAfter, limit: limit)
-        }
-        func location(of key: String) -> String { inner.location(of: key) }
     }
 
     static func txn(_ id: String, at ms: Int64) -> Transaction {
