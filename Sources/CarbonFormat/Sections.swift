@@ -28,7 +28,6 @@ struct StringTable {
     /// The representation cache, direct-mapped, a power of two long: a string, and its index in
     /// `strings` (-1: empty slot).
     private var recent: [(string: String, id: Int)]
-    private static let representationBytes = MemoryLayout<String>.size
 
     init(capacity: Int) {
         var size = 16
@@ -36,23 +35,17 @@ struct StringTable {
         slots = [Int32](repeating: 0, count: size)
         strings.reserveCapacity(capacity)
         hashes.reserveCapacity(capacity)
-        recent = Array(repeating: ("", -1), count: Self.representationBytes == 16 ? size * 2 : 0)
-    }
-
-    /// The string's 16 representation bytes. Two live strings with the same representation have
-    /// the same bytes (the same storage, or the same small string).
-    @inline(__always) private static func representation(_ s: String) -> (UInt64, UInt64) {
-        withUnsafeBytes(of: s) { $0.loadUnaligned(as: (UInt64, UInt64).self) }
+        recent = Array(repeating: ("", -1), count: "".representationBits == nil ? 0 : size * 2)
     }
 
     mutating func id(_ s: String) -> Int {
-        guard !recent.isEmpty else { return lookUp(s) }
-        let key = Self.representation(s)
+        // `String.representationBits`: two live strings with the same bits hold the same bytes.
+        guard !recent.isEmpty, let key = s.representationBits else { return lookUp(s) }
         var h = (key.0 ^ (key.1 &* 0x9E37_79B9_7F4A_7C15)) &* 0xff51_afd7_ed55_8ccd
         h ^= h >> 32
         let slot = Int(truncatingIfNeeded: h) & (recent.count - 1)
         let (cached, cachedID) = recent[slot]
-        if cachedID >= 0, Self.representation(cached) == key { return cachedID }
+        if cachedID >= 0, let bits = cached.representationBits, bits == key { return cachedID }
         let i = lookUp(s)
         recent[slot] = (s, i)
         return i

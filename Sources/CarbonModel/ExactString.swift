@@ -39,18 +39,20 @@ extension String {
     /// equivalent spellings as equal).
     @inlinable public func isByteEqual(to other: String) -> Bool {
         // The same representation (one storage, or the same small string) holds the same bytes.
-        if MemoryLayout<String>.size == 16 {
-            let same = withUnsafeBytes(of: self) { a in
-                withUnsafeBytes(of: other) { b in
-                    a.load(as: (UInt64, UInt64).self) == b.load(as: (UInt64, UInt64).self)
-                }
-            }
-            if same { return true }
-        }
+        if let a = representationBits, let b = other.representationBits, a == b { return true }
         guard utf8.count == other.utf8.count else { return false }
         var a = self
         var b = other
         return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
+    }
+
+    /// The 16 bytes of the string's representation: its storage's address and length, or a small
+    /// string's own bytes. Two live strings with the same bits hold the same UTF-8 bytes (the
+    /// converse does not hold: equal bytes may sit in two storages). Nil where a `String` is not
+    /// 16 bytes.
+    @inlinable public var representationBits: (UInt64, UInt64)? {
+        guard MemoryLayout<String>.size == 16 else { return nil }
+        return withUnsafeBytes(of: self) { $0.loadUnaligned(as: (UInt64, UInt64).self) }
     }
 
     /// Whether this string's UTF-8 bytes come before the other's in lexicographic order.

@@ -42,33 +42,20 @@ import Testing
     }
 
     /// Counts the storage's writes.
-    final class CountingStorage: ObjectStorage, @unchecked Sendable {
-        let inner: any ObjectStorage
+    final class CountingStorage: ForwardingStorage, @unchecked Sendable {
         let writes = CarbonStore.Locked(0)
-        init(_ inner: any ObjectStorage) { self.inner = inner }
-        func get(_ key: String) async throws -> StoredObject? { try await inner.get(key) }
-        func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
-            try await inner.getIfChanged(key, cached: cached)
-        }
-        func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+        override func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws
+            -> ObjectVersion
+        {
             writes.withLock { $0 += 1 }
-            return try await inner.put(key, bytes: bytes, condition: condition)
+            return try await super.put(key, bytes: bytes, condition: condition)
         }
-        var appendsInPlace: Bool { inner.appendsInPlace }
-        func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+        override func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws
+            -> ObjectVersion
+        {
             writes.withLock { $0 += 1 }
-            return try await inner.append(key, bytes: bytes, expected: expected)
+            return try await super.append(key, bytes: bytes, expected: expected)
         }
-        func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
-            try await inner.confirmDurable(key, version: version)
-        }
-        func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
-            try await inner.delete(key, condition: condition)
-        }
-        func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
-            try await inner.list(prefix: prefix, startAfter: startAfter, limit: limit)
-        }
-        func location(of key: String) -> String { inner.location(of: key) }
     }
 
     struct Refused: Error, Equatable { var n: Int }
