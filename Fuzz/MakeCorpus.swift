@@ -66,6 +66,17 @@ struct MakeCorpus {
             valid.append(("valid-v2-frames-\(seed)", file))
             if seed == 1 { valid.append(("valid-v2-torn-tail", Array(file.dropLast(7)))) }
         }
+        // Version 3: sections compressed with zstd, then a change frame.
+        let zstd = RecordCodec(options: .init(compression: .zstd(level: 1), compressionThreshold: 64))
+        let (v3, v3Layout) = try! zstd.encodeSnapshot(small, fileID: WriteID(high: rng.next(), low: rng.next()))
+        precondition(v3[8] == 3, "the zstd seed is not version 3")
+        valid.append(("valid-v3-zstd", v3))
+        var changed = small
+        changed.revision += 1
+        changed.transactions.removeFirst(3)
+        let v3Frame = zstd.encodeChange(
+            from: small, to: changed, appendingTo: v3Layout, id: WriteID(high: rng.next(), low: rng.next()))!
+        valid.append(("valid-v3-zstd-frame", v3 + v3Frame.bytes))
         for (name, bytes) in valid {
             precondition((try? RecordCodec().decode(bytes)) != nil, "\(name) does not decode")
             write(bytes, to: "\(dir)/\(name).cstore")

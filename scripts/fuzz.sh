@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the CarbonStore file decoder with libFuzzer (Fuzz/DecoderFuzzer.swift): version-1 and
-# version-2 files, change frames and torn tails included (the checks: FuzzChecks.swift).
+# Fuzzes the CarbonStore file decoder with libFuzzer (Fuzz/DecoderFuzzer.swift): version-1,
+# version-2 and version-3 (zstd) files, change frames and torn tails included (the checks:
+# FuzzChecks.swift). zstd is libzstd's shared library, looked up at run time as in the package.
 #
 #   scripts/fuzz.sh [SECONDS]       build, then fuzz for SECONDS (default 300) from Fuzz/corpus
 #   scripts/fuzz.sh --make-corpus   regenerate the committed seed corpus Fuzz/corpus

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""An independent reader of CarbonStore user files (format versions 1 and 2).
+"""An independent reader of CarbonStore user files (format versions 1, 2 and 3).
 
 Written from docs/FORMAT.md alone, as a check that the document specifies the format completely.
-Standard library only.
+Standard library only; zstd sections (version 3) are decompressed by the system's libzstd
+(libzstd.so.1) through ctypes.
 
     python3 scripts/read_cstore.py FILE
 
@@ -15,6 +16,8 @@ and exits 5. A torn tail of a version-2 file (section 13.4) is not an error: the
 before it, and one line on standard error says where the ignored tail starts and why.
 """
 
+import ctypes
+import ctypes.util
 import struct
 import sys
 import zlib
@@ -415,10 +418,10 @@ def read_file(data):
     if len(data) < 10:
         raise FormatError("truncated", len(data), "%d bytes, too short for a header" % len(data))
     version = struct.unpack_from("<H", data, 8)[0]
-    if version not in (1, 2):
-        raise FormatError("unsupportedVersion", 8, "format version %d (this reader reads 1 and 2)" % version)
-    fixed = 60 if version == 2 else 44
-    fields = [(10, 2, "flags")] + ([(12, 8, "file id"), (20, 8, "file id")] if version == 2 else [])
+    if version not in (1, 2, 3):
+        raise FormatError("unsupportedVersion", 8, "format version %d (this reader reads 1 to 3)" % version)
+    fixed = 60 if version >= 2 else 44
+    fields = [(10, 2, "flags")] + ([(12, 8, "file id"), (20, 8, "file id")] if version >= 2 else [])
     for off, size, name in fields + [(fixed - 32 + o, n, f) for o, n, f in
                                      [(0, 8, "revision"), (8, 8, "createdAt"), (16, 8, "updatedAt"),
                                       (24, 4, "section count"), (28, 4, "user id length")]]:
@@ -427,7 +430,7 @@ def read_file(data):
     flags = struct.unpack_from("<H", data, 10)[0]
     if flags != 0:
         raise FormatError("unsupportedFeature", 10, "file flags 0x%04x are not defined" % flags)
-    if version == 2:
+    if version >= 2:
         file_id = bytes(data[12:28])
         revision, created, updated, nsec, idlen = struct.unpack_from("<QqqII", data, 28)
     else:
@@ -473,13 +476,14 @@ def read_file(data):
         if known and tag in seen:
             raise FormatError("duplicateSection", pos, "section appears twice", tag)
         seen.add(tag)
-        if known and sflags & ~1:
+        defined = 3 if version >= 3 else 1
+        if known and (sflags & ~defined or sflags & 3 == 3):
             raise FormatError("unsupportedFeature", pos + 2, "section flags 0x%04x are not defined" % sflags, tag)
         body = data[body_at:crc_at]
         if not known:
             totals.add_decoded(length, pos, tag, "preserved section")
-        elif sflags & 1:
-            payload = inflate(body, body_at, tag, totals)
+        elif sflags & 3:
+            payload = (inflate if sflags & 1 else unzstd)(body, body_at, tag, totals)
             p = Payload(payload, body_at, tag, totals, inflated_at=body_at)
             store(rec, tag, READERS[tag](p))
             p.end()
@@ -560,6 +564,77 @@ def inflate(body, body_at, tag, totals):
         at = stream_at + len(stream) - len(d.unused_data)
         raise FormatError("trailingBytes", at, "%d bytes after the end of the zlib stream" % len(d.unused_data), tag)
     return out
+
+
+_zstd = None
+
+
+def zstd_library():
+    """libzstd through ctypes, or None where it is not installed."""
+    global _zstd
+    if _zstd is None:
+        lib = None
+        for name in ("libzstd.so.1", ctypes.util.find_library("zstd")):
+            if not name:
+                continue
+            try:
+                lib = ctypes.CDLL(name)
+                break
+            except OSError:
+                pass
+        if lib is not None:
+            size_t, vp = ctypes.c_size_t, ctypes.c_void_p
+            lib.ZSTD_isError.argtypes, lib.ZSTD_isError.restype = [size_t], ctypes.c_uint
+            lib.ZSTD_getErrorName.argtypes, lib.ZSTD_getErrorName.restype = [size_t], ctypes.c_char_p
+            lib.ZSTD_findFrameCompressedSize.argtypes = [vp, size_t]
+            lib.ZSTD_findFrameCompressedSize.restype = size_t
+            lib.ZSTD_getFrameContentSize.argtypes = [vp, size_t]
+            lib.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+            lib.ZSTD_getDictID_fromFrame.argtypes = [vp, size_t]
+            lib.ZSTD_getDictID_fromFrame.restype = ctypes.c_uint
+            lib.ZSTD_decompress.argtypes, lib.ZSTD_decompress.restype = [vp, size_t, vp, size_t], size_t
+        _zstd = lib or False
+    return _zstd or None
+
+
+def unzstd(body, body_at, tag, totals):
+    if len(body) < 4:
+        raise FormatError("malformed", body_at, "compressed body of %d bytes has no rawLength" % len(body), tag)
+    raw_len = struct.unpack_from("<I", body, 0)[0]
+    frame = bytes(body[4:])
+    totals.add_decoded(raw_len, body_at - 8, tag, "compressed section")
+    if raw_len == 0:
+        raise FormatError("malformed", body_at, "compressed section with rawLength 0", tag)
+    if raw_len > MAX_COMPRESSION_RATIO * len(frame):
+        raise FormatError("limitExceeded", body_at, "rawLength %d is more than %d times the %d frame bytes"
+                          % (raw_len, MAX_COMPRESSION_RATIO, len(frame)), tag)
+    frame_at = body_at + 4
+    if frame[:4] != b"\x28\xb5\x2f\xfd":
+        raise FormatError("decompressionFailed", frame_at, "the body does not start a zstd frame", tag)
+    lib = zstd_library()
+    if lib is None:
+        raise FormatError("unsupportedFeature", body_at - 8, "a zstd section needs libzstd, which is not installed", tag)
+    extent = lib.ZSTD_findFrameCompressedSize(frame, len(frame))
+    if lib.ZSTD_isError(extent):
+        raise FormatError("decompressionFailed", frame_at, "the zstd frame is corrupt or cut short (%s)"
+                          % lib.ZSTD_getErrorName(extent).decode(), tag)
+    if extent != len(frame):
+        raise FormatError("trailingBytes", frame_at + extent, "%d bytes after the end of the zstd frame"
+                          % (len(frame) - extent), tag)
+    if lib.ZSTD_getDictID_fromFrame(frame, len(frame)) != 0:
+        raise FormatError("decompressionFailed", frame_at, "the zstd frame needs a dictionary", tag)
+    declared = lib.ZSTD_getFrameContentSize(frame, len(frame))
+    if declared != (1 << 64) - 1 and declared != raw_len:
+        raise FormatError("decompressionFailed", frame_at, "the frame declares %d bytes, rawLength %d"
+                          % (declared, raw_len), tag)
+    out = ctypes.create_string_buffer(raw_len)
+    n = lib.ZSTD_decompress(out, raw_len, frame, len(frame))
+    if lib.ZSTD_isError(n):
+        raise FormatError("decompressionFailed", frame_at, "the zstd frame is corrupt or gives more than rawLength "
+                          "%d bytes (%s)" % (raw_len, lib.ZSTD_getErrorName(n).decode()), tag)
+    if n != raw_len:
+        raise FormatError("decompressionFailed", frame_at, "decompressed to %d bytes, rawLength %d" % (n, raw_len), tag)
+    return out.raw
 
 
 def store(rec, tag, value):

@@ -154,10 +154,10 @@ extension RecordCodec {
     public func encodeSnapshot(_ record: UserRecord, fileID: WriteID) throws(RecordTooLargeError) -> (
         bytes: [UInt8], layout: FileLayout
     ) {
-        let (bytes, decoded, items) = encodeMeasuring(record, version: 2, fileID: fileID)
+        let (bytes, decoded, items, version) = encodeMeasuring(record, version: 2, fileID: fileID)
         try checkLimits(userID: record.userID, size: bytes.count, decoded: decoded, items: items)
         let layout = FileLayout(
-            formatVersion: 2, fileID: fileID, snapshotLength: bytes.count, validLength: bytes.count,
+            formatVersion: version, fileID: fileID, snapshotLength: bytes.count, validLength: bytes.count,
             frameCount: 0, lastID: fileID, ignoredLength: 0, decodedSize: decoded, itemCount: items)
         return (bytes, layout)
     }
@@ -285,7 +285,7 @@ extension RecordCodec {
                         "section length \(length) plus its 4-byte CRC exceeds the \(r.remaining) bytes left in the file"
                 )
             }
-            if SectionTag.isKnown(tag), flags & Self.compressedFlag != 0, length >= 4 {
+            if SectionTag.isKnown(tag), flags & (Self.compressedFlag | Self.zstdFlag) != 0, length >= 4 {
                 decoded += Int(buffer.loadUnaligned(fromByteOffset: r.pos, as: UInt32.self).littleEndian)
             } else {
                 decoded += Int(length)

@@ -161,6 +161,75 @@ extension RecordCodec {
         return out
     }
 
+    /// Decompresses a zstd section body (u32 raw length, then one zstd frame, version 3) after the
+    /// checks of docs/FORMAT.md §4: the declared length against `maxRatio`, the frame's magic, its
+    /// extent (one frame ending exactly at the end of the body), its declared content size and
+    /// dictionary; then into a buffer of exactly the declared length, which it must fill. The
+    /// caller has checked the declared length against the decoded-size limit.
+    static func unzstd(
+        _ body: UnsafeRawBufferPointer, offset: Int, tag: UInt16, maxRatio: Int, library: Zstd? = Zstd.shared
+    ) throws(FormatError) -> [UInt8] {
+        let rawLength = Int(body.loadUnaligned(as: UInt32.self).littleEndian)
+        let frame = UnsafeRawBufferPointer(rebasing: body[4...])
+        func failed(_ detail: String, at position: Int = offset + 4) -> FormatError {
+            FormatError(.decompressionFailed, offset: position, sectionTag: tag, detail: detail)
+        }
+        guard rawLength >= 1 else {
+            throw FormatError(
+                .malformed, offset: offset, sectionTag: tag, detail: "compressed section of raw length 0")
+        }
+        guard rawLength <= frame.count * max(maxRatio, 0) else {
+            throw FormatError(
+                .limitExceeded, offset: offset, sectionTag: tag,
+                detail:
+                    "raw length \(rawLength) is more than \(maxRatio) times the \(frame.count) compressed bytes (RecordCodec.Limits.maxCompressionRatio)"
+            )
+        }
+        guard frame.count >= Zstd.frameMagic.count, frame.prefix(4).elementsEqual(Zstd.frameMagic),
+            let src = frame.baseAddress
+        else {
+            throw failed("the body does not start a zstd frame (magic 28 b5 2f fd)")
+        }
+        guard let zstd = library else {
+            throw FormatError(
+                .unsupportedFeature, offset: offset - 8, sectionTag: tag,
+                detail:
+                    "the section is compressed with zstd and libzstd's shared library (libzstd.so.1) is not installed; install it (Debian: apt-get install libzstd1)"
+            )
+        }
+        let f = zstd.functions
+        let extent = f.frameCompressedSize(src, frame.count)
+        guard f.isError(extent) == 0 else {
+            throw failed("the zstd frame is corrupt or cut short (\(zstd.errorName(extent)))")
+        }
+        guard extent == frame.count else {
+            throw FormatError(
+                .trailingBytes, offset: offset + 4 + extent, sectionTag: tag,
+                detail: "\(frame.count - extent) bytes after the end of the zstd frame")
+        }
+        guard f.dictID(src, frame.count) == 0 else {
+            throw failed("the zstd frame needs a dictionary, which the format does not have")
+        }
+        let declared = f.frameContentSize(src, frame.count)
+        guard declared == Zstd.contentSizeUnknown || declared == UInt64(rawLength) else {
+            throw failed(
+                declared == Zstd.contentSizeError
+                    ? "the zstd frame header is corrupt"
+                    : "the zstd frame declares \(declared) bytes, the section \(rawLength)")
+        }
+        switch zstd.decompress(src, frame.count, capacity: rawLength) {
+        case .failure(let failure):
+            throw failed(
+                "the zstd frame is corrupt, or gives more than the declared \(rawLength) bytes (\(failure.reason))"
+            )
+        case .success(let out):
+            guard out.count == rawLength else {
+                throw failed("decompressed to \(out.count) bytes, declared \(rawLength)")
+            }
+            return out
+        }
+    }
+
     private static func libdeflateInflate(
         _ lib: Libdeflate, _ src: UnsafeRawPointer, _ count: Int, _ rawLength: Int, offset: Int, tag: UInt16
     ) throws(FormatError) -> ([UInt8], produced: Int, consumed: Int) {

@@ -45,7 +45,13 @@ public struct SectionInfo: Sendable, Hashable {
     public var checksum: UInt32
 
     public var name: String { SectionTag.name(of: tag) }
-    public var isCompressed: Bool { flags & RecordCodec.compressedFlag != 0 }
+    /// Whether the body is compressed (a zlib stream, or a zstd frame in version 3). Always false
+    /// for an unknown tag, whose flags are preserved, not interpreted.
+    public var isCompressed: Bool {
+        SectionTag.isKnown(tag) && flags & (RecordCodec.compressedFlag | RecordCodec.zstdFlag) != 0
+    }
+    /// Whether the body is a zstd frame (version 3; known tags only).
+    public var isZstd: Bool { SectionTag.isKnown(tag) && flags & RecordCodec.zstdFlag != 0 }
 }
 
 /// Encodes a `UserRecord` to the CarbonStore binary format (docs/FORMAT.md) and decodes it back.
@@ -56,7 +62,12 @@ public struct RecordCodec: Sendable {
     public enum Compression: Sendable, Hashable {
         case none
         /// zlib (RFC 1950) with a level from 1 (fastest) to 9 (smallest); 0 disables compression.
+        /// Files are version 2, which readers of every earlier release of version 2 read.
         case zlib(level: Int32)
+        /// zstd (RFC 8878) with a level from 1 (fastest) to 19 (smallest); 0 disables compression.
+        /// A file with a zstd section is version 3. Where libzstd's shared library is missing
+        /// (`RecordCodec.zstdVersion` is nil), sections are compressed with zlib at level 1 instead.
+        case zstd(level: Int32)
     }
 
     public struct Options: Sendable {
@@ -64,7 +75,7 @@ public struct RecordCodec: Sendable {
         /// Sections whose payload is smaller than this many bytes are stored raw.
         public var compressionThreshold: Int
 
-        public init(compression: Compression = .zlib(level: 1), compressionThreshold: Int = 512) {
+        public init(compression: Compression = .zstd(level: 1), compressionThreshold: Int = 512) {
             self.compression = compression
             self.compressionThreshold = compressionThreshold
         }
@@ -111,12 +122,15 @@ public struct RecordCodec: Sendable {
 
     /// `\x89 C S T \r \n \x1A \n`: the high bit, CR LF, ^Z and LF catch 7-bit and text-mode transfers.
     public static let magic: [UInt8] = [0x89, 0x43, 0x53, 0x54, 0x0D, 0x0A, 0x1A, 0x0A]
-    /// The version this code writes. It reads versions 1 and 2 (`readableVersions`).
-    public static let formatVersion: UInt16 = 2
+    /// The newest version this code writes: 3 when a section is compressed with zstd, else 2.
+    /// It reads versions 1 to 3 (`readableVersions`).
+    public static let formatVersion: UInt16 = 3
     /// The versions this code reads.
-    public static let readableVersions: ClosedRange<UInt16> = 1...2
+    public static let readableVersions: ClosedRange<UInt16> = 1...3
     /// Section flag: the body is a u32 raw length followed by a zlib stream.
     public static let compressedFlag: UInt16 = 0x0001
+    /// Section flag (version 3): the body is a u32 raw length followed by one zstd frame.
+    public static let zstdFlag: UInt16 = 0x0002
     public static let maxUserIDLength = 65_535
     /// Deflate's largest possible expansion: a compressed section claiming more is damaged.
     public static let maxDeflateRatio = 1032
@@ -127,6 +141,8 @@ public struct RecordCodec: Sendable {
 
     public var options: Options
     public var limits: Limits
+    /// libzstd, or nil where it is missing (tests set nil to see what such a machine does).
+    var zstd: Zstd? = Zstd.shared
 
     public init(options: Options = .init(), limits: Limits = .init()) {
         self.options = options
@@ -135,15 +151,15 @@ public struct RecordCodec: Sendable {
 
     // MARK: Encoding
 
-    /// The file for `record` (version 2, no change frames, a fresh random `fileID`), whatever its
+    /// The file for `record` (version 2 or 3, no change frames, a fresh random `fileID`), whatever its
     /// size. A store writes with `encodeChecked` or `encodeSnapshot`, which refuse a record its
     /// readers would refuse.
     public func encode(_ record: UserRecord) -> [UInt8] {
         encode(record, fileID: .random())
     }
 
-    /// The version-2 file for `record` with the given snapshot id: the same record and id give the
-    /// same bytes.
+    /// The file for `record` with the given snapshot id (version 3 when a section is compressed
+    /// with zstd, else 2): the same record and id give the same bytes.
     public func encode(_ record: UserRecord, fileID: WriteID) -> [UInt8] {
         encodeMeasuring(record, version: 2, fileID: fileID).bytes
     }
@@ -154,7 +170,7 @@ public struct RecordCodec: Sendable {
         encodeMeasuring(record, version: 1, fileID: nil).bytes
     }
 
-    /// The file for `record` (version 2, a fresh random `fileID`), or `RecordTooLargeError` if the
+    /// The file for `record` (version 2 or 3, a fresh random `fileID`), or `RecordTooLargeError` if the
     /// file or its decoded payloads would be beyond `limits`, so that no file written is later
     /// refused by a reader with the same limits.
     public func encodeChecked(_ record: UserRecord) throws(RecordTooLargeError) -> [UInt8] {
@@ -183,11 +199,15 @@ public struct RecordCodec: Sendable {
     }
 
     /// The file, the sum of its sections' payload sizes and its number of items, as a reader
-    /// counts them. `fileID` is written for version 2 only.
+    /// counts them, and its version. `version` is 1 or 2: a version-2 file whose sections are
+    /// compressed with zstd is written as version 3 (version 1 never uses zstd). `fileID` is
+    /// written for versions 2 and 3.
     func encodeMeasuring(_ record: UserRecord, version: UInt16, fileID: WriteID?) -> (
-        bytes: [UInt8], decoded: Int, items: Int
+        bytes: [UInt8], decoded: Int, items: Int, version: UInt16
     ) {
         var decoded = 0
+        var usedZstd = false
+        let zstdAllowed = version >= 2 && zstd != nil
         var w = ByteWriter(capacity: 256 + record.transactions.count * 40 + record.footprints.count * 24)
         w.bytes.append(contentsOf: Self.magic)
         w.u16(version)
@@ -220,31 +240,31 @@ public struct RecordCodec: Sendable {
 
         var sections: UInt32 = 0
         if !record.transactions.isEmpty {
-            section(SectionTag.transactions, &w, &decoded) {
+            section(SectionTag.transactions, &w, &decoded, &usedZstd, zstdAllowed) {
                 TransactionsSection.encode(record.transactions.array, into: &$0)
             }
             sections += 1
         }
         if !record.responses.isEmpty {
-            section(SectionTag.responses, &w, &decoded) {
+            section(SectionTag.responses, &w, &decoded, &usedZstd, zstdAllowed) {
                 ResponsesSection.encode(record.responses.array, into: &$0)
             }
             sections += 1
         }
         if !record.preferences.isEmpty {
-            section(SectionTag.preferences, &w, &decoded) {
+            section(SectionTag.preferences, &w, &decoded, &usedZstd, zstdAllowed) {
                 PreferencesSection.encode(record.preferences, into: &$0)
             }
             sections += 1
         }
         if !record.footprints.isEmpty {
-            section(SectionTag.footprints, &w, &decoded) {
+            section(SectionTag.footprints, &w, &decoded, &usedZstd, zstdAllowed) {
                 FootprintsSection.encode(record.footprints.array, into: &$0)
             }
             sections += 1
         }
         if !record.savings.isEmpty {
-            section(SectionTag.savings, &w, &decoded) {
+            section(SectionTag.savings, &w, &decoded, &usedZstd, zstdAllowed) {
                 SavingsSection.encode(record.savings.array, into: &$0)
             }
             sections += 1
@@ -263,11 +283,13 @@ public struct RecordCodec: Sendable {
             sections += 1
         }
         w.patchU32(sections, at: countOffset)
+        let written: UInt16 = usedZstd ? 3 : version
+        if written != version { w.patchU16(written, at: Self.magic.count) }
         let headerCRC = w.bytes.withUnsafeBytes {
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[..<headerEnd]))
         }
         w.patchU32(headerCRC, at: headerEnd)
-        return (w.bytes, decoded, w.items)
+        return (w.bytes, decoded, w.items, written)
     }
 
     /// The first transaction that `after` holds and `before` does not hold in the same place whose
@@ -288,9 +310,12 @@ public struct RecordCodec: Sendable {
     }
 
     /// Writes one known section; compresses it when that pays and stays within the ratio a reader
-    /// accepts. Adds the payload's size to `decoded`.
+    /// accepts. Adds the payload's size to `decoded`; sets `usedZstd` when it writes a zstd frame
+    /// (only if `zstdAllowed`; otherwise zstd options compress with zlib at level 1).
     private func section(
-        _ tag: UInt16, _ w: inout ByteWriter, _ decoded: inout Int, _ body: (inout ByteWriter) -> Void
+        _ tag: UInt16, _ w: inout ByteWriter, _ decoded: inout Int, _ usedZstd: inout Bool,
+        _ zstdAllowed: Bool,
+        _ body: (inout ByteWriter) -> Void
     ) {
         let start = w.count
         w.u16(tag)
@@ -300,22 +325,44 @@ public struct RecordCodec: Sendable {
         body(&w)
         let rawLength = w.count - payloadStart
         decoded += rawLength
-        if case .zlib(let level) = options.compression, level != 0, rawLength >= options.compressionThreshold,
-            rawLength <= Int(UInt32.max),
-            let packed = w.bytes.withUnsafeBytes({
-                Self.deflate(UnsafeRawBufferPointer(rebasing: $0[payloadStart...]), level: level)
+        if let (method, level) = Self.method(options.compression, zstdAllowed: zstdAllowed), level != 0,
+            rawLength >= options.compressionThreshold, rawLength <= Int(UInt32.max),
+            let packed = w.bytes.withUnsafeBytes({ (all) -> [UInt8]? in
+                let payload = UnsafeRawBufferPointer(rebasing: all[payloadStart...])
+                return method == Self.zstdFlag
+                    ? zstd?.compress(payload, level: level) : Self.deflate(payload, level: level)
             }), packed.count + 4 < rawLength,
-            rawLength <= packed.count * min(max(limits.maxCompressionRatio, 0), Self.maxDeflateRatio)
+            rawLength <= packed.count * max(limits.maxCompressionRatio, 0),
+            method == Self.zstdFlag || rawLength <= packed.count * Self.maxDeflateRatio
         {
             w.bytes.removeSubrange(payloadStart...)
             w.u32(UInt32(rawLength))
             w.bytes.append(contentsOf: packed)
-            w.patchU16(Self.compressedFlag, at: start + 2)
+            w.patchU16(method, at: start + 2)
+            if method == Self.zstdFlag { usedZstd = true }
         }
         w.patchU32(UInt32(w.count - payloadStart), at: start + 4)
         let crc = w.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
         w.u32(crc)
     }
+
+    /// The section flag and level that `compression` compresses with: zstd's flag only where
+    /// `zstdAllowed` (a version-2 or later file, and libzstd present), else zlib at level 1; nil for
+    /// none. zstd levels are clamped to 1 to 19; 0 means no compression.
+    static func method(_ compression: Compression, zstdAllowed: Bool) -> (flag: UInt16, level: Int32)? {
+        switch compression {
+        case .none: return nil
+        case .zlib(let level): return (compressedFlag, level)
+        case .zstd(let level):
+            guard level != 0 else { return (zstdFlag, 0) }
+            guard zstdAllowed else { return (compressedFlag, 1) }
+            return (zstdFlag, min(max(level, 1), 19))
+        }
+    }
+
+    /// libzstd's version where its shared library was found (e.g. "1.5.4"), else nil: then
+    /// `.zstd` options compress with zlib, and a zstd section cannot be read.
+    public static var zstdVersion: String? { Zstd.shared?.version }
 
     // MARK: Decoding
 
@@ -366,7 +413,8 @@ public struct RecordCodec: Sendable {
         var decoded = 0
         var items = 0
         for index in 0..<header.sectionCount {
-            let (info, body) = try Self.readSection(&r, index: index, of: header.sectionCount)
+            let (info, body) = try Self.readSection(
+                &r, index: index, of: header.sectionCount, version: header.formatVersion)
             let tag = info.tag
             // Counted before anything is allocated or inflated for the section.
             decoded += info.rawLength
@@ -390,8 +438,13 @@ public struct RecordCodec: Sendable {
             seen |= 1 << UInt32(tag)
             let payloadOffset = info.offset + 8
             if info.isCompressed {
-                let raw = try Self.inflate(
-                    body, offset: payloadOffset, tag: tag, maxRatio: limits.maxCompressionRatio)
+                let raw =
+                    info.isZstd
+                    ? try Self.unzstd(
+                        body, offset: payloadOffset, tag: tag, maxRatio: limits.maxCompressionRatio,
+                        library: zstd)
+                    : try Self.inflate(
+                        body, offset: payloadOffset, tag: tag, maxRatio: limits.maxCompressionRatio)
                 items = try withBytes(raw) { (b) throws(FormatError) -> Int in
                     var sr = ByteReader(
                         b, context: ReaderContext(fileOffset: payloadOffset, inflated: true, tag: tag),
@@ -431,6 +484,12 @@ public struct RecordCodec: Sendable {
 
     // MARK: Header and sections
 
+    /// The section flags that a known section may carry in a file of `version`: bit 0 (zlib) in
+    /// every version, bit 1 (zstd) from version 3 on.
+    static func sectionFlags(version: UInt16) -> UInt16 {
+        version >= 3 ? compressedFlag | zstdFlag : compressedFlag
+    }
+
     /// Reads and verifies the header (magic, version, flags, CRC) without decoding any section.
     /// `bytes` may be just a prefix of the file, as long as it holds the whole header.
     public static func readHeader(_ bytes: [UInt8]) throws(FormatError) -> FileHeader {
@@ -461,7 +520,8 @@ public struct RecordCodec: Sendable {
         let header = try readHeader(&r)
         var sections: [SectionInfo] = []
         for index in 0..<header.sectionCount {
-            sections.append(try readSection(&r, index: index, of: header.sectionCount).0)
+            sections.append(
+                try readSection(&r, index: index, of: header.sectionCount, version: header.formatVersion).0)
         }
         guard header.formatVersion >= 2 || r.atEnd else {
             throw r.error(
@@ -539,10 +599,14 @@ public struct RecordCodec: Sendable {
             sectionCount: Int(count), byteCount: end, fileID: fileID)
     }
 
-    /// Reads one section's frame, checks its length and CRC, and returns its body as stored.
-    static func readSection(_ r: inout ByteReader, index: Int, of count: Int) throws(FormatError) -> (
-        SectionInfo, UnsafeRawBufferPointer
-    ) {
+    /// Reads one section's frame, checks its length, CRC and flags (for a file of `version`), and
+    /// returns its body as stored.
+    static func readSection(_ r: inout ByteReader, index: Int, of count: Int, version: UInt16)
+        throws(FormatError)
+        -> (
+            SectionInfo, UnsafeRawBufferPointer
+        )
+    {
         let start = r.pos
         guard r.remaining >= 8 else {
             let detail =
@@ -574,19 +638,24 @@ public struct RecordCodec: Sendable {
             throw FormatError(.malformed, offset: start, sectionTag: tag, detail: "tag 0 is reserved")
         }
         if SectionTag.isKnown(tag) {
-            guard flags & ~compressedFlag == 0 else {
+            let defined = sectionFlags(version: version)
+            guard flags & ~defined == 0, flags & (compressedFlag | zstdFlag) != compressedFlag | zstdFlag
+            else {
                 throw FormatError(
                     .unsupportedFeature, offset: start + 2, sectionTag: tag,
-                    detail: "section flags \(hex16(flags)) are not defined in version 1")
+                    detail: flags & ~defined != 0
+                        ? "section flags \(hex16(flags)) are not defined in version \(version)"
+                        : "section flags \(hex16(flags)) mark both a zlib stream and a zstd frame")
             }
         } else if tag & SectionTag.criticalBit != 0 {
             throw FormatError(
                 .unsupportedFeature, offset: start, sectionTag: tag,
                 detail:
-                    "critical section tag \(hex16(tag)) is not understood by this reader (format version 1)")
+                    "critical section tag \(hex16(tag)) is not understood by this reader (format version \(version))"
+            )
         }
         var rawLength = Int(length)
-        if SectionTag.isKnown(tag), flags & compressedFlag != 0 {
+        if SectionTag.isKnown(tag), flags & (compressedFlag | zstdFlag) != 0 {
             guard length >= 4 else {
                 throw FormatError(
                     .malformed, offset: start + 8, sectionTag: tag,

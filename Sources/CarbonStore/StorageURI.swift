@@ -1,3 +1,5 @@
+import CarbonFormat
+
 /// The one string that configures where user files live and how writers are serialised.
 ///
 /// ```
@@ -7,7 +9,8 @@
 /// memory:                                       in-process, for tests and demos
 /// ```
 /// Query keys: `locking` (`local`, `dynamo`, `none`), `table`, `region`, `endpoint`, `prefix`,
-/// `lease` (ms), `wait` (ms), `sse`, `sse-kms-key-id` (s3:), `mode` (path:), `cache` (MiB). Values are
+/// `lease` (ms), `wait` (ms), `sse`, `sse-kms-key-id` (s3:), `mode` (path:), `cache` (MiB),
+/// `compression` (`zstd`, `zlib`, `none`). Values are
 /// percent-decoded, then checked. `s3://BUCKET/PREFIX` is accepted as a spelling of
 /// `s3:BUCKET?prefix=PREFIX`.
 public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
@@ -63,6 +66,10 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     /// The memory of the record cache in MiB (`cache=256`; `cache=0` turns it off); nil for the
     /// default (`StoreOptions.cacheBytes`, 64 MiB).
     public var cacheMebibytes: Int?
+    /// How written files compress their sections (`compression=zstd`, the default: format version
+    /// 3; `compression=zlib`: version 2, which earlier releases read; `compression=none`); nil for
+    /// the default (`StoreOptions.codec`).
+    public var compression: RecordCodec.Compression?
 
     public enum Encryption: Sendable, Hashable {
         /// SSE-S3 (`sse=AES256`).
@@ -77,7 +84,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public static let defaultURI = "path:carbonstore-data"
     public static let knownKeys = [
         "locking", "table", "region", "endpoint", "prefix", "lease", "wait", "sse", "sse-kms-key-id", "mode",
-        "cache",
+        "cache", "compression",
     ]
 
     public var description: String { original }
@@ -318,6 +325,18 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                     "path:carbonstore-data?cache=256")
             }
             cacheMebibytes = n
+        }
+        compression = nil
+        if let v = params["compression"] {
+            switch v {
+            case "zstd": compression = .zstd(level: 1)
+            case "zlib": compression = .zlib(level: 1)
+            case "none": compression = RecordCodec.Compression.none
+            default:
+                throw fail(
+                    "'compression' is zstd (the default, format version 3), zlib (version 2, which earlier releases read) or none, not '\(v)'",
+                    "path:carbonstore-data?compression=zlib")
+            }
         }
     }
 

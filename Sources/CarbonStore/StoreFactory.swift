@@ -87,6 +87,7 @@ public struct StoreFactory: Sendable {
         var options = self.options
         if let wait = uri.waitMilliseconds { options.lockWait = .milliseconds(wait) }
         if let cache = uri.cacheMebibytes { options.cacheBytes = cache << 20 }
+        if let compression = uri.compression { options.codec.options.compression = compression }
         let (storage, locks) = try await registry.backends(for: uri, options: options)
         return Store(storage: storage, locks: locks, keys: UserKeys(prefix: uri.prefix), options: options)
     }

@@ -70,7 +70,7 @@ struct FileCommand: AsyncParsableCommand {
             for s in report.sections {
                 lines.append(
                     "  section \(s.name) (tag \(s.tag)) at \(s.offset): \(s.storedLength) bytes"
-                        + (s.isCompressed ? " (\(s.rawLength) inflated)" : "")
+                        + (s.isCompressed ? " (\(s.isZstd ? "zstd" : "zlib"), \(s.rawLength) inflated)" : "")
                         + ", crc \(hexString(s.checksum))")
             }
             lines.append("frames: \(report.frames.count), \(layout.tailLength) bytes")

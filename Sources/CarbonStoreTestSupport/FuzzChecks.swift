@@ -100,6 +100,7 @@ private let fuzzCodecs = [
     RecordCodec(),
     RecordCodec(options: .init(compression: .none)),
     RecordCodec(options: .init(compression: .zlib(level: 9), compressionThreshold: 0)),
+    RecordCodec(options: .init(compression: .zstd(level: 3), compressionThreshold: 0)),
 ]
 
 /// The input with every CRC that its lengths let us find recomputed (header, sections, and the

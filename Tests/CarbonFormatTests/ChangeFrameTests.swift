@@ -200,11 +200,18 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
             // A version-1 file ends after its sections: nothing after them is a tail.
             let e = Craft.error(v1 + craftFrame(previous: testFileID, id: .random(), revision: 1))
             #expect(e?.kind == .trailingBytes)
-            // Its next write is a version-2 snapshot of the same record.
-            let v2 = codec.encode(decoded, fileID: testFileID)
+            // Its next write is a version-2 snapshot of the same record (version 3 where a
+            // section is compressed with zstd, the default).
+            let v2 = RecordCodec(options: .init(compression: .zlib(level: 1))).encode(
+                decoded, fileID: testFileID)
             #expect(try RecordCodec.readHeader(v2).fileID == testFileID)
+            #expect(try RecordCodec.readHeader(v2).formatVersion == 2)
             #expect(v2.count == v1.count + 16)
             #expect(try codec.decode(v2) == record)
+            let v3 = codec.encode(decoded, fileID: testFileID)
+            let expected: UInt16 = try RecordCodec.layout(of: v3).sections.contains(where: \.isZstd) ? 3 : 2
+            #expect(try RecordCodec.readHeader(v3).formatVersion == expected)
+            #expect(try codec.decode(v3) == record)
         }
     }
 
@@ -216,7 +223,7 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
         #expect(Array(a[12..<28]) == testFileID.bytes)
         #expect(RecordCodec().encode(record) != RecordCodec().encode(record))  // fresh ids
         let header = try RecordCodec.readHeader(a)
-        #expect(header.formatVersion == 2 && header.fileID == testFileID)
+        #expect(header.formatVersion == 3 && header.fileID == testFileID)
     }
 
     // MARK: Torn and forged tails

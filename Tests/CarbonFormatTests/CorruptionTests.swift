@@ -123,13 +123,13 @@ let sampleFiles: [(name: String, bytes: [UInt8])] = {
         #expect(Craft.error(sevenBit)?.kind == .badMagic)
     }
 
-    @Test func unsupportedVersionAndFlags() {
-        let v3 = Craft.header(sectionCount: 0, version: 3)
-        let e = Craft.error(v3)
+    @Test func unsupportedVersionAndFlags() throws {
+        let v4 = Craft.header(sectionCount: 0, version: 4)
+        let e = Craft.error(v4)
         #expect(e?.kind == .unsupportedVersion)
         #expect(
             e?.description
-                == "unsupported format version at offset 8: the file has format version 3; this reader supports versions 1 to 2"
+                == "unsupported format version at offset 8: the file has format version 4; this reader supports versions 1 to 3"
         )
         #expect(Craft.error(Craft.header(sectionCount: 0, flags: 0x0001))?.kind == .unsupportedFeature)
         #expect(Craft.error(Craft.header(sectionCount: 0, version: 0))?.kind == .unsupportedVersion)
@@ -138,6 +138,19 @@ let sampleFiles: [(name: String, bytes: [UInt8])] = {
         #expect(
             Craft.error(Craft.file([Craft.section(tag: 1, flags: 0x0002, body: tx)]))?.kind
                 == .unsupportedFeature)
+        // The zstd flag is defined from version 3 on; never together with the zlib flag; bit 2 in none.
+        let zstdBody = Craft.zstdCompressed(tx + Array(repeating: 0, count: 0))
+        for (version, flags) in [(UInt16(2), UInt16(0x0002)), (3, 0x0003), (3, 0x0004), (3, 0x0006)] {
+            let e = Craft.error(
+                Craft.file([Craft.section(tag: 1, flags: flags, body: zstdBody)], version: version))
+            #expect(e?.kind == .unsupportedFeature, "version \(version), flags \(flags)")
+            #expect(e?.offset == Craft.header(sectionCount: 1, version: version).count + 2)
+        }
+        #expect(
+            try RecordCodec().decode(
+                Craft.file([Craft.section(tag: 1, flags: 0x0002, body: zstdBody)], version: 3)
+            )
+            .transactions.count == 1)
         let critical = Craft.error(Craft.file([Craft.section(tag: 0x8001, body: [1, 2])]))
         #expect(critical?.kind == .unsupportedFeature)
         #expect(critical?.sectionTag == 0x8001)

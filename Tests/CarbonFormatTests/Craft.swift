@@ -31,7 +31,9 @@ enum Craft {
         userID: [UInt8] = Array("u".utf8), sectionCount: UInt32, version: UInt16 = 1, flags: UInt16 = 0,
         revision: UInt64 = 7, createdAt: Int64 = 1000, updatedAt: Int64 = 2000, userIDLength: UInt32? = nil
     ) -> [UInt8] {
-        var h = RecordCodec.magic + le16(version) + le16(flags) + le64(revision)
+        // Versions 2 and 3 carry a 16-byte file id after the flags.
+        var h = RecordCodec.magic + le16(version) + le16(flags) + (version >= 2 ? testFileID.bytes : [])
+        h += le64(revision)
         h += le64(UInt64(bitPattern: createdAt)) + le64(UInt64(bitPattern: updatedAt))
         h += le32(sectionCount) + le32(userIDLength ?? UInt32(userID.count)) + userID
         return h + le32(CRC32C.checksum(h))
@@ -48,8 +50,33 @@ enum Craft {
         return le32(declaredLength ?? UInt32(raw.count)) + packed
     }
 
-    static func file(_ sections: [[UInt8]], userID: [UInt8] = Array("u".utf8)) -> [UInt8] {
-        header(userID: userID, sectionCount: UInt32(sections.count)) + sections.flatMap { $0 }
+    /// A zstd section body (version 3): u32 raw length, then one zstd frame made by libzstd.
+    static func zstdCompressed(_ raw: [UInt8], declaredLength: UInt32? = nil, level: Int32 = 1) -> [UInt8] {
+        let frame = raw.withUnsafeBytes { Zstd.shared!.compress($0, level: level)! }
+        return le32(declaredLength ?? UInt32(raw.count)) + frame
+    }
+
+    /// A zstd frame written by hand (RFC 8878 §3.1.1): one raw block holding `raw` (at most 255
+    /// bytes), with the content size in the header or not, and a dictionary id or not.
+    static func handFrame(_ raw: [UInt8], contentSize: Bool = true, dictionaryID: UInt8? = nil) -> [UInt8] {
+        precondition(raw.count <= 255)
+        // Frame header descriptor: bit 5 single segment (then a 1-byte content size), bits 0-1 the
+        // dictionary id's size. Without single segment and content size, a window descriptor.
+        var descriptor: UInt8 = contentSize ? 0x20 : 0x00
+        if dictionaryID != nil { descriptor |= 0x01 }
+        var f: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, descriptor]
+        if !contentSize { f.append(0x00) }  // window 1 KiB
+        if let dictionaryID { f.append(dictionaryID) }
+        if contentSize { f.append(UInt8(raw.count)) }
+        let block = UInt32(1) | UInt32(raw.count) << 3  // last block, raw, size
+        f += [UInt8(block & 0xFF), UInt8(block >> 8 & 0xFF), UInt8(block >> 16 & 0xFF)]
+        return f + raw
+    }
+
+    static func file(_ sections: [[UInt8]], userID: [UInt8] = Array("u".utf8), version: UInt16 = 1) -> [UInt8]
+    {
+        header(userID: userID, sectionCount: UInt32(sections.count), version: version)
+            + sections.flatMap { $0 }
     }
 
     /// A valid file with the header's section count replaced (and the header CRC fixed).
@@ -70,8 +97,9 @@ enum Craft {
             )
     }
 
-    /// 16 in a version-2 file (the file id at offset 12 moves the later header fields), else 0.
-    static func idShift(_ b: [UInt8]) -> Int { b[8] == 2 ? 16 : 0 }
+    /// 16 in a version-2 or version-3 file (the file id at offset 12 moves the later header
+    /// fields), else 0.
+    static func idShift(_ b: [UInt8]) -> Int { b[8] >= 2 ? 16 : 0 }
 
     /// A transactions payload of one row with the given parts (columns in spec order).
     static func transactionsPayload(

@@ -178,7 +178,7 @@ let codecs: [RecordCodec] = [
         #expect(header.revision == record.revision)
         #expect(header.createdAt == record.createdAt)
         #expect(header.updatedAt == record.updatedAt)
-        #expect(header.formatVersion == 2)
+        #expect(header.formatVersion == 3)
         #expect(header.fileID == testFileID)
         #expect(header.flags == 0)
         #expect(header.sectionCount == 5)
