@@ -474,7 +474,9 @@ public struct RecordCodec: Sendable {
         case SectionTag.transactions: record.transactions = ItemList(try TransactionsSection.decode(&r))
         case SectionTag.responses: record.responses = ItemList(try ResponsesSection.decode(&r))
         case SectionTag.preferences: record.preferences = try PreferencesSection.decode(&r)
-        case SectionTag.footprints: record.footprints = ItemList(try FootprintsSection.decode(&r))
+        case SectionTag.footprints:
+            record.footprints = ItemList(
+                try FootprintsSection.decode(&r, transactions: record.transactions.array))
         default: record.savings = ItemList(try SavingsSection.decode(&r))
         }
         guard r.atEnd else {

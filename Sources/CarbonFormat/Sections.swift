@@ -430,7 +430,13 @@ enum FootprintsSection {
         }
     }
 
-    static func decode(_ r: inout ByteReader) throws(FormatError) -> [Footprint] {
+    /// The footprints at `r`. A transaction id that is the same bytes as the id of the transaction
+    /// of `transactions` that the previous footprint's id matched, or of the one after it (footprints
+    /// usually follow their transactions' order), shares that transaction's string: no copy, no
+    /// allocation, and the decoded record holds each such id once.
+    static func decode(_ r: inout ByteReader, transactions: [Transaction] = []) throws(FormatError)
+        -> [Footprint]
+    {
         let n = try r.count("footprint count", minItemSize: FootprintsSection.minRowSize)
         let table = try DecodedTable(&r)
         // As for transactions: rows made when their ids are read, the other columns set in place.
@@ -444,7 +450,31 @@ enum FootprintsSection {
             result.append(prototype)
         }
         try result.withUnsafeMutableBufferPointer { (rows) throws(FormatError) in
-            for i in 0..<n { rows[i].transactionID = try r.optionalString("footprint transaction id") }
+            var next = 0
+            for i in 0..<n {
+                let start = r.pos
+                let stored = try r.varint("footprint transaction id")
+                if stored == 0 { continue }
+                guard stored - 1 <= UInt64(r.remaining) else {
+                    throw r.error(
+                        .lengthBeyondEnd,
+                        "footprint transaction id length \(stored - 1) exceeds the \(r.remaining) bytes left",
+                        at: start)
+                }
+                let length = Int(stored - 1)
+                let bytes = UnsafeRawBufferPointer(rebasing: r.buffer[r.pos..<(r.pos + length)])
+                if next < transactions.count, sameBytes(transactions[next].id, bytes) {
+                    rows[i].transactionID = transactions[next].id
+                    next += 1
+                    r.pos += length
+                } else if next + 1 < transactions.count, sameBytes(transactions[next + 1].id, bytes) {
+                    rows[i].transactionID = transactions[next + 1].id
+                    next += 2
+                    r.pos += length
+                } else {
+                    rows[i].transactionID = try r.utf8(length, "footprint transaction id")
+                }
+            }
             for i in 0..<n { rows[i].co2e = CO2e(milligrams: try r.zigzag("kgCO2e")) }
             for i in 0..<n { rows[i].category = try table.string(&r, "footprint category") }
             for i in 0..<n { rows[i].methodology = try table.string(&r, "footprint methodology") }
@@ -462,6 +492,14 @@ enum FootprintsSection {
         }
         return result
     }
+}
+
+/// Whether `s` is exactly `bytes` in UTF-8.
+@inline(__always) func sameBytes(_ s: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
+    guard s.utf8.count == bytes.count else { return false }
+    guard let base = bytes.baseAddress else { return true }
+    var s = s
+    return s.withUTF8 { memcmp($0.baseAddress!, base, bytes.count) == 0 }
 }
 
 // MARK: - Savings (tag 5), columnar
