@@ -778,9 +778,11 @@ public final class PathStorage: ObjectStorage {
         let lock = try await FileLock.acquire(
             ".commit.lock", in: dir, path: path + "/.commit.lock", mode: fileMode, wait: commitLockWait)
         guard let lock else {
+            let lockPath = path + "/.commit.lock"
             throw StorageIOError(
-                operation: "lock (held by a stopped or hung writer?)", path: path + "/.commit.lock",
-                errno: ETIMEDOUT)
+                operation:
+                    "lock (waited \(commitLockWait): a stopped or hung writer holds it; `fuser \(lockPath)` names it on this host)",
+                path: lockPath, errno: ETIMEDOUT)
         }
         defer { lock.release() }
         return try body(.now)

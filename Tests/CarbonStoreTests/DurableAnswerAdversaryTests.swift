@@ -234,6 +234,8 @@ import Testing
         } catch let error as StorageIOError {
             #expect(error.path.hasSuffix(".commit.lock"), "\(error)")
             #expect(error.description.contains("hung"), "\(error)")
+            #expect(error.description.contains("waited 0.3 seconds"), "\(error)")
+            #expect(error.description.contains("fuser "), "\(error)")
         }
         #expect(ContinuousClock.now - started < .seconds(5))
         // Once the writer lets go, the repeat answers.

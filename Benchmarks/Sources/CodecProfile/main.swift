@@ -10,9 +10,22 @@ import Foundation
 //     perf record -g -- .build/release/CodecProfile encode 2000      # or: decode, w2-encode, w2-decode
 //     perf report --no-children
 //
-// It prints the mean time per operation.
+// It prints the mean time per operation. `sizes` prints the W1 and W2 file sizes with each
+// compression instead.
 
 let args = CommandLine.arguments
+if args.count > 1, args[1] == "sizes" {
+    for (name, r) in [("W1", Fixtures.w1), ("W2", Fixtures.w2)] {
+        for (label, c) in [
+            ("zstd level 1 (default)", RecordCodec.Compression.zstd(level: 1)), ("zlib level 1", .zlib(level: 1)),
+            ("zlib level 6", .zlib(level: 6)), ("none", .none),
+        ] {
+            let bytes = try RecordCodec(options: .init(compression: c)).encodeSnapshot(r, fileID: .random()).bytes
+            print("\(name) \(label): \(bytes.count) bytes, format version \(bytes[8])")
+        }
+    }
+    exit(0)
+}
 let what = args.count > 1 ? args[1] : "encode"
 let iterations = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
 let record = what.hasPrefix("w2") ? Fixtures.w2 : Fixtures.w1
