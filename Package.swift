@@ -31,7 +31,8 @@ let package = Package(
     targets: [
         .target(name: "CarbonModel"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
-        .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib"]),
+        .target(name: "CHardwareCRC"),
+        .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib", "CHardwareCRC"]),
         .target(
             name: "CarbonStore",
             dependencies: ["CarbonModel", "CarbonFormat", .product(name: "Crypto", package: "swift-crypto")]

@@ -9,25 +9,29 @@
 #
 # The CarbonModel and CarbonFormat sources are compiled straight into the fuzzer with
 # -sanitize=fuzzer,address (coverage, AddressSanitizer; -O keeps Swift's overflow and bounds
-# checks, so a trap is a crash too). zlib comes from the CZlib module map in Sources/CZlib.
-# Environment: SWIFTC (default swiftc), FUZZ_BUILD (default .build-fuzz), FUZZ_JOBS (default 1).
+# checks, so a trap is a crash too). zlib comes from the CZlib module map in Sources/CZlib; the
+# CRC-32C instruction from the C target Sources/CHardwareCRC, compiled here with clang.
+# Environment: SWIFTC (default swiftc), CLANG (default clang), FUZZ_BUILD (default .build-fuzz), FUZZ_JOBS (default 1).
 # New interesting inputs go to $FUZZ_BUILD/corpus (not committed); crashes to $FUZZ_BUILD/artifacts.
 # A crasher, once fixed, belongs in Tests/CarbonFormatTests/FuzzRegressions/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 SWIFTC=${SWIFTC:-swiftc}
+CLANG=${CLANG:-clang}
 B=${FUZZ_BUILD:-.build-fuzz}
 mkdir -p "$B"
-FLAGS=(-swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -package-name carbonstore -I "$B" -I Sources/CZlib)
+FLAGS=(-swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -package-name carbonstore -I "$B" -I Sources/CZlib -I Sources/CHardwareCRC/include)
 
 build_modules() {
     # Rebuild only when a source changed.
     local stamp="$B/modules.stamp"
-    if [[ -f $stamp ]] && [[ -z $(find Sources/CarbonModel Sources/CarbonFormat Sources/CZlib "$0" -newer "$stamp" -print -quit) ]]; then
+    if [[ -f $stamp ]] && [[ -z $(find Sources/CarbonModel Sources/CarbonFormat Sources/CZlib Sources/CHardwareCRC "$0" -newer "$stamp" -print -quit) ]]; then
         return
     fi
     echo "fuzz.sh: compiling CarbonModel and CarbonFormat with -sanitize=fuzzer,address" >&2
+    "$CLANG" -O2 -fsanitize=fuzzer-no-link,address -I Sources/CHardwareCRC/include \
+        -c Sources/CHardwareCRC/crc32c.c -o "$B/CHardwareCRC.o"
     "$SWIFTC" "${FLAGS[@]}" -module-name CarbonModel -wmo -emit-module -emit-module-path "$B/CarbonModel.swiftmodule" \
         -c Sources/CarbonModel/*.swift -o "$B/CarbonModel.o"
     "$SWIFTC" "${FLAGS[@]}" -module-name CarbonFormat -wmo -emit-module -emit-module-path "$B/CarbonFormat.swiftmodule" \
@@ -40,7 +44,7 @@ build_fuzzer() {
     if [[ ! -x $B/decoder-fuzzer || Fuzz/DecoderFuzzer.swift -nt $B/decoder-fuzzer || Sources/CarbonStoreTestSupport/FuzzChecks.swift -nt $B/decoder-fuzzer || $B/modules.stamp -nt $B/decoder-fuzzer ]]; then
         echo "fuzz.sh: linking $B/decoder-fuzzer" >&2
         "$SWIFTC" "${FLAGS[@]}" -module-name DecoderFuzzer Fuzz/DecoderFuzzer.swift \
-            Sources/CarbonStoreTestSupport/FuzzChecks.swift "$B/CarbonModel.o" "$B/CarbonFormat.o" -lz -o "$B/decoder-fuzzer" 2> >(grep -v "Cannot export local symbol" >&2)
+            Sources/CarbonStoreTestSupport/FuzzChecks.swift "$B/CarbonModel.o" "$B/CarbonFormat.o" "$B/CHardwareCRC.o" -lz -o "$B/decoder-fuzzer" 2> >(grep -v "Cannot export local symbol" >&2)
     fi
 }
 
@@ -48,9 +52,9 @@ case "${1:-}" in
 --make-corpus)
     build_modules
     # The generator links the same instrumented objects, with ASan's runtime but not libFuzzer's main.
-    "$SWIFTC" -swift-version 6 -O -sanitize=address -package-name carbonstore -I "$B" -I Sources/CZlib -module-name MakeCorpus Fuzz/MakeCorpus.swift \
+    "$SWIFTC" -swift-version 6 -O -sanitize=address -package-name carbonstore -I "$B" -I Sources/CZlib -I Sources/CHardwareCRC/include -module-name MakeCorpus Fuzz/MakeCorpus.swift \
         Sources/CarbonStoreTestSupport/RecordGenerator.swift \
-        "$B/CarbonModel.o" "$B/CarbonFormat.o" -lz -o "$B/make-corpus" 2> >(grep -v "Cannot export local symbol" >&2)
+        "$B/CarbonModel.o" "$B/CarbonFormat.o" "$B/CHardwareCRC.o" -lz -o "$B/make-corpus" 2> >(grep -v "Cannot export local symbol" >&2)
     rm -rf Fuzz/corpus && mkdir -p Fuzz/corpus
     "$B/make-corpus" Fuzz/corpus
     ls -l Fuzz/corpus | tail -n +2 | wc -l | xargs echo "fuzz.sh: seed files:"

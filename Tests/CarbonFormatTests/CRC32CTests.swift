@@ -43,6 +43,29 @@ import Testing
         }
     }
 
+    @Test func theInstructionAndTheTablesAgreeAtEveryLengthAndAlignment() {
+        #if arch(x86_64) || arch(arm64)
+            #expect(CRC32C.usesHardware, "every x86-64 server since 2008 has SSE 4.2")
+        #endif
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<1100).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        data.withUnsafeBytes { all in
+            for start in 0..<17 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 255, 1024, all.count - start] {
+                    let part = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    for seed: UInt32 in [0xFFFF_FFFF, 0, 0x1234_5678] {
+                        let expected = CRC32C.software(seed, part)
+                        #expect(CRC32C.raw(seed, part) == expected, "start \(start), length \(length)")
+                        if seed == 0xFFFF_FFFF {
+                            #expect(
+                                ~expected == Self.reference(Array(part)), "start \(start), length \(length)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func updateContinuesAChecksum() {
         let a = Array("12345".utf8)
         let b = Array("6789".utf8)
