@@ -169,14 +169,14 @@ enum HostileFrame {
             file(raw + HostileFrame.magic + [0xA0, 0, 0, 0x10, 0] + HostileFrame.rawBlock(tx)),
             .decompressionFailed, at: frameAt, in: dir, "declares-1MiB")
 
-        // The header says n bytes, the blocks give n − 1 (or n + 1, under a raw length of n + 1).
+        // The header says n bytes, the blocks give n − 1 (or 42 bytes under a header and raw length of 41).
         try expectRefused(
             file(raw + HostileFrame.singleSegment1(size: n) + HostileFrame.rawBlock(Array(tx.dropLast()))),
             .decompressionFailed, at: frameAt, in: dir, "blocks-short")
         try expectRefused(
             file(
-                Craft.le32(UInt32(n + 1)) + HostileFrame.singleSegment1(size: n + 1)
-                    + HostileFrame.rawBlock(tx + tx.prefix(2))),
+                Craft.le32(41) + HostileFrame.singleSegment1(size: 41)
+                    + HostileFrame.rawBlock(Array(tx.prefix(42)))),
             .decompressionFailed, at: frameAt, in: dir, "blocks-long")
 
         // The header's reserved bit (bit 3 of the descriptor).
