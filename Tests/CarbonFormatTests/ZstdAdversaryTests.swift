@@ -294,7 +294,7 @@ enum HostileFrame {
                                 _ = try RecordCodec().decode(corrupt)
                                 failures.append("task \(t) round \(round): corrupt frame read")
                             } catch {
-                                if error.kind != .decompressionFailed {
+                                if (error as? FormatError)?.kind != .decompressionFailed {
                                     failures.append("task \(t) round \(round): \(error)")
                                 }
                             }
