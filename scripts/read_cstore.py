@@ -473,22 +473,30 @@ def read_file(data):
         known = tag in SECTION_NAMES
         if not known and tag >= 0x8000:
             raise FormatError("unsupportedFeature", pos, "critical section tag 0x%04x is unknown" % tag, tag)
-        if known and tag in seen:
-            raise FormatError("duplicateSection", pos, "section appears twice", tag)
-        seen.add(tag)
         defined = 3 if version >= 3 else 1
         if known and (sflags & ~defined or sflags & 3 == 3):
             raise FormatError("unsupportedFeature", pos + 2, "section flags 0x%04x are not defined" % sflags, tag)
         body = data[body_at:crc_at]
+        # Section 4: the payload's size (rawLength for a compressed section) counts towards
+        # maxDecodedSize before a second section of the same tag is refused.
+        compressed = known and sflags & 3
+        if compressed:
+            if len(body) < 4:
+                raise FormatError("malformed", body_at, "compressed body of %d bytes has no rawLength" % len(body), tag)
+            totals.add_decoded(struct.unpack_from("<I", body, 0)[0], pos, tag, "compressed section")
+        else:
+            totals.add_decoded(length, pos, tag, "section payload" if known else "preserved section")
+        if known and tag in seen:
+            raise FormatError("duplicateSection", pos, "section appears twice", tag)
+        seen.add(tag)
         if not known:
-            totals.add_decoded(length, pos, tag, "preserved section")
-        elif sflags & 3:
+            pass
+        elif compressed:
             payload = (inflate if sflags & 1 else unzstd)(body, body_at, tag, totals)
             p = Payload(payload, body_at, tag, totals, inflated_at=body_at)
             store(rec, tag, READERS[tag](p))
             p.end()
         else:
-            totals.add_decoded(length, pos, tag, "section payload")
             p = Payload(body, body_at, tag, totals)
             store(rec, tag, READERS[tag](p))
             p.end()
@@ -534,11 +542,9 @@ def read_file(data):
 
 
 def inflate(body, body_at, tag, totals):
-    if len(body) < 4:
-        raise FormatError("malformed", body_at, "compressed body of %d bytes has no rawLength" % len(body), tag)
+    # The caller has checked the body holds a rawLength and counted it towards maxDecodedSize.
     raw_len = struct.unpack_from("<I", body, 0)[0]
     stream = bytes(body[4:])
-    totals.add_decoded(raw_len, body_at - 8, tag, "compressed section")
     if raw_len == 0:
         raise FormatError("malformed", body_at, "compressed section with rawLength 0", tag)
     if raw_len > 1032 * len(stream):
@@ -598,11 +604,9 @@ def zstd_library():
 
 
 def unzstd(body, body_at, tag, totals):
-    if len(body) < 4:
-        raise FormatError("malformed", body_at, "compressed body of %d bytes has no rawLength" % len(body), tag)
+    # The caller has checked the body holds a rawLength and counted it towards maxDecodedSize.
     raw_len = struct.unpack_from("<I", body, 0)[0]
     frame = bytes(body[4:])
-    totals.add_decoded(raw_len, body_at - 8, tag, "compressed section")
     if raw_len == 0:
         raise FormatError("malformed", body_at, "compressed section with rawLength 0", tag)
     if raw_len > MAX_COMPRESSION_RATIO * len(frame):
