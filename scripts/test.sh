@@ -12,6 +12,14 @@ if [ ! -f /usr/include/zlib.h ]; then
     apt-get update -qq && apt-get install -y -qq zlib1g-dev >/dev/null
 fi
 
+# libzstd's shared library (format version 3 compresses with it; found at run time). Debian's
+# dpkg depends on libzstd1, so it is nearly always there.
+if ! ldconfig -p 2>/dev/null | grep -q 'libzstd\.so\.1'; then
+    echo "installing libzstd1"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq libzstd1 >/dev/null
+fi
+
 # The code is formatted as .swift-format says; a warning fails the run.
 swift format lint --strict --recursive Sources Tests Package.swift
 
