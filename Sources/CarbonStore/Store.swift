@@ -232,26 +232,42 @@ public struct Store: Sendable {
                 object = found
             case .appended(let tail, let version):
                 // Other writers appended frames: apply them to the cached record rather than
-                // decode the whole file. Anything unexpected reads the file whole, and so does
-                // every 32nd time: the bytes before the cached end are not read again here, so
-                // damage made to them in place while others append is found by that read.
-                if entry.appliedTails < Self.appliedTailsBeforeWholeRead,
-                    let applied = try? tail.withUnsafeBytes({
-                        try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
-                    }), applied.layout.ignoredLength == 0,
+                // decode the whole file. Anything unexpected reads the file whole and decodes it.
+                // Every 32nd time the file is read whole too, as the bytes before the cached end
+                // are not read again here: every checksum in it is checked (not decoded), so that
+                // damage made to them in place while others append is found, and decoded (and
+                // reported) only then.
+                if let applied = try? tail.withUnsafeBytes({
+                    try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
+                }), applied.layout.ignoredLength == 0,
                     applied.layout.validLength == entry.layout.validLength + tail.count
                 {
-                    let current = Current(
-                        version: version, record: applied.record, layout: applied.layout,
-                        bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1)
-                    remember(key, current)
-                    return current
+                    if entry.appliedTails < Self.appliedTailsBeforeWholeRead {
+                        let current = Current(
+                            version: version, record: applied.record, layout: applied.layout,
+                            bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1)
+                        remember(key, current)
+                        return current
+                    }
+                    guard let found = try await storage.get(key) else {
+                        cache.remove(key)
+                        return nil
+                    }
+                    if found.version == version, Self.checksumsHold(found.bytes, for: applied.layout) {
+                        let current = Current(
+                            version: version, record: applied.record, layout: applied.layout,
+                            bytes: entry.bytes.map { $0 + tail }, appliedTails: 0)
+                        remember(key, current)
+                        return current
+                    }
+                    object = found
+                } else {
+                    guard let found = try await storage.get(key) else {
+                        cache.remove(key)
+                        return nil
+                    }
+                    object = found
                 }
-                guard let found = try await storage.get(key) else {
-                    cache.remove(key)
-                    return nil
-                }
-                object = found
             }
         } else {
             guard let found = try await storage.get(key) else {
@@ -278,8 +294,19 @@ public struct Store: Sendable {
     }
 
     /// After this many applications of other writers' frames to a cached record, the next one
-    /// reads the file whole (see `load`).
+    /// reads the file whole and checks its checksums (see `load`).
     static let appliedTailsBeforeWholeRead = 32
+
+    /// Whether every checksum of the file `bytes` holds (header, sections, frames and their chain;
+    /// `RecordCodec.inspect`, which decodes no payload) and the file ends, with no ignored tail,
+    /// where `layout` (a record's, with every frame applied) says, after the same snapshot and
+    /// frame ids: then its bytes are those the record was decoded and applied from.
+    static func checksumsHold(_ bytes: [UInt8], for layout: FileLayout) -> Bool {
+        guard let report = try? RecordCodec.inspect(bytes) else { return false }
+        return report.layout.fileID == layout.fileID && report.layout.lastID == layout.lastID
+            && report.layout.validLength == layout.validLength && report.layout.ignoredLength == 0
+            && report.layout.frameCount == layout.frameCount
+    }
 
     /// The user's record; `UserNotFoundError` if there is none.
     public func get(_ userID: String) async throws -> UserRecord {

@@ -78,6 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
                             "address": .string(channel.localAddress.map { "\($0)" } ?? "?"),
                             "port": .stringConvertible(channel.localAddress?.port ?? -1),
                             "storage": .string(storageText),
+                            "format": .string(store.options.codec.writtenFormat),
                         ])
                 }
             } catch let error as any CarbonStoreError {

@@ -82,6 +82,19 @@ import Testing
         #expect(e?.sectionTag == SectionTag.transactions)
     }
 
+    @Test func theWrittenFormatIsDescribedForLogs() {
+        #expect(RecordCodec().writtenFormat == "version 3 (zstd \(RecordCodec.zstdVersion!), level 1)")
+        #expect(
+            RecordCodec(options: .init(compression: .zstd(level: 40))).writtenFormat.hasSuffix("level 19)"))
+        #expect(
+            RecordCodec(options: .init(compression: .zlib(level: 1))).writtenFormat.hasPrefix(
+                "version 2 (zlib level 1"))
+        #expect(RecordCodec(options: .init(compression: .none)).writtenFormat == "version 2 (uncompressed)")
+        var missing = RecordCodec()
+        missing.zstd = nil
+        #expect(missing.writtenFormat.contains("libzstd.so.1 was not found"))
+    }
+
     @Test func declaredLengthsAreCheckedBeforeDecompressing() throws {
         let zero = Craft.zstdCompressed(tx, declaredLength: 0)
         #expect(error(zero)?.kind == .malformed)
