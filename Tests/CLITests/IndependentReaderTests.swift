@@ -14,30 +14,11 @@ import Testing
         .deletingLastPathComponent().deletingLastPathComponent()
     static let script = repository.appendingPathComponent("scripts/read_cstore.py").path
 
-    struct Reading {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Reading = PythonReader.Reading
 
     /// Runs the Python reader on `bytes` (written to a file in `dir`).
     func read(_ bytes: [UInt8], in dir: TemporaryDirectory, name: String) throws -> Reading {
-        let path = dir.path + "/" + name + ".cstore"
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Self.script, path]
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Reading(
-            status: p.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-            stderr: String(decoding: stderr, as: UTF8.self))
+        try PythonReader.read(bytes, script: Self.script, in: dir, name: name)
     }
 
     /// The reader prints the engine's JSON of the record the engine decodes, and reports an ignored

@@ -62,21 +62,10 @@ enum HostileFrame {
     func python(_ bytes: [UInt8], in dir: TemporaryDirectory, name: String) throws -> (
         kind: String, offset: Int
     )? {
-        let path = dir.path + "/" + name + ".cstore"
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Self.script, path]
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        _ = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if p.terminationStatus == 0 { return nil }
-        #expect(p.terminationStatus == 5, "\(name): \(stderr)")
+        let reading = try PythonReader.read(bytes, script: Self.script, in: dir, name: name)
+        let stderr = reading.stderr
+        if reading.status == 0 { return nil }
+        #expect(reading.status == 5, "\(name): \(stderr)")
         #expect(stderr.split(separator: "\n").count == 1, "\(name): \(stderr)")
         // "read_cstore: <kind> at offset <n>..."
         let words = stderr.split(separator: " ")
