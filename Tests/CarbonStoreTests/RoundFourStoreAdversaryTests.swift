@@ -173,6 +173,35 @@ import Testing
         #expect(after <= 33)
     }
 
+    /// With nothing changed in place, the periodic whole read keeps the record it has (it does not
+    /// decode the file): the strings of the record served before it are the ones served after.
+    @Test func anUnchangedFileKeepsTheRecordThroughTheWholeRead() async throws {
+        let dir = try TemporaryDirectory("round-four-kept")
+        defer { dir.remove() }
+        let writer = try Self.fresh(dir)
+        let reader = try Self.fresh(dir)
+        var base = RecordGenerator.workload(.w1, seed: 46)
+        base.userID = "pat"
+        base.transactions = ItemList(
+            base.transactions.array.enumerated().map {
+                var t = $0.element
+                t.id = "a-transaction-id-long-enough-for-the-heap-\($0.offset)"
+                return t
+            })
+        try await writer.update("pat") { $0 = base }
+        var before = try await reader.get("pat")
+        for n in 1...33 {
+            try await writer.update("pat") { try $0.upsert(Self.txn("k-\(n)", n)) }
+            let got = try await reader.get("pat")
+            #expect(got == (try await Self.fresh(dir).get("pat")))
+            var a = before.transactions.array[0].id
+            var b = got.transactions.array[0].id
+            let same = a.withUTF8 { pa in b.withUTF8 { pb in pa.baseAddress == pb.baseAddress } }
+            #expect(same, "catch-up \(n) decoded the file instead of keeping the record")
+            before = got
+        }
+    }
+
     /// Several writers in tasks without locks (`locking=none`) append to one file while a cached
     /// reader reads; whenever they pause, the reader serves the file's record, through well over
     /// 33 catch-ups.
