@@ -213,6 +213,10 @@ public struct Store: Sendable {
         /// How many times other writers' frames were applied to the record since the file was
         /// last read whole.
         var appliedTails = 0
+        /// The checksums stored in the bytes the record stands for (the object up to
+        /// `layout.validLength` as this process read or wrote it, with the frames applied since):
+        /// the header's, each section's and each frame's, in file order; nil when not known.
+        var checksums: [UInt32]?
     }
 
     /// The user's object as it stands: from the cache when the storage confirms its version, else
@@ -224,7 +228,7 @@ public struct Store: Sendable {
             case .unchanged:
                 return Current(
                     version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
-                    appliedTails: entry.appliedTails)
+                    appliedTails: entry.appliedTails, checksums: entry.checksums)
             case .missing:
                 cache.remove(key)
                 return nil
@@ -242,10 +246,12 @@ public struct Store: Sendable {
                 }), applied.layout.ignoredLength == 0,
                     applied.layout.validLength == entry.layout.validLength + tail.count
                 {
+                    let checksums = entry.checksums.map { $0 + Self.frameChecksums(tail[...]) }
                     if entry.appliedTails < Self.appliedTailsBeforeWholeRead {
                         let current = Current(
                             version: version, record: applied.record, layout: applied.layout,
-                            bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1)
+                            bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1,
+                            checksums: checksums)
                         remember(key, current)
                         return current
                     }
@@ -253,10 +259,18 @@ public struct Store: Sendable {
                         cache.remove(key)
                         return nil
                     }
-                    if found.version == version, Self.checksumsHold(found.bytes, for: applied.layout) {
+                    // The record is kept only if the file holds the very checksums of the bytes it
+                    // stands for: a file changed in place with valid checksums (its ids kept, its
+                    // CRCs recomputed) is decoded again. (A CRC of the whole content would not
+                    // see that: a section followed by its own CRC leaves the running CRC the same.)
+                    if found.version == version, let checksums,
+                        Self.checksumsHold(found.bytes, for: applied.layout),
+                        Self.storedChecksums(found.bytes, validLength: applied.layout.validLength)
+                            == checksums
+                    {
                         let current = Current(
                             version: version, record: applied.record, layout: applied.layout,
-                            bytes: entry.bytes.map { $0 + tail }, appliedTails: 0)
+                            bytes: entry.bytes.map { $0 + tail }, appliedTails: 0, checksums: checksums)
                         remember(key, current)
                         return current
                     }
@@ -278,7 +292,10 @@ public struct Store: Sendable {
         }
         let (record, layout) = try decodeFile(object.bytes, userID: userID, key: key)
         let kept = storage.appendsInPlace ? nil : Array(object.bytes.prefix(layout.validLength))
-        let current = Current(version: object.version, record: record, layout: layout, bytes: kept)
+        let current = Current(
+            version: object.version, record: record, layout: layout, bytes: kept,
+            checksums: storage.appendsInPlace
+                ? Self.storedChecksums(object.bytes, validLength: layout.validLength) : nil)
         remember(key, current)
         return current
     }
@@ -289,7 +306,7 @@ public struct Store: Sendable {
             key,
             RecordCache.Entry(
                 version: current.version, record: record, layout: layout, bytes: current.bytes,
-                appliedTails: current.appliedTails),
+                appliedTails: current.appliedTails, checksums: current.checksums),
             limit: options.cacheBytes)
     }
 
@@ -300,12 +317,48 @@ public struct Store: Sendable {
     /// Whether every checksum of the file `bytes` holds (header, sections, frames and their chain;
     /// `RecordCodec.inspect`, which decodes no payload) and the file ends, with no ignored tail,
     /// where `layout` (a record's, with every frame applied) says, after the same snapshot and
-    /// frame ids: then its bytes are those the record was decoded and applied from.
+    /// frame ids. An edit with its checksums recomputed passes this: `load` also compares the
+    /// stored checksums (`storedChecksums`) with those of the bytes the record stands for.
     static func checksumsHold(_ bytes: [UInt8], for layout: FileLayout) -> Bool {
         guard let report = try? RecordCodec.inspect(bytes) else { return false }
         return report.layout.fileID == layout.fileID && report.layout.lastID == layout.lastID
             && report.layout.validLength == layout.validLength && report.layout.ignoredLength == 0
             && report.layout.frameCount == layout.frameCount
+    }
+
+    /// The checksums stored in a valid file up to `validLength` (see `Current.checksums`): the
+    /// header's, each section's, each frame's; nil if the bytes are not such a file.
+    static func storedChecksums(_ bytes: [UInt8], validLength: Int) -> [UInt32]? {
+        guard validLength <= bytes.count, let header = try? RecordCodec.readHeader(bytes) else { return nil }
+        func u32(_ at: Int) -> UInt32 {
+            (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) }
+        }
+        var result = [u32(header.byteCount - 4)]
+        var pos = header.byteCount
+        for _ in 0..<header.sectionCount {
+            guard pos + 8 <= validLength else { return nil }
+            let end = pos + 8 + Int(u32(pos + 4))
+            guard end + 4 <= validLength else { return nil }
+            result.append(u32(end))
+            pos = end + 4
+        }
+        return result + frameChecksums(bytes[pos..<validLength])
+    }
+
+    /// The checksums of the change frames that `frames` holds back to back (each ends with its CRC).
+    static func frameChecksums(_ frames: ArraySlice<UInt8>) -> [UInt32] {
+        func u32(_ at: Int) -> UInt32 {
+            (0..<4).reduce(0) { $0 | UInt32(frames[at + $1]) << (8 * UInt32($1)) }
+        }
+        var result: [UInt32] = []
+        var pos = frames.startIndex
+        while pos + 8 <= frames.endIndex {
+            let length = Int(u32(pos + 4))
+            guard length >= 8, pos + length <= frames.endIndex else { break }
+            result.append(u32(pos + length - 4))
+            pos += length
+        }
+        return result
     }
 
     /// The user's record; `UserNotFoundError` if there is none.
@@ -535,7 +588,9 @@ public struct Store: Sendable {
                             key,
                             Current(
                                 version: version, record: record, layout: layout,
-                                bytes: storage.appendsInPlace ? nil : bytes))
+                                bytes: storage.appendsInPlace ? nil : bytes,
+                                checksums: storage.appendsInPlace
+                                    ? Self.storedChecksums(bytes, validLength: layout.validLength) : nil))
                         result = done
                     case .append(let frame, let record, let done):
                         // Only a decoded version-2 file gets a frame (`step`).
@@ -560,7 +615,8 @@ public struct Store: Sendable {
                             key,
                             Current(
                                 version: version, record: record, layout: layout.appending(frame),
-                                bytes: whole, appliedTails: read.appliedTails))
+                                bytes: whole, appliedTails: read.appliedTails,
+                                checksums: read.checksums.map { $0 + Self.frameChecksums(frame.bytes[...]) }))
                         result = done
                     case .remove(let done, let gone):
                         cache.remove(key)

@@ -115,7 +115,7 @@ public func repairingChecksums(_ input: [UInt8]) -> [UInt8] {
         for i in 0..<4 { bytes[at + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
     }
     guard bytes.count >= 48 else { return bytes }
-    let shift = bytes[8] == 2 ? 16 : 0  // the version-2 file id
+    let shift = bytes[8] >= 2 ? 16 : 0  // the file id of versions 2 and 3
     guard bytes.count >= 48 + shift else { return bytes }
     let idLength = u32(40 + shift)
     guard idLength <= bytes.count - 48 - shift else { return bytes }
