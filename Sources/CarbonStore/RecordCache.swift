@@ -21,8 +21,6 @@ final class RecordCache: Sendable {
         /// How many times frames appended by other writers were applied to this record since the
         /// file was last read whole (`Store.load`).
         var appliedTails = 0
-        /// The checksums stored in the bytes the record stands for (`Store.Current.checksums`).
-        var checksums: [UInt32]?
 
         /// Estimated memory: a decoded record takes a few times its payloads, and an item takes
         /// 16 to about 200 bytes however few it takes in the file (docs/FORMAT.md, section 8).

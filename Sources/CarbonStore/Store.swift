@@ -213,10 +213,6 @@ public struct Store: Sendable {
         /// How many times other writers' frames were applied to the record since the file was
         /// last read whole.
         var appliedTails = 0
-        /// The checksums stored in the bytes the record stands for (the object up to
-        /// `layout.validLength` as this process read or wrote it, with the frames applied since):
-        /// the header's, each section's and each frame's, in file order; nil when not known.
-        var checksums: [UInt32]?
     }
 
     /// The user's object as it stands: from the cache when the storage confirms its version, else
@@ -228,7 +224,7 @@ public struct Store: Sendable {
             case .unchanged:
                 return Current(
                     version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
-                    appliedTails: entry.appliedTails, checksums: entry.checksums)
+                    appliedTails: entry.appliedTails)
             case .missing:
                 cache.remove(key)
                 return nil
@@ -236,52 +232,26 @@ public struct Store: Sendable {
                 object = found
             case .appended(let tail, let version):
                 // Other writers appended frames: apply them to the cached record rather than
-                // decode the whole file. Anything unexpected reads the file whole and decodes it.
-                // Every 32nd time the file is read whole too, as the bytes before the cached end
-                // are not read again here: every checksum in it is checked (not decoded), so that
-                // damage made to them in place while others append is found, and decoded (and
-                // reported) only then.
-                if let applied = try? tail.withUnsafeBytes({
-                    try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
-                }), applied.layout.ignoredLength == 0,
+                // decode the whole file. Anything unexpected reads the file whole, and so does
+                // every 32nd time: the bytes before the cached end are not read again here, so
+                // damage made to them in place while others append is found by that read.
+                if entry.appliedTails < Self.appliedTailsBeforeWholeRead,
+                    let applied = try? tail.withUnsafeBytes({
+                        try options.codec.applyAppended($0, to: entry.record, layout: entry.layout)
+                    }), applied.layout.ignoredLength == 0,
                     applied.layout.validLength == entry.layout.validLength + tail.count
                 {
-                    let checksums = entry.checksums.map { $0 + Self.frameChecksums(tail[...]) }
-                    if entry.appliedTails < Self.appliedTailsBeforeWholeRead {
-                        let current = Current(
-                            version: version, record: applied.record, layout: applied.layout,
-                            bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1,
-                            checksums: checksums)
-                        remember(key, current)
-                        return current
-                    }
-                    guard let found = try await storage.get(key) else {
-                        cache.remove(key)
-                        return nil
-                    }
-                    // The record is kept only if the file holds the very checksums of the bytes it
-                    // stands for: a file changed in place with valid checksums (its ids kept, its
-                    // CRCs recomputed) is decoded again. (A CRC of the whole content would not
-                    // see that: a section followed by its own CRC leaves the running CRC the same.)
-                    if found.version == version, let checksums,
-                        Self.checksumsHold(found.bytes, for: applied.layout),
-                        Self.storedChecksums(found.bytes, validLength: applied.layout.validLength)
-                            == checksums
-                    {
-                        let current = Current(
-                            version: version, record: applied.record, layout: applied.layout,
-                            bytes: entry.bytes.map { $0 + tail }, appliedTails: 0, checksums: checksums)
-                        remember(key, current)
-                        return current
-                    }
-                    object = found
-                } else {
-                    guard let found = try await storage.get(key) else {
-                        cache.remove(key)
-                        return nil
-                    }
-                    object = found
+                    let current = Current(
+                        version: version, record: applied.record, layout: applied.layout,
+                        bytes: entry.bytes.map { $0 + tail }, appliedTails: entry.appliedTails + 1)
+                    remember(key, current)
+                    return current
                 }
+                guard let found = try await storage.get(key) else {
+                    cache.remove(key)
+                    return nil
+                }
+                object = found
             }
         } else {
             guard let found = try await storage.get(key) else {
@@ -292,10 +262,7 @@ public struct Store: Sendable {
         }
         let (record, layout) = try decodeFile(object.bytes, userID: userID, key: key)
         let kept = storage.appendsInPlace ? nil : Array(object.bytes.prefix(layout.validLength))
-        let current = Current(
-            version: object.version, record: record, layout: layout, bytes: kept,
-            checksums: storage.appendsInPlace
-                ? Self.storedChecksums(object.bytes, validLength: layout.validLength) : nil)
+        let current = Current(version: object.version, record: record, layout: layout, bytes: kept)
         remember(key, current)
         return current
     }
@@ -306,60 +273,13 @@ public struct Store: Sendable {
             key,
             RecordCache.Entry(
                 version: current.version, record: record, layout: layout, bytes: current.bytes,
-                appliedTails: current.appliedTails, checksums: current.checksums),
+                appliedTails: current.appliedTails),
             limit: options.cacheBytes)
     }
 
     /// After this many applications of other writers' frames to a cached record, the next one
-    /// reads the file whole and checks its checksums (see `load`).
+    /// reads the file whole (see `load`).
     static let appliedTailsBeforeWholeRead = 32
-
-    /// Whether every checksum of the file `bytes` holds (header, sections, frames and their chain;
-    /// `RecordCodec.inspect`, which decodes no payload) and the file ends, with no ignored tail,
-    /// where `layout` (a record's, with every frame applied) says, after the same snapshot and
-    /// frame ids. An edit with its checksums recomputed passes this: `load` also compares the
-    /// stored checksums (`storedChecksums`) with those of the bytes the record stands for.
-    static func checksumsHold(_ bytes: [UInt8], for layout: FileLayout) -> Bool {
-        guard let report = try? RecordCodec.inspect(bytes) else { return false }
-        return report.layout.fileID == layout.fileID && report.layout.lastID == layout.lastID
-            && report.layout.validLength == layout.validLength && report.layout.ignoredLength == 0
-            && report.layout.frameCount == layout.frameCount
-    }
-
-    /// The checksums stored in a valid file up to `validLength` (see `Current.checksums`): the
-    /// header's, each section's, each frame's; nil if the bytes are not such a file.
-    static func storedChecksums(_ bytes: [UInt8], validLength: Int) -> [UInt32]? {
-        guard validLength <= bytes.count, let header = try? RecordCodec.readHeader(bytes) else { return nil }
-        func u32(_ at: Int) -> UInt32 {
-            (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) }
-        }
-        var result = [u32(header.byteCount - 4)]
-        var pos = header.byteCount
-        for _ in 0..<header.sectionCount {
-            guard pos + 8 <= validLength else { return nil }
-            let end = pos + 8 + Int(u32(pos + 4))
-            guard end + 4 <= validLength else { return nil }
-            result.append(u32(end))
-            pos = end + 4
-        }
-        return result + frameChecksums(bytes[pos..<validLength])
-    }
-
-    /// The checksums of the change frames that `frames` holds back to back (each ends with its CRC).
-    static func frameChecksums(_ frames: ArraySlice<UInt8>) -> [UInt32] {
-        func u32(_ at: Int) -> UInt32 {
-            (0..<4).reduce(0) { $0 | UInt32(frames[at + $1]) << (8 * UInt32($1)) }
-        }
-        var result: [UInt32] = []
-        var pos = frames.startIndex
-        while pos + 8 <= frames.endIndex {
-            let length = Int(u32(pos + 4))
-            guard length >= 8, pos + length <= frames.endIndex else { break }
-            result.append(u32(pos + length - 4))
-            pos += length
-        }
-        return result
-    }
 
     /// The user's record; `UserNotFoundError` if there is none.
     public func get(_ userID: String) async throws -> UserRecord {
@@ -588,9 +508,7 @@ public struct Store: Sendable {
                             key,
                             Current(
                                 version: version, record: record, layout: layout,
-                                bytes: storage.appendsInPlace ? nil : bytes,
-                                checksums: storage.appendsInPlace
-                                    ? Self.storedChecksums(bytes, validLength: layout.validLength) : nil))
+                                bytes: storage.appendsInPlace ? nil : bytes))
                         result = done
                     case .append(let frame, let record, let done):
                         // Only a decoded version-2 file gets a frame (`step`).
@@ -615,8 +533,7 @@ public struct Store: Sendable {
                             key,
                             Current(
                                 version: version, record: record, layout: layout.appending(frame),
-                                bytes: whole, appliedTails: read.appliedTails,
-                                checksums: read.checksums.map { $0 + Self.frameChecksums(frame.bytes[...]) }))
+                                bytes: whole, appliedTails: read.appliedTails))
                         result = done
                     case .remove(let done, let gone):
                         cache.remove(key)

@@ -94,7 +94,7 @@ let sampleFiles: [(name: String, bytes: [UInt8])] = {
             for extra: [UInt8] in [
                 [0], [0xFF, 0xFF], Array(bytes.suffix(20)), Craft.section(tag: 0x100, body: [1]),
             ] {
-                if bytes[8] == 2 {
+                if bytes[8] >= 2 {
                     let layout = try RecordCodec().decodeFile(bytes + extra).layout
                     #expect(layout.ignoredLength == extra.count && layout.validLength == bytes.count)
                     continue

@@ -6,9 +6,9 @@ import Testing
 
 @testable import CarbonStore
 
-/// A reader that applies other writers' frames to its cached record reads the file whole every
-/// 33rd time and checks every checksum in it, without decoding it; it decodes (and reports) only
-/// what fails that check.
+/// A reader that applies other writers' frames to its cached record reads and decodes the file
+/// whole every 33rd time, so that damage made in place while others append is reported, never
+/// served.
 @Suite struct PeriodicCheckTests {
     /// Counts whole reads; `damage` flips one byte of the snapshot in what they return, as a disk
     /// that rotted under the page cache would (the file's ids and change time as they were).
@@ -34,7 +34,7 @@ import Testing
         return (writer, reader, counter)
     }
 
-    @Test func every33rdAppliedTailChecksTheWholeFileAndKeepsTheRecord() async throws {
+    @Test func every33rdCatchUpReadsTheWholeFile() async throws {
         let dir = try TemporaryDirectory("periodic-check")
         defer { dir.remove() }
         let (writer, reader, counter) = try stores(dir)
@@ -53,7 +53,7 @@ import Testing
         // 32 applied, the 33rd checked whole; 32 more, the 66th checked whole. No compaction (the
         // frames stay under half the snapshot), so nothing else reads whole.
         #expect(counter.wholeReads.withLock { $0 } == 2)
-        // The record kept through the checks is the file's, and updates go on from it.
+        // The record is the file's, and updates go on from it.
         try await reader.update("pat") { try $0.upsert(AppendAndCacheTests.txn("last")) }
         let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
         #expect(try await fresh.get("pat").transactions.count == base.transactions.count + 71)

@@ -7,7 +7,7 @@ import Testing
 @testable import CarbonStore
 
 /// Attacks on the periodic whole read of a reader that applies other writers' frames to its cached
-/// record (every 33rd catch-up checks the file's checksums and keeps the record): whatever happens
+/// record (every 33rd catch-up reads and decodes the file whole): whatever happens
 /// to the file between the version check and the whole read, the reader must serve what a fresh
 /// decode of the file gives.
 @Suite struct RoundFourStoreAdversaryTests {
@@ -121,8 +121,9 @@ import Testing
     /// The file changed in place while others append (its ids kept, every checksum valid: an edit
     /// by hand with the CRCs recomputed, a block rewritten from a backup): the catch-up that reads
     /// only the new frames cannot see it, but the periodic whole read must, so that the reader
-    /// serves the file's record again within 33 catch-ups, as before the whole read only checked
-    /// checksums.
+    /// serves the file's record again within 33 catch-ups. (A check of the file's checksums
+    /// instead of the decode, tried in this round, passed such a file and served the old record for
+    /// ever: this test found it.)
     @Test func anEditInPlaceWhileOthersAppendIsServedWithinThirtyThreeCatchUps() async throws {
         let dir = try TemporaryDirectory("round-four-edit")
         defer { dir.remove() }
@@ -171,35 +172,6 @@ import Testing
         }
         let after = try #require(servedAfter, "the reader never served the edited file's record")
         #expect(after <= 33)
-    }
-
-    /// With nothing changed in place, the periodic whole read keeps the record it has (it does not
-    /// decode the file): the strings of the record served before it are the ones served after.
-    @Test func anUnchangedFileKeepsTheRecordThroughTheWholeRead() async throws {
-        let dir = try TemporaryDirectory("round-four-kept")
-        defer { dir.remove() }
-        let writer = try Self.fresh(dir)
-        let reader = try Self.fresh(dir)
-        var base = RecordGenerator.workload(.w1, seed: 46)
-        base.userID = "pat"
-        base.transactions = ItemList(
-            base.transactions.array.enumerated().map {
-                var t = $0.element
-                t.id = "a-transaction-id-long-enough-for-the-heap-\($0.offset)"
-                return t
-            })
-        try await writer.update("pat") { $0 = base }
-        var before = try await reader.get("pat")
-        for n in 1...33 {
-            try await writer.update("pat") { try $0.upsert(Self.txn("k-\(n)", n)) }
-            let got = try await reader.get("pat")
-            #expect(got == (try await Self.fresh(dir).get("pat")))
-            var a = before.transactions.array[0].id
-            var b = got.transactions.array[0].id
-            let same = a.withUTF8 { pa in b.withUTF8 { pb in pa.baseAddress == pb.baseAddress } }
-            #expect(same, "catch-up \(n) decoded the file instead of keeping the record")
-            before = got
-        }
     }
 
     /// Several writers in tasks without locks (`locking=none`) append to one file while a cached
