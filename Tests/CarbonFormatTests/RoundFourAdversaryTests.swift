@@ -9,18 +9,6 @@ import Testing
 /// transactions' strings, the processor's CRC-32C instruction, the start-up log's format line, and
 /// the test support that repairs checksums for the fuzzer.
 @Suite struct RoundFourAdversaryTests {
-    static func transaction(_ id: String, _ ms: Int64 = 1) -> Transaction {
-        Transaction(
-            id: id, time: Timestamp(millisecondsSince1970: ms),
-            amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
-    }
-
-    static func footprint(_ id: String, of transactionID: String?) -> Footprint {
-        Footprint(
-            id: id, transactionID: transactionID, co2e: CO2e(milligrams: 5), category: "food",
-            methodology: "m", calculatedAt: Timestamp(millisecondsSince1970: 1))
-    }
-
     static let codecs: [(String, RecordCodec)] = [
         ("none", RecordCodec(options: .init(compression: .none))),
         ("zlib", RecordCodec(options: .init(compression: .zlib(level: 9), compressionThreshold: 0))),
@@ -63,11 +51,14 @@ import Testing
                 nfc == nfd && Array(nfc.utf8) != Array(nfd.utf8),
                 "the pair must be equivalent, not equal bytes")
             var record = UserRecord(userID: "u", createdAt: Timestamp(millisecondsSince1970: 0))
-            record.transactions = ItemList([Self.transaction(nfc, 1), Self.transaction("other", 2)])
+            record.transactions = ItemList([
+                SharedIDTests.transaction(nfc, 1), SharedIDTests.transaction("other", 2),
+            ])
             // The other spelling at `next`, at `next + 1`, and the transaction's own spelling after.
             record.footprints = ItemList([
-                Self.footprint("f0", of: nfd), Self.footprint("f1", of: nfc), Self.footprint("f2", of: nfd),
-                Self.footprint("f3", of: "other"), Self.footprint("f4", of: nfd),
+                SharedIDTests.footprint("f0", of: nfd), SharedIDTests.footprint("f1", of: nfc),
+                SharedIDTests.footprint("f2", of: nfd),
+                SharedIDTests.footprint("f3", of: "other"), SharedIDTests.footprint("f4", of: nfd),
             ])
             for (name, codec) in Self.codecs {
                 Self.expectByteExact(try codec.decode(codec.encode(record)), record, "\(name) \(nfc)")
@@ -75,7 +66,9 @@ import Testing
                     try codec.decode(codec.encodeVersion1(record)), record, "\(name) v1 \(nfc)")
             }
             // And the other way round: the transaction has the decomposed spelling.
-            record.transactions = ItemList([Self.transaction(nfd, 1), Self.transaction("other", 2)])
+            record.transactions = ItemList([
+                SharedIDTests.transaction(nfd, 1), SharedIDTests.transaction("other", 2),
+            ])
             for (name, codec) in Self.codecs {
                 Self.expectByteExact(try codec.decode(codec.encode(record)), record, "\(name) \(nfd)")
             }
@@ -85,9 +78,10 @@ import Testing
     @Test func emptyAndPrefixIDsDecodeAsWritten() throws {
         var record = UserRecord(userID: "u", createdAt: Timestamp(millisecondsSince1970: 0))
         record.transactions = ItemList([
-            Self.transaction("", 1), Self.transaction("a", 2), Self.transaction("ab", 3),
-            Self.transaction(String(repeating: "x", count: 15), 4),
-            Self.transaction(String(repeating: "x", count: 16), 5),
+            SharedIDTests.transaction("", 1), SharedIDTests.transaction("a", 2),
+            SharedIDTests.transaction("ab", 3),
+            SharedIDTests.transaction(String(repeating: "x", count: 15), 4),
+            SharedIDTests.transaction(String(repeating: "x", count: 16), 5),
         ])
         let refs: [String?] = [
             "", "", nil, "a", "ab", "a", "", String(repeating: "x", count: 16),
@@ -95,7 +89,7 @@ import Testing
             String(repeating: "x", count: 14), "abc", nil, "",
         ]
         record.footprints = ItemList(
-            refs.enumerated().map { Self.footprint("f\($0.offset)", of: $0.element) })
+            refs.enumerated().map { SharedIDTests.footprint("f\($0.offset)", of: $0.element) })
         for (name, codec) in Self.codecs {
             Self.expectByteExact(try codec.decode(codec.encode(record)), record, name)
         }
@@ -120,7 +114,7 @@ import Testing
             let ids = Array(Set(pool)).sorted().shuffled(using: &rng)
             var record = UserRecord(userID: "u\(round)", createdAt: Timestamp(millisecondsSince1970: 0))
             record.transactions = ItemList(
-                ids.enumerated().map { Self.transaction($0.element, Int64($0.offset)) })
+                ids.enumerated().map { SharedIDTests.transaction($0.element, Int64($0.offset)) })
             let lookAlikes = pool + stems
             var footprints: [Footprint] = []
             var cursor = 0
@@ -133,7 +127,7 @@ import Testing
                     cursor += Int.random(in: 1...2, using: &rng)
                 default: ref = lookAlikes.randomElement(using: &rng)
                 }
-                footprints.append(Self.footprint("f\(i)", of: ref))
+                footprints.append(SharedIDTests.footprint("f\(i)", of: ref))
             }
             record.footprints = ItemList(footprints)
             for (name, codec) in Self.codecs {
@@ -157,11 +151,12 @@ import Testing
     /// decoded yet to share from, and the ids are still exact.
     @Test func footprintsBeforeTransactionsDecodeAsWritten() throws {
         var record = UserRecord(userID: "u", createdAt: Timestamp(millisecondsSince1970: 0))
-        let t = (0..<4).map { Self.transaction("transaction-number-\($0)-of-four", Int64($0)) }
+        let t = (0..<4).map { SharedIDTests.transaction("transaction-number-\($0)-of-four", Int64($0)) }
         record.transactions = ItemList(t)
         record.footprints = ItemList([
-            Self.footprint("a", of: t[0].id), Self.footprint("b", of: t[1].id), Self.footprint("c", of: "zz"),
-            Self.footprint("d", of: t[3].id),
+            SharedIDTests.footprint("a", of: t[0].id), SharedIDTests.footprint("b", of: t[1].id),
+            SharedIDTests.footprint("c", of: "zz"),
+            SharedIDTests.footprint("d", of: t[3].id),
         ])
         for version: UInt16 in [1, 2] {
             let codec = RecordCodec(options: .init(compression: .none))
@@ -202,8 +197,10 @@ import Testing
     @Test func hostileTransactionIDsGiveTheOldErrors() throws {
         let id = "shared-transaction-identifier"
         var record = UserRecord(userID: "u", createdAt: Timestamp(millisecondsSince1970: 0))
-        record.transactions = ItemList([Self.transaction(id, 1), Self.transaction("second", 2)])
-        record.footprints = ItemList([Self.footprint("f", of: id)])
+        record.transactions = ItemList([
+            SharedIDTests.transaction(id, 1), SharedIDTests.transaction("second", 2),
+        ])
+        record.footprints = ItemList([SharedIDTests.footprint("f", of: id)])
         let bytes = RecordCodec(options: .init(compression: .none)).encodeVersion1(record)
         let (at, payloadEnd) = try Self.transactionIDSite(bytes, id: id)
         let left = payloadEnd - (at + 1)

@@ -14,7 +14,7 @@ import Testing
         return a.withUTF8 { pa in b.withUTF8 { pb in pa.baseAddress == pb.baseAddress } }
     }
 
-    static func transaction(_ id: String, _ ms: Int64) -> Transaction {
+    static func transaction(_ id: String, _ ms: Int64 = 1) -> Transaction {
         Transaction(
             id: id, time: Timestamp(millisecondsSince1970: ms),
             amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
