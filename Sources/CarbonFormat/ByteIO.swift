@@ -311,6 +311,15 @@ struct ByteReader {
     @inline(__always) mutating func optionalString(_ what: @autoclosure () -> String) throws(FormatError)
         -> String?
     {
+        guard let length = try optionalStringLength(what()) else { return nil }
+        return try utf8(length, what())
+    }
+
+    /// The byte length of the `optstring` at the reader (nil for none), checked against the bytes
+    /// left; the reader is left at its first byte.
+    @inline(__always) mutating func optionalStringLength(_ what: @autoclosure () -> String)
+        throws(FormatError) -> Int?
+    {
         let start = pos
         let n = try varint(what())
         if n == 0 { return nil }
@@ -318,7 +327,7 @@ struct ByteReader {
             throw error(
                 .lengthBeyondEnd, "\(what()) length \(n - 1) exceeds the \(remaining) bytes left", at: start)
         }
-        return try utf8(Int(n - 1), what())
+        return Int(n - 1)
     }
 }
 
@@ -333,11 +342,16 @@ struct ByteReader {
 @inline(__always) func decodeUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
     guard let source = bytes.baseAddress, !bytes.isEmpty else { return "" }
     if isASCII(UnsafeRawPointer(source), bytes.count) { return String(decoding: bytes, as: UTF8.self) }
-    var s = String(decoding: bytes, as: UTF8.self)
-    let same = s.withUTF8 { out in
-        out.count == bytes.count && memcmp(out.baseAddress!, source, bytes.count) == 0
-    }
-    return same ? s : nil
+    let s = String(decoding: bytes, as: UTF8.self)
+    return sameBytes(s, UnsafeRawBufferPointer(bytes)) ? s : nil
+}
+
+/// Whether `s` is exactly `bytes` in UTF-8.
+@inline(__always) func sameBytes(_ s: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
+    guard s.utf8.count == bytes.count else { return false }
+    guard let base = bytes.baseAddress else { return true }
+    var s = s
+    return s.withUTF8 { memcmp($0.baseAddress!, base, bytes.count) == 0 }
 }
 
 /// Whether the `count` bytes at `p` are all below 0x80.

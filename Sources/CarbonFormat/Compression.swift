@@ -50,24 +50,38 @@ struct Libdeflate: @unchecked Sendable {
         #else
             let names = ["libdeflate.so.0", "libdeflate.so"]
         #endif
+        return SharedLibrary.first(of: names) { lib in
+            guard let a = lib.symbol("libdeflate_alloc_compressor", AllocCompressor.self),
+                let b = lib.symbol("libdeflate_zlib_compress_bound", CompressBound.self),
+                let c = lib.symbol("libdeflate_zlib_compress", Compress.self),
+                let d = lib.symbol("libdeflate_free_compressor", FreeCompressor.self),
+                let e = lib.symbol("libdeflate_alloc_decompressor", AllocDecompressor.self),
+                let f = lib.symbol("libdeflate_zlib_decompress_ex", DecompressEx.self),
+                let g = lib.symbol("libdeflate_free_decompressor", FreeDecompressor.self)
+            else { return nil }
+            return Libdeflate(
+                allocCompressor: a, compressBound: b, compress: c, freeCompressor: d, allocDecompressor: e,
+                decompress: f, freeDecompressor: g)
+        }
+    }
+}
+
+/// A shared library opened with `dlopen` (libdeflate, libzstd: found at run time, so that nothing
+/// is needed to build).
+struct SharedLibrary {
+    let handle: UnsafeMutableRawPointer
+
+    /// The C function `name` of the library, as `T`.
+    func symbol<T>(_ name: String, _: T.Type) -> T? {
+        dlsym(handle, name).map { unsafeBitCast($0, to: T.self) }
+    }
+
+    /// What `resolve` makes of the first of `names` that opens and in which it finds every symbol
+    /// it needs; a library it refuses is closed again. nil if none.
+    static func first<T>(of names: [String], _ resolve: (SharedLibrary) -> T?) -> T? {
         for name in names {
             guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { continue }
-            func symbol<T>(_ s: String, _: T.Type) -> T? {
-                dlsym(handle, s).map { unsafeBitCast($0, to: T.self) }
-            }
-            if let a = symbol("libdeflate_alloc_compressor", AllocCompressor.self),
-                let b = symbol("libdeflate_zlib_compress_bound", CompressBound.self),
-                let c = symbol("libdeflate_zlib_compress", Compress.self),
-                let d = symbol("libdeflate_free_compressor", FreeCompressor.self),
-                let e = symbol("libdeflate_alloc_decompressor", AllocDecompressor.self),
-                let f = symbol("libdeflate_zlib_decompress_ex", DecompressEx.self),
-                let g = symbol("libdeflate_free_decompressor", FreeDecompressor.self)
-            {
-                return Libdeflate(
-                    allocCompressor: a, compressBound: b, compress: c, freeCompressor: d,
-                    allocDecompressor: e,
-                    decompress: f, freeDecompressor: g)
-            }
+            if let found = resolve(SharedLibrary(handle: handle)) { return found }
             dlclose(handle)
         }
         return nil

@@ -363,16 +363,16 @@ public struct RecordCodec: Sendable {
     /// What the snapshots this codec writes are, for a server's start-up log: e.g. "version 3
     /// (zstd 1.5.4, level 1)", or "version 2 (zlib level 1: libzstd.so.1 was not found ...)".
     public var writtenFormat: String {
-        switch options.compression {
-        case .none, .zlib(level: 0), .zstd(level: 0): return "version 2 (uncompressed)"
-        case .zlib(let level): return "version 2 (zlib level \(level), \(Self.compressionLibrary))"
-        case .zstd(let level):
-            guard let zstd else {
-                return
-                    "version 2 (zlib level 1: libzstd.so.1 was not found; install libzstd1 to write version 3 with zstd)"
-            }
-            return "version 3 (zstd \(zstd.version), level \(min(max(level, 1), 19)))"
+        guard let (flag, level) = Self.method(options.compression, zstdAllowed: zstd != nil), level != 0
+        else {
+            return "version 2 (uncompressed)"
         }
+        if flag == Self.zstdFlag, let zstd { return "version 3 (zstd \(zstd.version), level \(level))" }
+        if case .zstd = options.compression {
+            return
+                "version 2 (zlib level 1: libzstd.so.1 was not found; install libzstd1 to write version 3 with zstd)"
+        }
+        return "version 2 (zlib level \(level), \(Self.compressionLibrary))"
     }
 
     /// libzstd's version where its shared library was found (e.g. "1.5.4"), else nil: then

@@ -452,16 +452,7 @@ enum FootprintsSection {
         try result.withUnsafeMutableBufferPointer { (rows) throws(FormatError) in
             var next = 0
             for i in 0..<n {
-                let start = r.pos
-                let stored = try r.varint("footprint transaction id")
-                if stored == 0 { continue }
-                guard stored - 1 <= UInt64(r.remaining) else {
-                    throw r.error(
-                        .lengthBeyondEnd,
-                        "footprint transaction id length \(stored - 1) exceeds the \(r.remaining) bytes left",
-                        at: start)
-                }
-                let length = Int(stored - 1)
+                guard let length = try r.optionalStringLength("footprint transaction id") else { continue }
                 let bytes = UnsafeRawBufferPointer(rebasing: r.buffer[r.pos..<(r.pos + length)])
                 if next < transactions.count, sameBytes(transactions[next].id, bytes) {
                     rows[i].transactionID = transactions[next].id
@@ -492,14 +483,6 @@ enum FootprintsSection {
         }
         return result
     }
-}
-
-/// Whether `s` is exactly `bytes` in UTF-8.
-@inline(__always) func sameBytes(_ s: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
-    guard s.utf8.count == bytes.count else { return false }
-    guard let base = bytes.baseAddress else { return true }
-    var s = s
-    return s.withUTF8 { memcmp($0.baseAddress!, base, bytes.count) == 0 }
 }
 
 // MARK: - Savings (tag 5), columnar

@@ -83,36 +83,30 @@ final class Zstd: Sendable {
         #else
             let names = ["libzstd.so.1", "libzstd.so"]
         #endif
-        for name in names {
-            guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { continue }
-            func symbol<T>(_ s: String, _: T.Type) -> T? {
-                dlsym(handle, s).map { unsafeBitCast($0, to: T.self) }
-            }
-            if let createCCtx = symbol("ZSTD_createCCtx", CreateContext.self),
-                let freeCCtx = symbol("ZSTD_freeCCtx", FreeContext.self),
-                let compressBound = symbol("ZSTD_compressBound", CompressBound.self),
-                let compress = symbol("ZSTD_compressCCtx", Compress.self),
-                let createDCtx = symbol("ZSTD_createDCtx", CreateContext.self),
-                let freeDCtx = symbol("ZSTD_freeDCtx", FreeContext.self),
-                let decompress = symbol("ZSTD_decompressDCtx", Decompress.self),
-                let isError = symbol("ZSTD_isError", IsError.self),
-                let errorName = symbol("ZSTD_getErrorName", ErrorName.self),
-                let frameCompressedSize = symbol("ZSTD_findFrameCompressedSize", FrameCompressedSize.self),
-                let frameContentSize = symbol("ZSTD_getFrameContentSize", FrameContentSize.self),
-                let dictID = symbol("ZSTD_getDictID_fromFrame", DictID.self),
-                let versionString = symbol("ZSTD_versionString", VersionString.self)
-            {
-                return Zstd(
-                    functions: Functions(
-                        createCCtx: createCCtx, freeCCtx: freeCCtx, compressBound: compressBound,
-                        compress: compress, createDCtx: createDCtx, freeDCtx: freeDCtx,
-                        decompress: decompress, isError: isError, errorName: errorName,
-                        frameCompressedSize: frameCompressedSize, frameContentSize: frameContentSize,
-                        dictID: dictID, versionString: versionString))
-            }
-            dlclose(handle)
+        return SharedLibrary.first(of: names) { lib in
+            guard let createCCtx = lib.symbol("ZSTD_createCCtx", CreateContext.self),
+                let freeCCtx = lib.symbol("ZSTD_freeCCtx", FreeContext.self),
+                let compressBound = lib.symbol("ZSTD_compressBound", CompressBound.self),
+                let compress = lib.symbol("ZSTD_compressCCtx", Compress.self),
+                let createDCtx = lib.symbol("ZSTD_createDCtx", CreateContext.self),
+                let freeDCtx = lib.symbol("ZSTD_freeDCtx", FreeContext.self),
+                let decompress = lib.symbol("ZSTD_decompressDCtx", Decompress.self),
+                let isError = lib.symbol("ZSTD_isError", IsError.self),
+                let errorName = lib.symbol("ZSTD_getErrorName", ErrorName.self),
+                let frameCompressedSize = lib.symbol(
+                    "ZSTD_findFrameCompressedSize", FrameCompressedSize.self),
+                let frameContentSize = lib.symbol("ZSTD_getFrameContentSize", FrameContentSize.self),
+                let dictID = lib.symbol("ZSTD_getDictID_fromFrame", DictID.self),
+                let versionString = lib.symbol("ZSTD_versionString", VersionString.self)
+            else { return nil }
+            return Zstd(
+                functions: Functions(
+                    createCCtx: createCCtx, freeCCtx: freeCCtx, compressBound: compressBound,
+                    compress: compress, createDCtx: createDCtx, freeDCtx: freeDCtx,
+                    decompress: decompress, isError: isError, errorName: errorName,
+                    frameCompressedSize: frameCompressedSize, frameContentSize: frameContentSize,
+                    dictID: dictID, versionString: versionString))
         }
-        return nil
     }
 
     /// Runs `body` with a context from `pool` (or a new one), and puts it back.
