@@ -77,8 +77,19 @@ public protocol ObjectStorage: Sendable {
     /// controls only). Bytes after the valid end that are not a committed append (a torn one) are
     /// cut first. Throws `VersionMismatchError`, having written nothing that readers take for
     /// content, when the object changed. Only storages whose `appendsInPlace` is true implement it.
+    ///
+    /// `whenWritten` is called at most once, during the append: when the bytes are in the file
+    /// right after the expected content but not yet durable, and only where no other writer can
+    /// write anything to the object until they are durable or cut. (On a local file system, the
+    /// folder's commit lock is held through the fdatasync and every write takes it; on NFS and
+    /// EFS it is never called, since other hosts may not see the bytes yet.) The engine lets the
+    /// user's lock go there, so that the next writer reads and prepares its change while this one
+    /// waits for the disk. Once it has been called, the append throws nothing but the error of
+    /// making the bytes durable, never `VersionMismatchError`.
     @discardableResult
-    func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+    func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
+    ) async throws -> ObjectVersion
 
     /// Whether the object still has the version `version`, with all of that content durable. On
     /// a volume, it waits for an append in flight (one that a writer without the user's lock is
@@ -116,9 +127,17 @@ extension ObjectStorage {
     public var appendsInPlace: Bool { false }
 
     @discardableResult
+    public func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
+    ) async throws -> ObjectVersion {
+        throw InvalidRequestError("\(location(of: key)): this storage cannot append; write the whole object")
+    }
+
+    /// `append` without a call when the bytes are written.
+    @discardableResult
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
     {
-        throw InvalidRequestError("\(location(of: key)): this storage cannot append; write the whole object")
+        try await append(key, bytes: bytes, expected: expected, whenWritten: {})
     }
 
     public func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool { true }

@@ -502,8 +502,9 @@ public final class PathStorage: ObjectStorage {
     public var appendsInPlace: Bool { true }
 
     @discardableResult
-    public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
-    {
+    public func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
+    ) async throws -> ObjectVersion {
         let target = path(of: key)
         let (folders, name) = Self.split(key)
         guard bytes.count >= FileLayout.frameTrailerLength,
@@ -596,6 +597,12 @@ public final class PathStorage: ObjectStorage {
                         location: target,
                         expected: "the frame written at offset \(start); other bytes are there")
                 }
+                // The frame is where the fence expected it. On a local file system every process
+                // reads it from one page cache, and no writer can change the file before this
+                // fdatasync is over (and the frame cut if it failed): each takes the commit lock,
+                // held until then, and checks the file again. So the caller may let the user's
+                // lock go now, and the next writer prepare its change while the disk works.
+                if FileLock.isOnLocalFileSystem(fd) { whenWritten() }
             }
             if io.datasync(fd) != 0 {
                 let code = errno

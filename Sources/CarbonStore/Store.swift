@@ -57,6 +57,13 @@ public struct StoreOptions: Sendable {
     /// Whether concurrent updates of one user in this process are committed together (one lock
     /// hold, one read, one write). Off, each update takes the lock on its own.
     public var groupCommit = true
+    /// Whether an update that appends a change frame lets the user's lock go once the frame is in
+    /// the file, while the frame is made durable, where the storage allows it (a local file
+    /// system: `ObjectStorage.append`'s `whenWritten`) and the lock can be let go at once
+    /// (`locking=local`, `none`). The next writer then reads the file and prepares its change while
+    /// this one waits for the disk; its own write still waits for this one's fdatasync. Off, the
+    /// lock is held until the append is durable.
+    public var releasesLockBeforeSync = true
     /// Called after the lease was checked and right before the conditional write. Package-internal:
     /// the reliability tests pause or kill a writer there; nothing that ships can set it.
     package var beforeCommit: (@Sendable () async -> Void)?
@@ -498,6 +505,8 @@ public struct Store: Sendable {
                 let condition: WriteCondition =
                     !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
                 afterWrite = true
+                // The lock was let go while an append was made durable (`releasesLockBeforeSync`).
+                var releasedEarly = false
                 do {
                     let result: Result
                     switch step {
@@ -518,8 +527,14 @@ public struct Store: Sendable {
                         let version: ObjectVersion
                         var whole: [UInt8]? = nil
                         if storage.appendsInPlace {
+                            let held = lease
                             version = try await storage.append(
-                                key, bytes: frame.bytes, expected: fence ? read.version : nil)
+                                key, bytes: frame.bytes, expected: fence ? read.version : nil
+                            ) {
+                                if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
+                                    releasedEarly = true
+                                }
+                            }
                         } else {
                             // S3 and memory cannot append: the object is written whole, the bytes
                             // read plus the frame, without encoding the record again.
@@ -544,7 +559,10 @@ public struct Store: Sendable {
                     // Committed: a failed release only leaves the lock to expire.
                     try? await locks.release(lease)
                     return result
-                } catch is VersionMismatchError {
+                } catch let error as VersionMismatchError {
+                    // Never tried again without the lock (a storage throws no conflict once the
+                    // frame is written, so this is not expected).
+                    if releasedEarly { throw error }
                     options.events.fenceConflict(userID)
                     cache.remove(key)
                     // The fence held: nothing of this attempt was written. Someone else wrote since

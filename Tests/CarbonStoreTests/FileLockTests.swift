@@ -144,14 +144,14 @@ import Testing
         defer { folder.remove() }
         // This folder is on the test machine's disk (ext4 or tmpfs, both local); a pipe is not a
         // file system that answers flock itself.
-        #expect(FileLock.waitsInKernel(folder.fd))
+        #expect(FileLock.isOnLocalFileSystem(folder.fd))
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
         defer {
             close(fds[0])
             close(fds[1])
         }
-        #expect(!FileLock.waitsInKernel(fds[0]))
+        #expect(!FileLock.isOnLocalFileSystem(fds[0]))
     }
 
     @Test func aWaiterThatTimesOutWhileAnotherDescriptorHoldsItLeavesTheLockToThatOne() async throws {

@@ -50,11 +50,11 @@ import Testing
             writes.withLock { $0 += 1 }
             return try await super.put(key, bytes: bytes, condition: condition)
         }
-        override func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws
-            -> ObjectVersion
-        {
+        override func append(
+            _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
+        ) async throws -> ObjectVersion {
             writes.withLock { $0 += 1 }
-            return try await super.append(key, bytes: bytes, expected: expected)
+            return try await super.append(key, bytes: bytes, expected: expected, whenWritten: whenWritten)
         }
     }
 

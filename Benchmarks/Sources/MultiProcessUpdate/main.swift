@@ -79,8 +79,10 @@ final class CountingStorage: ObjectStorage, @unchecked Sendable {
         return read
     }
     var appendsInPlace: Bool { base.appendsInPlace }
-    func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
-        try await base.append(key, bytes: bytes, expected: expected)
+    func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
+    ) async throws -> ObjectVersion {
+        try await base.append(key, bytes: bytes, expected: expected, whenWritten: whenWritten)
     }
     func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
         try await base.confirmDurable(key, version: version)

@@ -67,7 +67,7 @@ struct FileLock: Sendable {
             close(fd)
             return false
         }
-        if waitsInKernel(fd), let waiter = BlockingFlock(fd: fd, path: path) {
+        if isOnLocalFileSystem(fd), let waiter = BlockingFlock(fd: fd, path: path) {
             return try await waiter.wait(until: .now + wait)
         }
         do {
@@ -84,11 +84,13 @@ struct FileLock: Sendable {
         }
     }
 
-    /// Whether a wait for the lock on `fd` may block in the kernel: only on a local file system
-    /// known to answer `flock` itself (ext4, XFS, Btrfs, tmpfs, overlay, ZFS, F2FS). Elsewhere (NFS
-    /// and EFS, SMB, FUSE, Ceph and other network or user-space file systems, where a blocked lock
-    /// waits on a server or a daemon and only a signal would end it) locks are polled.
-    static func waitsInKernel(_ fd: Int32) -> Bool {
+    /// Whether `fd` is on a local file system known to answer `flock` itself and to share one page
+    /// cache between every process that opens a file (ext4, XFS, Btrfs, tmpfs, overlay, ZFS, F2FS).
+    /// Only there may a wait for a lock block in the kernel: elsewhere (NFS and EFS, SMB, FUSE, Ceph
+    /// and other network or user-space file systems, where a blocked lock waits on a server or a
+    /// daemon and only a signal would end it) locks are polled. Only there does an appender let the
+    /// user's lock go before its fdatasync (`PathStorage.append`).
+    static func isOnLocalFileSystem(_ fd: Int32) -> Bool {
         #if os(Linux) && (arch(x86_64) || arch(arm64))
             guard let fstatfs = Self.fstatfs else { return false }
             // `struct statfs` (at most 120 bytes) starts with `f_type`, a `long` on these machines.
@@ -322,10 +324,13 @@ public final class FileLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
-    public func release(_ lease: Lease) async throws {
-        guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return }
+    public func release(_ lease: Lease) async throws { _ = releaseAtOnce(lease) }
+
+    public func releaseAtOnce(_ lease: Lease) -> Bool {
+        guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return true }
         entry.lock.release()
         turns.give(entry.path, entry.turn)
+        return true
     }
 
     static func readHolder(_ name: String, in directory: Int32) -> String? {

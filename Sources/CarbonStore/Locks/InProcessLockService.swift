@@ -23,10 +23,13 @@ public final class InProcessLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
-    public func release(_ lease: Lease) async throws {
+    public func release(_ lease: Lease) async throws { _ = releaseAtOnce(lease) }
+
+    public func releaseAtOnce(_ lease: Lease) -> Bool {
         // Never releases a lock that another operation holds now: only this operation's turn.
         if let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) {
             turns.give(entry.name, entry.turn)
         }
+        return true
     }
 }

@@ -50,6 +50,14 @@ public protocol LockService: Sendable {
     /// Releases a lease. Never releases a lock that another operation holds now.
     func release(_ lease: Lease) async throws
 
+    /// Releases a lease at once, without waiting on anything, if this kind of lock can be let go
+    /// that way (a lock of this host: a file lock, a turn in this process). Returns whether the
+    /// lease is no longer held; a later `release` of it does nothing. The engine calls it while an
+    /// append of a user's file is made durable, when the storage keeps every other writer from
+    /// writing until then (`ObjectStorage.append`'s `whenWritten`). The default returns false and
+    /// keeps the lease (a DynamoDB lock is let go by a request, after the append).
+    func releaseAtOnce(_ lease: Lease) -> Bool
+
     /// Checks that the lock service answers, without taking a lock (a readiness probe). Local locks
     /// always answer.
     func checkReachable() async throws
@@ -57,6 +65,7 @@ public protocol LockService: Sendable {
 
 extension LockService {
     public func checkReachable() async throws {}
+    public func releaseAtOnce(_ lease: Lease) -> Bool { false }
 }
 
 /// `locking=none`: no lock at all; writers rely on compare-and-swap and retry on conflict.
@@ -69,6 +78,7 @@ public struct NoLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
     public func release(_ lease: Lease) async throws {}
+    public func releaseAtOnce(_ lease: Lease) -> Bool { true }
 }
 
 /// Operation ids: random 128-bit values in UUID text form.
