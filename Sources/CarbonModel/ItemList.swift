@@ -273,6 +273,8 @@ public struct ItemList<Element: KeyedItem>: Sendable {
 /// at 16 bits a key).
 @usableFromInline struct KeyFilter: Sendable {
     @usableFromInline var words: [UInt64]
+    /// How many keys were added (with repeats): past `capacity`, the filter is built again.
+    @usableFromInline var added = 0
 
     @inlinable init<C: Collection>(_ items: C) where C.Element: KeyedItem {
         var size = 16
@@ -281,7 +283,11 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         for item in items { add(Self.hash(item.itemKey)) }
     }
 
+    /// How many keys the filter is sized for: 16 bits a key.
+    @inlinable var capacity: Int { words.count * 4 }
+
     @inlinable mutating func add(_ hash: UInt64) {
+        added += 1
         let mask = UInt64(words.count * 64 - 1)
         let a = Int(truncatingIfNeeded: hash & mask)
         let b = Int(truncatingIfNeeded: (hash >> 32) & mask)
@@ -400,6 +406,7 @@ extension ItemList: RangeReplaceableCollection {
             append(contentsOf: newElements)
             return
         }
+        if replaceInOneChunk(range, with: newElements) { return }
         // The chunks from the one holding the first position replaced to the one holding the
         // last are rebuilt from what they keep and the new elements, in chunks of `chunkSize`;
         // long chunks at either end are split first, so that what is rebuilt stays short.
@@ -414,6 +421,47 @@ extension ItemList: RangeReplaceableCollection {
         kept.append(contentsOf: tail[(tail.startIndex + (range.isEmpty ? o1 : o1 + 1))...])
         chunks.replaceSubrange(c0...c1, with: Self.cut(kept))
         rebuildEnds(from: c0)
+    }
+
+    /// A change inside one chunk that leaves it with 1 to `chunkSize` elements (a transaction
+    /// inserted among others, a row replaced or removed) changes that chunk alone: its elements
+    /// are copied only if another list shares them, and its filter gains the new keys rather than
+    /// being built again (a filter may hold keys that its chunk no longer has), until it has had
+    /// as many keys added as it is sized for. Returns false, changing nothing, for other changes,
+    /// which rebuild the chunks they touch.
+    @inlinable mutating func replaceInOneChunk<C: Collection>(_ range: Range<Int>, with newElements: C)
+        -> Bool
+    where C.Element == Element {
+        let (c, offset) = locate(range.lowerBound)
+        let items = chunks[c].items
+        guard offset + range.count <= items.count else { return false }
+        let newCount = items.count - range.count + newElements.count
+        guard newCount > 0 && newCount <= Self.chunkSize else { return false }
+        // Keys are added to the filter while it has room; past that (keys removed and others
+        // added, many times) it is built again from the chunk's keys.
+        var filter = chunks[c].filter
+        var rebuild = false
+        if let f = filter {
+            if f.added + newElements.count <= f.capacity {
+                for element in newElements { filter!.add(KeyFilter.hash(element.itemKey)) }
+            } else {
+                rebuild = true
+            }
+        }
+        let from = items.startIndex + offset
+        if isKnownUniquelyReferenced(&chunks[c]) {
+            chunks[c].items.replaceSubrange(from..<(from + range.count), with: newElements)
+            chunks[c].filter = rebuild ? KeyFilter(chunks[c].items) : filter
+        } else {
+            var changed = items
+            changed.replaceSubrange(from..<(from + range.count), with: newElements)
+            chunks[c] = ItemChunk(changed, filter: rebuild ? KeyFilter(changed) : filter)
+        }
+        let delta = newCount - items.count
+        if delta != 0 {
+            for k in c..<ends.count { ends[k] += delta }
+        }
+        return true
     }
 
     /// Asks `shouldBeRemoved` once per element, in order. If it throws, the chunks before the one
