@@ -413,6 +413,140 @@ import Testing
         try await other.release(lease)
     }
 
+    // MARK: - One store, two tasks; cancellation; a neighbour in the folder
+
+    /// Two tasks of one store (one lock service, one record cache, group commit off): B prepares
+    /// on A's frame while A is held; whatever A's fdatasync does, the cache ends as the file.
+    @Test(arguments: [false, true])
+    func twoTasksOfOneStoreEndWithTheCacheAsTheFile(fails: Bool) async throws {
+        let dir = try TemporaryDirectory("lbs-adv-one-store")
+        defer { dir.remove() }
+        let base = try await Self.seed(dir.path, user: "jo")
+        let sync = SlowSync(fails: fails)
+        let s = try Self.store(dir.path, io: sync.io)
+        #expect(try await s.get("jo") == base)
+        let a = try await Self.startFirst(s, user: "jo", sync: sync)
+        let runs = CarbonStore.Locked<[Bool]>([])
+        let t = Self.second
+        let taskB = Task {
+            try await s.update("jo") { r in
+                runs.withLock { $0.append(r.transaction(id: "first") != nil) }
+                return try r.upsert(t)
+            }
+        }
+        try await Self.waitUntil { !runs.withLock { $0 }.isEmpty }
+        sync.letGo()
+        if fails {
+            await #expect(throws: StorageIOError.self) { try await a.value }
+        } else {
+            #expect(try await a.value.committed)
+        }
+        let two = try await taskB.value
+        #expect(runs.withLock { $0 } == (fails ? [true, false] : [true]))
+        let fresh = try await Self.store(dir.path).get("jo")
+        #expect(try await s.get("jo") == fresh)
+        #expect(fresh == two.record)
+        #expect((fresh.transaction(id: "first") != nil) == !fails)
+        #expect(fresh.revision == base.revision + (fails ? 1 : 2))
+    }
+
+    /// The leading writer's task is cancelled while it is held in its fdatasync, after it let the
+    /// lock go: its frame was written and is made durable, so it answers committed.
+    @Test func aWriterCancelledInItsSyncStillAnswersWhatItWrote() async throws {
+        let dir = try TemporaryDirectory("lbs-adv-cancel-a")
+        defer { dir.remove() }
+        let base = try await Self.seed(dir.path, user: "kim")
+        let sync = SlowSync(fails: false)
+        let a = try await Self.startFirst(dir.path, user: "kim", sync: sync)
+        a.cancel()
+        try await Task.sleep(for: .milliseconds(50))
+        sync.letGo()
+        let one = try await a.value
+        #expect(one.committed)
+        let fresh = try await Self.store(dir.path).get("kim")
+        #expect(fresh == one.record && fresh.revision == base.revision + 1)
+    }
+
+    /// B holds the user's lock and waits for the commit lock while A is in its fdatasync; B's task
+    /// is cancelled. B writes nothing and lets the user's lock go; C then commits.
+    @Test func aNextWriterCancelledWhileItWaitsForTheCommitLockWritesNothing() async throws {
+        let dir = try TemporaryDirectory("lbs-adv-cancel-b")
+        defer { dir.remove() }
+        let base = try await Self.seed(dir.path, user: "lou")
+        let sync = SlowSync(fails: false)
+        let a = try await Self.startFirst(dir.path, user: "lou", sync: sync)
+        let b = try Self.store(dir.path)
+        let ran = CarbonStore.Locked(false)
+        let t2 = Self.second
+        let taskB = Task {
+            try await b.update("lou") { r in
+                ran.withLock { $0 = true }
+                return try r.upsert(t2)
+            }
+        }
+        try await Self.waitUntil { ran.withLock { $0 } }
+        try await Task.sleep(for: .milliseconds(50))
+        taskB.cancel()
+        await #expect(throws: CancellationError.self) { try await taskB.value }
+        // B let the user's lock go: C takes it (A still holds the commit lock) and decides.
+        let c = try Self.store(dir.path)
+        let t3 = Self.third
+        let cDecided = CarbonStore.Locked(false)
+        let taskC = Task {
+            try await c.update("lou") { r in
+                cDecided.withLock { $0 = true }
+                return try r.upsert(t3)
+            }
+        }
+        try await Self.waitUntil { cDecided.withLock { $0 } }
+        sync.letGo()
+        #expect(try await a.value.committed)
+        #expect(try await taskC.value.committed)
+        let fresh = try await Self.store(dir.path).get("lou")
+        #expect(fresh.transaction(id: "second") == nil, "the cancelled writer wrote nothing")
+        #expect(fresh.transaction(id: "first") == Self.first && fresh.transaction(id: "third") == Self.third)
+        #expect(fresh.revision == base.revision + 2)
+    }
+
+    /// Two users whose files share a folder share its user lock and commit lock. A (one user) lets
+    /// the folder's lock go in its fdatasync, which fails; B updates the other user meanwhile.
+    @Test func aNeighbourInTheFolderWritesAfterTheCut() async throws {
+        let dir = try TemporaryDirectory("lbs-adv-neighbour")
+        defer { dir.remove() }
+        let keys = UserKeys()
+        var byFolder: [String: String] = [:]
+        var pair: (String, String)?
+        for n in 0..<100_000 where pair == nil {
+            let id = "n\(n)"
+            let folder = String(try keys.key(for: id).split(separator: "/").dropLast().joined(separator: "/"))
+            if let other = byFolder[folder] { pair = (other, id) } else { byFolder[folder] = id }
+        }
+        let (u1, u2) = try #require(pair)
+        let base1 = try await Self.seed(dir.path, user: u1)
+        let base2 = try await Self.seed(dir.path, user: u2)
+        let sync = SlowSync(fails: true)
+        let a = try await Self.startFirst(dir.path, user: u1, sync: sync)
+        let b = try Self.store(dir.path)
+        let decided = CarbonStore.Locked<Bool?>(nil)
+        let t = Self.second
+        let taskB = Task {
+            try await b.update(u2) { r in
+                decided.withLock { if $0 == nil { $0 = sync.inSync } }
+                return try r.upsert(t)
+            }
+        }
+        try await Self.waitUntil { decided.withLock { $0 } != nil }
+        #expect(decided.withLock { $0 } == true, "the folder's lock was let go")
+        try await Task.sleep(for: .milliseconds(50))
+        sync.letGo()
+        await #expect(throws: StorageIOError.self) { try await a.value }
+        #expect(try await taskB.value.committed)
+        let fresh = try Self.store(dir.path)
+        #expect(try await fresh.get(u1) == base1)
+        let two = try await fresh.get(u2)
+        #expect(two.transaction(id: "second") == Self.second && two.revision == base2.revision + 1)
+    }
+
     // MARK: - Many writers, failing fdatasyncs
 
     /// The fdatasync of every store fails now and then (EIO, before writing anything). Many
