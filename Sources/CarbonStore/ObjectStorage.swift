@@ -77,6 +77,11 @@ public protocol ObjectStorage: Sendable {
     /// controls only). Bytes after the valid end that are not a committed append (a torn one) are
     /// cut first. Throws `VersionMismatchError`, having written nothing that readers take for
     /// content, when the object changed. Only storages whose `appendsInPlace` is true implement it.
+    @discardableResult
+    func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+
+    /// `append`, telling the caller when the bytes are written (the engine calls this one; the
+    /// default calls `append(_:bytes:expected:)` and never calls `whenWritten`).
     ///
     /// `whenWritten` is called at most once, during the append: when the bytes are in the file
     /// right after the expected content but not yet durable, and only where no other writer can
@@ -127,17 +132,18 @@ extension ObjectStorage {
     public var appendsInPlace: Bool { false }
 
     @discardableResult
-    public func append(
-        _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
-    ) async throws -> ObjectVersion {
+    public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+    {
         throw InvalidRequestError("\(location(of: key)): this storage cannot append; write the whole object")
     }
 
-    /// `append` without a call when the bytes are written.
+    /// Appends without ever saying that the bytes are written: the lock is kept until the append
+    /// is durable.
     @discardableResult
-    public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
-    {
-        try await append(key, bytes: bytes, expected: expected, whenWritten: {})
+    public func append(
+        _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
+    ) async throws -> ObjectVersion {
+        try await append(key, bytes: bytes, expected: expected)
     }
 
     public func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool { true }

@@ -502,6 +502,12 @@ public final class PathStorage: ObjectStorage {
     public var appendsInPlace: Bool { true }
 
     @discardableResult
+    public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion
+    {
+        try await append(key, bytes: bytes, expected: expected, whenWritten: {})
+    }
+
+    @discardableResult
     public func append(
         _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
     ) async throws -> ObjectVersion {

@@ -32,6 +32,10 @@ open class ForwardingStorage: ObjectStorage, @unchecked Sendable {
 
     open var appendsInPlace: Bool { inner.appendsInPlace }
 
+    open func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+        try await inner.append(key, bytes: bytes, expected: expected)
+    }
+
     open func append(
         _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
     ) async throws -> ObjectVersion {

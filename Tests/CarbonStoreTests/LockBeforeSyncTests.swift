@@ -202,3 +202,54 @@ import Testing
         #expect(!OnlyReleasedAfter(turns).releaseAtOnce(held))
     }
 }
+
+/// A storage written before `append` could say when its bytes are written: it implements the
+/// three-argument `append` only. The engine's appends still go through it, holding the lock until
+/// they are durable.
+@Suite struct OlderAppendingStorageTests {
+    struct OlderStorage: ObjectStorage {
+        let base: PathStorage
+        let appends = CarbonStore.Locked(0)
+        func get(_ key: String) async throws -> StoredObject? { try await base.get(key) }
+        func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
+            try await base.put(key, bytes: bytes, condition: condition)
+        }
+        func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+            try await base.delete(key, condition: condition)
+        }
+        func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+            try await base.list(prefix: prefix, startAfter: startAfter, limit: limit)
+        }
+        func location(of key: String) -> String { base.location(of: key) }
+        func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
+            try await base.getIfChanged(key, cached: cached)
+        }
+        var appendsInPlace: Bool { true }
+        func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+            appends.withLock { $0 += 1 }
+            return try await base.append(key, bytes: bytes, expected: expected)
+        }
+        func confirmDurable(_ key: String, version: ObjectVersion) async throws -> Bool {
+            try await base.confirmDurable(key, version: version)
+        }
+    }
+
+    @Test func itsAppendsAreUsed() async throws {
+        let dir = try TemporaryDirectory("older-storage")
+        defer { dir.remove() }
+        let storage = OlderStorage(base: try PathStorage(root: dir.path))
+        let store = Store(storage: storage, locks: FileLockService(storage: storage.base))
+        var base = RecordGenerator.workload(.w1, seed: 3)
+        base.userID = "old"
+        try await store.update("old") { $0 = base }
+        for k in 0..<3 {
+            try await store.update("old") {
+                try $0.upsert(LockBeforeSyncTests.txn("o\(k)", at: 1_900_000_000_000 + Int64(k)))
+            }
+        }
+        #expect(storage.appends.withLock { $0 } == 3)
+        let fresh = try await Store(storage: try PathStorage(root: dir.path), locks: NoLockService()).get(
+            "old")
+        #expect(fresh.transaction(id: "o2") != nil)
+    }
+}

@@ -17,13 +17,61 @@ let args = CommandLine.arguments
 if args.count > 1, args[1] == "sizes" {
     for (name, r) in [("W1", Fixtures.w1), ("W2", Fixtures.w2)] {
         for (label, c) in [
-            ("zstd level 1 (default)", RecordCodec.Compression.zstd(level: 1)), ("zlib level 1", .zlib(level: 1)),
+            ("zstd level 1 (default)", RecordCodec.Compression.zstd(level: 1)),
+            ("zlib level 1", .zlib(level: 1)),
             ("zlib level 6", .zlib(level: 6)), ("none", .none),
         ] {
-            let bytes = try RecordCodec(options: .init(compression: c)).encodeSnapshot(r, fileID: .random()).bytes
+            let bytes = try RecordCodec(options: .init(compression: c)).encodeSnapshot(r, fileID: .random())
+                .bytes
             print("\(name) \(label): \(bytes.count) bytes, format version \(bytes[8])")
         }
     }
+    exit(0)
+}
+if args.count > 1, args[1] == "catch-up" || args[1] == "frames" {
+    // What a process that shares a user with others does with their change frames. `catch-up`:
+    // applies the 7 frames that 7 other processes appended since this one's cached record (each
+    // inserts one transaction at its own place among the others, as MultiProcessUpdate's workers
+    // do) to that record. `frames`: decodes the file whole after 140 such frames (a whole read).
+    let iterations = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
+    let codec = RecordCodec()
+    var (bytes, layout) = try codec.encodeSnapshot(Fixtures.w1, fileID: .random())
+    var record = try codec.decodeFile(bytes).record
+    // This process's own update first: its cached record is then cut in chunks, with filters, as
+    // a process holds it after an update.
+    func append(_ t: Transaction) throws {
+        var next = record
+        try next.upsert(t)
+        next.revision += 1
+        guard let frame = codec.encodeChange(from: record, to: next, appendingTo: layout, id: .random())
+        else {
+            fatalError("no frame for \(t.id)")
+        }
+        bytes += frame.bytes
+        layout = layout.appending(frame)
+        record = next
+    }
+    try append(Fixtures.appended(9_000_000, label: "own"))
+    let cachedRecord = record
+    let cachedLayout = layout
+    let frameCount = args[1] == "catch-up" ? 7 : 140
+    for k in 0..<frameCount { try append(Fixtures.appended((k % 7) * 1_000_000 + k / 7, label: "p\(k % 7)")) }
+    let tail = Array(bytes[cachedLayout.validLength...])
+    var sink = 0
+    let start = ContinuousClock.now
+    for _ in 0..<iterations {
+        if args[1] == "catch-up" {
+            sink &+= try tail.withUnsafeBytes {
+                try codec.applyAppended($0, to: cachedRecord, layout: cachedLayout).record.transactions.count
+            }
+        } else {
+            sink &+= try codec.decodeFile(bytes).record.transactions.count
+        }
+    }
+    let elapsed = ContinuousClock.now - start
+    print(
+        "\(args[1]) (\(frameCount) frames): \(elapsed / iterations) per operation over \(iterations) (\(sink))"
+    )
     exit(0)
 }
 let what = args.count > 1 ? args[1] : "encode"

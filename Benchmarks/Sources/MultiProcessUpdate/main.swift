@@ -16,6 +16,13 @@ import Foundation
 //
 //     swift run -c release MultiProcessUpdate                        # N = 1 and 8, K = 200
 //     swift run -c release MultiProcessUpdate --processes 1,2,8 --updates 500
+//     swift run -c release MultiProcessUpdate --total 1600 --lock-release both
+//
+// `--total T` gives every run the same T updates, split between its processes (so that each run
+// compacts the file as often), instead of K per process. `--lock-release early` (the default) is
+// the engine's default: an appending update lets the user's lock go while its frame is made
+// durable (`StoreOptions.releasesLockBeforeSync`); `late` holds it through the fdatasync; `both`
+// runs each process count with `late`, then with `early`.
 //
 // Files go under `.build/bench-data` (or `CARBONSTORE_BENCH_DIR`), removed after each run.
 
@@ -79,6 +86,9 @@ final class CountingStorage: ObjectStorage, @unchecked Sendable {
         return read
     }
     var appendsInPlace: Bool { base.appendsInPlace }
+    func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
+        try await base.append(key, bytes: bytes, expected: expected)
+    }
     func append(
         _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
     ) async throws -> ObjectVersion {
@@ -114,8 +124,9 @@ let userID = "w1"
 
 /// A store on `dir` with the default options (locking=local, group commit, cache), reporting lock
 /// waits and bytes written.
-func makeStore(dir: String, waits: Recorder?, written: Recorder?) async throws -> Store {
+func makeStore(dir: String, waits: Recorder?, written: Recorder?, early: Bool = true) async throws -> Store {
     var options = StoreOptions()
+    options.releasesLockBeforeSync = early
     options.events = StoreEvents(
         lockAcquired: { _, waited in waits?.add(nanoseconds(waited)) },
         bytesWritten: { _, count in written?.add(UInt64(count)) })
@@ -142,7 +153,7 @@ func runWorker(_ args: [String]) async throws {
     else { throw UsageError(description: "worker needs --dir DIR --updates K --index I") }
     let waits = Recorder()
     let written = Recorder()
-    let plain = try await makeStore(dir: dir, waits: waits, written: written)
+    let plain = try await makeStore(dir: dir, waits: waits, written: written, early: !args.contains("--late"))
     let counting = CountingStorage(plain.storage)
     let store = Store(storage: counting, locks: plain.locks, keys: plain.keys, options: plain.options)
     // As a long-running process would have it: the user read once (and cached).
@@ -206,7 +217,7 @@ struct RunResult {
     var wholeReads: Int
 }
 
-func runParent(processes: Int, updates: Int, executable: String) async throws -> RunResult {
+func runParent(processes: Int, total: Int, early: Bool, executable: String) async throws -> RunResult {
     let dir = Fixtures.directory("multiprocess-\(processes)")
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -218,7 +229,11 @@ func runParent(processes: Int, updates: Int, executable: String) async throws ->
     for i in 0..<processes {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["worker", "--dir", dir, "--updates", String(updates), "--index", String(i)]
+        // The first `total % processes` workers take one update more.
+        let updates = total / processes + (i < total % processes ? 1 : 0)
+        process.arguments =
+            ["worker", "--dir", dir, "--updates", String(updates), "--index", String(i)]
+            + (early ? [] : ["--late"])
         let input = Pipe()
         let output = Pipe()
         process.standardInput = input
@@ -248,7 +263,7 @@ func runParent(processes: Int, updates: Int, executable: String) async throws ->
     // Every update landed: the seeded transactions plus N x K.
     let checker = try await makeStore(dir: dir, waits: nil, written: nil)
     let count = try await checker.get(userID).transactions.count
-    let expected = Fixtures.w1.transactions.count + processes * updates
+    let expected = Fixtures.w1.transactions.count + total
     guard count == expected else {
         throw UsageError(description: "lost updates: \(count) transactions, expected \(expected)")
     }
@@ -259,8 +274,7 @@ func runParent(processes: Int, updates: Int, executable: String) async throws ->
     let slowest = reports.map { Double($0.end - $0.start) }.max()!
     let fastest = reports.map { Double($0.end - $0.start) }.min()!
     return RunResult(
-        processes: processes, updates: processes * updates, seconds: seconds,
-        perSecond: Double(processes * updates) / seconds,
+        processes: processes, updates: total, seconds: seconds, perSecond: Double(total) / seconds,
         latency: reports.flatMap(\.latencies).sorted(), wait: reports.flatMap(\.waits).sorted(),
         compactions: reports.map(\.compactions).reduce(0, +),
         bytesWritten: reports.map(\.bytesWritten).reduce(0, +), slowestShare: fastest / slowest,
@@ -275,15 +289,25 @@ do {
     } else {
         let counts = (option("--processes", in: args) ?? "1,8").split(separator: ",").compactMap { Int($0) }
         let updates = option("--updates", in: args).flatMap(Int.init) ?? 200
-        guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), updates > 0 else {
-            throw UsageError(description: "usage: MultiProcessUpdate [--processes 1,8] [--updates K]")
+        let total = option("--total", in: args).flatMap(Int.init)
+        let release = option("--lock-release", in: args) ?? "early"
+        let modes: [Bool]? = ["early": [true], "late": [false], "both": [false, true]][release]
+        guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), updates > 0, total.map({ $0 > 0 }) ?? true,
+            let modes
+        else {
+            throw UsageError(
+                description:
+                    "usage: MultiProcessUpdate [--processes 1,8] [--updates K | --total T] [--lock-release early|late|both]"
+            )
         }
         let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
         print(
-            "W1 user (\(Fixtures.w1.transactions.count) transactions), path: locking=local, \(updates) updates per process, one at a time"
+            "W1 user (\(Fixtures.w1.transactions.count) transactions), path: locking=local, "
+                + (total.map { "\($0) updates in each run, split between its processes" }
+                    ?? "\(updates) updates per process") + ", one at a time"
         )
         print(
-            "processes | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process | others' frames applied | whole reads"
+            "processes | lock released | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process | others' frames applied | whole reads"
         )
         // Other processes share the cores: the load average says how much.
         func loadAverage() -> String {
@@ -292,15 +316,22 @@ do {
         }
         print("load average before: \(loadAverage())")
         defer { print("load average after: \(loadAverage())") }
-        var first: Double?
+        // The first process count's throughput, for each setting: "vs 1st" compares like with like.
+        var first: [Bool: Double] = [:]
         for n in counts {
-            let r = try await runParent(processes: n, updates: updates, executable: executable)
-            first = first ?? r.perSecond
-            let lat = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.latency, $0)) }.joined(separator: " / ")
-            let wait = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.wait, $0)) }.joined(separator: " / ")
-            print(
-                "\(n) | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / first!)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare)) | \(r.appendedChecks) | \(r.wholeReads)"
-            )
+            for early in modes {
+                let r = try await runParent(
+                    processes: n, total: total ?? n * updates, early: early, executable: executable)
+                let base = first[early] ?? r.perSecond
+                first[early] = base
+                let lat = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.latency, $0)) }.joined(
+                    separator: " / ")
+                let wait = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.wait, $0)) }.joined(
+                    separator: " / ")
+                print(
+                    "\(n) | \(early ? "before the sync" : "after the sync") | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / base)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare)) | \(r.appendedChecks) | \(r.wholeReads)"
+                )
+            }
         }
     }
 } catch {
