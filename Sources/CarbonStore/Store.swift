@@ -177,7 +177,8 @@ public enum DeleteOutcome: Sendable, Hashable {
 ///
 /// An update takes the user's lock, reads the file and its version, applies the mutation, and
 /// writes only if the file still has that version (the fence), then releases the lock with its
-/// operation id. Reads take no lock.
+/// operation id (an append on a local file system lets a local lock go before its fdatasync:
+/// `StoreOptions.releasesLockBeforeSync`). Reads take no lock.
 public struct Store: Sendable {
     public let storage: any ObjectStorage
     public let locks: any LockService
@@ -474,7 +475,8 @@ public struct Store: Sendable {
                 if case .finished(let result) = step {
                     // An answer that writes nothing rests on what was read, which may hold a frame
                     // that another writer has written but not made durable: one still in its
-                    // fdatasync (no lock, `locking=none`, or a lock lost), or one whose writer died
+                    // fdatasync (its writer let the lock go before it, or `locking=none`, or a lock
+                    // lost), or one whose writer died
                     // before its fdatasync (the kernel let its locks go). It is given once that
                     // content is durable, or decided again if the frame was cut.
                     if let version = current?.version, storage.appendsInPlace,
