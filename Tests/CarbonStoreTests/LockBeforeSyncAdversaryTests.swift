@@ -27,22 +27,27 @@ import Testing
         locks: (PathStorage) -> any LockService = { FileLockService(storage: $0) },
         configure: (inout StoreOptions) -> Void = { _ in }
     ) throws -> Store {
-        let storage = try PathStorage(root: dir, io: io)
-        var options = StoreOptions()
-        options.groupCommit = false
-        configure(&options)
-        return Store(storage: wrap(storage), locks: locks(storage), options: options)
+        try LockBeforeSyncTests.store(dir, io: io, wrap: wrap, locks: locks, configure: configure)
     }
 
-    static func txn(_ id: String, at ms: Int64) -> Transaction {
-        Transaction(
-            id: id, time: Timestamp(millisecondsSince1970: ms),
-            amount: Money(minorUnits: 250, currency: CurrencyCode("EUR")!))
-    }
+    static let first = LockBeforeSyncTests.first
+    static let second = LockBeforeSyncTests.second
+    static let third = LockBeforeSyncTests.third
 
-    static let first = txn("first", at: 1_900_000_000_000)
-    static let second = txn("second", at: 1_900_000_000_001)
-    static let third = txn("third", at: 1_900_000_000_002)
+    /// A store (another process) whose storage counts what it reads and writes (`Watching`).
+    static func watchingStore(
+        _ dir: String, sync: SlowSync, configure: (inout StoreOptions) -> Void = { _ in }
+    ) throws -> (Store, Watching) {
+        var watching: Watching?
+        let store = try store(
+            dir,
+            wrap: { inner in
+                let w = Watching(inner, sync: sync)
+                watching = w
+                return w
+            }, configure: configure)
+        return (store, try #require(watching))
+    }
 
     /// Seeds `user` (a version-3 snapshot) and returns its record.
     @discardableResult
@@ -158,15 +163,7 @@ import Testing
         try await Self.seed(dir.path, user: "bea")
         let sync = SlowSync(fails: fails)
         let a = try await Self.startFirst(dir.path, user: "bea", sync: sync)
-        var watching: Watching?
-        let b = try Self.store(
-            dir.path,
-            wrap: { inner in
-                let w = Watching(inner, sync: sync)
-                watching = w
-                return w
-            })
-        let w = try #require(watching)
+        let (b, w) = try Self.watchingStore(dir.path, sync: sync)
         let taskB = Task { try await b.delete("bea") }
         try await Self.waitUntil { w.deletes.withLock { $0 } > 0 }
         #expect(w.reads.withLock { $0 }.first == true, "B read the file during A's fdatasync")
@@ -193,16 +190,9 @@ import Testing
         let base = try await Self.seed(dir.path, user: "cid")
         let sync = SlowSync(fails: fails)
         let a = try await Self.startFirst(dir.path, user: "cid", sync: sync)
-        var watching: Watching?
-        let b = try Self.store(
-            dir.path,
-            wrap: { inner in
-                let w = Watching(inner, sync: sync)
-                watching = w
-                return w
-            },
-            configure: { $0.compaction = CompactionPolicy(tailFraction: 0, minimumTailBytes: 0) })
-        let w = try #require(watching)
+        let (b, w) = try Self.watchingStore(dir.path, sync: sync) {
+            $0.compaction = CompactionPolicy(tailFraction: 0, minimumTailBytes: 0)
+        }
         let runs = CarbonStore.Locked<[Bool]>([])
         let t = Self.second
         let taskB = Task {
@@ -604,7 +594,8 @@ import Testing
                         for n in 0..<perTask {
                             let user = users[(p + k + n) % users.count]
                             let id = "p\(p)-t\(k)-\(n)"
-                            let t = Self.txn(id, at: 1_900_000_000_000 + Int64(p * 10_000 + k * 100 + n))
+                            let t = LockBeforeSyncTests.txn(
+                                id, at: 1_900_000_000_000 + Int64(p * 10_000 + k * 100 + n))
                             do {
                                 let r = try await s.update(user) { try $0.upsert(t) }
                                 out.append(Outcome(id: id, user: user, revision: Int64(r.record.revision)))

@@ -23,15 +23,21 @@ import Testing
     typealias SlowSync = DurableAnswerTests.SlowSync
     typealias BlockingWriter = DurableAnswerTests.BlockingWriter
 
+    /// A store over `dir` with its own `path:` storage (seen through `wrap`), committing each update
+    /// in its caller's task (a batch commits in a task of its own, which would not run on
+    /// `BlockingWriter`).
     static func store(
         _ dir: String, io: FileIO = .posix, releasesLockBeforeSync: Bool = true,
-        locks: (PathStorage) -> any LockService = { FileLockService(storage: $0) }
+        wrap: (PathStorage) -> any ObjectStorage = { $0 },
+        locks: (PathStorage) -> any LockService = { FileLockService(storage: $0) },
+        configure: (inout StoreOptions) -> Void = { _ in }
     ) throws -> Store {
         let storage = try PathStorage(root: dir, io: io)
         var options = StoreOptions()
         options.groupCommit = false
         options.releasesLockBeforeSync = releasesLockBeforeSync
-        return Store(storage: storage, locks: locks(storage), options: options)
+        configure(&options)
+        return Store(storage: wrap(storage), locks: locks(storage), options: options)
     }
 
     static func txn(_ id: String, at ms: Int64) -> Transaction {
@@ -42,6 +48,7 @@ import Testing
 
     static let first = txn("first", at: 1_900_000_000_000)
     static let second = txn("second", at: 1_900_000_000_001)
+    static let third = txn("third", at: 1_900_000_000_002)
 
     /// What the second writer's mutation saw, each time it ran.
     struct Seen: Sendable {
