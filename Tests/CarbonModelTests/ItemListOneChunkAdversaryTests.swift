@@ -212,6 +212,19 @@ import Testing
                 guard Self.check(list, model, "\(note) op \(op)") else { return }
                 for (k, copy) in copies.enumerated() {
                     guard Self.check(copy.list, copy.model, "\(note): copy \(k)") else { return }
+                    // What the list and the copy are said to share (by storage address, after
+                    // changes in place on either side) is equal, and `==` is the models'.
+                    let (p, q) = list.sharedEnds(with: copy.list)
+                    let limit = Swift.min(model.count, copy.model.count)
+                    guard p >= 0, q >= 0, p + q <= limit,
+                        Array(model[..<p]) == Array(copy.model[..<p]),
+                        Array(model.suffix(q)) == Array(copy.model.suffix(q))
+                    else {
+                        Issue.record(
+                            "\(note): copy \(k): sharedEnds \(p)+\(q) of \(limit) claims unequal elements")
+                        return
+                    }
+                    #expect((list == copy.list) == (model == copy.model), "\(note): copy \(k): ==")
                 }
             }
         }
