@@ -433,31 +433,29 @@ extension ItemList: RangeReplaceableCollection {
         -> Bool
     where C.Element == Element {
         let (c, offset) = locate(range.lowerBound)
-        let items = chunks[c].items
-        guard offset + range.count <= items.count else { return false }
-        let newCount = items.count - range.count + newElements.count
+        // No binding holds the chunk's elements or filter across the change below: one would be a
+        // second reference to their storage, and the change would copy it.
+        let oldCount = chunks[c].items.count
+        guard offset + range.count <= oldCount else { return false }
+        let newCount = oldCount - range.count + newElements.count
         guard newCount > 0 && newCount <= Self.chunkSize else { return false }
+        let from = chunks[c].items.startIndex + offset
         // Keys are added to the filter while it has room; past that (keys removed and others
         // added, many times) it is built again from the chunk's keys.
-        var filter = chunks[c].filter
-        var rebuild = false
-        if let f = filter {
-            if f.added + newElements.count <= f.capacity {
-                for element in newElements { filter!.add(KeyFilter.hash(element.itemKey)) }
-            } else {
-                rebuild = true
-            }
+        let rebuild = chunks[c].filter.map { $0.added + newElements.count > $0.capacity } ?? false
+        if !isKnownUniquelyReferenced(&chunks[c]) {
+            // A chunk of this list's own over the same elements and filter: changing them below
+            // copies them, and the other lists keep theirs.
+            chunks[c] = ItemChunk(chunks[c].items, filter: chunks[c].filter)
         }
-        let from = items.startIndex + offset
-        if isKnownUniquelyReferenced(&chunks[c]) {
-            chunks[c].items.replaceSubrange(from..<(from + range.count), with: newElements)
-            chunks[c].filter = rebuild ? KeyFilter(chunks[c].items) : filter
-        } else {
-            var changed = items
-            changed.replaceSubrange(from..<(from + range.count), with: newElements)
-            chunks[c] = ItemChunk(changed, filter: rebuild ? KeyFilter(changed) : filter)
+        let chunk = chunks[c]
+        chunk.items.replaceSubrange(from..<(from + range.count), with: newElements)
+        if rebuild {
+            chunk.filter = KeyFilter(chunk.items)
+        } else if chunk.filter != nil {
+            for element in newElements { chunk.filter!.add(KeyFilter.hash(element.itemKey)) }
         }
-        let delta = newCount - items.count
+        let delta = newCount - oldCount
         if delta != 0 {
             for k in c..<ends.count { ends[k] += delta }
         }
