@@ -476,9 +476,9 @@ public struct Store: Sendable {
                     // An answer that writes nothing rests on what was read, which may hold a frame
                     // that another writer has written but not made durable: one still in its
                     // fdatasync (its writer let the lock go before it, or `locking=none`, or a lock
-                    // lost), or one whose writer died
-                    // before its fdatasync (the kernel let its locks go). It is given once that
-                    // content is durable, or decided again if the frame was cut.
+                    // lost), or one whose writer died before its fdatasync (the kernel let its
+                    // locks go). It is given once that content is durable, or decided again if the
+                    // frame was cut.
                     if let version = current?.version, storage.appendsInPlace,
                         try await !storage.confirmDurable(key, version: version)
                     {

@@ -1,3 +1,4 @@
+import CarbonStoreTestSupport
 import Testing
 
 @testable import CarbonModel
@@ -14,19 +15,9 @@ import Testing
     static let eur = CurrencyCode("EUR")!
     static var chunkSize: Int { List.chunkSize }
 
-    /// A reproducible generator (SplitMix64): every failure message carries its seed.
-    struct Rng: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
-        mutating func chance(_ percent: Int) -> Bool { int(0...99) < percent }
-    }
+    /// A reproducible generator (the test support's SplitMix64): every failure message carries
+    /// its seed.
+    typealias Rng = SeededRandom
 
     static func item(_ key: String, _ variant: Int) -> Transaction {
         Transaction(
@@ -181,7 +172,7 @@ import Testing
     }
 
     func run(seed: UInt64, start how: Start, steps: Int) {
-        var rng = Rng(state: seed)
+        var rng = Rng(seed: seed)
         var serial = 0
         var (list, model) = Self.start(how, rng: &rng, serial: &serial)
         var copies: [(list: List, model: [Transaction])] = []
@@ -364,7 +355,7 @@ import Testing
     @Test(arguments: [false, true])
     func oneChunkChurnedForLongFindsExactlyItsKeys(filtered: Bool) {
         let seed: UInt64 = filtered ? 91 : 92
-        var rng = Rng(state: seed)
+        var rng = Rng(seed: seed)
         var serial = 0
         let keys = (0..<12).map { "churn-\($0)" } + ["caf\u{E9}", "cafe\u{301}", "", "a\u{0}"]
         var model = (0..<30).map { n -> Transaction in
@@ -503,7 +494,7 @@ import Testing
         var model = source
         var copyChanged = copy
         var copyModel = source
-        var rng = Rng(state: 640)
+        var rng = Rng(seed: 640)
         for step in 0..<400 {
             let t = Self.item("s-new-\(step)", step)
             let i = rng.int(0...(model.count - 1))
@@ -541,7 +532,7 @@ import Testing
                 group.addTask {
                     var mine = shared
                     var mineModel = model
-                    var rng = Rng(state: UInt64(task) &+ 7000)
+                    var rng = Rng(seed: UInt64(task) &+ 7000)
                     var serial = task * 1_000_000
                     for _ in 0..<600 {
                         Self.change(&mine, &mineModel, rng: &rng) { key in
@@ -567,7 +558,7 @@ import Testing
     /// out at most that chunk.
     @Test(arguments: [1, 2, 3, 4] as [UInt64])
     func sharedEndsAfterOneChangeInsideAChunk(seed: UInt64) {
-        var rng = Rng(state: seed &* 31)
+        var rng = Rng(seed: seed &* 31)
         var serial = 0
         var (base, baseModel) = Self.start(
             seed % 2 == 0 ? .cutFiltered : .appended, rng: &rng, serial: &serial)
@@ -659,4 +650,9 @@ import Testing
         }
         Self.check(list, model, "shape \(shape)")
     }
+}
+
+extension SeededRandom {
+    /// True `percent` times in 100.
+    mutating func chance(_ percent: Int) -> Bool { int(0...99) < percent }
 }
