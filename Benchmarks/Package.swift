@@ -49,6 +49,7 @@ let package = Package(
                 "BenchmarkSupport",
                 .product(name: "CarbonModel", package: "CarbonStore"),
                 .product(name: "CarbonStore", package: "CarbonStore"),
+                .product(name: "CarbonStoreTestSupport", package: "CarbonStore"),
             ],
             path: "Sources/MultiProcessUpdate"
         ),

@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import CarbonModel
 import CarbonStore
+import CarbonStoreTestSupport
 import Foundation
 
 #if canImport(Glibc)
@@ -17,12 +18,16 @@ import Foundation
 //     swift run -c release MultiProcessUpdate                        # N = 1 and 8, K = 200
 //     swift run -c release MultiProcessUpdate --processes 1,2,8 --updates 500
 //     swift run -c release MultiProcessUpdate --total 1600 --lock-release both
+//     swift run -c release MultiProcessUpdate --total 1600 --lock-release both --sync-delay 500
 //
 // `--total T` gives every run the same T updates, split between its processes (so that each run
 // compacts the file as often), instead of K per process. `--lock-release early` (the default) is
 // the engine's default: an appending update lets the user's lock go while its frame is made
 // durable (`StoreOptions.releasesLockBeforeSync`); `late` holds it through the fdatasync; `both`
-// runs each process count with `late`, then with `early`.
+// runs each process count with `late`, then with `early`. `--sync-delay U` makes every fsync and
+// fdatasync of the workers U microseconds slower (the thread sleeps after the real call, holding
+// what it holds): a volume whose writes reach stable storage over a network, such as a cloud block
+// volume, emulated on the local disk (`PathStorage.withSlowSync` of the test support).
 //
 // Files go under `.build/bench-data` (or `CARBONSTORE_BENCH_DIR`), removed after each run.
 
@@ -124,13 +129,19 @@ let userID = "w1"
 
 /// A store on `dir` with the default options (locking=local, group commit, cache), reporting lock
 /// waits and bytes written.
-func makeStore(dir: String, waits: Recorder?, written: Recorder?, early: Bool = true) async throws -> Store {
+func makeStore(
+    dir: String, waits: Recorder?, written: Recorder?, early: Bool = true, syncDelay: Duration = .zero
+) async throws -> Store {
     var options = StoreOptions()
     options.releasesLockBeforeSync = early
     options.events = StoreEvents(
         lockAcquired: { _, waited in waits?.add(nanoseconds(waited)) },
         bytesWritten: { _, count in written?.add(UInt64(count)) })
-    return try await StoreFactory(options: options).makeStore("path:" + dir + "/store")
+    let store = try await StoreFactory(options: options).makeStore("path:" + dir + "/store")
+    guard syncDelay > .zero else { return store }
+    // The same store on a volume whose syncs take `syncDelay` longer (`--sync-delay`).
+    let slow = try PathStorage.withSlowSync(root: dir + "/store", delay: syncDelay)
+    return Store(storage: slow, locks: FileLockService(storage: slow), keys: store.keys, options: options)
 }
 
 /// Values that callbacks on any thread may add.
@@ -153,7 +164,9 @@ func runWorker(_ args: [String]) async throws {
     else { throw UsageError(description: "worker needs --dir DIR --updates K --index I") }
     let waits = Recorder()
     let written = Recorder()
-    let plain = try await makeStore(dir: dir, waits: waits, written: written, early: !args.contains("--late"))
+    let delay = option("--sync-delay", in: args).flatMap(Int.init).map { Duration.microseconds($0) } ?? .zero
+    let plain = try await makeStore(
+        dir: dir, waits: waits, written: written, early: !args.contains("--late"), syncDelay: delay)
     let counting = CountingStorage(plain.storage)
     let store = Store(storage: counting, locks: plain.locks, keys: plain.keys, options: plain.options)
     // As a long-running process would have it: the user read once (and cached).
@@ -217,7 +230,9 @@ struct RunResult {
     var wholeReads: Int
 }
 
-func runParent(processes: Int, total: Int, early: Bool, executable: String) async throws -> RunResult {
+func runParent(
+    processes: Int, total: Int, early: Bool, syncDelay: Int, executable: String
+) async throws -> RunResult {
     let dir = Fixtures.directory("multiprocess-\(processes)")
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -233,7 +248,7 @@ func runParent(processes: Int, total: Int, early: Bool, executable: String) asyn
         let updates = total / processes + (i < total % processes ? 1 : 0)
         process.arguments =
             ["worker", "--dir", dir, "--updates", String(updates), "--index", String(i)]
-            + (early ? [] : ["--late"])
+            + (early ? [] : ["--late"]) + (syncDelay > 0 ? ["--sync-delay", String(syncDelay)] : [])
         let input = Pipe()
         let output = Pipe()
         process.standardInput = input
@@ -291,13 +306,15 @@ do {
         let updates = option("--updates", in: args).flatMap(Int.init) ?? 200
         let total = option("--total", in: args).flatMap(Int.init)
         let release = option("--lock-release", in: args) ?? "early"
+        let syncDelay = option("--sync-delay", in: args).flatMap(Int.init) ?? 0
         let modes: [Bool]? = ["early": [true], "late": [false], "both": [false, true]][release]
         guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), updates > 0, total.map({ $0 > 0 }) ?? true,
+            syncDelay >= 0,
             let modes
         else {
             throw UsageError(
                 description:
-                    "usage: MultiProcessUpdate [--processes 1,8] [--updates K | --total T] [--lock-release early|late|both]"
+                    "usage: MultiProcessUpdate [--processes 1,8] [--updates K | --total T] [--lock-release early|late|both] [--sync-delay MICROSECONDS]"
             )
         }
         let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
@@ -305,6 +322,9 @@ do {
             "W1 user (\(Fixtures.w1.transactions.count) transactions), path: locking=local, "
                 + (total.map { "\($0) updates in each run, split between its processes" }
                     ?? "\(updates) updates per process") + ", one at a time"
+                + (syncDelay > 0
+                    ? "; every fsync and fdatasync made \(syncDelay) µs slower (a network block volume, emulated)"
+                    : "")
         )
         print(
             "processes | lock released | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process | others' frames applied | whole reads"
@@ -321,7 +341,8 @@ do {
         for n in counts {
             for early in modes {
                 let r = try await runParent(
-                    processes: n, total: total ?? n * updates, early: early, executable: executable)
+                    processes: n, total: total ?? n * updates, early: early, syncDelay: syncDelay,
+                    executable: executable)
                 let base = first[early] ?? r.perSecond
                 first[early] = base
                 let lat = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.latency, $0)) }.joined(

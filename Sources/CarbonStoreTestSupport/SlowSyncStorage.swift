@@ -1,0 +1,38 @@
+import CarbonStore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+extension PathStorage {
+    /// A `path:` storage on `root` whose every `fsync` and `fdatasync` takes `delay` longer than
+    /// the disk's own: a volume whose writes reach stable storage over a network (a cloud block
+    /// volume, a SAN), emulated on a local disk for the benchmarks (`MultiProcessUpdate
+    /// --sync-delay`). The calling thread sleeps after the real call returns, as it would stay
+    /// blocked in the kernel on such a volume: no CPU is used, and the locks held around the call
+    /// stay held. A failed call fails at once. Part of the test support only.
+    public static func withSlowSync(root: String, delay: Duration) throws -> PathStorage {
+        let posix = FileIO.posix
+        let slow: @Sendable (Int32) -> Int32 = { result in
+            let code = errno
+            if result == 0 { Self.sleep(delay) }
+            errno = code
+            return result
+        }
+        var io = posix
+        io.fsync = { fd in slow(posix.fsync(fd)) }
+        io.datasync = { fd in slow(posix.datasync(fd)) }
+        return try PathStorage(root: root, io: io)
+    }
+
+    private static func sleep(_ delay: Duration) {
+        let (seconds, attoseconds) = delay.components
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        var left = timespec()
+        while nanosleep(&request, &left) != 0 && errno == EINTR { request = left }
+    }
+}
