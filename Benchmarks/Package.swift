@@ -53,6 +53,18 @@ let package = Package(
             ],
             path: "Sources/MultiProcessUpdate"
         ),
+        // Many users updated at once in one process on a slow disk: syncs on threads of their own
+        // against syncs on the cooperative pool.
+        .executableTarget(
+            name: "ManyUsersUpdate",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "CarbonModel", package: "CarbonStore"),
+                .product(name: "CarbonStore", package: "CarbonStore"),
+                .product(name: "CarbonStoreTestSupport", package: "CarbonStore"),
+            ],
+            path: "Sources/ManyUsersUpdate"
+        ),
         // A loop of one codec operation, for a profiler (see its main.swift).
         .executableTarget(
             name: "CodecProfile",

@@ -53,6 +53,15 @@ public final class PathStorage: ObjectStorage {
     /// Directories whose entry in their parent this instance has made durable (fsynced the parent
     /// after finding or creating them), by path relative to the root.
     private let durableDirectories = Locked<Set<String>>([])
+    /// How long this storage's syncs of files and folders (`fsync`, `fdatasync`) take, in
+    /// nanoseconds: a moving average over every sync `sync(_:_:)` made.
+    private let syncAverage = Locked<Int64>(0)
+    /// The average sync time past which syncs are handed to threads of their own (`SyncThreads`)
+    /// instead of blocking a thread of the cooperative pool; in nanoseconds.
+    let offloadSyncsAboveNanoseconds: Int64
+    /// The default of that limit: half a millisecond. An `fdatasync` of a local SSD or disk takes a
+    /// fraction of that; one of EFS, NFS or a network block volume, a millisecond or more.
+    package static let offloadSyncsAbove = Duration.microseconds(500)
 
     /// The default permissions of files: their owner reads and writes, nobody else has access.
     public static let defaultFileMode: mode_t = 0o600
@@ -81,8 +90,10 @@ public final class PathStorage: ObjectStorage {
     package init(
         root: String, io: FileIO, fileMode: mode_t = PathStorage.defaultFileMode,
         maximumFileSize: Int = RecordCodec.Limits().maxFileSize,
-        commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20)
+        commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20),
+        offloadSyncsAbove: Duration = PathStorage.offloadSyncsAbove
     ) throws {
+        self.offloadSyncsAboveNanoseconds = Self.nanoseconds(offloadSyncsAbove)
         self.root = try Self.absolute(root)
         self.maximumFileSize = maximumFileSize
         var limits = RecordCodec.Limits()
@@ -177,7 +188,9 @@ public final class PathStorage: ObjectStorage {
                 throw StorageIOError(operation: "open directory", path: root + "/" + relative, errno: code)
             }
             if durable && !durableDirectories.withLock({ $0.contains(relative) }) {
-                if io.fsync(fd) != 0 {
+                // Once per folder and instance: on the caller's thread (`sync` would need this walk
+                // to be async), but timed with the others.
+                if timedSync(io.fsync, fd).result != 0 {
                     let code = errno
                     _ = io.close(child)
                     _ = io.close(fd)
@@ -528,7 +541,7 @@ public final class PathStorage: ObjectStorage {
         }
         defer { _ = io.close(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) {
-            acquired throws -> ObjectVersion in
+            acquired async throws -> ObjectVersion in
             let fd = io.openat(dir, name, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
             if fd < 0 {
                 if errno == ENOENT {
@@ -610,13 +623,15 @@ public final class PathStorage: ObjectStorage {
                 // lock go now, and the next writer prepare its change while the disk works.
                 if FileLock.isOnLocalFileSystem(fd) { whenWritten() }
             }
-            if io.datasync(fd) != 0 {
+            if await sync(io.datasync, fd) != 0 {
                 let code = errno
                 // The frame may not be durable, and after a failed writeback a later fdatasync
                 // reports success without writing it again: a frame chained to it could then be
                 // acknowledged and still be lost with it. Cut it while the commit lock is held.
                 // The cut is made durable too, so that a power cut does not bring the frame back.
-                if io.ftruncate(fd, start) != 0 || io.datasync(fd) != 0 {
+                var cut = io.ftruncate(fd, start) == 0
+                if cut { cut = await sync(io.datasync, fd) == 0 }
+                if !cut {
                     throw StorageIOError(
                         operation: "fdatasync (and the frame could not be cut: run `carbonstore verify`)",
                         path: target, errno: code)
@@ -648,13 +663,13 @@ public final class PathStorage: ObjectStorage {
         let (folders, name) = Self.split(key)
         guard let dir = try openFolder(folders, create: false, forWriting: true) else { return false }
         defer { _ = io.close(dir) }
-        return try await withCommitLock(dir, path: Self.parent(of: target)) { _ throws -> Bool in
+        return try await withCommitLock(dir, path: Self.parent(of: target)) { _ async throws -> Bool in
             guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else { return false }
             defer { _ = Glibc.close(fd) }
             if case .changed = try compare(fd, size: Int(st.st_size), with: v, path: target).comparison {
                 return false
             }
-            if io.datasync(fd) != 0 {
+            if await sync(io.datasync, fd) != 0 {
                 throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
             }
             return true
@@ -674,10 +689,10 @@ public final class PathStorage: ObjectStorage {
         let temp =
             ".tmp-" + name + "." + String(getpid()) + "."
             + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        try writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
+        try await writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
         do {
             return try await withCommitLock(dir, path: Self.parent(of: target)) {
-                acquired throws -> ObjectVersion in
+                acquired async throws -> ObjectVersion in
                 try check(condition, name: name, in: dir, path: target)
                 try checkCommitHold(since: acquired, path: target)
                 if io.renameat(dir, temp, name) != 0 {
@@ -685,7 +700,7 @@ public final class PathStorage: ObjectStorage {
                         operation: "rename to \(target) from", path: Self.parent(of: target) + "/" + temp,
                         errno: errno)
                 }
-                try fsyncDirectory(dir, path: Self.parent(of: target))
+                try await fsyncDirectory(dir, path: Self.parent(of: target))
                 // The change time after the rename (which moves it), still under the commit lock.
                 var st = stat()
                 let changed = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? ChangeTime(st) : nil
@@ -698,7 +713,9 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// Creates, writes, fsyncs and closes a new temporary file in an open folder.
-    func writeTemporary(_ temp: String, in dir: Int32, path: String, bytes: [UInt8]) throws(StorageIOError) {
+    func writeTemporary(_ temp: String, in dir: Int32, path: String, bytes: [UInt8])
+        async throws(StorageIOError)
+    {
         let fd = io.openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fileMode)
         guard fd >= 0 else { throw StorageIOError(operation: "create", path: path, errno: errno) }
         func fail(_ op: String, _ code: Int32) -> StorageIOError {
@@ -720,7 +737,7 @@ public final class PathStorage: ObjectStorage {
             if n == 0 { throw fail("write", EIO) }
             written += n
         }
-        if io.fsync(fd) != 0 { throw fail("fsync", errno) }
+        if await sync(io.fsync, fd) != 0 { throw fail("fsync", errno) }
         if io.close(fd) != 0 {
             let code = errno
             _ = io.unlinkat(dir, temp)
@@ -776,8 +793,8 @@ public final class PathStorage: ObjectStorage {
         }
     }
 
-    func fsyncDirectory(_ dir: Int32, path: String) throws(StorageIOError) {
-        if io.fsync(dir) != 0 {
+    func fsyncDirectory(_ dir: Int32, path: String) async throws(StorageIOError) {
+        if await sync(io.fsync, dir) != 0 {
             throw StorageIOError(operation: "fsync directory", path: path, errno: errno)
         }
     }
@@ -786,7 +803,7 @@ public final class PathStorage: ObjectStorage {
     /// tasks and processes of every host that mounts the volume. `body` gets the instant at which
     /// the lock was acquired.
     func withCommitLock<T>(
-        _ dir: Int32, path: String, _ body: (ContinuousClock.Instant) throws -> T
+        _ dir: Int32, path: String, _ body: (ContinuousClock.Instant) async throws -> T
     ) async throws -> T {
         let lock = try await FileLock.acquire(
             ".commit.lock", in: dir, path: path + "/.commit.lock", mode: fileMode, wait: commitLockWait)
@@ -798,7 +815,42 @@ public final class PathStorage: ObjectStorage {
                 path: lockPath, errno: ETIMEDOUT)
         }
         defer { lock.release() }
-        return try body(.now)
+        return try await body(.now)
+    }
+
+    /// Runs `call` (`io.fsync` or `io.datasync`) on `fd` and returns its result, with `errno` as the
+    /// call left it. While this storage's syncs take under `offloadSyncsAbove` on average (a local
+    /// disk: a fraction of a millisecond), the call runs on the caller's thread. Once they take
+    /// longer (EFS or NFS, a network block volume: milliseconds), it runs on `SyncThreads`, so that
+    /// it does not hold one of the cooperative pool's threads, which every other task of the
+    /// process needs, and syncs of different users overlap. Every sync's time updates the average,
+    /// so syncs come back to the caller's thread when they are fast again. The caller holds its
+    /// locks through either.
+    func sync(_ call: @escaping @Sendable (Int32) -> Int32, _ fd: Int32) async -> Int32 {
+        let (result, code) =
+            offloadsSyncs
+            ? await SyncThreads.shared.run { [self] in timedSync(call, fd) } : timedSync(call, fd)
+        errno = code
+        return result
+    }
+
+    /// Runs `call` on `fd` on this thread, and adds its time to the average.
+    func timedSync(_ call: (Int32) -> Int32, _ fd: Int32) -> (result: Int32, errno: Int32) {
+        let start = ContinuousClock.now
+        let result = call(fd)
+        let code = errno
+        let took = Self.nanoseconds(ContinuousClock.now - start)
+        syncAverage.withLock { $0 += (took - $0) / 4 }
+        errno = code
+        return (result, code)
+    }
+
+    /// Whether this storage's syncs now run on `SyncThreads` (their average is past the limit).
+    var offloadsSyncs: Bool { syncAverage.withLock { $0 } > offloadSyncsAboveNanoseconds }
+
+    static func nanoseconds(_ d: Duration) -> Int64 {
+        let (seconds, attoseconds) = d.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
     // MARK: - Deleting
@@ -814,14 +866,14 @@ public final class PathStorage: ObjectStorage {
             return false
         }
         defer { _ = io.close(dir) }
-        return try await withCommitLock(dir, path: Self.parent(of: target)) { acquired throws -> Bool in
+        return try await withCommitLock(dir, path: Self.parent(of: target)) { acquired async throws -> Bool in
             try check(condition, name: name, in: dir, path: target, allowDamagedTail: true)
             try checkCommitHold(since: acquired, path: target)
             if io.unlinkat(dir, name) != 0 {
                 if errno == ENOENT { return false }
                 throw StorageIOError(operation: "unlink", path: target, errno: errno)
             }
-            try fsyncDirectory(dir, path: Self.parent(of: target))
+            try await fsyncDirectory(dir, path: Self.parent(of: target))
             return true
         }
     }
