@@ -128,8 +128,9 @@ import Testing
     @Test func fastSyncsStayOnTheCallersThread() async throws {
         let dir = try TemporaryDirectory("sync-in-place")
         defer { dir.remove() }
+        // Under a limit that this disk's syncs stay far below, even on a busy machine.
         let disk = Disk(delay: .zero)
-        let (store, storage) = try Self.store(dir.path, disk)
+        let (store, storage) = try Self.store(dir.path, disk, offloadAbove: .seconds(1))
         for k in 0..<5 {
             try await store.update("amy") {
                 try $0.upsert(Self.txn("t\(k)", at: 1_900_000_000_000 + Int64(k)))
@@ -143,8 +144,10 @@ import Testing
     @Test func syncsComeBackOnceTheDiskIsFastAgain() async throws {
         let dir = try TemporaryDirectory("sync-back")
         defer { dir.remove() }
-        let disk = Disk(delay: .milliseconds(10))
-        let (store, storage) = try Self.store(dir.path, disk)
+        // 40 ms syncs, then the disk's own (a few ms at most, even on a busy machine), against a
+        // limit of 10 ms.
+        let disk = Disk(delay: .milliseconds(40))
+        let (store, storage) = try Self.store(dir.path, disk, offloadAbove: .milliseconds(10))
         try await store.update("amy") { try $0.upsert(Self.txn("t0", at: 1_900_000_000_000)) }
         try await store.update("amy") { try $0.upsert(Self.txn("t1", at: 1_900_000_000_001)) }
         #expect(storage.offloadsSyncs)

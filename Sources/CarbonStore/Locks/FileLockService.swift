@@ -61,15 +61,21 @@ struct FileLock: Sendable {
     /// system, polled on NFS or when no blocking thread is free. Returns true holding it; otherwise
     /// (false, or a thrown error) the descriptor is closed, now or by the blocked thread when its
     /// `flock` returns.
-    static func wait(_ fd: Int32, path: String, for wait: Duration) async throws -> Bool {
+    static func wait(
+        _ fd: Int32, path: String, for wait: Duration, pool: KeptThreads = BlockingFlock.pool
+    ) async throws -> Bool {
         // No time left (the turn in this process took it all): the one try already made answers.
         guard wait > .zero else {
             close(fd)
             return false
         }
-        if isOnLocalFileSystem(fd), let waiter = BlockingFlock(fd: fd, path: path) {
-            return try await waiter.wait(until: .now + wait)
+        if isOnLocalFileSystem(fd), let waiter = BlockingFlock(fd: fd, path: path, pool: pool),
+            let got = try await waiter.wait(until: .now + wait)
+        {
+            return got
         }
+        // Polled: on NFS and other network file systems, when every thread allowed for blocking is
+        // taken, or when no thread could be started for this wait.
         do {
             let got = try await pollUntil(wait: wait) { () throws(StorageIOError) -> Bool? in
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
@@ -146,7 +152,7 @@ struct FileLock: Sendable {
     }
 }
 
-/// One wait for a `flock` in the kernel's queue, on a thread of `FlockThreads` (never one of the
+/// One wait for a `flock` in the kernel's queue, on a thread of `BlockingFlock.pool` (never one of the
 /// cooperative pool's, which a blocked `flock` would take from every task): the caller's task awaits
 /// the thread's answer, up to its deadline or its cancellation. A waiter that gives up leaves the
 /// descriptor to the thread, which lets the lock go and closes the descriptor as soon as its
@@ -165,7 +171,13 @@ final class BlockingFlock: Sendable {
         case failed(Int32)
         case timedOut
         case cancelled
+        /// No thread could be started for the wait; the descriptor is open and not locked.
+        case noThread
     }
+
+    /// The threads that block in `flock`: at most `maximumThreads`, as many as waits can be
+    /// outstanding (`threads`), so that a wait never queues behind another.
+    static let pool = KeptThreads(name: "flock", maximum: maximumThreads)
 
     private struct State {
         var continuation: CheckedContinuation<Answer, Never>?
@@ -176,10 +188,12 @@ final class BlockingFlock: Sendable {
 
     let fd: Int32
     let path: String
+    /// The threads the wait is handed to (`pool`, but for tests).
+    let threadPool: KeptThreads
     private let state = Locked(State())
 
     /// Nil when every thread allowed for blocking is taken.
-    init?(fd: Int32, path: String) {
+    init?(fd: Int32, path: String, pool: KeptThreads = BlockingFlock.pool) {
         let reserved = Self.threads.withLock { n -> Bool in
             guard n < Self.maximumThreads else { return false }
             n += 1
@@ -188,12 +202,14 @@ final class BlockingFlock: Sendable {
         guard reserved else { return nil }
         self.fd = fd
         self.path = path
+        self.threadPool = pool
     }
 
     /// Returns true holding the lock; false on timeout; throws `CancellationError` if the task is
     /// cancelled, or the `flock` error. Except when it returns true, the descriptor is closed (by
-    /// the thread, once its `flock` returns).
-    func wait(until deadline: ContinuousClock.Instant) async throws -> Bool {
+    /// the thread, once its `flock` returns). Returns nil, the descriptor open and not locked, when
+    /// no thread could be started for the wait: the caller then polls.
+    func wait(until deadline: ContinuousClock.Instant) async throws -> Bool? {
         let answer = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Answer, Never>) in
                 let start = state.withLock { s -> Bool in
@@ -213,7 +229,13 @@ final class BlockingFlock: Sendable {
                     continuation.resume(returning: .cancelled)
                     return
                 }
-                FlockThreads.shared.run(self)
+                let submitted = threadPool.submit { [self] in
+                    block()
+                    // Counted free only now that its thread is done with it, so that no more waits
+                    // are outstanding than the pool has threads.
+                    Self.threads.withLock { $0 -= 1 }
+                }
+                if !submitted { noThread() }
             }
         } onCancel: {
             giveUp(.cancelled)
@@ -223,6 +245,26 @@ final class BlockingFlock: Sendable {
         case .timedOut: return false
         case .cancelled: throw CancellationError()
         case .failed(let code): throw StorageIOError(operation: "lock", path: path, errno: code)
+        case .noThread: return nil
+        }
+    }
+
+    /// No thread took the wait: the waiter is answered `.noThread` and polls with the descriptor,
+    /// unless it gave up already, in which case nobody else will close the descriptor.
+    private func noThread() {
+        let c = state.withLock { s -> CheckedContinuation<Answer, Never>? in
+            let c = s.continuation
+            s.continuation = nil
+            s.abandoned = true
+            s.timer?.cancel()
+            s.timer = nil
+            return c
+        }
+        Self.threads.withLock { $0 -= 1 }
+        if let c {
+            c.resume(returning: .noThread)
+        } else {
+            close(fd)
         }
     }
 
@@ -346,55 +388,5 @@ public final class FileLockService: LockService {
         // The text is padded with spaces to a fixed length (`describeHolder`).
         let text = String(decoding: buf[0..<n], as: UTF8.self)
         return String(text.reversed().drop { $0 == " " || $0 == "\n" }.reversed())
-    }
-}
-
-/// The threads that block in `flock` for `BlockingFlock`: started when no idle one is left, then
-/// kept waiting for the next wait, so that a wait costs no thread creation. There are never more
-/// of them than `BlockingFlock.maximumThreads`: a thread is started only when the waits handed
-/// over outnumber the idle threads, and no more waits than that are outstanding at once.
-final class FlockThreads: @unchecked Sendable {
-    static let shared = FlockThreads()
-
-    /// Guards `waits` and `idle`.
-    private let condition = NSCondition()
-    private var waits: [BlockingFlock] = []
-    /// Threads waiting on `condition` for a wait to run.
-    private var idle = 0
-    /// Threads started that have not yet looked for a wait: each will take one.
-    private var starting = 0
-
-    /// Hands `wait` to an idle thread, or to a new one.
-    func run(_ wait: BlockingFlock) {
-        condition.lock()
-        waits.append(wait)
-        let start = waits.count > idle + starting
-        if start { starting += 1 } else { condition.signal() }
-        condition.unlock()
-        if start {
-            let thread = Thread { [self] in self.work() }
-            thread.stackSize = 256 << 10
-            thread.name = "flock"
-            thread.start()
-        }
-    }
-
-    private func work() {
-        condition.lock()
-        starting -= 1
-        while true {
-            while waits.isEmpty {
-                idle += 1
-                condition.wait()
-                idle -= 1
-            }
-            let next = waits.removeFirst()
-            condition.unlock()
-            next.block()
-            condition.lock()
-            // Counted free only now that this thread is back, so that no more threads are
-            // started than waits can be outstanding.
-            BlockingFlock.threads.withLock { $0 -= 1 }
-        }
     }
 }

@@ -1,0 +1,126 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Threads of the process kept for work that blocks (a `flock` wait, an `fsync` of a network
+/// volume), which must not run on Swift's cooperative pool: that pool has one thread per core, and
+/// a blocked one is taken from every task of the process.
+///
+/// A job is handed to an idle thread, or to a thread started for it when none is idle, up to
+/// `maximum` threads; past that it waits, in arrival order, for the next thread free. Threads are
+/// kept, waiting for the next job, once started. A thread that cannot be started (`pthread_create`
+/// fails: a process or memory limit) is reported to the caller, who does the work another way.
+final class KeptThreads: @unchecked Sendable {
+    let name: String
+    /// The most threads, and so the most jobs running at once.
+    let maximum: Int
+
+    private struct Job {
+        let id: UInt64
+        let work: @Sendable () -> Void
+    }
+
+    /// Guards every field below.
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var nextID: UInt64 = 0
+    /// Threads waiting on `condition` for a job.
+    private var idle = 0
+    /// Threads started that have not yet looked for a job: each will take one.
+    private var starting = 0
+    /// Threads started, in all (they are never stopped).
+    private var started = 0
+    /// For tests: no thread can be started, as when `pthread_create` fails.
+    private var refusing = false
+
+    init(name: String, maximum: Int) {
+        self.name = name
+        self.maximum = max(1, maximum)
+    }
+
+    /// Queues `work` for a thread. Returns false, with `work` not queued and never to run here,
+    /// when it needed a thread of its own (none idle, fewer than `maximum` started) and none could
+    /// be started.
+    func submit(_ work: @escaping @Sendable () -> Void) -> Bool {
+        condition.lock()
+        let id = nextID
+        nextID += 1
+        jobs.append(Job(id: id, work: work))
+        let start = jobs.count > idle + starting && started < maximum
+        if start {
+            starting += 1
+            started += 1
+        } else if idle > 0 {
+            condition.signal()
+        }
+        let refused = refusing
+        condition.unlock()
+        guard start, refused || !startThread() else { return true }
+        condition.lock()
+        defer { condition.unlock() }
+        starting -= 1
+        started -= 1
+        // A thread that came free meanwhile may have taken it: then it runs.
+        guard let index = jobs.firstIndex(where: { $0.id == id }) else { return true }
+        jobs.remove(at: index)
+        return false
+    }
+
+    /// For tests: makes every later start of a thread fail (or work again), as a `pthread_create`
+    /// that fails would.
+    func refuseThreads(_ refuse: Bool) {
+        condition.lock()
+        refusing = refuse
+        condition.unlock()
+    }
+
+    /// Starts a thread running `work()`; false if the system would not create one.
+    private func startThread() -> Bool {
+        var attributes = pthread_attr_t()
+        guard pthread_attr_init(&attributes) == 0 else { return false }
+        defer { pthread_attr_destroy(&attributes) }
+        _ = pthread_attr_setstacksize(&attributes, 256 << 10)
+        _ = pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let context = Unmanaged.passRetained(self).toOpaque()
+        #if canImport(Darwin)
+            var thread: pthread_t?
+        #else
+            var thread = pthread_t()
+        #endif
+        let created = pthread_create(
+            &thread, &attributes,
+            { context in
+                let threads = Unmanaged<KeptThreads>.fromOpaque(context!).takeRetainedValue()
+                threads.work()
+                return nil
+            }, context)
+        if created != 0 {
+            Unmanaged<KeptThreads>.fromOpaque(context).release()
+            return false
+        }
+        return true
+    }
+
+    private func work() {
+        Thread.current.name = name
+        condition.lock()
+        starting -= 1
+        while true {
+            while jobs.isEmpty {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.work()
+            condition.lock()
+        }
+    }
+}
