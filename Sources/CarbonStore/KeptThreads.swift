@@ -36,12 +36,14 @@ final class KeptThreads: @unchecked Sendable {
     private var starting = 0
     /// Threads started, in all (they are never stopped).
     private var started = 0
-    /// For tests: no thread can be started, as when `pthread_create` fails.
-    private var refusing = false
+    /// Asked before each `pthread_create`: false makes the start fail as if the system had refused
+    /// it. For the package's tests of that path; always true otherwise.
+    private let mayStartThread: @Sendable () -> Bool
 
-    init(name: String, maximum: Int) {
+    init(name: String, maximum: Int, mayStartThread: @escaping @Sendable () -> Bool = { true }) {
         self.name = name
         self.maximum = max(1, maximum)
+        self.mayStartThread = mayStartThread
     }
 
     /// Queues `work` for a thread. Returns false, with `work` not queued and never to run here,
@@ -59,9 +61,8 @@ final class KeptThreads: @unchecked Sendable {
         } else if idle > 0 {
             condition.signal()
         }
-        let refused = refusing
         condition.unlock()
-        guard start, refused || !startThread() else { return true }
+        guard start, !startThread() else { return true }
         condition.lock()
         defer { condition.unlock() }
         starting -= 1
@@ -72,16 +73,9 @@ final class KeptThreads: @unchecked Sendable {
         return false
     }
 
-    /// For tests: makes every later start of a thread fail (or work again), as a `pthread_create`
-    /// that fails would.
-    func refuseThreads(_ refuse: Bool) {
-        condition.lock()
-        refusing = refuse
-        condition.unlock()
-    }
-
     /// Starts a thread running `work()`; false if the system would not create one.
     private func startThread() -> Bool {
+        guard mayStartThread() else { return false }
         var attributes = pthread_attr_t()
         guard pthread_attr_init(&attributes) == 0 else { return false }
         defer { pthread_attr_destroy(&attributes) }

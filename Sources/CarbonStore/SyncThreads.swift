@@ -11,7 +11,11 @@ final class SyncThreads: Sendable {
 
     let threads: KeptThreads
 
-    init(maximum: Int) { threads = KeptThreads(name: "sync", maximum: maximum) }
+    /// `mayStartThread`: for the package's tests of a thread that cannot be started
+    /// (`KeptThreads`).
+    init(maximum: Int, mayStartThread: @escaping @Sendable () -> Bool = { true }) {
+        threads = KeptThreads(name: "sync", maximum: maximum, mayStartThread: mayStartThread)
+    }
 
     /// Runs `work` on one of the threads and returns what it returned, with the `errno` it left.
     /// Not cancellable: a sync, once asked for, is waited for.

@@ -48,13 +48,13 @@ import Testing
     }
 
     @Test func whenNoThreadCanStartTheCallerIsToldAndTheJobNeverRuns() async throws {
-        let pool = KeptThreads(name: "test-refusing", maximum: 2)
-        pool.refuseThreads(true)
+        let refusing = CarbonStore.Locked(true)
+        let pool = KeptThreads(name: "test-refusing", maximum: 2) { !refusing.withLock { $0 } }
         let ran = CarbonStore.Locked(0)
         #expect(!pool.submit { ran.withLock { $0 += 1 } })
         #expect(!pool.submit { ran.withLock { $0 += 1 } })
         // Threads can start again: jobs run, the refused ones never.
-        pool.refuseThreads(false)
+        refusing.withLock { $0 = false }
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             #expect(pool.submit { done.resume() })
         }
@@ -63,15 +63,15 @@ import Testing
     }
 
     @Test func aSyncWithNoThreadRunsOnTheCallersThread() async throws {
-        let threads = SyncThreads(maximum: 2)
-        threads.threads.refuseThreads(true)
+        let refusing = CarbonStore.Locked(true)
+        let threads = SyncThreads(maximum: 2) { !refusing.withLock { $0 } }
         let (result, code) = await threads.run {
             errno = EIO
             return (Thread.current.name == "sync" ? 1 : -1, errno)
         }
         #expect(result == -1, "ran on a sync thread")
         #expect(code == EIO)
-        threads.threads.refuseThreads(false)
+        refusing.withLock { $0 = false }
         let (again, _) = await threads.run { (Thread.current.name == "sync" ? 1 : -1, 0) }
         #expect(again == 1, "did not run on a sync thread once threads could start")
     }
@@ -82,8 +82,7 @@ import Testing
         let path = dir.path + "/.lock"
         let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         #expect(holder >= 0 && flock(holder, LOCK_EX | LOCK_NB) == 0)
-        let pool = KeptThreads(name: "test-no-flock", maximum: 2)
-        pool.refuseThreads(true)
+        let pool = KeptThreads(name: "test-no-flock", maximum: 2) { false }
         let waiter = open(path, O_RDWR | O_CLOEXEC)
         #expect(waiter >= 0 && flock(waiter, LOCK_EX | LOCK_NB) != 0)
         let waiting = Task { try await FileLock.wait(waiter, path: path, for: .seconds(20), pool: pool) }
@@ -105,8 +104,7 @@ import Testing
         let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         defer { close(holder) }
         #expect(flock(holder, LOCK_EX | LOCK_NB) == 0)
-        let pool = KeptThreads(name: "test-no-flock-timeout", maximum: 2)
-        pool.refuseThreads(true)
+        let pool = KeptThreads(name: "test-no-flock-timeout", maximum: 2) { false }
         let waiter = open(path, O_RDWR | O_CLOEXEC)
         let got = try await FileLock.wait(waiter, path: path, for: .milliseconds(200), pool: pool)
         #expect(!got)
