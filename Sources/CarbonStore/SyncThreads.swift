@@ -38,7 +38,14 @@ final class SyncThreads: @unchecked Sendable {
     /// Threads started, in all.
     private var started = 0
 
-    init(maximum: Int) { self.maximum = max(1, maximum) }
+    /// Asked before each `pthread_create`: false makes the start fail as if the system had refused
+    /// it. Package tests only (the path where no thread can be started); always true otherwise.
+    private let mayStartThread: @Sendable () -> Bool
+
+    init(maximum: Int, mayStartThread: @escaping @Sendable () -> Bool = { true }) {
+        self.maximum = max(1, maximum)
+        self.mayStartThread = mayStartThread
+    }
 
     /// Runs `work` on one of the threads and returns what it returned, with the `errno` it left.
     /// Not cancellable: a sync, once asked for, is waited for.
@@ -73,6 +80,7 @@ final class SyncThreads: @unchecked Sendable {
 
     /// Starts a thread running `work()`; false if the system would not create one.
     private func startThread() -> Bool {
+        guard mayStartThread() else { return false }
         var attributes = pthread_attr_t()
         guard pthread_attr_init(&attributes) == 0 else { return false }
         defer { pthread_attr_destroy(&attributes) }
