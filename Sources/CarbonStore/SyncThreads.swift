@@ -15,8 +15,8 @@ import Foundation
 /// gives its thread back, and syncs of different users proceed side by side.
 ///
 /// Threads are started when a call finds none idle, and then kept waiting for the next call, up to
-/// `maximum` at once in the process; beyond that, calls queue in arrival order. A thread that
-/// cannot be started (`pthread_create` fails) leaves its call to the caller's own thread.
+/// `maximum` at once in the process; beyond that, calls queue in arrival order. When a thread
+/// cannot be started (`pthread_create` fails), the calls queued then run on the caller's thread.
 final class SyncThreads: @unchecked Sendable {
     static let shared = SyncThreads(maximum: 16)
 
