@@ -72,7 +72,10 @@ import Testing
                     return s.calls == 1 && self.holds
                 }
                 guard first else { return real(fd) }
-                self.state.withLock { $0.heldOnWriterQueue = BlockingWriter.isCurrent }
+                // Off the pool either way: on the writer's queue, or on a sync thread once the
+                // storage's syncs average past `offloadSyncsAbove` (a loaded disk: `PathStorage.sync`).
+                let offPool = BlockingWriter.isCurrent || Thread.current.name == "sync"
+                self.state.withLock { $0.heldOnWriterQueue = offPool }
                 // At most 60 s, should the test fail before it lets go.
                 let deadline = ContinuousClock.now + .seconds(60)
                 while !self.state.withLock({ $0.proceed }) && ContinuousClock.now < deadline {
