@@ -190,8 +190,9 @@ public final class PathStorage: ObjectStorage {
             if durable && !durableDirectories.withLock({ $0.contains(relative) }) {
                 // Once per folder and instance: on the caller's thread (`sync` would need this walk
                 // to be async), but timed with the others.
-                if timedSync(io.fsync, fd).result != 0 {
-                    let code = errno
+                let synced = timedSync(io.fsync, fd)
+                if synced.result != 0 {
+                    let code = synced.errno
                     _ = io.close(child)
                     _ = io.close(fd)
                     throw StorageIOError(
@@ -623,14 +624,15 @@ public final class PathStorage: ObjectStorage {
                 // lock go now, and the next writer prepare its change while the disk works.
                 if FileLock.isOnLocalFileSystem(fd) { whenWritten() }
             }
-            if await sync(io.datasync, fd) != 0 {
-                let code = errno
+            let synced = await sync(io.datasync, fd)
+            if synced.result != 0 {
+                let code = synced.errno
                 // The frame may not be durable, and after a failed writeback a later fdatasync
                 // reports success without writing it again: a frame chained to it could then be
                 // acknowledged and still be lost with it. Cut it while the commit lock is held.
                 // The cut is made durable too, so that a power cut does not bring the frame back.
                 var cut = io.ftruncate(fd, start) == 0
-                if cut { cut = await sync(io.datasync, fd) == 0 }
+                if cut { cut = await sync(io.datasync, fd).result == 0 }
                 if !cut {
                     throw StorageIOError(
                         operation: "fdatasync (and the frame could not be cut: run `carbonstore verify`)",
@@ -669,8 +671,9 @@ public final class PathStorage: ObjectStorage {
             if case .changed = try compare(fd, size: Int(st.st_size), with: v, path: target).comparison {
                 return false
             }
-            if await sync(io.datasync, fd) != 0 {
-                throw StorageIOError(operation: "fdatasync", path: target, errno: errno)
+            let synced = await sync(io.datasync, fd)
+            if synced.result != 0 {
+                throw StorageIOError(operation: "fdatasync", path: target, errno: synced.errno)
             }
             return true
         }
@@ -737,7 +740,8 @@ public final class PathStorage: ObjectStorage {
             if n == 0 { throw fail("write", EIO) }
             written += n
         }
-        if await sync(io.fsync, fd) != 0 { throw fail("fsync", errno) }
+        let synced = await sync(io.fsync, fd)
+        if synced.result != 0 { throw fail("fsync", synced.errno) }
         if io.close(fd) != 0 {
             let code = errno
             _ = io.unlinkat(dir, temp)
@@ -794,8 +798,9 @@ public final class PathStorage: ObjectStorage {
     }
 
     func fsyncDirectory(_ dir: Int32, path: String) async throws(StorageIOError) {
-        if await sync(io.fsync, dir) != 0 {
-            throw StorageIOError(operation: "fsync directory", path: path, errno: errno)
+        let synced = await sync(io.fsync, dir)
+        if synced.result != 0 {
+            throw StorageIOError(operation: "fsync directory", path: path, errno: synced.errno)
         }
     }
 
@@ -818,20 +823,19 @@ public final class PathStorage: ObjectStorage {
         return try await body(.now)
     }
 
-    /// Runs `call` (`io.fsync` or `io.datasync`) on `fd` and returns its result, with `errno` as the
-    /// call left it. While this storage's syncs take under `offloadSyncsAbove` on average (a local
+    /// Runs `call` (`io.fsync` or `io.datasync`) on `fd` and returns its result, with the `errno` the
+    /// call left (read on the thread that made the call, so that no suspension or other call can
+    /// change it on the way). While this storage's syncs take under `offloadSyncsAbove` on average (a local
     /// disk: a fraction of a millisecond), the call runs on the caller's thread. Once they take
     /// longer (EFS or NFS, a network block volume: milliseconds), it runs on `SyncThreads`, so that
     /// it does not hold one of the cooperative pool's threads, which every other task of the
     /// process needs, and syncs of different users overlap. Every sync's time updates the average,
     /// so syncs come back to the caller's thread when they are fast again. The caller holds its
     /// locks through either.
-    func sync(_ call: @escaping @Sendable (Int32) -> Int32, _ fd: Int32) async -> Int32 {
-        let (result, code) =
-            offloadsSyncs
-            ? await SyncThreads.shared.run { [self] in timedSync(call, fd) } : timedSync(call, fd)
-        errno = code
-        return result
+    func sync(
+        _ call: @escaping @Sendable (Int32) -> Int32, _ fd: Int32
+    ) async -> (result: Int32, errno: Int32) {
+        offloadsSyncs ? await SyncThreads.shared.run { [self] in timedSync(call, fd) } : timedSync(call, fd)
     }
 
     /// Runs `call` on `fd` on this thread, and adds its time to the average.
@@ -841,7 +845,6 @@ public final class PathStorage: ObjectStorage {
         let code = errno
         let took = Self.nanoseconds(ContinuousClock.now - start)
         syncAverage.withLock { $0 += (took - $0) / 4 }
-        errno = code
         return (result, code)
     }
 
