@@ -325,4 +325,46 @@ import Testing
             close(sentinel)
         }
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aWaitCancelledBeforeItStartsClosesItsDescriptorOnceAndFreesItsReservation() async throws {
+        // The task is cancelled before it asks: the cancellation handler runs before the wait is
+        // handed to a thread, and the wait closes the descriptor itself, once.
+        let dir = try TemporaryDirectory("kept-adversary-precancelled")
+        defer { dir.remove() }
+        let path = dir.path + "/.lock"
+        let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(holder) }
+        #expect(flock(holder, LOCK_EX | LOCK_NB) == 0)
+        let baselineReserved = BlockingFlock.threads.withLock { $0 }
+        let pool = KeptThreads(name: "test-precancelled", maximum: 2)
+        for _ in 0..<20 {
+            let waiter = open(path, O_RDWR | O_CLOEXEC)
+            let task = Task.detached { () -> (threw: Bool, sentinel: Int32) in
+                withUnsafeCurrentTask { $0?.cancel() }
+                let threw: Bool
+                do {
+                    _ = try await FileLock.wait(waiter, path: path, for: .seconds(30), pool: pool)
+                    threw = false
+                } catch {
+                    threw = error is CancellationError
+                }
+                // Takes the lowest free number: most likely the waiter's, once closed. A second
+                // close of that number would shut this one.
+                return (threw, open("/dev/null", O_RDONLY | O_CLOEXEC))
+            }
+            let (threw, sentinel) = await task.value
+            #expect(threw, "a wait whose task was cancelled did not throw CancellationError")
+            var lockFile = stat()
+            var atWaiter = stat()
+            #expect(stat(path, &lockFile) == 0)
+            let stillOpen = fstat(waiter, &atWaiter) == 0 && atWaiter.st_ino == lockFile.st_ino
+            #expect(!stillOpen, "the waiter's descriptor was not closed when the wait ended")
+            try await Task.sleep(for: .milliseconds(5))
+            var st = stat()
+            #expect(fstat(sentinel, &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR, "closed twice")
+            close(sentinel)
+        }
+        #expect(BlockingFlock.threads.withLock { $0 } == baselineReserved)
+    }
 }
