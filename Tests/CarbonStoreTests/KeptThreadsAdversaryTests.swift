@@ -367,4 +367,73 @@ import Testing
         }
         #expect(BlockingFlock.threads.withLock { $0 } == baselineReserved)
     }
+
+    @Test(.timeLimit(.minutes(2)), arguments: [false, true])
+    func aWaiterThatGivesUpWhileItsThreadIsStartingIsAnsweredOnceAndClosesOnce(threadStarts: Bool)
+        async throws
+    {
+        // The thread's start takes longer than the wait (its deadline, or its cancellation, comes
+        // while `submit` is still deciding), then fails (the wait closes the descriptor: no one
+        // polls it) or succeeds (the thread finds the waiter gone and closes the descriptor
+        // without blocking in `flock`). The start is held up on the waiting task's thread for
+        // 100 ms at most.
+        let dir = try TemporaryDirectory("kept-adversary-giveup")
+        defer { dir.remove() }
+        let path = dir.path + "/.lock"
+        let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(flock(holder, LOCK_EX | LOCK_NB) == 0)
+        var lockFile = stat()
+        #expect(stat(path, &lockFile) == 0)
+        let inode = UInt64(lockFile.st_ino)
+        let baselineReserved = BlockingFlock.threads.withLock { $0 }
+        let pool = KeptThreads(name: "test-slow-start", maximum: 4) {
+            usleep(100_000)
+            return threadStarts
+        }
+        var waiters: [Int32] = []
+        for round in 0..<6 {
+            let waiter = open(path, O_RDWR | O_CLOEXEC)
+            waiters.append(waiter)
+            let cancels = round % 2 == 1
+            let task = Task.detached { () -> String in
+                do {
+                    let got = try await FileLock.wait(
+                        waiter, path: path, for: cancels ? .seconds(30) : .milliseconds(10), pool: pool)
+                    return got ? "got" : "timedOut"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            if cancels {
+                try await Task.sleep(for: .milliseconds(20))
+                task.cancel()
+            }
+            #expect(await task.value == (cancels ? "cancelled" : "timedOut"))
+        }
+        // Every waiter gave up before a thread came to its wait: none is blocked in the kernel for
+        // it (a thread that blocked would stay so, counted among the 16, until the holder lets go).
+        try await Task.sleep(for: .milliseconds(200))
+        let blocked = Self.kernelLocks([inode]).queued
+        #expect(blocked == 0, "\(blocked) threads blocked in the kernel for waiters that gave up")
+        _ = flock(holder, LOCK_UN)
+        close(holder)
+        let deadline = ContinuousClock.now + .seconds(20)
+        var settled = false
+        while ContinuousClock.now < deadline {
+            let openOnLock = waiters.contains { fd in
+                var st = stat()
+                return fstat(fd, &st) == 0 && UInt64(st.st_ino) == inode
+            }
+            if !openOnLock && Self.kernelLocks([inode]) == (0, 0)
+                && BlockingFlock.threads.withLock({ $0 }) == baselineReserved
+            {
+                settled = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(settled, "a descriptor left open, a lock left held, or a reservation not given back")
+    }
 }
