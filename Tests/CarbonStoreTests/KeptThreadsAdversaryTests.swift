@@ -386,12 +386,13 @@ import Testing
         #expect(stat(path, &lockFile) == 0)
         let inode = UInt64(lockFile.st_ino)
         let baselineReserved = BlockingFlock.threads.withLock { $0 }
-        let pool = KeptThreads(name: "test-slow-start", maximum: 4) {
-            usleep(100_000)
-            return threadStarts
-        }
         var waiters: [Int32] = []
         for round in 0..<6 {
+            // A pool of its own: every wait needs a thread started.
+            let pool = KeptThreads(name: "test-slow-start", maximum: 1) {
+                usleep(100_000)
+                return threadStarts
+            }
             let waiter = open(path, O_RDWR | O_CLOEXEC)
             waiters.append(waiter)
             let cancels = round % 2 == 1
