@@ -21,23 +21,18 @@ final class KeptThreads: @unchecked Sendable {
     /// The most threads, and so the most jobs running at once.
     let maximum: Int
 
-    private struct Job {
-        let id: UInt64
-        let work: @Sendable () -> Void
-    }
-
     /// Guards every field below.
     private let condition = NSCondition()
-    private var jobs: [Job] = []
-    private var nextID: UInt64 = 0
+    private var jobs: [@Sendable () -> Void] = []
     /// Threads waiting on `condition` for a job.
     private var idle = 0
     /// Threads started that have not yet looked for a job: each will take one.
     private var starting = 0
     /// Threads started, in all (they are never stopped).
     private var started = 0
-    /// Asked before each `pthread_create`: false makes the start fail as if the system had refused
-    /// it. For the package's tests of that path; always true otherwise.
+    /// Asked before each `pthread_create`, with the pool's lock held (it must not submit to this
+    /// pool): false makes the start fail as if the system had refused it. For the package's tests
+    /// of that path; always true otherwise.
     private let mayStartThread: @Sendable () -> Bool
 
     init(name: String, maximum: Int, mayStartThread: @escaping @Sendable () -> Bool = { true }) {
@@ -49,28 +44,22 @@ final class KeptThreads: @unchecked Sendable {
     /// Queues `work` for a thread. Returns false, with `work` not queued and never to run here,
     /// when it needed a thread of its own (none idle, fewer than `maximum` started) and none could
     /// be started.
+    ///
+    /// The thread is started with the lock held: a job submitted meanwhile must not count on a
+    /// thread whose start then fails (with every thread counted started, it would queue, and wait
+    /// for a thread that never comes).
     func submit(_ work: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
-        let id = nextID
-        nextID += 1
-        jobs.append(Job(id: id, work: work))
-        let start = jobs.count > idle + starting && started < maximum
-        if start {
+        defer { condition.unlock() }
+        if jobs.count + 1 > idle + starting && started < maximum {
+            guard startThread() else { return false }
             starting += 1
             started += 1
         } else if idle > 0 {
             condition.signal()
         }
-        condition.unlock()
-        guard start, !startThread() else { return true }
-        condition.lock()
-        defer { condition.unlock() }
-        starting -= 1
-        started -= 1
-        // A thread that came free meanwhile may have taken it: then it runs.
-        guard let index = jobs.firstIndex(where: { $0.id == id }) else { return true }
-        jobs.remove(at: index)
-        return false
+        jobs.append(work)
+        return true
     }
 
     /// Starts a thread running `work()`; false if the system would not create one.
@@ -113,7 +102,7 @@ final class KeptThreads: @unchecked Sendable {
             }
             let job = jobs.removeFirst()
             condition.unlock()
-            job.work()
+            job()
             condition.lock()
         }
     }

@@ -269,8 +269,15 @@ final class BlockingFlock: Sendable {
     }
 
     /// The thread's work: blocks until the lock is taken (or fails), then hands it to the waiter,
-    /// or, if the waiter gave up, lets it go and closes the descriptor.
+    /// or, if the waiter gave up, lets it go and closes the descriptor. A waiter that gave up
+    /// before the thread came to its wait (the start of a thread, or a thread coming free, took
+    /// longer than its wait) is not waited for: the descriptor is closed at once, and no thread
+    /// stays blocked for it behind a holder that does not let go.
     fileprivate func block() {
+        if state.withLock({ $0.abandoned }) {
+            close(fd)
+            return
+        }
         var result: Int32
         var code: Int32 = 0
         repeat {
