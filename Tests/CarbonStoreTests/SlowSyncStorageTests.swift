@@ -10,11 +10,7 @@ import Testing
 /// benchmarks' `MultiProcessUpdate --sync-delay`): each `fsync` and `fdatasync` takes at least the
 /// delay longer, and the files it writes are those the plain storage writes.
 @Suite struct SlowSyncStorageTests {
-    static func txn(_ id: String, at ms: Int64) -> Transaction {
-        Transaction(
-            id: id, time: Timestamp(millisecondsSince1970: ms),
-            amount: Money(minorUnits: 250, currency: CurrencyCode("EUR")!))
-    }
+    static func txn(_ id: String, at ms: Int64) -> Transaction { SyncOffloadTests.txn(id, at: ms) }
 
     @Test func everySyncTakesTheDelayLongerAndTheFilesAreTheUsualOnes() async throws {
         let dir = try TemporaryDirectory("slow-sync")
