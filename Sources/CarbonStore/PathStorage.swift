@@ -93,7 +93,7 @@ public final class PathStorage: ObjectStorage {
         commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20),
         offloadSyncsAbove: Duration = PathStorage.offloadSyncsAbove
     ) throws {
-        self.offloadSyncsAboveNanoseconds = Self.nanoseconds(offloadSyncsAbove)
+        self.offloadSyncsAboveNanoseconds = offloadSyncsAbove.nanoseconds
         self.root = try Self.absolute(root)
         self.maximumFileSize = maximumFileSize
         var limits = RecordCodec.Limits()
@@ -843,18 +843,13 @@ public final class PathStorage: ObjectStorage {
         let start = ContinuousClock.now
         let result = call(fd)
         let code = errno
-        let took = Self.nanoseconds(ContinuousClock.now - start)
+        let took = (ContinuousClock.now - start).nanoseconds
         syncAverage.withLock { $0 += (took - $0) / 4 }
         return (result, code)
     }
 
     /// Whether this storage's syncs now run on `SyncThreads` (their average is past the limit).
     var offloadsSyncs: Bool { syncAverage.withLock { $0 } > offloadSyncsAboveNanoseconds }
-
-    static func nanoseconds(_ d: Duration) -> Int64 {
-        let (seconds, attoseconds) = d.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 
     // MARK: - Deleting
 

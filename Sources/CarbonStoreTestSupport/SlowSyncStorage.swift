@@ -1,4 +1,5 @@
 import CarbonStore
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -23,7 +24,7 @@ extension PathStorage {
         let posix = FileIO.posix
         let slow: @Sendable (Int32) -> Int32 = { result in
             let code = errno
-            if result == 0 { Self.sleep(delay) }
+            if result == 0 { Thread.sleep(forTimeInterval: Double(delay.nanoseconds) / 1e9) }
             errno = code
             return result
         }
@@ -33,12 +34,5 @@ extension PathStorage {
         return try PathStorage(
             root: root, io: io,
             offloadSyncsAbove: offloadingSyncs ? PathStorage.offloadSyncsAbove : .seconds(1_000_000_000))
-    }
-
-    private static func sleep(_ delay: Duration) {
-        let (seconds, attoseconds) = delay.components
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        var left = timespec()
-        while nanosleep(&request, &left) != 0 && errno == EINTR { request = left }
     }
 }

@@ -202,7 +202,7 @@ import Testing
 
         func slow(_ result: Int32) -> Int32 {
             let code = errno
-            usleep(UInt32(PathStorage.nanoseconds(delay) / 1_000))
+            usleep(UInt32(delay.nanoseconds / 1_000))
             errno = code
             return result
         }

@@ -53,7 +53,7 @@ import Testing
             }
             defer { state.withLock { $0.inFlight -= 1 } }
             let result = call(fd)
-            if delay > .zero { Thread.sleep(forTimeInterval: Double(PathStorage.nanoseconds(delay)) / 1e9) }
+            if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.nanoseconds) / 1e9) }
             if fails {
                 errno = EIO
                 return -1
