@@ -23,12 +23,13 @@ public struct WriteID: Sendable, Hashable, CustomStringConvertible {
 
     /// The 16 bytes as stored in a file: `low` then `high`, each little-endian.
     public var bytes: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(16)
-        for v in [low, high] {
-            for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+        [UInt8](unsafeUninitializedCapacity: 16) { out, count in
+            for i in 0..<8 {
+                out[i] = UInt8(truncatingIfNeeded: low >> (8 * UInt64(i)))
+                out[8 + i] = UInt8(truncatingIfNeeded: high >> (8 * UInt64(i)))
+            }
+            count = 16
         }
-        return out
     }
 
     /// Reads 16 stored bytes (`low` then `high`, little-endian); nil unless there are exactly 16.
@@ -43,26 +44,37 @@ public struct WriteID: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// 32 lower-case hex digits of the stored bytes, in stored order.
-    public var description: String { hexString(bytes) }
-
-    /// Parses `description`.
-    public init?(hex: String) {
-        let digits = Array(hex.utf8)
-        guard digits.count == 32 else { return nil }
-        var out: [UInt8] = []
-        for i in stride(from: 0, to: 32, by: 2) {
-            guard let h = Self.nibble(digits[i]), let l = Self.nibble(digits[i + 1]) else { return nil }
-            out.append(h << 4 | l)
+    public var description: String {
+        String(unsafeUninitializedCapacity: 32) { out in
+            for (half, v) in [(0, low), (16, high)] {
+                for i in 0..<8 {
+                    let b = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))
+                    out[half + 2 * i] = hexDigits[Int(b >> 4)]
+                    out[half + 2 * i + 1] = hexDigits[Int(b & 0xF)]
+                }
+            }
+            return 32
         }
-        self.init(bytes: out)
     }
 
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        default: return nil
+    /// Parses `description`.
+    public init?(hex: String) { self.init(hexDigits: hex.utf8) }
+
+    /// Parses the UTF-8 of `description`: exactly 32 lower-case hex digits.
+    public init?<C: Collection<UInt8>>(hexDigits digits: C) {
+        guard digits.count == 32 else { return nil }
+        var low: UInt64 = 0
+        var high: UInt64 = 0
+        var index = digits.startIndex
+        for i in 0..<16 {
+            guard let h = hexValue(digits[index]) else { return nil }
+            digits.formIndex(after: &index)
+            guard let l = hexValue(digits[index]) else { return nil }
+            digits.formIndex(after: &index)
+            let b = UInt64(h << 4 | l)
+            if i < 8 { low |= b << (8 * UInt64(i)) } else { high |= b << (8 * UInt64(i - 8)) }
         }
+        self.init(high: high, low: low)
     }
 }
 

@@ -712,9 +712,38 @@ package func hexString<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
-/// Lower-case hex of an unsigned integer, zero-padded to its full width.
+/// Lower-case hex of an unsigned integer, zero-padded to its full width (most significant digit
+/// first).
 package func hexString<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> String {
-    hexString((0..<(T.bitWidth / 8)).reversed().map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) })
+    let count = T.bitWidth / 4
+    return String(unsafeUninitializedCapacity: count) { out in
+        writeHex(value, into: out, at: 0)
+        return count
+    }
+}
+
+/// Writes the `T.bitWidth / 4` lower-case hex digits of `value` (most significant first) into
+/// `out` from `start`; `out` must have room for them.
+package func writeHex<T: FixedWidthInteger & UnsignedInteger>(
+    _ value: T, into out: UnsafeMutableBufferPointer<UInt8>, at start: Int
+) {
+    let count = T.bitWidth / 4
+    var v = value
+    var i = start + count
+    while i > start {
+        i -= 1
+        out[i] = hexDigits[Int(truncatingIfNeeded: v & 0xF)]
+        v >>= 4
+    }
+}
+
+/// The value of one lower-case hex digit; nil for anything else.
+package func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
+    default: return nil
+    }
 }
 
 func hex(_ b: UInt8) -> String { hexString(b) }

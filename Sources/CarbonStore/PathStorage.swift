@@ -314,8 +314,10 @@ public final class PathStorage: ObjectStorage {
         }
 
         init?(_ text: Substring) {
-            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 2, let s = Int(parts[0]), let n = Int(parts[1]) else { return nil }
+            let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+            guard parts.count == 2, let s = Int(Substring(parts[0])), let n = Int(Substring(parts[1])) else {
+                return nil
+            }
             self.init(seconds: s, nanoseconds: n)
         }
 
@@ -365,14 +367,17 @@ public final class PathStorage: ObjectStorage {
         }
 
         init?(_ version: ObjectVersion) {
-            let parts = version.rawValue.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 4 || parts.count == 5, parts[0] == "v2",
-                let f = WriteID(hex: String(parts[1])),
-                let n = Int(parts[2]), n > 0, let l = WriteID(hex: String(parts[3]))
+            // Split as bytes: every update parses a version, and a split by `Character` walks
+            // grapheme clusters.
+            let parts = version.rawValue.utf8.split(
+                separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+            guard parts.count == 4 || parts.count == 5, parts[0].elementsEqual("v2".utf8),
+                let f = WriteID(hexDigits: parts[1]),
+                let n = Int(Substring(parts[2])), n > 0, let l = WriteID(hexDigits: parts[3])
             else { return nil }
             var changed: ChangeTime? = nil
             if parts.count == 5 {
-                guard let c = ChangeTime(parts[4]) else { return nil }
+                guard let c = ChangeTime(Substring(parts[4])) else { return nil }
                 changed = c
             }
             self.init(fileID: f, validLength: n, lastID: l, changed: changed)

@@ -33,4 +33,18 @@ import Testing
         #expect(seen.count == 1000)
         #expect(OperationID.make().count == 36)
     }
+
+    /// UUID text form: 32 lower-case hex digits grouped 8-4-4-4-12, every digit used.
+    @Test func operationIDsAreLowerCaseHexGroupedAsUUIDs() {
+        var digitsSeen = Set<Character>()
+        for _ in 0..<200 {
+            let id = OperationID.make()
+            let groups = id.split(separator: "-", omittingEmptySubsequences: false)
+            #expect(groups.map(\.count) == [8, 4, 4, 4, 12], "\(id)")
+            let digits = groups.joined()
+            #expect(digits.allSatisfy { "0123456789abcdef".contains($0) }, "\(id)")
+            digitsSeen.formUnion(digits)
+        }
+        #expect(digitsSeen.count == 16)
+    }
 }

@@ -87,10 +87,23 @@ public enum OperationID {
         var rng = SystemRandomNumberGenerator()
         let a = rng.next() as UInt64
         let b = rng.next() as UInt64
-        let h = hexString(a) + hexString(b)
-        let c = Array(h)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-"
-            + String(c[16..<20])
-            + "-" + String(c[20..<32])
+        // 32 hex digits grouped 8-4-4-4-12.
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var digits = [UInt8](repeating: 0, count: 32)
+            digits.withUnsafeMutableBufferPointer {
+                writeHex(a, into: $0, at: 0)
+                writeHex(b, into: $0, at: 16)
+            }
+            var n = 0
+            for (i, d) in digits.enumerated() {
+                if i == 8 || i == 12 || i == 16 || i == 20 {
+                    out[n] = UInt8(ascii: "-")
+                    n += 1
+                }
+                out[n] = d
+                n += 1
+            }
+            return n
+        }
     }
 }
