@@ -72,6 +72,7 @@ let package = Package(
                 "BenchmarkSupport",
                 .product(name: "CarbonModel", package: "CarbonStore"),
                 .product(name: "CarbonFormat", package: "CarbonStore"),
+                .product(name: "CarbonStore", package: "CarbonStore"),
             ],
             path: "Sources/CodecProfile"
         ),

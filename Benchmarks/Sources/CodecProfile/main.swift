@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import CarbonFormat
 import CarbonModel
+import CarbonStore
 import Foundation
 
 // A loop of one codec operation on W1 (or W2), for a profiler: package-benchmark's runs are too
@@ -72,6 +73,26 @@ if args.count > 1, args[1] == "catch-up" || args[1] == "frames" {
     print(
         "\(args[1]) (\(frameCount) frames): \(elapsed / iterations) per operation over \(iterations) (\(sink))"
     )
+    exit(0)
+}
+if args.count > 1, args[1] == "append" {
+    // W1 append updates in a loop on a `path:` store (locking=local), as the W1 append benchmark
+    // runs them: what one update costs, for a profiler.
+    let iterations = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
+    let dir = try Fixtures.makeDirectory("profile-append")
+    let store = try await Fixtures.makeStore(dir: dir, written: ByteCounter())
+    _ = try await Fixtures.seed(store, "w1", with: Fixtures.w1)
+    // Off the main actor, as package-benchmark runs its benchmarks: no hop to the main thread
+    // and back around every update.
+    let elapsed = try await Task.detached {
+        let start = ContinuousClock.now
+        for n in 0..<iterations {
+            try await store.update("w1") { try $0.upsert(Fixtures.appended(n)) }
+        }
+        return ContinuousClock.now - start
+    }.value
+    print("append: \(elapsed / iterations) per update over \(iterations)")
+    Fixtures.removeDirectory("profile-append")
     exit(0)
 }
 let what = args.count > 1 ? args[1] : "encode"
