@@ -46,12 +46,10 @@ public struct WriteID: Sendable, Hashable, CustomStringConvertible {
     /// 32 lower-case hex digits of the stored bytes, in stored order.
     public var description: String {
         String(unsafeUninitializedCapacity: 32) { out in
-            for (half, v) in [(0, low), (16, high)] {
-                for i in 0..<8 {
-                    let b = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))
-                    out[half + 2 * i] = hexDigits[Int(b >> 4)]
-                    out[half + 2 * i + 1] = hexDigits[Int(b & 0xF)]
-                }
+            for k in 0..<16 {
+                let b = UInt8(truncatingIfNeeded: (k < 8 ? low : high) >> (8 * UInt64(k % 8)))
+                out[2 * k] = hexDigits[Int(b >> 4)]
+                out[2 * k + 1] = hexDigits[Int(b & 0xF)]
             }
             return 32
         }

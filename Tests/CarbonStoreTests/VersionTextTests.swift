@@ -40,6 +40,8 @@ import Testing
             "v2:\(id):100:\(id):17.5.1", "v2:\(id):100:\(id):x.5", "v2:\(id):100:\(id):17.5:1",
             "v2:\(id):99999999999999999999999:\(id)", "sha256:\(id)\(id)", " v2:\(id):100:\(id)",
             "v2:\(id):100:\(id.dropLast())\u{301}", "v2:\(id):1\u{301}:\(id)",
+            // A colon joined to a combining mark (one Character, two parts as bytes).
+            "v2:\(id):100:\u{301}\(id)", "v2:\(id)\u{600}:100:\(id)", "v2:\u{301}\(id):100:\(id)",
         ] {
             #expect(AppendVersion(ObjectVersion(bad)) == nil, "\(bad)")
         }
