@@ -62,6 +62,16 @@ public final class PathStorage: ObjectStorage {
     /// The default of that limit: half a millisecond. An `fdatasync` of a local SSD or disk takes a
     /// fraction of that; one of EFS, NFS or a network block volume, a millisecond or more.
     package static let offloadSyncsAbove = Duration.microseconds(500)
+    /// Whether every blocking step of this storage's operations (opening folders and files, reading,
+    /// taking a lock's first try, writing, renaming) runs on `SyncThreads` rather than on the
+    /// calling task's thread (`blocking`). True on a network file system (the root's `f_type` is
+    /// not one of `FileLock.localFileSystems`: NFS and EFS, SMB, FUSE, Ceph, 9p), where each step
+    /// waits for a server's answer; false on a local one, where the steps take microseconds and a
+    /// hand-over to another thread would cost more than it frees. Syncs then run there too.
+    public let offloadsFileWork: Bool
+    /// Called at the start of every blocking step, on the thread that runs it: the test support's
+    /// emulation of a network file system's round trips (`PathStorage.onSlowVolume`). Nil in use.
+    let beforeBlockingStep: (@Sendable () -> Void)?
 
     /// The default permissions of files: their owner reads and writes, nobody else has access.
     public static let defaultFileMode: mode_t = 0o600
@@ -91,8 +101,10 @@ public final class PathStorage: ObjectStorage {
         root: String, io: FileIO, fileMode: mode_t = PathStorage.defaultFileMode,
         maximumFileSize: Int = RecordCodec.Limits().maxFileSize,
         commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20),
-        offloadSyncsAbove: Duration = PathStorage.offloadSyncsAbove
+        offloadSyncsAbove: Duration = PathStorage.offloadSyncsAbove, offloadFileWork: Bool? = nil,
+        beforeBlockingStep: (@Sendable () -> Void)? = nil
     ) throws {
+        self.beforeBlockingStep = beforeBlockingStep
         self.offloadSyncsAboveNanoseconds = offloadSyncsAbove.nanoseconds
         self.root = try Self.absolute(root)
         self.maximumFileSize = maximumFileSize
@@ -134,6 +146,13 @@ public final class PathStorage: ObjectStorage {
         }
         if access(self.root, W_OK) != 0 {
             throw StorageIOError(operation: "open for writing", path: self.root, errno: errno)
+        }
+        if let offloadFileWork {
+            self.offloadsFileWork = offloadFileWork
+        } else {
+            let fd = open(self.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            self.offloadsFileWork = fd >= 0 && FileLock.isOnNetworkFileSystem(fd)
+            if fd >= 0 { _ = close(fd) }
         }
     }
 
@@ -222,15 +241,17 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Reading
 
     public func get(_ key: String) async throws -> StoredObject? {
-        let (folders, name) = Self.split(key)
-        guard let dir = try openFolder(folders, create: false) else { return nil }
-        defer { _ = io.close(dir) }
-        return try read(name, in: dir, path: path(of: key))
+        try await blocking { [self] in
+            let (folders, name) = Self.split(key)
+            guard let dir = try openFolder(folders, create: false) else { return nil }
+            defer { _ = io.close(dir) }
+            return try read(name, in: dir, path: path(of: key))
+        }
     }
 
     /// The bytes alone: readers that need no version skip its hash.
     public func getBytes(_ key: String) async throws -> [UInt8]? {
-        try readBytes(key)
+        try await blocking { [self] in try readBytes(key) }
     }
 
     func readBytes(_ key: String) throws -> [UInt8]? {
@@ -416,36 +437,41 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Version checks without reading the file
 
     public func getIfChanged(_ key: String, cached: ObjectVersion) async throws -> ConditionalRead {
-        let (folders, name) = Self.split(key)
-        let target = path(of: key)
-        guard let dir = try openFolder(folders, create: false) else { return .missing }
-        defer { _ = io.close(dir) }
-        if let expected = AppendVersion(cached) {
-            guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else { return .missing }
-            defer { _ = Glibc.close(fd) }
-            let size = Int(st.st_size)
-            let read = try compare(fd, size: size, with: expected, path: target)
-            if expected.changed == nil || expected.changed == ChangeTime(st), read.comparison != .changed {
-                return .unchanged
-            }
-            // Frames appended to the content asked about (the same snapshot, the same last frame
-            // where the version ends, and a frame chained to it after: what `compare` has just
-            // read): only the new bytes are read. The version of the whole is made from them.
-            if read.comparison == .changed, let tail = read.after, size <= maximumFileSize,
-                expected.validLength >= FileLayout.frameTrailerLength
-            {
-                let end = tail.withUnsafeBytes { codec.framesEnd($0, chainedTo: expected.lastID) }
-                if tail.count == size - expected.validLength, end.length > 0 {
-                    let version = AppendVersion(
-                        fileID: expected.fileID, validLength: expected.validLength + end.length,
-                        lastID: end.lastID,
-                        changed: ChangeTime(st))
-                    return .appended(tail: Array(tail[..<end.length]), version: version.version)
+        try await blocking { [self] in
+            let (folders, name) = Self.split(key)
+            let target = path(of: key)
+            guard let dir = try openFolder(folders, create: false) else { return .missing }
+            defer { _ = io.close(dir) }
+            if let expected = AppendVersion(cached) {
+                guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else {
+                    return .missing
+                }
+                defer { _ = Glibc.close(fd) }
+                let size = Int(st.st_size)
+                let read = try compare(fd, size: size, with: expected, path: target)
+                if expected.changed == nil || expected.changed == ChangeTime(st), read.comparison != .changed
+                {
+                    return .unchanged
+                }
+                // Frames appended to the content asked about (the same snapshot, the same last frame
+                // where the version ends, and a frame chained to it after: what `compare` has just
+                // read): only the new bytes are read. The version of the whole is made from them.
+                if read.comparison == .changed, let tail = read.after, size <= maximumFileSize,
+                    expected.validLength >= FileLayout.frameTrailerLength
+                {
+                    let end = tail.withUnsafeBytes { codec.framesEnd($0, chainedTo: expected.lastID) }
+                    if tail.count == size - expected.validLength, end.length > 0 {
+                        let version = AppendVersion(
+                            fileID: expected.fileID, validLength: expected.validLength + end.length,
+                            lastID: end.lastID,
+                            changed: ChangeTime(st))
+                        return .appended(tail: Array(tail[..<end.length]), version: version.version)
+                    }
                 }
             }
+            guard let object = try read(name, in: dir, path: target) else { return .missing }
+            return object.version == cached ? .unchanged : .changed(object)
         }
-        guard let object = try read(name, in: dir, path: target) else { return .missing }
-        return object.version == cached ? .unchanged : .changed(object)
     }
 
     /// How an open file stands against the version-2 version a writer or a cache holds.
@@ -541,103 +567,35 @@ public final class PathStorage: ObjectStorage {
             }
             return parsed
         }
-        guard let dir = try openFolder(folders, create: false, forWriting: true) else {
+        let opened = try await blocking { [self] in try openFolder(folders, create: false, forWriting: true) }
+        guard let dir = opened else {
             throw VersionMismatchError(
                 location: target, expected: expected?.rawValue ?? "a file to append to")
         }
         defer { _ = io.close(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) {
             acquired async throws -> ObjectVersion in
-            let fd = io.openat(dir, name, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
-            if fd < 0 {
-                if errno == ENOENT {
-                    throw VersionMismatchError(location: target, expected: expected?.rawValue ?? "a file")
-                }
-                if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, target) }
-                throw StorageIOError(operation: "open for appending", path: target, errno: errno)
+            let landed = try await blocking { [self] in
+                try writeFrame(
+                    bytes, name: name, in: dir, path: target, expected: expectedVersion, acquired: acquired)
             }
-            defer { _ = io.close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0 else {
-                throw StorageIOError(operation: "stat", path: target, errno: errno)
-            }
-            guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
-            let size = Int(st.st_size)
-            // A file written with other permissions (an older default) gets the configured ones,
-            // as a rewrite would give them.
-            if st.st_uid == geteuid() && (st.st_mode & 0o777) != fileMode { _ = fchmod(fd, fileMode) }
-            // The fence: the file must still be the content read. A torn append after it is cut.
-            var start = size
-            if let v = expectedVersion {
-                switch try compare(fd, size: size, with: v, path: target).comparison {
-                case .changed:
-                    throw VersionMismatchError(location: target, expected: v.version.rawValue)
-                case .sameWithDamagedTail:
-                    throw DamagedTailError(path: target, offset: v.validLength, length: size - v.validLength)
-                case .sameWithTornTail:
-                    if io.ftruncate(fd, v.validLength) != 0 {
-                        throw StorageIOError(
-                            operation: "truncate a torn append of", path: target, errno: errno)
-                    }
-                case .same:
-                    break
-                }
-                start = v.validLength
-            }
-            guard start + bytes.count <= maximumFileSize else {
-                throw FileTooLargeError(
-                    path: target, size: Int64(start + bytes.count), limit: Int64(maximumFileSize))
-            }
-            try checkCommitHold(since: acquired, path: target)
-            var written = 0
-            while written < bytes.count {
-                let n = bytes.withUnsafeBytes { buf in
-                    io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
-                }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw StorageIOError(operation: "append to", path: target, errno: errno)
-                }
-                if n == 0 { throw StorageIOError(operation: "append to", path: target, errno: EIO) }
-                written += n
-            }
-            // With O_APPEND the frame lands at the end of the file, whatever a writer that lost
-            // the commit lock (a lease lapsed on NFS) did meanwhile. Landing anywhere but right
-            // after the content read, it is chained to nothing there and readers ignore it: this
-            // write did not happen, and the next writer cuts it.
-            let end = lseek(fd, 0, SEEK_CUR)
-            if expectedVersion != nil && end != off_t(start + bytes.count) {
-                throw VersionMismatchError(
-                    location: target,
-                    expected:
-                        "a frame at offset \(start); it landed at \(Int(end) - bytes.count) after another writer's"
-                )
-            }
-            // The frame must read back whole where it was meant to land: a writer that lost the
-            // commit lock may have cut it as torn, or put its own bytes between its pieces, and
-            // the file still end at the expected offset.
-            if expectedVersion != nil {
-                if try readExactly(fd, count: bytes.count, at: start, path: target) != bytes {
-                    throw VersionMismatchError(
-                        location: target,
-                        expected: "the frame written at offset \(start); other bytes are there")
-                }
-                // The frame is where the fence expected it. On a local file system every process
-                // reads it from one page cache, and no writer can change the file before this
-                // fdatasync is over (and the frame cut if it failed): each takes the commit lock,
-                // held until then, and checks the file again. So the caller may let the user's
-                // lock go now, and the next writer prepare its change while the disk works.
-                if FileLock.isOnLocalFileSystem(fd) { whenWritten() }
-            }
-            let synced = await sync(io.datasync, fd)
+            defer { _ = io.close(landed.fd) }
+            // The frame is where the fence expected it. On a local file system every process reads
+            // it from one page cache, and no writer can change the file before this fdatasync is
+            // over (and the frame cut if it failed): each takes the commit lock, held until then,
+            // and checks the file again. So the caller may let the user's lock go now, and the next
+            // writer prepare its change while the disk works.
+            if expectedVersion != nil && landed.onLocalFileSystem { whenWritten() }
+            let synced = await sync(io.datasync, landed.fd)
             if synced.result != 0 {
                 let code = synced.errno
                 // The frame may not be durable, and after a failed writeback a later fdatasync
                 // reports success without writing it again: a frame chained to it could then be
                 // acknowledged and still be lost with it. Cut it while the commit lock is held.
                 // The cut is made durable too, so that a power cut does not bring the frame back.
-                var cut = io.ftruncate(fd, start) == 0
-                if cut { cut = await sync(io.datasync, fd).result == 0 }
+                let fd = landed.fd
+                var cut = await blocking { [self] in io.ftruncate(fd, landed.start) == 0 }
+                if cut { cut = await sync(io.datasync, landed.fd).result == 0 }
                 if !cut {
                     throw StorageIOError(
                         operation: "fdatasync (and the frame could not be cut: run `carbonstore verify`)",
@@ -645,17 +603,120 @@ public final class PathStorage: ObjectStorage {
                 }
                 throw StorageIOError(operation: "fdatasync", path: target, errno: code)
             }
-            var after = stat()
-            let changed = fstat(fd, &after) == 0 ? ChangeTime(after) : nil
+            let changed = await blocking { [fd = landed.fd] in
+                var after = stat()
+                return fstat(fd, &after) == 0 ? ChangeTime(after) : nil
+            }
             guard let v = expectedVersion else {
                 // Unfenced (the torture tests' negative controls): a version no file has, so that the
                 // next read reads the file.
-                return AppendVersion(fileID: frameID, validLength: Int(end), lastID: frameID).version
+                return AppendVersion(fileID: frameID, validLength: landed.end, lastID: frameID).version
             }
             return AppendVersion(
-                fileID: v.fileID, validLength: start + bytes.count, lastID: frameID, changed: changed
+                fileID: v.fileID, validLength: landed.start + bytes.count, lastID: frameID, changed: changed
             ).version
         }
+    }
+
+    /// Where `writeFrame` put a frame: the open user file (the caller closes it), the offset the
+    /// frame starts at and the one the file ends at, and whether the file is on a local file system.
+    struct LandedFrame: Sendable {
+        var fd: Int32
+        var start: Int
+        var end: Int
+        var onLocalFileSystem: Bool
+    }
+
+    /// The blocking part of an append, under the commit lock: opens the user file `name` of an open
+    /// folder, checks the fence against `expected` (cutting a torn append after it), appends
+    /// `bytes` with `O_APPEND`, and checks that they landed, and read back whole, right after the
+    /// content read. On success the file is left open for its `fdatasync`; on a throw it is closed.
+    func writeFrame(
+        _ bytes: [UInt8], name: String, in dir: Int32, path target: String,
+        expected expectedVersion: AppendVersion?,
+        acquired: ContinuousClock.Instant
+    ) throws -> LandedFrame {
+        let fd = io.openat(dir, name, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
+        if fd < 0 {
+            if errno == ENOENT {
+                throw VersionMismatchError(
+                    location: target, expected: expectedVersion?.version.rawValue ?? "a file")
+            }
+            if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, target) }
+            throw StorageIOError(operation: "open for appending", path: target, errno: errno)
+        }
+        var landed = false
+        defer { if !landed { _ = io.close(fd) } }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw StorageIOError(operation: "stat", path: target, errno: errno)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Self.unsafeEntry(in: dir, name, target) }
+        let size = Int(st.st_size)
+        // A file written with other permissions (an older default) gets the configured ones,
+        // as a rewrite would give them.
+        if st.st_uid == geteuid() && (st.st_mode & 0o777) != fileMode { _ = fchmod(fd, fileMode) }
+        // The fence: the file must still be the content read. A torn append after it is cut.
+        var start = size
+        if let v = expectedVersion {
+            switch try compare(fd, size: size, with: v, path: target).comparison {
+            case .changed:
+                throw VersionMismatchError(location: target, expected: v.version.rawValue)
+            case .sameWithDamagedTail:
+                throw DamagedTailError(path: target, offset: v.validLength, length: size - v.validLength)
+            case .sameWithTornTail:
+                if io.ftruncate(fd, v.validLength) != 0 {
+                    throw StorageIOError(
+                        operation: "truncate a torn append of", path: target, errno: errno)
+                }
+            case .same:
+                break
+            }
+            start = v.validLength
+        }
+        guard start + bytes.count <= maximumFileSize else {
+            throw FileTooLargeError(
+                path: target, size: Int64(start + bytes.count), limit: Int64(maximumFileSize))
+        }
+        try checkCommitHold(since: acquired, path: target)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buf in
+                io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageIOError(operation: "append to", path: target, errno: errno)
+            }
+            if n == 0 { throw StorageIOError(operation: "append to", path: target, errno: EIO) }
+            written += n
+        }
+        // With O_APPEND the frame lands at the end of the file, whatever a writer that lost
+        // the commit lock (a lease lapsed on NFS) did meanwhile. Landing anywhere but right
+        // after the content read, it is chained to nothing there and readers ignore it: this
+        // write did not happen, and the next writer cuts it.
+        let end = lseek(fd, 0, SEEK_CUR)
+        if expectedVersion != nil && end != off_t(start + bytes.count) {
+            throw VersionMismatchError(
+                location: target,
+                expected:
+                    "a frame at offset \(start); it landed at \(Int(end) - bytes.count) after another writer's"
+            )
+        }
+        // The frame must read back whole where it was meant to land: a writer that lost the
+        // commit lock may have cut it as torn, or put its own bytes between its pieces, and
+        // the file still end at the expected offset.
+        var local = false
+        if expectedVersion != nil {
+            if try readExactly(fd, count: bytes.count, at: start, path: target) != bytes {
+                throw VersionMismatchError(
+                    location: target,
+                    expected: "the frame written at offset \(start); other bytes are there")
+            }
+            local = FileLock.isOnLocalFileSystem(fd)
+        }
+        landed = true
+        return LandedFrame(fd: fd, start: start, end: Int(end), onLocalFileSystem: local)
     }
 
     /// Under the commit lock, so that an append in flight has finished (durable, or cut after a
@@ -668,14 +729,23 @@ public final class PathStorage: ObjectStorage {
         guard let v = AppendVersion(version) else { return true }
         let target = path(of: key)
         let (folders, name) = Self.split(key)
-        guard let dir = try openFolder(folders, create: false, forWriting: true) else { return false }
+        let opened = try await blocking { [self] in try openFolder(folders, create: false, forWriting: true) }
+        guard let dir = opened else { return false }
         defer { _ = io.close(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) { _ async throws -> Bool in
-            guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else { return false }
-            defer { _ = Glibc.close(fd) }
-            if case .changed = try compare(fd, size: Int(st.st_size), with: v, path: target).comparison {
-                return false
+            // The user file, open, if it still has the version's content.
+            let userFile = try await blocking { [self] () throws -> Int32? in
+                guard let (fd, st) = try openUserFile(name: name, in: dir, path: target) else { return nil }
+                var keep = false
+                defer { if !keep { _ = Glibc.close(fd) } }
+                if case .changed = try compare(fd, size: Int(st.st_size), with: v, path: target).comparison {
+                    return nil
+                }
+                keep = true
+                return fd
             }
+            guard let fd = userFile else { return false }
+            defer { _ = Glibc.close(fd) }
             let synced = await sync(io.datasync, fd)
             if synced.result != 0 {
                 throw StorageIOError(operation: "fdatasync", path: target, errno: synced.errno)
@@ -690,7 +760,8 @@ public final class PathStorage: ObjectStorage {
     public func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
         let target = path(of: key)
         let (folders, name) = Self.split(key)
-        guard let dir = try openFolder(folders, create: true, durable: true) else {
+        guard let dir = try await blocking({ [self] in try openFolder(folders, create: true, durable: true) })
+        else {
             throw StorageIOError(operation: "open directory", path: Self.parent(of: target), errno: ENOENT)
         }
         defer { _ = io.close(dir) }
@@ -701,18 +772,22 @@ public final class PathStorage: ObjectStorage {
         do {
             return try await withCommitLock(dir, path: Self.parent(of: target)) {
                 acquired async throws -> ObjectVersion in
-                try check(condition, name: name, in: dir, path: target)
-                try checkCommitHold(since: acquired, path: target)
-                if io.renameat(dir, temp, name) != 0 {
-                    throw StorageIOError(
-                        operation: "rename to \(target) from", path: Self.parent(of: target) + "/" + temp,
-                        errno: errno)
+                try await blocking { [self] in
+                    try check(condition, name: name, in: dir, path: target)
+                    try checkCommitHold(since: acquired, path: target)
+                    if io.renameat(dir, temp, name) != 0 {
+                        throw StorageIOError(
+                            operation: "rename to \(target) from", path: Self.parent(of: target) + "/" + temp,
+                            errno: errno)
+                    }
                 }
                 try await fsyncDirectory(dir, path: Self.parent(of: target))
                 // The change time after the rename (which moves it), still under the commit lock.
-                var st = stat()
-                let changed = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? ChangeTime(st) : nil
-                return version(of: bytes, changed: changed)
+                return await blocking { [self] in
+                    var st = stat()
+                    let changed = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? ChangeTime(st) : nil
+                    return version(of: bytes, changed: changed)
+                }
             }
         } catch {
             _ = io.unlinkat(dir, temp)
@@ -721,36 +796,39 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// Creates, writes, fsyncs and closes a new temporary file in an open folder.
-    func writeTemporary(_ temp: String, in dir: Int32, path: String, bytes: [UInt8])
-        async throws(StorageIOError)
-    {
-        let fd = io.openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fileMode)
-        guard fd >= 0 else { throw StorageIOError(operation: "create", path: path, errno: errno) }
-        func fail(_ op: String, _ code: Int32) -> StorageIOError {
+    func writeTemporary(_ temp: String, in dir: Int32, path: String, bytes: [UInt8]) async throws {
+        @Sendable func fail(_ fd: Int32, _ op: String, _ code: Int32) -> StorageIOError {
             _ = io.close(fd)
             _ = io.unlinkat(dir, temp)
             return StorageIOError(operation: op, path: path, errno: code)
         }
-        // The umask may have removed bits that the configured mode grants (mode=0660).
-        if fchmod(fd, fileMode) != 0 { throw fail("chmod", errno) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buf in
-                io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
+        let fd = try await blocking { [self] () throws(StorageIOError) -> Int32 in
+            let fd = io.openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fileMode)
+            guard fd >= 0 else { throw StorageIOError(operation: "create", path: path, errno: errno) }
+            // The umask may have removed bits that the configured mode grants (mode=0660).
+            if fchmod(fd, fileMode) != 0 { throw fail(fd, "chmod", errno) }
+            var written = 0
+            while written < bytes.count {
+                let n = bytes.withUnsafeBytes { buf in
+                    io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
+                }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw fail(fd, "write", errno)
+                }
+                if n == 0 { throw fail(fd, "write", EIO) }
+                written += n
             }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw fail("write", errno)
-            }
-            if n == 0 { throw fail("write", EIO) }
-            written += n
+            return fd
         }
         let synced = await sync(io.fsync, fd)
-        if synced.result != 0 { throw fail("fsync", synced.errno) }
-        if io.close(fd) != 0 {
-            let code = errno
-            _ = io.unlinkat(dir, temp)
-            throw StorageIOError(operation: "close", path: path, errno: code)
+        if synced.result != 0 { throw fail(fd, "fsync", synced.errno) }
+        try await blocking { [self] () throws(StorageIOError) in
+            if io.close(fd) != 0 {
+                let code = errno
+                _ = io.unlinkat(dir, temp)
+                throw StorageIOError(operation: "close", path: path, errno: code)
+            }
         }
     }
 
@@ -816,7 +894,8 @@ public final class PathStorage: ObjectStorage {
         _ dir: Int32, path: String, _ body: (ContinuousClock.Instant) async throws -> T
     ) async throws -> T {
         let lock = try await FileLock.acquire(
-            ".commit.lock", in: dir, path: path + "/.commit.lock", mode: fileMode, wait: commitLockWait)
+            ".commit.lock", in: dir, path: path + "/.commit.lock", mode: fileMode, wait: commitLockWait,
+            on: self)
         guard let lock else {
             let lockPath = path + "/.commit.lock"
             throw StorageIOError(
@@ -843,6 +922,22 @@ public final class PathStorage: ObjectStorage {
         offloadsSyncs ? await SyncThreads.shared.run { [self] in timedSync(call, fd) } : timedSync(call, fd)
     }
 
+    /// Runs one blocking step of an operation (system calls that wait for a disk or a server) and
+    /// returns what it returned: on `SyncThreads` when `offloadsFileWork` (a network file system),
+    /// so that the waiting task gives its thread of the cooperative pool back; otherwise on the
+    /// caller's thread. A step reads `errno` itself, on the thread that made the call; it is not
+    /// carried across. Not cancellable: a step, once begun, is waited for.
+    func blocking<T: Sendable, E: Error>(_ step: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        guard offloadsFileWork else {
+            beforeBlockingStep?()
+            return try step()
+        }
+        return try await SyncThreads.shared.run { [beforeBlockingStep] () -> Result<T, E> in
+            beforeBlockingStep?()
+            return Result { () throws(E) -> T in try step() }
+        }.get()
+    }
+
     /// Runs `call` on `fd` on this thread, and adds its time to the average.
     func timedSync(_ call: (Int32) -> Int32, _ fd: Int32) -> (result: Int32, errno: Int32) {
         let start = ContinuousClock.now
@@ -854,7 +949,9 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// Whether this storage's syncs now run on `SyncThreads` (their average is past the limit).
-    var offloadsSyncs: Bool { syncAverage.withLock { $0 } > offloadSyncsAboveNanoseconds }
+    var offloadsSyncs: Bool {
+        offloadsFileWork || syncAverage.withLock { $0 } > offloadSyncsAboveNanoseconds
+    }
 
     // MARK: - Deleting
 
@@ -862,7 +959,8 @@ public final class PathStorage: ObjectStorage {
     public func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
         let target = path(of: key)
         let (folders, name) = Self.split(key)
-        guard let dir = try openFolder(folders, create: false, forWriting: true) else {
+        let opened = try await blocking { [self] in try openFolder(folders, create: false, forWriting: true) }
+        guard let dir = opened else {
             if case .mustMatch(let v) = condition {
                 throw VersionMismatchError(location: target, expected: v.rawValue)
             }
@@ -870,12 +968,16 @@ public final class PathStorage: ObjectStorage {
         }
         defer { _ = io.close(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) { acquired async throws -> Bool in
-            try check(condition, name: name, in: dir, path: target, allowDamagedTail: true)
-            try checkCommitHold(since: acquired, path: target)
-            if io.unlinkat(dir, name) != 0 {
-                if errno == ENOENT { return false }
-                throw StorageIOError(operation: "unlink", path: target, errno: errno)
+            let removed = try await blocking { [self] in
+                try check(condition, name: name, in: dir, path: target, allowDamagedTail: true)
+                try checkCommitHold(since: acquired, path: target)
+                if io.unlinkat(dir, name) != 0 {
+                    if errno == ENOENT { return false }
+                    throw StorageIOError(operation: "unlink", path: target, errno: errno)
+                }
+                return true
             }
+            guard removed else { return false }
             try await fsyncDirectory(dir, path: Self.parent(of: target))
             return true
         }
@@ -884,6 +986,11 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Listing
 
     public func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing {
+        try await blocking { [self] in try listNow(prefix: prefix, startAfter: startAfter, limit: limit) }
+    }
+
+    /// `list`, on this thread.
+    func listNow(prefix: String, startAfter: String?, limit: Int) throws -> ObjectListing {
         var keys: [String] = []
         let limit = max(limit, 1)
         var more = false

@@ -1,8 +1,10 @@
-/// Threads of their own for the `path:` backend's `fsync` and `fdatasync` calls once these are slow
-/// (`PathStorage.sync`): on a network file system (EFS, NFS) or a network block volume a sync takes
-/// milliseconds, and a sync made on a thread of Swift's cooperative pool (one thread per core)
-/// stops every other task of the process that long. Handed to these threads, the waiting task
-/// gives its thread back, and syncs of different users proceed side by side.
+/// Threads of their own for the `path:` backend's blocking system calls: its `fsync` and
+/// `fdatasync` calls once these are slow (`PathStorage.sync`), and, on a network file system, every
+/// other blocking step of its operations (`PathStorage.blocking`). On EFS or NFS a sync, an `open`,
+/// a `flock` or a read takes a network round trip or more, and one made on a thread of Swift's
+/// cooperative pool (one thread per core) stops every other task of the process that long. Handed
+/// to these threads, the waiting task gives its thread back, and the operations of different users
+/// proceed side by side.
 ///
 /// Up to `maximum` threads in the process (`KeptThreads`); past that, calls queue in arrival order.
 /// A call for which no thread can be started runs on the caller's own thread.
@@ -17,12 +19,10 @@ final class SyncThreads: Sendable {
         threads = KeptThreads(name: "sync", maximum: maximum, mayStartThread: mayStartThread)
     }
 
-    /// Runs `work` on one of the threads and returns what it returned, with the `errno` it left.
-    /// Not cancellable: a sync, once asked for, is waited for.
-    func run(
-        _ work: @escaping @Sendable () -> (result: Int32, errno: Int32)
-    ) async -> (result: Int32, errno: Int32) {
-        await withCheckedContinuation { (done: CheckedContinuation<(result: Int32, errno: Int32), Never>) in
+    /// Runs `work` on one of the threads and returns what it returned (for a system call, with the
+    /// `errno` it left, read on that thread). Not cancellable: a call, once asked for, is waited for.
+    func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (done: CheckedContinuation<T, Never>) in
             if !threads.submit({ done.resume(returning: work()) }) {
                 done.resume(returning: work())
             }

@@ -21,7 +21,38 @@ extension PathStorage {
     public static func withSlowSync(
         root: String, delay: Duration, offloadingSyncs: Bool = true
     ) throws -> PathStorage {
+        try PathStorage(
+            root: root, io: slowSyncs(delay),
+            offloadSyncsAbove: offloadingSyncs ? PathStorage.offloadSyncsAbove : .seconds(1_000_000_000))
+    }
+
+    /// A `path:` storage on `root` that behaves as one on a network file system (EFS, NFS): every
+    /// blocking step of its operations (`PathStorage.blocking`: opening a folder and a file and
+    /// reading it, a lock's first try, an append's fence and write, a rename) starts by sleeping
+    /// `stepDelay` on the thread that runs it, as a step that waits for a server's round trips
+    /// holds its thread; every `fsync` and `fdatasync` takes `syncDelay` longer (`withSlowSync`).
+    /// With `offloadingFileWork` (what the storage chooses by itself on a network file system) the
+    /// steps and syncs run on threads of their own; without, on the calling task's thread, as
+    /// before they could (syncs still leave it once they average over `offloadSyncsAbove`), for
+    /// comparison (`ManyUsersUpdate --step-delay`). `onStep`, if given, is called at the start of
+    /// every step, on its thread. Part of the test support only.
+    public static func onSlowVolume(
+        root: String, stepDelay: Duration, syncDelay: Duration = .zero, offloadingFileWork: Bool = true,
+        onStep: (@Sendable () -> Void)? = nil
+    ) throws -> PathStorage {
+        let seconds = Double(stepDelay.nanoseconds) / 1e9
+        return try PathStorage(
+            root: root, io: slowSyncs(syncDelay), offloadFileWork: offloadingFileWork,
+            beforeBlockingStep: {
+                onStep?()
+                if seconds > 0 { Thread.sleep(forTimeInterval: seconds) }
+            })
+    }
+
+    /// System calls whose syncs take `delay` longer (none when it is zero).
+    static func slowSyncs(_ delay: Duration) -> FileIO {
         let posix = FileIO.posix
+        guard delay > .zero else { return posix }
         let slow: @Sendable (Int32) -> Int32 = { result in
             let code = errno
             if result == 0 { Thread.sleep(forTimeInterval: Double(delay.nanoseconds) / 1e9) }
@@ -31,8 +62,6 @@ extension PathStorage {
         var io = posix
         io.fsync = { fd in slow(posix.fsync(fd)) }
         io.datasync = { fd in slow(posix.datasync(fd)) }
-        return try PathStorage(
-            root: root, io: io,
-            offloadSyncsAbove: offloadingSyncs ? PathStorage.offloadSyncsAbove : .seconds(1_000_000_000))
+        return io
     }
 }

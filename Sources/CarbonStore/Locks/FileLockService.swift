@@ -29,9 +29,47 @@ struct FileLock: Sendable {
     /// through a symbolic link, and waits up to `wait` for the lock; nil on timeout. A waiter whose
     /// task is cancelled throws `CancellationError`. On timeout or cancellation the lock is not
     /// held, and never will be through this call: a thread that gets it later lets it go at once.
+    ///
+    /// The opening and the first try are one blocking step of `storage` (`PathStorage.blocking`:
+    /// on a thread of its own on a network file system; without a storage, on this thread); with
+    /// `holder`, the lock is described once held (`describeHolder`), in the same step when the first
+    /// try takes it.
     static func acquire(
-        _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration
+        _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration,
+        on storage: PathStorage? = nil, holder: String? = nil
     ) async throws -> FileLock? {
+        @Sendable func step() throws -> FirstTry {
+            let first = try firstTry(name, in: directory, path: path, mode: mode)
+            if case .held(let lock) = first, let holder { lock.describeHolder(holder) }
+            return first
+        }
+        let first = try await storage?.blocking(step) ?? step()
+        switch first {
+        case .held(let lock):
+            return lock
+        case .busy(let lock):
+            // `wait` closes the descriptor unless it returns true.
+            guard try await Self.wait(lock.fd, path: path, for: wait) else { return nil }
+            if let holder {
+                if let storage {
+                    await storage.blocking { lock.describeHolder(holder) }
+                } else {
+                    lock.describeHolder(holder)
+                }
+            }
+            return lock
+        }
+    }
+
+    /// What the first try at a lock found: the lock held, or held elsewhere (the descriptor open).
+    enum FirstTry: Sendable {
+        case held(FileLock)
+        case busy(FileLock)
+    }
+
+    /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
+    /// through a symbolic link, and tries the lock once without waiting.
+    static func firstTry(_ name: String, in directory: Int32, path: String, mode: mode_t) throws -> FirstTry {
         let fd = openat(directory, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
         guard fd >= 0 else {
             if errno == ELOOP { throw PathStorage.unsafeEntry(in: directory, name, path) }
@@ -47,14 +85,13 @@ struct FileLock: Sendable {
         if st.st_uid == geteuid() && (st.st_mode & 0o777) != mode { _ = fchmod(fd, mode) }
         let lock = FileLock(fd: fd, path: path)
         // Free: taken at once, without a thread.
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return lock }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return .held(lock) }
         guard errno == EWOULDBLOCK || errno == EINTR else {
             let code = errno
             close(fd)
             throw StorageIOError(operation: "lock", path: path, errno: code)
         }
-        // `wait` closes the descriptor unless it returns true.
-        return try await Self.wait(fd, path: path, for: wait) ? lock : nil
+        return .busy(lock)
     }
 
     /// Waits up to `wait` for the lock on `fd`: blocked in the kernel's queue on a local file
@@ -104,6 +141,21 @@ struct FileLock: Sendable {
             defer { buffer.deallocate() }
             guard fstatfs(fd, buffer) == 0 else { return false }
             return localFileSystems.contains(Int64(buffer.load(as: Int.self)))
+        #else
+            return false
+        #endif
+    }
+
+    /// Whether `fd` is on a file system that is not known to be local (`localFileSystems`): NFS and
+    /// EFS, SMB, FUSE, Ceph, 9p and any other. False where this cannot be told (not Linux, or no
+    /// `fstatfs`).
+    static func isOnNetworkFileSystem(_ fd: Int32) -> Bool {
+        #if os(Linux) && (arch(x86_64) || arch(arm64))
+            guard let fstatfs = Self.fstatfs else { return false }
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
+            defer { buffer.deallocate() }
+            guard fstatfs(fd, buffer) == 0 else { return false }
+            return !localFileSystems.contains(Int64(buffer.load(as: Int.self)))
         #else
             return false
         #endif
@@ -339,13 +391,15 @@ public final class FileLockService: LockService {
     public func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
         let folders = PathStorage.split(name).folders
         let path = storage.root + "/" + (folders + [".lock"]).joined(separator: "/")
-        guard let dir = try storage.openFolder(folders, create: true) else {
+        let opened = try await storage.blocking { [storage] in try storage.openFolder(folders, create: true) }
+        guard let dir = opened else {
             throw StorageIOError(
                 operation: "open directory", path: PathStorage.parent(of: path), errno: ENOENT)
         }
         defer { close(dir) }
         let start = ContinuousClock.now
         let op = OperationID.make()
+        let holder = "\(owner), operation \(op)"
         guard let turn = await turns.take(path, wait: wait) else {
             throw LockTimeoutError(
                 userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,
@@ -355,7 +409,7 @@ public final class FileLockService: LockService {
         do {
             lock = try await FileLock.acquire(
                 ".lock", in: dir, path: path, mode: storage.fileMode,
-                wait: wait - (ContinuousClock.now - start))
+                wait: wait - (ContinuousClock.now - start), on: storage, holder: holder)
         } catch {
             turns.give(path, turn)
             throw error
@@ -366,7 +420,6 @@ public final class FileLockService: LockService {
                 userID: userID, waitedMilliseconds: (ContinuousClock.now - start).milliseconds,
                 holder: Self.readHolder(".lock", in: dir))
         }
-        lock.describeHolder("\(owner), operation \(op)")
         held.withLock { $0[op] = (lock, turn, path) }
         return Lease(name: name, userID: userID, operationID: op, validUntil: nil)
     }

@@ -1,0 +1,206 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// On a network file system every blocking step of a `path:` operation leaves the cooperative pool
+/// (`PathStorage.blocking`, `SyncThreads`): opening folders and files, reading, a lock's first try,
+/// an append's fence and write, a rename. On EFS or NFS each of these waits for a server, and made
+/// on one of the pool's threads (one per core) it would stop every other task of the process. On
+/// a local file system they stay on the caller's thread.
+///
+/// A network file system is emulated (`PathStorage.onSlowVolume`): the storage is told to offload
+/// as it would decide by itself there, and a hook at the start of every step records its thread
+/// and, where asked, holds the step as a round trip would.
+@Suite struct SlowVolumeTests {
+    static func txn(_ id: String) -> Transaction {
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: 1_700_000_000_000),
+            amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
+    }
+
+    /// What the steps of a storage saw: how many, on which threads, how many at once.
+    final class Steps: Sendable {
+        struct State {
+            var count = 0
+            var offPool = 0
+            var inFlight = 0
+            var mostInFlight = 0
+        }
+        let state = CarbonStore.Locked(State())
+        /// How long each step holds its thread.
+        let hold: Duration
+
+        init(hold: Duration = .zero) { self.hold = hold }
+
+        func step() {
+            state.withLock { s in
+                s.count += 1
+                if Thread.current.name == "sync" { s.offPool += 1 }
+                s.inFlight += 1
+                s.mostInFlight = max(s.mostInFlight, s.inFlight)
+            }
+            if hold > .zero { Thread.sleep(forTimeInterval: Double(hold.nanoseconds) / 1e9) }
+            state.withLock { $0.inFlight -= 1 }
+        }
+
+        var seen: State { state.withLock { $0 } }
+    }
+
+    static func storage(_ dir: TemporaryDirectory, offloading: Bool, steps: Steps) throws -> PathStorage {
+        try PathStorage.onSlowVolume(
+            root: dir.path, stepDelay: .zero, offloadingFileWork: offloading, onStep: { steps.step() })
+    }
+
+    @Test func aLocalFileSystemKeepsItsStepsOnTheCallersThread() throws {
+        let dir = try TemporaryDirectory("slow-volume-local")
+        defer { dir.remove() }
+        // This machine's temporary folder is on a local file system (ext4, XFS, tmpfs, overlay).
+        let storage = try PathStorage(root: dir.path)
+        #expect(!storage.offloadsFileWork)
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(fd) }
+        #expect(!FileLock.isOnNetworkFileSystem(fd))
+        #expect(FileLock.isOnLocalFileSystem(fd))
+    }
+
+    /// Every kind of operation, each with its steps counted: all of them off the pool when the
+    /// storage offloads, none when it does not, and the same results either way.
+    @Test(arguments: [true, false])
+    func everyStepOfEveryOperationRunsWhereTheStorageSays(offloading: Bool) async throws {
+        let dir = try TemporaryDirectory("slow-volume-steps")
+        defer { dir.remove() }
+        let steps = Steps()
+        let storage = try Self.storage(dir, offloading: offloading, steps: steps)
+        #expect(storage.offloadsFileWork == offloading)
+        #expect(storage.offloadsSyncs == offloading)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        var before = 0
+        func stepsSince() -> Int {
+            let now = steps.seen.count
+            defer { before = now }
+            return now - before
+        }
+        try await store.update("alice") { try $0.upsert(Self.txn("t1")) }  // a new file: a snapshot write
+        #expect(stepsSince() >= 4)
+        try await store.update("alice") { try $0.upsert(Self.txn("t2")) }  // an append
+        #expect(stepsSince() >= 4)
+        #expect(try await store.read("alice")?.transactions.count == 2)  // a version check
+        #expect(stepsSince() >= 1)
+        let other = Store(storage: storage, locks: FileLockService(storage: storage))
+        #expect(try await other.get("alice").transactions.map(\.id) == ["t1", "t2"])  // a whole read
+        #expect(stepsSince() >= 1)
+        #expect(try await storage.list(prefix: "", startAfter: nil, limit: 10).keys.count == 1)
+        #expect(stepsSince() == 1)
+        #expect(try await store.delete("alice") == .deleted)
+        #expect(stepsSince() >= 3)
+        #expect(try await store.read("alice") == nil)
+        let seen = steps.seen
+        #expect(
+            seen.offPool == (offloading ? seen.count : 0),
+            "\(seen.offPool) of \(seen.count) steps off the pool")
+    }
+
+    /// Sixteen users updated at once while every step holds its thread, as round trips to a server
+    /// would: offloaded, many steps are in progress at once; on the caller's thread, no more than
+    /// the cooperative pool has threads. Every update is kept either way. (On the caller's thread
+    /// the held steps stop every task of the test process, so there they are held 2 ms, for one
+    /// update per user.)
+    @Test(arguments: [true, false])
+    func slowStepsOfManyUsersOverlapOnlyOffThePool(offloading: Bool) async throws {
+        let dir = try TemporaryDirectory("slow-volume-overlap")
+        defer { dir.remove() }
+        let steps = Steps(hold: offloading ? .milliseconds(20) : .milliseconds(2))
+        let updates = offloading ? 3 : 1
+        let storage = try Self.storage(dir, offloading: offloading, steps: steps)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        let users = (0..<16).map { "user-\($0)" }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for user in users {
+                group.addTask {
+                    for k in 0..<updates {
+                        try await store.update(user) { try $0.upsert(Self.txn("\(user)-\(k)")) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let check = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        for user in users {
+            #expect(try await check.get(user).transactions.count == updates, "\(user)")
+        }
+        let seen = steps.seen
+        if offloading {
+            #expect(seen.mostInFlight >= 8, "at most \(seen.mostInFlight) steps at once")
+        } else {
+            #expect(
+                seen.mostInFlight <= ProcessInfo.processInfo.activeProcessorCount,
+                "\(seen.mostInFlight) steps at once on \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        }
+    }
+
+    /// Writers of two stores on one folder (as two processes would be), every step off the pool,
+    /// contending for the same users: every acknowledged update is in the file, in both lock modes.
+    @Test(arguments: ["local", "none"])
+    func contendingWritersOffThePoolLoseNothing(locking: String) async throws {
+        let dir = try TemporaryDirectory("slow-volume-contention")
+        defer { dir.remove() }
+        func makeStore() throws -> Store {
+            let storage = try PathStorage.onSlowVolume(root: dir.path, stepDelay: .zero)
+            let locks: any LockService =
+                locking == "local" ? FileLockService(storage: storage) : NoLockService()
+            return Store(storage: storage, locks: locks)
+        }
+        let stores = [try makeStore(), try makeStore()]
+        let acknowledged = try await withThrowingTaskGroup(of: [String].self) { group in
+            for t in 0..<8 {
+                group.addTask {
+                    var mine: [String] = []
+                    for a in 0..<15 {
+                        let id = "t\(t)-\(a)"
+                        try await stores[t % 2].update(a % 2 == 0 ? "u1" : "u2") {
+                            try $0.upsert(Self.txn(id))
+                        }
+                        mine.append(id)
+                    }
+                    return mine
+                }
+            }
+            var all: [String] = []
+            for try await part in group { all += part }
+            return all
+        }
+        let check = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        let stored = Set(
+            try await check.get("u1").transactions.map(\.id) + check.get("u2").transactions.map(\.id))
+        #expect(Set(acknowledged).subtracting(stored).isEmpty)
+        #expect(stored.count == 120)
+    }
+
+    /// A step's error reaches the caller from the thread that met it, with its context: a link
+    /// planted in a user file's place is refused, by a read and by an update alike.
+    @Test func aStepsErrorReachesTheCaller() async throws {
+        let dir = try TemporaryDirectory("slow-volume-error")
+        defer { dir.remove() }
+        let steps = Steps()
+        let storage = try Self.storage(dir, offloading: true, steps: steps)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        try await store.update("mallory") { try $0.upsert(Self.txn("t1")) }
+        let file = storage.location(of: try UserKeys().key(for: "mallory"))
+        try FileManager.default.removeItem(atPath: file)
+        try FileManager.default.createSymbolicLink(atPath: file, withDestinationPath: "/etc/passwd")
+        let fresh = Store(storage: storage, locks: FileLockService(storage: storage))
+        await #expect(throws: UnsafePathError.self) { _ = try await fresh.read("mallory") }
+        await #expect(throws: UnsafePathError.self) {
+            try await fresh.update("mallory") { try $0.upsert(Self.txn("t2")) }
+        }
+        #expect(steps.seen.offPool == steps.seen.count)
+    }
+}
