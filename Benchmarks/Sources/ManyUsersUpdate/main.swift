@@ -19,6 +19,18 @@ import Foundation
 // test support). Each user is a W1 user (1,000 transactions) appended to `--updates` times (default
 // 10), one update at a time per user, all users at once. Files go under `.build/bench-data` (or
 // `CARBONSTORE_BENCH_DIR`), removed afterwards.
+//
+// `--step-delay U` (microseconds) emulates a network file system instead (EFS, NFS): every blocking
+// step of an operation (a folder walk and a file opened and read, a lock's first try, an append's
+// fence and write, a rename) holds its thread U µs longer, as its round trips to the server would
+// (`PathStorage.onSlowVolume`), and syncs are `--sync-delay` slower (default 0 with this option).
+// It compares the steps made on the task's thread (syncs leaving it once slow, as before) with
+// every step and sync on threads of their own (what the engine does on a network file system).
+// With `--reads`, each user is read `--updates` times instead (`Store.read` of a cached user: one
+// version check), all users at once.
+//
+//     swift run -c release ManyUsersUpdate --step-delay 1000 --sync-delay 2000
+//     swift run -c release ManyUsersUpdate --step-delay 1000 --reads
 
 func option(_ name: String, in args: [String]) -> String? {
     guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
@@ -27,9 +39,17 @@ func option(_ name: String, in args: [String]) -> String? {
 
 struct UsageError: Error, CustomStringConvertible { var description: String }
 
-/// Updates per second of `users` users, `updates` appends each, all users at once.
-func run(users: Int, updates: Int, delay: Duration, offloading: Bool) async throws -> Double {
-    let name = "many-users-" + (offloading ? "threads" : "pool")
+/// How the storage under test is slow, and whether it offloads.
+enum Volume {
+    /// Slow syncs only (`withSlowSync`); `offloading`: syncs leave the task's thread once slow.
+    case slowSyncs(Duration, offloading: Bool)
+    /// A network file system (`onSlowVolume`); `offloading`: every step on threads of its own.
+    case network(step: Duration, sync: Duration, offloading: Bool)
+}
+
+/// Operations per second of `users` users, `updates` appends (or reads) each, all users at once.
+func run(users: Int, updates: Int, volume: Volume, reads: Bool = false) async throws -> Double {
+    let name = "many-users"
     let dir = try Fixtures.makeDirectory(name)
     defer { Fixtures.removeDirectory(name) }
     // Seeded on the plain disk: the figure is about the updates.
@@ -37,7 +57,14 @@ func run(users: Int, updates: Int, delay: Duration, offloading: Bool) async thro
     let seeder = Store(storage: plain, locks: FileLockService(storage: plain))
     let ids = (0..<users).map { "user-\($0)" }
     for id in ids { try await Fixtures.seed(seeder, id, with: Fixtures.w1) }
-    let slow = try PathStorage.withSlowSync(root: dir, delay: delay, offloadingSyncs: offloading)
+    let slow: PathStorage
+    switch volume {
+    case .slowSyncs(let delay, let offloading):
+        slow = try PathStorage.withSlowSync(root: dir, delay: delay, offloadingSyncs: offloading)
+    case .network(let step, let sync, let offloading):
+        slow = try PathStorage.onSlowVolume(
+            root: dir, stepDelay: step, syncDelay: sync, offloadingFileWork: offloading)
+    }
     let store = Store(storage: slow, locks: FileLockService(storage: slow))
     for id in ids { _ = try await store.read(id) }
     let start = ContinuousClock.now
@@ -45,6 +72,12 @@ func run(users: Int, updates: Int, delay: Duration, offloading: Bool) async thro
         for (u, id) in ids.enumerated() {
             group.addTask {
                 for k in 0..<updates {
+                    if reads {
+                        guard try await store.read(id) != nil else {
+                            throw UsageError(description: "\(id) is gone")
+                        }
+                        continue
+                    }
                     try await store.update(id) {
                         try $0.upsert(Fixtures.appended(u * 1_000_000 + k, label: "m"))
                     }
@@ -57,7 +90,7 @@ func run(users: Int, updates: Int, delay: Duration, offloading: Bool) async thro
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     for (u, id) in ids.enumerated() {
         let record = try await seeder.get(id)
-        guard record.transactions.count == Fixtures.w1.transactions.count + updates else {
+        guard record.transactions.count == Fixtures.w1.transactions.count + (reads ? 0 : updates) else {
             throw UsageError(
                 description: "user \(u): \(record.transactions.count) transactions after the run")
         }
@@ -69,19 +102,46 @@ let args = Array(CommandLine.arguments.dropFirst())
 do {
     let users = option("--users", in: args).flatMap(Int.init) ?? 16
     let updates = option("--updates", in: args).flatMap(Int.init) ?? 10
-    let delayMicroseconds = option("--sync-delay", in: args).flatMap(Int.init) ?? 5000
-    guard users > 0, updates > 0, delayMicroseconds >= 0 else {
+    let stepMicroseconds = option("--step-delay", in: args).flatMap(Int.init)
+    let delayMicroseconds =
+        option("--sync-delay", in: args).flatMap(Int.init) ?? (stepMicroseconds == nil ? 5000 : 0)
+    let reads = args.contains("--reads")
+    guard users > 0, updates > 0, delayMicroseconds >= 0, (stepMicroseconds ?? 0) >= 0,
+        !reads || stepMicroseconds != nil
+    else {
         throw UsageError(
-            description: "usage: ManyUsersUpdate [--users N] [--updates K] [--sync-delay MICROSECONDS]")
+            description:
+                "usage: ManyUsersUpdate [--users N] [--updates K] [--sync-delay MICROSECONDS] [--step-delay MICROSECONDS [--reads]]"
+        )
     }
     let delay = Duration.microseconds(delayMicroseconds)
+    if let stepMicroseconds {
+        let step = Duration.microseconds(stepMicroseconds)
+        print(
+            "\(users) W1 users at once in one process, \(updates) \(reads ? "reads" : "appends") each, every blocking step \(stepMicroseconds) µs and every sync \(delayMicroseconds) µs slower (a network file system, emulated); \(ProcessInfo.processInfo.activeProcessorCount) cores"
+        )
+        print("steps made | \(reads ? "reads" : "updates")/s")
+        let pool = try await run(
+            users: users, updates: updates, volume: .network(step: step, sync: delay, offloading: false),
+            reads: reads)
+        print(
+            "on the task's thread (the cooperative pool; syncs leave it once slow) | \(String(format: "%.0f", pool))"
+        )
+        let threads = try await run(
+            users: users, updates: updates, volume: .network(step: step, sync: delay, offloading: true),
+            reads: reads)
+        print(
+            "on threads of their own (the default on a network file system) | \(String(format: "%.0f", threads)) (\(String(format: "%.1fx", threads / pool)))"
+        )
+        exit(0)
+    }
     print(
         "\(users) W1 users at once in one process, \(updates) appends each, every fsync and fdatasync \(delayMicroseconds) µs slower; \(ProcessInfo.processInfo.activeProcessorCount) cores"
     )
     print("syncs made | updates/s")
-    let pool = try await run(users: users, updates: updates, delay: delay, offloading: false)
+    let pool = try await run(users: users, updates: updates, volume: .slowSyncs(delay, offloading: false))
     print("on the updating task's thread (the cooperative pool) | \(String(format: "%.0f", pool))")
-    let threads = try await run(users: users, updates: updates, delay: delay, offloading: true)
+    let threads = try await run(users: users, updates: updates, volume: .slowSyncs(delay, offloading: true))
     print(
         "on threads of their own once slow (the default) | \(String(format: "%.0f", threads)) (\(String(format: "%.1fx", threads / pool)))"
     )
