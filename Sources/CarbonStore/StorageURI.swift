@@ -70,6 +70,17 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     /// 3; `compression=zlib`: version 2, which earlier releases read; `compression=none`); nil for
     /// the default (`StoreOptions.codec`).
     public var compression: RecordCodec.Compression?
+    /// Where `path:` makes the blocking file-system calls of its operations (`io=threads`: on
+    /// threads kept for them; `io=task`: on the calling task's thread; `io=auto`: threads on a
+    /// network file system, the task's thread on a local one); nil for the default, `auto`
+    /// (docs/STORAGE.md, "On a network file system, every blocking step runs on threads of its
+    /// own").
+    public var pathIO: PathIO?
+
+    /// The values of `io=`.
+    public enum PathIO: String, Sendable, Hashable, CaseIterable {
+        case auto, threads, task
+    }
 
     public enum Encryption: Sendable, Hashable {
         /// SSE-S3 (`sse=AES256`).
@@ -84,7 +95,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
     public static let defaultURI = "path:carbonstore-data"
     public static let knownKeys = [
         "locking", "table", "region", "endpoint", "prefix", "lease", "wait", "sse", "sse-kms-key-id", "mode",
-        "cache", "compression",
+        "cache", "compression", "io",
     ]
 
     public var description: String { original }
@@ -325,6 +336,17 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                     "path:carbonstore-data?cache=256")
             }
             cacheMebibytes = n
+        }
+        pathIO = nil
+        if let v = params["io"] {
+            let pathExample = "path:///mnt/efs/users?io=threads"
+            guard case .path = backend else { throw fail("'io' is only used with path:", pathExample) }
+            guard let placement = PathIO(rawValue: v) else {
+                throw fail(
+                    "'io' is auto (the default: threads of their own on a network file system, the task's thread on a local one), threads or task, not '\(v)'",
+                    pathExample)
+            }
+            pathIO = placement
         }
         compression = nil
         if let v = params["compression"] {

@@ -37,10 +37,16 @@ public struct BackendRegistry: Sendable {
         var registry = BackendRegistry()
         registry.register(storage: "path") { uri, options in
             guard case .path(let dir) = uri.backend else { preconditionFailure("registered for path:") }
+            let offloadFileWork: Bool? =
+                switch uri.pathIO {
+                case .threads: true
+                case .task: false
+                case .auto, nil: nil
+                }
             return try PathStorage(
                 root: dir, io: options.fileIO,
                 fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode,
-                maximumFileSize: options.codec.limits.maxFileSize)
+                maximumFileSize: options.codec.limits.maxFileSize, offloadFileWork: offloadFileWork)
         }
         registry.register(storage: "memory") { _, _ in MemoryStorage() }
         registry.register(locking: "local") { uri, storage, _ in

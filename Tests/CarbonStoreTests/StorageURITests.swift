@@ -1,4 +1,6 @@
+import CarbonModel
 import CarbonStore
+import Foundation
 import Testing
 
 @Suite struct StorageURITests {
@@ -54,6 +56,9 @@ import Testing
         ("s3:my-bucket?locking=dynamo&table=lo%00cks", "the value of 'table' contains a NUL byte (%00)"),
         ("path:/tmp/x?mode=0666", "would let every local user change user files"),
         ("memory:?mode=0640", "'mode' is only used with path:"),
+        ("s3:my-bucket?locking=none&io=threads", "'io' is only used with path:"),
+        ("path:/tmp/x?io=pool", "'io' is auto (the default: threads of their own on a network file system"),
+        ("path:/tmp/x?io=Threads", "'io' is auto"),
         ("path:/tmp/a%+1b", "malformed %-escape"),
         ("path:/tmp/x?mode=+600", "must be octal file permissions"),
         ("path:/tmp/x?mode=0700", "must not make user files executable"),
@@ -118,5 +123,32 @@ import Testing
         #expect(off.options.cacheBytes == 0)
         let sized = try await StoreFactory().makeStore("memory:?cache=8")
         #expect(sized.options.cacheBytes == 8 << 20)
+    }
+}
+
+@Suite struct StorageURIIOTests {
+    /// `io=` chooses where `path:` makes its blocking file-system calls; without it (or with
+    /// `auto`) the storage decides by its root's file system, which is local here.
+    @Test func ioPlacesThePathStoragesBlockingSteps() async throws {
+        #expect(try StorageURI("path:d?io=threads").pathIO == .threads)
+        #expect(try StorageURI("path:d?io=task").pathIO == .task)
+        #expect(try StorageURI("path:d?io=auto").pathIO == .auto)
+        #expect(try StorageURI("path:d").pathIO == nil)
+        let dir = FileManager.default.temporaryDirectory.path + "/uri-io-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (query, offloads) in [
+            ("?io=threads", true), ("?io=task", false), ("?io=auto", false), ("", false),
+        ] {
+            let store = try await StoreFactory().makeStore("path:\(dir)\(query)")
+            let storage = try #require(store.storage as? PathStorage)
+            #expect(storage.offloadsFileWork == offloads, "\(query)")
+            // Either way the store works.
+            let user = "u\(query.count)"
+            let value = Preference(
+                value: query, updatedAt: Timestamp(millisecondsSince1970: 1_700_000_000_000))
+            try await store.update(user) { $0.preferences["unit"] = value }
+            #expect(try await store.get(user).preferences["unit"] == value)
+        }
     }
 }

@@ -108,14 +108,16 @@ import Testing
     }
 
     /// `locking=none` with many writers that are tasks of one process, as in a server: the case
-    /// in which the inode-based version of old lost updates.
-    @Test(arguments: ["none", "local"])
-    func pathManyTasksInOneProcess(locking: String) async throws {
+    /// in which the inode-based version of old lost updates. With `io=threads` every blocking step
+    /// of the storage runs on threads of its own, as on a network file system, so the tasks' steps
+    /// overlap on up to 16 threads.
+    @Test(arguments: ["none", "local"], ["task", "threads"])
+    func pathManyTasksInOneProcess(locking: String, io: String) async throws {
         let dir = try TemporaryDirectory("torture-path-tasks")
         defer { dir.remove() }
         let logs = try TemporaryDirectory("torture-task-logs")
         defer { logs.remove() }
-        let store = try await StoreFactory().makeStore("path:\(dir.path)/data?locking=\(locking)")
+        let store = try await StoreFactory().makeStore("path:\(dir.path)/data?locking=\(locking)&io=\(io)")
         let tasks = 16
         let users = 3
         await withTaskGroup(of: Void.self) { group in
@@ -129,7 +131,7 @@ import Testing
             }
         }
         var r = try await TortureChecker.check(store: store, logDirectory: logs.path, users: users)
-        r.label = "path: locking=\(locking), \(tasks) tasks in one process"
+        r.label = "path: locking=\(locking) io=\(io), \(tasks) tasks in one process"
         print("TORTURE \(r)")
         Self.expectClean(r)
         #expect(r.acknowledged > 500, "the tasks did real work: \(r)")
@@ -138,14 +140,15 @@ import Testing
     /// The append window and compaction under contention: worker processes of 4 tasks each (group
     /// commit), which pause after the append fence and after the append write; workers are killed
     /// and stopped inside those windows; the tail is compacted constantly (5% of the snapshot,
-    /// 256 bytes), so appends, compactions and their faults interleave.
-    @Test(arguments: ["none", "local"])
-    func pathAppendWindowAndCompaction(locking: String) async throws {
+    /// 256 bytes), so appends, compactions and their faults interleave. With `io=threads`, as on a
+    /// network file system, the steps of every operation run on threads of their own.
+    @Test(arguments: ["none", "local"], ["task", "threads"])
+    func pathAppendWindowAndCompaction(locking: String, io: String) async throws {
         let dir = try TemporaryDirectory("torture-path-append")
         defer { dir.remove() }
         let r = try await Self.torture(
-            "path: locking=\(locking), 4 processes x 4 tasks, append-window faults, compaction 0.05:256",
-            uri: "path:\(dir.path)/data?locking=\(locking)", faults: [.killInWindow, .stop],
+            "path: locking=\(locking) io=\(io), 4 processes x 4 tasks, append-window faults, compaction 0.05:256",
+            uri: "path:\(dir.path)/data?locking=\(locking)&io=\(io)", faults: [.killInWindow, .stop],
             seconds: min(Self.seconds, 15), tasksPerWorker: 4, appendWindow: .milliseconds(5),
             commitWindow: .milliseconds(1), compaction: "0.05:256")
         Self.expectClean(r)
