@@ -40,13 +40,13 @@ public struct Backoff: Sendable, Hashable {
 /// lock wait of 8 processes on one user, docs/BENCHMARKS.md).
 func pollUntil<T>(
     wait: Duration, backoff: Backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(8)),
-    _ tryOnce: () throws -> T?
+    _ tryOnce: () async throws -> T?
 ) async throws -> T? {
     let clock = ContinuousClock()
     let deadline = clock.now + wait
     var backoff = backoff
     while true {
-        if let value = try tryOnce() { return value }
+        if let value = try await tryOnce() { return value }
         let now = clock.now
         if now >= deadline { return nil }
         let delay = min(backoff.next(), deadline - now)

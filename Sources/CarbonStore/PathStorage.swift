@@ -577,7 +577,8 @@ public final class PathStorage: ObjectStorage {
             acquired async throws -> ObjectVersion in
             let landed = try await blocking { [self] in
                 try writeFrame(
-                    bytes, name: name, in: dir, path: target, expected: expectedVersion, acquired: acquired)
+                    bytes, name: name, in: dir, path: target, expected: expectedVersion,
+                    expectedText: expected?.rawValue, acquired: acquired)
             }
             defer { _ = io.close(landed.fd) }
             // The frame is where the fence expected it. On a local file system every process reads
@@ -633,14 +634,13 @@ public final class PathStorage: ObjectStorage {
     /// content read. On success the file is left open for its `fdatasync`; on a throw it is closed.
     func writeFrame(
         _ bytes: [UInt8], name: String, in dir: Int32, path target: String,
-        expected expectedVersion: AppendVersion?,
+        expected expectedVersion: AppendVersion?, expectedText: String?,
         acquired: ContinuousClock.Instant
     ) throws -> LandedFrame {
         let fd = io.openat(dir, name, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0)
         if fd < 0 {
             if errno == ENOENT {
-                throw VersionMismatchError(
-                    location: target, expected: expectedVersion?.version.rawValue ?? "a file")
+                throw VersionMismatchError(location: target, expected: expectedText ?? "a file")
             }
             if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, target) }
             throw StorageIOError(operation: "open for appending", path: target, errno: errno)
@@ -903,8 +903,15 @@ public final class PathStorage: ObjectStorage {
                     "lock (waited \(commitLockWait): a stopped or hung writer holds it; `fuser \(lockPath)` names it on this host)",
                 path: lockPath, errno: ETIMEDOUT)
         }
-        defer { lock.release() }
-        return try await body(.now)
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(lock.acquired))
+        } catch {
+            result = .failure(error)
+        }
+        // On NFS and EFS, `flock(LOCK_UN)` is a request to the server.
+        await blocking { lock.release() }
+        return try result.get()
     }
 
     /// Runs `call` (`io.fsync` or `io.datasync`) on `fd` and returns its result, with the `errno` the

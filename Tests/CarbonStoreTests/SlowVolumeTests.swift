@@ -203,4 +203,143 @@ import Testing
         }
         #expect(steps.seen.offPool == steps.seen.count)
     }
+
+    /// Every system call that the storage makes through `FileIO`, with whether it ran on a sync
+    /// thread; and faults to inject: the next `write` lands half its bytes and fails, the next
+    /// `fsync` or `fdatasync` fails.
+    final class Recorder: Sendable {
+        struct State {
+            var calls: [(name: String, offPool: Bool)] = []
+            var failWrite: Int32?
+            var failFsync: Int32?
+            var failDatasync: Int32?
+        }
+        let state = CarbonStore.Locked(State())
+
+        func note(_ name: String) {
+            state.withLock { $0.calls.append((name, Thread.current.name == "sync")) }
+        }
+
+        func take(_ fault: WritableKeyPath<State, Int32?>) -> Int32? {
+            state.withLock { s in
+                defer { s[keyPath: fault] = nil }
+                return s[keyPath: fault]
+            }
+        }
+
+        var io: FileIO {
+            let p = FileIO.posix
+            return FileIO(
+                openat: { d, n, f, m in
+                    self.note("openat")
+                    return p.openat(d, n, f, m)
+                },
+                mkdirat: { d, n, m in
+                    self.note("mkdirat")
+                    return p.mkdirat(d, n, m)
+                },
+                write: { fd, b in
+                    self.note("write")
+                    guard let code = self.take(\.failWrite) else { return p.write(fd, b) }
+                    if b.count > 1 { _ = p.write(fd, UnsafeRawBufferPointer(rebasing: b[..<(b.count / 2)])) }
+                    errno = code
+                    return -1
+                },
+                fsync: { fd in
+                    self.note("fsync")
+                    guard let code = self.take(\.failFsync) else { return p.fsync(fd) }
+                    errno = code
+                    return -1
+                },
+                close: { fd in
+                    self.note("close")
+                    return p.close(fd)
+                },
+                renameat: { d, a, b in
+                    self.note("renameat")
+                    return p.renameat(d, a, b)
+                },
+                unlinkat: { d, n in
+                    self.note("unlinkat")
+                    return p.unlinkat(d, n)
+                },
+                ftruncate: { fd, l in
+                    self.note("ftruncate")
+                    return p.ftruncate(fd, l)
+                },
+                datasync: { fd in
+                    self.note("datasync")
+                    guard let code = self.take(\.failDatasync) else { return p.datasync(fd) }
+                    errno = code
+                    return -1
+                })
+        }
+
+        /// The calls made on the caller's thread, except those named.
+        func onPool(except allowed: Set<String>) -> [String] {
+            state.withLock { $0.calls.filter { !$0.offPool && !allowed.contains($0.name) }.map(\.name) }
+        }
+
+        func reset() { state.withLock { $0.calls = [] } }
+    }
+
+    /// Offloading, every system call of a snapshot write, an append and a delete runs on a sync
+    /// thread: only closing the folder's descriptor stays with the task. (A step that bypassed
+    /// `blocking` would call `openat`, `write` or `renameat` on the caller's thread.)
+    @Test func everySystemCallOfAWriteRunsOffThePool() async throws {
+        let dir = try TemporaryDirectory("slow-volume-calls")
+        defer { dir.remove() }
+        let recorder = Recorder()
+        let storage = try PathStorage(root: dir.path, io: recorder.io, offloadFileWork: true)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
+        try await store.update("alice") { try $0.upsert(Self.txn("t2")) }
+        #expect(try await store.delete("alice") == .deleted)
+        #expect(recorder.onPool(except: ["close"]).isEmpty, "\(recorder.onPool(except: []))")
+        #expect(recorder.state.withLock { $0.calls.count } > 10)
+    }
+
+    /// Failures met on sync threads: a failed `fsync` of a snapshot's temporary file, a failed
+    /// `fdatasync` of an append (the frame is cut), and a disk full halfway through an append (the
+    /// next writer cuts the torn frame). Each fails its update with the call and its errno; nothing
+    /// of them stays in the files, and only closing and removing a failed temporary file happen on
+    /// the caller's thread.
+    @Test func failuresOnSyncThreadsAreReportedAndLeaveNothing() async throws {
+        let dir = try TemporaryDirectory("slow-volume-faults")
+        defer { dir.remove() }
+        let recorder = Recorder()
+        let storage = try PathStorage(root: dir.path, io: recorder.io, offloadFileWork: true)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
+        let file = storage.location(of: try UserKeys().key(for: "alice"))
+        recorder.reset()
+
+        // A snapshot write (the folder is durable already: the fsync that fails is the temporary
+        // file's).
+        let before = try Data(contentsOf: URL(fileURLWithPath: file))
+        recorder.state.withLock { $0.failFsync = EIO }
+        let temp = await #expect(throws: StorageIOError.self) {
+            _ = try await storage.put(
+                try UserKeys().key(for: "alice"), bytes: [UInt8](before), condition: .unconditional)
+        }
+        #expect(temp?.operation == "fsync" && temp?.errno == EIO)
+        #expect(try storage.temporaryFiles().isEmpty)
+
+        recorder.state.withLock { $0.failDatasync = EIO }
+        let datasync = await #expect(throws: StorageIOError.self) {
+            try await store.update("alice") { try $0.upsert(Self.txn("t2")) }
+        }
+        #expect(datasync?.operation == "fdatasync" && datasync?.errno == EIO)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before, "the frame is cut")
+
+        recorder.state.withLock { $0.failWrite = ENOSPC }
+        let full = await #expect(throws: StorageIOError.self) {
+            try await store.update("alice") { try $0.upsert(Self.txn("t3")) }
+        }
+        #expect(full?.errno == ENOSPC)
+        try await store.update("alice") { try $0.upsert(Self.txn("t4")) }
+        let check = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        #expect(try await check.get("alice").transactions.map(\.id) == ["t1", "t4"])
+        #expect(recorder.onPool(except: ["close", "unlinkat"]).isEmpty, "\(recorder.onPool(except: []))")
+    }
 }

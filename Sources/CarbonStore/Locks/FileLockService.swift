@@ -24,6 +24,8 @@ import Foundation
 struct FileLock: Sendable {
     let fd: Int32
     let path: String
+    /// When the lock was taken (for a lock that is held): on the thread that took it.
+    var acquired: ContinuousClock.Instant = .now
 
     /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
     /// through a symbolic link, and waits up to `wait` for the lock; nil on timeout. A waiter whose
@@ -47,9 +49,10 @@ struct FileLock: Sendable {
         switch first {
         case .held(let lock):
             return lock
-        case .busy(let lock):
+        case .busy(let busy):
             // `wait` closes the descriptor unless it returns true.
-            guard try await Self.wait(lock.fd, path: path, for: wait) else { return nil }
+            guard try await Self.wait(busy.fd, path: path, for: wait, on: storage) else { return nil }
+            let lock = FileLock(fd: busy.fd, path: busy.path, acquired: .now)
             if let holder {
                 if let storage {
                     await storage.blocking { lock.describeHolder(holder) }
@@ -83,9 +86,12 @@ struct FileLock: Sendable {
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
         if st.st_uid == geteuid() && (st.st_mode & 0o777) != mode { _ = fchmod(fd, mode) }
-        let lock = FileLock(fd: fd, path: path)
+        var lock = FileLock(fd: fd, path: path)
         // Free: taken at once, without a thread.
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return .held(lock) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            lock.acquired = .now
+            return .held(lock)
+        }
         guard errno == EWOULDBLOCK || errno == EINTR else {
             let code = errno
             close(fd)
@@ -97,27 +103,35 @@ struct FileLock: Sendable {
     /// Waits up to `wait` for the lock on `fd`: blocked in the kernel's queue on a local file
     /// system, polled on NFS or when no blocking thread is free. Returns true holding it; otherwise
     /// (false, or a thrown error) the descriptor is closed, now or by the blocked thread when its
-    /// `flock` returns.
+    /// `flock` returns. With a storage, the file system's type is asked and each poll's try made in
+    /// a blocking step of it (`PathStorage.blocking`).
     static func wait(
-        _ fd: Int32, path: String, for wait: Duration, pool: KeptThreads = BlockingFlock.pool
+        _ fd: Int32, path: String, for wait: Duration, on storage: PathStorage? = nil,
+        pool: KeptThreads = BlockingFlock.pool
     ) async throws -> Bool {
         // No time left (the turn in this process took it all): the one try already made answers.
         guard wait > .zero else {
             close(fd)
             return false
         }
-        if isOnLocalFileSystem(fd), let waiter = BlockingFlock(fd: fd, path: path, pool: pool),
+        @Sendable func onLocalFileSystem() -> Bool { isOnLocalFileSystem(fd) }
+        let local = await storage?.blocking(onLocalFileSystem) ?? onLocalFileSystem()
+        if local, let waiter = BlockingFlock(fd: fd, path: path, pool: pool),
             let got = try await waiter.wait(until: .now + wait)
         {
             return got
         }
         // Polled: on NFS and other network file systems, when every thread allowed for blocking is
         // taken, or when no thread could be started for this wait.
+        @Sendable func tryOnce() throws(StorageIOError) -> Bool? {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+            if errno == EWOULDBLOCK || errno == EINTR { return nil }
+            throw StorageIOError(operation: "lock", path: path, errno: errno)
+        }
         do {
-            let got = try await pollUntil(wait: wait) { () throws(StorageIOError) -> Bool? in
-                if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
-                if errno == EWOULDBLOCK || errno == EINTR { return nil }
-                throw StorageIOError(operation: "lock", path: path, errno: errno)
+            let got = try await pollUntil(wait: wait) { () async throws -> Bool? in
+                if let storage { return try await storage.blocking(tryOnce) }
+                return try tryOnce()
             }
             if got == nil { close(fd) }
             return got != nil
@@ -426,7 +440,14 @@ public final class FileLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
-    public func release(_ lease: Lease) async throws { _ = releaseAtOnce(lease) }
+    /// Lets the lock go in a blocking step of the storage (`PathStorage.blocking`: on NFS and EFS,
+    /// where `flock(LOCK_UN)` is a request to the server, on a thread of its own).
+    public func release(_ lease: Lease) async throws {
+        guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return }
+        let lock = entry.lock
+        await storage.blocking { lock.release() }
+        turns.give(entry.path, entry.turn)
+    }
 
     public func releaseAtOnce(_ lease: Lease) -> Bool {
         guard let entry = held.withLock({ $0.removeValue(forKey: lease.operationID) }) else { return true }
