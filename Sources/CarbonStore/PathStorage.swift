@@ -619,6 +619,24 @@ public final class PathStorage: ObjectStorage {
         }
     }
 
+    /// Writes all of `bytes` to `fd` through `io`, again after an interruption or a short write;
+    /// nil when done, otherwise the `errno` of the failed `write` (EIO for one that wrote nothing).
+    func writeAll(_ bytes: [UInt8], to fd: Int32) -> Int32? {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buf in
+                io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if n == 0 { return EIO }
+            written += n
+        }
+        return nil
+    }
+
     /// Where `writeFrame` put a frame: the open user file (the caller closes it), the offset the
     /// frame starts at and the one the file ends at, and whether the file is on a local file system.
     struct LandedFrame: Sendable {
@@ -679,17 +697,8 @@ public final class PathStorage: ObjectStorage {
                 path: target, size: Int64(start + bytes.count), limit: Int64(maximumFileSize))
         }
         try checkCommitHold(since: acquired, path: target)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buf in
-                io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageIOError(operation: "append to", path: target, errno: errno)
-            }
-            if n == 0 { throw StorageIOError(operation: "append to", path: target, errno: EIO) }
-            written += n
+        if let code = writeAll(bytes, to: fd) {
+            throw StorageIOError(operation: "append to", path: target, errno: code)
         }
         // With O_APPEND the frame lands at the end of the file, whatever a writer that lost
         // the commit lock (a lease lapsed on NFS) did meanwhile. Landing anywhere but right
@@ -807,18 +816,7 @@ public final class PathStorage: ObjectStorage {
             guard fd >= 0 else { throw StorageIOError(operation: "create", path: path, errno: errno) }
             // The umask may have removed bits that the configured mode grants (mode=0660).
             if fchmod(fd, fileMode) != 0 { throw fail(fd, "chmod", errno) }
-            var written = 0
-            while written < bytes.count {
-                let n = bytes.withUnsafeBytes { buf in
-                    io.write(fd, UnsafeRawBufferPointer(rebasing: buf[written...]))
-                }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw fail(fd, "write", errno)
-                }
-                if n == 0 { throw fail(fd, "write", EIO) }
-                written += n
-            }
+            if let code = writeAll(bytes, to: fd) { throw fail(fd, "write", code) }
             return fd
         }
         let synced = await sync(io.fsync, fd)

@@ -148,30 +148,27 @@ struct FileLock: Sendable {
     /// daemon and only a signal would end it) locks are polled. Only there does an appender let the
     /// user's lock go before its fdatasync (`PathStorage.append`).
     static func isOnLocalFileSystem(_ fd: Int32) -> Bool {
-        #if os(Linux) && (arch(x86_64) || arch(arm64))
-            guard let fstatfs = Self.fstatfs else { return false }
-            // `struct statfs` (at most 120 bytes) starts with `f_type`, a `long` on these machines.
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
-            defer { buffer.deallocate() }
-            guard fstatfs(fd, buffer) == 0 else { return false }
-            return localFileSystems.contains(Int64(buffer.load(as: Int.self)))
-        #else
-            return false
-        #endif
+        fileSystemType(fd).map { localFileSystems.contains($0) } ?? false
     }
 
     /// Whether `fd` is on a file system that is not known to be local (`localFileSystems`): NFS and
     /// EFS, SMB, FUSE, Ceph, 9p and any other. False where this cannot be told (not Linux, or no
     /// `fstatfs`).
     static func isOnNetworkFileSystem(_ fd: Int32) -> Bool {
+        fileSystemType(fd).map { !localFileSystems.contains($0) } ?? false
+    }
+
+    /// The `f_type` of `statfs(2)` for `fd`'s file system; nil where it cannot be told.
+    static func fileSystemType(_ fd: Int32) -> Int64? {
         #if os(Linux) && (arch(x86_64) || arch(arm64))
-            guard let fstatfs = Self.fstatfs else { return false }
+            guard let fstatfs = Self.fstatfs else { return nil }
+            // `struct statfs` (at most 120 bytes) starts with `f_type`, a `long` on these machines.
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
             defer { buffer.deallocate() }
-            guard fstatfs(fd, buffer) == 0 else { return false }
-            return !localFileSystems.contains(Int64(buffer.load(as: Int.self)))
+            guard fstatfs(fd, buffer) == 0 else { return nil }
+            return Int64(buffer.load(as: Int.self))
         #else
-            return false
+            return nil
         #endif
     }
 
