@@ -580,33 +580,42 @@ public final class PathStorage: ObjectStorage {
                     bytes, name: name, in: dir, path: target, expected: expectedVersion,
                     expectedText: expected?.rawValue, acquired: acquired)
             }
-            defer { _ = io.close(landed.fd) }
-            // The frame is where the fence expected it. On a local file system every process reads
-            // it from one page cache, and no writer can change the file before this fdatasync is
-            // over (and the frame cut if it failed): each takes the commit lock, held until then,
-            // and checks the file again. So the caller may let the user's lock go now, and the next
-            // writer prepare its change while the disk works.
-            if expectedVersion != nil && landed.onLocalFileSystem { whenWritten() }
-            let synced = await sync(io.datasync, landed.fd)
-            if synced.result != 0 {
-                let code = synced.errno
-                // The frame may not be durable, and after a failed writeback a later fdatasync
-                // reports success without writing it again: a frame chained to it could then be
-                // acknowledged and still be lost with it. Cut it while the commit lock is held.
-                // The cut is made durable too, so that a power cut does not bring the frame back.
-                let fd = landed.fd
-                var cut = await blocking { [self] in io.ftruncate(fd, landed.start) == 0 }
-                if cut { cut = await sync(io.datasync, landed.fd).result == 0 }
-                if !cut {
-                    throw StorageIOError(
-                        operation: "fdatasync (and the frame could not be cut: run `carbonstore verify`)",
-                        path: target, errno: code)
+            let fd = landed.fd
+            let changed: ChangeTime?
+            do {
+                // The frame is where the fence expected it. On a local file system every process
+                // reads it from one page cache, and no writer can change the file before this
+                // fdatasync is over (and the frame cut if it failed): each takes the commit lock,
+                // held until then, and checks the file again. So the caller may let the user's lock
+                // go now, and the next writer prepare its change while the disk works.
+                if expectedVersion != nil && landed.onLocalFileSystem { whenWritten() }
+                let synced = await sync(io.datasync, fd)
+                if synced.result != 0 {
+                    let code = synced.errno
+                    // The frame may not be durable, and after a failed writeback a later fdatasync
+                    // reports success without writing it again: a frame chained to it could then be
+                    // acknowledged and still be lost with it. Cut it while the commit lock is held.
+                    // The cut is made durable too, so that a power cut does not bring the frame back.
+                    var cut = await blocking { [self] in io.ftruncate(fd, landed.start) == 0 }
+                    if cut { cut = await sync(io.datasync, fd).result == 0 }
+                    if !cut {
+                        throw StorageIOError(
+                            operation: "fdatasync (and the frame could not be cut: run `carbonstore verify`)",
+                            path: target, errno: code)
+                    }
+                    throw StorageIOError(operation: "fdatasync", path: target, errno: code)
                 }
-                throw StorageIOError(operation: "fdatasync", path: target, errno: code)
-            }
-            let changed = await blocking { [fd = landed.fd] in
-                var after = stat()
-                return fstat(fd, &after) == 0 ? ChangeTime(after) : nil
+                // The change time after the write; and the file closed, which on NFS is a request
+                // to the server too.
+                changed = await blocking { [self] in
+                    var after = stat()
+                    let changed = fstat(fd, &after) == 0 ? ChangeTime(after) : nil
+                    _ = io.close(fd)
+                    return changed
+                }
+            } catch {
+                await blocking { [self] in _ = io.close(fd) }
+                throw error
             }
             guard let v = expectedVersion else {
                 // Unfenced (the torture tests' negative controls): a version no file has, so that the
@@ -754,8 +763,8 @@ public final class PathStorage: ObjectStorage {
                 return fd
             }
             guard let fd = userFile else { return false }
-            defer { _ = Glibc.close(fd) }
             let synced = await sync(io.datasync, fd)
+            await blocking { _ = Glibc.close(fd) }
             if synced.result != 0 {
                 throw StorageIOError(operation: "fdatasync", path: target, errno: synced.errno)
             }

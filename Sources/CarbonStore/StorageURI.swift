@@ -343,7 +343,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             guard case .path = backend else { throw fail("'io' is only used with path:", pathExample) }
             guard let placement = PathIO(rawValue: v) else {
                 throw fail(
-                    "'io' is auto (the default: threads of their own on a network file system, the task's thread on a local one), threads or task, not '\(v)'",
+                    "'io' is auto (the default: threads of their own on a file system not known to be local, such as NFS or EFS; the task's thread on ext4, XFS and other local ones), threads or task, not '\(v)'",
                     pathExample)
             }
             pathIO = placement

@@ -57,7 +57,11 @@ import Testing
         ("path:/tmp/x?mode=0666", "would let every local user change user files"),
         ("memory:?mode=0640", "'mode' is only used with path:"),
         ("s3:my-bucket?locking=none&io=threads", "'io' is only used with path:"),
-        ("path:/tmp/x?io=pool", "'io' is auto (the default: threads of their own on a network file system"),
+        ("memory:?io=task", "'io' is only used with path:"),
+        (
+            "path:/tmp/x?io=pool",
+            "'io' is auto (the default: threads of their own on a file system not known to be local"
+        ),
         ("path:/tmp/x?io=Threads", "'io' is auto"),
         ("path:/tmp/a%+1b", "malformed %-escape"),
         ("path:/tmp/x?mode=+600", "must be octal file permissions"),

@@ -24,7 +24,9 @@ import Foundation
 struct FileLock: Sendable {
     let fd: Int32
     let path: String
-    /// When the lock was taken (for a lock that is held): on the thread that took it.
+    /// When the lock was taken (for a lock that is held): right after the `flock` that took it at
+    /// the first try, on its thread; for a lock that was waited for, when the waiting task was
+    /// handed it (a few scheduling delays later, which the commit lock's hold check does not count).
     var acquired: ContinuousClock.Instant = .now
 
     /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
