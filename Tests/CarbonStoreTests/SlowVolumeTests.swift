@@ -352,4 +352,33 @@ import Testing
         // The failed temporary file is the one file closed by the task.
         #expect(recorder.onPool(except: ["close a folder", "unlinkat"]) == ["close"])
     }
+
+    /// A wait for a lock held elsewhere that polls (as every wait does on a network file system;
+    /// here because no thread may start to block in `flock`): the file system's type and every
+    /// poll's `flock` try are steps of the storage, all off the pool, and the lock is handed over
+    /// once the holder lets it go.
+    @Test func aPolledLockWaitTriesInStepsOffThePool() async throws {
+        let dir = try TemporaryDirectory("slow-volume-poll")
+        defer { dir.remove() }
+        let steps = Steps()
+        let storage = try Self.storage(dir, offloading: true, steps: steps)
+        let path = dir.path + "/.lock"
+        let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(flock(holder, LOCK_EX | LOCK_NB) == 0)
+        let noThreads = KeptThreads(name: "none", maximum: 1, mayStartThread: { false })
+        let waiter = open(path, O_RDWR | O_CLOEXEC)
+        let waiting = Task {
+            try await FileLock.wait(waiter, path: path, for: .seconds(10), on: storage, pool: noThreads)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let whileHeld = steps.seen.count
+        #expect(flock(holder, LOCK_UN) == 0)
+        close(holder)
+        #expect(try await waiting.value)
+        FileLock(fd: waiter, path: path).release()
+        let seen = steps.seen
+        // The file system's type, then at least a try a millisecond or so while the lock was held.
+        #expect(whileHeld >= 5, "\(whileHeld) steps while the lock was held")
+        #expect(seen.offPool == seen.count, "\(seen.offPool) of \(seen.count) steps off the pool")
+    }
 }
