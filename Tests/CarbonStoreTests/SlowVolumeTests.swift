@@ -288,6 +288,13 @@ import Testing
         func reset() { state.withLock { $0.calls = [] } }
     }
 
+    /// A store on `dir` whose storage offloads every step and makes its calls through a `Recorder`.
+    static func recorded(_ dir: TemporaryDirectory) throws -> (Recorder, PathStorage, Store) {
+        let recorder = Recorder()
+        let storage = try PathStorage(root: dir.path, io: recorder.io, offloadFileWork: true)
+        return (recorder, storage, Store(storage: storage, locks: FileLockService(storage: storage)))
+    }
+
     /// Offloading, every system call of a snapshot write, an append and a delete runs on a sync
     /// thread: only closing a folder's descriptor stays with the task. (A step that bypassed
     /// `blocking` would call `openat`, `write` or `renameat` on the caller's thread; a user file
@@ -295,9 +302,7 @@ import Testing
     @Test func everySystemCallOfAWriteRunsOffThePool() async throws {
         let dir = try TemporaryDirectory("slow-volume-calls")
         defer { dir.remove() }
-        let recorder = Recorder()
-        let storage = try PathStorage(root: dir.path, io: recorder.io, offloadFileWork: true)
-        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        let (recorder, storage, store) = try Self.recorded(dir)
         try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
         try await store.update("alice") { try $0.upsert(Self.txn("t2")) }
         #expect(try await store.delete("alice") == .deleted)
@@ -313,9 +318,7 @@ import Testing
     @Test func failuresOnSyncThreadsAreReportedAndLeaveNothing() async throws {
         let dir = try TemporaryDirectory("slow-volume-faults")
         defer { dir.remove() }
-        let recorder = Recorder()
-        let storage = try PathStorage(root: dir.path, io: recorder.io, offloadFileWork: true)
-        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        let (recorder, storage, store) = try Self.recorded(dir)
         try await store.update("alice") { try $0.upsert(Self.txn("t1")) }
         let file = storage.location(of: try UserKeys().key(for: "alice"))
         recorder.reset()

@@ -47,7 +47,7 @@ struct FileLock: Sendable {
             if case .held(let lock) = first, let holder { lock.describeHolder(holder) }
             return first
         }
-        let first = try await storage?.blocking(step) ?? step()
+        let first = try await run(on: storage, step)
         switch first {
         case .held(let lock):
             return lock
@@ -55,15 +55,18 @@ struct FileLock: Sendable {
             // `wait` closes the descriptor unless it returns true.
             guard try await Self.wait(busy.fd, path: path, for: wait, on: storage) else { return nil }
             let lock = FileLock(fd: busy.fd, path: busy.path, acquired: .now)
-            if let holder {
-                if let storage {
-                    await storage.blocking { lock.describeHolder(holder) }
-                } else {
-                    lock.describeHolder(holder)
-                }
-            }
+            if let holder { await run(on: storage) { lock.describeHolder(holder) } }
             return lock
         }
+    }
+
+    /// Runs `step` as a blocking step of `storage` (`PathStorage.blocking`), or on this thread
+    /// without one.
+    static func run<T: Sendable, E: Error>(
+        on storage: PathStorage?, _ step: @escaping @Sendable () throws(E) -> T
+    ) async throws(E) -> T {
+        guard let storage else { return try step() }
+        return try await storage.blocking(step)
     }
 
     /// What the first try at a lock found: the lock held, or held elsewhere (the descriptor open).
@@ -116,8 +119,7 @@ struct FileLock: Sendable {
             close(fd)
             return false
         }
-        @Sendable func onLocalFileSystem() -> Bool { isOnLocalFileSystem(fd) }
-        let local = await storage?.blocking(onLocalFileSystem) ?? onLocalFileSystem()
+        let local = await run(on: storage) { isOnLocalFileSystem(fd) }
         if local, let waiter = BlockingFlock(fd: fd, path: path, pool: pool),
             let got = try await waiter.wait(until: .now + wait)
         {
@@ -131,10 +133,7 @@ struct FileLock: Sendable {
             throw StorageIOError(operation: "lock", path: path, errno: errno)
         }
         do {
-            let got = try await pollUntil(wait: wait) { () async throws -> Bool? in
-                if let storage { return try await storage.blocking(tryOnce) }
-                return try tryOnce()
-            }
+            let got = try await pollUntil(wait: wait) { try await run(on: storage, tryOnce) }
             if got == nil { close(fd) }
             return got != nil
         } catch {
