@@ -34,12 +34,34 @@ final class KeptThreads: @unchecked Sendable {
     /// pool): false makes the start fail as if the system had refused it. For the package's tests
     /// of that path; always true otherwise.
     private let mayStartThread: @Sendable () -> Bool
+    /// Jobs that hold one of the threads for as long as they like (a `flock` wait), counted from
+    /// `reserve` to `endReservation`: at most `maximum`, so that such a job never queues behind
+    /// another. Each pool counts its own, so that the waits of one pool never take the room of
+    /// another's.
+    private let reservations = Locked(0)
 
     init(name: String, maximum: Int, mayStartThread: @escaping @Sendable () -> Bool = { true }) {
         self.name = name
         self.maximum = max(1, maximum)
         self.mayStartThread = mayStartThread
     }
+
+    /// Reserves a thread for a job that may hold it for long; false when `maximum` are reserved.
+    /// A job reserved for is submitted, and its reservation ended (`endReservation`) once its
+    /// thread is done with it, or once it is known that no thread will run it.
+    func reserve() -> Bool {
+        reservations.withLock { n -> Bool in
+            guard n < maximum else { return false }
+            n += 1
+            return true
+        }
+    }
+
+    /// Gives back a reservation made by `reserve`.
+    func endReservation() { reservations.withLock { $0 -= 1 } }
+
+    /// How many threads are reserved now (`reserve`).
+    var reserved: Int { reservations.withLock { $0 } }
 
     /// Queues `work` for a thread. Returns false, with `work` not queued and never to run here,
     /// when it needed a thread of its own (none idle, fewer than `maximum` started) and none could

@@ -12,6 +12,11 @@ import Testing
 /// the kernel's queue (so the lock passes to it as soon as it is let go, without a poll interval),
 /// and a waiter that gives up (timeout, cancellation) never holds the lock afterwards.
 @Suite(.serialized) struct FileLockTests {
+    /// The threads this suite's waits block in: a pool of their own, with as many threads as the
+    /// process's (`BlockingFlock.pool`), so that the waits of suites running beside this one never
+    /// take the room that these tests count on.
+    static let pool = KeptThreads(name: "test-file-lock", maximum: BlockingFlock.maximumThreads)
+
     /// An open folder with a lock file in it.
     struct Folder {
         let dir: TemporaryDirectory
@@ -26,7 +31,8 @@ import Testing
         var lockPath: String { dir.path + "/.lock" }
 
         func acquire(wait: Duration) async throws -> FileLock? {
-            try await FileLock.acquire(".lock", in: fd, path: lockPath, mode: 0o600, wait: wait)
+            try await FileLock.acquire(
+                ".lock", in: fd, path: lockPath, mode: 0o600, wait: wait, pool: FileLockTests.pool)
         }
 
         /// Tries the lock once through a descriptor of its own (another writer, as another process
@@ -118,13 +124,13 @@ import Testing
         defer { folder.remove() }
         let other = try #require(folder.tryOtherDescriptor())
         defer { close(other) }
-        let threads = BlockingFlock.threads.withLock { $0 }
+        let threads = Self.pool.reserved
         let descriptors = folder.openDescriptors()  // the holder's
         for wait in [Duration.zero, .milliseconds(-5)] {
             #expect(try await folder.acquire(wait: wait) == nil)
             // No thread was given a wait, and the waiter's descriptor is closed now, not when the
             // holder lets the lock go.
-            #expect(BlockingFlock.threads.withLock { $0 } == threads)
+            #expect(Self.pool.reserved == threads)
             #expect(folder.openDescriptors() == descriptors)
         }
     }
@@ -213,7 +219,7 @@ import Testing
     }
 
     @Test func waitersBeyondTheThreadLimitPollAndAllGetTheirLocks() async throws {
-        let count = BlockingFlock.maximumThreads + 4
+        let count = Self.pool.maximum + 4
         var folders: [Folder] = []
         var others: [Int32] = []
         for _ in 0..<count {
@@ -223,13 +229,15 @@ import Testing
         }
         defer { for folder in folders { folder.remove() } }
         let waiters = folders.map { folder in Task { try await folder.acquire(wait: .seconds(60)) } }
-        // Every waiter is waiting (in the kernel or polling) before the locks are let go.
+        // Every waiter is waiting before the locks are let go: as many in the kernel as the pool has
+        // threads, the others polling.
         #expect(
-            await Self.eventually { (try? folders.filter { try $0.kernelHasQueuedWaiter() }.count) ?? 0 >= 1 }
-        )
+            await Self.eventually {
+                (try? folders.filter { try $0.kernelHasQueuedWaiter() }.count) == Self.pool.maximum
+            })
         try await Task.sleep(for: .milliseconds(100))
-        #expect(BlockingFlock.threads.withLock { $0 } <= BlockingFlock.maximumThreads)
-        #expect(try folders.filter { try $0.kernelHasQueuedWaiter() }.count <= BlockingFlock.maximumThreads)
+        #expect(Self.pool.reserved <= Self.pool.maximum)
+        #expect(try folders.filter { try $0.kernelHasQueuedWaiter() }.count <= Self.pool.maximum)
         for other in others { close(other) }
         for waiter in waiters {
             let lock = try #require(try await waiter.value)

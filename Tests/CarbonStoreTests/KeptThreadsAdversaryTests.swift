@@ -13,8 +13,7 @@ import Testing
 /// thread was being started, a start that fails, hundreds of submits from many threads with starts
 /// failing at random, and many lock waits (timeouts, cancellations, threads that cannot start) on
 /// lock files held and let go, checked for descriptors, kernel locks and the count of reserved
-/// waits. Serialized: the lock waits share `BlockingFlock.threads` with every other wait of the
-/// process.
+/// waits (each test's pool counts its own: `KeptThreads.reserve`).
 @Suite(.serialized) struct KeptThreadsAdversaryTests {
     /// Runs `body` on a thread of its own (never one of the cooperative pool's, which the blocking
     /// waits of these tests would take from every task) and returns what it returned.
@@ -163,16 +162,6 @@ import Testing
         }
     }
 
-    /// The count of reserved lock waits (`BlockingFlock.threads`) once the waits of earlier tests
-    /// are done (they are, but for a thread still on its way back), to compare with at the end.
-    static func settledReservations() async -> Int {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, BlockingFlock.threads.withLock({ $0 }) != 0 {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return BlockingFlock.threads.withLock { $0 }
-    }
-
     /// What the descriptors of this process are open on.
     static func descriptorTargets() -> [String: String] {
         var targets: [String: String] = [:]
@@ -213,7 +202,6 @@ import Testing
         let dir = try TemporaryDirectory("kept-adversary-locks")
         defer { dir.remove() }
         let paths = (0..<4).map { dir.path + "/lock\($0)" }
-        let baselineReserved = await Self.settledReservations()
         // A third of the thread starts fail: those waits poll.
         let starts = CarbonStore.Locked(0)
         let pool = KeptThreads(name: "test-flock-flaky", maximum: BlockingFlock.maximumThreads) {
@@ -308,9 +296,9 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(20)
         var settled = false
         while ContinuousClock.now < deadline {
-            let reserved = BlockingFlock.threads.withLock { $0 }
+            let reserved = pool.reserved
             let locks = Self.kernelLocks(inodes)
-            if reserved == baselineReserved && locks == (0, 0)
+            if reserved == 0 && locks == (0, 0)
                 && Self.descriptors(in: dir.path).isEmpty
             {
                 settled = true
@@ -320,7 +308,7 @@ import Testing
         }
         #expect(
             settled,
-            "open on the lock files: \(Self.descriptors(in: dir.path)); reserved \(BlockingFlock.threads.withLock { $0 }) (was \(baselineReserved)), locks \(Self.kernelLocks(inodes))"
+            "open on the lock files: \(Self.descriptors(in: dir.path)); reserved \(pool.reserved), locks \(Self.kernelLocks(inodes))"
         )
         for sentinel in sentinels.withLock({ $0 }) {
             var st = stat()
@@ -341,7 +329,6 @@ import Testing
         let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         defer { close(holder) }
         #expect(flock(holder, LOCK_EX | LOCK_NB) == 0)
-        let baselineReserved = await Self.settledReservations()
         let pool = KeptThreads(name: "test-precancelled", maximum: 2)
         for _ in 0..<20 {
             let waiter = open(path, O_RDWR | O_CLOEXEC)
@@ -370,13 +357,12 @@ import Testing
             #expect(fstat(sentinel, &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR, "closed twice")
             close(sentinel)
         }
-        // As in the tests above, once the waits of other suites running beside this one (the count
-        // is the process's) have ended: a reservation this test leaked would stay.
+        // A reservation this test leaked would stay; one whose thread is on its way back goes.
         let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline, BlockingFlock.threads.withLock({ $0 }) != baselineReserved {
+        while ContinuousClock.now < deadline, pool.reserved != 0 {
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(BlockingFlock.threads.withLock { $0 } == baselineReserved)
+        #expect(pool.reserved == 0)
     }
 
     @Test(.timeLimit(.minutes(2)), arguments: [false, true])
@@ -386,8 +372,8 @@ import Testing
         // The thread's start takes longer than the wait (its deadline, or its cancellation, comes
         // while `submit` is still deciding), then fails (the wait closes the descriptor: no one
         // polls it) or succeeds (the thread finds the waiter gone and closes the descriptor
-        // without blocking in `flock`). The start is held up on the waiting task's thread for
-        // 100 ms at most.
+        // without blocking in `flock`). The start is held up on the waiting task's thread: 100 ms,
+        // ten times the wait, or until the task is cancelled.
         let dir = try TemporaryDirectory("kept-adversary-giveup")
         defer { dir.remove() }
         let path = dir.path + "/.lock"
@@ -396,17 +382,30 @@ import Testing
         var lockFile = stat()
         #expect(stat(path, &lockFile) == 0)
         let inode = UInt64(lockFile.st_ino)
-        let baselineReserved = await Self.settledReservations()
         var waiters: [Int32] = []
+        var pools: [KeptThreads] = []
         for round in 0..<6 {
-            // A pool of its own: every wait needs a thread started.
+            let cancels = round % 2 == 1
+            // The waiting task, for a cancellation made while its thread is starting.
+            let waiting = CarbonStore.Locked<Task<String, Never>?>(nil)
+            // A pool of its own: every wait needs a thread started. The start is held up past the
+            // wait's deadline, or until the waiting task has been cancelled, however late a busy
+            // cooperative pool runs the timer and the test.
             let pool = KeptThreads(name: "test-slow-start", maximum: 1) {
-                usleep(100_000)
+                if cancels {
+                    let asked = ContinuousClock.now
+                    while waiting.withLock({ $0 }) == nil && ContinuousClock.now - asked < .seconds(10) {
+                        usleep(1000)
+                    }
+                    waiting.withLock { $0 }?.cancel()
+                } else {
+                    usleep(100_000)
+                }
                 return threadStarts
             }
+            pools.append(pool)
             let waiter = open(path, O_RDWR | O_CLOEXEC)
             waiters.append(waiter)
-            let cancels = round % 2 == 1
             let task = Task.detached { () -> String in
                 do {
                     let got = try await FileLock.wait(
@@ -418,10 +417,7 @@ import Testing
                     return "\(error)"
                 }
             }
-            if cancels {
-                try await Task.sleep(for: .milliseconds(20))
-                task.cancel()
-            }
+            waiting.withLock { $0 = task }
             #expect(await task.value == (cancels ? "cancelled" : "timedOut"))
         }
         // Every waiter gave up before a thread came to its wait: none is blocked in the kernel for
@@ -439,7 +435,7 @@ import Testing
                 return fstat(fd, &st) == 0 && UInt64(st.st_ino) == inode
             }
             if !openOnLock && Self.kernelLocks([inode]) == (0, 0)
-                && BlockingFlock.threads.withLock({ $0 }) == baselineReserved
+                && pools.allSatisfy({ $0.reserved == 0 })
             {
                 settled = true
                 break
@@ -447,5 +443,42 @@ import Testing
             try await Task.sleep(for: .milliseconds(10))
         }
         #expect(settled, "a descriptor left open, a lock left held, or a reservation not given back")
+    }
+
+    /// A wait whose time is up when its thread comes to it, while its timer has not run yet (every
+    /// thread of the cooperative pool is busy, as under load): the thread answers it itself and
+    /// never blocks in `flock` for it behind a holder that does not let go.
+    @Test(.timeLimit(.minutes(1)))
+    func aWaitWhoseTimerRunsLateIsNotBlockedForInTheKernel() async throws {
+        let dir = try TemporaryDirectory("kept-adversary-late-timer")
+        defer { dir.remove() }
+        let path = dir.path + "/.lock"
+        let holder = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(holder) }
+        #expect(flock(holder, LOCK_EX | LOCK_NB) == 0)
+        var lockFile = stat()
+        #expect(stat(path, &lockFile) == 0)
+        let inode = UInt64(lockFile.st_ino)
+        // The thread's start, made on the waiting task's thread, first fills every other thread of
+        // the cooperative pool for 300 ms (more tasks than it has threads), so that the wait's
+        // timer (10 ms) cannot run, then takes 100 ms.
+        let busy = ProcessInfo.processInfo.activeProcessorCount * 2
+        let pool = KeptThreads(name: "test-late-timer", maximum: 1) {
+            for _ in 0..<busy { Task.detached { usleep(300_000) } }
+            usleep(100_000)
+            return true
+        }
+        let waiter = open(path, O_RDWR | O_CLOEXEC)
+        let answer = try await FileLock.wait(waiter, path: path, for: .milliseconds(10), pool: pool)
+        #expect(!answer, "the wait timed out")
+        let blocked = Self.kernelLocks([inode]).queued
+        #expect(blocked == 0, "\(blocked) threads blocked in the kernel for a wait that was over")
+        var st = stat()
+        #expect(!(fstat(waiter, &st) == 0 && UInt64(st.st_ino) == inode), "the waiter's descriptor is closed")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, pool.reserved != 0 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(pool.reserved == 0)
     }
 }

@@ -37,10 +37,11 @@ struct FileLock: Sendable {
     /// The opening and the first try are one blocking step of `storage` (`PathStorage.blocking`:
     /// on a thread of its own on a network file system; without a storage, on this thread); with
     /// `holder`, the lock is described once held (`describeHolder`), in the same step when the first
-    /// try takes it.
+    /// try takes it. A wait in the kernel blocks a thread of `pool` (the process's one, but for
+    /// tests).
     static func acquire(
         _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration,
-        on storage: PathStorage? = nil, holder: String? = nil
+        on storage: PathStorage? = nil, holder: String? = nil, pool: KeptThreads = BlockingFlock.pool
     ) async throws -> FileLock? {
         @Sendable func step() throws -> FirstTry {
             let first = try firstTry(name, in: directory, path: path, mode: mode)
@@ -53,7 +54,9 @@ struct FileLock: Sendable {
             return lock
         case .busy(let busy):
             // `wait` closes the descriptor unless it returns true.
-            guard try await Self.wait(busy.fd, path: path, for: wait, on: storage) else { return nil }
+            guard try await Self.wait(busy.fd, path: path, for: wait, on: storage, pool: pool) else {
+                return nil
+            }
             let lock = FileLock(fd: busy.fd, path: busy.path, acquired: .now)
             if let holder { await run(on: storage) { lock.describeHolder(holder) } }
             return lock
@@ -222,12 +225,10 @@ struct FileLock: Sendable {
 /// descriptor to the thread, which lets the lock go and closes the descriptor as soon as its
 /// `flock` returns, so that a waiter that timed out never holds the lock.
 ///
-/// At most `maximumThreads` waits are blocked in threads at once in a process (those of waiters
-/// that gave up count until their `flock` returns); beyond that, waiters poll.
+/// At most `maximumThreads` waits are blocked in threads of the pool at once (those of waiters
+/// that gave up count until their `flock` returns: `KeptThreads.reserve`); beyond that, waiters
+/// poll. Every lock of the process waits in the one `pool`.
 final class BlockingFlock: Sendable {
-    /// Waits handed to threads and not finished yet (their `flock` has not returned, or their
-    /// thread is not back for the next one), in this process.
-    static let threads = Locked(0)
     static let maximumThreads = 16
 
     private enum Answer: Sendable {
@@ -240,7 +241,8 @@ final class BlockingFlock: Sendable {
     }
 
     /// The threads that block in `flock`: at most `maximumThreads`, as many as waits can be
-    /// outstanding (`threads`), so that a wait never queues behind another.
+    /// outstanding (reserved: waits handed to threads whose `flock` has not returned, or whose
+    /// thread is not back for the next one), so that a wait never queues behind another.
     static let pool = KeptThreads(name: "flock", maximum: maximumThreads)
 
     private struct State {
@@ -248,6 +250,8 @@ final class BlockingFlock: Sendable {
         /// The caller gave up (timeout or cancellation) before or while the thread waited.
         var abandoned = false
         var timer: Task<Void, Never>?
+        /// When the waiter's time is up (`wait(until:)`).
+        var deadline: ContinuousClock.Instant?
     }
 
     let fd: Int32
@@ -256,14 +260,9 @@ final class BlockingFlock: Sendable {
     let threadPool: KeptThreads
     private let state = Locked(State())
 
-    /// Nil when every thread allowed for blocking is taken.
+    /// Nil when every thread of `pool` is reserved for a wait.
     init?(fd: Int32, path: String, pool: KeptThreads = BlockingFlock.pool) {
-        let reserved = Self.threads.withLock { n -> Bool in
-            guard n < Self.maximumThreads else { return false }
-            n += 1
-            return true
-        }
-        guard reserved else { return nil }
+        guard pool.reserve() else { return nil }
         self.fd = fd
         self.path = path
         self.threadPool = pool
@@ -279,6 +278,7 @@ final class BlockingFlock: Sendable {
                 let start = state.withLock { s -> Bool in
                     guard !s.abandoned else { return false }
                     s.continuation = continuation
+                    s.deadline = deadline
                     s.timer = Task { [weak self] in
                         try? await Task.sleep(until: deadline, clock: .continuous)
                         guard !Task.isCancelled else { return }
@@ -288,7 +288,7 @@ final class BlockingFlock: Sendable {
                 }
                 guard start else {
                     // Cancelled before the thread started: nothing else has the descriptor.
-                    Self.threads.withLock { $0 -= 1 }
+                    threadPool.endReservation()
                     close(fd)
                     continuation.resume(returning: .cancelled)
                     return
@@ -297,7 +297,7 @@ final class BlockingFlock: Sendable {
                     block()
                     // Counted free only now that its thread is done with it, so that no more waits
                     // are outstanding than the pool has threads.
-                    Self.threads.withLock { $0 -= 1 }
+                    threadPool.endReservation()
                 }
                 if !submitted { noThread() }
             }
@@ -324,7 +324,7 @@ final class BlockingFlock: Sendable {
             s.timer = nil
             return c
         }
-        Self.threads.withLock { $0 -= 1 }
+        threadPool.endReservation()
         if let c {
             c.resume(returning: .noThread)
         } else {
@@ -336,9 +336,17 @@ final class BlockingFlock: Sendable {
     /// or, if the waiter gave up, lets it go and closes the descriptor. A waiter that gave up
     /// before the thread came to its wait (the start of a thread, or a thread coming free, took
     /// longer than its wait) is not waited for: the descriptor is closed at once, and no thread
-    /// stays blocked for it behind a holder that does not let go.
+    /// stays blocked for it behind a holder that does not let go. Nor is one whose time is up when
+    /// the thread comes to it, although its timer has not told it yet (a busy cooperative pool
+    /// runs the timer late): the thread answers it `timedOut` itself.
     fileprivate func block() {
-        if state.withLock({ $0.abandoned }) {
+        let (abandoned, deadline) = state.withLock { ($0.abandoned, $0.deadline) }
+        if abandoned {
+            close(fd)
+            return
+        }
+        if let deadline, ContinuousClock.now >= deadline {
+            giveUp(.timedOut)
             close(fd)
             return
         }
