@@ -13,7 +13,8 @@ import Foundation
 /// a blocked one is taken from every task of the process.
 ///
 /// A job is handed to an idle thread, or to a thread started for it when none is idle, up to
-/// `maximum` threads; past that it waits, in arrival order, for the next thread free. Threads are
+/// `maximum` threads; past that it waits for the next thread free, in arrival order, except that
+/// jobs submitted `first` go before every job that was not (in their own arrival order). Threads are
 /// kept, waiting for the next job, once started. A thread that cannot be started (`pthread_create`
 /// fails: a process or memory limit) is reported to the caller, who does the work another way.
 final class KeptThreads: @unchecked Sendable {
@@ -24,6 +25,8 @@ final class KeptThreads: @unchecked Sendable {
     /// Guards every field below.
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []
+    /// Jobs submitted `first`, taken before `jobs`.
+    private var firstJobs: [@Sendable () -> Void] = []
     /// Threads waiting on `condition` for a job.
     private var idle = 0
     /// Threads started that have not yet looked for a job: each will take one.
@@ -60,27 +63,34 @@ final class KeptThreads: @unchecked Sendable {
     /// Gives back a reservation made by `reserve`.
     func endReservation() { reservations.withLock { $0 -= 1 } }
 
+    /// How many jobs wait for a thread now.
+    var waiting: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.count + firstJobs.count
+    }
+
     /// How many threads are reserved now (`reserve`).
     var reserved: Int { reservations.withLock { $0 } }
 
-    /// Queues `work` for a thread. Returns false, with `work` not queued and never to run here,
-    /// when it needed a thread of its own (none idle, fewer than `maximum` started) and none could
-    /// be started.
+    /// Queues `work` for a thread; with `first`, ahead of every job waiting that was not queued
+    /// `first`. Returns false, with `work` not queued and never to run here, when it needed a
+    /// thread of its own (none idle, fewer than `maximum` started) and none could be started.
     ///
     /// The thread is started with the lock held: a job submitted meanwhile must not count on a
     /// thread whose start then fails (with every thread counted started, it would queue, and wait
     /// for a thread that never comes).
-    func submit(_ work: @escaping @Sendable () -> Void) -> Bool {
+    func submit(first: Bool = false, _ work: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        if jobs.count + 1 > idle + starting && started < maximum {
+        if jobs.count + firstJobs.count + 1 > idle + starting && started < maximum {
             guard startThread() else { return false }
             starting += 1
             started += 1
         } else if idle > 0 {
             condition.signal()
         }
-        jobs.append(work)
+        if first { firstJobs.append(work) } else { jobs.append(work) }
         return true
     }
 
@@ -117,12 +127,12 @@ final class KeptThreads: @unchecked Sendable {
         condition.lock()
         starting -= 1
         while true {
-            while jobs.isEmpty {
+            while jobs.isEmpty && firstJobs.isEmpty {
                 idle += 1
                 condition.wait()
                 idle -= 1
             }
-            let job = jobs.removeFirst()
+            let job = firstJobs.isEmpty ? jobs.removeFirst() : firstJobs.removeFirst()
             condition.unlock()
             job()
             condition.lock()

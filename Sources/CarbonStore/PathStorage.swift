@@ -69,9 +69,13 @@ public final class PathStorage: ObjectStorage {
     /// waits for a server's answer; false on a local one, where the steps take microseconds and a
     /// hand-over to another thread would cost more than it frees. Syncs then run there too.
     public let offloadsFileWork: Bool
-    /// Called at the start of every blocking step, on the thread that runs it: the test support's
-    /// emulation of a network file system's round trips (`PathStorage.onSlowVolume`). Nil in use.
-    let beforeBlockingStep: (@Sendable () -> Void)?
+    /// Called at the start of every blocking step, on the thread that runs it, with whether the
+    /// step is made under a lock (`LockHold`): the test support's emulation of a network file
+    /// system's round trips (`PathStorage.onSlowVolume`). Nil in use.
+    let beforeBlockingStep: (@Sendable (_ underLock: Bool) -> Void)?
+    /// The threads its steps and syncs leave the cooperative pool for: the process's
+    /// (`SyncThreads.shared`), but in tests of their order.
+    let syncThreads: SyncThreads
 
     /// The default permissions of files: their owner reads and writes, nobody else has access.
     public static let defaultFileMode: mode_t = 0o600
@@ -102,9 +106,10 @@ public final class PathStorage: ObjectStorage {
         maximumFileSize: Int = RecordCodec.Limits().maxFileSize,
         commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20),
         offloadSyncsAbove: Duration = PathStorage.offloadSyncsAbove, offloadFileWork: Bool? = nil,
-        beforeBlockingStep: (@Sendable () -> Void)? = nil
+        beforeBlockingStep: (@Sendable (_ underLock: Bool) -> Void)? = nil, syncThreads: SyncThreads = .shared
     ) throws {
         self.beforeBlockingStep = beforeBlockingStep
+        self.syncThreads = syncThreads
         self.offloadSyncsAboveNanoseconds = offloadSyncsAbove.nanoseconds
         self.root = try Self.absolute(root)
         self.maximumFileSize = maximumFileSize
@@ -896,7 +901,7 @@ public final class PathStorage: ObjectStorage {
 
     /// Runs `body` holding the folder's commit lock, which serialises check-and-rename between the
     /// tasks and processes of every host that mounts the volume. `body` gets the instant at which
-    /// the lock was acquired.
+    /// the lock was acquired. Its steps, and the release, go first on `SyncThreads` (`LockHold`).
     func withCommitLock<T>(
         _ dir: Int32, path: String, _ body: (ContinuousClock.Instant) async throws -> T
     ) async throws -> T {
@@ -910,15 +915,17 @@ public final class PathStorage: ObjectStorage {
                     "lock (waited \(commitLockWait): a stopped or hung writer holds it; `fuser \(lockPath)` names it on this host)",
                 path: lockPath, errno: ETIMEDOUT)
         }
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body(lock.acquired))
-        } catch {
-            result = .failure(error)
+        return try await LockHold.$active.withValue(true) {
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body(lock.acquired))
+            } catch {
+                result = .failure(error)
+            }
+            // On NFS and EFS, `flock(LOCK_UN)` is a request to the server.
+            await blocking { lock.release() }
+            return try result.get()
         }
-        // On NFS and EFS, `flock(LOCK_UN)` is a request to the server.
-        await blocking { lock.release() }
-        return try result.get()
     }
 
     /// Runs `call` (`io.fsync` or `io.datasync`) on `fd` and returns its result, with the `errno` the
@@ -933,21 +940,25 @@ public final class PathStorage: ObjectStorage {
     func sync(
         _ call: @escaping @Sendable (Int32) -> Int32, _ fd: Int32
     ) async -> (result: Int32, errno: Int32) {
-        offloadsSyncs ? await SyncThreads.shared.run { [self] in timedSync(call, fd) } : timedSync(call, fd)
+        offloadsSyncs
+            ? await syncThreads.run(first: LockHold.active) { [self] in timedSync(call, fd) }
+            : timedSync(call, fd)
     }
 
     /// Runs one blocking step of an operation (system calls that wait for a disk or a server) and
     /// returns what it returned: on `SyncThreads` when `offloadsFileWork` (a network file system),
     /// so that the waiting task gives its thread of the cooperative pool back; otherwise on the
     /// caller's thread. A step reads `errno` itself, on the thread that made the call; it is not
-    /// carried across. Not cancellable: a step, once begun, is waited for.
+    /// carried across. Not cancellable: a step, once begun, is waited for. The steps of a task
+    /// that holds a lock go before the others (`LockHold`).
     func blocking<T: Sendable, E: Error>(_ step: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        let underLock = LockHold.active
         guard offloadsFileWork else {
-            beforeBlockingStep?()
+            beforeBlockingStep?(underLock)
             return try step()
         }
-        return try await SyncThreads.shared.run { [beforeBlockingStep] () -> Result<T, E> in
-            beforeBlockingStep?()
+        return try await syncThreads.run(first: underLock) { [beforeBlockingStep] () -> Result<T, E> in
+            beforeBlockingStep?(underLock)
             return Result { () throws(E) -> T in try step() }
         }.get()
     }

@@ -6,10 +6,13 @@
 /// to these threads, the waiting task gives its thread back, and the operations of different users
 /// proceed side by side.
 ///
-/// Up to `maximum` threads in the process (`KeptThreads`); past that, calls queue in arrival order.
-/// A call for which no thread can be started runs on the caller's own thread.
-final class SyncThreads: Sendable {
-    static let shared = SyncThreads(maximum: 16)
+/// Up to `maximum` threads in the process (`KeptThreads`); past that, calls queue in arrival order,
+/// except that the calls of a task that holds a lock other writers wait for (`LockHold`) go before
+/// the others: a burst of reads never holds up a writer's steps under its locks, and so every
+/// writer queued behind those locks. A call for which no thread can be started runs on the
+/// caller's own thread.
+package final class SyncThreads: Sendable {
+    package static let shared = SyncThreads(maximum: 16)
 
     let threads: KeptThreads
 
@@ -20,12 +23,20 @@ final class SyncThreads: Sendable {
     }
 
     /// Runs `work` on one of the threads and returns what it returned (for a system call, with the
-    /// `errno` it left, read on that thread). Not cancellable: a call, once asked for, is waited for.
-    func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    /// `errno` it left, read on that thread); with `first`, ahead of the calls waiting that were
+    /// not made `first`. Not cancellable: a call, once asked for, is waited for.
+    func run<T: Sendable>(first: Bool = false, _ work: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { (done: CheckedContinuation<T, Never>) in
-            if !threads.submit({ done.resume(returning: work()) }) {
+            if !threads.submit(first: first, { done.resume(returning: work()) }) {
                 done.resume(returning: work())
             }
         }
     }
+}
+
+/// Whether the running task holds a lock that other writers may be waiting for: a user's lock
+/// (from `Store`'s acquisition to its release) or a folder's commit lock
+/// (`PathStorage.withCommitLock`). Its blocking steps and syncs then go first on `SyncThreads`.
+enum LockHold {
+    @TaskLocal static var active = false
 }

@@ -35,16 +35,17 @@ extension PathStorage {
     /// steps and syncs run on threads of their own; without, on the calling task's thread, as
     /// before they could (syncs still leave it once they average over `offloadSyncsAbove`), for
     /// comparison (`ManyUsersUpdate --step-delay`). `onStep`, if given, is called at the start of
-    /// every step, on its thread. Part of the test support only.
+    /// every step, on its thread, with whether the step is made under a lock (a writer's, which
+    /// goes first on the storage's threads). Part of the test support only.
     public static func onSlowVolume(
         root: String, stepDelay: Duration, syncDelay: Duration = .zero, offloadingFileWork: Bool = true,
-        onStep: (@Sendable () -> Void)? = nil
+        onStep: (@Sendable (_ underLock: Bool) -> Void)? = nil
     ) throws -> PathStorage {
         let seconds = Double(stepDelay.nanoseconds) / 1e9
         return try PathStorage(
             root: root, io: slowSyncs(syncDelay), offloadFileWork: offloadingFileWork,
-            beforeBlockingStep: {
-                onStep?()
+            beforeBlockingStep: { underLock in
+                onStep?(underLock)
                 if seconds > 0 { Thread.sleep(forTimeInterval: seconds) }
             })
     }

@@ -47,6 +47,48 @@ import Testing
         #expect(result.names == ["test-kept"])
     }
 
+    /// Jobs submitted `first` (the steps of a writer holding a lock) go before every job waiting
+    /// that was not, in their own order; the others keep theirs.
+    @Test func jobsSubmittedFirstGoAheadOfTheOthersWaiting() async throws {
+        let pool = KeptThreads(name: "test-first", maximum: 1)
+        let gate = NSCondition()
+        let open = CarbonStore.Locked(false)
+        let order = CarbonStore.Locked<[String]>([])
+        let running = CarbonStore.Locked(false)
+        // The pool's one thread is held until every other job is queued.
+        #expect(
+            pool.submit {
+                running.withLock { $0 = true }
+                gate.lock()
+                while !open.withLock({ $0 }) { gate.wait() }
+                gate.unlock()
+                order.withLock { $0.append("holder") }
+            })
+        while !running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+        let left = CarbonStore.Locked(6)
+        await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
+            for (name, first) in [
+                ("a", false), ("b", false), ("x", true), ("c", false), ("y", true), ("z", true),
+            ] {
+                #expect(
+                    pool.submit(first: first) {
+                        order.withLock { $0.append(name) }
+                        if left.withLock({ n -> Int in
+                            n -= 1
+                            return n
+                        }) == 0 {
+                            all.resume()
+                        }
+                    })
+            }
+            gate.lock()
+            open.withLock { $0 = true }
+            gate.broadcast()
+            gate.unlock()
+        }
+        #expect(order.withLock { $0 } == ["holder", "x", "y", "z", "a", "b", "c"])
+    }
+
     @Test func whenNoThreadCanStartTheCallerIsToldAndTheJobNeverRuns() async throws {
         let refusing = CarbonStore.Locked(true)
         let pool = KeptThreads(name: "test-refusing", maximum: 2) { !refusing.withLock { $0 } }

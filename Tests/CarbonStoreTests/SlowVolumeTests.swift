@@ -56,7 +56,7 @@ import Testing
 
     static func storage(_ dir: TemporaryDirectory, offloading: Bool, steps: Steps) throws -> PathStorage {
         try PathStorage.onSlowVolume(
-            root: dir.path, stepDelay: .zero, offloadingFileWork: offloading, onStep: { steps.step() })
+            root: dir.path, stepDelay: .zero, offloadingFileWork: offloading, onStep: { _ in steps.step() })
     }
 
     @Test func aLocalFileSystemKeepsItsStepsOnTheCallersThread() throws {
@@ -387,5 +387,97 @@ import Testing
         let seen = steps.seen
         #expect(whileHeld >= 5, "\(whileHeld) steps while the lock was held")
         #expect(seen.offPool == seen.count, "\(seen.offPool) of \(seen.count) steps off the pool")
+    }
+
+    /// A writer's steps from the moment it holds the user's lock to its release (its read, its
+    /// append under the folder's commit lock, the releases) are made under lock, and so go first on
+    /// the sync threads (`LockHold`, `KeptThreads.submit(first:)`): a burst of reads never holds up
+    /// a writer that others wait for. Taking the lock is not; nor is anything a reader does.
+    @Test(arguments: [true, false])
+    func aWritersStepsUnderItsLockGoFirstAndAReadersDoNot(offloading: Bool) async throws {
+        let dir = try TemporaryDirectory("slow-volume-first")
+        defer { dir.remove() }
+        let seen = CarbonStore.Locked<[Bool]>([])
+        let storage = try PathStorage.onSlowVolume(
+            root: dir.path, stepDelay: .zero, offloadingFileWork: offloading,
+            onStep: { underLock in seen.withLock { $0.append(underLock) } })
+        func steps(_ body: () async throws -> Void) async throws -> [Bool] {
+            seen.withLock { $0 = [] }
+            try await body()
+            return seen.withLock { $0 }
+        }
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        for (what, update) in [
+            ("a new file", { try await store.update("alice") { try $0.upsert(Self.txn("t1")) } }),
+            ("an append", { try await store.update("alice") { try $0.upsert(Self.txn("t2")) } }),
+            ("a delete", { _ = try await store.delete("alice") }),
+        ] as [(String, () async throws -> Void)] {
+            let made = try await steps(update)
+            // The lock's folder and first try, then everything under it.
+            #expect(made.prefix(2) == [false, false], "\(what): \(made)")
+            #expect(made.count >= 6 && made.dropFirst(2).allSatisfy { $0 }, "\(what): \(made)")
+        }
+        try await store.update("bob") { try $0.upsert(Self.txn("t1")) }
+        // A reader, cached or not, and a listing: nothing under lock.
+        let reader = Store(storage: storage, locks: FileLockService(storage: storage))
+        let read = try await steps {
+            #expect(try await reader.get("bob").transactions.count == 1)
+            #expect(try await reader.get("bob").transactions.count == 1)
+            _ = try await storage.list(prefix: "", startAfter: nil, limit: 10)
+        }
+        #expect(read.count >= 3 && read.allSatisfy { !$0 }, "\(read)")
+        // Without user locks (`locking=none`) a writer's steps go first too: from its read on.
+        let unlocked = Store(storage: storage, locks: NoLockService())
+        let made = try await steps { try await unlocked.update("bob") { try $0.upsert(Self.txn("t2")) } }
+        #expect(made.count >= 4 && made.allSatisfy { $0 }, "\(made)")
+        // A write made straight to the storage (a restore): its steps under the folder's commit
+        // lock go first, the ones before it do not.
+        let bytes = try RecordCodec().encodeSnapshot(
+            UserRecord(userID: "carol", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0)),
+            fileID: .random()
+        ).bytes
+        let put = try await steps {
+            try await storage.put(try store.keys.key(for: "carol"), bytes: bytes, condition: .mustNotExist)
+        }
+        #expect(put.first == false && put.last == true && put.filter { $0 }.count >= 2, "\(put)")
+    }
+
+    /// A step under lock overtakes the steps waiting for the storage's threads that were not: with
+    /// the storage's one thread held, a reader's step queued first still runs after the writer's.
+    @Test func aStepUnderLockOvertakesTheStepsWaitingBeforeIt() async throws {
+        let dir = try TemporaryDirectory("slow-volume-overtake")
+        defer { dir.remove() }
+        let threads = SyncThreads(maximum: 1)
+        let storage = try PathStorage(root: dir.path, io: .posix, offloadFileWork: true, syncThreads: threads)
+        let gate = CarbonStore.Locked(false)
+        let holding = CarbonStore.Locked(false)
+        let holder = Task {
+            await threads.run {
+                holding.withLock { $0 = true }
+                while !gate.withLock({ $0 }) { usleep(1000) }
+            }
+        }
+        func until(_ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !condition() && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        try await until { holding.withLock { $0 } }
+        let order = CarbonStore.Locked<[String]>([])
+        let reader = Task { await storage.blocking { order.withLock { $0.append("reader") } } }
+        try await until { threads.threads.waiting == 1 }
+        let writer = Task {
+            await LockHold.$active.withValue(true) {
+                await storage.blocking { order.withLock { $0.append("writer") } }
+            }
+        }
+        try await until { threads.threads.waiting == 2 }
+        #expect(threads.threads.waiting == 2)
+        gate.withLock { $0 = true }
+        await holder.value
+        await reader.value
+        await writer.value
+        #expect(order.withLock { $0 } == ["writer", "reader"])
     }
 }

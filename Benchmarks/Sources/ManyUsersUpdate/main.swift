@@ -31,6 +31,14 @@ import Foundation
 //
 //     swift run -c release ManyUsersUpdate --step-delay 1000 --sync-delay 2000
 //     swift run -c release ManyUsersUpdate --step-delay 1000 --reads
+//
+// With `--readers R` (and `--step-delay`), the users' appends are made while R other cached users
+// are read over and over by tasks of their own (a burst of reads beside the writers, every step and
+// sync on threads of their own, as on a network file system): it prints the appends per second,
+// the p50 and p99 time of one append, and the reads per second, first with no readers, then with
+// them. (A writer's steps under its locks go before the readers' on those threads: `LockHold`.)
+//
+//     swift run -c release ManyUsersUpdate --step-delay 1000 --sync-delay 2000 --readers 64
 
 func option(_ name: String, in args: [String]) -> String? {
     guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
@@ -98,6 +106,83 @@ func run(users: Int, updates: Int, volume: Volume, reads: Bool = false) async th
     return Double(users * updates) / seconds
 }
 
+/// A value shared by the benchmark's tasks, behind a lock.
+final class Shared<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func withLock<R>(_ body: (inout T) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
+/// Appends per second, the p50 and p99 time of one append in milliseconds, and reads per second,
+/// of `users` users appended to `updates` times each while `readers` other users are read over and
+/// over, on an emulated network file system with every step and sync on threads of their own.
+func runBesideReads(
+    users: Int, updates: Int, readers: Int, step: Duration, sync: Duration
+) async throws -> (updates: Double, p50: Double, p99: Double, reads: Double) {
+    let name = "many-users-reads"
+    let dir = try Fixtures.makeDirectory(name)
+    defer { Fixtures.removeDirectory(name) }
+    let plain = try PathStorage(root: dir)
+    let seeder = Store(storage: plain, locks: FileLockService(storage: plain))
+    let writers = (0..<users).map { "user-\($0)" }
+    let read = (0..<readers).map { "reader-\($0)" }
+    for id in writers + read { try await Fixtures.seed(seeder, id, with: Fixtures.w1) }
+    let slow = try PathStorage.onSlowVolume(root: dir, stepDelay: step, syncDelay: sync)
+    let store = Store(storage: slow, locks: FileLockService(storage: slow))
+    for id in writers + read { _ = try await store.read(id) }
+    let done = Shared(false)
+    let readCount = Shared(0)
+    let start = ContinuousClock.now
+    let times = try await withThrowingTaskGroup(of: [Duration].self) { group in
+        for id in read {
+            group.addTask {
+                while !done.withLock({ $0 }) {
+                    guard try await store.read(id) != nil else {
+                        throw UsageError(description: "\(id) is gone")
+                    }
+                    readCount.withLock { $0 += 1 }
+                }
+                return []
+            }
+        }
+        var times: [Duration] = []
+        try await withThrowingTaskGroup(of: [Duration].self) { writing in
+            for (u, id) in writers.enumerated() {
+                writing.addTask {
+                    var times: [Duration] = []
+                    for k in 0..<updates {
+                        let began = ContinuousClock.now
+                        try await store.update(id) {
+                            try $0.upsert(Fixtures.appended(u * 1_000_000 + k, label: "r"))
+                        }
+                        times.append(ContinuousClock.now - began)
+                    }
+                    return times
+                }
+            }
+            for try await some in writing { times += some }
+        }
+        done.withLock { $0 = true }
+        try await group.waitForAll()
+        return times
+    }
+    func inSeconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+    let seconds = inSeconds(ContinuousClock.now - start)
+    let sorted = times.sorted()
+    func ms(_ q: Double) -> Double {
+        let index = min(sorted.count - 1, Int(Double(sorted.count) * q))
+        return inSeconds(sorted[index]) * 1000
+    }
+    return (Double(times.count) / seconds, ms(0.5), ms(0.99), Double(readCount.withLock { $0 }) / seconds)
+}
+
 let args = Array(CommandLine.arguments.dropFirst())
 do {
     let users = option("--users", in: args).flatMap(Int.init) ?? 16
@@ -115,6 +200,27 @@ do {
         )
     }
     let delay = Duration.microseconds(delayMicroseconds)
+    if let readers = option("--readers", in: args).flatMap(Int.init) {
+        guard let stepMicroseconds, readers > 0, !reads else {
+            throw UsageError(
+                description:
+                    "usage: ManyUsersUpdate --step-delay MICROSECONDS --readers N [--users N] [--updates K] [--sync-delay MICROSECONDS]"
+            )
+        }
+        let step = Duration.microseconds(stepMicroseconds)
+        print(
+            "\(users) W1 users at once in one process, \(updates) appends each, beside \(readers) other users read over and over; every blocking step \(stepMicroseconds) µs and every sync \(delayMicroseconds) µs slower (a network file system, emulated; steps and syncs on threads of their own); \(ProcessInfo.processInfo.activeProcessorCount) cores"
+        )
+        print("readers | appends/s | append p50 ms | append p99 ms | reads/s")
+        for n in [0, readers] {
+            let r = try await runBesideReads(
+                users: users, updates: updates, readers: n, step: step, sync: delay)
+            print(
+                "\(n) | \(String(format: "%.0f", r.updates)) | \(String(format: "%.1f", r.p50)) | \(String(format: "%.1f", r.p99)) | \(String(format: "%.0f", r.reads))"
+            )
+        }
+        exit(0)
+    }
     if let stepMicroseconds {
         let step = Duration.microseconds(stepMicroseconds)
         print(
