@@ -14,7 +14,9 @@ import Foundation
 ///
 /// A job is handed to an idle thread, or to a thread started for it when none is idle, up to
 /// `maximum` threads; past that it waits for the next thread free, in arrival order, except that
-/// jobs submitted `first` go before every job that was not (in their own arrival order). Threads are
+/// jobs submitted `first` go before the jobs that were not (in their own arrival order), up to
+/// `firstInARow` of them while others wait: then the oldest other job goes, so that a steady
+/// stream of `first` jobs never starves the rest. Threads are
 /// kept, waiting for the next job, once started. A thread that cannot be started (`pthread_create`
 /// fails: a process or memory limit) is reported to the caller, who does the work another way.
 final class KeptThreads: @unchecked Sendable {
@@ -27,6 +29,10 @@ final class KeptThreads: @unchecked Sendable {
     private var jobs: [@Sendable () -> Void] = []
     /// Jobs submitted `first`, taken before `jobs`.
     private var firstJobs: [@Sendable () -> Void] = []
+    /// How many `first` jobs were taken in a row while other jobs waited.
+    private var firstTaken = 0
+    /// The most `first` jobs taken in a row while other jobs wait.
+    static let firstInARow = 4
     /// Threads waiting on `condition` for a job.
     private var idle = 0
     /// Threads started that have not yet looked for a job: each will take one.
@@ -73,8 +79,8 @@ final class KeptThreads: @unchecked Sendable {
     /// How many threads are reserved now (`reserve`).
     var reserved: Int { reservations.withLock { $0 } }
 
-    /// Queues `work` for a thread; with `first`, ahead of every job waiting that was not queued
-    /// `first`. Returns false, with `work` not queued and never to run here, when it needed a
+    /// Queues `work` for a thread; with `first`, ahead of the jobs waiting that were not queued
+    /// `first` (but for one in every `firstInARow + 1`). Returns false, with `work` not queued and never to run here, when it needed a
     /// thread of its own (none idle, fewer than `maximum` started) and none could be started.
     ///
     /// The thread is started with the lock held: a job submitted meanwhile must not count on a
@@ -132,7 +138,14 @@ final class KeptThreads: @unchecked Sendable {
                 condition.wait()
                 idle -= 1
             }
-            let job = firstJobs.isEmpty ? jobs.removeFirst() : firstJobs.removeFirst()
+            let job: @Sendable () -> Void
+            if !firstJobs.isEmpty && (jobs.isEmpty || firstTaken < Self.firstInARow) {
+                job = firstJobs.removeFirst()
+                firstTaken = jobs.isEmpty ? 0 : firstTaken + 1
+            } else {
+                job = jobs.removeFirst()
+                firstTaken = 0
+            }
             condition.unlock()
             job()
             condition.lock()

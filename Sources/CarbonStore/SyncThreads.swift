@@ -8,9 +8,10 @@
 ///
 /// Up to `maximum` threads in the process (`KeptThreads`); past that, calls queue in arrival order,
 /// except that the calls of a task that holds a lock other writers wait for (`LockHold`) go before
-/// the others: a burst of reads never holds up a writer's steps under its locks, and so every
-/// writer queued behind those locks. A call for which no thread can be started runs on the
-/// caller's own thread.
+/// the others (four in a row at most while others wait: `KeptThreads.firstInARow`): a burst of
+/// reads does not stretch a writer's hold of its locks, for which other writers wait, and a
+/// stream of writers does not starve the reads and the lock acquisitions. A call for which no
+/// thread can be started runs on the caller's own thread.
 package final class SyncThreads: Sendable {
     package static let shared = SyncThreads(maximum: 16)
 

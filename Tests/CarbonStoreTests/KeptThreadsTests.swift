@@ -89,6 +89,43 @@ import Testing
         #expect(order.withLock { $0 } == ["holder", "x", "y", "z", "a", "b", "c"])
     }
 
+    /// A stream of jobs submitted `first` never starves the others: after `firstInARow` of them
+    /// taken while others wait, the oldest other job goes.
+    @Test func jobsSubmittedFirstLetTheOthersThroughNowAndThen() async throws {
+        let pool = KeptThreads(name: "test-first-bound", maximum: 1)
+        let open = CarbonStore.Locked(false)
+        let running = CarbonStore.Locked(false)
+        let order = CarbonStore.Locked<[String]>([])
+        #expect(
+            pool.submit {
+                running.withLock { $0 = true }
+                while !open.withLock({ $0 }) { usleep(1000) }
+            })
+        while !running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+        let jobs = [("n1", false), ("n2", false)] + (1...10).map { ("f\($0)", true) }
+        let left = CarbonStore.Locked(jobs.count)
+        await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
+            for (name, first) in jobs {
+                #expect(
+                    pool.submit(first: first) {
+                        order.withLock { $0.append(name) }
+                        if left.withLock({ n -> Int in
+                            n -= 1
+                            return n
+                        }) == 0 {
+                            all.resume()
+                        }
+                    })
+            }
+            open.withLock { $0 = true }
+        }
+        #expect(KeptThreads.firstInARow == 4)
+        #expect(
+            order.withLock { $0 } == [
+                "f1", "f2", "f3", "f4", "n1", "f5", "f6", "f7", "f8", "n2", "f9", "f10",
+            ])
+    }
+
     @Test func whenNoThreadCanStartTheCallerIsToldAndTheJobNeverRuns() async throws {
         let refusing = CarbonStore.Locked(true)
         let pool = KeptThreads(name: "test-refusing", maximum: 2) { !refusing.withLock { $0 } }

@@ -418,14 +418,40 @@ import Testing
             #expect(made.count >= 6 && made.dropFirst(2).allSatisfy { $0 }, "\(what): \(made)")
         }
         try await store.update("bob") { try $0.upsert(Self.txn("t1")) }
+        try await store.update("bob") { try $0.upsert(Self.txn("b1")) }
         // A reader, cached or not, and a listing: nothing under lock.
         let reader = Store(storage: storage, locks: FileLockService(storage: storage))
         let read = try await steps {
-            #expect(try await reader.get("bob").transactions.count == 1)
-            #expect(try await reader.get("bob").transactions.count == 1)
+            #expect(try await reader.get("bob").transactions.count == 2)
+            #expect(try await reader.get("bob").transactions.count == 2)
             _ = try await storage.list(prefix: "", startAfter: nil, limit: 10)
         }
         #expect(read.count >= 3 && read.allSatisfy { !$0 }, "\(read)")
+        // A writer that waited for the user's lock (held by another descriptor, as by another
+        // process) describes itself as its holder in a step of its own, made holding the lock: one
+        // step more under lock than the same append made without waiting.
+        let alone = try await steps { try await store.update("bob") { try $0.upsert(Self.txn("b2")) } }
+        let lockPath =
+            dir.path + "/" + PathStorage.split(try store.keys.key(for: "bob")).folders.joined(separator: "/")
+            + "/.lock"
+        let other = open(lockPath, O_RDWR | O_CLOEXEC)
+        #expect(other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0)
+        seen.withLock { $0 = [] }
+        let waited = Task {
+            try await steps { try await store.update("bob") { try $0.upsert(Self.txn("b3")) } }
+        }
+        // Let go once the writer has found the lock taken: its third step (the file system's type,
+        // asked by the wait) has begun.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while seen.withLock({ $0.count }) < 3 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        close(other)
+        let afterWait = try await waited.value
+        #expect(
+            afterWait.filter { $0 }.count == alone.filter { $0 }.count + 1,
+            "without waiting: \(alone); after waiting: \(afterWait)")
+        #expect(afterWait.last == true)
         // Without user locks (`locking=none`) a writer's steps go first too: from its read on.
         let unlocked = Store(storage: storage, locks: NoLockService())
         let made = try await steps { try await unlocked.update("bob") { try $0.upsert(Self.txn("t2")) } }

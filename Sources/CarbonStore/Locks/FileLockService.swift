@@ -58,7 +58,12 @@ struct FileLock: Sendable {
                 return nil
             }
             let lock = FileLock(fd: busy.fd, path: busy.path, acquired: .now)
-            if let holder { await run(on: storage) { lock.describeHolder(holder) } }
+            // Made holding the lock: it goes first on the storage's threads (`LockHold`).
+            if let holder {
+                await LockHold.$active.withValue(true) {
+                    await run(on: storage) { lock.describeHolder(holder) }
+                }
+            }
             return lock
         }
     }
@@ -242,7 +247,8 @@ final class BlockingFlock: Sendable {
 
     /// The threads that block in `flock`: at most `maximumThreads`, as many as waits can be
     /// outstanding (reserved: waits handed to threads whose `flock` has not returned, or whose
-    /// thread is not back for the next one), so that a wait never queues behind another.
+    /// job has not ended), so that a wait never queues behind another (but for the moment a
+    /// thread takes between the end of one job and the start of the next).
     static let pool = KeptThreads(name: "flock", maximum: maximumThreads)
 
     private struct State {
@@ -346,8 +352,9 @@ final class BlockingFlock: Sendable {
             return
         }
         if let deadline, ContinuousClock.now >= deadline {
-            giveUp(.timedOut)
+            // Closed before the waiter is answered: it never holds the lock, nor its descriptor.
             close(fd)
+            giveUp(.timedOut)
             return
         }
         var result: Int32
