@@ -36,8 +36,10 @@ package final class SyncThreads: Sendable {
 }
 
 /// Whether the running task holds a lock that other writers may be waiting for: a user's lock
-/// (from `Store`'s acquisition to its release) or a folder's commit lock
-/// (`PathStorage.withCommitLock`). Its blocking steps and syncs then go first on `SyncThreads`.
+/// (from `Store`'s acquisition to its release; with `locking=none`, which takes none, a writer's
+/// steps from its read on are marked all the same, since they lead to the commit lock) or a
+/// folder's commit lock (`PathStorage.withCommitLock`). Its blocking steps and syncs then go first
+/// on `SyncThreads`.
 enum LockHold {
     @TaskLocal static var active = false
 }

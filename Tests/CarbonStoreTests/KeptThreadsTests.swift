@@ -124,6 +124,36 @@ import Testing
             order.withLock { $0 } == [
                 "f1", "f2", "f3", "f4", "n1", "f5", "f6", "f7", "f8", "n2", "f9", "f10",
             ])
+        // `first` jobs taken while no other job waited do not count: four in a row go again
+        // before the next other job. The thread is held by a `first` job this time, taken with no
+        // other job waiting.
+        order.withLock { $0 = [] }
+        open.withLock { $0 = false }
+        running.withLock { $0 = false }
+        #expect(
+            pool.submit(first: true) {
+                running.withLock { $0 = true }
+                while !open.withLock({ $0 }) { usleep(1000) }
+            })
+        while !running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+        let again = [("n3", false)] + (1...4).map { ("g\($0)", true) }
+        let rest = CarbonStore.Locked(again.count)
+        await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
+            for (name, first) in again {
+                #expect(
+                    pool.submit(first: first) {
+                        order.withLock { $0.append(name) }
+                        if rest.withLock({ n -> Int in
+                            n -= 1
+                            return n
+                        }) == 0 {
+                            all.resume()
+                        }
+                    })
+            }
+            open.withLock { $0 = true }
+        }
+        #expect(order.withLock { $0 } == ["g1", "g2", "g3", "g4", "n3"])
     }
 
     @Test func whenNoThreadCanStartTheCallerIsToldAndTheJobNeverRuns() async throws {

@@ -446,6 +446,7 @@ import Testing
         while seen.withLock({ $0.count }) < 3 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(1))
         }
+        #expect(seen.withLock { $0.count } >= 3, "the writer never came to wait for the lock")
         close(other)
         let afterWait = try await waited.value
         #expect(
