@@ -122,12 +122,21 @@ struct DecodedTable {
         throws(FormatError)
         -> String
     {
+        try Self.string(strings, &r, what())
+    }
+
+    /// `string(_:_:)` of a table's `strings` held in a local (a loop inside a closure that captures
+    /// the table retained and released its arrays on every lookup made through it).
+    @inline(__always) static func string(
+        _ strings: [String], _ r: inout ByteReader, _ what: @autoclosure () -> String
+    ) throws(FormatError) -> String {
         strings[try r.int(max: strings.count - 1, "\(what()) index")]
     }
 
-    @inline(__always) func optionalString(_ r: inout ByteReader, _ what: @autoclosure () -> String)
-        throws(FormatError) -> String?
-    {
+    /// varint 0 for none, else the index of one of `strings` (a table's, held in a local) + 1.
+    @inline(__always) static func optionalString(
+        _ strings: [String], _ r: inout ByteReader, _ what: @autoclosure () -> String
+    ) throws(FormatError) -> String? {
         let i = try r.int(max: strings.count, "\(what()) index")
         return i == 0 ? nil : strings[i - 1]
     }
@@ -247,7 +256,10 @@ enum TransactionsSection {
             for i in 0..<n { rows[i].time = try r.delta(from: &previous, "transaction time") }
             for i in 0..<n { rows[i].amount.minorUnits = try r.zigzag("amount") }
             for i in 0..<n { rows[i].amount.currency = try table.currency(&r) }
-            for i in 0..<n { rows[i].merchant = try table.optionalString(&r, "merchant") }
+            // The dictionary's strings held in a local: looked up through `table`, a variable the
+            // closure captures, each lookup retained and released its arrays.
+            let strings = table.strings
+            for i in 0..<n { rows[i].merchant = try DecodedTable.optionalString(strings, &r, "merchant") }
             for i in 0..<n {
                 let start = r.pos
                 let m = try r.varint("merchant category code")
@@ -256,8 +268,8 @@ enum TransactionsSection {
                 }
                 rows[i].mcc = m == 0 ? nil : UInt16(m - 1)
             }
-            for i in 0..<n { rows[i].category = try table.optionalString(&r, "category") }
-            for i in 0..<n { rows[i].accountID = try table.optionalString(&r, "account id") }
+            for i in 0..<n { rows[i].category = try DecodedTable.optionalString(strings, &r, "category") }
+            for i in 0..<n { rows[i].accountID = try DecodedTable.optionalString(strings, &r, "account id") }
             for i in 0..<n { rows[i].description = try r.optionalString("description") }
         }
         for i in 0..<n {
@@ -467,8 +479,11 @@ enum FootprintsSection {
                 }
             }
             for i in 0..<n { rows[i].co2e = CO2e(milligrams: try r.zigzag("kgCO2e")) }
-            for i in 0..<n { rows[i].category = try table.string(&r, "footprint category") }
-            for i in 0..<n { rows[i].methodology = try table.string(&r, "footprint methodology") }
+            let strings = table.strings
+            for i in 0..<n { rows[i].category = try DecodedTable.string(strings, &r, "footprint category") }
+            for i in 0..<n {
+                rows[i].methodology = try DecodedTable.string(strings, &r, "footprint methodology")
+            }
             var previous: Int64 = 0
             for i in 0..<n { rows[i].calculatedAt = try r.delta(from: &previous, "calculation time") }
             previous = 0
