@@ -47,62 +47,21 @@ import Testing
         #expect(result.names == ["test-kept"])
     }
 
-    /// Jobs submitted `first` (the steps of a writer holding a lock) go before every job waiting
-    /// that was not, in their own order; the others keep theirs.
-    @Test func jobsSubmittedFirstGoAheadOfTheOthersWaiting() async throws {
-        let pool = KeptThreads(name: "test-first", maximum: 1)
-        let gate = NSCondition()
-        let open = CarbonStore.Locked(false)
-        let order = CarbonStore.Locked<[String]>([])
-        let running = CarbonStore.Locked(false)
-        // The pool's one thread is held until every other job is queued.
-        #expect(
-            pool.submit {
-                running.withLock { $0 = true }
-                gate.lock()
-                while !open.withLock({ $0 }) { gate.wait() }
-                gate.unlock()
-                order.withLock { $0.append("holder") }
-            })
-        while !running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
-        let left = CarbonStore.Locked(6)
-        await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
-            for (name, first) in [
-                ("a", false), ("b", false), ("x", true), ("c", false), ("y", true), ("z", true),
-            ] {
-                #expect(
-                    pool.submit(first: first) {
-                        order.withLock { $0.append(name) }
-                        if left.withLock({ n -> Int in
-                            n -= 1
-                            return n
-                        }) == 0 {
-                            all.resume()
-                        }
-                    })
-            }
-            gate.lock()
-            open.withLock { $0 = true }
-            gate.broadcast()
-            gate.unlock()
-        }
-        #expect(order.withLock { $0 } == ["holder", "x", "y", "z", "a", "b", "c"])
-    }
-
-    /// A stream of jobs submitted `first` never starves the others: after `firstInARow` of them
-    /// taken while others wait, the oldest other job goes.
-    @Test func jobsSubmittedFirstLetTheOthersThroughNowAndThen() async throws {
-        let pool = KeptThreads(name: "test-first-bound", maximum: 1)
+    /// Holds the one thread of `pool` with a job (submitted `first` or not), queues `jobs` (a
+    /// name, and whether it is submitted `first`) meanwhile, lets the thread go, and returns the
+    /// names in the order the jobs ran.
+    static func order(
+        of jobs: [(name: String, first: Bool)], in pool: KeptThreads, heldByFirst: Bool = false
+    ) async throws -> [String] {
         let open = CarbonStore.Locked(false)
         let running = CarbonStore.Locked(false)
         let order = CarbonStore.Locked<[String]>([])
         #expect(
-            pool.submit {
+            pool.submit(first: heldByFirst) {
                 running.withLock { $0 = true }
                 while !open.withLock({ $0 }) { usleep(1000) }
             })
         while !running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
-        let jobs = [("n1", false), ("n2", false)] + (1...10).map { ("f\($0)", true) }
         let left = CarbonStore.Locked(jobs.count)
         await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
             for (name, first) in jobs {
@@ -119,41 +78,33 @@ import Testing
             }
             open.withLock { $0 = true }
         }
+        return order.withLock { $0 }
+    }
+
+    /// Jobs submitted `first` (the steps of a writer holding a lock) go before every job waiting
+    /// that was not, in their own order; the others keep theirs.
+    @Test func jobsSubmittedFirstGoAheadOfTheOthersWaiting() async throws {
+        let pool = KeptThreads(name: "test-first", maximum: 1)
+        let jobs = [("a", false), ("b", false), ("x", true), ("c", false), ("y", true), ("z", true)]
+        #expect(try await Self.order(of: jobs, in: pool) == ["x", "y", "z", "a", "b", "c"])
+    }
+
+    /// A stream of jobs submitted `first` never starves the others: after `firstInARow` of them
+    /// taken while others wait, the oldest other job goes.
+    @Test func jobsSubmittedFirstLetTheOthersThroughNowAndThen() async throws {
+        let pool = KeptThreads(name: "test-first-bound", maximum: 1)
         #expect(KeptThreads.firstInARow == 4)
+        let jobs = [("n1", false), ("n2", false)] + (1...10).map { ("f\($0)", true) }
         #expect(
-            order.withLock { $0 } == [
+            try await Self.order(of: jobs, in: pool) == [
                 "f1", "f2", "f3", "f4", "n1", "f5", "f6", "f7", "f8", "n2", "f9", "f10",
             ])
         // `first` jobs taken while no other job waited do not count: four in a row go again
         // before the next other job. The thread is held by a `first` job this time, taken with no
         // other job waiting.
-        order.withLock { $0 = [] }
-        open.withLock { $0 = false }
-        running.withLock { $0 = false }
-        #expect(
-            pool.submit(first: true) {
-                running.withLock { $0 = true }
-                while !open.withLock({ $0 }) { usleep(1000) }
-            })
-        while !running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
         let again = [("n3", false)] + (1...4).map { ("g\($0)", true) }
-        let rest = CarbonStore.Locked(again.count)
-        await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
-            for (name, first) in again {
-                #expect(
-                    pool.submit(first: first) {
-                        order.withLock { $0.append(name) }
-                        if rest.withLock({ n -> Int in
-                            n -= 1
-                            return n
-                        }) == 0 {
-                            all.resume()
-                        }
-                    })
-            }
-            open.withLock { $0 = true }
-        }
-        #expect(order.withLock { $0 } == ["g1", "g2", "g3", "g4", "n3"])
+        #expect(
+            try await Self.order(of: again, in: pool, heldByFirst: true) == ["g1", "g2", "g3", "g4", "n3"])
     }
 
     @Test func whenNoThreadCanStartTheCallerIsToldAndTheJobNeverRuns() async throws {
