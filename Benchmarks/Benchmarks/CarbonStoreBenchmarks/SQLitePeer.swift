@@ -102,15 +102,19 @@ struct SQLitePeer: Sendable {
                 ])
             }
         }
-        let (mode, synchronous, count) = try pool.read { db in
+        // Checked on the connection that writes: a pool opens its writer in WAL mode with
+        // `synchronous=NORMAL` after `prepareDatabase` has run, so that the setting read on a reader
+        // connection says nothing of the commits (with NORMAL, a commit does not sync the WAL).
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        let (mode, synchronous) = try pool.writeWithoutTransaction { db in
             (
                 try String.fetchOne(db, sql: "PRAGMA journal_mode"),
-                try Int.fetchOne(db, sql: "PRAGMA synchronous"),
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM transactions")
+                try Int.fetchOne(db, sql: "PRAGMA synchronous")
             )
         }
+        let count = try pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM transactions") }
         precondition(mode == "wal", "journal_mode is \(mode ?? "nil"), not wal")
-        precondition(synchronous == 2, "synchronous is \(synchronous ?? -1), not 2 (FULL)")
+        precondition(synchronous == 2, "synchronous of the writer is \(synchronous ?? -1), not 2 (FULL)")
         precondition(count == record.transactions.count, "seeded \(count ?? -1) transactions")
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
