@@ -47,7 +47,7 @@ final class KeptThreads: @unchecked Sendable {
     /// `reserve` to `endReservation`: at most `maximum`, so that such a job never queues behind
     /// another. Each pool counts its own, so that the waits of one pool never take the room of
     /// another's.
-    private let reservations = Locked(0)
+    private var reservations = 0
 
     init(name: String, maximum: Int, mayStartThread: @escaping @Sendable () -> Bool = { true }) {
         self.name = name
@@ -59,15 +59,19 @@ final class KeptThreads: @unchecked Sendable {
     /// A job reserved for is submitted, and its reservation ended (`endReservation`) once its
     /// thread is done with it, or once it is known that no thread will run it.
     func reserve() -> Bool {
-        reservations.withLock { n -> Bool in
-            guard n < maximum else { return false }
-            n += 1
-            return true
-        }
+        condition.lock()
+        defer { condition.unlock() }
+        guard reservations < maximum else { return false }
+        reservations += 1
+        return true
     }
 
     /// Gives back a reservation made by `reserve`.
-    func endReservation() { reservations.withLock { $0 -= 1 } }
+    func endReservation() {
+        condition.lock()
+        defer { condition.unlock() }
+        reservations -= 1
+    }
 
     /// How many jobs wait for a thread now.
     var waiting: Int {
@@ -77,11 +81,16 @@ final class KeptThreads: @unchecked Sendable {
     }
 
     /// How many threads are reserved now (`reserve`).
-    var reserved: Int { reservations.withLock { $0 } }
+    var reserved: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return reservations
+    }
 
     /// Queues `work` for a thread; with `first`, ahead of the jobs waiting that were not queued
-    /// `first` (but for one in every `firstInARow + 1`). Returns false, with `work` not queued and never to run here, when it needed a
-    /// thread of its own (none idle, fewer than `maximum` started) and none could be started.
+    /// `first` (but for one in every `firstInARow + 1`). Returns false, with `work` not queued and
+    /// never to run here, when it needed a thread of its own (none idle, fewer than `maximum`
+    /// started) and none could be started.
     ///
     /// The thread is started with the lock held: a job submitted meanwhile must not count on a
     /// thread whose start then fails (with every thread counted started, it would queue, and wait

@@ -449,7 +449,7 @@ public struct Store: Sendable {
         _ decide: (_ current: Current?, _ afterConflict: Bool) throws -> Step<Result>
     ) async throws -> Result {
         let waitStart = options.clock.instant()
-        var lease: Lease
+        let lease: Lease
         do {
             lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
         } catch let error as LockTimeoutError {
@@ -461,130 +461,139 @@ public struct Store: Sendable {
         // that hold no lock (`LockHold`): on a network file system, a burst of reads must not hold
         // up the writers waiting for this lock.
         return try await LockHold.$active.withValue(true) {
-            do {
-                var attempt = 0
-                var backoff = Backoff()
-                // Whether an earlier attempt tried to write (and the fence refused it): only then may
-                // our own write have landed although its answer was lost.
-                var afterWrite = false
-                while true {
-                    attempt += 1
-                    let current: Current?
-                    if decoding {
-                        current = try await load(key, userID: userID)
-                    } else {
-                        current = try await storage.get(key).map { Current(version: $0.version) }
-                    }
-                    let step = try decide(current, afterWrite)
-                    if case .finished(let result) = step {
-                        // An answer that writes nothing rests on what was read, which may hold a frame
-                        // that another writer has written but not made durable: one still in its
-                        // fdatasync (its writer let the lock go before it, or `locking=none`, or a lock
-                        // lost), or one whose writer died before its fdatasync (the kernel let its
-                        // locks go). It is given once that content is durable, or decided again if the
-                        // frame was cut.
-                        if let version = current?.version, storage.appendsInPlace,
-                            try await !storage.confirmDurable(key, version: version)
-                        {
-                            cache.remove(key)
-                            guard attempt <= options.maxConflictRetries else {
-                                throw WriteConflictError(userID: userID, attempts: attempt)
-                            }
-                            try await options.clock.sleep(backoff.next())
-                            continue
-                        }
-                        try? await locks.release(lease)
-                        return result
-                    }
-                    guard attempt <= options.maxConflictRetries + 1 else {
-                        throw WriteConflictError(userID: userID, attempts: attempt - 1)
-                    }
-                    // Never start a write on a lapsed (or nearly lapsed) lease; renew one that is a
-                    // third or more through its term, as long operations need.
-                    let now = options.clock.instant()
-                    if !lease.isValid(margin: options.leaseSafetyMargin, now: now) {
-                        throw LeaseExpiredError(userID: userID, operationID: lease.operationID)
-                    }
-                    if lease.isDueForRenewal(now: now) { lease = try await locks.renew(lease) }
-                    if let beforeCommit = options.beforeCommit { await beforeCommit() }
-                    let fence = !options.unsafeDisableFence
-                    let condition: WriteCondition =
-                        !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
-                    afterWrite = true
-                    // The lock was let go while an append was made durable (`releasesLockBeforeSync`).
-                    var releasedEarly = false
-                    do {
-                        let result: Result
-                        switch step {
-                        case .put(let bytes, let layout, let record, let done):
-                            let version = try await storage.put(key, bytes: bytes, condition: condition)
-                            options.events.bytesWritten(userID, bytes.count)
-                            remember(
-                                key,
-                                Current(
-                                    version: version, record: record, layout: layout,
-                                    bytes: storage.appendsInPlace ? nil : bytes))
-                            result = done
-                        case .append(let frame, let record, let done):
-                            // Only a decoded version-2 file gets a frame (`step`).
-                            guard let read = current, let layout = read.layout else {
-                                preconditionFailure("a change frame for a file that was not read")
-                            }
-                            let version: ObjectVersion
-                            var whole: [UInt8]? = nil
-                            if storage.appendsInPlace {
-                                let held = lease
-                                version = try await storage.append(
-                                    key, bytes: frame.bytes, expected: fence ? read.version : nil
-                                ) {
-                                    if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
-                                        releasedEarly = true
-                                    }
-                                }
-                            } else {
-                                // S3 and memory cannot append: the object is written whole, the bytes
-                                // read plus the frame, without encoding the record again.
-                                var bytes = read.bytes ?? []
-                                bytes.append(contentsOf: frame.bytes)
-                                version = try await storage.put(key, bytes: bytes, condition: condition)
-                                whole = bytes
-                            }
-                            options.events.bytesWritten(userID, whole?.count ?? frame.bytes.count)
-                            remember(
-                                key,
-                                Current(
-                                    version: version, record: record, layout: layout.appending(frame),
-                                    bytes: whole, appliedTails: read.appliedTails))
-                            result = done
-                        case .remove(let done, let gone):
-                            cache.remove(key)
-                            result = try await storage.delete(key, condition: condition) ? done : gone
-                        case .finished(let done):
-                            result = done
-                        }
-                        // Committed: a failed release only leaves the lock to expire.
-                        try? await locks.release(lease)
-                        return result
-                    } catch let error as VersionMismatchError {
-                        // Never tried again without the lock (a storage throws no conflict once the
-                        // frame is written, so this is not expected).
-                        if releasedEarly { throw error }
-                        options.events.fenceConflict(userID)
-                        cache.remove(key)
-                        // The fence held: nothing of this attempt was written. Someone else wrote since
-                        // our read (or our own retried write landed): read again and decide again. The
-                        // next attempt checks the lease before it writes.
-                        if attempt <= options.maxConflictRetries {
-                            try await options.clock.sleep(backoff.next())
-                        }
-                    }
+            try await attempts(userID, key: key, decoding: decoding, holding: lease, decide)
+        }
+    }
+
+    /// The attempts of `fenced` once the lock is held (`lease`): read, decide, check the lease,
+    /// write under the fence, and after a fence conflict back off and start again; the lock is let
+    /// go on every way out.
+    private func attempts<Result>(
+        _ userID: String, key: String, decoding: Bool, holding held: Lease,
+        _ decide: (_ current: Current?, _ afterConflict: Bool) throws -> Step<Result>
+    ) async throws -> Result {
+        var lease = held
+        do {
+            var attempt = 0
+            var backoff = Backoff()
+            // Whether an earlier attempt tried to write (and the fence refused it): only then may
+            // our own write have landed although its answer was lost.
+            var afterWrite = false
+            while true {
+                attempt += 1
+                let current: Current?
+                if decoding {
+                    current = try await load(key, userID: userID)
+                } else {
+                    current = try await storage.get(key).map { Current(version: $0.version) }
                 }
-            } catch {
-                // The write's fate is unknown: the next read goes to the storage.
-                cache.remove(key)
-                try? await locks.release(lease)
-                throw error
+                let step = try decide(current, afterWrite)
+                if case .finished(let result) = step {
+                    // An answer that writes nothing rests on what was read, which may hold a frame
+                    // that another writer has written but not made durable: one still in its
+                    // fdatasync (its writer let the lock go before it, or `locking=none`, or a lock
+                    // lost), or one whose writer died before its fdatasync (the kernel let its
+                    // locks go). It is given once that content is durable, or decided again if the
+                    // frame was cut.
+                    if let version = current?.version, storage.appendsInPlace,
+                        try await !storage.confirmDurable(key, version: version)
+                    {
+                        cache.remove(key)
+                        guard attempt <= options.maxConflictRetries else {
+                            throw WriteConflictError(userID: userID, attempts: attempt)
+                        }
+                        try await options.clock.sleep(backoff.next())
+                        continue
+                    }
+                    try? await locks.release(lease)
+                    return result
+                }
+                guard attempt <= options.maxConflictRetries + 1 else {
+                    throw WriteConflictError(userID: userID, attempts: attempt - 1)
+                }
+                // Never start a write on a lapsed (or nearly lapsed) lease; renew one that is a
+                // third or more through its term, as long operations need.
+                let now = options.clock.instant()
+                if !lease.isValid(margin: options.leaseSafetyMargin, now: now) {
+                    throw LeaseExpiredError(userID: userID, operationID: lease.operationID)
+                }
+                if lease.isDueForRenewal(now: now) { lease = try await locks.renew(lease) }
+                if let beforeCommit = options.beforeCommit { await beforeCommit() }
+                let fence = !options.unsafeDisableFence
+                let condition: WriteCondition =
+                    !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
+                afterWrite = true
+                // The lock was let go while an append was made durable (`releasesLockBeforeSync`).
+                var releasedEarly = false
+                do {
+                    let result: Result
+                    switch step {
+                    case .put(let bytes, let layout, let record, let done):
+                        let version = try await storage.put(key, bytes: bytes, condition: condition)
+                        options.events.bytesWritten(userID, bytes.count)
+                        remember(
+                            key,
+                            Current(
+                                version: version, record: record, layout: layout,
+                                bytes: storage.appendsInPlace ? nil : bytes))
+                        result = done
+                    case .append(let frame, let record, let done):
+                        // Only a decoded version-2 file gets a frame (`step`).
+                        guard let read = current, let layout = read.layout else {
+                            preconditionFailure("a change frame for a file that was not read")
+                        }
+                        let version: ObjectVersion
+                        var whole: [UInt8]? = nil
+                        if storage.appendsInPlace {
+                            let held = lease
+                            version = try await storage.append(
+                                key, bytes: frame.bytes, expected: fence ? read.version : nil
+                            ) {
+                                if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
+                                    releasedEarly = true
+                                }
+                            }
+                        } else {
+                            // S3 and memory cannot append: the object is written whole, the bytes
+                            // read plus the frame, without encoding the record again.
+                            var bytes = read.bytes ?? []
+                            bytes.append(contentsOf: frame.bytes)
+                            version = try await storage.put(key, bytes: bytes, condition: condition)
+                            whole = bytes
+                        }
+                        options.events.bytesWritten(userID, whole?.count ?? frame.bytes.count)
+                        remember(
+                            key,
+                            Current(
+                                version: version, record: record, layout: layout.appending(frame),
+                                bytes: whole, appliedTails: read.appliedTails))
+                        result = done
+                    case .remove(let done, let gone):
+                        cache.remove(key)
+                        result = try await storage.delete(key, condition: condition) ? done : gone
+                    case .finished(let done):
+                        result = done
+                    }
+                    // Committed: a failed release only leaves the lock to expire.
+                    try? await locks.release(lease)
+                    return result
+                } catch let error as VersionMismatchError {
+                    // Never tried again without the lock (a storage throws no conflict once the
+                    // frame is written, so this is not expected).
+                    if releasedEarly { throw error }
+                    options.events.fenceConflict(userID)
+                    cache.remove(key)
+                    // The fence held: nothing of this attempt was written. Someone else wrote since
+                    // our read (or our own retried write landed): read again and decide again. The
+                    // next attempt checks the lease before it writes.
+                    if attempt <= options.maxConflictRetries { try await options.clock.sleep(backoff.next()) }
+                }
             }
+        } catch {
+            // The write's fate is unknown: the next read goes to the storage.
+            cache.remove(key)
+            try? await locks.release(lease)
+            throw error
         }
     }
 
