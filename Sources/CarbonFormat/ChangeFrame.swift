@@ -33,7 +33,7 @@ public struct WriteID: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Reads 16 stored bytes (`low` then `high`, little-endian); nil unless there are exactly 16.
-    public init?<C: Collection<UInt8>>(bytes: C) {
+    @inlinable public init?<C: Collection<UInt8>>(bytes: C) {
         guard bytes.count == 16 else { return nil }
         var low: UInt64 = 0
         var high: UInt64 = 0
@@ -59,7 +59,7 @@ public struct WriteID: Sendable, Hashable, CustomStringConvertible {
     public init?(hex: String) { self.init(hexDigits: hex.utf8) }
 
     /// Parses the UTF-8 of `description`: exactly 32 lower-case hex digits.
-    public init?<C: Collection<UInt8>>(hexDigits digits: C) {
+    @inlinable public init?<C: Collection<UInt8>>(hexDigits digits: C) {
         guard digits.count == 32 else { return nil }
         var low: UInt64 = 0
         var high: UInt64 = 0

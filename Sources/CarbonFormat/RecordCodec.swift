@@ -699,7 +699,7 @@ public struct RecordCodec: Sendable {
     return try result.get()
 }
 
-package let hexDigits = Array("0123456789abcdef".utf8)
+@usableFromInline package let hexDigits = Array("0123456789abcdef".utf8)
 
 /// Lower-case hex of bytes, two digits each.
 package func hexString<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
@@ -724,7 +724,7 @@ package func hexString<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> St
 
 /// Writes the `T.bitWidth / 4` lower-case hex digits of `value` (most significant first) into
 /// `out` from `start`; `out` must have room for them.
-package func writeHex<T: FixedWidthInteger & UnsignedInteger>(
+@inlinable package func writeHex<T: FixedWidthInteger & UnsignedInteger>(
     _ value: T, into out: UnsafeMutableBufferPointer<UInt8>, at start: Int
 ) {
     let count = T.bitWidth / 4
@@ -738,7 +738,7 @@ package func writeHex<T: FixedWidthInteger & UnsignedInteger>(
 }
 
 /// The value of one lower-case hex digit; nil for anything else.
-package func hexValue(_ c: UInt8) -> UInt8? {
+@inlinable package func hexValue(_ c: UInt8) -> UInt8? {
     switch c {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
     case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10

@@ -34,6 +34,13 @@ final class UpdateBatch: Sendable {
         self.source = source
     }
 
+    /// A batch of these calls alone (a failed batch's calls, committed again).
+    init(_ jobs: [UpdateJob]) {
+        self.jobs = Locked(jobs)
+        maximum = jobs.count
+        source = nil
+    }
+
     /// Takes the calls waiting in the line now (up to the batch's maximum) into the batch; returns
     /// the whole batch.
     func gather() -> [UpdateJob] {
@@ -78,7 +85,10 @@ final class GroupCommitter: Sendable {
         }
         guard role == .lead else { return }
         // Let the calls started together with this one join the line before the batch is
-        // gathered (a local lock is taken in microseconds).
+        // gathered. On a local disk the leader takes the lock, reads and writes without waiting
+        // (`Store.lead`): without this yield, when every thread of the pool is busy the calls
+        // started with it only run once its batch is over, and each then commits alone (measured:
+        // 8 concurrent updates took as long as 8 in turn, docs/BENCHMARKS.md, round nine).
         await Task.yield()
         let batch = UpdateBatch(job, maximum: maximumBatch) { [lines] room in
             lines.withLock { lines in
@@ -102,6 +112,9 @@ final class GroupCommitter: Sendable {
         for j in done.dropFirst() { Self.resume(j, .done) }
         if let next { Self.resume(next, .lead) }
     }
+
+    /// How many calls wait in `key`'s line (not counting the batch being led).
+    func waiting(_ key: String) -> Int { lines.withLock { $0[key]?.count ?? 0 } }
 
     private static func resume(_ job: UpdateJob, _ role: Role) {
         let c = job.continuation

@@ -72,6 +72,14 @@ public protocol ObjectStorage: Sendable {
     /// memory) write the whole object instead, and the engine does so for them.
     var appendsInPlace: Bool { get }
 
+    /// Whether a task's cancellation can stop an operation of this storage only before it writes
+    /// anything: once a write has begun, it is finished and answered whatever the task's state (a
+    /// volume's blocking steps and syncs are waited for). Together with locks that a cancellation
+    /// leaves nothing held by, the engine then commits an update in the caller's own task
+    /// (`Store.lead`). The default is false: a request to a server, which a cancellation cuts
+    /// whether it has landed or not.
+    var cancelsOnlyBeforeWriting: Bool { get }
+
     /// Adds `bytes` at the end of the object's valid content, durably, if the object still has
     /// the version `expected` (the fence; nil writes without it, for the torture tests' negative
     /// controls only). Bytes after the valid end that are not a committed append (a torn one) are
@@ -130,6 +138,8 @@ extension ObjectStorage {
     }
 
     public var appendsInPlace: Bool { false }
+
+    public var cancelsOnlyBeforeWriting: Bool { false }
 
     @discardableResult
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion

@@ -167,7 +167,11 @@ public final class PathStorage: ObjectStorage {
 
     /// A key's folders below the root, and its file name.
     static func split(_ key: String) -> (folders: [String], name: String) {
-        var parts = key.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        // Split as bytes ('/' is never part of another character's UTF-8): every operation splits
+        // its key, and a split by `Character` walks grapheme clusters.
+        var parts = key.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map {
+            String(Substring($0))
+        }
         let name = parts.popLast() ?? ""
         return (parts, name)
     }
@@ -550,6 +554,10 @@ public final class PathStorage: ObjectStorage {
     // MARK: - Appending
 
     public var appendsInPlace: Bool { true }
+
+    /// A blocking step or a sync, once begun, is waited for (`blocking`, `sync`); only the waits for
+    /// the commit lock can be cancelled, and they come before any write.
+    public var cancelsOnlyBeforeWriting: Bool { true }
 
     @discardableResult
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion

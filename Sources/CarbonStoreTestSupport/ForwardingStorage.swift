@@ -32,6 +32,9 @@ open class ForwardingStorage: ObjectStorage, @unchecked Sendable {
 
     open var appendsInPlace: Bool { inner.appendsInPlace }
 
+    /// A wrapper whose overrides wait for something after a write must say false.
+    open var cancelsOnlyBeforeWriting: Bool { inner.cancelsOnlyBeforeWriting }
+
     open func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
         try await inner.append(key, bytes: bytes, expected: expected)
     }

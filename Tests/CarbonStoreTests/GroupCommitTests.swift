@@ -10,13 +10,20 @@ import Testing
 /// one write, and each call still gets its own answer.
 @Suite struct GroupCommitTests {
     /// Counts the lock service's acquisitions, and holds the first one until told, so that the
-    /// calls made meanwhile pile up behind it.
+    /// calls made meanwhile pile up behind it. The hold is not cut by a cancellation. `inline`:
+    /// what it says of cancellations (`leavesNothingHeldWhenCancelled`), so that over a volume a
+    /// batch runs in its leader's task (`Store.lead`), as it does with file locks.
     final class CountingLocks: LockService, @unchecked Sendable {
         let inner = InProcessLockService()
         let acquired = CarbonStore.Locked(0)
         let gate = CarbonStore.Locked<CheckedContinuation<Void, Never>?>(nil)
         let holdFirst: Bool
-        init(holdFirst: Bool) { self.holdFirst = holdFirst }
+        let inline: Bool
+        init(holdFirst: Bool, inline: Bool = true) {
+            self.holdFirst = holdFirst
+            self.inline = inline
+        }
+        var leavesNothingHeldWhenCancelled: Bool { inline }
 
         func acquire(_ name: String, userID: String, wait: Duration) async throws -> Lease {
             let n = acquired.withLock { n -> Int in
@@ -167,7 +174,10 @@ import Testing
         #expect(locks.acquired.withLock { $0 } == 4)
     }
 
-    @Test func aBatchTooLargeForTheLimitsFailsOnlyTheCallThatMadeItSo() async throws {
+    @Test(arguments: Backend.allCases)
+    func aBatchTooLargeForTheLimitsFailsOnlyTheCallThatMadeItSo(backend: Backend) async throws {
+        let dir = try TemporaryDirectory("group-large")
+        defer { dir.remove() }
         // The limit admits a few small transactions; one call adds a large one.
         var limits = RecordCodec.Limits()
         limits.maxDecodedSize = 4_000
@@ -175,7 +185,8 @@ import Testing
         options.cacheBytes = 1 << 20
         options.lockWait = .seconds(300)
         let locks = CountingLocks(holdFirst: true)
-        let store = Store(storage: MemoryStorage(), locks: locks, options: options)
+        let store = Store(storage: try Self.storage(backend, dir), locks: locks, options: options)
+        #expect(store.inlineCommits == (backend == .path))
         let results = await Self.pileUp(store, locks, count: 4) { i, record in
             var t = Self.txn("t\(i)", at: 1_700_000_000_000 + Int64(i))
             if i == 2 { t.description = String(repeating: "x", count: 5_000) }
@@ -191,6 +202,95 @@ import Testing
         }
         let stored = try await store.get("alice")
         #expect(stored.transactions.map(\.id) == ["t0", "t1", "t3"])
+    }
+
+    /// The leader of a batch is cancelled. Its batch runs in its own task (a volume and locks that a
+    /// cancellation leaves nothing held by), and fails where the leader then waits: for the folder's
+    /// commit lock, which writer A (another process, held in its fdatasync) holds. The leader fails
+    /// with `CancellationError`, once the two calls of its batch are committed all the same.
+    @Test func aCancelledLeaderFailsAloneAndTheRestOfItsBatchIsCommitted() async throws {
+        typealias Held = LockBeforeSyncAdversaryTests
+        let dir = try TemporaryDirectory("group-cancel")
+        defer { dir.remove() }
+        let base = try await Held.seed(dir.path, user: "kim")
+        let sync = Held.SlowSync(fails: false)
+        let a = try await Held.startFirst(dir.path, user: "kim", sync: sync)
+        let locks = CountingLocks(holdFirst: true)
+        var options = StoreOptions()
+        options.lockWait = .seconds(300)
+        let store = Store(storage: try PathStorage(root: dir.path), locks: locks, options: options)
+        #expect(store.inlineCommits)
+        let key = try store.keys.key(for: "kim")
+        let lead = Task { try await store.update("kim") { try $0.upsert(Self.txn("lead")) } }
+        try await Held.waitUntil { locks.isHolding }
+        let others = ["j1", "j2"].map { id in
+            Task { try await store.update("kim") { try $0.upsert(Self.txn(id)) } }
+        }
+        try await Held.waitUntil { store.committer.waiting(key) == 2 }
+        // A call that changes nothing: its answer must not claim a write that never was.
+        let idle = Task { try await store.update("kim") { _ in } }
+        try await Held.waitUntil { store.committer.waiting(key) == 3 }
+        lead.cancel()
+        locks.open()
+        // The leader's attempt fails at the commit lock and lets the user's lock go; the rest of its
+        // batch takes it again (and then waits for the commit lock). The leader answers once they
+        // are committed.
+        try await Held.waitUntil { locks.acquired.withLock { $0 } == 2 }
+        sync.letGo()
+        await #expect(throws: CancellationError.self) { try await lead.value }
+        #expect(try await a.value.committed)
+        for (id, task) in zip(["j1", "j2"], others) {
+            let done = try await task.value
+            #expect(done.committed, "\(id)")
+            #expect(done.record.transaction(id: id) != nil)
+            #expect(done.record.transaction(id: "lead") == nil)
+        }
+        #expect(try await idle.value.outcome == .unchanged, "no write of this batch was refused")
+        let fresh = try await Held.store(dir.path).get("kim")
+        #expect(fresh.transaction(id: "lead") == nil, "the cancelled leader's change is not written")
+        #expect(fresh.transaction(id: "j1") != nil && fresh.transaction(id: "j2") != nil)
+        #expect(fresh.transaction(id: "first") != nil)
+        #expect(fresh.revision == base.revision + 3)
+    }
+
+    /// The leader of a batch is cancelled, but the batch fails for another reason (its append's
+    /// fdatasync fails; the frame is cut): every call of the batch fails with that error, and none
+    /// is committed again on the strength of the cancellation.
+    @Test func aCancelledLeadersBatchThatFailsOtherwiseFailsWhole() async throws {
+        let dir = try TemporaryDirectory("group-cancel-io")
+        defer { dir.remove() }
+        let base = try await LockBeforeSyncAdversaryTests.seed(dir.path, user: "kim")
+        // The first fdatasync fails; the cut's and every later one succeed.
+        let syncs = CarbonStore.Locked(0)
+        var io = FileIO.posix
+        let real = io.datasync
+        io.datasync = { fd in
+            if syncs.withLock({ n -> Int in
+                n += 1
+                return n
+            }) == 1 {
+                errno = EIO
+                return -1
+            }
+            return real(fd)
+        }
+        let locks = CountingLocks(holdFirst: true)
+        var options = StoreOptions()
+        options.lockWait = .seconds(300)
+        let store = Store(storage: try PathStorage(root: dir.path, io: io), locks: locks, options: options)
+        let key = try store.keys.key(for: "kim")
+        let lead = Task { try await store.update("kim") { try $0.upsert(Self.txn("lead")) } }
+        try await DurableAnswerTests.waitUntil { locks.isHolding }
+        let other = Task { try await store.update("kim") { try $0.upsert(Self.txn("j1")) } }
+        try await DurableAnswerTests.waitUntil { store.committer.waiting(key) == 1 }
+        lead.cancel()
+        locks.open()
+        await #expect(throws: StorageIOError.self) { try await lead.value }
+        await #expect(throws: StorageIOError.self) { try await other.value }
+        #expect(locks.acquired.withLock { $0 } == 1, "the batch was not committed again")
+        let fresh = try await LockBeforeSyncAdversaryTests.store(dir.path).get("kim")
+        #expect(fresh.revision == base.revision)
+        #expect(fresh.transaction(id: "lead") == nil && fresh.transaction(id: "j1") == nil)
     }
 
     @Test func manyConcurrentWritersLoseNothing() async throws {

@@ -453,6 +453,10 @@ public final class FileLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
+    /// A cancelled wait closes its descriptor (`FileLock`), and a release is a blocking step that is
+    /// waited for.
+    public var leavesNothingHeldWhenCancelled: Bool { true }
+
     /// Lets the lock go in a blocking step of the storage (`PathStorage.blocking`: on NFS and EFS,
     /// where `flock(LOCK_UN)` is a request to the server, on a thread of its own).
     public func release(_ lease: Lease) async throws {

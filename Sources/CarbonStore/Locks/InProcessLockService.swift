@@ -23,6 +23,9 @@ public final class InProcessLockService: LockService {
 
     public func renew(_ lease: Lease) async throws -> Lease { lease }
 
+    /// A turn's wait is not cut by a cancellation, and a release is immediate.
+    public var leavesNothingHeldWhenCancelled: Bool { true }
+
     public func release(_ lease: Lease) async throws { _ = releaseAtOnce(lease) }
 
     public func releaseAtOnce(_ lease: Lease) -> Bool {

@@ -61,11 +61,20 @@ public protocol LockService: Sendable {
     /// Checks that the lock service answers, without taking a lock (a readiness probe). Local locks
     /// always answer.
     func checkReachable() async throws
+
+    /// Whether a task's cancellation can never leave a lock held: `acquire` either holds the lock
+    /// when it returns or holds nothing when it throws, and `release` lets the lock go whether the
+    /// task is cancelled or not (a file lock, a lock of this process, none). The engine then commits
+    /// an update in the caller's own task (`Store.lead`). The default is false: a lock taken and
+    /// let go by requests (DynamoDB), whose cancellation could leave a lock record behind until it
+    /// expires.
+    var leavesNothingHeldWhenCancelled: Bool { get }
 }
 
 extension LockService {
     public func checkReachable() async throws {}
     public func releaseAtOnce(_ lease: Lease) -> Bool { false }
+    public var leavesNothingHeldWhenCancelled: Bool { false }
 }
 
 /// `locking=none`: no lock at all; writers rely on compare-and-swap and retry on conflict.
@@ -79,6 +88,7 @@ public struct NoLockService: LockService {
     public func renew(_ lease: Lease) async throws -> Lease { lease }
     public func release(_ lease: Lease) async throws {}
     public func releaseAtOnce(_ lease: Lease) -> Bool { true }
+    public var leavesNothingHeldWhenCancelled: Bool { true }
 }
 
 /// Operation ids: random 128-bit values in UUID text form.
