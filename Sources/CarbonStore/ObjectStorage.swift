@@ -80,6 +80,12 @@ public protocol ObjectStorage: Sendable {
     /// whether it has landed or not.
     var cancelsOnlyBeforeWriting: Bool { get }
 
+    /// Runs `body`, one operation of the engine on `key` (an update or a delete, from taking the
+    /// user's lock to letting it go), whose calls to this storage and to a lock service on it may
+    /// share what they would each prepare again. A volume opens the user's folder once for all of
+    /// them (`PathStorage`); the default just runs `body`.
+    func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T
+
     /// Adds `bytes` at the end of the object's valid content, durably, if the object still has
     /// the version `expected` (the fence; nil writes without it, for the torture tests' negative
     /// controls only). Bytes after the valid end that are not a committed append (a torn one) are
@@ -140,6 +146,10 @@ extension ObjectStorage {
     public var appendsInPlace: Bool { false }
 
     public var cancelsOnlyBeforeWriting: Bool { false }
+
+    public func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
+        try await body()
+    }
 
     @discardableResult
     public func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion

@@ -176,6 +176,87 @@ public final class PathStorage: ObjectStorage {
         return (parts, name)
     }
 
+    // MARK: - One walk to a user's folder per operation
+
+    /// The user's folder of one operation of the engine (`withOperation`): the first walk to it
+    /// that goes through `io` (one that may create it, or a writer's) keeps a duplicate of its
+    /// descriptor here, and the operation's later walks to the same folder get a duplicate of that
+    /// one (`openFolder`) instead of walking from the root again. An update on a local disk so
+    /// walks once instead of three times (the user's lock, the version check, the append). Its
+    /// steps run one after another (the task's, or one thread's at a time for it).
+    final class OperationFolder: Sendable {
+        let storage: ObjectIdentifier
+        let folders: [String]
+        /// The kept descriptor; `ended` once the operation is over (a task started within it that
+        /// outlives it walks by itself).
+        private let state = Locked<(fd: Int32?, ended: Bool)>((nil, false))
+
+        init(storage: ObjectIdentifier, folders: [String]) {
+            self.storage = storage
+            self.folders = folders
+        }
+
+        /// A duplicate of the kept descriptor (the caller closes it): nil when none is kept or the
+        /// operation is over; -1 (with `errno`) if it cannot be duplicated.
+        func duplicate() -> Int32? {
+            state.withLock { s -> Int32? in
+                guard !s.ended, let fd = s.fd else { return nil }
+                return fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            }
+        }
+
+        /// Keeps a duplicate of `fd` (a walk's folder) in place of any kept before.
+        func keep(_ fd: Int32) {
+            let earlier = state.withLock { s -> Int32? in
+                guard !s.ended else { return nil }
+                let kept = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                guard kept >= 0 else { return nil }
+                defer { s.fd = kept }
+                return s.fd
+            }
+            if let earlier { _ = Glibc.close(earlier) }
+        }
+
+        /// Ends the operation and closes the kept descriptor.
+        func end() {
+            let kept = state.withLock { s -> Int32? in
+                s.ended = true
+                defer { s.fd = nil }
+                return s.fd
+            }
+            if let kept { _ = Glibc.close(kept) }
+        }
+    }
+
+    /// The folder of the operation the running task is in, if any (`withOperation`).
+    @TaskLocal static var operationFolder: OperationFolder?
+
+    public func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
+        let scope = OperationFolder(storage: ObjectIdentifier(self), folders: Self.split(key).folders)
+        defer { scope.end() }
+        return try await Self.$operationFolder.withValue(scope) { try await body() }
+    }
+
+    /// The running operation's folder, when it is this storage's and `folders`.
+    func operationFolder(_ folders: [String]) -> OperationFolder? {
+        guard let scope = Self.operationFolder, scope.storage == ObjectIdentifier(self),
+            scope.folders == folders
+        else { return nil }
+        return scope
+    }
+
+    /// Whether each of `folders`' entries in its parent was made durable by this instance.
+    func isDurable(_ folders: [String]) -> Bool {
+        durableDirectories.withLock { made in
+            var relative = ""
+            for name in folders {
+                relative = relative.isEmpty ? name : relative + "/" + name
+                if !made.contains(relative) { return false }
+            }
+            return true
+        }
+    }
+
     // MARK: - Directories, reached without following links
 
     /// Opens the folder `folders` below the root, one component at a time, never through a
@@ -184,10 +265,34 @@ public final class PathStorage: ObjectStorage {
     /// its parent is made durable (the parent fsynced) before this returns, once per folder and
     /// instance, whoever created it, so that a write acknowledged in it survives a power cut.
     /// Writers (`forWriting`) open folders through `io`, so that tests can fail or stop them there;
-    /// readers use the system calls directly.
+    /// readers use the system calls directly. Within an operation of the engine on the folder's key
+    /// (`withOperation`), a walk through `io` is made once and its folder handed out again.
     func openFolder(
         _ folders: [String], create: Bool, durable: Bool = false, forWriting: Bool = false
     ) throws -> Int32? {
+        let scope = operationFolder(folders)
+        if let scope, !durable || isDurable(folders), let fd = scope.duplicate() {
+            guard fd >= 0 else {
+                throw StorageIOError(
+                    operation: "open directory", path: root + "/" + folders.joined(separator: "/"),
+                    errno: errno)
+            }
+            return fd
+        }
+        guard let fd = try walk(to: folders, create: create, durable: durable, forWriting: forWriting) else {
+            return nil
+        }
+        if let scope, forWriting || create { scope.keep(fd) }
+        return fd
+    }
+
+    /// How many walks from the root this storage has made (`walk`), for the package's tests.
+    package var walkCount: Int { walks.withLock { $0 } }
+    private let walks = Locked(0)
+
+    /// `openFolder`'s walk from the root.
+    func walk(to folders: [String], create: Bool, durable: Bool, forWriting: Bool) throws -> Int32? {
+        walks.withLock { $0 += 1 }
         let openat = forWriting || create ? io.openat : { Glibc.openat($0, $1, $2, $3) }
         var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
@@ -965,9 +1070,11 @@ public final class PathStorage: ObjectStorage {
             beforeBlockingStep?(underLock)
             return try step()
         }
+        // The operation's folder goes with the step to the thread (`withOperation`).
+        let scope = Self.operationFolder
         return try await syncThreads.run(first: underLock) { [beforeBlockingStep] () -> Result<T, E> in
             beforeBlockingStep?(underLock)
-            return Result { () throws(E) -> T in try step() }
+            return Self.$operationFolder.withValue(scope) { Result { () throws(E) -> T in try step() } }
         }.get()
     }
 

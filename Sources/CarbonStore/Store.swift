@@ -503,22 +503,26 @@ public struct Store: Sendable {
         fenceRefused: () -> Void = {},
         _ decide: (_ current: Current?, _ afterConflict: Bool) throws -> Step<Result>
     ) async throws -> Result {
-        let waitStart = options.clock.instant()
-        let lease: Lease
-        do {
-            lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
-        } catch let error as LockTimeoutError {
-            options.events.lockTimedOut(userID, options.clock.instant() - waitStart)
-            throw error
-        }
-        options.events.lockAcquired(userID, options.clock.instant() - waitStart)
-        // Every blocking step and sync made from here to the release goes before those of tasks
-        // that hold no lock (`LockHold`): on a network file system, a burst of reads must not hold
-        // up the writers waiting for this lock.
-        return try await LockHold.$active.withValue(true) {
-            try await attempts(
-                userID, key: key, decoding: decoding, afterWrite: afterWrite, fenceRefused: fenceRefused,
-                holding: lease, decide)
+        // One operation of the storage, from the lock to its release: a volume walks to the
+        // user's folder once for all of its steps (`ObjectStorage.withOperation`).
+        try await storage.withOperation(on: key) {
+            let waitStart = options.clock.instant()
+            let lease: Lease
+            do {
+                lease = try await locks.acquire(key, userID: userID, wait: options.lockWait)
+            } catch let error as LockTimeoutError {
+                options.events.lockTimedOut(userID, options.clock.instant() - waitStart)
+                throw error
+            }
+            options.events.lockAcquired(userID, options.clock.instant() - waitStart)
+            // Every blocking step and sync made from here to the release goes before those of
+            // tasks that hold no lock (`LockHold`): on a network file system, a burst of reads must
+            // not hold up the writers waiting for this lock.
+            return try await LockHold.$active.withValue(true) {
+                try await attempts(
+                    userID, key: key, decoding: decoding, afterWrite: afterWrite, fenceRefused: fenceRefused,
+                    holding: lease, decide)
+            }
         }
     }
 

@@ -35,6 +35,10 @@ open class ForwardingStorage: ObjectStorage, @unchecked Sendable {
     /// A wrapper whose overrides wait for something after a write must say false.
     open var cancelsOnlyBeforeWriting: Bool { inner.cancelsOnlyBeforeWriting }
 
+    open func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
+        try await inner.withOperation(on: key, body)
+    }
+
     open func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
         try await inner.append(key, bytes: bytes, expected: expected)
     }

@@ -256,7 +256,11 @@ import Testing
                     return -1
                 },
                 close: { fd in
-                    let folder = self.state.withLock { $0.folders.remove(fd) != nil }
+                    // A folder opened by a walk, or a duplicate of one (an operation's folder
+                    // handed out again, `PathStorage.withOperation`).
+                    var st = stat()
+                    let isDirectory = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+                    let folder = self.state.withLock { $0.folders.remove(fd) != nil } || isDirectory
                     self.note(folder ? "close a folder" : "close")
                     return p.close(fd)
                 },

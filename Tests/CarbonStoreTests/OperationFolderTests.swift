@@ -1,0 +1,129 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One walk from the root to the user's folder per operation of the engine on `path:`
+/// (`PathStorage.withOperation`): the user's lock, the version check, the append or the new
+/// snapshot, and the delete share the folder the first writer's walk opened.
+@Suite struct OperationFolderTests {
+    static func txn(_ id: String) -> Transaction {
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: 1_700_000_000_000),
+            amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
+    }
+
+    /// A storage on the local disk, with its blocking steps on the caller's thread or (as on a
+    /// network file system) on threads of their own.
+    static func storage(_ dir: TemporaryDirectory, offloading: Bool) throws -> PathStorage {
+        try PathStorage.onSlowVolume(root: dir.path, stepDelay: .zero, offloadingFileWork: offloading)
+    }
+
+    /// The walks from the root that `body` made.
+    static func walks(_ storage: PathStorage, _ body: () async throws -> Void) async rethrows -> Int {
+        let before = storage.walkCount
+        try await body()
+        return storage.walkCount - before
+    }
+
+    @Test(arguments: [false, true])
+    func anUpdateAndADeleteWalkToTheUsersFolderOnce(offloading: Bool) async throws {
+        let dir = try TemporaryDirectory("operation-folder")
+        defer { dir.remove() }
+        let storage = try Self.storage(dir, offloading: offloading)
+        #expect(storage.offloadsFileWork == offloading)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        try await store.update("kim") { try $0.upsert(Self.txn("seed")) }
+        // An append: the lock, the version check and the append share one walk.
+        #expect(
+            try await Self.walks(storage) { try await store.update("kim") { try $0.upsert(Self.txn("a")) } }
+                == 1)
+        // An update that changes nothing, and its check that what it read is durable.
+        #expect(try await Self.walks(storage) { try await store.update("kim") { _ in } } == 1)
+        // A compaction: a new snapshot in a folder already made durable by this storage.
+        var options = StoreOptions()
+        options.compaction = CompactionPolicy(tailFraction: 0, minimumTailBytes: 0)
+        let compacting = Store(storage: storage, locks: FileLockService(storage: storage), options: options)
+        #expect(
+            try await Self.walks(storage) {
+                try await compacting.update("kim") { try $0.upsert(Self.txn("b")) }
+            }
+                == 1)
+        // A read is not an operation: its own walk.
+        #expect(try await Self.walks(storage) { _ = try await store.read("kim") } == 1)
+        #expect(try await Self.walks(storage) { try await store.delete("kim") } == 1)
+        let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        #expect(try await fresh.read("kim") == nil)
+    }
+
+    /// Without a lock the version check is a reader's walk (not through `io`); the append's walk
+    /// is the writer's, and its folder is the operation's from then on.
+    @Test func withoutALockTheCheckAndTheAppendWalkOnceEach() async throws {
+        let dir = try TemporaryDirectory("operation-folder-none")
+        defer { dir.remove() }
+        let storage = try Self.storage(dir, offloading: false)
+        let store = Store(storage: storage, locks: NoLockService())
+        try await store.update("kim") { try $0.upsert(Self.txn("seed")) }
+        #expect(
+            try await Self.walks(storage) { try await store.update("kim") { try $0.upsert(Self.txn("a")) } }
+                == 2)
+        #expect(try await Self.walks(storage) { try await store.update("kim") { _ in } } == 2)
+    }
+
+    /// Once its operation is over, an operation's folder hands out nothing and keeps nothing (a
+    /// task started within the operation that outlives it walks by itself, and leaks nothing).
+    @Test func anEndedOperationHandsOutNothingAndKeepsNothing() throws {
+        let dir = try TemporaryDirectory("operation-folder-end")
+        defer { dir.remove() }
+        let scope = PathStorage.OperationFolder(storage: ObjectIdentifier(Int.self), folders: ["a"])
+        #expect(scope.duplicate() == nil, "nothing kept yet")
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        scope.keep(fd)
+        let copy = try #require(scope.duplicate())
+        #expect(copy >= 0 && copy != fd)
+        var st = stat()
+        #expect(fstat(copy, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR)
+        close(copy)
+        scope.end()
+        #expect(scope.duplicate() == nil)
+        scope.keep(fd)
+        #expect(scope.duplicate() == nil)
+    }
+
+    /// The operation's folder is closed when the operation ends, whatever its end: many updates,
+    /// some of whose mutations throw, leave no descriptor open.
+    @Test(arguments: [false, true])
+    func noDescriptorIsLeftOpen(offloading: Bool) async throws {
+        struct Refused: Error {}
+        let dir = try TemporaryDirectory("operation-folder-fds")
+        defer { dir.remove() }
+        let storage = try Self.storage(dir, offloading: offloading)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        try await store.update("kim") { try $0.upsert(Self.txn("seed")) }
+        func openDescriptors() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        }
+        let before = try openDescriptors()
+        for n in 0..<200 {
+            _ = try? await store.update(n % 2 == 0 ? "kim" : "lou") { r in
+                if n % 5 == 0 { throw Refused() }
+                try r.upsert(Self.txn("t\(n)"))
+            }
+        }
+        _ = try await store.delete("lou")
+        // Other suites may open descriptors meanwhile: a leak of one per operation would show as
+        // far more than a few.
+        #expect(try openDescriptors() - before < 20)
+        let record = try await store.get("kim")
+        #expect(record.transactions.count == 1 + 80)
+    }
+}
