@@ -1,5 +1,6 @@
 import CarbonFormat
 import Crypto
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -196,12 +197,13 @@ public final class PathStorage: ObjectStorage {
             self.folders = folders
         }
 
-        /// A duplicate of the kept descriptor (the caller closes it): nil when none is kept or the
-        /// operation is over; -1 (with `errno`) if it cannot be duplicated.
-        func duplicate() -> Int32? {
-            state.withLock { s -> Int32? in
+        /// A duplicate of the kept descriptor (the caller closes it), or -1 with the `errno` of a
+        /// failed duplication; nil when none is kept or the operation is over.
+        func duplicate() -> (fd: Int32, errno: Int32)? {
+            state.withLock { s -> (fd: Int32, errno: Int32)? in
                 guard !s.ended, let fd = s.fd else { return nil }
-                return fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                return (copy, copy >= 0 ? 0 : errno)
             }
         }
 
@@ -271,13 +273,13 @@ public final class PathStorage: ObjectStorage {
         _ folders: [String], create: Bool, durable: Bool = false, forWriting: Bool = false
     ) throws -> Int32? {
         let scope = operationFolder(folders)
-        if let scope, !durable || isDurable(folders), let fd = scope.duplicate() {
-            guard fd >= 0 else {
+        if let scope, !durable || isDurable(folders), let kept = scope.duplicate() {
+            guard kept.fd >= 0 else {
                 throw StorageIOError(
                     operation: "open directory", path: root + "/" + folders.joined(separator: "/"),
-                    errno: errno)
+                    errno: kept.errno)
             }
-            return fd
+            return kept.fd
         }
         guard let fd = try walk(to: folders, create: create, durable: durable, forWriting: forWriting) else {
             return nil
@@ -287,12 +289,12 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// How many walks from the root this storage has made (`walk`), for the package's tests.
-    package var walkCount: Int { walks.withLock { $0 } }
-    private let walks = Locked(0)
+    package var walkCount: Int { walks.load(ordering: .relaxed) }
+    private let walks = Atomic<Int>(0)
 
     /// `openFolder`'s walk from the root.
     func walk(to folders: [String], create: Bool, durable: Bool, forWriting: Bool) throws -> Int32? {
-        walks.withLock { $0 += 1 }
+        walks.wrappingAdd(1, ordering: .relaxed)
         let openat = forWriting || create ? io.openat : { Glibc.openat($0, $1, $2, $3) }
         var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
@@ -310,6 +312,12 @@ public final class PathStorage: ObjectStorage {
                 child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
                 // The umask may have removed bits that the configured mode grants (mode=0640).
                 if made && child >= 0 { _ = fchmod(child, directoryMode) }
+                // Made again (removed from outside since): its entry, and those below it, are no
+                // longer known to be durable.
+                if made {
+                    let prefix = relative + "/"
+                    durableDirectories.withLock { $0 = $0.filter { $0 != relative && !$0.hasPrefix(prefix) } }
+                }
             }
             if child < 0 {
                 let code = errno

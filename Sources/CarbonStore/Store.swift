@@ -339,7 +339,7 @@ public struct Store: Sendable {
     ///
     /// On a volume with file or in-process locks (`inlineCommits`), the batch runs in the leading
     /// call's own task: an update then makes no hop to a task of its own and back (measured with
-    /// the changes of docs/BENCHMARKS.md's round nine: about 17 µs of a W1 append on a local disk).
+    /// the other changes of docs/BENCHMARKS.md's round nine: 9 to 17 µs of a W1 append on a local disk).
     /// Its cancellation can only stop it where it waits for a lock or backs off, with nothing of that
     /// attempt written and no lock left held; if the batch fails while the leading task is
     /// cancelled, `commit` commits its other calls again in a task of their own. Elsewhere (S3, a

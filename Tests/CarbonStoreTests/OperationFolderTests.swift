@@ -77,6 +77,34 @@ import Testing
         #expect(try await Self.walks(storage) { try await store.update("kim") { _ in } } == 2)
     }
 
+    /// A folder this storage made durable, removed from outside and made again by the lock's walk,
+    /// is made durable again before a new user's first snapshot in it is acknowledged.
+    @Test func aFolderMadeAgainIsMadeDurableAgain() async throws {
+        let dir = try TemporaryDirectory("operation-folder-again")
+        defer { dir.remove() }
+        let folderSyncs = CarbonStore.Locked(0)
+        var io = FileIO.posix
+        let fsync = io.fsync
+        io.fsync = { fd in
+            var st = stat()
+            if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { folderSyncs.withLock { $0 += 1 } }
+            return fsync(fd)
+        }
+        let storage = try PathStorage(root: dir.path, io: io)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        try await store.update("kim") { try $0.upsert(Self.txn("a")) }
+        let first = folderSyncs.withLock { $0 }
+        #expect(first >= 3, "the two folders' entries and the snapshot's rename")
+        try await store.update("lou") { try $0.upsert(Self.txn("a")) }
+        let top = String(try store.keys.key(for: "kim").split(separator: "/")[0])
+        try FileManager.default.removeItem(atPath: dir.path + "/" + top)
+        let before = folderSyncs.withLock { $0 }
+        try await store.update("kim") { try $0.upsert(Self.txn("b")) }
+        #expect(folderSyncs.withLock { $0 } - before >= 3, "made durable again")
+        let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
+        #expect(try await fresh.get("kim").transactions.map(\.id) == ["b"])
+    }
+
     /// Once its operation is over, an operation's folder hands out nothing and keeps nothing (a
     /// task started within the operation that outlives it walks by itself, and leaks nothing).
     @Test func anEndedOperationHandsOutNothingAndKeepsNothing() throws {
@@ -88,7 +116,7 @@ import Testing
         #expect(fd >= 0)
         defer { close(fd) }
         scope.keep(fd)
-        let copy = try #require(scope.duplicate())
+        let copy = try #require(scope.duplicate()).fd
         #expect(copy >= 0 && copy != fd)
         var st = stat()
         #expect(fstat(copy, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR)
@@ -100,7 +128,8 @@ import Testing
     }
 
     /// The operation's folder is closed when the operation ends, whatever its end: many updates,
-    /// some of whose mutations throw, leave no descriptor open.
+    /// some of whose mutations throw, and updates that fail under the lock leave no descriptor
+    /// open.
     @Test(arguments: [false, true])
     func noDescriptorIsLeftOpen(offloading: Bool) async throws {
         struct Refused: Error {}
@@ -120,6 +149,16 @@ import Testing
             }
         }
         _ = try await store.delete("lou")
+        // Operations that fail under the lock: a directory planted in a user file's place.
+        let planted = storage.location(of: try store.keys.key(for: "mo"))
+        try FileManager.default.createDirectory(
+            atPath: PathStorage.parent(of: planted), withIntermediateDirectories: true)
+        #expect(mkdir(planted, 0o700) == 0)
+        for _ in 0..<20 {
+            await #expect(throws: UnsafePathError.self) {
+                try await store.update("mo") { try $0.upsert(Self.txn("x")) }
+            }
+        }
         // Other suites may open descriptors meanwhile: a leak of one per operation would show as
         // far more than a few.
         #expect(try openDescriptors() - before < 20)

@@ -91,6 +91,10 @@ final class CountingStorage: ObjectStorage, @unchecked Sendable {
         return read
     }
     var appendsInPlace: Bool { base.appendsInPlace }
+    var cancelsOnlyBeforeWriting: Bool { base.cancelsOnlyBeforeWriting }
+    func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
+        try await base.withOperation(on: key, body)
+    }
     func append(_ key: String, bytes: [UInt8], expected: ObjectVersion?) async throws -> ObjectVersion {
         try await base.append(key, bytes: bytes, expected: expected)
     }
