@@ -261,7 +261,12 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             guard !p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
                 throw fail("prefix '\(p)' must not contain control characters", s3Example + "&prefix=users/")
             }
-            let segments = p.split(separator: "/", omittingEmptySubsequences: true)
+            // Split as bytes, as the file system and `PathStorage` split a key: split by
+            // `Character`, a '/' that joins a grapheme cluster with the character before it (a
+            // prepended concatenation mark) would hide a '.' or '..' segment.
+            let segments = p.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map {
+                String(Substring($0))
+            }
             if segments.contains(where: { $0 == ".." || $0 == "." || $0.hasPrefix(".") }) {
                 throw fail(
                     "prefix '\(p)' must not contain '.', '..' or hidden segments",

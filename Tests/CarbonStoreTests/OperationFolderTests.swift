@@ -14,11 +14,7 @@ import Testing
 /// (`PathStorage.withOperation`): the user's lock, the version check, the append or the new
 /// snapshot, and the delete share the folder the first writer's walk opened.
 @Suite struct OperationFolderTests {
-    static func txn(_ id: String) -> Transaction {
-        Transaction(
-            id: id, time: Timestamp(millisecondsSince1970: 1_700_000_000_000),
-            amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
-    }
+    static func txn(_ id: String) -> Transaction { SlowVolumeTests.txn(id) }
 
     /// A storage on the local disk, with its blocking steps on the caller's thread or (as on a
     /// network file system) on threads of their own.

@@ -83,6 +83,8 @@ import Testing
         ("path:/d?region=eu-west-1", "'region' is only used with s3: or locking=dynamo"),
         ("s3:bucket?locking=none&endpoint=localhost:9000", "must be an http:// or https:// URL"),
         ("s3:bucket?locking=none&prefix=../x", "must not contain '.', '..'"),
+        // U+0600 (a prepended concatenation mark) joins the '/' after it into one Character.
+        ("path:/d?prefix=a%D8%80/../x", "must not contain '.', '..'"),
         ("memory:?locking=dynamo&table=abc", "memory: keeps data in one process"),
         ("path:/d?locking=dynamo&table=a", "table name 'a'"),
     ]
