@@ -75,16 +75,21 @@ if args.count > 1, args[1] == "catch-up" || args[1] == "frames" {
     )
     exit(0)
 }
+/// A `path:` store (locking=local) in a fresh folder `name` of the benchmarks' data, holding the
+/// W1 user "w1", for the update loops below.
+func w1Store(_ name: String, configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
+    let store = try await Fixtures.makeStore(
+        dir: try Fixtures.makeDirectory(name), written: ByteCounter(), configure: configure)
+    _ = try await Fixtures.seed(store, "w1", with: Fixtures.w1)
+    return store
+}
+
 if args.count > 1, args[1] == "append8" {
     // 8 concurrent updates of one W1 user per round, as the "8 concurrent tasks" benchmark makes
     // them: the lock holds (batches) per round, and the time of a round.
     let rounds = args.count > 2 ? Int(args[2]) ?? 100 : 100
-    let dir = try Fixtures.makeDirectory("profile-append8")
     let holds = ByteCounter()
-    let store = try await Fixtures.makeStore(dir: dir, written: ByteCounter()) {
-        $0.events.lockAcquired = { _, _ in holds.add(1) }
-    }
-    _ = try await Fixtures.seed(store, "w1", with: Fixtures.w1)
+    let store = try await w1Store("profile-append8") { $0.events.lockAcquired = { _, _ in holds.add(1) } }
     let before = holds.value
     let elapsed = try await Task.detached {
         let start = ContinuousClock.now
@@ -110,15 +115,7 @@ if args.count > 1, args[1] == "append" {
     // W1 append updates in a loop on a `path:` store (locking=local), as the W1 append benchmark
     // runs them: what one update costs, for a profiler.
     let iterations = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
-    let dir = try Fixtures.makeDirectory("profile-append")
-    let store = try await Fixtures.makeStore(dir: dir, written: ByteCounter()) {
-        if ProcessInfo.processInfo.environment["CARBONSTORE_PROFILE_NO_GROUP_COMMIT"] != nil {
-            $0.groupCommit = false
-        }
-    }
-    _ = try await Fixtures.seed(store, "w1", with: Fixtures.w1)
-    // Off the main actor, as package-benchmark runs its benchmarks: no hop to the main thread
-    // and back around every update.
+    let store = try await w1Store("profile-append")
     // The processor time the process spent (user and system, every thread) around the loop: less
     // noisy than the wall clock, which the disk's latency moves by tens of microseconds.
     func processorTime() -> Duration {
@@ -128,6 +125,8 @@ if args.count > 1, args[1] == "append" {
         return .seconds(total) + .microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
     }
     let processorStart = processorTime()
+    // Off the main actor, as package-benchmark runs its benchmarks: no hop to the main thread
+    // and back around every update.
     let elapsed = try await Task.detached {
         let start = ContinuousClock.now
         for n in 0..<iterations {
