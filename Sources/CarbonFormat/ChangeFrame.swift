@@ -217,17 +217,61 @@ extension RecordCodec {
     }
 
     /// Whether the bytes after a file's valid content (`tail`) can be what a crash leaves of ONE
-    /// append: nothing, zeros (a file extended whose data never reached the disk), a prefix of a
-    /// frame's marker, or one frame (torn, failing its CRC, or chained to nothing) that reaches the
-    /// end of the file. Anything else, such as a damaged frame with bytes after it, is damage that
-    /// may hide acknowledged frames, and must not be cut.
+    /// append, followed by nothing or by zero bytes alone (the reserve the append was written
+    /// into). The zero bytes at the end set aside, what is before them (the *non-zero part*) must
+    /// be: nothing (a reserve, or a file extended whose data never reached the disk); fewer than 8
+    /// bytes that begin like a frame's marker; one frame, marker first, whose length reaches the end
+    /// of the non-zero part or beyond (torn, failing its CRC, or chained to nothing); or, after
+    /// zero bytes where the frame's start should be (its first sectors never reached the disk, its
+    /// later ones did), bytes in which no complete frame with a matching CRC starts anywhere.
+    /// Anything else, such as a damaged frame with a committed frame after it, is damage that may
+    /// hide acknowledged frames, and must not be cut.
     public static func isOneTornAppend(_ tail: UnsafeRawBufferPointer) -> Bool {
-        if tail.isEmpty || tail.allSatisfy({ $0 == 0 }) { return true }
+        // The zero bytes at the end are a reserve, or a part of the append that never reached the
+        // disk: what counts is what comes before them.
+        let count = nonZeroLength(tail)
+        if count == 0 { return true }
+        if tail[0] == 0 {
+            // The start of the append is missing. Acknowledged frames are written one after the
+            // other from the valid end, each starting with the marker and checked by its CRC: if
+            // none starts here, these bytes are what is left of the one append that was torn.
+            return !containsCompleteFrame(UnsafeRawBufferPointer(rebasing: tail[..<count]))
+        }
         // Shorter than a marker and a length: the start of one frame, cut short.
-        if tail.count < 8 { return tail.prefix(4).elementsEqual(frameMarker.prefix(min(4, tail.count))) }
+        if count < 8 { return tail.prefix(min(4, count)).elementsEqual(frameMarker.prefix(min(4, count))) }
         guard tail.prefix(4).elementsEqual(frameMarker) else { return false }
         let length = Int(tail.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
-        return length >= tail.count
+        return length >= count
+    }
+
+    /// Whether a complete frame whose CRC matches (chained to anything) starts anywhere in `bytes`.
+    static func containsCompleteFrame(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var pos = 0
+        while pos + minFrameLength <= bytes.count {
+            if bytes[pos] == frameMarker[0], bytes[pos + 1] == frameMarker[1],
+                bytes[pos + 2] == frameMarker[2],
+                bytes[pos + 3] == frameMarker[3]
+            {
+                let length = Int(bytes.loadUnaligned(fromByteOffset: pos + 4, as: UInt32.self).littleEndian)
+                if length >= minFrameLength, length <= bytes.count - pos {
+                    let stored = bytes.loadUnaligned(fromByteOffset: pos + length - 4, as: UInt32.self)
+                        .littleEndian
+                    let body = UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + length - 4)])
+                    if CRC32C.checksum(body) == stored { return true }
+                }
+            }
+            pos += 1
+        }
+        return false
+    }
+
+    /// The length of `bytes` without the zero bytes at its end (0 when every byte is zero). A
+    /// reserve is a few KiB of zeros, checked at every version check: compared eight bytes at a time.
+    public static func nonZeroLength(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var end = bytes.count
+        while end >= 8, bytes.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self) == 0 { end -= 8 }
+        while end > 0, bytes[end - 1] == 0 { end -= 1 }
+        return end
     }
 
     /// How far the valid frames chained to `previous` at the start of `bytes` reach, and the id of

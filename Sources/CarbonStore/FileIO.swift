@@ -28,6 +28,11 @@ package struct FileIO: Sendable {
     package var ftruncate: @Sendable (_ fd: Int32, _ length: Int) -> Int32
     /// Makes a file's data and size durable (an append); `fdatasync`.
     package var datasync: @Sendable (_ fd: Int32) -> Int32
+    /// Writes at an offset (an append's frame, where the file's valid content ends); `pwrite`.
+    package var pwrite: @Sendable (_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int) -> Int
+    /// Writes zero bytes from `from` to `to` (an append's reserve, beyond its frame); 0, or -1 with
+    /// `errno` set.
+    package var reserve: @Sendable (_ fd: Int32, _ from: Int, _ to: Int) -> Int32
 
     package init(
         openat: @escaping @Sendable (Int32, String, Int32, mode_t) -> Int32,
@@ -38,7 +43,13 @@ package struct FileIO: Sendable {
         renameat: @escaping @Sendable (Int32, String, String) -> Int32,
         unlinkat: @escaping @Sendable (Int32, String) -> Int32,
         ftruncate: @escaping @Sendable (Int32, Int) -> Int32 = { fd, length in systemFtruncate(fd, length) },
-        datasync: @escaping @Sendable (Int32) -> Int32 = { fd in systemDatasync(fd) }
+        datasync: @escaping @Sendable (Int32) -> Int32 = { fd in systemDatasync(fd) },
+        pwrite: @escaping @Sendable (Int32, UnsafeRawBufferPointer, Int) -> Int = { fd, buffer, offset in
+            systemPwrite(fd, buffer.baseAddress, buffer.count, offset)
+        },
+        reserve: @escaping @Sendable (Int32, Int, Int) -> Int32 = { fd, from, to in
+            systemReserve(fd, from, to)
+        }
     ) {
         self.openat = openat
         self.mkdirat = mkdirat
@@ -49,6 +60,8 @@ package struct FileIO: Sendable {
         self.unlinkat = unlinkat
         self.ftruncate = ftruncate
         self.datasync = datasync
+        self.pwrite = pwrite
+        self.reserve = reserve
     }
 
     /// The real system calls.
@@ -84,5 +97,25 @@ private let systemDatasync: @Sendable (Int32) -> Int32 = { fd in
     #else
         fdatasync(fd)
     #endif
+}
+private let systemPwrite: @Sendable (Int32, UnsafeRawPointer?, Int, Int) -> Int = {
+    pwrite($0, $1, $2, off_t($3))
+}
+private let systemReserve: @Sendable (Int32, Int, Int) -> Int32 = { fd, from, to in
+    let zeros = [UInt8](repeating: 0, count: min(max(to - from, 0), 65_536))
+    var at = from
+    while at < to {
+        let n = zeros.withUnsafeBytes { pwrite(fd, $0.baseAddress, min($0.count, to - at), off_t(at)) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return -1
+        }
+        if n == 0 {
+            errno = EIO
+            return -1
+        }
+        at += n
+    }
+    return 0
 }
 private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { unlinkat($0, $1, $2) }

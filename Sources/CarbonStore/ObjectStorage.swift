@@ -133,6 +133,10 @@ public enum ConditionalRead: Sendable {
     /// writers appended change frames to): `tail` is its content from the end of the version asked
     /// about to the end of the file, and `version` the version of the whole.
     case appended(tail: [UInt8], version: ObjectVersion)
+    /// The object still has the content asked about, and `version` names it with something the
+    /// storage learned besides (a file's change time, for the record cache): keep it in place of
+    /// the version asked about.
+    case confirmed(version: ObjectVersion)
 }
 
 extension ObjectStorage {

@@ -69,6 +69,9 @@ public struct StoreOptions: Sendable {
     package var beforeCommit: (@Sendable () async -> Void)?
     /// The system calls of the `path:` backend; the package's tests substitute ones that fail or stop.
     package var fileIO: FileIO = .posix
+    /// Whether `path:` appends write their frame in place into the file's reserve (nil: on a local
+    /// file system) or with `O_APPEND` (`PathStorage.writeFrame`); for the package's tests.
+    package var framesInPlace: Bool?
     /// Writes without the fence (unconditionally), so that the torture checker's negative controls
     /// can show that it catches the lost updates that follow. Package-internal, for those tests only.
     package var unsafeDisableFence = false
@@ -232,6 +235,13 @@ public struct Store: Sendable {
             case .unchanged:
                 return Current(
                     version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
+                    appliedTails: entry.appliedTails)
+            case .confirmed(let version):
+                // In place of the version asked about, unless another task of this process has
+                // cached a newer one meanwhile.
+                cache.replaceVersion(of: key, from: entry.version, to: version)
+                return Current(
+                    version: version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
                     appliedTails: entry.appliedTails)
             case .missing:
                 cache.remove(key)

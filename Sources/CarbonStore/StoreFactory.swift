@@ -46,7 +46,8 @@ public struct BackendRegistry: Sendable {
             return try PathStorage(
                 root: dir, io: options.fileIO,
                 fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode,
-                maximumFileSize: options.codec.limits.maxFileSize, offloadFileWork: offloadFileWork)
+                maximumFileSize: options.codec.limits.maxFileSize, offloadFileWork: offloadFileWork,
+                framesInPlace: options.framesInPlace)
         }
         registry.register(storage: "memory") { _, _ in MemoryStorage() }
         registry.register(locking: "local") { uri, storage, _ in

@@ -57,7 +57,8 @@ extension Store {
                         continue
                     }
                     report.healthy += 1
-                    if layout.ignoredLength > 0 {
+                    // Zero bytes alone are the reserve that appends on a volume write into.
+                    if layout.ignoredLength > 0, !tail.allSatisfy({ $0 == 0 }) {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
                         report.ignoredTails.append(
                             .init(

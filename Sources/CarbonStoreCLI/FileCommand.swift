@@ -21,7 +21,8 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let (record, layout) = try codec.decodeFile(bytes)
                     print(try RecordJSON.encode(record))
-                    if layout.ignoredLength > 0 {
+                    // Zero bytes alone are the reserve that appends on a volume write into.
+                    if layout.ignoredLength > 0, !bytes[layout.validLength...].allSatisfy({ $0 == 0 }) {
                         printError(
                             "note: \(path) ends with \(layout.ignoredLength) ignored bytes at offset \(layout.validLength) (a torn append); see 'file verify'"
                         )
@@ -48,7 +49,10 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let report = try RecordCodec.inspect(bytes)
                     let (record, layout) = try codec.decodeFile(bytes)
-                    for line in Self.describe(report, record: record, layout: layout, size: bytes.count) {
+                    let reserve = bytes[layout.validLength...].allSatisfy { $0 == 0 }
+                    for line in Self.describe(
+                        report, record: record, layout: layout, size: bytes.count, tailIsZero: reserve)
+                    {
                         print(line)
                     }
                 } catch let error as FormatError {
@@ -58,9 +62,9 @@ struct FileCommand: AsyncParsableCommand {
             }
         }
 
-        static func describe(_ report: FileReport, record: UserRecord, layout: FileLayout, size: Int)
-            -> [String]
-        {
+        static func describe(
+            _ report: FileReport, record: UserRecord, layout: FileLayout, size: Int, tailIsZero: Bool
+        ) -> [String] {
             let h = report.header
             var lines = [
                 "format version \(h.formatVersion), \(size) bytes, user \(h.userID)"
@@ -80,7 +84,11 @@ struct FileCommand: AsyncParsableCommand {
                     "  frame \(i + 1) at \(f.offset): \(f.length) bytes, revision \(f.revision), id \(f.id)"
                         + (parts.isEmpty ? ", no parts" : ", parts: \(parts)"))
             }
-            if layout.ignoredLength > 0 {
+            if layout.ignoredLength > 0, tailIsZero {
+                lines.append(
+                    "ignored tail: \(layout.ignoredLength) zero bytes at \(layout.validLength) (a reserve for the next appends)"
+                )
+            } else if layout.ignoredLength > 0 {
                 lines.append(
                     "ignored tail: \(layout.ignoredLength) bytes at \(layout.validLength) (\(report.ignoredReason ?? "not a frame"))"
                 )

@@ -57,6 +57,9 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         /// After an append cut a torn append that a crashed writer left (its `ftruncate` returned),
         /// before the frame is written.
         case afterTruncate = "after-truncate"
+        /// After an append that did not fit in the file reserved room for it and the next ones (zero
+        /// bytes after the content), before the frame is written.
+        case afterReserveWrite = "after-reserve-write"
         /// Under the commit lock, the fence checked, before the first byte of the frame is written.
         case beforeAppendWrite = "before-append-write"
         /// A torn append: the first half of the frame is written, then the crash.
@@ -92,8 +95,11 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         case directoryFsync = "directory-fsync"
         /// The unlink of a user file (a delete). The removal of temporary files is never failed.
         case unlink
-        /// The open of a user file for appending (`O_APPEND`).
+        /// The open of a user file for appending (read and write, not created).
         case appendOpen = "append-open"
+        /// The write of the zero bytes an append reserves after the content when its frame does not
+        /// fit in the file: fails without writing anything.
+        case reserveWrite = "reserve-write"
         /// A write of a change frame to a user file: fails without writing anything.
         case appendWrite = "append-write"
         /// A write of a change frame that writes only half of what it was given (a short write);
@@ -303,7 +309,9 @@ public final class FileFaultInjector: Sendable {
             renameat: { dir, from, to in self.renameat(dir, from, to) },
             unlinkat: { dir, name in self.unlinkat(dir, name) },
             ftruncate: { fd, length in self.ftruncate(fd, length) },
-            datasync: { fd in self.datasync(fd) })
+            datasync: { fd in self.datasync(fd) },
+            pwrite: { fd, buffer, offset in self.pwrite(fd, buffer, offset) },
+            reserve: { fd, from, to in self.reserve(fd, from, to) })
     }
 
     private func openat(_ dir: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
@@ -312,7 +320,7 @@ public final class FileFaultInjector: Sendable {
         let isDirectory = flags & O_DIRECTORY != 0
         if isTemp, let code = failure(of: .create) { return Self.fail(code) }
         if isDirectory, let code = failure(of: .directoryOpen) { return Self.fail(code) }
-        let isAppend = flags & O_APPEND != 0 && !isTemp
+        let isAppend = flags & O_ACCMODE == O_RDWR && flags & O_CREAT == 0 && !isDirectory && !isTemp
         if isAppend, let code = failure(of: .appendOpen) { return Self.fail(code) }
         let fd = base.openat(dir, name, flags, mode)
         if fd >= 0 && isTemp { _ = state.withLock { $0.tempDescriptors.insert(fd) } }
@@ -331,7 +339,7 @@ public final class FileFaultInjector: Sendable {
     private func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
         if isDead { return Int(Self.fail(EIO)) }
         let kind = kind(of: fd)
-        if kind == .append { return appendWrite(fd, buffer) }
+        if kind == .append { return appendWrite(fd, buffer) { self.base.write(fd, $0) } }
         guard kind == .temp else { return base.write(fd, buffer) }
         if let pending = takePendingFailure(fd) { return Int(Self.fail(pending)) }
         if let code = failure(of: .write) { return Int(Self.fail(code)) }
@@ -343,24 +351,43 @@ public final class FileFaultInjector: Sendable {
         return base.write(fd, buffer)
     }
 
-    /// A write of a change frame to a user file opened for appending.
-    private func appendWrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
+    /// A write at an offset: a change frame written in place in a user file opened for appending.
+    private func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int) -> Int {
+        if isDead { return Int(Self.fail(EIO)) }
+        guard kind(of: fd) == .append else { return base.pwrite(fd, buffer, offset) }
+        return appendWrite(fd, buffer) { self.base.pwrite(fd, $0, offset) }
+    }
+
+    /// The zero bytes an append reserves after the content of a user file.
+    private func reserve(_ fd: Int32, _ from: Int, _ to: Int) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        if let code = failure(of: .reserveWrite) { return Self.fail(code) }
+        let r = base.reserve(fd, from, to)
+        if r == 0, crashes(at: .afterReserveWrite) { return crash(.afterReserveWrite) }
+        return r
+    }
+
+    /// A write of a change frame to a user file opened for appending, made by `write` (at the end,
+    /// with `O_APPEND`, or at an offset).
+    private func appendWrite(
+        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, write: (UnsafeRawBufferPointer) -> Int
+    ) -> Int {
         if let pending = takePendingFailure(fd) { return Int(Self.fail(pending)) }
         if crashes(at: .beforeAppendWrite) { return Int(crash(.beforeAppendWrite)) }
         if let code = failure(of: .appendWrite) { return Int(Self.fail(code)) }
         let half = UnsafeRawBufferPointer(rebasing: buffer[..<(buffer.count / 2)])
         if buffer.count >= 2, crashes(at: .midAppendWrite) {
-            _ = base.write(fd, half)
+            _ = write(half)
             return Int(crash(.midAppendWrite))
         }
         if case .fail(.shortAppendWrite, let code) = fault.action, buffer.count >= 2,
             hits("fail:short-append-write")
         {
-            let n = base.write(fd, half)
+            let n = write(half)
             if n >= 0 { state.withLock { $0.failNextWrite = (fd, code) } }
             return n
         }
-        return base.write(fd, buffer)
+        return write(buffer)
     }
 
     /// The errno that a short write left for the next write to `fd`, once.

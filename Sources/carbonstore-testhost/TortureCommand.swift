@@ -158,17 +158,27 @@ enum AppendWindow {
         var io = base
         io.openat = { dir, name, flags, mode in
             let fd = base.openat(dir, name, flags, mode)
-            if fd >= 0 && flags & O_APPEND != 0 { _ = appending.withLock { $0.insert(fd) } }
+            // A user file opened to append to: read and write, not created (a temporary file is),
+            // not a folder.
+            let isAppend = flags & O_ACCMODE == O_RDWR && flags & (O_CREAT | O_DIRECTORY) == 0
+            if fd >= 0 && isAppend { _ = appending.withLock { $0.insert(fd) } }
             return fd
         }
-        io.write = { fd, buffer in
-            guard appending.withLock({ $0.contains(fd) }) else { return base.write(fd, buffer) }
+        @Sendable func window(_ write: () -> Int) -> Int {
             mark("2")
             usleep(pauseMicroseconds)
-            let n = base.write(fd, buffer)
+            let n = write()
             mark("3")
             usleep(pauseMicroseconds)
             return n
+        }
+        io.write = { fd, buffer in
+            guard appending.withLock({ $0.contains(fd) }) else { return base.write(fd, buffer) }
+            return window { base.write(fd, buffer) }
+        }
+        io.pwrite = { fd, buffer, offset in
+            guard appending.withLock({ $0.contains(fd) }) else { return base.pwrite(fd, buffer, offset) }
+            return window { base.pwrite(fd, buffer, offset) }
         }
         io.datasync = { fd in
             let r = base.datasync(fd)

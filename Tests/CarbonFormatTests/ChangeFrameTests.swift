@@ -252,6 +252,51 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
         }
     }
 
+    /// A reserve (zero bytes after the last frame, which appends on a volume are written into) is no
+    /// content, and what a crash leaves of one append written into it is one torn append; anything
+    /// with non-zero bytes past one frame is damage, reserve or not.
+    @Test func aTornAppendIntoAReserveIsOneTornAppendAndMoreIsDamage() throws {
+        let steps = try Self.history(seed: 21, steps: 3)
+        let frame = Array(steps[3].file[steps[2].file.count...])
+        let earlier = Array(steps[2].file[steps[1].file.count...])
+        let reserve = [UInt8](repeating: 0, count: 4096)
+        func torn(_ tail: [UInt8]) -> Bool { tail.withUnsafeBytes { RecordCodec.isOneTornAppend($0) } }
+
+        // Readers stop at the reserve: the record and valid length are the file's without it.
+        let (record, layout) = try RecordCodec().decodeFile(steps[3].file + reserve)
+        #expect(record == steps[3].record && layout.validLength == steps[3].file.count)
+        #expect(layout.ignoredLength == reserve.count && torn(reserve))
+
+        // Every prefix of a frame written over the reserve, the rest still zeros: one torn append.
+        for cut in 1..<frame.count {
+            let tail = Array(frame[..<cut]) + reserve[cut...]
+            #expect(torn(tail), "a prefix of \(cut) bytes")
+            let (r, l) = try RecordCodec().decodeFile(steps[2].file + tail)
+            #expect(r == steps[2].record && l.validLength == steps[2].file.count, "a prefix of \(cut) bytes")
+        }
+        // A frame whose CRC fails (one byte flipped) with only zeros after it: one torn append.
+        var damaged = frame
+        damaged[damaged.count / 2] ^= 0x40
+        #expect(torn(damaged + reserve))
+        // A damaged frame with a committed frame after it, before the reserve: damage, never cut.
+        #expect(!torn(damaged + frame + reserve))
+        #expect(!torn(earlier + damaged + reserve), "bytes past the first frame's length")
+        // Non-zero bytes that start neither with zeros nor with a frame's marker: damage.
+        #expect(!torn([0x01] + reserve))
+        #expect(!torn([0x01] + frame + reserve))
+        // The start of a marker, then zeros: one append cut short.
+        #expect(torn([0x89, 0x43] + reserve))
+        // The frame's first sectors lost and its later ones written (a power cut during the write):
+        // zeros, then a fragment in which no complete frame starts. One torn append, cut.
+        let half = frame.count / 2
+        #expect(torn([UInt8](repeating: 0, count: half) + frame[half...] + reserve))
+        #expect(torn([0, 0, 0, 0, 0x89, 0x43] + reserve))
+        // Zeros, then a complete frame whose CRC matches (a committed frame, whatever it is chained
+        // to): damage, never cut.
+        #expect(!torn(reserve + frame))
+        #expect(!torn([UInt8](repeating: 0, count: 10) + damaged + frame + reserve))
+    }
+
     @Test func forgedTailsAreIgnored() throws {
         let a = try Self.history(seed: 7, steps: 4)
         let b = try Self.history(seed: 8, steps: 2)

@@ -135,9 +135,14 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
             spec: "fail:append-write:EINTR", leavesNewRevision: true, temporaryFilesLeft: 0, succeeds: true),
     ]
 
-    /// Faults of an append that first cuts the torn append a crashed writer left.
+    /// Faults of an append that first cuts the torn append a crashed writer left (and with it the
+    /// reserve after it, so that the append reserves room again before its frame).
     static let afterATornAppend: [FaultCase] = [
         .init(spec: "crash:after-truncate", leavesNewRevision: false, temporaryFilesLeft: 0),
+        .init(spec: "crash:after-reserve-write", leavesNewRevision: false, temporaryFilesLeft: 0),
+        // No room for a reserve: the frame is written without one, and the update succeeds.
+        .init(
+            spec: "fail:reserve-write:ENOSPC", leavesNewRevision: true, temporaryFilesLeft: 0, succeeds: true),
         .init(
             spec: "fail:truncate:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
             failedOperation: "truncate a torn append of", errno: EIO),
@@ -158,11 +163,13 @@ enum CrashPointFixtures {
 
     /// A store on `dir` whose file writes go through `io`.
     static func store(
-        _ dir: String, io: FileIO = .posix, locking: String = "local", compaction: CompactionPolicy = .init()
+        _ dir: String, io: FileIO = .posix, locking: String = "local", compaction: CompactionPolicy = .init(),
+        framesInPlace: Bool? = nil
     ) async throws -> Store {
         var options = StoreOptions()
         options.fileIO = io
         options.compaction = compaction
+        options.framesInPlace = framesInPlace
         return try await StoreFactory(options: options).makeStore("path:\(dir)?locking=\(locking)")
     }
 
@@ -185,7 +192,7 @@ enum CrashPointFixtures {
         try await store.update("alice") { try $0.upsert(txn("f1")) }
         let record = try await store.update("alice") { try $0.upsert(txn("f2")) }.record
         let layout = try self.layout(dir)
-        #expect(layout.formatVersion == 2 && layout.frameCount == 2 && layout.ignoredLength == 0)
+        #expect(try layout.formatVersion == 2 && layout.frameCount == 2 && endsCleanly(dir))
         return record
     }
 
@@ -209,6 +216,14 @@ enum CrashPointFixtures {
     /// The layout of the user's file as it stands.
     static func layout(_ dir: String, user: String = "alice") throws -> FileLayout {
         try userBytes(dir, user: user).withUnsafeBytes { try RecordCodec().scanLayout($0) }
+    }
+
+    /// Whether the user's file holds its valid content and nothing else but zero bytes after it (the
+    /// reserve of appends: docs/STORAGE.md, "An update appends"): no torn or stray bytes.
+    static func endsCleanly(_ dir: String, user: String = "alice") throws -> Bool {
+        let bytes = try userBytes(dir, user: user)
+        let layout = try bytes.withUnsafeBytes { try RecordCodec().scanLayout($0) }
+        return bytes[layout.validLength...].allSatisfy { $0 == 0 }
     }
 
     /// Leaves a torn append on the user's file: a writer crashed with half of its frame written.
@@ -429,8 +444,8 @@ enum CrashPointFixtures {
         let next = try await clean.update("alice") { try $0.upsert(F.txn("after")) }
         #expect(next.record.revision == now.revision + 1)
         let last = try F.layout(dir)
-        #expect(last.ignoredLength == 0 && last.frameCount == after.frameCount + 1, "\(last)")
-        #expect(try F.userBytes(dir).count == last.validLength, "the torn bytes were cut")
+        #expect(last.frameCount == after.frameCount + 1, "\(last)")
+        #expect(try F.endsCleanly(dir), "the torn bytes were cut")
         #expect(try await F.store(dir).get("alice") == next.record)
         let report = try await clean.verify()
         #expect(report.damaged.isEmpty && report.healthy == 1)
@@ -444,9 +459,9 @@ enum CrashPointFixtures {
         let old = try await F.seedWithFrames(dir.path)
         let reader = try await F.store(dir.path)
         #expect(try await reader.get("alice") == old)
-        let sizeBefore = try F.userBytes(dir.path).count
+        #expect(try F.endsCleanly(dir.path))
         try await F.tearAnAppend(dir.path)
-        #expect(try F.userBytes(dir.path).count > sizeBefore)
+        #expect(try !F.endsCleanly(dir.path), "half a frame was written")
         #expect(try await reader.get("alice") == old, "a cached reader")
         #expect(try await F.store(dir.path).get("alice") == old, "a fresh reader")
         let storage = try PathStorage(root: dir.path)
@@ -457,7 +472,7 @@ enum CrashPointFixtures {
         let writer = try await F.store(dir.path)
         let next = try await writer.update("alice") { try $0.upsert(F.txn("next")) }
         #expect(next.outcome == .committed && next.record.revision == old.revision + 1)
-        #expect(try F.layout(dir.path).ignoredLength == 0)
+        #expect(try F.endsCleanly(dir.path))
         #expect(try await reader.get("alice") == next.record)
         #expect(!next.record.transactions.contains { $0.id == "torn" })
     }
@@ -618,8 +633,7 @@ enum CrashPointFixtures {
         #expect(
             !cleanup.stdout.contains("\ntemporary file: ") && !cleanup.stdout.hasPrefix("temporary file: "))
         #expect(try F.temporaryFiles(dir.path).isEmpty)
-        let last = try F.layout(dir.path)
-        #expect(try last.ignoredLength == 0 && F.userBytes(dir.path).count == last.validLength)
+        #expect(try F.endsCleanly(dir.path))
     }
 
     @Test func aCrashCanHitALaterWriteOfTheSameProcess() async throws {
@@ -673,7 +687,9 @@ enum CrashPointFixtures {
 /// checks the fence and its hold, and is paused before its write; the server's lease lapses and
 /// another writer takes the lock and appends. With `O_APPEND` the paused writer's frame lands after
 /// the other's, chained to nothing there: it must report a version mismatch (the engine retries),
-/// never success; readers ignore the stray frame, and the next writer cuts it.
+/// never success; readers ignore the stray frame, and the next writer cuts it. Every writer here
+/// takes that path (`framesInPlace: false`), as on NFS: on a local file system, where the commit
+/// lock cannot lapse, frames are written in place into the file's reserve.
 ///
 /// The paused writer blocks the thread that runs its `write` (a `FileIO` call is synchronous), so
 /// the suite runs its tests one at a time: two of them paused at once could take every thread of
@@ -774,7 +790,7 @@ struct LostCommitLockTests {
         let old = try await F.seedWithFrames(dir.path)
         let key = try UserKeys().key(for: "alice")
         let gate = PausedAppend(userPath: try F.userPath(dir.path))
-        let paused = try PathStorage(root: dir.path, io: gate.io)
+        let paused = try PathStorage(root: dir.path, io: gate.io, framesInPlace: false)
         let current = try #require(try await paused.get(key))
         let (record, layout) = try RecordCodec().decodeFile(current.bytes)
         #expect(record == old)
@@ -788,7 +804,7 @@ struct LostCommitLockTests {
         #expect(try Self.dropCommitLocks(under: dir.path) == 1)
 
         // Another writer takes the lock and appends: acknowledged.
-        let other = try await F.store(dir.path, locking: "none")
+        let other = try await F.store(dir.path, locking: "none", framesInPlace: false)
         let b = try await other.update("alice") { try $0.upsert(F.txn("from-b")) }
         #expect(b.outcome == .committed)
         gate.release()
@@ -806,7 +822,9 @@ struct LostCommitLockTests {
         #expect(try await paused.getIfChanged(key, cached: bVersion) == .unchanged)
 
         // The next writer cuts it and appends after B's frame.
-        let c = try await F.store(dir.path).update("alice") { try $0.upsert(F.txn("from-c")) }
+        let c = try await F.store(dir.path, framesInPlace: false).update("alice") {
+            try $0.upsert(F.txn("from-c"))
+        }
         let final = try F.layout(dir.path)
         #expect(try final.ignoredLength == 0 && F.userBytes(dir.path).count == final.validLength)
         let now = try await F.store(dir.path).get("alice")
@@ -826,13 +844,14 @@ struct LostCommitLockTests {
         let conflicts = CarbonStore.Locked(0)
         var options = StoreOptions()
         options.fileIO = gate.io
+        options.framesInPlace = false
         options.events = StoreEvents(fenceConflict: { _ in conflicts.withLock { $0 += 1 } })
         // Its own lock service (locking=local in another process): only the commit lock is shared.
         let paused = try await StoreFactory(options: options).makeStore("path:\(dir.path)?locking=none")
         let a = Task { try await paused.update("alice") { try $0.upsert(F.txn("from-a")) } }
         try await Self.waitUntilPaused(gate)
         #expect(try Self.dropCommitLocks(under: dir.path) == 1)
-        let other = try await F.store(dir.path, locking: locking)
+        let other = try await F.store(dir.path, locking: locking, framesInPlace: false)
         let b = try await other.update("alice") { try $0.upsert(F.txn("from-b")) }
         #expect(b.outcome == .committed && b.record.revision == old.revision + 1)
         gate.release()

@@ -264,10 +264,7 @@ import Testing
         try next.upsert(Self.txn("torn", at: 1_960_000_000_000))
         let frame = try #require(
             codec.encodeChange(from: record, to: next, appendingTo: layout, id: .random()))
-        let handle = try #require(FileHandle(forWritingAtPath: path))
-        try handle.seekToEnd()
-        try handle.write(contentsOf: Data(frame.bytes.prefix(frame.bytes.count / 2)))
-        try handle.close()
+        try TornAppend.write(Array(frame.bytes.prefix(frame.bytes.count / 2)), intoUserFileAt: path)
         #expect(try await storage.confirmDurable(key, version: read.version), "a torn tail is not content")
 
         // A committed frame after it: changed.

@@ -42,12 +42,9 @@ import Testing
         case thirdWriterAppends, compaction, tornTail, deleteAndRecreate, thirdWriterCompacts
     }
 
-    /// Appends `bytes` to the file at `path` in place.
+    /// Writes `bytes` in place where the file's valid content ends, as an append would.
     static func appendRaw(_ bytes: [UInt8], to path: String) throws {
-        let h = try #require(FileHandle(forWritingAtPath: path))
-        defer { try? h.close() }
-        try h.seekToEnd()
-        try h.write(contentsOf: Data(bytes))
+        try TornAppend.write(bytes, intoUserFileAt: path)
     }
 
     @Test(arguments: Injection.allCases)

@@ -281,6 +281,19 @@ import Testing
                     guard let code = self.take(\.failDatasync) else { return p.datasync(fd) }
                     errno = code
                     return -1
+                },
+                pwrite: { fd, b, offset in
+                    self.note("pwrite")
+                    guard let code = self.take(\.failWrite) else { return p.pwrite(fd, b, offset) }
+                    if b.count > 1 {
+                        _ = p.pwrite(fd, UnsafeRawBufferPointer(rebasing: b[..<(b.count / 2)]), offset)
+                    }
+                    errno = code
+                    return -1
+                },
+                reserve: { fd, from, to in
+                    self.note("reserve")
+                    return p.reserve(fd, from, to)
                 })
         }
 

@@ -118,20 +118,18 @@ import Testing
         var f = try file(dir)
         #expect(f.layout.formatVersion == 3 && f.layout.frameCount == 1)
         // Half of a second frame, as a crash in the middle of an append leaves it.
-        let valid = f.bytes.count
-        let frame = Array(f.bytes[f.layout.snapshotLength...])
-        let handle = try #require(FileHandle(forWritingAtPath: f.path))
-        handle.seekToEndOfFile()
-        handle.write(Data(frame.prefix(frame.count / 2)))
-        try handle.close()
+        let valid = f.layout.validLength
+        let frame = Array(f.bytes[f.layout.snapshotLength..<valid])
+        try TornAppend.write(Array(frame.prefix(frame.count / 2)), intoUserFileAt: f.path)
         f = try file(dir)
-        #expect(f.layout.validLength == valid && f.layout.ignoredLength == frame.count / 2)
+        #expect(f.layout.validLength == valid && f.layout.ignoredLength == f.bytes.count - valid)
+        #expect(!f.bytes[valid...].allSatisfy { $0 == 0 }, "half a frame was written")
         #expect(try await fresh(dir, user) == appended.record)
         // The next update of a zlib store: the tail is not read as data, the file keeps version 3.
         let zlib = try await store(dir, "zlib", cache: false)
         let next = try await zlib.update(user) { try $0.upsert(Self.txn("two", at: 1_900_000_000_001)) }
         f = try file(dir)
-        #expect(f.layout.formatVersion == 3 && f.layout.ignoredLength == 0)
+        #expect(f.layout.formatVersion == 3 && f.bytes[f.layout.validLength...].allSatisfy { $0 == 0 })
         #expect(try await fresh(dir, user) == next.record)
         #expect(
             next.record.transactions.contains { $0.id == "one" }

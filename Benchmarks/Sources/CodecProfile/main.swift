@@ -77,9 +77,11 @@ if args.count > 1, args[1] == "catch-up" || args[1] == "frames" {
 }
 /// A `path:` store (locking=local) in a fresh folder `name` of the benchmarks' data, holding the
 /// W1 user "w1", for the update loops below.
-func w1Store(_ name: String, configure: (inout StoreOptions) -> Void = { _ in }) async throws -> Store {
+func w1Store(
+    _ name: String, written: ByteCounter = ByteCounter(), configure: (inout StoreOptions) -> Void = { _ in }
+) async throws -> Store {
     let store = try await Fixtures.makeStore(
-        dir: try Fixtures.makeDirectory(name), written: ByteCounter(), configure: configure)
+        dir: try Fixtures.makeDirectory(name), written: written, configure: configure)
     _ = try await Fixtures.seed(store, "w1", with: Fixtures.w1)
     return store
 }
@@ -115,7 +117,10 @@ if args.count > 1, args[1] == "append" {
     // W1 append updates in a loop on a `path:` store (locking=local), as the W1 append benchmark
     // runs them: what one update costs, for a profiler.
     let iterations = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
-    let store = try await w1Store("profile-append")
+    let written = ByteCounter()
+    let store = try await w1Store("profile-append", written: written)
+    let reserve = { (store.storage as? PathStorage)?.reservedByteCount ?? 0 }
+    let (writtenBefore, reservedBefore) = (written.value, reserve())
     // The processor time the process spent (user and system, every thread) around the loop: less
     // noisy than the wall clock, which the disk's latency moves by tens of microseconds.
     func processorTime() -> Duration {
@@ -135,8 +140,12 @@ if args.count > 1, args[1] == "append" {
         return ContinuousClock.now - start
     }.value
     let processor = processorTime() - processorStart
+    // Bytes written: frames and the snapshots of compactions (the store's count), and the zeros
+    // of the reserve (the storage's).
+    let frames = Double(written.value - writtenBefore) / Double(iterations)
+    let zeros = Double(reserve() - reservedBefore) / Double(iterations)
     print(
-        "append: \(elapsed / iterations) per update over \(iterations); processor time \(processor / iterations)"
+        "append: \(elapsed / iterations) per update over \(iterations); processor time \(processor / iterations); bytes written per update \(Int(frames + zeros)) (frames and snapshots \(Int(frames)), reserve \(Int(zeros)))"
     )
     Fixtures.removeDirectory("profile-append")
     exit(0)

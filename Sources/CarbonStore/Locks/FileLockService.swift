@@ -91,14 +91,16 @@ struct FileLock: Sendable {
             if errno == ELOOP { throw PathStorage.unsafeEntry(in: directory, name, path) }
             throw StorageIOError(operation: "open lock file", path: path, errno: errno)
         }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        // Asked without time stamps (`FileStatus`): the holder's description written next would
+        // otherwise stamp the lock file's inode finely, and the inode's block, often the user
+        // file's too, be written again by the append's fdatasync.
+        guard let status = FileStatus.of(fd), status.isRegularFile else {
             close(fd)
             throw PathStorage.unsafeEntry(in: directory, name, path)
         }
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
-        if st.st_uid == geteuid() && (st.st_mode & 0o777) != mode { _ = fchmod(fd, mode) }
+        if status.owner == PathStorage.effectiveUser && (status.mode & 0o777) != mode { _ = fchmod(fd, mode) }
         var lock = FileLock(fd: fd, path: path)
         // Free: taken at once, without a thread.
         if flock(fd, LOCK_EX | LOCK_NB) == 0 {
@@ -205,8 +207,7 @@ struct FileLock: Sendable {
     /// or one planted to point at a file elsewhere) keeps its content.
     func describeHolder(_ text: String) {
         // Looked at now, holding the lock: a link made while this writer waited counts.
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_nlink == 1 else { return }
+        guard let status = FileStatus.of(fd), status.links == 1 else { return }
         // Padded to a fixed length and written over the last holder's: a reader never finds the
         // file empty, and the file is cut only when its length is not that one already.
         var bytes = Array(text.utf8.prefix(Self.holderTextLength - 1))
@@ -214,7 +215,7 @@ struct FileLock: Sendable {
             contentsOf: repeatElement(UInt8(ascii: " "), count: Self.holderTextLength - 1 - bytes.count))
         bytes.append(UInt8(ascii: "\n"))
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        if Int(st.st_size) != bytes.count { _ = ftruncate(fd, off_t(bytes.count)) }
+        if status.size != bytes.count { _ = ftruncate(fd, off_t(bytes.count)) }
     }
 
     /// Unlocks and closes. Call exactly once.

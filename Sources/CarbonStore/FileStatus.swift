@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What a writer needs to know of an open file (its type and permissions, owner, link count and
+/// size), asked for without the file's time stamps where the system allows it.
+///
+/// Why not `fstat`: from Linux 6.13 on, asking for a file's change or modification time marks it,
+/// and the file's next change then takes a fine-grained time stamp instead of the coarse one (a
+/// clock tick) that would most often be unchanged. A new time stamp makes the inode dirty, and on
+/// some file systems (ext4 without a journal) the next `fdatasync` writes the inode's block again:
+/// one more disk write per append. So a writer asks `statx` for these fields alone, and the append
+/// path asks for a time stamp only where the record cache needs one (docs/STORAGE.md, "A file's
+/// version names one content for ever"). Where `statx` cannot be found (not Linux, an old C
+/// library) it is `fstat`.
+struct FileStatus: Sendable {
+    /// The type and permission bits (`st_mode`).
+    var mode: mode_t
+    var owner: uid_t
+    var links: Int
+    var size: Int
+
+    var isRegularFile: Bool { (mode & S_IFMT) == S_IFREG }
+
+    /// The status of `fd`; nil with `errno` set if it cannot be had.
+    static func of(_ fd: Int32) -> FileStatus? {
+        #if os(Linux) && (arch(x86_64) || arch(arm64))
+            if let statx = Self.statx {
+                // `struct statx` (linux/stat.h, 256 bytes): stx_mask u32 at 0, stx_nlink u32 at 16,
+                // stx_uid u32 at 20, stx_mode u16 at 28, stx_size u64 at 40. On the stack: nothing
+                // to free after the call, which could change `errno`.
+                let wanted = statxType | statxMode | statxLinks | statxOwner | statxSize
+                let status = withUnsafeTemporaryAllocation(byteCount: 256, alignment: 16) {
+                    buffer -> FileStatus? in
+                    guard let base = buffer.baseAddress, statx(fd, "", atEmptyPath, wanted, base) == 0,
+                        buffer.load(fromByteOffset: 0, as: UInt32.self) & wanted == wanted
+                    else { return nil }
+                    return FileStatus(
+                        mode: mode_t(buffer.load(fromByteOffset: 28, as: UInt16.self)),
+                        owner: uid_t(buffer.load(fromByteOffset: 20, as: UInt32.self)),
+                        links: Int(buffer.load(fromByteOffset: 16, as: UInt32.self)),
+                        size: Int(buffer.load(fromByteOffset: 40, as: UInt64.self)))
+                }
+                if let status { return status }
+                // Refused (a seccomp profile that answers EPERM, a kernel without it), or a field
+                // the file system did not fill: `fstat` answers, as it does where `statx` is missing.
+            }
+        #endif
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return FileStatus(mode: st.st_mode, owner: st.st_uid, links: Int(st.st_nlink), size: Int(st.st_size))
+    }
+
+    #if os(Linux) && (arch(x86_64) || arch(arm64))
+        // The `statx` mask bits and flag (linux/stat.h, linux/fcntl.h).
+        private static let statxType: UInt32 = 0x1
+        private static let statxMode: UInt32 = 0x2
+        private static let statxLinks: UInt32 = 0x4
+        private static let statxOwner: UInt32 = 0x8
+        private static let statxSize: UInt32 = 0x200
+        private static let atEmptyPath: Int32 = 0x1000
+
+        /// The C library's `statx`, which the Swift overlay of Glibc does not export (it needs
+        /// `_GNU_SOURCE`); nil if it cannot be found.
+        private static let statx:
+            (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer) -> Int32)? =
+                {
+                    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "statx") else {
+                        return nil
+                    }
+                    return unsafeBitCast(
+                        symbol,
+                        to: (@convention(c) (
+                            Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer
+                        ) -> Int32)
+                        .self)
+                }()
+    #endif
+}
