@@ -219,11 +219,15 @@ extension RecordCodec {
     /// Whether the bytes after a file's valid content (`tail`) can be what a crash leaves of ONE
     /// append, followed by nothing or by zero bytes alone (the reserve the append was written
     /// into). The zero bytes at the end set aside, what is before them (the *non-zero part*) must
-    /// be: nothing (a reserve, or a file extended whose data never reached the disk); fewer than 8
-    /// bytes that begin like a frame's marker; one frame, marker first, whose length reaches the end
-    /// of the non-zero part or beyond (torn, failing its CRC, or chained to nothing); or, after
-    /// zero bytes where the frame's start should be (its first sectors never reached the disk, its
-    /// later ones did), bytes in which no complete frame with a matching CRC starts anywhere.
+    /// be:
+    /// - nothing (a reserve, or a file extended whose data never reached the disk);
+    /// - fewer than 8 bytes that begin like a frame's marker;
+    /// - one frame, marker first, whose length reaches the end of the non-zero part or beyond
+    ///   (torn, failing its CRC, or chained to nothing);
+    /// - or bytes that begin with a zero byte, or with the marker or a part of it followed by a zero
+    ///   byte or by a length that does not reach the end (a frame whose first sectors, or a sector
+    ///   within its marker and length, never reached the disk while later ones did), in which no
+    ///   complete frame with a matching CRC starts anywhere.
     /// Anything else, such as a damaged frame with a committed frame after it, is damage that may
     /// hide acknowledged frames, and must not be cut.
     public static func isOneTornAppend(_ tail: UnsafeRawBufferPointer) -> Bool {
@@ -231,21 +235,27 @@ extension RecordCodec {
         // disk: what counts is what comes before them.
         let count = nonZeroLength(tail)
         if count == 0 { return true }
-        if tail[0] == 0 {
-            // The start of the append is missing. Acknowledged frames are written one after the
-            // other from the valid end, each starting with the marker and checked by its CRC: if
-            // none starts here, these bytes are what is left of the one append that was torn.
-            return !containsCompleteFrame(UnsafeRawBufferPointer(rebasing: tail[..<count]))
+        // How many of the first bytes are the marker's.
+        var matched = 0
+        while matched < 4, matched < count, tail[matched] == frameMarker[matched] { matched += 1 }
+        if matched == count { return true }  // a part of the marker, then zeros
+        if matched == 4, count >= 8 {
+            let length = Int(tail.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
+            if length >= count { return true }
         }
-        // Shorter than a marker and a length: the start of one frame, cut short.
-        if count < 8 { return tail.prefix(min(4, count)).elementsEqual(frameMarker.prefix(min(4, count))) }
-        guard tail.prefix(4).elementsEqual(frameMarker) else { return false }
-        let length = Int(tail.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
-        return length >= count
+        // The start of the append missing, or cut within its marker and length: these are what is
+        // left of the one append that was torn if no complete frame starts in them. (Acknowledged
+        // frames are written one after the other from the valid end, each starting with the marker
+        // and checked by its CRC.)
+        guard tail[0] == 0 || matched == 4 || tail[matched] == 0 else { return false }
+        return !containsCompleteFrame(tail)
     }
 
     /// Whether a complete frame whose CRC matches (chained to anything) starts anywhere in `bytes`.
+    /// The bytes checksummed are bounded (twice the bytes given): a tail that would take more, full
+    /// of marker-like bytes, counts as holding one, which never cuts anything.
     static func containsCompleteFrame(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var budget = 2 * bytes.count
         var pos = 0
         while pos + minFrameLength <= bytes.count {
             if bytes[pos] == frameMarker[0], bytes[pos + 1] == frameMarker[1],
@@ -254,6 +264,8 @@ extension RecordCodec {
             {
                 let length = Int(bytes.loadUnaligned(fromByteOffset: pos + 4, as: UInt32.self).littleEndian)
                 if length >= minFrameLength, length <= bytes.count - pos {
+                    budget -= length
+                    if budget < 0 { return true }
                     let stored = bytes.loadUnaligned(fromByteOffset: pos + length - 4, as: UInt32.self)
                         .littleEndian
                     let body = UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + length - 4)])

@@ -987,11 +987,12 @@ public final class PathStorage: ObjectStorage {
 
     /// Whether `fd`, the commit lock a writer holds, is the lock file named `.commit.lock` in the
     /// folder `dir` now (the same file: device and inode).
+    /// Asked without time stamps (`FileStatus`).
     static func isCommitLockFile(_ fd: Int32, in dir: Int32) -> Bool {
-        var held = stat()
-        var named = stat()
-        return fstat(fd, &held) == 0 && fstatat(dir, ".commit.lock", &named, AT_SYMLINK_NOFOLLOW) == 0
-            && held.st_dev == named.st_dev && held.st_ino == named.st_ino
+        guard let held = FileStatus.of(fd), let named = FileStatus.of(".commit.lock", in: dir) else {
+            return false
+        }
+        return held.isSameFile(as: named)
     }
 
     /// This process's effective user, which owns the files it creates.

@@ -100,6 +100,8 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         /// The write of the zero bytes an append reserves after the content when its frame does not
         /// fit in the file: fails without writing anything.
         case reserveWrite = "reserve-write"
+        /// The same write, failing after half of the zero bytes were written (a disk filling up).
+        case shortReserveWrite = "short-reserve-write"
         /// A write of a change frame to a user file: fails without writing anything.
         case appendWrite = "append-write"
         /// A write of a change frame that writes only half of what it was given (a short write);
@@ -362,6 +364,12 @@ public final class FileFaultInjector: Sendable {
     private func reserve(_ fd: Int32, _ from: Int, _ to: Int) -> Int32 {
         if isDead { return Self.fail(EIO) }
         if let code = failure(of: .reserveWrite) { return Self.fail(code) }
+        if case .fail(.shortReserveWrite, let code) = fault.action, to - from >= 2,
+            hits("fail:short-reserve-write")
+        {
+            _ = base.reserve(fd, from, from + (to - from) / 2)
+            return Self.fail(code)
+        }
         let r = base.reserve(fd, from, to)
         if r == 0, crashes(at: .afterReserveWrite) { return crash(.afterReserveWrite) }
         return r

@@ -295,6 +295,25 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
         // to): damage, never cut.
         #expect(!torn(reserve + frame))
         #expect(!torn([UInt8](repeating: 0, count: 10) + damaged + frame + reserve))
+        // The same with a frame whose last byte is zero (its CRC's high byte, 1 frame in 256), which
+        // the reserve's zeros then continue.
+        var zeroEnded: [UInt8]?
+        for seed in UInt64(300)..<UInt64(2300) where zeroEnded == nil {
+            let h = try Self.history(seed: seed, steps: 1)
+            let f = Array(h[1].file[h[0].file.count...])
+            if f.last == 0 { zeroEnded = f }
+        }
+        let ending = try #require(zeroEnded, "a frame whose CRC ends with a zero byte")
+        #expect(!torn([UInt8](repeating: 0, count: 10) + ending + reserve))
+        #expect(!torn(damaged + ending + reserve))
+        // A sector boundary within the marker and length: their first bytes written, the next
+        // sector lost (zeros), a later one written. No complete frame: one torn append.
+        var straddling = [UInt8](repeating: 0, count: 1024)
+        straddling.replaceSubrange(0..<3, with: frame[0..<3])
+        straddling.replaceSubrange(512..<(512 + frame.count - 3), with: frame[3...])
+        #expect(torn(straddling + reserve))
+        straddling.replaceSubrange(600..<(600 + frame.count), with: frame)
+        #expect(!torn(straddling + reserve), "a complete frame in it")
     }
 
     @Test func forgedTailsAreIgnored() throws {

@@ -19,6 +19,8 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
     var errno: Int32? = nil
     /// The write still succeeds (a fault that is retried, such as EINTR).
     var succeeds = false
+    /// The user file ends right after its valid content afterwards: no reserve, no zeros.
+    var endsWithTheFrame = false
 
     var testDescription: String { spec }
     var isCrash: Bool { spec.hasPrefix("crash:") }
@@ -140,9 +142,14 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
     static let afterATornAppend: [FaultCase] = [
         .init(spec: "crash:after-truncate", leavesNewRevision: false, temporaryFilesLeft: 0),
         .init(spec: "crash:after-reserve-write", leavesNewRevision: false, temporaryFilesLeft: 0),
-        // No room for a reserve: the frame is written without one, and the update succeeds.
+        // No room for a reserve: what was written of it is cut, the frame is written without one,
+        // and the update succeeds; the file ends with the frame.
         .init(
-            spec: "fail:reserve-write:ENOSPC", leavesNewRevision: true, temporaryFilesLeft: 0, succeeds: true),
+            spec: "fail:reserve-write:ENOSPC", leavesNewRevision: true, temporaryFilesLeft: 0, succeeds: true,
+            endsWithTheFrame: true),
+        .init(
+            spec: "fail:short-reserve-write:ENOSPC", leavesNewRevision: true, temporaryFilesLeft: 0,
+            succeeds: true, endsWithTheFrame: true),
         .init(
             spec: "fail:truncate:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
             failedOperation: "truncate a torn append of", errno: EIO),
@@ -235,7 +242,7 @@ enum CrashPointFixtures {
             try await crashed.update("alice") { try $0.upsert(txn("torn")) }
         }
         #expect(injector.hasCrashed)
-        #expect(try layout(dir).ignoredLength > 0, "half a frame was left")
+        #expect(try !endsCleanly(dir), "half a frame was left")
     }
 
     /// The error `body` throws, or nil.
@@ -437,6 +444,9 @@ enum CrashPointFixtures {
         if !c.isCrash { #expect(try await faulty.get("alice") == now) }
         let after = try F.layout(dir)
         #expect(after.fileID == before.fileID, "an append never rewrites the snapshot")
+        if c.endsWithTheFrame {
+            #expect(try F.userBytes(dir).count == after.validLength, "no zeros of the failed reserve left")
+        }
         #expect(after.frameCount == before.frameCount + (c.leavesNewRevision ? 1 : 0))
         #expect(try F.temporaryFiles(dir).isEmpty)
 

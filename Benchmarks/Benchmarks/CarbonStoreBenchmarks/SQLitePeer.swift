@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import CarbonModel
 import Foundation
 import GRDB
@@ -148,10 +149,10 @@ struct SQLitePeer: Sendable {
         }
     }
 
-    /// The size of the WAL file now (0 if there is none).
+    /// The size of the WAL file now (0 if there is none), asked for without its time stamps, as
+    /// the engine's file is (`Fixtures.fileSize`).
     func walSize() -> Int {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path + "-wal")
-        return (attributes?[.size] as? NSNumber)?.intValue ?? 0
+        Fixtures.fileSize(path + "-wal")
     }
 
     /// The size of the database file (without its WAL).
