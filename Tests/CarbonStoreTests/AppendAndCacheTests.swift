@@ -428,6 +428,8 @@ extension AppendAndCacheTests {
         // by a compaction starts without a reserve).
         #expect(sizes.count < 200 / 20 + 2 * snapshots.count, "\(sizes)")
         #expect(storage.reservedByteCount >= 4096)
+        #expect(PathStorage.sizeWithoutTimeStamps(ofFileAt: path) == Self.fileSize(path))
+        #expect(PathStorage.sizeWithoutTimeStamps(ofFileAt: path + ".missing") == nil)
         let fresh = Store(storage: try PathStorage(root: dir.path), locks: NoLockService())
         #expect(try await fresh.get("kim").transactions.count == 201)
         #expect(try await fresh.verify().ignoredTails.isEmpty, "a reserve is no ignored tail")

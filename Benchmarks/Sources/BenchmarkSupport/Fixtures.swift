@@ -59,43 +59,13 @@ public enum Fixtures {
     }
 
     /// The size of the file at `path` (0 if there is none), asked for without the file's time
-    /// stamps (`statx` with `STATX_SIZE` alone, where there is one). From Linux 6.13 on, a `stat`
-    /// between two writes of a file makes the second one stamp a fine-grained change time, which the
-    /// writer's next `fdatasync` may then write to disk: a benchmark that looked at a file's size
-    /// with `stat` after every update would slow the writer it measures (the engine and SQLite alike).
+    /// stamps (`PathStorage.sizeWithoutTimeStamps`). From Linux 6.13 on, a `stat` between two
+    /// writes of a file makes the second one stamp a fine-grained change time, which the writer's
+    /// next `fdatasync` may then write to disk: a benchmark that looked at a file's size with `stat`
+    /// after every update would slow the writer it measures (the engine and SQLite alike).
     public static func fileSize(_ path: String) -> Int {
-        #if os(Linux)
-            if let statx = Self.statx {
-                let size = withUnsafeTemporaryAllocation(byteCount: 256, alignment: 16) { buffer -> Int? in
-                    // `struct statx`: stx_mask u32 at 0, stx_size u64 at 40; STATX_SIZE is 0x200.
-                    guard let base = buffer.baseAddress, statx(AT_FDCWD, path, 0, 0x200, base) == 0,
-                        buffer.load(fromByteOffset: 0, as: UInt32.self) & 0x200 != 0
-                    else { return nil }
-                    return Int(buffer.load(fromByteOffset: 40, as: UInt64.self))
-                }
-                if let size { return size }
-            }
-        #endif
-        var info = stat()
-        return stat(path, &info) == 0 ? Int(info.st_size) : 0
+        PathStorage.sizeWithoutTimeStamps(ofFileAt: path) ?? 0
     }
-
-    #if os(Linux)
-        /// The C library's `statx`, which the Swift overlay of Glibc does not export.
-        static let statx:
-            (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer) -> Int32)? =
-                {
-                    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "statx") else {
-                        return nil
-                    }
-                    return unsafeBitCast(
-                        symbol,
-                        to: (@convention(c) (
-                            Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer
-                        ) -> Int32)
-                        .self)
-                }()
-    #endif
 
     /// Gives `userID` the content of `record` through `Store.update`; returns the record as stored.
     @discardableResult
