@@ -830,7 +830,7 @@ public final class PathStorage: ObjectStorage {
     /// folder, checks the fence against `expected` (cutting a torn append after it), writes `bytes`
     /// where the content read ends, and checks that they read back whole there. On a local file
     /// system the frame is written in place, into the zero bytes that an earlier append reserved
-    /// after the content (`appendReserve`), and an append that does not fit reserves more first: the
+    /// after the content (`reserveEnd`), and an append that does not fit reserves more first: the
     /// file then does not grow at most appends, and their `fdatasync` writes the data alone, not the
     /// inode's new size. Elsewhere (NFS, EFS), and unfenced, the frame is appended with `O_APPEND`
     /// after a reserve is cut. On success the file is left open for its `fdatasync`; on a throw it
@@ -968,16 +968,19 @@ public final class PathStorage: ObjectStorage {
         return LandedFrame(fd: fd, start: start, end: end, onLocalFileSystem: local)
     }
 
-    /// How many zero bytes an append that does not fit in the file reserves beyond its frame, at
-    /// least: the file is extended to the next multiple of 4 KiB (a page) past the frame's end plus
-    /// this, so that the next 30 or so appends of a few hundred bytes land in place.
-    static let appendReserve = 4096
+    /// The least room an append that does not fit in the file leaves after its frame: the file is
+    /// extended to the next multiple of 4 KiB (a disk block, allocated whole anyway) past the frame,
+    /// or to the one after when that would leave less than this. The next 8 to 40 appends of a
+    /// hundred-odd bytes then land in place, and a file takes at most one disk block more than its
+    /// content.
+    static let minimumReserve = 1024
 
-    /// Where the file ends once an append ending at `end` has reserved room: at a multiple of
-    /// 4 KiB, at least `appendReserve` after `end`, and never beyond `limit` (the largest file the
-    /// engine reads).
+    /// Where the file ends once an append ending at `end` has reserved room (`minimumReserve`),
+    /// never beyond `limit` (the largest file the engine reads).
     static func reserveEnd(after end: Int, limit: Int) -> Int {
-        min((end + appendReserve + 4095) / 4096 * 4096, max(limit, end))
+        var reserved = (end + 4095) / 4096 * 4096
+        if reserved - end < minimumReserve { reserved += 4096 }
+        return min(reserved, max(limit, end))
     }
 
     /// The zero bytes this storage's appends have written to reserve room (`writeFrame`), which
