@@ -277,6 +277,10 @@ extension RecordCodec {
         return false
     }
 
+    /// Whether the bytes after a file's valid content are zero bytes alone (a reserve, which appends
+    /// on a volume write into, or nothing): no content, nothing torn.
+    public static func isReserve(_ tail: UnsafeRawBufferPointer) -> Bool { nonZeroLength(tail) == 0 }
+
     /// The length of `bytes` without the zero bytes at its end (0 when every byte is zero). A
     /// reserve is a few KiB of zeros, checked at every version check: compared eight bytes at a time.
     public static func nonZeroLength(_ bytes: UnsafeRawBufferPointer) -> Int {

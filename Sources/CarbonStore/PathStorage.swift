@@ -684,7 +684,7 @@ public final class PathStorage: ObjectStorage {
             fd, count: min(size, maximumFileSize) - v.validLength, at: v.validLength, path: path)
         // Zero bytes alone: the reserve an append left for the next ones (or a file extended whose
         // data never reached the disk). No content, and nothing to cut.
-        if after.withUnsafeBytes({ RecordCodec.nonZeroLength($0) }) == 0 {
+        if after.withUnsafeBytes({ RecordCodec.isReserve($0) }) {
             return ComparisonRead(comparison: .same, after: nil)
         }
         let committed = after.withUnsafeBytes { codec.startsWithFrame($0, chainedTo: v.lastID) }
@@ -865,6 +865,13 @@ public final class PathStorage: ObjectStorage {
         if status.owner == Self.effectiveUser && (status.mode & 0o777) != fileMode {
             _ = fchmod(fd, fileMode)
         }
+        /// Cuts the file to `length` (what is after it: `what`).
+        func cut(to length: Int, _ what: String) throws {
+            if io.ftruncate(fd, length) != 0 {
+                throw StorageIOError(operation: "truncate \(what) of", path: target, errno: errno)
+            }
+            size = length
+        }
         // The fence: the file must still be the content read. A torn append after it is cut.
         var start = size
         if let v = expectedVersion {
@@ -874,17 +881,10 @@ public final class PathStorage: ObjectStorage {
             case .sameWithDamagedTail:
                 throw DamagedTailError(path: target, offset: v.validLength, length: size - v.validLength)
             case .sameWithTornTail:
-                if io.ftruncate(fd, v.validLength) != 0 {
-                    throw StorageIOError(
-                        operation: "truncate a torn append of", path: target, errno: errno)
-                }
-                size = v.validLength
+                try cut(to: v.validLength, "a torn append")
             case .same where !inPlace && size > v.validLength:
                 // A reserve, which `O_APPEND` would write after.
-                if io.ftruncate(fd, v.validLength) != 0 {
-                    throw StorageIOError(operation: "truncate the reserve of", path: target, errno: errno)
-                }
-                size = v.validLength
+                try cut(to: v.validLength, "the reserve")
             case .same:
                 break
             }
@@ -895,12 +895,9 @@ public final class PathStorage: ObjectStorage {
             let content = try Self.readAll(fd, sizeHint: size, limit: maximumFileSize + 1, path: target)
             if let layout = content.withUnsafeBytes({ try? codec.scanLayout($0) }),
                 layout.validLength < content.count,
-                content[layout.validLength...].withUnsafeBytes({ RecordCodec.nonZeroLength($0) }) == 0
+                content[layout.validLength...].withUnsafeBytes({ RecordCodec.isReserve($0) })
             {
-                if io.ftruncate(fd, layout.validLength) != 0 {
-                    throw StorageIOError(operation: "truncate the reserve of", path: target, errno: errno)
-                }
-                size = layout.validLength
+                try cut(to: layout.validLength, "the reserve")
                 start = size
             }
         }

@@ -49,9 +49,6 @@ final class RecordCache: Sendable {
         }
     }
 
-    /// Keeps `entry`, then drops least recently used entries until the estimate is within `limit`
-    /// bytes (to three quarters of it, least recently used first). An entry larger than the limit
-    /// is not kept.
     /// Gives `key`'s entry the version `new` if its version is still `old` (the same content, named
     /// with more: a file's change time).
     func replaceVersion(of key: String, from old: ObjectVersion, to new: ObjectVersion) {
@@ -62,6 +59,9 @@ final class RecordCache: Sendable {
         }
     }
 
+    /// Keeps `entry`, then drops least recently used entries until the estimate is within `limit`
+    /// bytes (to three quarters of it, least recently used first). An entry larger than the limit
+    /// is not kept.
     func store(_ key: String, _ entry: Entry, limit: Int) {
         let dropped: [Entry] = state.withLock { s in
             var dropped: [Entry] = []

@@ -231,15 +231,16 @@ public struct Store: Sendable {
     func load(_ key: String, userID: String) async throws -> Current? {
         let object: StoredObject
         if options.cacheBytes > 0, let entry = cache.entry(key) {
-            switch try await storage.getIfChanged(key, cached: entry.version) {
-            case .unchanged:
-                return Current(
-                    version: entry.version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
-                    appliedTails: entry.appliedTails)
-            case .confirmed(let version):
-                // In place of the version asked about, unless another task of this process has
-                // cached a newer one meanwhile.
-                cache.replaceVersion(of: key, from: entry.version, to: version)
+            let answer = try await storage.getIfChanged(key, cached: entry.version)
+            switch answer {
+            case .unchanged, .confirmed:
+                var version = entry.version
+                if case .confirmed(let named) = answer {
+                    // In place of the version asked about, unless another task of this process has
+                    // cached a newer one meanwhile.
+                    cache.replaceVersion(of: key, from: entry.version, to: named)
+                    version = named
+                }
                 return Current(
                     version: version, record: entry.record, layout: entry.layout, bytes: entry.bytes,
                     appliedTails: entry.appliedTails)

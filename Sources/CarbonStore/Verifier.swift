@@ -58,7 +58,7 @@ extension Store {
                     }
                     report.healthy += 1
                     // Zero bytes alone are the reserve that appends on a volume write into.
-                    if layout.ignoredLength > 0, !tail.allSatisfy({ $0 == 0 }) {
+                    if layout.ignoredLength > 0, !tail.withUnsafeBytes({ RecordCodec.isReserve($0) }) {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
                         report.ignoredTails.append(
                             .init(

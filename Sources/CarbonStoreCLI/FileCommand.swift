@@ -22,7 +22,9 @@ struct FileCommand: AsyncParsableCommand {
                     let (record, layout) = try codec.decodeFile(bytes)
                     print(try RecordJSON.encode(record))
                     // Zero bytes alone are the reserve that appends on a volume write into.
-                    if layout.ignoredLength > 0, !bytes[layout.validLength...].allSatisfy({ $0 == 0 }) {
+                    if layout.ignoredLength > 0,
+                        !bytes[layout.validLength...].withUnsafeBytes({ RecordCodec.isReserve($0) })
+                    {
                         printError(
                             "note: \(path) ends with \(layout.ignoredLength) ignored bytes at offset \(layout.validLength) (a torn append); see 'file verify'"
                         )
@@ -49,7 +51,7 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let report = try RecordCodec.inspect(bytes)
                     let (record, layout) = try codec.decodeFile(bytes)
-                    let reserve = bytes[layout.validLength...].allSatisfy { $0 == 0 }
+                    let reserve = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.isReserve($0) }
                     for line in Self.describe(
                         report, record: record, layout: layout, size: bytes.count, tailIsZero: reserve)
                     {
