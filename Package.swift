@@ -32,10 +32,14 @@ let package = Package(
         .target(name: "CarbonModel"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "CHardwareCRC"),
+        .target(name: "CSystemCalls"),
         .target(name: "CarbonFormat", dependencies: ["CarbonModel", "CZlib", "CHardwareCRC"]),
         .target(
             name: "CarbonStore",
-            dependencies: ["CarbonModel", "CarbonFormat", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "CarbonModel", "CarbonFormat", "CSystemCalls",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .target(name: "AWSSigning", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(

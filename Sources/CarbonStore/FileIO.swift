@@ -1,3 +1,5 @@
+import CSystemCalls
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -33,6 +35,10 @@ package struct FileIO: Sendable {
     /// Writes zero bytes from `from` to `to` (an append's reserve, beyond its frame); 0, or -1 with
     /// `errno` set.
     package var reserve: @Sendable (_ fd: Int32, _ from: Int, _ to: Int) -> Int32
+    /// Opens the folder at a relative path below an open directory in one call, through no symbolic
+    /// link and no `..` (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`); -1 with `errno`
+    /// set, ENOSYS where the call does not exist.
+    package var openDirectoryBeneath: @Sendable (_ directory: Int32, _ path: String) -> Int32
 
     package init(
         openat: @escaping @Sendable (Int32, String, Int32, mode_t) -> Int32,
@@ -49,6 +55,9 @@ package struct FileIO: Sendable {
         },
         reserve: @escaping @Sendable (Int32, Int, Int) -> Int32 = { fd, from, to in
             systemReserve(fd, from, to)
+        },
+        openDirectoryBeneath: @escaping @Sendable (Int32, String) -> Int32 = { directory, path in
+            systemOpenDirectoryBeneath(directory, path)
         }
     ) {
         self.openat = openat
@@ -62,6 +71,7 @@ package struct FileIO: Sendable {
         self.datasync = datasync
         self.pwrite = pwrite
         self.reserve = reserve
+        self.openDirectoryBeneath = openDirectoryBeneath
     }
 
     /// The real system calls.
@@ -117,5 +127,8 @@ private let systemReserve: @Sendable (Int32, Int, Int) -> Int32 = { fd, from, to
         at += n
     }
     return 0
+}
+let systemOpenDirectoryBeneath: @Sendable (Int32, String) -> Int32 = {
+    carbonstore_open_directory_beneath($0, $1)
 }
 private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { unlinkat($0, $1, $2) }

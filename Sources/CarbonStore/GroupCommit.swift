@@ -53,6 +53,54 @@ final class UpdateBatch: Sendable {
     var all: [UpdateJob] { jobs.withLock { $0 } }
 }
 
+/// When the leader of a batch yields before it gathers the batch (`GroupCommitter.submit`). A yield
+/// lets the calls started together with the leader, and queued behind it on a busy pool, join its
+/// line; on a pool with an idle thread nobody is queued, and the yield only costs a thread's
+/// wake-up (measured: docs/BENCHMARKS.md, round eleven). So a leader yields while yields find
+/// callers, or callers join lines by themselves; after `quietLimit` yields in a row that found
+/// nobody it yields again when:
+///
+/// - another task leads a batch of the same user less than `burstGap` after that user's last batch
+///   ended: calls of a burst that ran one after another on a busy pool (a task that updates a user
+///   in a loop leads each batch itself, and is not taken for a burst);
+/// - or it is every `probeEvery`-th leader.
+///
+/// A pure state machine, fed the time; a `GroupCommitter` keeps one for all its users.
+struct YieldPolicy: Sendable {
+    static let quietLimit = 8
+    static let probeEvery = 16
+    static let burstGap = Duration.milliseconds(1)
+
+    /// Yields in a row after which nobody had joined the leader's line (at most `quietLimit`).
+    private(set) var quietYields = 0
+    /// Batches led (wrapping).
+    private(set) var leads: UInt = 0
+    /// The last batch that ended: its user, the task that led it, and when.
+    private var lastBatch: (key: String, leader: Int, ended: ContinuousClock.Instant)?
+
+    /// `leader` (a task's identity) is about to lead a batch of `key`: whether it yields first.
+    mutating func leaderYields(key: String, leader: Int, now: ContinuousClock.Instant) -> Bool {
+        leads &+= 1
+        if let last = lastBatch, last.key == key, last.leader != leader, now - last.ended < Self.burstGap {
+            quietYields = 0
+        }
+        return quietYields < Self.quietLimit || leads % UInt(Self.probeEvery) == 0
+    }
+
+    /// After a leader's yield: whether any caller had joined its line by then.
+    mutating func yielded(joined: Bool) {
+        quietYields = joined ? 0 : min(quietYields + 1, Self.quietLimit)
+    }
+
+    /// A caller found a batch of its user under way and joined the line.
+    mutating func callerJoined() { quietYields = 0 }
+
+    /// A batch of `key` led by `leader` has ended.
+    mutating func batchEnded(key: String, leader: Int, now: ContinuousClock.Instant) {
+        lastBatch = (key, leader, now)
+    }
+}
+
 /// Group commit: the concurrent updates of one user in one process are coalesced. The first
 /// caller leads: it takes the user's lock, and once it holds it, it reads the user and takes every
 /// call waiting in line by then into its batch; it applies their mutations in the order they
@@ -66,6 +114,11 @@ final class GroupCommitter: Sendable {
     private let lines = Locked([String: [UpdateJob]]())
     /// The most mutations one batch applies.
     let maximumBatch: Int
+    /// Whether leaders yield before gathering their batch.
+    private let yielding = Locked(YieldPolicy())
+    /// How many leaders yielded (for the package's tests).
+    package var yieldCount: Int { yields.withLock { $0 } }
+    private let yields = Locked(0)
 
     init(maximumBatch: Int = 64) { self.maximumBatch = max(1, maximumBatch) }
 
@@ -81,15 +134,26 @@ final class GroupCommitter: Sendable {
                 lines[key]!.append(job)
                 return false
             }
-            if leads { c.resume(returning: .lead) }
+            if leads {
+                c.resume(returning: .lead)
+            } else {
+                yielding.withLock { $0.callerJoined() }
+            }
         }
         guard role == .lead else { return }
         // Let the calls started together with this one join the line before the batch is
         // gathered. On a local disk the leader takes the lock, reads and writes without waiting
         // (`Store.lead`): without this yield, when every thread of the pool is busy the calls
         // started with it only run once its batch is over, and each then commits alone (measured:
-        // 8 concurrent updates took as long as 8 in turn, docs/BENCHMARKS.md, round nine).
-        await Task.yield()
+        // 8 concurrent updates took as long as 8 in turn, docs/BENCHMARKS.md, round nine). Not
+        // while yields find nobody to wait for (`YieldPolicy`).
+        let leader = withUnsafeCurrentTask { $0?.hashValue } ?? 0
+        if yielding.withLock({ $0.leaderYields(key: key, leader: leader, now: .now) }) {
+            yields.withLock { $0 += 1 }
+            await Task.yield()
+            let joined = lines.withLock { !($0[key]?.isEmpty ?? true) }
+            yielding.withLock { $0.yielded(joined: joined) }
+        }
         let batch = UpdateBatch(job, maximum: maximumBatch) { [lines] room in
             lines.withLock { lines in
                 let waiting = lines[key] ?? []
@@ -99,6 +163,7 @@ final class GroupCommitter: Sendable {
             }
         }
         await commit(batch)
+        yielding.withLock { $0.batchEnded(key: key, leader: leader, now: .now) }
         let done = batch.all
         for j in done { j.mutate = nil }
         let next = lines.withLock { lines -> UpdateJob? in

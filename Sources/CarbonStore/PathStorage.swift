@@ -54,6 +54,8 @@ public final class PathStorage: ObjectStorage {
     /// Directories whose entry in their parent this instance has made durable (fsynced the parent
     /// after finding or creating them), by path relative to the root.
     private let durableDirectories = Locked<Set<String>>([])
+    /// The lock files of this storage's folders left open between holds (`FileLock`).
+    let keptLockFiles = KeptLockFiles()
     /// How long this storage's syncs of files and folders (`fsync`, `fdatasync`) take, in
     /// nanoseconds: a moving average over every sync `sync(_:_:)` made.
     private let syncAverage = Locked<Int64>(0)
@@ -298,12 +300,46 @@ public final class PathStorage: ObjectStorage {
     /// package's tests to take the `O_APPEND` path of network file systems on a local disk.
     let framesInPlace: Bool?
 
+    /// Whether a folder may be opened in one call (`openat2`): false once the system has refused it.
+    private let opensBeneath = Atomic<Bool>(true)
+
     /// `openFolder`'s walk from the root.
+    ///
+    /// The root is opened by its path, as given (it may be a link), at every walk. Below it, a
+    /// folder that exists, and whose entries are durable when that is asked, is opened in one call
+    /// (`FileIO.openDirectoryBeneath`, Linux's `openat2`) that refuses any symbolic link and `..` on
+    /// the way: the folder the levels below would reach, in one system call instead of one per
+    /// level. Anything but a folder opened that way (one missing, a link or not a folder on the way,
+    /// a folder that may not be searched, a system without the call) takes the levels, which decide:
+    /// they create what is missing and name the entry that is unsafe or refused. Other errors (EIO,
+    /// EMFILE) are reported with the folder's path.
     func walk(to folders: [String], create: Bool, durable: Bool, forWriting: Bool) throws -> Int32? {
         walks.wrappingAdd(1, ordering: .relaxed)
         let openat = forWriting || create ? io.openat : { Glibc.openat($0, $1, $2, $3) }
         var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
+        if folders.count > 1, !durable || isDurable(folders), opensBeneath.load(ordering: .relaxed) {
+            let relative = folders.joined(separator: "/")
+            let child =
+                forWriting || create
+                ? io.openDirectoryBeneath(fd, relative) : systemOpenDirectoryBeneath(fd, relative)
+            let code = errno
+            if child >= 0 {
+                _ = io.close(fd)
+                return child
+            }
+            switch code {
+            case ENOSYS, EPERM, EINVAL, E2BIG:
+                // No `openat2` here (an older kernel, a seccomp filter; a real EPERM is reported by
+                // the levels): every walk of this storage takes the levels from now on.
+                opensBeneath.store(false, ordering: .relaxed)
+            case ENOENT, ELOOP, ENOTDIR, EXDEV, EAGAIN, EINTR, EACCES, ENAMETOOLONG:
+                break
+            default:
+                _ = io.close(fd)
+                throw StorageIOError(operation: "open directory", path: root + "/" + relative, errno: code)
+            }
+        }
         var relative = ""
         for name in folders {
             relative = relative.isEmpty ? name : relative + "/" + name
@@ -1174,7 +1210,7 @@ public final class PathStorage: ObjectStorage {
             let lockPath = path + "/.commit.lock"
             throw StorageIOError(
                 operation:
-                    "lock (waited \(commitLockWait): a stopped or hung writer holds it; `fuser \(lockPath)` names it on this host)",
+                    "lock (waited \(commitLockWait): a stopped or hung writer holds it; `lslocks -o PID,COMMAND,BLOCKED,PATH` names it on this host, on the line of \(lockPath) that is not blocked)",
                 path: lockPath, errno: ETIMEDOUT)
         }
         return try await LockHold.$active.withValue(true) {

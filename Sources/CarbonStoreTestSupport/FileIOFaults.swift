@@ -313,7 +313,8 @@ public final class FileFaultInjector: Sendable {
             ftruncate: { fd, length in self.ftruncate(fd, length) },
             datasync: { fd in self.datasync(fd) },
             pwrite: { fd, buffer, offset in self.pwrite(fd, buffer, offset) },
-            reserve: { fd, from, to in self.reserve(fd, from, to) })
+            reserve: { fd, from, to in self.reserve(fd, from, to) },
+            openDirectoryBeneath: { dir, path in self.openDirectoryBeneath(dir, path) })
     }
 
     private func openat(_ dir: Int32, _ name: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
@@ -328,6 +329,15 @@ public final class FileFaultInjector: Sendable {
         if fd >= 0 && isTemp { _ = state.withLock { $0.tempDescriptors.insert(fd) } }
         if fd >= 0 && isAppend { _ = state.withLock { $0.appendDescriptors.insert(fd) } }
         return fd
+    }
+
+    /// A folder opened in one call (`openat2`). With a `directory-open` fault planned, the call
+    /// answers that it does not exist (ENOSYS), so that the storage opens folders level by level
+    /// through `openat`, where the fault is counted and made as before.
+    private func openDirectoryBeneath(_ dir: Int32, _ path: String) -> Int32 {
+        if isDead { return Self.fail(EIO) }
+        if case .fail(.directoryOpen, _) = fault.action { return Self.fail(ENOSYS) }
+        return base.openDirectoryBeneath(dir, path)
     }
 
     private func mkdirat(_ dir: Int32, _ name: String, _ mode: mode_t) -> Int32 {

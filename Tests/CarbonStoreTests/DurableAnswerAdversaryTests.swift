@@ -235,7 +235,7 @@ import Testing
             #expect(error.path.hasSuffix(".commit.lock"), "\(error)")
             #expect(error.description.contains("hung"), "\(error)")
             #expect(error.description.contains("waited 0.3 seconds"), "\(error)")
-            #expect(error.description.contains("fuser "), "\(error)")
+            #expect(error.description.contains("lslocks "), "\(error)")
         }
         #expect(ContinuousClock.now - started < .seconds(5))
         // Once the writer lets go, the repeat answers.

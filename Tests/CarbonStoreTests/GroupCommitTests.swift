@@ -158,6 +158,102 @@ import Testing
         #expect(stored == (try results[7].map(\.record).get()))
     }
 
+    /// A leader yields before gathering its batch while yields find callers; after 8 in a row
+    /// that found nobody, only every 16th leader does, or another task leading the same user right
+    /// after its last batch (a burst run in turn on a busy pool); a caller that joins a line starts
+    /// the yields again (`YieldPolicy`).
+    @Test func leadersStopYieldingWhileNobodyJoinsAndStillProbe() {
+        let t0 = ContinuousClock.now
+        var policy = YieldPolicy()
+        var yieldingLeads: [Int] = []
+        // One task updating one user in a loop.
+        for lead in 1...40 {
+            let now = t0 + .microseconds(lead * 200)
+            if policy.leaderYields(key: "a", leader: 1, now: now) {
+                yieldingLeads.append(lead)
+                policy.yielded(joined: false)
+            }
+            policy.batchEnded(key: "a", leader: 1, now: now + .microseconds(150))
+        }
+        #expect(yieldingLeads == [1, 2, 3, 4, 5, 6, 7, 8, 16, 32])
+        #expect(policy.quietYields == YieldPolicy.quietLimit)
+        let after = t0 + .microseconds(41 * 200)
+        // Another task, for another user, or later than the gap: still quiet.
+        var other = policy
+        let otherUser = other.leaderYields(key: "b", leader: 2, now: after)
+        let later = other.leaderYields(key: "a", leader: 2, now: after + .milliseconds(2))
+        #expect(!otherUser && !later)
+        // Another task leading the same user right after its batch: a burst.
+        var burst = policy
+        let burstYields = burst.leaderYields(key: "a", leader: 2, now: after)
+        #expect(burstYields && burst.quietYields == 0)
+        // A probe that finds a caller: every leader yields again.
+        var probed = policy
+        while !probed.leaderYields(key: "a", leader: 1, now: after) {}
+        probed.yielded(joined: true)
+        let afterProbe = probed.leaderYields(key: "a", leader: 1, now: after)
+        #expect(afterProbe)
+        // A caller joining a line by itself: the same.
+        policy.callerJoined()
+        let afterJoin = policy.leaderYields(key: "a", leader: 1, now: after)
+        #expect(afterJoin)
+    }
+
+    /// On a pool with one thread, where a leader on a local disk runs its whole batch before the
+    /// calls started with it can run: after a quiet spell of updates one at a time, a burst of 8
+    /// concurrent updates is still committed in at most two lock holds.
+    @Test func aBurstOnAOneThreadPoolAfterAQuietSpellIsBatched() async throws {
+        let dir = try TemporaryDirectory("group-one-thread")
+        defer { dir.remove() }
+        let holds = CarbonStore.Locked(0)
+        var options = StoreOptions()
+        options.events.lockAcquired = { _, _ in holds.withLock { $0 += 1 } }
+        let storage = try PathStorage(root: dir.path)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage), options: options)
+        let executor = DurableAnswerTests.BlockingWriter()
+        try await withTaskExecutorPreference(executor) {
+            for i in 0..<12 { try await store.update("alice") { try $0.upsert(Self.txn("q\(i)")) } }
+        }
+        #expect(store.committer.yieldCount == 8, "the quiet spell: 8 yields, then none")
+        holds.withLock { $0 = 0 }
+        try await withTaskExecutorPreference(executor) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<8 {
+                    group.addTask { try await store.update("alice") { try $0.upsert(Self.txn("b\(i)")) } }
+                }
+                try await group.waitForAll()
+            }
+        }
+        #expect(holds.withLock { $0 } <= 2, "\(holds.withLock { $0 }) lock holds for 8 concurrent updates")
+        #expect(try await store.read("alice")?.transactions.count == 20)
+    }
+
+    /// The same, through a store: one call at a time yields 10 times in 40 updates; calls piled up
+    /// behind a held lock join its line, and the leaders after them yield again.
+    @Test func aStoreUpdatedOneCallAtATimeYieldsOnlyToProbe() async throws {
+        let locks = CountingLocks(holdFirst: false)
+        let store = Store(storage: MemoryStorage(), locks: locks)
+        for i in 0..<40 { try await store.update("alice") { try $0.upsert(Self.txn("t\(i)")) } }
+        #expect(store.committer.yieldCount == 10)
+        let held = CountingLocks(holdFirst: true)
+        var options = StoreOptions()
+        options.lockWait = .seconds(300)
+        let piled = Store(storage: MemoryStorage(), locks: held, options: options)
+        // Not held until the count starts again at the pile-up.
+        held.acquired.withLock { $0 = 1_000 }
+        for i in 0..<20 { try await piled.update("bob") { try $0.upsert(Self.txn("s\(i)")) } }
+        #expect(piled.committer.yieldCount == 9)
+        _ = held.acquired.withLock { $0 = 0 }
+        let results = await Self.pileUp(piled, held, count: 3) { i, record in
+            try record.upsert(Self.txn("t\(i)"))
+            return ""
+        }
+        for (i, r) in results.enumerated() { #expect((try? r.get().committed) == true, "call \(i): \(r)") }
+        let before = piled.committer.yieldCount
+        try await piled.update("alice") { try $0.upsert(Self.txn("after")) }
+        #expect(piled.committer.yieldCount == before + 1, "a caller joined: leaders yield again")
+    }
+
     @Test func withoutGroupCommitEachUpdateTakesTheLock() async throws {
         let locks = CountingLocks(holdFirst: true)
         var options = StoreOptions()

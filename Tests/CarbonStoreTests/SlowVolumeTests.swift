@@ -294,6 +294,12 @@ import Testing
                 reserve: { fd, from, to in
                     self.note("reserve")
                     return p.reserve(fd, from, to)
+                },
+                openDirectoryBeneath: { d, path in
+                    self.note("openat")
+                    let fd = p.openDirectoryBeneath(d, path)
+                    if fd >= 0 { self.state.withLock { _ = $0.folders.insert(fd) } }
+                    return fd
                 })
         }
 

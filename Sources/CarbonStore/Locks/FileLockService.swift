@@ -28,6 +28,10 @@ struct FileLock: Sendable {
     /// the first try, on its thread; for a lock that was waited for, when the waiting task was
     /// handed it (a few scheduling delays later, which the commit lock's hold check does not count).
     var acquired: ContinuousClock.Instant = .now
+    /// Where the descriptor goes, unlocked, once the lock is let go (`release`), with the file's
+    /// status: a lock file of a local file system, acquired through a storage (`KeptLockFiles`).
+    var keptIn: KeptLockFiles? = nil
+    var status: FileStatus? = nil
 
     /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
     /// through a symbolic link, and waits up to `wait` for the lock; nil on timeout. A waiter whose
@@ -43,8 +47,9 @@ struct FileLock: Sendable {
         _ name: String, in directory: Int32, path: String, mode: mode_t, wait: Duration,
         on storage: PathStorage? = nil, holder: String? = nil, pool: KeptThreads = BlockingFlock.pool
     ) async throws -> FileLock? {
+        let kept = storage?.keptLockFiles
         @Sendable func step() throws -> FirstTry {
-            let first = try firstTry(name, in: directory, path: path, mode: mode)
+            let first = try firstTry(name, in: directory, path: path, mode: mode, kept: kept)
             if case .held(let lock) = first, let holder { lock.describeHolder(holder) }
             return first
         }
@@ -57,7 +62,9 @@ struct FileLock: Sendable {
             guard try await Self.wait(busy.fd, path: path, for: wait, on: storage, pool: pool) else {
                 return nil
             }
-            let lock = FileLock(fd: busy.fd, path: busy.path, acquired: .now)
+            var waited = busy
+            waited.acquired = .now
+            let lock = waited
             // Made holding the lock: it goes first on the storage's threads (`LockHold`).
             if let holder {
                 await LockHold.$active.withValue(true) {
@@ -84,9 +91,54 @@ struct FileLock: Sendable {
     }
 
     /// Opens (creating it with `mode` if needed) the lock file `name` of an open folder, never
-    /// through a symbolic link, and tries the lock once without waiting.
-    static func firstTry(_ name: String, in directory: Int32, path: String, mode: mode_t) throws -> FirstTry {
-        let fd = openat(directory, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
+    /// through a symbolic link, and tries the lock once without waiting. A descriptor that `kept`
+    /// holds for the file is used instead of a new one while the name is still that file.
+    static func firstTry(
+        _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles? = nil
+    ) throws -> FirstTry {
+        var lock: FileLock
+        if let kept, let entry = kept.take(path) {
+            // The name and the descriptor must both still be the file kept (asked without time
+            // stamps, as `openFile` says).
+            if let named = FileStatus.of(name, in: directory), named.isRegularFile,
+                named.isSameFile(as: entry.status),
+                FileStatus.of(entry.fd)?.isSameFile(as: entry.status) == true
+            {
+                lock = FileLock(fd: entry.fd, path: path, keptIn: kept, status: named)
+            } else {
+                // Removed or replaced since (never under a serving process: docs/STORAGE.md).
+                close(entry.fd)
+                lock = try openFile(name, in: directory, path: path, mode: mode, kept: kept)
+            }
+        } else {
+            lock = try openFile(name, in: directory, path: path, mode: mode, kept: kept)
+        }
+        let fd = lock.fd
+        // Free: taken at once, without a thread.
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            lock.acquired = .now
+            return .held(lock)
+        }
+        guard errno == EWOULDBLOCK || errno == EINTR else {
+            let code = errno
+            close(fd)
+            throw StorageIOError(operation: "lock", path: path, errno: code)
+        }
+        return .busy(lock)
+    }
+
+    /// Opens the lock file `name` of an open folder (`firstTry`), not locked. Its descriptor is to
+    /// be kept in `kept` once let go when the file system is local.
+    static func openFile(
+        _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles?
+    ) throws -> FileLock {
+        let flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        var fd = openat(directory, name, flags, mode)
+        if fd < 0 && (errno == EMFILE || errno == ENFILE), let kept, kept.count > 0 {
+            // Out of descriptors: the kept lock files go first.
+            kept.closeAll()
+            fd = openat(directory, name, flags, mode)
+        }
         guard fd >= 0 else {
             if errno == ELOOP { throw PathStorage.unsafeEntry(in: directory, name, path) }
             throw StorageIOError(operation: "open lock file", path: path, errno: errno)
@@ -101,18 +153,8 @@ struct FileLock: Sendable {
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
         if status.owner == PathStorage.effectiveUser && (status.mode & 0o777) != mode { _ = fchmod(fd, mode) }
-        var lock = FileLock(fd: fd, path: path)
-        // Free: taken at once, without a thread.
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-            lock.acquired = .now
-            return .held(lock)
-        }
-        guard errno == EWOULDBLOCK || errno == EINTR else {
-            let code = errno
-            close(fd)
-            throw StorageIOError(operation: "lock", path: path, errno: code)
-        }
-        return .busy(lock)
+        let keeps = kept != nil && isOnLocalFileSystem(fd)
+        return FileLock(fd: fd, path: path, keptIn: keeps ? kept : nil, status: status)
     }
 
     /// Waits up to `wait` for the lock on `fd`: blocked in the kernel's queue on a local file
@@ -218,10 +260,14 @@ struct FileLock: Sendable {
         if status.size != bytes.count { _ = ftruncate(fd, off_t(bytes.count)) }
     }
 
-    /// Unlocks and closes. Call exactly once.
+    /// Unlocks, and closes the descriptor or keeps it for the next acquisition (`keptIn`). Call
+    /// exactly once.
     func release() {
-        _ = flock(fd, LOCK_UN)
-        close(fd)
+        if flock(fd, LOCK_UN) == 0, let keptIn, let status {
+            keptIn.keep(path, fd: fd, status: status)
+        } else {
+            close(fd)
+        }
     }
 }
 
