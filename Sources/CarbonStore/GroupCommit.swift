@@ -75,6 +75,8 @@ struct YieldPolicy: Sendable {
     private(set) var quietYields = 0
     /// Batches led (wrapping).
     private(set) var leads: UInt = 0
+    /// Leaders that yielded.
+    private(set) var yieldCount = 0
     /// The last batch that ended: its user, the task that led it, and when.
     private var lastBatch: (key: String, leader: Int, ended: ContinuousClock.Instant)?
 
@@ -84,7 +86,9 @@ struct YieldPolicy: Sendable {
         if let last = lastBatch, last.key == key, last.leader != leader, now - last.ended < Self.burstGap {
             quietYields = 0
         }
-        return quietYields < Self.quietLimit || leads % UInt(Self.probeEvery) == 0
+        let yields = quietYields < Self.quietLimit || leads % UInt(Self.probeEvery) == 0
+        if yields { yieldCount += 1 }
+        return yields
     }
 
     /// After a leader's yield: whether any caller had joined its line by then.
@@ -117,8 +121,7 @@ final class GroupCommitter: Sendable {
     /// Whether leaders yield before gathering their batch.
     private let yielding = Locked(YieldPolicy())
     /// How many leaders yielded (for the package's tests).
-    package var yieldCount: Int { yields.withLock { $0 } }
-    private let yields = Locked(0)
+    package var yieldCount: Int { yielding.withLock { $0.yieldCount } }
 
     init(maximumBatch: Int = 64) { self.maximumBatch = max(1, maximumBatch) }
 
@@ -149,7 +152,6 @@ final class GroupCommitter: Sendable {
         // while yields find nobody to wait for (`YieldPolicy`).
         let leader = withUnsafeCurrentTask { $0?.hashValue } ?? 0
         if yielding.withLock({ $0.leaderYields(key: key, leader: leader, now: .now) }) {
-            yields.withLock { $0 += 1 }
             await Task.yield()
             let joined = lines.withLock { !($0[key]?.isEmpty ?? true) }
             yielding.withLock { $0.yielded(joined: joined) }

@@ -96,23 +96,21 @@ struct FileLock: Sendable {
     static func firstTry(
         _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles? = nil
     ) throws -> FirstTry {
-        var lock: FileLock
+        var reused: FileLock? = nil
         if let kept, let entry = kept.take(path) {
             // The name and the descriptor must both still be the file kept (asked without time
-            // stamps, as `openFile` says).
+            // stamps, as `openFile` says); otherwise it was removed or replaced since (never under a
+            // serving process: docs/STORAGE.md).
             if let named = FileStatus.of(name, in: directory), named.isRegularFile,
                 named.isSameFile(as: entry.status),
                 FileStatus.of(entry.fd)?.isSameFile(as: entry.status) == true
             {
-                lock = FileLock(fd: entry.fd, path: path, keptIn: kept, status: named)
+                reused = FileLock(fd: entry.fd, path: path, keptIn: kept, status: named)
             } else {
-                // Removed or replaced since (never under a serving process: docs/STORAGE.md).
                 close(entry.fd)
-                lock = try openFile(name, in: directory, path: path, mode: mode, kept: kept)
             }
-        } else {
-            lock = try openFile(name, in: directory, path: path, mode: mode, kept: kept)
         }
+        var lock = try reused ?? openFile(name, in: directory, path: path, mode: mode, kept: kept)
         let fd = lock.fd
         // Free: taken at once, without a thread.
         if flock(fd, LOCK_EX | LOCK_NB) == 0 {

@@ -36,9 +36,7 @@ final class KeptLockFiles: Sendable {
 
     init(capacity: Int = 64) { self.capacity = max(0, capacity) }
 
-    deinit {
-        for entry in state.withLock({ $0.entries.values }) { _ = close(entry.fd) }
-    }
+    deinit { closeAll() }
 
     /// The descriptor kept for the lock file at `path`, taken out (the caller owns it: it closes
     /// it or lets it go again with `keep`); nil when none is kept.
