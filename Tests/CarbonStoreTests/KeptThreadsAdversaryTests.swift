@@ -445,9 +445,11 @@ import Testing
         #expect(settled, "a descriptor left open, a lock left held, or a reservation not given back")
     }
 
-    /// A wait whose time is up when its thread comes to it, while its timer has not run yet (every
-    /// thread of the cooperative pool is busy, as under load): the thread answers it itself and
-    /// never blocks in `flock` for it behind a holder that does not let go.
+    /// A wait whose time is up when its thread comes to it, while its timer has not run yet: the
+    /// thread answers it itself and never blocks in `flock` for it behind a holder that does not
+    /// let go. The timer is made late here as a busy process makes it late: it cannot use the
+    /// deadlines' thread (`Deadlines` whose thread cannot start), so it is a task, and every thread
+    /// of the cooperative pool is busy.
     @Test(.timeLimit(.minutes(1)))
     func aWaitWhoseTimerRunsLateIsNotBlockedForInTheKernel() async throws {
         let dir = try TemporaryDirectory("kept-adversary-late-timer")
@@ -469,7 +471,9 @@ import Testing
             return true
         }
         let waiter = open(path, O_RDWR | O_CLOEXEC)
-        let answer = try await FileLock.wait(waiter, path: path, for: .milliseconds(10), pool: pool)
+        let late = Deadlines(mayStartThread: { false })
+        let answer = try await FileLock.wait(
+            waiter, path: path, for: .milliseconds(10), pool: pool, deadlines: late)
         #expect(!answer, "the wait timed out")
         let blocked = Self.kernelLocks([inode]).queued
         #expect(blocked == 0, "\(blocked) threads blocked in the kernel for a wait that was over")

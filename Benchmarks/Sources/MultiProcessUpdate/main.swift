@@ -50,6 +50,22 @@ struct WorkerReport: Codable {
     /// often, or when the file changed otherwise).
     var appendedChecks: Int
     var wholeReads: Int
+    /// Processor time (user and system) and context switches (voluntary: the process waited;
+    /// involuntary: it was preempted) from the first update's start to the last one's end
+    /// (`getrusage`), in microseconds and counts.
+    var cpuMicroseconds: Int
+    var voluntarySwitches: Int
+    var involuntarySwitches: Int
+}
+
+/// The process's processor time (user plus system, µs) and context switches so far.
+func usage() -> (cpu: Int, voluntary: Int, involuntary: Int) {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    let cpu =
+        (Int(u.ru_utime.tv_sec) + Int(u.ru_stime.tv_sec)) * 1_000_000 + Int(u.ru_utime.tv_usec)
+        + Int(u.ru_stime.tv_usec)
+    return (cpu, Int(u.ru_nvcsw), Int(u.ru_nivcsw))
 }
 
 /// The storage of a store, counting what the updates read: version checks that found appended
@@ -183,6 +199,7 @@ func runWorker(_ args: [String]) async throws {
     counting.reset()
     var latencies: [UInt64] = []
     latencies.reserveCapacity(updates)
+    let before = usage()
     let start = monotonicNanoseconds()
     for k in 0..<updates {
         let t0 = monotonicNanoseconds()
@@ -192,12 +209,15 @@ func runWorker(_ args: [String]) async throws {
         latencies.append(monotonicNanoseconds() - t0)
     }
     let end = monotonicNanoseconds()
+    let after = usage()
     let sizes = written.take()
     let counts = counting.counts
     let report = WorkerReport(
         index: index, start: start, end: end, latencies: latencies, waits: waits.take(),
         compactions: sizes.filter { $0 > 4096 }.count, bytesWritten: Int(sizes.reduce(0, +)),
-        appendedChecks: counts.appended, wholeReads: counts.whole)
+        appendedChecks: counts.appended, wholeReads: counts.whole, cpuMicroseconds: after.cpu - before.cpu,
+        voluntarySwitches: after.voluntary - before.voluntary,
+        involuntarySwitches: after.involuntary - before.involuntary)
     FileHandle.standardOutput.write(try JSONEncoder().encode(report) + Data("\n".utf8))
 }
 
@@ -232,6 +252,9 @@ struct RunResult {
     var slowestShare: Double
     var appendedChecks: Int
     var wholeReads: Int
+    var cpuMicroseconds: Int
+    var voluntarySwitches: Int
+    var involuntarySwitches: Int
 }
 
 func runParent(
@@ -298,7 +321,10 @@ func runParent(
         compactions: reports.map(\.compactions).reduce(0, +),
         bytesWritten: reports.map(\.bytesWritten).reduce(0, +), slowestShare: fastest / slowest,
         appendedChecks: reports.map(\.appendedChecks).reduce(0, +),
-        wholeReads: reports.map(\.wholeReads).reduce(0, +))
+        wholeReads: reports.map(\.wholeReads).reduce(0, +),
+        cpuMicroseconds: reports.map(\.cpuMicroseconds).reduce(0, +),
+        voluntarySwitches: reports.map(\.voluntarySwitches).reduce(0, +),
+        involuntarySwitches: reports.map(\.involuntarySwitches).reduce(0, +))
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
@@ -331,7 +357,7 @@ do {
                     : "")
         )
         print(
-            "processes | lock released | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process | others' frames applied | whole reads"
+            "processes | lock released | updates | seconds | updates/s | vs 1st | latency p50 / p90 / p99 / max (µs) | lock wait p50 / p90 / p99 / max (µs) | compactions | bytes written per update | fastest/slowest process | others' frames applied | whole reads | processor time per update (µs, every worker) | context switches per update (voluntary / involuntary)"
         )
         // Other processes share the cores: the load average says how much.
         func loadAverage() -> String {
@@ -354,7 +380,7 @@ do {
                 let wait = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.wait, $0)) }.joined(
                     separator: " / ")
                 print(
-                    "\(n) | \(early ? "before the sync" : "after the sync") | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / base)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare)) | \(r.appendedChecks) | \(r.wholeReads)"
+                    "\(n) | \(early ? "before the sync" : "after the sync") | \(r.updates) | \(String(format: "%.2f", r.seconds)) | \(String(format: "%.0f", r.perSecond)) | \(String(format: "%.2fx", r.perSecond / base)) | \(lat) | \(wait) | \(r.compactions) | \(r.bytesWritten / r.updates) | \(String(format: "%.2f", r.slowestShare)) | \(r.appendedChecks) | \(r.wholeReads) | \(r.cpuMicroseconds / r.updates) | \(String(format: "%.1f / %.1f", Double(r.voluntarySwitches) / Double(r.updates), Double(r.involuntarySwitches) / Double(r.updates)))"
                 )
             }
         }

@@ -7,6 +7,8 @@ final class FairTurns: Sendable {
     private struct Waiter {
         var id: UInt64
         var continuation: CheckedContinuation<Bool, Never>
+        /// Leaves the line when the wait runs out (`Deadlines`); cancelled when the turn comes.
+        var timer: WaitTimer?
     }
 
     private struct Line {
@@ -20,6 +22,12 @@ final class FairTurns: Sendable {
     }
 
     private let state = Locked(State())
+    /// Where the waits' deadlines are watched (`Deadlines.shared`, but for tests).
+    private let deadlines: Deadlines
+
+    init(deadlines: Deadlines = .shared) {
+        self.deadlines = deadlines
+    }
 
     /// Waits up to `wait` for the turn on `name`; returns the turn's token, or nil if the wait ran
     /// out. Give the turn back with `give`.
@@ -37,17 +45,13 @@ final class FairTurns: Sendable {
                     s.lines[name] = Line(holder: id)
                     return true
                 }
-                s.lines[name]!.waiting.append(Waiter(id: id, continuation: continuation))
+                // The timer is started under the lock, so that the turn, handed at once, finds it
+                // to cancel.
+                let timer = WaitTimer.start(at: .now + wait, on: deadlines) { [self] in leaveLine(name, id) }
+                s.lines[name]!.waiting.append(Waiter(id: id, continuation: continuation, timer: timer))
                 return false
             }
-            if now {
-                continuation.resume(returning: true)
-                return
-            }
-            Task {
-                try? await Task.sleep(for: wait)
-                self.leaveLine(name, id)
-            }
+            if now { continuation.resume(returning: true) }
         }
         return handed ? id : nil
     }
@@ -65,6 +69,7 @@ final class FairTurns: Sendable {
             s.lines[name] = line
             return next
         }
+        next?.timer?.cancel()
         next?.continuation.resume(returning: true)
     }
 

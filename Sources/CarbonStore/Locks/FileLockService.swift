@@ -162,7 +162,7 @@ struct FileLock: Sendable {
     /// a blocking step of it (`PathStorage.blocking`).
     static func wait(
         _ fd: Int32, path: String, for wait: Duration, on storage: PathStorage? = nil,
-        pool: KeptThreads = BlockingFlock.pool
+        pool: KeptThreads = BlockingFlock.pool, deadlines: Deadlines = .shared
     ) async throws -> Bool {
         // No time left (the turn in this process took it all): the one try already made answers.
         guard wait > .zero else {
@@ -170,7 +170,7 @@ struct FileLock: Sendable {
             return false
         }
         let local = await run(on: storage) { isOnLocalFileSystem(fd) }
-        if local, let waiter = BlockingFlock(fd: fd, path: path, pool: pool),
+        if local, let waiter = BlockingFlock(fd: fd, path: path, pool: pool, deadlines: deadlines),
             let got = try await waiter.wait(until: .now + wait)
         {
             return got
@@ -300,7 +300,7 @@ final class BlockingFlock: Sendable {
         var continuation: CheckedContinuation<Answer, Never>?
         /// The caller gave up (timeout or cancellation) before or while the thread waited.
         var abandoned = false
-        var timer: Task<Void, Never>?
+        var timer: WaitTimer?
         /// When the waiter's time is up (`wait(until:)`).
         var deadline: ContinuousClock.Instant?
     }
@@ -309,14 +309,17 @@ final class BlockingFlock: Sendable {
     let path: String
     /// The threads the wait is handed to (`pool`, but for tests).
     let threadPool: KeptThreads
+    /// Where the wait's deadline is watched (`Deadlines.shared`, but for tests).
+    let deadlines: Deadlines
     private let state = Locked(State())
 
     /// Nil when every thread of `pool` is reserved for a wait.
-    init?(fd: Int32, path: String, pool: KeptThreads = BlockingFlock.pool) {
+    init?(fd: Int32, path: String, pool: KeptThreads = BlockingFlock.pool, deadlines: Deadlines = .shared) {
         guard pool.reserve() else { return nil }
         self.fd = fd
         self.path = path
         self.threadPool = pool
+        self.deadlines = deadlines
     }
 
     /// Returns true holding the lock; false on timeout; throws `CancellationError` if the task is
@@ -330,9 +333,7 @@ final class BlockingFlock: Sendable {
                     guard !s.abandoned else { return false }
                     s.continuation = continuation
                     s.deadline = deadline
-                    s.timer = Task { [weak self] in
-                        try? await Task.sleep(until: deadline, clock: .continuous)
-                        guard !Task.isCancelled else { return }
+                    s.timer = WaitTimer.start(at: deadline, on: deadlines) { [weak self] in
                         self?.giveUp(.timedOut)
                     }
                     return true
@@ -388,8 +389,8 @@ final class BlockingFlock: Sendable {
     /// before the thread came to its wait (the start of a thread, or a thread coming free, took
     /// longer than its wait) is not waited for: the descriptor is closed at once, and no thread
     /// stays blocked for it behind a holder that does not let go. Nor is one whose time is up when
-    /// the thread comes to it, although its timer has not told it yet (a busy cooperative pool
-    /// runs the timer late): the thread answers it `timedOut` itself.
+    /// the thread comes to it, although its timer has not told it yet (the deadline's thread has
+    /// not run yet): the thread answers it `timedOut` itself.
     fileprivate func block() {
         let (abandoned, deadline) = state.withLock { ($0.abandoned, $0.deadline) }
         if abandoned {
@@ -408,17 +409,18 @@ final class BlockingFlock: Sendable {
             result = flock(fd, LOCK_EX)
             code = result == 0 ? 0 : errno
         } while result != 0 && code == EINTR
-        let taken = state.withLock { s -> (CheckedContinuation<Answer, Never>, Task<Void, Never>?)? in
+        let taken = state.withLock { s -> (CheckedContinuation<Answer, Never>, WaitTimer?)? in
             guard !s.abandoned, let c = s.continuation else { return nil }
             s.continuation = nil
             let timer = s.timer
             s.timer = nil
             return (c, timer)
         }
-        if let (continuation, timer) = taken {
-            timer?.cancel()
+        if let taken {
+            taken.1?.cancel()
             if result != 0 { close(fd) }
-            continuation.resume(returning: result == 0 ? .locked : .failed(code))
+            let answer: Answer = result == 0 ? .locked : .failed(code)
+            taken.0.resume(returning: answer)
         } else {
             if result == 0 { _ = flock(fd, LOCK_UN) }
             close(fd)
