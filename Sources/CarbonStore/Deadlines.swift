@@ -131,28 +131,7 @@ final class Deadlines: @unchecked Sendable {
 
     private func startThread() -> Bool {
         guard mayStartThread() else { return false }
-        var attributes = pthread_attr_t()
-        guard pthread_attr_init(&attributes) == 0 else { return false }
-        defer { pthread_attr_destroy(&attributes) }
-        _ = pthread_attr_setstacksize(&attributes, 256 << 10)
-        _ = pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        let context = Unmanaged.passRetained(self).toOpaque()
-        #if canImport(Darwin)
-            var thread: pthread_t?
-        #else
-            var thread = pthread_t()
-        #endif
-        let created = pthread_create(
-            &thread, &attributes,
-            { context in
-                Unmanaged<Deadlines>.fromOpaque(context!).takeRetainedValue().run()
-                return nil
-            }, context)
-        if created != 0 {
-            Unmanaged<Deadlines>.fromOpaque(context).release()
-            return false
-        }
-        return true
+        return startDetachedThread { [self] in run() }
     }
 
     /// The thread: runs the actions whose deadline has passed (without the lock), then sleeps

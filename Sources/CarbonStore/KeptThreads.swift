@@ -112,29 +112,7 @@ final class KeptThreads: @unchecked Sendable {
     /// Starts a thread running `work()`; false if the system would not create one.
     private func startThread() -> Bool {
         guard mayStartThread() else { return false }
-        var attributes = pthread_attr_t()
-        guard pthread_attr_init(&attributes) == 0 else { return false }
-        defer { pthread_attr_destroy(&attributes) }
-        _ = pthread_attr_setstacksize(&attributes, 256 << 10)
-        _ = pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        let context = Unmanaged.passRetained(self).toOpaque()
-        #if canImport(Darwin)
-            var thread: pthread_t?
-        #else
-            var thread = pthread_t()
-        #endif
-        let created = pthread_create(
-            &thread, &attributes,
-            { context in
-                let threads = Unmanaged<KeptThreads>.fromOpaque(context!).takeRetainedValue()
-                threads.work()
-                return nil
-            }, context)
-        if created != 0 {
-            Unmanaged<KeptThreads>.fromOpaque(context).release()
-            return false
-        }
-        return true
+        return startDetachedThread { [self] in work() }
     }
 
     private func work() {
@@ -160,4 +138,36 @@ final class KeptThreads: @unchecked Sendable {
             condition.lock()
         }
     }
+}
+
+/// Starts a detached thread, with a stack of 256 kB, that runs `body` (which holds what it
+/// captures until it returns); false if the system would not create one (`pthread_create` fails:
+/// a process or memory limit). The threads of `KeptThreads` and `Deadlines`.
+func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Body: Sendable {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+    var attributes = pthread_attr_t()
+    guard pthread_attr_init(&attributes) == 0 else { return false }
+    defer { pthread_attr_destroy(&attributes) }
+    _ = pthread_attr_setstacksize(&attributes, 256 << 10)
+    _ = pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    let context = Unmanaged.passRetained(Body(body)).toOpaque()
+    #if canImport(Darwin)
+        var thread: pthread_t?
+    #else
+        var thread = pthread_t()
+    #endif
+    let created = pthread_create(
+        &thread, &attributes,
+        { context in
+            Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+    if created != 0 {
+        Unmanaged<Body>.fromOpaque(context).release()
+        return false
+    }
+    return true
 }
