@@ -162,7 +162,8 @@ func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     let created = pthread_create(
         &thread, &attributes,
         { context in
-            Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+            // Optional on Linux, not on Darwin: unwrapped the same way on both.
+            Unmanaged<Body>.fromOpaque((context as UnsafeMutableRawPointer?)!).takeRetainedValue().run()
             return nil
         }, context)
     if created != 0 {
