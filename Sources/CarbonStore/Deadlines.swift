@@ -18,8 +18,8 @@ import Foundation
 /// waits of the same length, one after another, wake it about once per wait length, not once per
 /// wait. (A task per wait, sleeping until its deadline and cancelled when the wait ended, cost two
 /// more context switches per wait, about four per contended update, which waits twice: its start
-/// and its cancellation each ran a job on the cooperative pool; docs/BENCHMARKS.md, round twelve.) Deadlines that are due together run
-/// in their order.
+/// and its cancellation each ran a job on the cooperative pool; docs/BENCHMARKS.md, round twelve.)
+/// Deadlines that are due together run in their order.
 ///
 /// An action never runs before its deadline: the thread checks every deadline against
 /// `ContinuousClock` when it wakes. On Linux it sleeps on a condition variable timed by

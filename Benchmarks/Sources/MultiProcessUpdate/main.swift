@@ -12,8 +12,9 @@ import Foundation
 // each append K transactions, one update at a time, to the same W1 user in the same `path:` folder
 // (locking=local: the user's `flock` serialises the processes, the fence checks every write). The
 // parent seeds the user, starts the N workers together, and reports the total throughput, the
-// per-update latency and the lock wait (from `StoreEvents.lockAcquired`), then checks that every
-// update landed. Run from the Benchmarks folder:
+// per-update latency and the lock wait (from `StoreEvents.lockAcquired`), the processor time and
+// context switches per update (`getrusage` of every worker), then checks that every update
+// landed. Run from the Benchmarks folder:
 //
 //     swift run -c release MultiProcessUpdate                        # N = 1 and 8, K = 200
 //     swift run -c release MultiProcessUpdate --processes 1,2,8 --updates 500
