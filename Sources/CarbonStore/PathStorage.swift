@@ -315,14 +315,15 @@ public final class PathStorage: ObjectStorage {
     /// EMFILE) are reported with the folder's path.
     func walk(to folders: [String], create: Bool, durable: Bool, forWriting: Bool) throws -> Int32? {
         walks.wrappingAdd(1, ordering: .relaxed)
-        let openat = forWriting || create ? io.openat : { Glibc.openat($0, $1, $2, $3) }
+        // Writers (and walks that create) go through `io`, which tests fail or stop; readers do not.
+        let throughIO = forWriting || create
+        let openat = throughIO ? io.openat : { Glibc.openat($0, $1, $2, $3) }
         var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
         if folders.count > 1, !durable || isDurable(folders), opensBeneath.load(ordering: .relaxed) {
             let relative = folders.joined(separator: "/")
             let child =
-                forWriting || create
-                ? io.openDirectoryBeneath(fd, relative) : systemOpenDirectoryBeneath(fd, relative)
+                throughIO ? io.openDirectoryBeneath(fd, relative) : systemOpenDirectoryBeneath(fd, relative)
             let code = errno
             if child >= 0 {
                 _ = io.close(fd)

@@ -121,15 +121,8 @@ if args.count > 1, args[1] == "append" {
     let store = try await w1Store("profile-append", written: written)
     let reserve = { (store.storage as? PathStorage)?.reservedByteCount ?? 0 }
     let (writtenBefore, reservedBefore) = (written.value, reserve())
-    // The processor time the process spent (user and system, every thread) around the loop: less
-    // noisy than the wall clock, which the disk's latency moves by tens of microseconds.
-    func processorTime() -> Duration {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let total = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec
-        return .seconds(total) + .microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
-    }
-    let processorStart = processorTime()
+    // The processor time the process spent (user and system, every thread) around the loop.
+    let processorStart = ProcessUsage.now().processorTime
     // Off the main actor, as package-benchmark runs its benchmarks: no hop to the main thread
     // and back around every update.
     let elapsed = try await Task.detached {
@@ -139,7 +132,7 @@ if args.count > 1, args[1] == "append" {
         }
         return ContinuousClock.now - start
     }.value
-    let processor = processorTime() - processorStart
+    let processor = ProcessUsage.now().processorTime - processorStart
     // Bytes written: frames and the snapshots of compactions (the store's count), and the zeros
     // of the reserve (the storage's).
     let frames = Double(written.value - writtenBefore) / Double(iterations)

@@ -59,16 +59,6 @@ struct WorkerReport: Codable {
     var involuntarySwitches: Int
 }
 
-/// The process's processor time (user plus system, µs) and context switches so far.
-func usage() -> (cpu: Int, voluntary: Int, involuntary: Int) {
-    var u = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &u)
-    let cpu =
-        (Int(u.ru_utime.tv_sec) + Int(u.ru_stime.tv_sec)) * 1_000_000 + Int(u.ru_utime.tv_usec)
-        + Int(u.ru_stime.tv_usec)
-    return (cpu, Int(u.ru_nvcsw), Int(u.ru_nivcsw))
-}
-
 /// The storage of a store, counting what the updates read: version checks that found appended
 /// frames, and whole reads.
 final class CountingStorage: ObjectStorage, @unchecked Sendable {
@@ -200,7 +190,7 @@ func runWorker(_ args: [String]) async throws {
     counting.reset()
     var latencies: [UInt64] = []
     latencies.reserveCapacity(updates)
-    let before = usage()
+    let before = ProcessUsage.now()
     let start = monotonicNanoseconds()
     for k in 0..<updates {
         let t0 = monotonicNanoseconds()
@@ -210,15 +200,16 @@ func runWorker(_ args: [String]) async throws {
         latencies.append(monotonicNanoseconds() - t0)
     }
     let end = monotonicNanoseconds()
-    let after = usage()
+    let after = ProcessUsage.now()
     let sizes = written.take()
     let counts = counting.counts
     let report = WorkerReport(
         index: index, start: start, end: end, latencies: latencies, waits: waits.take(),
         compactions: sizes.filter { $0 > 4096 }.count, bytesWritten: Int(sizes.reduce(0, +)),
-        appendedChecks: counts.appended, wholeReads: counts.whole, cpuMicroseconds: after.cpu - before.cpu,
-        voluntarySwitches: after.voluntary - before.voluntary,
-        involuntarySwitches: after.involuntary - before.involuntary)
+        appendedChecks: counts.appended, wholeReads: counts.whole,
+        cpuMicroseconds: after.processorMicroseconds - before.processorMicroseconds,
+        voluntarySwitches: after.voluntarySwitches - before.voluntarySwitches,
+        involuntarySwitches: after.involuntarySwitches - before.involuntarySwitches)
     FileHandle.standardOutput.write(try JSONEncoder().encode(report) + Data("\n".utf8))
 }
 
