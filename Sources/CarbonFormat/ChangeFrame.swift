@@ -17,8 +17,8 @@ public struct WriteID: Sendable, Hashable, CustomStringConvertible {
 
     /// A fresh id from the system's random number generator.
     public static func random() -> WriteID {
-        var rng = SystemRandomNumberGenerator()
-        return WriteID(high: rng.next(), low: rng.next())
+        let (high, low) = RandomBits.pair()
+        return WriteID(high: high, low: low)
     }
 
     /// The 16 bytes as stored in a file: `low` then `high`, each little-endian.

@@ -320,21 +320,37 @@ extension RecordCodec {
         start: Int, removeCount: Int, rows: ArraySlice<T>
     )? {
         let shared = a.sharedEnds(with: b)
-        let a1 = a.elements(in: shared.prefix..<(a.count - shared.suffix))
-        let b1 = b.elements(in: shared.prefix..<(b.count - shared.suffix))
-        guard let s = splice(a1, b1) else { return nil }
-        return (shared.prefix + s.start, s.removeCount, s.rows)
+        // Read in place (most changes lie within one chunk of each list); only the rows of the
+        // splice are copied out (`rows` starts at index 0).
+        return a.withElements(in: shared.prefix..<(a.count - shared.suffix)) { pa in
+            b.withElements(in: shared.prefix..<(b.count - shared.suffix)) { pb in
+                guard let s = splice(pa, pb) else { return nil }
+                return (shared.prefix + s.start, s.removeCount, ArraySlice(pb[s.rows]))
+            }
+        }
     }
 
     /// `splice` on arrays.
     static func splice<T: FrameRow>(_ a: [T], _ b: [T]) -> (
         start: Int, removeCount: Int, rows: ArraySlice<T>
     )? {
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                splice(pa, pb).map { ($0.start, $0.removeCount, b[$0.rows]) }
+            }
+        }
+    }
+
+    /// `splice` on the elements in two buffers: the rows of `b` that replace `removeCount` rows of
+    /// `a` at `start`, as positions of `b`.
+    static func splice<T: FrameRow>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> (
+        start: Int, removeCount: Int, rows: Range<Int>
+    )? {
         let n = min(a.count, b.count)
         let prefix = commonPrefix(a, b, limit: n)
         if prefix == a.count && prefix == b.count { return nil }
         let suffix = commonSuffix(a, b, limit: n - prefix)
-        return (prefix, a.count - prefix - suffix, b[prefix..<(b.count - suffix)])
+        return (prefix, a.count - prefix - suffix, prefix..<(b.count - suffix))
     }
 
     /// How many leading elements of `a` and `b` (at most `limit`) are equal.
@@ -343,56 +359,56 @@ extension RecordCodec {
     /// whose bytes are identical (the same string and dictionary storage, the same values) are
     /// equal, which is the common case of a record copied and changed in a few places, and is
     /// decided at the speed of reading memory; elements whose bytes differ are compared with `==`.
-    static func commonPrefix<T: FrameRow>(_ a: [T], _ b: [T], limit: Int) -> Int {
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                guard limit > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress else { return 0 }
-                if baseA == baseB { return limit }
-                let mask = T.rowMask
-                var i = 0
-                while i < limit {
-                    let k = min(RowMask.chunk, limit - i)
-                    if mask.identical(baseA + i, baseB + i, rows: k) {
-                        i += k
-                        continue
-                    }
-                    let end = i + k
-                    while i < end {
-                        if !mask.identical(baseA + i, baseB + i, rows: 1), pa[i] != pb[i] { return i }
-                        i += 1
-                    }
-                }
-                return limit
+    static func commonPrefix<T: FrameRow>(
+        _ pa: UnsafeBufferPointer<T>, _ pb: UnsafeBufferPointer<T>, limit: Int
+    )
+        -> Int
+    {
+        guard limit > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress else { return 0 }
+        if baseA == baseB { return limit }
+        let mask = T.rowMask
+        var i = 0
+        while i < limit {
+            let k = min(RowMask.chunk, limit - i)
+            if mask.identical(baseA + i, baseB + i, rows: k) {
+                i += k
+                continue
+            }
+            let end = i + k
+            while i < end {
+                if !mask.identical(baseA + i, baseB + i, rows: 1), pa[i] != pb[i] { return i }
+                i += 1
             }
         }
+        return limit
     }
 
     /// How many trailing elements of `a` and `b` (at most `limit`) are equal.
-    static func commonSuffix<T: FrameRow>(_ a: [T], _ b: [T], limit: Int) -> Int {
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                guard limit > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress else { return 0 }
-                let mask = T.rowMask
-                let endA = baseA + pa.count
-                let endB = baseB + pb.count
-                var i = 0
-                while i < limit {
-                    let k = min(RowMask.chunk, limit - i)
-                    if mask.identical(endA - i - k, endB - i - k, rows: k) {
-                        i += k
-                        continue
-                    }
-                    let end = i + k
-                    while i < end {
-                        let x = endA - i - 1
-                        let y = endB - i - 1
-                        if !mask.identical(x, y, rows: 1), x.pointee != y.pointee { return i }
-                        i += 1
-                    }
-                }
-                return limit
+    static func commonSuffix<T: FrameRow>(
+        _ pa: UnsafeBufferPointer<T>, _ pb: UnsafeBufferPointer<T>, limit: Int
+    )
+        -> Int
+    {
+        guard limit > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress else { return 0 }
+        let mask = T.rowMask
+        let endA = baseA + pa.count
+        let endB = baseB + pb.count
+        var i = 0
+        while i < limit {
+            let k = min(RowMask.chunk, limit - i)
+            if mask.identical(endA - i - k, endB - i - k, rows: k) {
+                i += k
+                continue
+            }
+            let end = i + k
+            while i < end {
+                let x = endA - i - 1
+                let y = endB - i - 1
+                if !mask.identical(x, y, rows: 1), x.pointee != y.pointee { return i }
+                i += 1
             }
         }
+        return limit
     }
 
     /// The keys removed (UTF-8 order) and the entries added or changed; nil when nothing changed.

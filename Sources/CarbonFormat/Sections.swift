@@ -182,7 +182,10 @@ enum TransactionsSection {
 
     private static func encode(_ ts: UnsafeBufferPointer<Transaction>, into w: inout ByteWriter) {
         let n = ts.count
-        var table = StringTable(capacity: 64)
+        // Sized for a snapshot's rows, or for the few of a change frame (up to four strings a row
+        // besides metadata; the table grows past that): making and freeing a table sized for many
+        // rows cost a frame of one transaction more than its encoding.
+        var table = StringTable(capacity: min(64, 4 * n + 4))
         var ids = [Int](repeating: 0, count: 4 * n)
         var metadata: [[(Int, Int)]] = []
         var anyMetadata = false

@@ -93,6 +93,23 @@ public struct ItemList<Element: KeyedItem>: Sendable {
         return result
     }
 
+    /// Calls `body` with the elements at `range`: in place when they lie in one chunk (as the
+    /// elements a change touched mostly do), else copied into one array first.
+    @inlinable public func withElements<R>(
+        in range: Range<Int>, _ body: (UnsafeBufferPointer<Element>) throws -> R
+    ) rethrows -> R {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range out of bounds")
+        if !range.isEmpty {
+            let (c, o) = locate(range.lowerBound)
+            let items = chunks[c].items
+            if o + range.count <= items.count {
+                let from = items.startIndex + o
+                return try items[from..<(from + range.count)].withUnsafeBufferPointer(body)
+            }
+        }
+        return try elements(in: range).withUnsafeBufferPointer(body)
+    }
+
     /// How many leading and trailing elements this list and `other` hold in the same storage: a
     /// lower bound of their common prefix and suffix, found without comparing elements (the two
     /// never overlap). A list and a changed copy of it share every element the change did not

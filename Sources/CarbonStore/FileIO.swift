@@ -94,7 +94,11 @@ package struct FileIO: Sendable {
 }
 
 // The C library's functions, under names that the closures above cannot confuse with their own.
-private let systemOpenat: @Sendable (Int32, String, Int32, mode_t) -> Int32 = { openat($0, $1, $2, $3) }
+// Names are passed with `withCString`, which hands a short name over from the stack: the implicit
+// conversion of a `String` argument copies it into an array on the heap at every call.
+private let systemOpenat: @Sendable (Int32, String, Int32, mode_t) -> Int32 = { dir, name, flags, mode in
+    name.withCString { openat(dir, $0, flags, mode) }
+}
 private let systemMkdirat: @Sendable (Int32, String, mode_t) -> Int32 = { mkdirat($0, $1, $2) }
 private let systemWrite: @Sendable (Int32, UnsafeRawPointer?, Int) -> Int = { write($0, $1, $2) }
 private let systemFsync: @Sendable (Int32) -> Int32 = { fsync($0) }
@@ -128,7 +132,7 @@ private let systemReserve: @Sendable (Int32, Int, Int) -> Int32 = { fd, from, to
     }
     return 0
 }
-let systemOpenDirectoryBeneath: @Sendable (Int32, String) -> Int32 = {
-    carbonstore_open_directory_beneath($0, $1)
+let systemOpenDirectoryBeneath: @Sendable (Int32, String) -> Int32 = { dir, path in
+    path.withCString { carbonstore_open_directory_beneath(dir, $0) }
 }
 private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { unlinkat($0, $1, $2) }

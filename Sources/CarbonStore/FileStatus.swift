@@ -75,7 +75,8 @@ struct FileStatus: Sendable {
                 let wanted = statxType | statxMode | statxLinks | statxOwner | statxInode | statxSize
                 let status = withUnsafeTemporaryAllocation(byteCount: 256, alignment: 16) {
                     buffer -> FileStatus? in
-                    guard let base = buffer.baseAddress, statx(dir, name, flags, wanted, base) == 0,
+                    guard let base = buffer.baseAddress,
+                        name.withCString({ statx(dir, $0, flags, wanted, base) }) == 0,
                         buffer.load(fromByteOffset: 0, as: UInt32.self) & wanted == wanted
                     else { return nil }
                     return FileStatus(

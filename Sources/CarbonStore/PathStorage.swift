@@ -172,65 +172,117 @@ public final class PathStorage: ObjectStorage {
 
     /// A key's folders below the root, and its file name.
     static func split(_ key: String) -> (folders: [String], name: String) {
-        // Split as bytes ('/' is never part of another character's UTF-8): every operation splits
-        // its key, and a split by `Character` walks grapheme clusters.
-        var parts = key.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map {
-            String(Substring($0))
+        // Split as bytes ('/' is never part of another character's UTF-8): every step of an
+        // operation splits its key, and a split by `Character` walks grapheme clusters. One array
+        // is made (the folders); the names of a key (short) are stored in their `String`s.
+        let bytes = key.utf8
+        var folders: [String] = []
+        var name = ""
+        var start = bytes.startIndex
+        var i = start
+        while true {
+            let atEnd = i == bytes.endIndex
+            if atEnd || bytes[i] == UInt8(ascii: "/") {
+                if start != i {
+                    if !name.isEmpty { folders.append(name) }
+                    name = String(Substring(bytes[start..<i]))
+                }
+                if atEnd { break }
+                start = bytes.index(after: i)
+            }
+            i = bytes.index(after: i)
         }
-        let name = parts.popLast() ?? ""
-        return (parts, name)
+        return (folders, name)
     }
 
     // MARK: - One walk to a user's folder per operation
 
     /// The user's folder of one operation of the engine (`withOperation`): the first walk to it
-    /// that goes through `io` (one that may create it, or a writer's) keeps a duplicate of its
-    /// descriptor here, and the operation's later walks to the same folder get a duplicate of that
-    /// one (`openFolder`) instead of walking from the root again. An update on a local disk so
-    /// walks once instead of three times (the user's lock, the version check, the append). Its
-    /// steps run one after another (the task's, or one thread's at a time for it).
+    /// that goes through `io` (one that may create it, or a writer's) leaves its descriptor here,
+    /// and the operation's steps borrow that one (`openFolder`) instead of walking from the root
+    /// again, and give it back (`closeFolder`) rather than close it. An update on a local disk so
+    /// walks once instead of three times (the user's lock, the version check, the append), and
+    /// neither duplicates nor closes a descriptor at each step. Its steps run one after another
+    /// (the task's, or one thread's at a time for it).
     final class OperationFolder: Sendable {
         let storage: ObjectIdentifier
         let folders: [String]
-        /// The kept descriptor; `ended` once the operation is over (a task started within it that
-        /// outlives it walks by itself).
-        private let state = Locked<(fd: Int32?, ended: Bool)>((nil, false))
+
+        struct State {
+            /// The descriptor that steps borrow.
+            var kept: Int32?
+            /// How many steps have each descriptor lent and not given back: the kept one, and one
+            /// that a later walk replaced while it was lent (closed when the last gives it back).
+            var lent: [Int32: Int] = [:]
+            /// Once the operation is over nothing is lent (a task started within it that outlives
+            /// it walks by itself), and the kept descriptor is closed as soon as no step has it.
+            var ended = false
+        }
+        private let state = Locked(State())
 
         init(storage: ObjectIdentifier, folders: [String]) {
             self.storage = storage
             self.folders = folders
         }
 
-        /// A duplicate of the kept descriptor (the caller closes it), or -1 with the `errno` of a
-        /// failed duplication; nil when none is kept or the operation is over.
-        func duplicate() -> (fd: Int32, errno: Int32)? {
-            state.withLock { s -> (fd: Int32, errno: Int32)? in
-                guard !s.ended, let fd = s.fd else { return nil }
-                let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-                return (copy, copy >= 0 ? 0 : errno)
+        /// Lends the kept descriptor to a step, which gives it back (`giveBack`) and never closes
+        /// it; nil when none is kept or the operation is over.
+        func lend() -> Int32? {
+            state.withLock { s -> Int32? in
+                guard !s.ended, let fd = s.kept else { return nil }
+                s.lent[fd, default: 0] += 1
+                return fd
             }
         }
 
-        /// Keeps a duplicate of `fd` (a walk's folder) in place of any kept before.
-        func keep(_ fd: Int32) {
-            let earlier = state.withLock { s -> Int32? in
-                guard !s.ended else { return nil }
-                let kept = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-                guard kept >= 0 else { return nil }
-                defer { s.fd = kept }
-                return s.fd
+        /// Keeps `fd`, a walk's folder, in place of any kept before, and lends it to the step that
+        /// walked. False when the operation is over: the step keeps `fd` and closes it.
+        func keepAndLend(_ fd: Int32) -> Bool {
+            let (kept, replaced) = state.withLock { s -> (Bool, Int32?) in
+                guard !s.ended else { return (false, nil) }
+                let earlier = s.kept
+                s.kept = fd
+                s.lent[fd, default: 0] += 1
+                // One that no step has now is closed here; one that is lent, by its last borrower.
+                guard let earlier, earlier != fd, s.lent[earlier] == nil else { return (true, nil) }
+                return (true, earlier)
             }
-            if let earlier { _ = Glibc.close(earlier) }
+            if let replaced { _ = Glibc.close(replaced) }
+            return kept
         }
 
-        /// Ends the operation and closes the kept descriptor.
+        /// Takes back `fd` if this operation lent it (and closes it if it is no longer kept, or the
+        /// operation is over, and no other step has it); false if it did not lend it.
+        func giveBack(_ fd: Int32) -> Bool {
+            let (lent, closes) = state.withLock { s -> (Bool, Bool) in
+                guard let count = s.lent[fd] else { return (false, false) }
+                if count > 1 {
+                    s.lent[fd] = count - 1
+                    return (true, false)
+                }
+                s.lent[fd] = nil
+                guard s.ended || s.kept != fd else { return (true, false) }
+                if s.kept == fd { s.kept = nil }
+                return (true, true)
+            }
+            if closes { _ = Glibc.close(fd) }
+            return lent
+        }
+
+        /// Ends the operation: the kept descriptor is closed now, or by the last step that has it.
         func end() {
-            let kept = state.withLock { s -> Int32? in
+            let closes = state.withLock { s -> Int32? in
                 s.ended = true
-                defer { s.fd = nil }
-                return s.fd
+                guard let fd = s.kept, s.lent[fd] == nil else { return nil }
+                s.kept = nil
+                return fd
             }
-            if let kept { _ = Glibc.close(kept) }
+            if let closes { _ = Glibc.close(closes) }
+        }
+
+        /// How many descriptors are lent and not given back, and whether one is kept (tests).
+        var counts: (lent: Int, kept: Bool) {
+            state.withLock { s in (s.lent.values.reduce(0, +), s.kept != nil) }
         }
     }
 
@@ -277,19 +329,22 @@ public final class PathStorage: ObjectStorage {
         _ folders: [String], create: Bool, durable: Bool = false, forWriting: Bool = false
     ) throws -> Int32? {
         let scope = operationFolder(folders)
-        if let scope, !durable || isDurable(folders), let kept = scope.duplicate() {
-            guard kept.fd >= 0 else {
-                throw StorageIOError(
-                    operation: "open directory", path: root + "/" + folders.joined(separator: "/"),
-                    errno: kept.errno)
-            }
-            return kept.fd
-        }
+        if let scope, !durable || isDurable(folders), let kept = scope.lend() { return kept }
         guard let fd = try walk(to: folders, create: create, durable: durable, forWriting: forWriting) else {
             return nil
         }
-        if let scope, forWriting || create { scope.keep(fd) }
+        if let scope, forWriting || create { _ = scope.keepAndLend(fd) }
         return fd
+    }
+
+    /// Ends a step's use of a folder that `openFolder` opened: gives it back to the operation that
+    /// lent it, or closes it. Every folder from `openFolder` ends here, never in a `close` of its
+    /// own: a lent descriptor closed directly would be closed again by its operation, and its number
+    /// may by then name another file. (A descriptor lent by any operation is open and owned by it,
+    /// so no descriptor of another is taken for it.)
+    func closeFolder(_ fd: Int32) {
+        if let scope = Self.operationFolder, scope.giveBack(fd) { return }
+        _ = io.close(fd)
     }
 
     /// How many walks from the root this storage has made (`walk`), for the package's tests.
@@ -318,7 +373,7 @@ public final class PathStorage: ObjectStorage {
         // Writers (and walks that create) go through `io`, which tests fail or stop; readers do not.
         let throughIO = forWriting || create
         let openat = throughIO ? io.openat : { Glibc.openat($0, $1, $2, $3) }
-        var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var fd = root.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
         if folders.count > 1, !durable || isDurable(folders), opensBeneath.load(ordering: .relaxed) {
             let relative = folders.joined(separator: "/")
@@ -409,7 +464,7 @@ public final class PathStorage: ObjectStorage {
         try await blocking { [self] in
             let (folders, name) = Self.split(key)
             guard let dir = try openFolder(folders, create: false) else { return nil }
-            defer { _ = io.close(dir) }
+            defer { closeFolder(dir) }
             return try read(name, in: dir, path: path(of: key))
         }
     }
@@ -422,7 +477,7 @@ public final class PathStorage: ObjectStorage {
     func readBytes(_ key: String) throws -> [UInt8]? {
         let (folders, name) = Self.split(key)
         guard let dir = try openFolder(folders, create: false) else { return nil }
-        defer { _ = io.close(dir) }
+        defer { closeFolder(dir) }
         return try readBytes(name, in: dir, path: path(of: key))
     }
 
@@ -466,7 +521,7 @@ public final class PathStorage: ObjectStorage {
     func openUserFile(name: String, in dir: Int32, path: String, changeTime: Bool) throws -> (
         fd: Int32, size: Int, changed: ChangeTime?
     )? {
-        let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        let fd = name.withCString { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         if fd < 0 {
             if errno == ENOENT { return nil }
             if errno == ELOOP { throw Self.unsafeEntry(in: dir, name, path) }
@@ -566,17 +621,32 @@ public final class PathStorage: ObjectStorage {
         }
 
         init?(_ version: ObjectVersion) {
-            // Split as bytes: every update parses a version, and a split by `Character` walks
-            // grapheme clusters.
-            let parts = version.rawValue.utf8.split(
-                separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
-            guard parts.count == 4 || parts.count == 5, parts[0].elementsEqual("v2".utf8),
-                let f = WriteID(hexDigits: parts[1]),
-                let n = Int(Substring(parts[2])), n > 0, let l = WriteID(hexDigits: parts[3])
-            else { return nil }
+            // Four or five fields separated by colons, read as bytes where they stand: every update
+            // parses a version, and a split by `Character` walks grapheme clusters.
+            let text = version.rawValue.utf8
+            let colon = UInt8(ascii: ":")
+            guard let c1 = text.firstIndex(of: colon), text[..<c1].elementsEqual("v2".utf8) else {
+                return nil
+            }
+            let a = text.index(after: c1)
+            guard let c2 = text[a...].firstIndex(of: colon), let f = WriteID(hexDigits: text[a..<c2]) else {
+                return nil
+            }
+            let b = text.index(after: c2)
+            guard let c3 = text[b...].firstIndex(of: colon), let n = Int(Substring(text[b..<c3])), n > 0
+            else {
+                return nil
+            }
+            let d = text.index(after: c3)
+            let c4 = text[d...].firstIndex(of: colon)
+            guard let l = WriteID(hexDigits: text[d..<(c4 ?? text.endIndex)]) else { return nil }
             var changed: ChangeTime? = nil
-            if parts.count == 5 {
-                guard let c = ChangeTime(Substring(parts[4])) else { return nil }
+            if let c4 {
+                let e = text.index(after: c4)
+                guard text[e...].firstIndex(of: colon) == nil, let c = ChangeTime(Substring(text[e...]))
+                else {
+                    return nil
+                }
                 changed = c
             }
             self.init(fileID: f, validLength: n, lastID: l, changed: changed)
@@ -619,7 +689,7 @@ public final class PathStorage: ObjectStorage {
             let (folders, name) = Self.split(key)
             let target = path(of: key)
             guard let dir = try openFolder(folders, create: false) else { return .missing }
-            defer { _ = io.close(dir) }
+            defer { closeFolder(dir) }
             if let expected = AppendVersion(cached) {
                 // The change time is what the record cache checks besides the ids (`AppendVersion`).
                 // A writer's check within an update or a delete (`withOperation`) asks for it only
@@ -704,30 +774,36 @@ public final class PathStorage: ObjectStorage {
         guard try readExactly(fd, count: 16, at: FileLayout.fileIDOffset, path: path) == v.fileID.bytes else {
             return changed
         }
-        if v.lastID != v.fileID {
-            guard v.validLength >= FileLayout.frameTrailerLength,
-                try readExactly(fd, count: 16, at: v.validLength - FileLayout.frameTrailerLength, path: path)
-                    == v.lastID.bytes
-            else { return changed }
+        // The last frame's trailer (which starts with its id) and the bytes after the end are read
+        // together: with `quick` 4 of the latter, otherwise all.
+        let checksLastID = v.lastID != v.fileID
+        guard !checksLastID || v.validLength >= FileLayout.frameTrailerLength else { return changed }
+        let lead = checksLastID ? FileLayout.frameTrailerLength : 0
+        // None when the version ends past the largest file read (a version from elsewhere).
+        let wanted = max(0, quick ? min(4, size - v.validLength) : min(size, maximumFileSize) - v.validLength)
+        let read = try readExactly(fd, count: lead + wanted, at: v.validLength - lead, path: path)
+        if checksLastID {
+            guard read.count >= 16, read.prefix(16).elementsEqual(v.lastID.bytes) else { return changed }
         }
         if size == v.validLength { return ComparisonRead(comparison: .same, after: nil) }
+        var after = read[min(lead, read.count)...]
         if quick {
-            let head = try readExactly(fd, count: min(4, size - v.validLength), at: v.validLength, path: path)
-            if head.count < 4 || !head.elementsEqual(RecordCodec.frameMarker.prefix(4)) {
+            if after.count < 4 || !after.elementsEqual(RecordCodec.frameMarker.prefix(4)) {
                 return ComparisonRead(comparison: .same, after: nil)
             }
+            after = try readExactly(
+                fd, count: min(size, maximumFileSize) - v.validLength, at: v.validLength, path: path)[...]
         }
-        let after = try readExactly(
-            fd, count: min(size, maximumFileSize) - v.validLength, at: v.validLength, path: path)
         // Zero bytes alone: the reserve an append left for the next ones (or a file extended whose
         // data never reached the disk). No content, and nothing to cut.
         if after.withUnsafeBytes({ RecordCodec.isReserve($0) }) {
             return ComparisonRead(comparison: .same, after: nil)
         }
         let committed = after.withUnsafeBytes { codec.startsWithFrame($0, chainedTo: v.lastID) }
-        if committed { return ComparisonRead(comparison: .changed, after: after) }
+        if committed { return ComparisonRead(comparison: .changed, after: Array(after)) }
         let torn = after.withUnsafeBytes { RecordCodec.isOneTornAppend($0) }
-        return ComparisonRead(comparison: torn ? .sameWithTornTail : .sameWithDamagedTail, after: after)
+        return ComparisonRead(
+            comparison: torn ? .sameWithTornTail : .sameWithDamagedTail, after: Array(after))
     }
 
     /// `count` bytes at `offset` (fewer if the file ends first).
@@ -784,7 +860,7 @@ public final class PathStorage: ObjectStorage {
             throw VersionMismatchError(
                 location: target, expected: expected?.rawValue ?? "a file to append to")
         }
-        defer { _ = io.close(dir) }
+        defer { closeFolder(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) {
             hold async throws -> ObjectVersion in
             let landed = try await blocking { [self] in
@@ -947,7 +1023,7 @@ public final class PathStorage: ObjectStorage {
         if inPlace {
             // Written in place, a frame is not moved out of another writer's way as `O_APPEND`
             // would move it: the lock held must be the folder's lock file still.
-            guard Self.isCommitLockFile(hold.fd, in: dir) else {
+            guard Self.isCommitLockFile(hold.fd, status: hold.status, in: dir) else {
                 throw VersionMismatchError(
                     location: target,
                     expected:
@@ -1023,10 +1099,12 @@ public final class PathStorage: ObjectStorage {
     public var reservedByteCount: Int { reservedBytes.load(ordering: .relaxed) }
 
     /// Whether `fd`, the commit lock a writer holds, is the lock file named `.commit.lock` in the
-    /// folder `dir` now (the same file: device and inode).
+    /// folder `dir` now (the same file: device and inode). `status`: the descriptor's file as found
+    /// when the lock was opened (an open descriptor's device and inode never change), if known.
     /// Asked without time stamps (`FileStatus`).
-    static func isCommitLockFile(_ fd: Int32, in dir: Int32) -> Bool {
-        guard let held = FileStatus.of(fd), let named = FileStatus.of(".commit.lock", in: dir) else {
+    static func isCommitLockFile(_ fd: Int32, status: FileStatus? = nil, in dir: Int32) -> Bool {
+        guard let held = status ?? FileStatus.of(fd), let named = FileStatus.of(".commit.lock", in: dir)
+        else {
             return false
         }
         return held.isSameFile(as: named)
@@ -1047,7 +1125,7 @@ public final class PathStorage: ObjectStorage {
         let (folders, name) = Self.split(key)
         let opened = try await blocking { [self] in try openFolder(folders, create: false, forWriting: true) }
         guard let dir = opened else { return false }
-        defer { _ = io.close(dir) }
+        defer { closeFolder(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) { _ async throws -> Bool in
             // The user file, open, if it still has the version's content.
             let userFile = try await blocking { [self] () throws -> Int32? in
@@ -1082,7 +1160,7 @@ public final class PathStorage: ObjectStorage {
         else {
             throw StorageIOError(operation: "open directory", path: Self.parent(of: target), errno: ENOENT)
         }
-        defer { _ = io.close(dir) }
+        defer { closeFolder(dir) }
         let temp =
             ".tmp-" + name + "." + String(getpid()) + "."
             + String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -1178,6 +1256,8 @@ public final class PathStorage: ObjectStorage {
     struct CommitLockHold: Sendable {
         var acquired: ContinuousClock.Instant
         var fd: Int32
+        /// The lock file's status when it was opened, or reused (`FileLock.status`).
+        var status: FileStatus? = nil
     }
 
     func checkCommitHold(since acquired: ContinuousClock.Instant, path: String)
@@ -1217,7 +1297,8 @@ public final class PathStorage: ObjectStorage {
         return try await LockHold.$active.withValue(true) {
             let result: Result<T, any Error>
             do {
-                result = .success(try await body(CommitLockHold(acquired: lock.acquired, fd: lock.fd)))
+                result = .success(
+                    try await body(CommitLockHold(acquired: lock.acquired, fd: lock.fd, status: lock.status)))
             } catch {
                 result = .failure(error)
             }
@@ -1292,7 +1373,7 @@ public final class PathStorage: ObjectStorage {
             }
             return false
         }
-        defer { _ = io.close(dir) }
+        defer { closeFolder(dir) }
         return try await withCommitLock(dir, path: Self.parent(of: target)) { hold async throws -> Bool in
             let removed = try await blocking { [self] in
                 try check(condition, name: name, in: dir, path: target, allowDamagedTail: true)
@@ -1467,7 +1548,7 @@ public final class PathStorage: ObjectStorage {
             let relative = String(t.path.dropFirst(root.count + 1))
             let (folders, name) = Self.split(relative)
             guard let dir = try openFolder(folders, create: false) else { continue }
-            defer { _ = io.close(dir) }
+            defer { closeFolder(dir) }
             if io.unlinkat(dir, name) == 0 { removed.append(t) }
         }
         return removed

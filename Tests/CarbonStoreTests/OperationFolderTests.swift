@@ -101,26 +101,69 @@ import Testing
         #expect(try await fresh.get("kim").transactions.map(\.id) == ["b"])
     }
 
-    /// Once its operation is over, an operation's folder hands out nothing and keeps nothing (a
-    /// task started within the operation that outlives it walks by itself, and leaks nothing).
-    @Test func anEndedOperationHandsOutNothingAndKeepsNothing() throws {
+    /// Whether `fd` is open on the folder `path` (a closed number reused by another suite's open
+    /// is not that folder).
+    static func isOpen(_ fd: Int32, on path: String) -> Bool {
+        var a = stat()
+        var b = stat()
+        return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }
+
+    /// Once its operation is over, an operation's folder lends nothing and keeps nothing (a task
+    /// started within the operation that outlives it walks by itself, and leaks nothing); until
+    /// then the kept descriptor is lent, not duplicated, and a step's give-back does not close it.
+    @Test func anEndedOperationLendsNothingAndKeepsNothing() throws {
         let dir = try TemporaryDirectory("operation-folder-end")
         defer { dir.remove() }
         let scope = PathStorage.OperationFolder(storage: ObjectIdentifier(Int.self), folders: ["a"])
-        #expect(scope.duplicate() == nil, "nothing kept yet")
+        #expect(scope.lend() == nil, "nothing kept yet")
         let fd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         #expect(fd >= 0)
-        defer { close(fd) }
-        scope.keep(fd)
-        let copy = try #require(scope.duplicate()).fd
-        #expect(copy >= 0 && copy != fd)
-        var st = stat()
-        #expect(fstat(copy, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR)
-        close(copy)
+        #expect(scope.keepAndLend(fd))
+        #expect(scope.lend() == fd, "the same descriptor, not a duplicate")
+        #expect(scope.counts.lent == 2)
+        #expect(scope.giveBack(fd) && scope.giveBack(fd))
+        #expect(!scope.giveBack(fd), "no longer lent")
+        #expect(Self.isOpen(fd, on: dir.path), "kept: given back, not closed")
         scope.end()
-        #expect(scope.duplicate() == nil)
-        scope.keep(fd)
-        #expect(scope.duplicate() == nil)
+        #expect(!Self.isOpen(fd, on: dir.path), "closed when the operation ended")
+        #expect(scope.lend() == nil)
+        let late = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(!scope.keepAndLend(late), "an ended operation keeps nothing: the step closes it")
+        #expect(Self.isOpen(late, on: dir.path))
+        close(late)
+        #expect(scope.counts == (0, false))
+    }
+
+    /// A descriptor still lent is closed by its last give-back, never before: when the operation
+    /// ends, and when a later walk's folder replaces it (one not lent is closed at once then).
+    @Test func aLentDescriptorIsClosedByItsLastGiveBack() throws {
+        let dir = try TemporaryDirectory("operation-folder-lent")
+        defer { dir.remove() }
+        func openFolder() -> Int32 { open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let scope = PathStorage.OperationFolder(storage: ObjectIdentifier(Int.self), folders: ["a"])
+        // Replaced while lent twice: open until both give it back.
+        let first = openFolder()
+        #expect(scope.keepAndLend(first))
+        #expect(scope.lend() == first)
+        let second = openFolder()
+        #expect(scope.keepAndLend(second))
+        #expect(scope.lend() == second, "the newer one is lent from now on")
+        #expect(scope.giveBack(first))
+        #expect(Self.isOpen(first, on: dir.path), "one step still has it")
+        #expect(scope.giveBack(first))
+        #expect(!Self.isOpen(first, on: dir.path), "replaced, and no step has it")
+        // Replaced while not lent: closed at once.
+        #expect(scope.giveBack(second) && scope.giveBack(second))
+        let third = openFolder()
+        #expect(scope.keepAndLend(third))
+        #expect(!Self.isOpen(second, on: dir.path), "replaced while no step had it")
+        // Lent when the operation ends: open until given back, then closed.
+        scope.end()
+        #expect(Self.isOpen(third, on: dir.path), "a step still has it")
+        #expect(scope.giveBack(third))
+        #expect(!Self.isOpen(third, on: dir.path), "the operation is over and no step has it")
+        #expect(scope.counts == (0, false))
     }
 
     /// The operation's folder is closed when the operation ends, whatever its end: many updates,

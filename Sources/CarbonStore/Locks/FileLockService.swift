@@ -131,7 +131,7 @@ struct FileLock: Sendable {
         _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles?
     ) throws -> FileLock {
         let flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
-        var fd = openat(directory, name, flags, mode)
+        var fd = name.withCString { openat(directory, $0, flags, mode) }
         if fd < 0 && (errno == EMFILE || errno == ENFILE), let kept, kept.count > 0 {
             // Out of descriptors: the kept lock files go first.
             kept.closeAll()
@@ -470,7 +470,7 @@ public final class FileLockService: LockService {
             throw StorageIOError(
                 operation: "open directory", path: PathStorage.parent(of: path), errno: ENOENT)
         }
-        defer { close(dir) }
+        defer { storage.closeFolder(dir) }
         let start = ContinuousClock.now
         let op = OperationID.make()
         let holder = "\(owner), operation \(op)"

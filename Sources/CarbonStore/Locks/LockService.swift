@@ -94,9 +94,7 @@ public struct NoLockService: LockService {
 /// Operation ids: random 128-bit values in UUID text form.
 public enum OperationID {
     public static func make() -> String {
-        var rng = SystemRandomNumberGenerator()
-        let a = rng.next() as UInt64
-        let b = rng.next() as UInt64
+        let (a, b) = RandomBits.pair()
         // 32 hex digits grouped 8-4-4-4-12.
         return String(unsafeUninitializedCapacity: 36) { out in
             var digits = [UInt8](repeating: 0, count: 32)
