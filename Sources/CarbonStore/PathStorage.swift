@@ -220,9 +220,17 @@ public final class PathStorage: ObjectStorage {
         }
         private let state = Locked(State())
 
-        init(storage: ObjectIdentifier, folders: [String]) {
+        /// How the kept descriptor is closed: the storage's `io.close`, through which the walk that
+        /// opened it would have closed it (tests watch it there).
+        private let close: @Sendable (Int32) -> Int32
+
+        init(
+            storage: ObjectIdentifier, folders: [String],
+            close: @escaping @Sendable (Int32) -> Int32 = { Glibc.close($0) }
+        ) {
             self.storage = storage
             self.folders = folders
+            self.close = close
         }
 
         /// Lends the kept descriptor to a step, which gives it back (`giveBack`) and never closes
@@ -247,7 +255,7 @@ public final class PathStorage: ObjectStorage {
                 guard let earlier, earlier != fd, s.lent[earlier] == nil else { return (true, nil) }
                 return (true, earlier)
             }
-            if let replaced { _ = Glibc.close(replaced) }
+            if let replaced { _ = close(replaced) }
             return kept
         }
 
@@ -265,7 +273,7 @@ public final class PathStorage: ObjectStorage {
                 if s.kept == fd { s.kept = nil }
                 return (true, true)
             }
-            if closes { _ = Glibc.close(fd) }
+            if closes { _ = close(fd) }
             return lent
         }
 
@@ -277,7 +285,7 @@ public final class PathStorage: ObjectStorage {
                 s.kept = nil
                 return fd
             }
-            if let closes { _ = Glibc.close(closes) }
+            if let closes { _ = close(closes) }
         }
 
         /// How many descriptors are lent and not given back, and whether one is kept (tests).
@@ -290,7 +298,8 @@ public final class PathStorage: ObjectStorage {
     @TaskLocal static var operationFolder: OperationFolder?
 
     public func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
-        let scope = OperationFolder(storage: ObjectIdentifier(self), folders: Self.split(key).folders)
+        let scope = OperationFolder(
+            storage: ObjectIdentifier(self), folders: Self.split(key).folders, close: io.close)
         defer { scope.end() }
         return try await Self.$operationFolder.withValue(scope) { try await body() }
     }

@@ -166,6 +166,53 @@ import Testing
         #expect(scope.counts == (0, false))
     }
 
+    /// Every descriptor the storage closes is closed once: a step that closed a lent folder itself
+    /// (instead of giving it back) would have its operation close the number again, which fails
+    /// with EBADF, or closes a file opened since under that number. Appends, changes that write
+    /// nothing, compactions, new users, deletes and operations that fail under the lock, with the
+    /// steps on the caller's thread and on threads of their own.
+    @Test(arguments: [false, true])
+    func noDescriptorIsClosedTwice(offloading: Bool) async throws {
+        struct Refused: Error {}
+        let dir = try TemporaryDirectory("operation-folder-twice")
+        defer { dir.remove() }
+        let failedCloses = CarbonStore.Locked<[Int32]>([])
+        var io = FileIO.posix
+        let close = io.close
+        io.close = { fd in
+            let result = close(fd)
+            if result != 0 && errno == EBADF { failedCloses.withLock { $0.append(fd) } }
+            return result
+        }
+        let storage = try PathStorage(root: dir.path, io: io, offloadFileWork: offloading)
+        let store = Store(storage: storage, locks: FileLockService(storage: storage))
+        var options = StoreOptions()
+        options.compaction = CompactionPolicy(tailFraction: 0, minimumTailBytes: 0)
+        let compacting = Store(storage: storage, locks: FileLockService(storage: storage), options: options)
+        for n in 0..<60 {
+            let user = "u\(n % 4)"
+            _ = try? await store.update(user) { r in
+                if n % 7 == 0 { throw Refused() }
+                try r.upsert(Self.txn("t\(n)"))
+            }
+            try await store.update(user) { _ in }
+            if n % 5 == 0 { try await compacting.update(user) { try $0.upsert(Self.txn("c\(n)")) } }
+            if n % 11 == 0 { try await store.delete(user) }
+        }
+        // Operations that fail under the lock: a directory planted in a user file's place.
+        let planted = storage.location(of: try store.keys.key(for: "mo"))
+        try FileManager.default.createDirectory(
+            atPath: PathStorage.parent(of: planted), withIntermediateDirectories: true)
+        #expect(mkdir(planted, 0o700) == 0)
+        for _ in 0..<5 {
+            await #expect(throws: UnsafePathError.self) {
+                try await store.update("mo") { try $0.upsert(Self.txn("x")) }
+            }
+        }
+        #expect(failedCloses.withLock { $0 }.isEmpty)
+        #expect(try await store.get("u1").transactions.count > 0)
+    }
+
     /// The operation's folder is closed when the operation ends, whatever its end: many updates,
     /// some of whose mutations throw, and updates that fail under the lock leave no descriptor
     /// open.

@@ -256,8 +256,8 @@ import Testing
                     return -1
                 },
                 close: { fd in
-                    // A folder opened by a walk, or a duplicate of one (an operation's folder
-                    // handed out again, `PathStorage.withOperation`).
+                    // A folder opened by a walk (an operation's folder is closed through `io`
+                    // too, once the operation is over: `PathStorage.withOperation`).
                     var st = stat()
                     let isDirectory = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
                     let folder = self.state.withLock { $0.folders.remove(fd) != nil } || isDirectory
