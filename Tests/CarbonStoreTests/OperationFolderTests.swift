@@ -29,6 +29,20 @@ import Testing
         return storage.walkCount - before
     }
 
+    /// Updates that fail under the lock, `times`: a directory planted in the place of user "mo"'s
+    /// file.
+    static func failUnderTheLock(_ store: Store, _ storage: PathStorage, times: Int) async throws {
+        let planted = storage.location(of: try store.keys.key(for: "mo"))
+        try FileManager.default.createDirectory(
+            atPath: PathStorage.parent(of: planted), withIntermediateDirectories: true)
+        #expect(mkdir(planted, 0o700) == 0)
+        for _ in 0..<times {
+            await #expect(throws: UnsafePathError.self) {
+                try await store.update("mo") { try $0.upsert(Self.txn("x")) }
+            }
+        }
+    }
+
     @Test(arguments: [false, true])
     func anUpdateAndADeleteWalkToTheUsersFolderOnce(offloading: Bool) async throws {
         let dir = try TemporaryDirectory("operation-folder")
@@ -199,16 +213,7 @@ import Testing
             if n % 5 == 0 { try await compacting.update(user) { try $0.upsert(Self.txn("c\(n)")) } }
             if n % 11 == 0 { try await store.delete(user) }
         }
-        // Operations that fail under the lock: a directory planted in a user file's place.
-        let planted = storage.location(of: try store.keys.key(for: "mo"))
-        try FileManager.default.createDirectory(
-            atPath: PathStorage.parent(of: planted), withIntermediateDirectories: true)
-        #expect(mkdir(planted, 0o700) == 0)
-        for _ in 0..<5 {
-            await #expect(throws: UnsafePathError.self) {
-                try await store.update("mo") { try $0.upsert(Self.txn("x")) }
-            }
-        }
+        try await Self.failUnderTheLock(store, storage, times: 5)
         #expect(failedCloses.withLock { $0 }.isEmpty)
         #expect(try await store.get("u1").transactions.count > 0)
     }
@@ -235,16 +240,7 @@ import Testing
             }
         }
         _ = try await store.delete("lou")
-        // Operations that fail under the lock: a directory planted in a user file's place.
-        let planted = storage.location(of: try store.keys.key(for: "mo"))
-        try FileManager.default.createDirectory(
-            atPath: PathStorage.parent(of: planted), withIntermediateDirectories: true)
-        #expect(mkdir(planted, 0o700) == 0)
-        for _ in 0..<20 {
-            await #expect(throws: UnsafePathError.self) {
-                try await store.update("mo") { try $0.upsert(Self.txn("x")) }
-            }
-        }
+        try await Self.failUnderTheLock(store, storage, times: 20)
         // Other suites may open descriptors meanwhile: a leak of one per operation would show as
         // far more than a few.
         #expect(try openDescriptors() - before < 20)
