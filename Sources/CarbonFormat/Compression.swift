@@ -67,12 +67,17 @@ struct Libdeflate: @unchecked Sendable {
 }
 
 /// A shared library opened with `dlopen` (libdeflate, libzstd: found at run time, so that nothing
-/// is needed to build).
-struct SharedLibrary {
-    let handle: UnsafeMutableRawPointer
+/// is needed to build), or the libraries already loaded (`loaded`).
+package struct SharedLibrary {
+    /// nil for `loaded` (`RTLD_DEFAULT`).
+    let handle: UnsafeMutableRawPointer?
+
+    /// The functions of the libraries the process has loaded, the C library among them: for the
+    /// functions the Swift overlay of Glibc does not export (`statx`, `fstatfs`, `getrandom`).
+    package static var loaded: SharedLibrary { SharedLibrary(handle: nil) }
 
     /// The C function `name` of the library, as `T`.
-    func symbol<T>(_ name: String, _: T.Type) -> T? {
+    package func symbol<T>(_ name: String, _: T.Type) -> T? {
         dlsym(handle, name).map { unsafeBitCast($0, to: T.self) }
     }
 

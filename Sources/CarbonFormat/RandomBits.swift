@@ -34,10 +34,7 @@ public enum RandomBits {
     #if os(Linux)
         /// The C library's `getrandom` (glibc 2.25 and later), which the Swift overlay of Glibc does
         /// not export (`sys/random.h`); nil if it cannot be found.
-        static let getrandom: (@convention(c) (UnsafeMutableRawPointer?, Int, UInt32) -> Int)? = {
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "getrandom") else { return nil }
-            return unsafeBitCast(
-                symbol, to: (@convention(c) (UnsafeMutableRawPointer?, Int, UInt32) -> Int).self)
-        }()
+        static let getrandom = SharedLibrary.loaded.symbol(
+            "getrandom", (@convention(c) (UnsafeMutableRawPointer?, Int, UInt32) -> Int).self)
     #endif
 }

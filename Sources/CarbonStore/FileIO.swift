@@ -99,11 +99,15 @@ package struct FileIO: Sendable {
 private let systemOpenat: @Sendable (Int32, String, Int32, mode_t) -> Int32 = { dir, name, flags, mode in
     name.withCString { openat(dir, $0, flags, mode) }
 }
-private let systemMkdirat: @Sendable (Int32, String, mode_t) -> Int32 = { mkdirat($0, $1, $2) }
+private let systemMkdirat: @Sendable (Int32, String, mode_t) -> Int32 = { dir, name, mode in
+    name.withCString { mkdirat(dir, $0, mode) }
+}
 private let systemWrite: @Sendable (Int32, UnsafeRawPointer?, Int) -> Int = { write($0, $1, $2) }
 private let systemFsync: @Sendable (Int32) -> Int32 = { fsync($0) }
 private let systemClose: @Sendable (Int32) -> Int32 = { close($0) }
-private let systemRenameat: @Sendable (Int32, String, Int32, String) -> Int32 = { renameat($0, $1, $2, $3) }
+private let systemRenameat: @Sendable (Int32, String, Int32, String) -> Int32 = { from, old, to, new in
+    old.withCString { o in new.withCString { renameat(from, o, to, $0) } }
+}
 private let systemFtruncate: @Sendable (Int32, Int) -> Int32 = { ftruncate($0, off_t($1)) }
 private let systemDatasync: @Sendable (Int32) -> Int32 = { fd in
     #if canImport(Darwin)
@@ -135,4 +139,6 @@ private let systemReserve: @Sendable (Int32, Int, Int) -> Int32 = { fd, from, to
 let systemOpenDirectoryBeneath: @Sendable (Int32, String) -> Int32 = { dir, path in
     path.withCString { carbonstore_open_directory_beneath(dir, $0) }
 }
-private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { unlinkat($0, $1, $2) }
+private let systemUnlinkat: @Sendable (Int32, String, Int32) -> Int32 = { dir, name, flags in
+    name.withCString { unlinkat(dir, $0, flags) }
+}

@@ -1,3 +1,5 @@
+import CarbonFormat
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -116,19 +118,10 @@ struct FileStatus: Sendable {
 
         /// The C library's `statx`, which the Swift overlay of Glibc does not export (it needs
         /// `_GNU_SOURCE`); nil if it cannot be found.
-        private static let statx:
-            (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer) -> Int32)? =
-                {
-                    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "statx") else {
-                        return nil
-                    }
-                    return unsafeBitCast(
-                        symbol,
-                        to: (@convention(c) (
-                            Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer
-                        ) -> Int32)
-                        .self)
-                }()
+        private static let statx = SharedLibrary.loaded.symbol(
+            "statx",
+            (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UInt32, UnsafeMutableRawPointer) -> Int32)
+                .self)
     #endif
 }
 

@@ -1,3 +1,4 @@
+import CarbonFormat
 import Foundation
 
 #if canImport(Glibc)
@@ -232,10 +233,8 @@ struct FileLock: Sendable {
     #if os(Linux)
         /// The C library's `fstatfs`, which the Swift overlay of Glibc does not export
         /// (`sys/vfs.h`); nil if it cannot be found (then every lock is polled).
-        static let fstatfs: (@convention(c) (Int32, UnsafeMutableRawPointer) -> Int32)? = {
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fstatfs") else { return nil }
-            return unsafeBitCast(symbol, to: (@convention(c) (Int32, UnsafeMutableRawPointer) -> Int32).self)
-        }()
+        static let fstatfs = SharedLibrary.loaded.symbol(
+            "fstatfs", (@convention(c) (Int32, UnsafeMutableRawPointer) -> Int32).self)
     #endif
 
     /// The length the holder's description is padded to, so that each holder overwrites the last
@@ -416,11 +415,11 @@ final class BlockingFlock: Sendable {
             s.timer = nil
             return (c, timer)
         }
-        if let taken {
-            taken.1?.cancel()
+        if case let (continuation, timer)? = taken {
+            timer?.cancel()
             if result != 0 { close(fd) }
             let answer: Answer = result == 0 ? .locked : .failed(code)
-            taken.0.resume(returning: answer)
+            continuation.resume(returning: answer)
         } else {
             if result == 0 { _ = flock(fd, LOCK_UN) }
             close(fd)
