@@ -277,6 +277,15 @@ extension RecordCodec {
         return false
     }
 
+    /// What the bytes after a file's valid content (`tail`) are: nothing, zero bytes alone (a
+    /// reserve), what a crash leaves of one append (`isOneTornAppend`: the next update cuts it), or
+    /// damage that may hide acknowledged frames (docs/FORMAT.md, 13.4).
+    public static func classifyTail(_ tail: UnsafeRawBufferPointer) -> IgnoredTail {
+        if tail.isEmpty { return .none }
+        if isReserve(tail) { return .reserve }
+        return isOneTornAppend(tail) ? .tornAppend : .damaged
+    }
+
     /// Whether the bytes after a file's valid content are zero bytes alone (a reserve, which appends
     /// on a volume write into, or nothing): no content, nothing torn.
     public static func isReserve(_ tail: UnsafeRawBufferPointer) -> Bool { nonZeroLength(tail) == 0 }
@@ -416,4 +425,20 @@ extension RecordCodec {
     public func startsWithFrame(_ bytes: UnsafeRawBufferPointer, chainedTo previous: WriteID) -> Bool {
         Self.frameHead(bytes, at: 0, chainedTo: previous).head != nil
     }
+}
+
+/// What follows a file's valid content (`RecordCodec.classifyTail`).
+public enum IgnoredTail: Sendable, Equatable {
+    /// The file ends where its content does.
+    case none
+    /// Zero bytes alone: room reserved for the next appends.
+    case reserve
+    /// What a crash leaves of one append (never acknowledged): the next update cuts it.
+    case tornAppend
+    /// Anything else, such as a damaged frame with committed frames after it: it may hide
+    /// acknowledged changes, and the engine refuses to write over it.
+    case damaged
+
+    /// Whether the tail may hide acknowledged changes.
+    public var isDamage: Bool { self == .damaged }
 }

@@ -28,7 +28,8 @@ public enum ErrorKind: String, Sendable, Hashable {
     /// The storage failed (an I/O error, a full disk).
     case storageFailure
     /// The storage refused this process access: a file or directory it may not read or write
-    /// (EACCES, EPERM), or an S3 or DynamoDB AccessDenied. An operator must fix the permissions.
+    /// (EACCES, EPERM), a volume mounted or a store opened for reading only (EROFS), or an S3 or
+    /// DynamoDB AccessDenied. An operator must fix the permissions.
     case permissionDenied
 
     /// The HTTP status code an API reports for this kind.
@@ -207,8 +208,10 @@ public struct StorageIOError: CarbonStoreError, Hashable {
     public var operation: String
     public var path: String
     public var errno: Int32
-    /// `permissionDenied` for EACCES and EPERM, else `storageFailure`.
-    public var kind: ErrorKind { errno == EACCES || errno == EPERM ? .permissionDenied : .storageFailure }
+    /// `permissionDenied` for EACCES, EPERM and EROFS, else `storageFailure`.
+    public var kind: ErrorKind {
+        errno == EACCES || errno == EPERM || errno == EROFS ? .permissionDenied : .storageFailure
+    }
 
     public init(operation: String, path: String, errno: Int32) {
         self.operation = operation

@@ -97,11 +97,14 @@ public final class PathStorage: ObjectStorage {
 
     /// Opens a root directory. A missing final directory is created if its parent exists; a missing
     /// parent is an error (an unmounted volume should not silently become a local folder).
+    /// `readOnly`: the directory is only read; it is not created (a missing one holds no users),
+    /// need not be writable, and every write is refused.
     public convenience init(
         root: String, fileMode: mode_t = PathStorage.defaultFileMode,
-        maximumFileSize: Int = RecordCodec.Limits().maxFileSize
+        maximumFileSize: Int = RecordCodec.Limits().maxFileSize, readOnly: Bool = false
     ) throws {
-        try self.init(root: root, io: .posix, fileMode: fileMode, maximumFileSize: maximumFileSize)
+        try self.init(
+            root: root, io: .posix, fileMode: fileMode, maximumFileSize: maximumFileSize, readOnly: readOnly)
     }
 
     package init(
@@ -109,10 +112,11 @@ public final class PathStorage: ObjectStorage {
         maximumFileSize: Int = RecordCodec.Limits().maxFileSize,
         commitLockWait: Duration = .seconds(30), maximumCommitHold: Duration = .seconds(20),
         offloadSyncsAbove: Duration = PathStorage.offloadSyncsAbove, offloadFileWork: Bool? = nil,
-        framesInPlace: Bool? = nil,
+        framesInPlace: Bool? = nil, readOnly: Bool = false,
         beforeBlockingStep: (@Sendable (_ underLock: Bool) -> Void)? = nil, syncThreads: SyncThreads = .shared
     ) throws {
         self.framesInPlace = framesInPlace
+        self.readOnly = readOnly
         self.beforeBlockingStep = beforeBlockingStep
         self.syncThreads = syncThreads
         self.offloadSyncsAboveNanoseconds = offloadSyncsAbove.nanoseconds
@@ -131,7 +135,20 @@ public final class PathStorage: ObjectStorage {
             )
         }
         var st = stat()
-        if stat(self.root, &st) != 0 {
+        if readOnly {
+            if stat(self.root, &st) != 0 {
+                let parent = Self.parent(of: self.root)
+                guard errno == ENOENT, stat(parent, &st) == 0 else {
+                    throw InvalidRequestError(
+                        "data directory \(self.root) cannot be read: its parent \(parent) does not exist (is the volume mounted?)"
+                    )
+                }
+            } else if (st.st_mode & S_IFMT) != S_IFDIR {
+                throw InvalidRequestError("data directory \(self.root) exists but is not a directory")
+            } else if access(self.root, R_OK | X_OK) != 0 {
+                throw StorageIOError(operation: "open for reading", path: self.root, errno: errno)
+            }
+        } else if stat(self.root, &st) != 0 {
             let parent = Self.parent(of: self.root)
             guard stat(parent, &st) == 0 else {
                 throw InvalidRequestError(
@@ -154,7 +171,7 @@ public final class PathStorage: ObjectStorage {
         } else if (st.st_mode & S_IFMT) != S_IFDIR {
             throw InvalidRequestError("data directory \(self.root) exists but is not a directory")
         }
-        if access(self.root, W_OK) != 0 {
+        if !readOnly, access(self.root, W_OK) != 0 {
             throw StorageIOError(operation: "open for writing", path: self.root, errno: errno)
         }
         if let offloadFileWork {
@@ -363,6 +380,8 @@ public final class PathStorage: ObjectStorage {
     /// Whether appends write their frame in place (nil: where the file system is local); set by the
     /// package's tests to take the `O_APPEND` path of network file systems on a local disk.
     let framesInPlace: Bool?
+    /// Opened for reading only (`StoreOptions.readOnly`): writes are refused.
+    let readOnly: Bool
 
     /// Whether a folder may be opened in one call (`openat2`): false once the system has refused it.
     private let opensBeneath = Atomic<Bool>(true)
@@ -383,7 +402,11 @@ public final class PathStorage: ObjectStorage {
         let throughIO = forWriting || create
         let openat = throughIO ? io.openat : { Glibc.openat($0, $1, $2, $3) }
         var fd = root.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-        guard fd >= 0 else { throw StorageIOError(operation: "open directory", path: root, errno: errno) }
+        guard fd >= 0 else {
+            // Opened for reading only, a data directory that does not exist holds no users.
+            if readOnly && errno == ENOENT && !create { return nil }
+            throw StorageIOError(operation: "open directory", path: root, errno: errno)
+        }
         if folders.count > 1, !durable || isDurable(folders), opensBeneath.load(ordering: .relaxed) {
             let relative = folders.joined(separator: "/")
             let child =
@@ -854,6 +877,7 @@ public final class PathStorage: ObjectStorage {
         _ key: String, bytes: [UInt8], expected: ObjectVersion?, whenWritten: () -> Void
     ) async throws -> ObjectVersion {
         let target = path(of: key)
+        try refuseWritesIfReadOnly(target)
         let (folders, name) = Self.split(key)
         guard bytes.count >= FileLayout.frameTrailerLength,
             let frameID = WriteID(bytes: bytes[(bytes.count - FileLayout.frameTrailerLength)...].prefix(16))
@@ -1164,6 +1188,7 @@ public final class PathStorage: ObjectStorage {
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], condition: WriteCondition) async throws -> ObjectVersion {
         let target = path(of: key)
+        try refuseWritesIfReadOnly(target)
         let (folders, name) = Self.split(key)
         guard let dir = try await blocking({ [self] in try openFolder(folders, create: true, durable: true) })
         else {
@@ -1373,6 +1398,7 @@ public final class PathStorage: ObjectStorage {
 
     @discardableResult
     public func delete(_ key: String, condition: WriteCondition) async throws -> Bool {
+        try refuseWritesIfReadOnly(path(of: key))
         let target = path(of: key)
         let (folders, name) = Self.split(key)
         let opened = try await blocking { [self] in try openFolder(folders, create: false, forWriting: true) }
@@ -1536,7 +1562,9 @@ public final class PathStorage: ObjectStorage {
                     subdirs.append(full)
                 } else if kind != S_IFREG {
                     unexpected.append(full)
-                } else if name.hasPrefix(".tmp-") {
+                } else if Self.isTemporaryFile(
+                    name, in: dir == root ? "" : String(dir.dropFirst(root.count + 1)))
+                {
                     found.append(TemporaryFile(path: full, ageSeconds: now - Int64(st.st_mtim.tv_sec)))
                 }
             }
@@ -1546,10 +1574,47 @@ public final class PathStorage: ObjectStorage {
         return (found.sorted { $0.path < $1.path }, unexpected.sorted())
     }
 
+    /// Throws when this storage was opened for reading only (`readOnly`).
+    func refuseWritesIfReadOnly(_ target: String) throws(StorageIOError) {
+        if readOnly {
+            throw StorageIOError(
+                operation: "write (the store was opened for reading only)", path: target, errno: EROFS)
+        }
+    }
+
+    /// Whether `name`, in the folder `folder` (relative to the root, "" for the root), is a
+    /// temporary file that a write of this engine makes (`put`): `.tmp-` + the name of a user file
+    /// + `.` + a process id + `.` + up to 8 hex digits, in the folder of that user's file (the user
+    /// file's key, after any prefix, is one that `UserKeys` makes). Other files, even named
+    /// `.tmp-…`, are not the engine's: `verify` neither lists nor removes them.
+    static func isTemporaryFile(_ name: String, in folder: String) -> Bool {
+        guard name.hasPrefix(".tmp-") else { return false }
+        let parts = name.dropFirst(5).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 4, let random = parts.last, let pid = parts.dropLast().last,
+            (1...8).contains(random.count), random.utf8.allSatisfy({ isLowerHexDigit($0) }),
+            !pid.isEmpty, pid.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return false }
+        let userFile = parts.dropLast(2).joined(separator: ".")
+        let key = folder.isEmpty ? userFile : folder + "/" + userFile
+        // The prefix, if any, is the leading folders: each split is tried.
+        let segments = folder.isEmpty ? [] : folder.split(separator: "/", omittingEmptySubsequences: false)
+        for i in 0...segments.count {
+            let prefix = segments.prefix(i).joined(separator: "/")
+            if UserKeys(prefix: prefix).userID(forKey: key) != nil { return true }
+        }
+        return false
+    }
+
+    static func isLowerHexDigit(_ c: UInt8) -> Bool {
+        (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+            || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "f"))
+    }
+
     /// Removes temporary files older than `minimumAge`. Safe while writers run: a writer whose
     /// temporary file disappears fails its rename and reports the error; it never reports success.
     @discardableResult
     public func removeTemporaryFiles(olderThan minimumAge: Duration) throws -> [TemporaryFile] {
+        try refuseWritesIfReadOnly(root)
         let limit = minimumAge.components.seconds
         var removed: [TemporaryFile] = []
         for t in try temporaryFiles() where t.ageSeconds >= limit {

@@ -158,11 +158,29 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             guard !rest.isEmpty else {
                 throw fail("the path is empty", "path:carbonstore-data or path:///var/lib/carbonstore")
             }
+            // A '#' would start a fragment, which a storage URI has none of; spaces at either end
+            // are a copy-and-paste slip far more often than a name: both are refused as written,
+            // and can be given %-escaped (%23, %20).
+            if rest.contains("#") {
+                throw fail(
+                    "the path contains '#', which would start a URI fragment; write %23 for a '#' in a directory name",
+                    "path:carbonstore-data")
+            }
+            if let first = rest.unicodeScalars.first, let last = rest.unicodeScalars.last,
+                first.properties.isWhitespace || last.properties.isWhitespace
+            {
+                throw fail(
+                    "the path begins or ends with white space; remove it, or write %20 for a space that is part of the directory name",
+                    "path:carbonstore-data")
+            }
             guard let decoded = Self.percentDecode(rest) else {
                 throw fail("the path has a malformed %-escape")
             }
             // Checked after decoding: %00 is a NUL byte too, and no file name can hold one.
             guard !decoded.utf8.contains(0) else { throw fail("the path contains a NUL byte (%00)") }
+            guard !decoded.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw fail("the path contains a control character; remove it", "path:carbonstore-data")
+            }
             backend = .path(decoded)
         case "s3":
             var bucket = rest

@@ -64,6 +64,11 @@ public struct StoreOptions: Sendable {
     /// this one waits for the disk; its own write still waits for this one's fdatasync. Off, the
     /// lock is held until the append is durable.
     public var releasesLockBeforeSync = true
+    /// Whether the store is opened for reading only (the command line's `user show`, `user list`
+    /// and `verify`). On `path:` a missing data directory is then not created (its users read as
+    /// absent, and a missing parent is still an error), the directory need not be writable (a
+    /// read-only volume, a group with read access through `mode=`), and every write is refused.
+    public var readOnly = false
     /// Called after the lease was checked and right before the conditional write. Package-internal:
     /// the reliability tests pause or kill a writer there; nothing that ships can set it.
     package var beforeCommit: (@Sendable () async -> Void)?

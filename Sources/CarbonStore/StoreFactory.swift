@@ -47,7 +47,7 @@ public struct BackendRegistry: Sendable {
                 root: dir, io: options.fileIO,
                 fileMode: uri.fileMode.map { mode_t($0) } ?? PathStorage.defaultFileMode,
                 maximumFileSize: options.codec.limits.maxFileSize, offloadFileWork: offloadFileWork,
-                framesInPlace: options.framesInPlace)
+                framesInPlace: options.framesInPlace, readOnly: options.readOnly)
         }
         registry.register(storage: "memory") { _, _ in MemoryStorage() }
         registry.register(locking: "local") { uri, storage, _ in

@@ -45,8 +45,8 @@ extension Store {
                 do {
                     guard let bytes = try await storage.getBytes(key) else { continue }  // deleted meanwhile
                     let (_, layout) = try decodeFile(bytes, userID: userID, key: key)
-                    let tail = bytes[layout.validLength...]
-                    if layout.ignoredLength > 0, !tail.withUnsafeBytes({ RecordCodec.isOneTornAppend($0) }) {
+                    let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
+                    if tail.isDamage {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
                         report.damaged.append(
                             .init(
@@ -58,7 +58,7 @@ extension Store {
                     }
                     report.healthy += 1
                     // Zero bytes alone are the reserve that appends on a volume write into.
-                    if layout.ignoredLength > 0, !tail.withUnsafeBytes({ RecordCodec.isReserve($0) }) {
+                    if tail == .tornAppend {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
                         report.ignoredTails.append(
                             .init(

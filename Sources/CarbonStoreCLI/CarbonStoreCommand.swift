@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `carbonstore` command. The executable is a thin `main` that runs it; every command lives in
 /// this library.
@@ -44,6 +45,14 @@ package func runCommandLine(_ root: any ParsableCommand.Type) async -> Never {
         }
         root.exit()
     } catch {
-        root.exit(withError: error)
+        // Help, a command's own exit code and errors already printed are ArgumentParser's to end;
+        // a usage error (an option missing, unknown or malformed) is one line, like every other
+        // failure, with the exit code ArgumentParser gives it (64).
+        let code = root.exitCode(for: error)
+        if code == .success || error is ExitCode || error is CleanExit { root.exit(withError: error) }
+        let message =
+            root.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
+        printError(message + " (--help shows the usage)")
+        exit(code.rawValue)
     }
 }

@@ -21,14 +21,17 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let (record, layout) = try codec.decodeFile(bytes)
                     print(try RecordJSON.encode(record))
+                    let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
                     // Zero bytes alone are the reserve that appends on a volume write into.
-                    if layout.ignoredLength > 0,
-                        !bytes[layout.validLength...].withUnsafeBytes({ RecordCodec.isReserve($0) })
+                    if tail == .tornAppend || tail == .damaged,
+                        let note = Verify.tailNote(tail, layout: layout, reason: nil)
                     {
                         printError(
-                            "note: \(path) ends with \(layout.ignoredLength) ignored bytes at offset \(layout.validLength) (a torn append); see 'file verify'"
+                            "\(tail.isDamage ? "damaged" : "note"): \(path): ignored tail of \(note); see 'file verify'"
                         )
                     }
+                    // The record printed is the one before the damage: the file is still damaged.
+                    if tail.isDamage { throw ExitCode(5) }
                 } catch let error as FormatError {
                     printError("\(path) is not a valid user file: \(error.description)")
                     throw ExitCode(5)
@@ -51,12 +54,13 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let report = try RecordCodec.inspect(bytes)
                     let (record, layout) = try codec.decodeFile(bytes)
-                    let reserve = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.isReserve($0) }
+                    let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
                     for line in Self.describe(
-                        report, record: record, layout: layout, size: bytes.count, tailIsZero: reserve)
+                        report, record: record, layout: layout, size: bytes.count, tail: tail)
                     {
                         print(line)
                     }
+                    if tail.isDamage { throw ExitCode(5) }
                 } catch let error as FormatError {
                     printError("\(path) is not a valid user file: \(error.description)")
                     throw ExitCode(5)
@@ -65,7 +69,7 @@ struct FileCommand: AsyncParsableCommand {
         }
 
         static func describe(
-            _ report: FileReport, record: UserRecord, layout: FileLayout, size: Int, tailIsZero: Bool
+            _ report: FileReport, record: UserRecord, layout: FileLayout, size: Int, tail: IgnoredTail
         ) -> [String] {
             let h = report.header
             var lines = [
@@ -86,21 +90,34 @@ struct FileCommand: AsyncParsableCommand {
                     "  frame \(i + 1) at \(f.offset): \(f.length) bytes, revision \(f.revision), id \(f.id)"
                         + (parts.isEmpty ? ", no parts" : ", parts: \(parts)"))
             }
-            if layout.ignoredLength > 0, tailIsZero {
-                lines.append(
-                    "ignored tail: \(layout.ignoredLength) zero bytes at \(layout.validLength) (a reserve for the next appends)"
-                )
-            } else if layout.ignoredLength > 0 {
-                lines.append(
-                    "ignored tail: \(layout.ignoredLength) bytes at \(layout.validLength) (\(report.ignoredReason ?? "not a frame"))"
-                )
-            } else {
-                lines.append("ignored tail: none")
-            }
             lines.append(
-                "record: revision \(record.revision), \(record.transactions.count) transactions, \(record.responses.count) responses, \(record.preferences.count) preferences, \(record.footprints.count) footprints, \(record.savings.count) savings: ok"
-            )
+                "ignored tail: " + (tailNote(tail, layout: layout, reason: report.ignoredReason) ?? "none"))
+            let counts =
+                "revision \(record.revision), \(record.transactions.count) transactions, \(record.responses.count) responses, \(record.preferences.count) preferences, \(record.footprints.count) footprints, \(record.savings.count) savings"
+            lines.append(
+                tail.isDamage
+                    ? "record: \(counts), as it was before the ignored tail: damaged (exit code 5): restore the user from a backup, or cut the damaged bytes by hand once you know what they held"
+                    : "record: \(counts): ok")
             return lines
+        }
+
+        /// What a file's ignored tail is, in words (nil when there is none), with the codec's
+        /// reason for ignoring it when known.
+        static func tailNote(_ tail: IgnoredTail, layout: FileLayout, reason: String?) -> String? {
+            let bytes = "\(layout.ignoredLength) bytes at offset \(layout.validLength)"
+            let why = reason.map { "; \($0)" } ?? ""
+            switch tail {
+            case .none:
+                return nil
+            case .reserve:
+                return
+                    "\(layout.ignoredLength) zero bytes at offset \(layout.validLength) (a reserve for the next appends)"
+            case .tornAppend:
+                return "\(bytes) (a torn append, never acknowledged: the next update cuts it\(why))"
+            case .damaged:
+                return
+                    "\(bytes) are not one torn append: a damaged change frame or other bytes, which may hide acknowledged changes after it\(why)"
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runReportingErrors {
-                let store = try await storage.makeStore()
+                let store = try await storage.makeStore { $0.readOnly = true }
                 let record = try await store.get(user)
                 if json {
                     print(try RecordJSON.encode(record))
@@ -59,7 +59,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runReportingErrors {
-                let store = try await storage.makeStore()
+                let store = try await storage.makeStore { $0.readOnly = true }
                 var count = 0
                 for try await id in store.allUsers() {
                     if let limit, count >= limit { break }

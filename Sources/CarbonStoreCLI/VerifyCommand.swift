@@ -19,7 +19,8 @@ struct VerifyCommand: AsyncParsableCommand {
                     "--remove-temp-older-than is a number of minutes from 0 to 5256000 (ten years), not \(minutes)"
                 )
             }
-            let store = try await storage.makeStore()
+            // Only removing temporary files writes.
+            let store = try await storage.makeStore { $0.readOnly = removeTempOlderThan == nil }
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
             for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }

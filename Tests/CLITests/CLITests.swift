@@ -139,6 +139,13 @@ import Testing
             64, "kilograms"
         ),
         (["file", "inspect", "/nonexistent/file.cstore"], 1, "No such file or directory"),
+        // Usage errors, which ArgumentParser finds, are one line too.
+        (["user", "show"], 64, "Missing expected argument '<user>'"),
+        (
+            ["txn", "add", "u", "--id", "t", "--amount", "1", "--currency", "EUR", "--bogus"], 64,
+            "Unknown option"
+        ),
+        (["file", "no-such-command"], 64, "Unexpected argument 'no-such-command'"),
     ]
 
     @Test(arguments: failureCases)
@@ -174,6 +181,95 @@ import Testing
         #expect(show.status == 5 && show.stderr.contains(path))
         // The damaged file is still there, untouched, after all of that.
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == bytes.prefix(bytes.count - 3))
+    }
+
+    /// A damaged change frame with committed frames after it is damage for every command that
+    /// looks at the file (exit 5), and a torn append is not: `verify`, `file verify` and `file
+    /// inspect` tell them apart alike (docs/FORMAT.md, 13.4).
+    @Test func damagedAndTornTailsAreToldApartByEveryCommand() async throws {
+        let dir = try TemporaryDirectory("cli-tails")
+        defer { dir.remove() }
+        let cli = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            #expect(try cli.run(["pref", "set", "zed", k, v]).status == 0)
+        }
+        let path = dir.path + "/" + (try UserKeys().key(for: "zed"))
+        let listing = try cli.run(["file", "verify", path])
+        #expect(listing.status == 0 && listing.stdout.contains(": ok"))
+        let frames = listing.stdout.split(separator: "\n").compactMap { line -> Int? in
+            guard line.hasPrefix("  frame "), let at = line.range(of: " at ") else { return nil }
+            return Int(line[at.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(frames.count == 2, "\(listing.stdout)")
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard frames.count == 2 else { return }
+
+        // One byte of the first frame damaged: the second is committed after it.
+        var damaged = original
+        damaged[frames[0] + 20] ^= 0xFF
+        try damaged.write(to: URL(fileURLWithPath: path))
+        let verify = try cli.run(["verify"])
+        #expect(verify.status == 5 && verify.stdout.contains("not one torn append"))
+        let fileVerify = try cli.run(["file", "verify", path])
+        #expect(fileVerify.status == 5, "\(fileVerify.stdout)")
+        #expect(fileVerify.stdout.contains("not one torn append") && fileVerify.stdout.contains("damaged"))
+        #expect(!fileVerify.stdout.contains(": ok"))
+        let inspect = try cli.run(["file", "inspect", path])
+        #expect(inspect.status == 5 && inspect.stderr.contains("not one torn append"), "\(inspect.stderr)")
+        #expect(inspect.stdout.contains("\"a\""), "the record before the damaged frame is printed")
+        #expect(try cli.run(["pref", "set", "zed", "d", "4"]).status == 5)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == damaged, "nothing was written")
+
+        // The last frame cut short (what a crash leaves of one append): not damage.
+        try original.prefix(frames[1] + 20).write(to: URL(fileURLWithPath: path))
+        let tornVerify = try cli.run(["file", "verify", path])
+        #expect(tornVerify.status == 0 && tornVerify.stdout.contains("a torn append"), "\(tornVerify.stdout)")
+        #expect(tornVerify.stdout.contains(": ok"))
+        let tornInspect = try cli.run(["file", "inspect", path])
+        #expect(tornInspect.status == 0 && tornInspect.stderr.contains("a torn append"))
+        #expect(try cli.run(["verify"]).status == 0)
+    }
+
+    /// `user show`, `user list` and `verify` only read: they create no data directory, and a
+    /// directory the process may not write to (a read-only volume, a group's read access through
+    /// `mode=`) is enough for them; writes there are refused with exit code 77.
+    @Test func readingCommandsNeedNoWriteAccess() async throws {
+        let dir = try TemporaryDirectory("cli-read-only")
+        defer { dir.remove() }
+        let missing = dir.path + "/never-written"
+        let none = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + missing])
+        let show = try none.run(["user", "show", "zed"])
+        #expect(show.status == 3 && show.stderr.contains("does not exist"), "\(show.stderr)")
+        let list = try none.run(["user", "list"])
+        #expect(list.status == 0 && list.stdout.isEmpty)
+        #expect(try none.run(["verify"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: missing), "a reading command created the directory")
+
+        // As another user, with read access through the group's mode and nothing more.
+        let setpriv = "/usr/bin/setpriv"
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else { return }
+        let data = dir.path + "/shared"
+        let uri = "path:\(data)?mode=0644"
+        let owner = try CommandRunner(environment: ["CARBONSTORE_STORAGE": uri])
+        #expect(try owner.run(["pref", "set", "zed", "k", "v"]).status == 0)
+        #expect(chmod(dir.path, 0o755) == 0)
+        func asNobody(_ args: [String]) throws -> (status: Int32, stdout: String) {
+            let quoted =
+                ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", owner.executable] + args)
+                .map(shellQuote).joined(separator: " ")
+            // The shell, as this process's user, opens the output file; the command writes to it.
+            let output = dir.path + "/nobody.out"
+            let p = try runShell(
+                quoted + " >\(shellQuote(output)) 2>/dev/null", environment: owner.environment)
+            p.waitUntilExit()
+            return (p.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+        }
+        let nobodyShow = try asNobody(["user", "show", "zed", "--json"])
+        #expect(nobodyShow.status == 0 && nobodyShow.stdout.contains("\"k\""))
+        let nobodyList = try asNobody(["user", "list"])
+        #expect(nobodyList.status == 0 && nobodyList.stdout == "zed\n")
+        #expect(try asNobody(["verify"]).status == 0)
+        #expect(try asNobody(["pref", "set", "zed", "k", "w"]).status == 77)
     }
 
     @Test func demoRunsOnTheEmbeddedDefaultAndIsRepeatable() throws {

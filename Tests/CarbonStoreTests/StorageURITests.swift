@@ -20,6 +20,9 @@ import Testing
         ("path:data/users", .path("data/users")),
         ("path:///data", .path("/data")),
         ("path:/dir%20with%20space", .path("/dir with space")),
+        ("path:/dir with space", .path("/dir with space")),
+        ("path:trailing%20", .path("trailing ")),
+        ("path:/a%23b", .path("/a#b")),
         ("memory:", .memory),
         ("s3://my-bucket", .s3(bucket: "my-bucket")),
     ]
@@ -52,6 +55,14 @@ import Testing
         ("path://host/dir", "names a host"),
         // A NUL byte is refused after percent-decoding, wherever it is.
         ("path:/tmp/a%00b", "the path contains a NUL byte (%00)"),
+        // Characters that would name a directory nobody meant.
+        ("path:x ", "begins or ends with white space"),
+        (" path:x", "unknown scheme ' path'"),
+        ("path: /data", "begins or ends with white space"),
+        ("path:data\t", "begins or ends with white space"),
+        ("path:p\u{01}q", "the path contains a control character"),
+        ("path:p%7Fq", "the path contains a control character"),
+        ("path:data45#frag", "would start a URI fragment; write %23"),
         ("path:/tmp/x?prefix=a%00b", "the value of 'prefix' contains a NUL byte (%00)"),
         ("s3:my-bucket?locking=dynamo&table=lo%00cks", "the value of 'table' contains a NUL byte (%00)"),
         ("path:/tmp/x?mode=0666", "would let every local user change user files"),

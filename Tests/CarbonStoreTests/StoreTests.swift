@@ -273,6 +273,49 @@ import Testing
         }
     }
 
+    /// Only the temporary files the engine's writes make are listed and removed: `.tmp-` + a user
+    /// file's name + `.PID.HEX`, in that user's folder (after any prefix). Files merely named
+    /// `.tmp-…`, elsewhere under the root or of another shape, are never touched.
+    @Test func onlyTheEnginesTemporaryFilesAreRemoved() async throws {
+        let dir = try TemporaryDirectory("temporary-shapes")
+        defer { dir.remove() }
+        let storage = try PathStorage(root: dir.path)
+        let fm = FileManager.default
+        func make(_ relative: String) throws -> String {
+            let full = dir.path + "/" + relative
+            try fm.createDirectory(
+                atPath: PathStorage.parent(of: full), withIntermediateDirectories: true)
+            #expect(fm.createFile(atPath: full, contents: Data([1, 2, 3])))
+            try fm.setAttributes(
+                [.modificationDate: Date(timeIntervalSinceNow: -2 * 86_400)], ofItemAtPath: full)
+            return full
+        }
+        let ivy = PathStorage.parent(of: try UserKeys().key(for: "ivy"))
+        let tenant = PathStorage.parent(of: try UserKeys(prefix: "tenants/eu").key(for: "ivy"))
+        let long = String(repeating: "@", count: 100)  // 300 characters encoded: two folder levels
+        let longKey = try UserKeys().key(for: long)
+        let ours = [
+            try make(ivy + "/.tmp-ivy.cstore.999.abc"),
+            try make(tenant + "/.tmp-ivy.cstore.1.0"),
+            try make(
+                PathStorage.parent(of: longKey) + "/.tmp-" + PathStorage.baseName(of: longKey)
+                    + ".42.ffffffff"),
+        ].sorted()
+        let notOurs = try [
+            "project/src/.tmp-notes.txt.1.x", "project/.tmp-build", "ab/cd/.tmp-x",
+            ".tmp-ivy.cstore.999.abc",  // at the root, not in ivy's folder
+            "00/00/.tmp-ivy.cstore.999.abc",  // another hash folder than ivy's
+            ivy + "/.tmp-ivy.cstore.999.ABC",  // upper-case hex
+            ivy + "/.tmp-ivy.cstore.pid.abc", ivy + "/.tmp-ivy.cstore.999.123456789",
+            ivy + "/.tmp-ivy.txt.999.abc", ivy + "/.tmp-.cstore.999.abc", ivy + "/.tmp-ivy.cstore.999.",
+            ivy + "/.tmp-ivy_2.cstore.999.abc",  // a malformed escape: no user's name
+        ].map { try make($0) }
+        #expect(try storage.temporaryFiles().map(\.path) == ours)
+        #expect(try storage.removeTemporaryFiles(olderThan: .seconds(60)).map(\.path) == ours)
+        for path in notOurs { #expect(fm.fileExists(atPath: path), "\(path) was removed") }
+        for path in ours { #expect(!fm.fileExists(atPath: path), "\(path) is still there") }
+    }
+
     @Test func missingVolumeIsAnError() async throws {
         await #expect {
             try await StoreFactory().makeStore(
