@@ -89,6 +89,13 @@ public struct Money: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Parses a decimal amount such as `12.34`, `-5`, or `0.5` in the given currency.
     public init(decimal text: String, currency: CurrencyCode) throws(ModelError) {
         guard let units = DecimalText.parse(text, fractionDigits: currency.minorUnitDigits) else {
+            if DecimalText.isWellFormed(text, fractionDigits: currency.minorUnitDigits) {
+                throw ModelError(
+                    field: "amount", value: text,
+                    reason:
+                        "out of range: an amount in \(currency) is \(DecimalText.range(fractionDigits: currency.minorUnitDigits))"
+                )
+            }
             throw ModelError(
                 field: "amount", value: text,
                 reason:
@@ -137,6 +144,11 @@ public struct CO2e: Sendable, Hashable, Comparable, Codable, CustomStringConvert
     /// Parses kilograms written as a decimal, e.g. `12.345`.
     public init(kilograms text: String) throws(ModelError) {
         guard let mg = DecimalText.parse(text, fractionDigits: 6) else {
+            if DecimalText.isWellFormed(text, fractionDigits: 6) {
+                throw ModelError(
+                    field: "kgCO2e", value: text,
+                    reason: "out of range: a mass is \(DecimalText.range(fractionDigits: 6)) kilograms")
+            }
             throw ModelError(
                 field: "kgCO2e", value: text,
                 reason:
@@ -231,6 +243,25 @@ public enum DecimalText {
         }
         if negative { return value }
         return value == .min ? nil : -value
+    }
+
+    /// Whether `text` is written as `parse` wants it (`[-+]digits[.digits]`, at most
+    /// `fractionDigits` after the point), whatever its size: when `parse` still answers nil, the
+    /// value is out of range.
+    public static func isWellFormed(_ text: String, fractionDigits: Int) -> Bool {
+        var bytes = Substring(text).utf8[...]
+        if let f = bytes.first, f == UInt8(ascii: "-") || f == UInt8(ascii: "+") { bytes = bytes.dropFirst() }
+        let parts = bytes.split(separator: UInt8(ascii: "."), maxSplits: 1, omittingEmptySubsequences: false)
+        let isDigits = { (p: Substring.UTF8View.SubSequence) in
+            !p.isEmpty && p.allSatisfy { $0 >= 48 && $0 <= 57 }
+        }
+        guard let whole = parts.first, isDigits(whole) else { return false }
+        return parts.count == 1 || (isDigits(parts[1]) && parts[1].count <= fractionDigits)
+    }
+
+    /// The values `parse` takes with `fractionDigits`, in words: `from MIN to MAX`.
+    public static func range(fractionDigits: Int) -> String {
+        "from \(format(.min, fractionDigits: fractionDigits)) to \(format(.max, fractionDigits: fractionDigits))"
     }
 
     public static func format(_ value: Int64, fractionDigits: Int) -> String {

@@ -32,6 +32,41 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2)).\(pad(f, 3))Z"
     }
 
+    /// Parses an RFC 3339 date-time alone: `YYYY-MM-DDTHH:MM:SS`, an optional `.fraction`, then `Z`
+    /// or `±HH:MM` (`T` and `Z` may be lower case). A date without a time, a time without seconds
+    /// or without a zone, `±HHMM` and a comma before the fraction, which `init?(iso8601:)` takes,
+    /// are nil here: the HTTP service's contract (a date alone has no zone to read it in).
+    public init?(rfc3339 text: String) {
+        let b = Array(text.utf8)
+        func isDigit(_ k: Int) -> Bool { k < b.count && b[k] >= 48 && b[k] <= 57 }
+        func allDigits(_ range: Range<Int>) -> Bool { range.allSatisfy(isDigit) }
+        func byte(_ k: Int, _ c: Character) -> Bool { k < b.count && b[k] == c.asciiValue! }
+        guard b.count >= 20, allDigits(0..<4), byte(4, "-"), allDigits(5..<7), byte(7, "-"),
+            allDigits(8..<10),
+            byte(10, "T") || byte(10, "t"), allDigits(11..<13), byte(13, ":"), allDigits(14..<16),
+            byte(16, ":"),
+            allDigits(17..<19)
+        else { return nil }
+        var i = 19
+        if byte(i, ".") {
+            i += 1
+            guard isDigit(i) else { return nil }
+            while isDigit(i) { i += 1 }
+        }
+        if byte(i, "Z") || byte(i, "z") {
+            i += 1
+        } else if byte(i, "+") || byte(i, "-") {
+            guard allDigits((i + 1)..<(i + 3)), byte(i + 3, ":"), allDigits((i + 4)..<(i + 6)) else {
+                return nil
+            }
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        self.init(iso8601: text)
+    }
+
     /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.fraction]]` followed by `Z` or `±HH:MM`,
     /// or `@<milliseconds since 1970>`. Returns nil for anything else.
     public init?(iso8601 text: String) {

@@ -256,16 +256,27 @@ extension CarbonAPI {
     func listFootprints(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
         let q = try query(request, paged: false)
         let record = try await record(try userID(context))
-        return JSONBody.response(
-            FootprintList(
-                footprints: record.footprints.filter { Self.inRange(Self.time(of: $0, in: record), q) }))
+        // By time, then by id (UTF-8 byte order), as transactions are: the record keeps them in the
+        // order they were added.
+        let timed = record.footprints.compactMap { f -> (time: Timestamp, footprint: Footprint)? in
+            let time = Self.time(of: f, in: record)
+            return Self.inRange(time, q) ? (time, f) : nil
+        }
+        let sorted = timed.sorted {
+            $0.time != $1.time ? $0.time < $1.time : $0.footprint.id.isBytewiseLess(than: $1.footprint.id)
+        }
+        return JSONBody.response(FootprintList(footprints: sorted.map(\.footprint)))
     }
 
     func listSavings(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
         let q = try query(request, paged: false)
         let record = try await record(try userID(context))
-        return JSONBody.response(
-            SavingList(savings: record.savings.filter { Self.inRange($0.period.start, q) }))
+        // By the start of their period, then by id (UTF-8 byte order).
+        let sorted = record.savings.filter { Self.inRange($0.period.start, q) }.sorted {
+            $0.period.start != $1.period.start
+                ? $0.period.start < $1.period.start : $0.id.isBytewiseLess(than: $1.id)
+        }
+        return JSONBody.response(SavingList(savings: sorted))
     }
 
     // MARK: - Summary

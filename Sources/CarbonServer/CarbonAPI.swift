@@ -170,6 +170,18 @@ public struct CarbonAPI: Sendable {
                 )
             }
         }
+        // A compressed body would be parsed as its compressed bytes: refused, as RFC 9110 says
+        // (415 for a content coding the server does not take).
+        let codings = request.headers[values: .contentEncoding].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmed(" \t").lowercased() }.filter { !$0.isEmpty && $0 != "identity" }
+        if !codings.isEmpty {
+            var e = APIError(
+                .unsupportedMediaType, code: "unsupported_media_type",
+                "the body must not be compressed (Content-Encoding: \(codings.joined(separator: ", "))): send it as plain JSON"
+            )
+            e.headers = [(.acceptEncoding, "identity")]
+            throw e
+        }
         let limit = configuration.maxBodyBytes
         var tooLarge = APIError.tooLarge("the body is larger than \(limit) bytes", limit: limit)
         tooLarge.headers = [(.connection, "close")]

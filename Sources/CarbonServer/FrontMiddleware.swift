@@ -27,8 +27,9 @@ struct FrontMiddleware: RouterMiddleware {
             defer { drain.leave() }
             do {
                 // The router drops empty segments, so `/v1/users//transactions` would reach the user
-                // "transactions": an empty id is refused here, before any route runs.
-                if request.uri.path.hasPrefix("/v1/"), Self.hasEmptySegment(request.uri.path) {
+                // "transactions": an empty id is refused here, before any route runs, and so is
+                // any other path with one (`//v1/...`, `/healthz/`), which names no route either.
+                if Self.hasEmptySegment(request.uri.path) {
                     throw APIError.invalid(
                         "the path has an empty segment; an id must not be empty (send a / inside an id as %2F)"
                     )

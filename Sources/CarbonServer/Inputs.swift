@@ -79,9 +79,10 @@ enum Inputs {
     }
 
     static func time(_ text: String, at path: String) throws(APIError) -> Timestamp {
-        guard !text.hasPrefix("@"), let t = Timestamp(iso8601: text) else {
+        guard let t = Timestamp(rfc3339: text) else {
             throw .invalid(
-                "'\(text)' is not an ISO 8601 time; write it like 2026-03-01T09:30:00Z", field: path)
+                "'\(text)' is not an RFC 3339 time with seconds and a zone; write it like 2026-03-01T09:30:00Z or 2026-03-01T10:30:00.250+01:00",
+                field: path)
         }
         guard t >= Timestamp.earliestISO, t <= Timestamp.latestISO else {
             throw .invalid("'\(text)' is outside the years 0001 to 9999 (UTC)", field: path)
@@ -136,6 +137,11 @@ enum Inputs {
         "id", "time", "amount", "merchant", "mcc", "category", "description", "accountId", "metadata",
     ]
 
+    /// `d` as an `Int` when it is a whole number within ±2⁵³ (exact in a `Double`), else nil.
+    static func integral(_ d: Double) -> Int? {
+        d.isFinite && d.rounded(.towardZero) == d && abs(d) <= 9_007_199_254_740_992 ? Int(d) : nil
+    }
+
     static func transaction(_ v: JSONValue, at path: String) throws(APIError) -> Transaction {
         let f = try Fields(v, at: path, allowed: transactionFields)
         let id = try f.id("id")
@@ -143,7 +149,11 @@ enum Inputs {
         let amount = try money(try f.required("amount"), at: f.at("amount"))
         var mcc: UInt16?
         if let m = f.optional("mcc") {
-            guard case .number(let text) = m, let n = Int(text), (0...9999).contains(n) else {
+            // An integer in JSON Schema's sense: a number whose fraction is zero (`5411`, `5411.0`,
+            // `5.411e3`), as OpenAPI 3.1's `"type": "integer"` accepts.
+            guard case .number(let text) = m, let n = Int(text) ?? Double(text).flatMap(Self.integral),
+                (0...9999).contains(n)
+            else {
                 throw .invalid("a merchant category code is an integer from 0 to 9999", field: f.at("mcc"))
             }
             mcc = UInt16(n)

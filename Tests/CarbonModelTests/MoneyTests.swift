@@ -55,6 +55,32 @@ import Testing
                     == "invalid amount '1.234': expected a decimal number with at most 2 digits after the point for EUR, such as 12.34"
             )
         }
+        // Well written but too large: the range, not the shape, is what is wrong.
+        #expect(throws: ModelError.self) { try Money(decimal: "92233720368547758.08", currency: eur) }
+        #expect((try? Money(decimal: "-92233720368547758.08", currency: eur))?.minorUnits == .min)
+        for (text, field) in [("99999999999999999999999", "amount"), ("-92233720368547758.09", "amount")] {
+            do {
+                _ = try Money(decimal: text, currency: eur)
+                Issue.record("\(text) accepted")
+            } catch {
+                #expect(error.field == field)
+                #expect(
+                    error.reason
+                        == "out of range: an amount in EUR is from -92233720368547758.08 to 92233720368547758.07"
+                )
+            }
+        }
+        do {
+            _ = try CO2e(kilograms: "92233720368547758")
+            Issue.record("accepted")
+        } catch {
+            #expect(
+                error.reason
+                    == "out of range: a mass is from -9223372036854.775808 to 9223372036854.775807 kilograms")
+        }
+        for malformed in ["1.2.3", "1e5", ".5", "5.", "--1", "", "+"] {
+            #expect(!DecimalText.isWellFormed(malformed, fractionDigits: 2), "\(malformed)")
+        }
         let long = ModelError(field: "f", value: String(repeating: "x", count: 200), reason: "r")
         #expect(long.description == "invalid f '\(String(repeating: "x", count: 77))...': r")
     }

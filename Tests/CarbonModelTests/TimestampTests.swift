@@ -84,6 +84,28 @@ import Testing
         #expect(Timestamp(iso8601: text) == nil)
     }
 
+    /// RFC 3339 date-times, and nothing else that `init?(iso8601:)` takes.
+    @Test func rfc3339IsTheStrictForm() {
+        let accepted: [(String, Int64)] = [
+            ("2026-03-01T09:30:00Z", 1_772_357_400_000), ("2026-03-01t09:30:00z", 1_772_357_400_000),
+            ("2026-03-01T09:30:00.250Z", 1_772_357_400_250),
+            ("2026-03-01T10:30:00.250+01:00", 1_772_357_400_250),
+            ("2026-03-01T08:30:00-01:00", 1_772_357_400_000),
+            ("2026-03-01T09:30:00.2509Z", 1_772_357_400_250),
+        ]
+        for (text, ms) in accepted {
+            #expect(Timestamp(rfc3339: text)?.millisecondsSince1970 == ms, "\(text)")
+            #expect(Timestamp(rfc3339: text) == Timestamp(iso8601: text), "\(text)")
+        }
+        let refused = [
+            "2026-03-01", "2026-03-01T09:30Z", "2026-03-01T09:30:00", "2026-03-01T09:30:00+0100",
+            "2026-03-01T09:30:00,5Z", "2026-03-01 09:30:00Z", "2026-03-01T09:30:00.Z", "@1000",
+            "2026-03-01T09:30:00Z ", "2026-03-01T09:30:00+01", "2026-02-30T09:30:00Z", "2026-03-01T24:00:00Z",
+            "2026-03-01T09:30:00+01:0", "２０２６-03-01T09:30:00Z", "",
+        ]
+        for text in refused { #expect(Timestamp(rfc3339: text) == nil, "\(text)") }
+    }
+
     @Test func jsonFormIsAnISOString() throws {
         let t = Timestamp(millisecondsSince1970: 1_772_357_400_250)
         let json = try JSONCoding.encode(t)

@@ -57,6 +57,27 @@ import Testing
         Case(
             name: "a bad date", body: batch(transactionJSON("t0"), transactionJSON("t1", time: "2026-02-30")),
             field: "transactions[1].time"),
+        // RFC 3339 date-times only: a date alone has no zone to read it in.
+        Case(
+            name: "a date alone", body: batch(transactionJSON("t1", time: "2026-03-01")),
+            field: "transactions[0].time"),
+        Case(
+            name: "a time without seconds", body: batch(transactionJSON("t1", time: "2026-03-01T09:30Z")),
+            field: "transactions[0].time"),
+        Case(
+            name: "an offset without its colon",
+            body: batch(transactionJSON("t1", time: "2026-03-01T09:30:00+0100")),
+            field: "transactions[0].time"),
+        Case(
+            name: "a comma before the fraction",
+            body: batch(transactionJSON("t1", time: "2026-03-01T09:30:00,5Z")),
+            field: "transactions[0].time"),
+        Case(
+            name: "a time without a zone", body: batch(transactionJSON("t1", time: "2026-03-01T09:30:00")),
+            field: "transactions[0].time"),
+        Case(
+            name: "a time in milliseconds", body: batch(transactionJSON("t1", time: "@1000")),
+            field: "transactions[0].time"),
         Case(
             name: "a missing field", body: #"{"transactions":[{"id":"t1","time":"2026-01-01T00:00:00Z"}]}"#,
             field: "transactions[0].amount"),
@@ -66,6 +87,13 @@ import Testing
             field: "transactions[0].id"),
         Case(
             name: "an mcc out of range", body: batch(transactionJSON("t1", extra: #","mcc":10000"#)),
+            field: "transactions[0].mcc"),
+        Case(
+            name: "an mcc with a fraction", body: batch(transactionJSON("t1", extra: #","mcc":5411.5"#)),
+            field: "transactions[0].mcc"),
+        Case(
+            name: "an mcc out of range in exponent form",
+            body: batch(transactionJSON("t1", extra: #","mcc":1e4"#)),
             field: "transactions[0].mcc"),
         Case(
             name: "metadata that is not strings",
@@ -293,6 +321,25 @@ import Testing
         }
     }
 
+    /// A compressed body is refused (415), not parsed as JSON; `identity` is no compression.
+    @Test func aCompressedBodyIsRefused() async throws {
+        let service = try await TestService.memory()
+        try await service.application().test(.router) { client in
+            for coding in ["gzip", "br", "identity, gzip"] {
+                let a = try await client.call(
+                    .post, "/v1/users/u1/transactions", role: .write, body: batch(transactionJSON("t1")),
+                    headers: [.contentEncoding: coding])
+                #expect(a.status == 415 && a.code == "unsupported_media_type", "\(coding): \(a.text)")
+                #expect(a.headers[.acceptEncoding] == "identity")
+            }
+            let plain = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .write, body: batch(transactionJSON("t1")),
+                headers: [.contentEncoding: "identity"])
+            #expect(plain.status == 200)
+        }
+        #expect(try await service.store.get("u1").transactions.count == 1)
+    }
+
     /// The router drops empty segments: without a check, `/v1/users//transactions` would reach the
     /// user "transactions", and a DELETE with empty ids would erase someone else.
     @Test func anEmptyPathSegmentIsRefused() async throws {
@@ -304,6 +351,9 @@ import Testing
             for (method, uri) in [
                 (HTTPRequest.Method.delete, "/v1/users//transactions"), (.get, "/v1/users//transactions"),
                 (.delete, "/v1/users/transactions/"), (.put, "/v1/users/u//responses/q1"),
+                // Not under /v1/ either: no route answers to a path that only looks like one.
+                (.get, "//v1/users/transactions"), (.get, "/healthz/"), (.get, "/metrics/"),
+                (.get, "//healthz"),
             ] {
                 let a = try await client.call(method, uri, body: method == .put ? #"{"answer":1}"# : nil)
                 #expect(a.status == 400, "\(method) \(uri): \(a.text)")

@@ -236,6 +236,21 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
         }
     }
 
+    /// `"type": "integer"` in OpenAPI 3.1 (JSON Schema 2020-12) is any number whose fraction is zero.
+    @Test func anIntegerMayBeWrittenWithAZeroFraction() async throws {
+        let service = try await TestService.memory()
+        try await service.application().test(.router) { client in
+            for (id, mcc) in [("t1", "5411.0"), ("t2", "5.411e3"), ("t3", "5411")] {
+                let a = try await client.call(
+                    .post, "/v1/users/u1/transactions", role: .write,
+                    body: batch(transactionJSON(id, extra: ",\"mcc\":\(mcc)")))
+                #expect(a.status == 200, "\(mcc): \(a.text)")
+            }
+        }
+        let record = try await service.store.get("u1")
+        #expect(record.transactions.map(\.mcc) == [5411, 5411, 5411])
+    }
+
     @Test func footprintsSavingsAndSummary() async throws {
         let service = try await TestService.memory()
         try await service.application().test(.router) { client in
@@ -276,11 +291,30 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
             let savings = try await client.call(
                 .get, "/v1/users/u1/savings?to=2026-02-01T00:00:00Z", role: .read)
             #expect((savings.json["savings"] as? [Any])?.count == 0)
+            // Listed by time (then id), not in the order they were added.
+            let all = try await client.call(.get, "/v1/users/u1/footprints", role: .read)
+            #expect(
+                (all.json["footprints"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [
+                    "f2", "f1", "f3",
+                ])
+            let more = #"""
+                {"savings":[
+                 {"id":"s9","actionId":"bus","kgCO2e":1,"period":{"start":"2026-04-01T00:00:00Z","end":"2026-05-01T00:00:00Z"},"recordedAt":"2026-05-01T00:00:00Z"},
+                 {"id":"s0","actionId":"bus","kgCO2e":1,"period":{"start":"2026-01-01T00:00:00Z","end":"2026-02-01T00:00:00Z"},"recordedAt":"2026-02-01T00:00:00Z"},
+                 {"id":"s2","actionId":"bus","kgCO2e":1,"period":{"start":"2026-02-01T00:00:00Z","end":"2026-03-01T00:00:00Z"},"recordedAt":"2026-03-01T00:00:00Z"}]}
+                """#
+            #expect(
+                try await client.call(.post, "/v1/users/u1/savings", role: .write, body: more).status == 200)
+            let byStart = try await client.call(.get, "/v1/users/u1/savings", role: .read)
+            #expect(
+                (byStart.json["savings"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [
+                    "s0", "s1", "s2", "s9",
+                ])
 
             let summary = try await client.call(.get, "/v1/users/u1/summary", role: .read)
             #expect(summary.status == 200)
             #expect(summary.json["kgCO2e"] as? Double == 44)
-            #expect(summary.json["savedKgCO2e"] as? Double == 3)
+            #expect(summary.json["savedKgCO2e"] as? Double == 6)
             let months = (summary.json["byMonth"] as? [[String: Any]] ?? []).map {
                 "\($0["month"]!)=\($0["kgCO2e"]!)"
             }
