@@ -137,11 +137,20 @@ public final class PathStorage: ObjectStorage {
         var st = stat()
         if readOnly {
             if stat(self.root, &st) != 0 {
+                let code = errno
                 let parent = Self.parent(of: self.root)
-                guard errno == ENOENT, stat(parent, &st) == 0 else {
+                try Self.refuseDanglingLink(self.root)
+                guard code == ENOENT || code == ENOTDIR else {
+                    throw StorageIOError(operation: "open for reading", path: self.root, errno: code)
+                }
+                guard stat(parent, &st) == 0 else {
                     throw InvalidRequestError(
                         "data directory \(self.root) cannot be read: its parent \(parent) does not exist (is the volume mounted?)"
                     )
+                }
+                guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                    throw InvalidRequestError(
+                        "data directory \(self.root) cannot be read: its parent \(parent) is not a directory")
                 }
             } else if (st.st_mode & S_IFMT) != S_IFDIR {
                 throw InvalidRequestError("data directory \(self.root) exists but is not a directory")
@@ -155,6 +164,11 @@ public final class PathStorage: ObjectStorage {
                     "data directory \(self.root) cannot be created: its parent \(parent) does not exist (is the volume mounted?)"
                 )
             }
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw InvalidRequestError(
+                    "data directory \(self.root) cannot be created: its parent \(parent) is not a directory")
+            }
+            try Self.refuseDanglingLink(self.root)
             if mkdir(self.root, Self.directoryMode(for: self.fileMode)) != 0 && errno != EEXIST {
                 throw StorageIOError(operation: "mkdir", path: self.root, errno: errno)
             }
@@ -1572,6 +1586,16 @@ public final class PathStorage: ObjectStorage {
         }
         try scan(root)
         return (found.sorted { $0.path < $1.path }, unexpected.sorted())
+    }
+
+    /// Throws when `root`, which `stat` could not find, is a symbolic link (to something missing).
+    static func refuseDanglingLink(_ root: String) throws(InvalidRequestError) {
+        var link = stat()
+        if lstat(root, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
+            throw InvalidRequestError(
+                "data directory \(root) is a symbolic link to something that does not exist; create its target or point the storage URI at the directory itself"
+            )
+        }
     }
 
     /// Throws when this storage was opened for reading only (`readOnly`).

@@ -316,6 +316,30 @@ import Testing
         for path in ours { #expect(!fm.fileExists(atPath: path), "\(path) is still there") }
     }
 
+    /// A data directory under a regular file, or a symbolic link to nothing, is a clear error for
+    /// reading and for writing alike, and nothing is created.
+    @Test func aDataDirectoryThatCannotBeIsNamedAsSuch() throws {
+        let dir = try TemporaryDirectory("root-shapes")
+        defer { dir.remove() }
+        let file = dir.path + "/afile"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data()))
+        #expect(symlink(dir.path + "/nowhere", dir.path + "/dangling") == 0)
+        for readOnly in [false, true] {
+            #expect(throws: InvalidRequestError.self) { try PathStorage(root: file, readOnly: readOnly) }
+            #expect {
+                try PathStorage(root: file + "/sub", readOnly: readOnly)
+            } throws: { "\($0)".contains("its parent \(file) is not a directory") }
+            #expect {
+                try PathStorage(root: dir.path + "/dangling", readOnly: readOnly)
+            } throws: { "\($0)".contains("is a symbolic link to something that does not exist") }
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/nowhere"))
+        // Reading a directory that does not exist under one that does: no users, nothing made.
+        let reader = try PathStorage(root: dir.path + "/never", readOnly: true)
+        #expect(try reader.listNow(prefix: "", startAfter: nil, limit: 10).keys.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/never"))
+    }
+
     @Test func missingVolumeIsAnError() async throws {
         await #expect {
             try await StoreFactory().makeStore(
