@@ -12,6 +12,7 @@ public final class ServerMetrics: Sendable {
     let lockTimeouts: CoreMetrics.Counter
     let fenceConflicts: CoreMetrics.Counter
     let bytesWritten: CoreMetrics.Counter
+    let damagedTails: CoreMetrics.Counter
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -30,6 +31,8 @@ public final class ServerMetrics: Sendable {
             label: "carbonstore_fence_conflicts_total", dimensions: [], factory: factory)
         bytesWritten = CoreMetrics.Counter(
             label: "carbonstore_bytes_written_total", dimensions: [], factory: factory)
+        damagedTails = CoreMetrics.Counter(
+            label: "carbonstore_damaged_tails_total", dimensions: [], factory: factory)
         // Every kind has its series from the start, at 0, so that rates and alerts see it.
         for kind in Self.errorKinds { storageError(kind: kind, count: 0) }
     }
@@ -49,7 +52,8 @@ public final class ServerMetrics: Sendable {
                 lockTimeouts.increment()
             },
             fenceConflict: { [fenceConflicts] _ in fenceConflicts.increment() },
-            bytesWritten: { [bytesWritten] _, count in bytesWritten.increment(by: count) })
+            bytesWritten: { [bytesWritten] _, count in bytesWritten.increment(by: count) },
+            damagedTail: { [damagedTails] _, _, _, _ in damagedTails.increment() })
     }
 
     func request(method: String, route: String, status: Int, duration: Duration) {

@@ -124,17 +124,25 @@ public struct StoreEvents: Sendable {
     public var fenceConflict: @Sendable (_ userID: String) -> Void
     /// A user file of this many bytes was written (committed).
     public var bytesWritten: @Sendable (_ userID: String, _ count: Int) -> Void
+    /// A user file read whole has bytes after its valid content that are not one torn append
+    /// (docs/FORMAT.md, 13.4): `length` bytes at `offset` that may hide acknowledged changes. The
+    /// record read is the one before them, and writes to the user are refused until an operator
+    /// deals with them (`carbonstore file verify`).
+    public var damagedTail:
+        @Sendable (_ userID: String, _ location: String, _ offset: Int, _ length: Int) -> Void
 
     public init(
         lockAcquired: @escaping @Sendable (String, Duration) -> Void = { _, _ in },
         lockTimedOut: @escaping @Sendable (String, Duration) -> Void = { _, _ in },
         fenceConflict: @escaping @Sendable (String) -> Void = { _ in },
-        bytesWritten: @escaping @Sendable (String, Int) -> Void = { _, _ in }
+        bytesWritten: @escaping @Sendable (String, Int) -> Void = { _, _ in },
+        damagedTail: @escaping @Sendable (String, String, Int, Int) -> Void = { _, _, _, _ in }
     ) {
         self.lockAcquired = lockAcquired
         self.lockTimedOut = lockTimedOut
         self.fenceConflict = fenceConflict
         self.bytesWritten = bytesWritten
+        self.damagedTail = damagedTail
     }
 
     /// Reports nothing.
@@ -712,7 +720,14 @@ public struct Store: Sendable {
                 userID: userID, location: storage.location(of: key),
                 reason: "the file belongs to user '\(decoded.record.userID)'")
         }
-        return (decoded.record, decoded.layout)
+        let layout = decoded.layout
+        if layout.ignoredLength > 0,
+            bytes[layout.validLength...].withUnsafeBytes({ RecordCodec.classifyTail($0) }).isDamage
+        {
+            options.events.damagedTail(
+                userID, storage.location(of: key), layout.validLength, layout.ignoredLength)
+        }
+        return (decoded.record, layout)
     }
 
     func decode(_ bytes: [UInt8], userID: String, key: String) throws -> UserRecord {

@@ -15,7 +15,14 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runReportingErrors {
-                let store = try await storage.makeStore { $0.readOnly = true }
+                let store = try await storage.makeStore {
+                    $0.readOnly = true
+                    $0.events.damagedTail = { _, location, offset, length in
+                        printError(
+                            "warning: \(location) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; the record shown is the one before them (see 'carbonstore file verify \(location)')"
+                        )
+                    }
+                }
                 let record = try await store.get(user)
                 if json {
                     print(try RecordJSON.encode(record))

@@ -217,6 +217,10 @@ import Testing
         let inspect = try cli.run(["file", "inspect", path])
         #expect(inspect.status == 5 && inspect.stderr.contains("not one torn append"), "\(inspect.stderr)")
         #expect(inspect.stdout.contains("\"a\""), "the record before the damaged frame is printed")
+        let show = try cli.run(["user", "show", "zed"])
+        #expect(
+            show.status == 0 && show.stderr.contains("warning:")
+                && show.stderr.contains("not one torn append"))
         #expect(try cli.run(["pref", "set", "zed", "d", "4"]).status == 5)
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == damaged, "nothing was written")
 
@@ -227,6 +231,7 @@ import Testing
         #expect(tornVerify.stdout.contains(": ok"))
         let tornInspect = try cli.run(["file", "inspect", path])
         #expect(tornInspect.status == 0 && tornInspect.stderr.contains("a torn append"))
+        #expect(try cli.run(["user", "show", "zed"]).stderr.isEmpty)
         #expect(try cli.run(["verify"]).status == 0)
     }
 

@@ -340,6 +340,49 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/never"))
     }
 
+    /// A read that finds bytes after the valid content that are not one torn append reports them
+    /// (`StoreEvents.damagedTail`) and serves the record before them; a torn append and a reserve
+    /// are not reported.
+    @Test func aDamagedTailIsReportedWhenReadAndATornOneIsNot() async throws {
+        let dir = try TemporaryDirectory("damaged-tail-event")
+        defer { dir.remove() }
+        let writer = try await StoreFactory().makeStore("path:" + dir.path)
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            try await writer.update("zed") {
+                $0.setPreference(k, value: v, at: Timestamp(millisecondsSince1970: 0))
+            }
+        }
+        let path = dir.path + "/" + (try UserKeys().key(for: "zed"))
+        let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let layout = try RecordCodec().decodeFile(original).layout
+        let reports = CarbonStore.Locked([(String, String, Int, Int)]())
+        func reader() async throws -> Store {
+            var options = StoreOptions()
+            options.events.damagedTail = { user, location, offset, length in
+                reports.withLock { $0.append((user, location, offset, length)) }
+            }
+            return try await StoreFactory(options: options).makeStore("path:" + dir.path)
+        }
+        // Healthy, with a reserve after the frames: nothing to report.
+        #expect(try await reader().get("zed").preferences.count == 3)
+        #expect(reports.withLock { $0.isEmpty })
+        // The first frame damaged, the second committed after it.
+        let first = layout.snapshotLength
+        var damaged = original
+        damaged[first + 20] ^= 0xFF
+        try Data(damaged).write(to: URL(fileURLWithPath: path))
+        #expect(try await reader().get("zed").preferences.count == 1)
+        let seen = reports.withLock { $0 }
+        #expect(seen.count == 1)
+        #expect(seen.first?.0 == "zed" && seen.first?.1 == path && seen.first?.2 == first)
+        #expect(seen.first?.3 == original.count - first)
+        // The last frame cut short, as a crash leaves it: not reported.
+        reports.withLock { $0 = [] }
+        try Data(original.prefix(layout.validLength - 10)).write(to: URL(fileURLWithPath: path))
+        #expect(try await reader().get("zed").preferences.count == 2)
+        #expect(reports.withLock { $0.isEmpty })
+    }
+
     @Test func missingVolumeIsAnError() async throws {
         await #expect {
             try await StoreFactory().makeStore(
