@@ -59,12 +59,16 @@ public struct AWSBackends: Sendable {
         public var dynamo: DynamoDBClient
     }
 
-    public func clients(region: String?, endpoint: String?) async throws -> Clients {
+    /// `overrides` says where `region` and `endpoint` come from, for messages: the storage URI
+    /// (the engine) or a command's `--region` and `--endpoint` (`carbonstore aws setup`).
+    public func clients(
+        region: String?, endpoint: String?, overrides: AWSConfiguration.OverrideSource = .storageURI
+    ) async throws -> Clients {
         let configuration: AWSConfiguration
         do {
             configuration = try await AWSConfiguration.resolve(
                 environment: environment, regionOverride: region, endpointOverride: endpoint,
-                transport: transport)
+                overrides: overrides, transport: transport)
         } catch {
             throw AWSConfigurationStoreError(message: String(describing: error))
         }

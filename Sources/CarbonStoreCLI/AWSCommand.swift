@@ -40,7 +40,8 @@ struct AWSCommand: AsyncParsableCommand {
                 if let account, !EnginePolicy.isAccountID(account) {
                     throw InvalidRequestError("--account is a 12-digit AWS account id, not '\(account)'")
                 }
-                let clients = try await AWSBackends().clients(region: region, endpoint: endpoint)
+                let clients = try await AWSBackends().clients(
+                    region: region, endpoint: endpoint, overrides: .commandLine)
                 var tableARN: String?
                 do {
                     if let bucket {

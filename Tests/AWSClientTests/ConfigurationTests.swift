@@ -6,14 +6,15 @@ import Testing
 @Suite("AWS configuration")
 struct ConfigurationTests {
     func resolve(
-        _ env: [String: String], region: String? = nil, endpoint: String? = nil
+        _ env: [String: String], region: String? = nil, endpoint: String? = nil,
+        overrides: AWSConfiguration.OverrideSource = .storageURI
     ) async throws -> AWSConfiguration {
         var env = env
         if env["HOME"] == nil { env["HOME"] = "/nonexistent-home" }
         if env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == nil { env["AWS_EC2_METADATA_DISABLED"] = "true" }
         return try await AWSConfiguration.resolve(
-            environment: env, regionOverride: region, endpointOverride: endpoint, transport: transport,
-            metadataTimeout: .seconds(10))
+            environment: env, regionOverride: region, endpointOverride: endpoint, overrides: overrides,
+            transport: transport, metadataTimeout: .seconds(10))
     }
 
     @Test func regionPrecedence() async throws {
@@ -42,6 +43,29 @@ struct ConfigurationTests {
     @Test func noRegionIsAClearError() async {
         let error = await #expect(throws: AWSConfigurationError.self) { try await resolve([:]) }
         #expect(error?.description == "no AWS region: set AWS_REGION or add region= to the storage URI")
+    }
+
+    /// `carbonstore aws setup` takes the region and the endpoint as --region and --endpoint, and its
+    /// messages say so (not "the storage URI", which setup does not read).
+    @Test func commandLineOverridesAreNamedAsOptions() async {
+        let noRegion = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve([:], overrides: .commandLine)
+        }
+        #expect(
+            noRegion?.description
+                == "no AWS region: give --region (such as --region eu-west-1) or set AWS_REGION")
+        let region = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve([:], region: "eu west", overrides: .commandLine)
+        }
+        #expect(region?.description.contains("(from --region)") == true, "\(region?.description ?? "")")
+        let endpoint = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve(["AWS_REGION": "us-east-1"], endpoint: "ftp://x", overrides: .commandLine)
+        }
+        #expect(
+            endpoint?.description
+                == "invalid endpoint 'ftp://x' (from --endpoint): the scheme must be http or https (expected a URL such as http://localhost:9000 or https://s3.eu-west-1.amazonaws.com)"
+        )
+        #expect(endpoint?.description.contains("storage URI") == false)
     }
 
     @Test func invalidRegionNamesItsOrigin() async {

@@ -13,10 +13,10 @@ public struct AWSConfigurationError: Error, Sendable, CustomStringConvertible {
 
 /// The region and service endpoints the AWS client talks to.
 ///
-/// Region: the storage URI's `region`, else AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`
+/// Region: the storage URI's `region` (or a command's `--region`), else AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`
 /// in the shared config file, and on EC2 the instance's region from instance metadata.
 ///
-/// Endpoints: the storage URI's `endpoint` (for S3 and DynamoDB alike), else AWS_ENDPOINT_URL_<SERVICE>
+/// Endpoints: the storage URI's `endpoint` (or a command's `--endpoint`; for S3 and DynamoDB alike), else AWS_ENDPOINT_URL_<SERVICE>
 /// (S3, DYNAMODB, STS), else AWS_ENDPOINT_URL, else the regional AWS endpoint
 /// (`https://s3.{region}.amazonaws.com`; `amazonaws.com.cn` in China). AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true
 /// ignores the variables (not the URI).
@@ -42,18 +42,52 @@ public struct AWSConfiguration: Sendable, Hashable {
     /// Services whose endpoints `resolve` fills in.
     public static let services = ["s3", "dynamodb", "sts"]
 
-    /// Resolves the region and endpoints from the URI's overrides and the environment.
-    /// `transport` is used only to ask EC2 instance metadata for the region when nothing else names one.
+    /// Where the region and endpoint overrides of `resolve` come from, which its messages name: the
+    /// storage URI's `region=` and `endpoint=` (the engine), or the `--region` and `--endpoint`
+    /// options of a command (`carbonstore aws setup`).
+    public enum OverrideSource: Sendable, Hashable {
+        case storageURI
+        case commandLine
+
+        /// The origin of a region override, as an invalid region's message names it.
+        public var regionOrigin: String {
+            switch self {
+            case .storageURI: "the storage URI's region"
+            case .commandLine: "--region"
+            }
+        }
+
+        /// The origin of an endpoint override, as an invalid endpoint's message names it.
+        public var endpointOrigin: String {
+            switch self {
+            case .storageURI: "the storage URI's endpoint"
+            case .commandLine: "--endpoint"
+            }
+        }
+
+        /// What to do when nothing names a region.
+        public var noRegionMessage: String {
+            switch self {
+            case .storageURI: "no AWS region: set AWS_REGION or add region= to the storage URI"
+            case .commandLine: "no AWS region: give --region (such as --region eu-west-1) or set AWS_REGION"
+            }
+        }
+    }
+
+    /// Resolves the region and endpoints from the overrides (of the storage URI, or of a command's
+    /// options: `overrides` says which, for messages) and the environment. `transport` is used only
+    /// to ask EC2 instance metadata for the region when nothing else names one.
     public static func resolve(
         environment: [String: String], regionOverride: String?, endpointOverride: String?,
-        transport: any HTTPTransport, metadataTimeout: Duration = .seconds(1)
+        overrides: OverrideSource = .storageURI, transport: any HTTPTransport,
+        metadataTimeout: Duration = .seconds(1)
     ) async throws -> AWSConfiguration {
         let region = try await resolveRegion(
-            environment: environment, regionOverride: regionOverride, transport: transport,
-            metadataTimeout: metadataTimeout)
+            environment: environment, regionOverride: regionOverride, overrides: overrides,
+            transport: transport, metadataTimeout: metadataTimeout)
         var endpoints: [String: URL] = [:]
         let uriEndpoint = try endpointOverride.map {
-            try validatedEndpoint($0, origin: "the storage URI's endpoint")
+            try validatedEndpoint($0, origin: overrides.endpointOrigin)
         }
         for service in services {
             if let uriEndpoint, service != "sts" {
@@ -67,11 +101,11 @@ public struct AWSConfiguration: Sendable, Hashable {
 
     /// The region, by the documented precedence; throws when none is found.
     public static func resolveRegion(
-        environment: [String: String], regionOverride: String?, transport: any HTTPTransport,
-        metadataTimeout: Duration = .seconds(1)
+        environment: [String: String], regionOverride: String?, overrides: OverrideSource = .storageURI,
+        transport: any HTTPTransport, metadataTimeout: Duration = .seconds(1)
     ) async throws -> String {
         var candidates: [(String?, String)] = [
-            (regionOverride.flatMap { $0.isEmpty ? nil : $0 }, "the storage URI's region"),
+            (regionOverride.flatMap { $0.isEmpty ? nil : $0 }, overrides.regionOrigin),
             (environmentValue(environment, "AWS_REGION"), "AWS_REGION"),
             (environmentValue(environment, "AWS_DEFAULT_REGION"), "AWS_DEFAULT_REGION"),
         ]
@@ -94,7 +128,7 @@ public struct AWSConfiguration: Sendable, Hashable {
         if !imds.isDisabled, let region = try? await imds.region(), isValidRegion(region) {
             return region
         }
-        throw AWSConfigurationError("no AWS region: set AWS_REGION or add region= to the storage URI")
+        throw AWSConfigurationError(overrides.noRegionMessage)
     }
 
     /// An endpoint set by AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL, validated; nil when neither is set.
