@@ -178,27 +178,72 @@ public struct DynamoDBClient: Sendable {
         /// The table's ARN, `arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME`, which names the
         /// account that holds it.
         public var arn: String?
+        /// The table's primary key (`KeySchema`): its partition key (`HASH`) and any sort key
+        /// (`RANGE`); nil when the answer does not tell.
+        public var keySchema: [KeyElement]?
+        /// The types of the key attributes (`AttributeDefinitions`: `S`, `N` or `B`), by name; nil
+        /// when the answer does not tell.
+        public var attributeTypes: [String: String]?
 
-        public init(status: String?, arn: String?) {
+        public init(
+            status: String?, arn: String?, keySchema: [KeyElement]? = nil,
+            attributeTypes: [String: String]? = nil
+        ) {
             self.status = status
             self.arn = arn
+            self.keySchema = keySchema
+            self.attributeTypes = attributeTypes
+        }
+    }
+
+    /// One attribute of a table's primary key.
+    public struct KeyElement: Sendable, Hashable {
+        public var attributeName: String
+        /// `HASH` (the partition key) or `RANGE` (the sort key).
+        public var keyType: String
+
+        public init(attributeName: String, keyType: String) {
+            self.attributeName = attributeName
+            self.keyType = keyType
         }
     }
 
     private struct TableOut: Decodable {
+        struct Key: Decodable {
+            var AttributeName: String
+            var KeyType: String
+        }
+        struct Attribute: Decodable {
+            var AttributeName: String
+            var AttributeType: String
+        }
         struct T: Decodable {
             var TableStatus: String?
             var TableArn: String?
+            var KeySchema: [Key]?
+            var AttributeDefinitions: [Attribute]?
         }
         var Table: T?
         var TableDescription: T?
 
         var description: TableDescription? {
-            (Table ?? TableDescription).map { .init(status: $0.TableStatus, arn: $0.TableArn) }
+            (Table ?? TableDescription).map { t in
+                .init(
+                    status: t.TableStatus, arn: t.TableArn,
+                    keySchema: t.KeySchema?.map {
+                        KeyElement(attributeName: $0.AttributeName, keyType: $0.KeyType)
+                    },
+                    attributeTypes: t.AttributeDefinitions.map { definitions in
+                        Dictionary(definitions.map { ($0.AttributeName, $0.AttributeType) }) { first, _ in
+                            first
+                        }
+                    })
+            }
         }
     }
 
-    /// DescribeTable (set-up only): the table's status and ARN, or nil if it does not exist.
+    /// DescribeTable (set-up only): the table's status, ARN and key schema, or nil if it does not
+    /// exist.
     public func describeTable(_ table: String) async throws -> TableDescription? {
         do {
             let out: TableOut = try await call("DescribeTable", table: table, ["TableName": .string(table)])

@@ -91,7 +91,7 @@ public struct DynamoDBLockService: LockService {
                 }
                 try await Task.sleep(for: min(delay, remaining))
             } catch {
-                throw StoreAWSError.wrap(error)
+                throw wrap(error)
             }
         }
     }
@@ -107,7 +107,7 @@ public struct DynamoDBLockService: LockService {
         } catch  where DynamoDBClient.isConditionFailure(error) {
             throw LeaseExpiredError(userID: lease.userID, operationID: lease.operationID)
         } catch {
-            throw StoreAWSError.wrap(error)
+            throw wrap(error)
         }
         var renewed = lease
         renewed.validUntil = started + leaseDuration
@@ -122,7 +122,7 @@ public struct DynamoDBLockService: LockService {
         } catch  where DynamoDBClient.isConditionFailure(error) {
             // The lease had expired and another writer holds the lock now: it is not ours to delete.
         } catch {
-            throw StoreAWSError.wrap(error)
+            throw wrap(error)
         }
     }
 
@@ -130,6 +130,44 @@ public struct DynamoDBLockService: LockService {
     /// process may use it.
     public func checkReachable() async throws {
         _ = try await currentHolder("carbonstore-readiness-probe")
+    }
+
+    /// An AWS error as the engine reports it (`StoreAWSError`), except that DynamoDB's
+    /// ValidationException for a key that does not fit the table's key schema becomes a
+    /// `LockTableKeySchemaError` naming the table and the key schema it needs.
+    func wrap(_ error: any Error) -> any Error {
+        if let e = error as? AWSError, LockTableKeySchemaError.isKeySchemaMismatch(e) {
+            return LockTableKeySchemaError(table: table, problem: nil, underlying: e)
+        }
+        return StoreAWSError.wrap(error)
+    }
+
+    /// The name of the lock table's partition key, of type string (`S`); the table has no sort key.
+    public static let partitionKey = "id"
+
+    /// Why a table whose DescribeTable answer is `description` cannot hold the locks, or nil when it
+    /// can (or when the answer does not tell its key schema): the primary key must be the partition
+    /// key `id` of type `S` alone, as `carbonstore aws setup` creates it, since every lock item is
+    /// written, read, renewed and deleted by `id` alone.
+    public static func keySchemaProblem(_ description: DynamoDBClient.TableDescription) -> String? {
+        guard let schema = description.keySchema else { return nil }
+        let types = description.attributeTypes ?? [:]
+        let shown = schema.map { key in
+            let role =
+                switch key.keyType {
+                case "HASH": "partition key"
+                case "RANGE": "sort key"
+                default: key.keyType
+                }
+            return "\(key.attributeName) (\(role), type \(types[key.attributeName] ?? "unknown"))"
+        }.joined(separator: ", ")
+        guard schema.count == 1, let key = schema.first, key.keyType == "HASH",
+            key.attributeName == partitionKey,
+            types[partitionKey] ?? "S" == "S"
+        else {
+            return "its key schema is \(shown.isEmpty ? "empty" : shown)"
+        }
+        return nil
     }
 
     struct Holder {
@@ -145,11 +183,55 @@ public struct DynamoDBLockService: LockService {
         do {
             found = try await dynamo.getItem(table: table, key: ["id": .s(id(name))])
         } catch {
-            throw StoreAWSError.wrap(error)
+            throw wrap(error)
         }
         guard let item = found else { return nil }
         return Holder(
             op: item["op"]?.string ?? "?", owner: item["owner"]?.string ?? "unknown owner",
             expires: item["expires"]?.int64 ?? 0)
+    }
+}
+
+/// The lock table's key schema is not the one the locks need: partition key `id` of type string
+/// (`S`) and no sort key. Found by `carbonstore aws setup` (from DescribeTable, `problem`), or by
+/// the engine when DynamoDB refuses a lock item's key with a ValidationException (`underlying`).
+public struct LockTableKeySchemaError: CarbonStoreError {
+    public var table: String
+    /// What is wrong with the key schema, when it is known (`DynamoDBLockService.keySchemaProblem`).
+    public var problem: String?
+    /// DynamoDB's refusal, when the error comes from a lock operation.
+    public var underlying: AWSError?
+
+    public init(table: String, problem: String?, underlying: AWSError?) {
+        self.table = table
+        self.problem = problem
+        self.underlying = underlying
+    }
+
+    public var kind: ErrorKind { .invalidInput }
+
+    public var description: String {
+        var s = "DynamoDB table \(table) cannot hold CarbonStore's write locks: "
+        s += "its key schema must be the partition key id of type S (string), with no sort key"
+        if let problem { s += "; \(problem)" }
+        if let underlying {
+            s += " (\(underlying.service) \(underlying.operation) failed: \(underlying.code): "
+            s += "\(SecretRedaction.redact(underlying.message, bySecretShape: false))"
+            if let requestID = underlying.requestID { s += " [request id \(requestID)]" }
+            s += ")"
+        }
+        s += "; use another table: 'carbonstore aws setup --table NEW-NAME' creates one with that key "
+        s += "schema, and table=NEW-NAME in the storage URI names it"
+        return s
+    }
+
+    /// Whether DynamoDB refused an item's key because it does not fit the table's key schema:
+    /// a ValidationException that says "Missing the key", "Type mismatch for key" or "The provided
+    /// key element does not match the schema".
+    public static func isKeySchemaMismatch(_ error: AWSError) -> Bool {
+        guard error.code == "ValidationException" else { return false }
+        let message = error.message.lowercased()
+        return message.contains("missing the key") || message.contains("type mismatch for key")
+            || message.contains("key element does not match the schema")
     }
 }

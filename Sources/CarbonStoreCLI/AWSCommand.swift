@@ -12,7 +12,7 @@ struct AWSCommand: AsyncParsableCommand {
     struct Setup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Create the bucket (public access blocked, default encryption) and the lock table (partition key id, on-demand); print the engine's IAM policy, pinned to the table's region and account. Needs rights to create them; existing ones are kept."
+                "Create the bucket (public access blocked, default encryption) and the lock table (partition key id of type string, on-demand); print the engine's IAM policy, pinned to the table's region and account. Needs rights to create them; existing ones are kept, and an existing table with another key schema is refused (exit 64)."
         )
         @Option(help: "The S3 bucket for user files.") var bucket: String?
         @Option(help: "The DynamoDB lock table.") var table: String?
@@ -66,10 +66,25 @@ struct AWSCommand: AsyncParsableCommand {
                     if let table {
                         let described: DynamoDBClient.TableDescription
                         if let existing = try await clients.dynamo.describeTable(table) {
+                            // The locks are read and written by `id` alone: a table with another
+                            // key schema would refuse every lock item.
+                            if let problem = DynamoDBLockService.keySchemaProblem(existing) {
+                                throw LockTableKeySchemaError(table: table, problem: problem, underlying: nil)
+                            }
+                            let schema: String
+                            if existing.keySchema == nil {
+                                schema = "key schema not told"
+                                printNote(
+                                    "DescribeTable did not tell the key schema of table \(table); the locks need partition key id of type S and no sort key"
+                                )
+                            } else {
+                                schema = "partition key id"
+                            }
                             described = existing
-                            print("table \(table) exists (\(existing.status ?? "status unknown"))")
+                            print("table \(table) exists (\(existing.status ?? "status unknown"), \(schema))")
                         } else {
-                            described = try await clients.dynamo.createTable(table, partitionKey: "id")
+                            described = try await clients.dynamo.createTable(
+                                table, partitionKey: DynamoDBLockService.partitionKey)
                             print(
                                 "created table \(table) (partition key id, on-demand) in \(clients.configuration.region)"
                             )
@@ -141,12 +156,16 @@ struct AWSCommand: AsyncParsableCommand {
 
 /// Says on stderr that the policy names the table in any region and account, and how to pin it.
 func printUnpinnedNote(table: String) {
-    FileHandle.standardError.write(
-        Data(
-            ("carbonstore: note: the policy names table \(table) in any region and account "
-                + "(arn:aws:dynamodb:*:*:table/\(table)); to pin it, give --region and --account "
-                + "(or --table-arn) to 'carbonstore aws policy', or --account to 'carbonstore aws setup' "
-                + "when the endpoint does not return the table's ARN\n").utf8))
+    printNote(
+        "the policy names table \(table) in any region and account "
+            + "(arn:aws:dynamodb:*:*:table/\(table)); to pin it, give --region and --account "
+            + "(or --table-arn) to 'carbonstore aws policy', or --account to 'carbonstore aws setup' "
+            + "when the endpoint does not return the table's ARN")
+}
+
+/// Prints `carbonstore: note: MESSAGE` on stderr.
+func printNote(_ message: String) {
+    FileHandle.standardError.write(Data(("carbonstore: note: " + message + "\n").utf8))
 }
 
 /// An AWS error from the set-up command, reported like engine errors.
