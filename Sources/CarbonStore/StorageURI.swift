@@ -439,3 +439,13 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 }
+
+// MARK: - The URI's name checks, for commands that take the same names as options
+
+extension StorageURI {
+    /// Why `name` cannot be the bucket of `s3:NAME`, or nil when it can (`bucketNameProblem`).
+    public static func problem(bucketName name: String) -> String? { bucketNameProblem(name) }
+
+    /// Why `name` cannot be the lock table of `table=NAME`, or nil when it can (`tableNameProblem`).
+    public static func problem(tableName name: String) -> String? { tableNameProblem(name) }
+}

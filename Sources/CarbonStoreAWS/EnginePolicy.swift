@@ -31,11 +31,20 @@ public enum EnginePolicy {
     /// The policy document as JSON. `tableARN` pins the lock table statement to one table in one
     /// region and account (see `tableARN(table:region:account:)`); without it, the statement names
     /// the table in any region and account (`arn:aws:dynamodb:*:*:table/NAME`).
+    ///
+    /// `prefix` is normalised as the storage URI's `prefix=` is (`AWSOptionChecks.normalizedPrefix`):
+    /// `tenants/eu` is the folder `tenants/eu/`, so the objects granted are
+    /// `arn:aws:s3:::BUCKET/tenants/eu/*` and ListBucket is allowed for the prefixes `tenants/eu/`
+    /// (the one the engine lists with) and `tenants/eu/*`, never `tenants/eu2/` or
+    /// `tenants/europe/`. A bucket, prefix, table or table ARN that the storage URI (or
+    /// `AWSOptionChecks.checkTableARN`) refuses is refused here too.
     public static func document(bucket: String?, prefix: String = "", table: String?, tableARN: String? = nil)
-        -> String
+        throws(InvalidAWSOptionError) -> String
     {
         var statements: [[String: Any]] = []
         if let bucket {
+            try AWSOptionChecks.checkBucket(bucket)
+            let prefix = try AWSOptionChecks.normalizedPrefix(prefix)
             statements.append([
                 "Sid": "CarbonStoreUserFiles", "Effect": "Allow", "Action": s3ObjectActions,
                 "Resource": "arn:aws:s3:::\(bucket)/\(prefix)*",
@@ -44,19 +53,41 @@ public enum EnginePolicy {
                 "Sid": "CarbonStoreListUsers", "Effect": "Allow", "Action": s3BucketActions,
                 "Resource": "arn:aws:s3:::\(bucket)",
             ]
-            if !prefix.isEmpty { list["Condition"] = ["StringLike": ["s3:prefix": ["\(prefix)*"]]] }
+            if !prefix.isEmpty {
+                list["Condition"] = ["StringLike": ["s3:prefix": listPrefixes(normalizedPrefix: prefix)]]
+            }
             statements.append(list)
+        } else if !prefix.isEmpty {
+            throw InvalidAWSOptionError(
+                option: "--prefix", problem: "a prefix is a folder in a bucket: give --bucket too",
+                example: "--bucket my-bucket --prefix tenants/eu")
         }
         if let table {
+            try AWSOptionChecks.checkTable(table)
+            if let tableARN { try AWSOptionChecks.checkTableARN(tableARN, table: table) }
             statements.append([
                 "Sid": "CarbonStoreWriteLocks", "Effect": "Allow", "Action": dynamoActions,
                 "Resource": tableResources(tableARN ?? "arn:aws:dynamodb:*:*:table/\(table)"),
             ])
+        } else if tableARN != nil {
+            throw InvalidAWSOptionError(
+                option: "--table-arn", problem: "the lock table's ARN needs its name: give --table too",
+                example:
+                    "--table carbonstore-locks --table-arn arn:aws:dynamodb:eu-west-1:123456789012:table/carbonstore-locks"
+            )
         }
         let doc: [String: Any] = ["Version": "2012-10-17", "Statement": statements]
         let data = try! JSONSerialization.data(
             withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The values of `s3:prefix` that the ListBucket statement allows under a normalised prefix
+    /// (ending in `/`): the prefix itself, which `S3Storage.list` sends as ListObjectsV2's
+    /// `prefix`, and everything under it. (IAM's `*` matches the empty string too, so the first is
+    /// implied by the second; it is listed to make the grant explicit.)
+    public static func listPrefixes(normalizedPrefix prefix: String) -> [String] {
+        [prefix, prefix + "*"]
     }
 
     /// The table and its indexes (`table/T/index/*`); `*` stands for every resource alone.

@@ -12,7 +12,9 @@ struct AWSCommand: AsyncParsableCommand {
     struct Setup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Create the bucket (public access blocked, default encryption) and the lock table (partition key id of type string, on-demand); print the engine's IAM policy, pinned to the table's region and account. Needs rights to create them; existing ones are kept, and an existing table with another key schema is refused (exit 64)."
+                "Create the bucket (public access blocked, default encryption) and the lock table (partition key id of type string, on-demand); print the engine's IAM policy, pinned to the table's region and account. Needs rights to create them; existing ones are kept, and an existing table with another key schema is refused (exit 64).",
+            discussion:
+                "Names are checked as the storage URI checks them (s3:BUCKET, table=, region=, sse=, sse-kms-key-id=); a value the URI would refuse is refused with exit code 64."
         )
         @Option(help: "The S3 bucket for user files.") var bucket: String?
         @Option(help: "The DynamoDB lock table.") var table: String?
@@ -20,7 +22,7 @@ struct AWSCommand: AsyncParsableCommand {
             String?
         @Option(help: "An S3/DynamoDB-compatible endpoint URL.") var endpoint: String?
         @Option(help: "Default encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).") var sse = "AES256"
-        @Option(help: "KMS key id or ARN for --sse aws:kms.") var sseKMSKeyID: String?
+        @Option(help: "KMS key id or ARN, with --sse aws:kms only.") var sseKMSKeyID: String?
         @Option(
             help:
                 "The AWS account id (12 digits) that holds the table, to pin the policy to it when the endpoint does not return the table's ARN."
@@ -31,17 +33,19 @@ struct AWSCommand: AsyncParsableCommand {
                 guard bucket != nil || table != nil else {
                     throw InvalidRequestError("give --bucket, --table or both")
                 }
-                let encryption: ServerSideEncryption
-                switch sse {
-                case "AES256": encryption = .s3
-                case "aws:kms": encryption = .kms(keyID: sseKMSKeyID)
-                default: throw InvalidRequestError("--sse is AES256 or aws:kms, not '\(sse)'")
-                }
-                if let account, !EnginePolicy.isAccountID(account) {
-                    throw InvalidRequestError("--account is a 12-digit AWS account id, not '\(account)'")
+                if let bucket { try AWSOptionChecks.checkBucket(bucket) }
+                if let table { try AWSOptionChecks.checkTable(table) }
+                if let region { try AWSOptionChecks.checkRegion(region) }
+                let encryption = try AWSOptionChecks.encryption(sse: sse, kmsKeyID: sseKMSKeyID)
+                if let account { try AWSOptionChecks.checkAccount(account) }
+                if let endpoint, endpoint.isEmpty {
+                    throw InvalidAWSOptionError(
+                        option: "--endpoint", problem: "it is empty; leave it out to use AWS's own endpoints",
+                        example: "--endpoint http://localhost:9000")
                 }
                 let clients = try await AWSBackends().clients(
                     region: region, endpoint: endpoint, overrides: .commandLine)
+                try checkRegionOfAWS(clients.configuration)
                 var tableARN: String?
                 do {
                     if let bucket {
@@ -103,17 +107,39 @@ struct AWSCommand: AsyncParsableCommand {
                 if let table, tableARN == nil {
                     printUnpinnedNote(table: table)
                 }
+                let policy = try EnginePolicy.document(bucket: bucket, table: table, tableARN: tableARN)
                 print("\nIAM policy for the engine's role (least privilege):")
-                print(EnginePolicy.document(bucket: bucket, table: table, tableARN: tableARN))
+                print(policy)
             }
+        }
+
+        /// On AWS's own endpoints (no --endpoint and no AWS_ENDPOINT_URL*), the region must be one
+        /// of AWS's: `--region mars` would only fail later, resolving s3.mars.amazonaws.com.
+        func checkRegionOfAWS(_ configuration: AWSConfiguration) throws {
+            let onAWS =
+                (bucket != nil && configuration.endpoints["s3"] == nil)
+                || (table != nil && configuration.endpoints["dynamodb"] == nil)
+            guard onAWS, !AWSOptionChecks.isAWSRegionName(configuration.region) else { return }
+            throw InvalidAWSOptionError(
+                option: region != nil
+                    ? "--region" : "region (from AWS_REGION, AWS_DEFAULT_REGION or the profile)",
+                problem:
+                    "'\(configuration.region)' is not an AWS region name such as eu-west-1 or us-gov-west-1 (S3- and DynamoDB-compatible stores named with --endpoint or AWS_ENDPOINT_URL may name regions otherwise)",
+                example: AWSOptionChecks.regionExample)
         }
     }
 
     struct Policy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the engine's least-privilege IAM policy.")
+            abstract: "Print the engine's least-privilege IAM policy.",
+            discussion:
+                "The prefix is normalised as the storage URI's prefix= is (tenants/eu grants tenants/eu/*, not tenants/eu2/), and names are checked as the URI checks them; a value the URI would refuse is refused with exit code 64."
+        )
         @Option(help: "The S3 bucket for user files.") var bucket: String?
-        @Option(help: "The key prefix in the bucket, if the storage URI has one.") var prefix = ""
+        @Option(
+            help:
+                "The key prefix in the bucket, if the storage URI has one (as prefix=: tenants/eu is the folder tenants/eu/)."
+        ) var prefix = ""
         @Option(help: "The DynamoDB lock table.") var table: String?
         @Option(
             help:
@@ -128,18 +154,30 @@ struct AWSCommand: AsyncParsableCommand {
                 guard bucket != nil || table != nil else {
                     throw InvalidRequestError("give --bucket, --table or both")
                 }
+                if let bucket { try AWSOptionChecks.checkBucket(bucket) }
+                _ = try AWSOptionChecks.normalizedPrefix(prefix)
+                if let table { try AWSOptionChecks.checkTable(table) }
+                if let region {
+                    try AWSOptionChecks.checkRegion(region)
+                    // The region goes into an ARN of AWS: it must be one of AWS's.
+                    guard AWSOptionChecks.isAWSRegionName(region) else {
+                        throw InvalidAWSOptionError(
+                            option: "--region",
+                            problem:
+                                "'\(region)' is not an AWS region name such as eu-west-1 or us-gov-west-1",
+                            example: AWSOptionChecks.regionExample)
+                    }
+                }
+                if let account { try AWSOptionChecks.checkAccount(account) }
+                if tableArn != nil, region != nil || account != nil {
+                    throw InvalidRequestError(
+                        "give either --table-arn or --region and --account, not both: the ARN names the region and account"
+                    )
+                }
                 var arn = tableArn
                 if arn == nil, let table {
                     switch (region, account) {
                     case (let region?, let account?):
-                        guard AWSConfiguration.isValidRegion(region) else {
-                            throw InvalidRequestError(
-                                "--region is a region name such as eu-west-1, not '\(region)'")
-                        }
-                        guard EnginePolicy.isAccountID(account) else {
-                            throw InvalidRequestError(
-                                "--account is a 12-digit AWS account id, not '\(account)'")
-                        }
                         arn = EnginePolicy.tableARN(table: table, region: region, account: account)
                     case (nil, nil):
                         printUnpinnedNote(table: table)
@@ -148,7 +186,7 @@ struct AWSCommand: AsyncParsableCommand {
                             "give --region and --account together, to pin the lock table")
                     }
                 }
-                print(EnginePolicy.document(bucket: bucket, prefix: prefix, table: table, tableARN: arn))
+                print(try EnginePolicy.document(bucket: bucket, prefix: prefix, table: table, tableARN: arn))
             }
         }
     }

@@ -46,6 +46,108 @@ import Testing
         }
     }
 
+    @Test func policyGrantsThePrefixAsAFolder() async throws {
+        let out = try await Self.run([
+            "policy", "--bucket", "my-bucket", "--prefix", "tenants/eu", "--table", "locks",
+            "--region", "eu-west-1", "--account", "123456789012",
+        ])
+        #expect(out.status == 0, "\(out.stderr)")
+        let s = try EnginePolicyTests.statements(out.stdout)
+        #expect(s["CarbonStoreUserFiles"]?["Resource"] as? String == "arn:aws:s3:::my-bucket/tenants/eu/*")
+        let condition = s["CarbonStoreListUsers"]?["Condition"] as? [String: [String: [String]]]
+        #expect(condition == ["StringLike": ["s3:prefix": ["tenants/eu/", "tenants/eu/*"]]], "\(out.stdout)")
+        #expect(!out.stdout.contains("tenants/eu*"))
+    }
+
+    @Test func policyRefusesWhatTheStorageURIRefuses() async throws {
+        let table = ["--table", "locks"]
+        Self.expectRefused(
+            try await Self.run(["policy", "--bucket", ""] + table),
+            ["--bucket", "the bucket name is missing", "Example: --bucket my-bucket"])
+        Self.expectRefused(
+            try await Self.run(["policy", "--bucket", "Bad_Bucket"] + table),
+            ["--bucket", "Bad_Bucket", "lower-case letters", "Example: --bucket my-bucket"])
+        Self.expectRefused(
+            try await Self.run(["policy", "--table", ""]),
+            ["--table", "3 to 255 characters", "Example: --table"])
+        Self.expectRefused(
+            try await Self.run(["policy", "--table", "bad table!"]),
+            ["--table", "'bad table!'", "Example: --table"])
+        for prefix in ["../x", "a/../b", "a/./b", ".hidden/x", "tenants/.git"] {
+            Self.expectRefused(
+                try await Self.run(["policy", "--bucket", "my-bucket", "--prefix", prefix]),
+                ["--prefix", "'.', '..' or hidden segments", "Example: --prefix tenants/eu"])
+        }
+        Self.expectRefused(
+            try await Self.run(["policy", "--bucket", "my-bucket", "--prefix", "a\u{7}b"]),
+            ["--prefix", "control characters"])
+        Self.expectRefused(
+            try await Self.run(["policy", "--table", "locks", "--table-arn", "garbage"]),
+            [
+                "--table-arn", "'garbage' is not the ARN of a DynamoDB table",
+                "Example: --table-arn arn:aws:dynamodb:",
+            ])
+        Self.expectRefused(
+            try await Self.run([
+                "policy", "--table", "locks", "--table-arn",
+                "arn:aws:dynamodb:eu-west-1:123456789012:table/other",
+            ]), ["--table-arn", "names table 'other', not --table locks"])
+        Self.expectRefused(
+            try await Self.run([
+                "policy", "--table", "locks", "--region", "mars", "--account", "123456789012",
+            ]),
+            ["--region", "'mars' is not an AWS region name", "Example: --region eu-west-1"])
+        Self.expectRefused(
+            try await Self.run([
+                "policy", "--table", "locks", "--region", "Eu_West_1", "--account", "123456789012",
+            ]
+            ),
+            ["--region", "Eu_West_1"])
+        // `*` stays accepted (moto checks DynamoDB permissions against `*` only).
+        let star = try await Self.run([
+            "policy", "--bucket", "my-bucket", "--table", "locks", "--table-arn", "*",
+        ])
+        #expect(star.status == 0, "\(star.stderr)")
+    }
+
+    @Test func setupRefusesWhatTheStorageURIRefusesBeforeAnyRequest() async throws {
+        // No endpoint and no network: each refusal comes before the first request.
+        var env = Self.offline
+        env["AWS_REGION"] = "eu-west-1"
+        Self.expectRefused(
+            try await Self.run(["setup", "--bucket", ""], environment: env),
+            ["--bucket", "the bucket name is missing"])
+        Self.expectRefused(
+            try await Self.run(["setup", "--bucket", "Bad_Bucket"], environment: env),
+            ["--bucket", "Bad_Bucket"])
+        Self.expectRefused(try await Self.run(["setup", "--table", ""], environment: env), ["--table"])
+        Self.expectRefused(
+            try await Self.run(["setup", "--table", "bad table!"], environment: env),
+            ["--table", "'bad table!'"])
+        Self.expectRefused(
+            try await Self.run(
+                ["setup", "--bucket", "my-bucket", "--sse-kms-key-id", "x"], environment: env),
+            [
+                "--sse-kms-key-id", "needs --sse aws:kms",
+                "Example: --sse aws:kms --sse-kms-key-id alias/carbonstore",
+            ])
+        Self.expectRefused(
+            try await Self.run(["setup", "--bucket", "my-bucket", "--sse", "rot13"], environment: env),
+            ["--sse", "rot13", "AES256"])
+        Self.expectRefused(
+            try await Self.run(["setup", "--bucket", "my-bucket", "--region", "Mars!"], environment: env),
+            ["--region", "Mars!"])
+        // On AWS's own endpoints the region must be one of AWS's.
+        Self.expectRefused(
+            try await Self.run(["setup", "--bucket", "my-bucket", "--region", "mars"], environment: env),
+            ["--region", "'mars' is not an AWS region name", "--endpoint", "Example: --region eu-west-1"])
+        var marsFromEnvironment = env
+        marsFromEnvironment["AWS_REGION"] = "mars"
+        Self.expectRefused(
+            try await Self.run(["setup", "--table", "locks"], environment: marsFromEnvironment),
+            ["AWS_REGION", "'mars' is not an AWS region name"])
+    }
+
     @Test func setupNamesItsOwnOptionsInConfigurationErrors() async throws {
         let noRegion = try await Self.run(["setup", "--bucket", "my-bucket"])
         Self.expectRefused(noRegion, ["no AWS region", "--region", "AWS_REGION"])
@@ -195,7 +297,7 @@ import Testing
     }
 }
 
-/// The same against moto: a table with another key schema.
+/// The same against moto: tables with another key schema, and the IAM policy of a prefix enforced.
 @Suite(AWSTestEnvironment.enabled) struct AWSCommandMotoTests {
     /// Runs a Python script with boto3 as moto's admin; `sys.argv[1]` is the endpoint, the rest
     /// `arguments`. Returns its stdout (a few lines).
@@ -258,4 +360,68 @@ import Testing
             out, status: 64, [table, "partition key id of type S", "no sort key", "ValidationException"])
     }
 
+    static let createEngineUser = """
+        import sys, boto3
+        endpoint, name, policy = sys.argv[1:4]
+        iam = boto3.client("iam", endpoint_url=endpoint)
+        iam.create_user(UserName=name)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        arn = iam.create_policy(PolicyName=name, PolicyDocument=policy)["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        print(key["AccessKeyId"])
+        print(key["SecretAccessKey"])
+        """
+
+    /// The policy of `--prefix T/eu` lets its holder use T/eu/ and nothing beside it: T/eu2/ and
+    /// T/europe/ share the characters but not the folder.
+    @Test func aPrefixPolicyGrantsItsFolderOnly() async throws {
+        let env = try AWSTestEnvironment.get()
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let tenants = "tenants-\(suffix)"
+        let policy = try await AWSCommandTests.run(
+            [
+                "policy", "--bucket", env.bucket, "--prefix", "\(tenants)/eu", "--table", env.table,
+                "--table-arn", "*",
+            ], environment: [:])
+        #expect(policy.status == 0, "\(policy.stderr)")
+        let keys = try await Self.boto3(
+            Self.createEngineUser, ["eu-engine-\(suffix)", policy.stdout], env: env
+        )
+        .split(separator: "\n").map(String.init)
+        try #require(keys.count == 2)
+        var tenant = env.engineEnvironment()
+        tenant["AWS_ACCESS_KEY_ID"] = keys[0]
+        tenant["AWS_SECRET_ACCESS_KEY"] = keys[1]
+        let s3 = try await env.backends(environment: tenant).clients(
+            region: env.region, endpoint: env.endpoint
+        ).s3
+        let admin = try await env.backends(environment: env.adminEnvironment()).clients(
+            region: env.region, endpoint: env.endpoint
+        ).s3
+
+        _ = try await s3.putObject(bucket: env.bucket, key: "\(tenants)/eu/ok.bin", body: [1])
+        #expect(try await s3.getObject(bucket: env.bucket, key: "\(tenants)/eu/ok.bin")?.body == [1])
+        for neighbour in ["eu2", "europe", "eu-west"] {
+            let key = "\(tenants)/\(neighbour)/x.bin"
+            _ = try await admin.putObject(bucket: env.bucket, key: key, body: [2])
+            let put = await #expect(throws: AWSError.self) {
+                _ = try await s3.putObject(bucket: env.bucket, key: key, body: [3])
+            }
+            #expect(put?.isAccessDenied == true, "\(String(describing: put))")
+            let get = await #expect(throws: AWSError.self) {
+                _ = try await s3.getObject(bucket: env.bucket, key: key)
+            }
+            #expect(get?.isAccessDenied == true, "\(String(describing: get))")
+            #expect(try await admin.getObject(bucket: env.bucket, key: key)?.body == [2])
+        }
+
+        // The engine, with the same policy and prefix= given without its '/', works in its folder.
+        let store = try await env.store(
+            "s3:\(env.bucket)?locking=dynamo&table=\(env.table)&endpoint=\(env.endpoint)&prefix=\(tenants)/eu",
+            environment: tenant)
+        try await store.update("ana") {
+            $0.setPreference("k", value: "v", at: Timestamp(millisecondsSince1970: 0))
+        }
+        #expect(try await store.get("ana").revision == 1)
+    }
 }

@@ -1,5 +1,6 @@
 import AWSClient
 import AWSSigning
+import CarbonStore
 import CarbonStoreAWS
 import CarbonStoreTestSupport
 import Foundation
@@ -21,23 +22,23 @@ import Testing
         let arn = EnginePolicy.tableARN(
             table: "carbonstore-locks", region: "eu-west-1", account: "123456789012")
         #expect(arn == "arn:aws:dynamodb:eu-west-1:123456789012:table/carbonstore-locks")
-        let doc = EnginePolicy.document(bucket: "b", table: "carbonstore-locks", tableARN: arn)
+        let doc = try EnginePolicy.document(bucket: "my-bucket", table: "carbonstore-locks", tableARN: arn)
         let locks = try #require(try Self.statements(doc)["CarbonStoreWriteLocks"])
         #expect(locks["Resource"] as? [String] == [arn, arn + "/index/*"])
         #expect(!doc.contains("*:*"))
     }
 
     @Test func unpinnedNamesTheTableInAnyRegionAndAccount() throws {
-        let doc = EnginePolicy.document(bucket: nil, table: "t")
+        let doc = try EnginePolicy.document(bucket: nil, table: "locks")
         let locks = try #require(try Self.statements(doc)["CarbonStoreWriteLocks"])
         #expect(
             locks["Resource"] as? [String] == [
-                "arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*",
+                "arn:aws:dynamodb:*:*:table/locks", "arn:aws:dynamodb:*:*:table/locks/index/*",
             ])
     }
 
     @Test func grantsTheDocumentedActionsOnTheTableAndItsIndexes() throws {
-        let doc = EnginePolicy.document(bucket: "b", prefix: "tenant/", table: "t")
+        let doc = try EnginePolicy.document(bucket: "my-bucket", prefix: "tenant/", table: "locks")
         let s = try Self.statements(doc)
         #expect(
             Set(s["CarbonStoreWriteLocks"]?["Action"] as? [String] ?? [])
@@ -47,13 +48,13 @@ import Testing
                 ])
         #expect(
             s["CarbonStoreWriteLocks"]?["Resource"] as? [String]
-                == ["arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:*:*:table/t/index/*"])
+                == ["arn:aws:dynamodb:*:*:table/locks", "arn:aws:dynamodb:*:*:table/locks/index/*"])
         #expect(
             Set(EnginePolicy.dynamoActionsCalledByTheEngine).isSubset(of: Set(EnginePolicy.dynamoActions)))
         #expect(
             Set(s["CarbonStoreUserFiles"]?["Action"] as? [String] ?? [])
                 == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
-        #expect(s["CarbonStoreUserFiles"]?["Resource"] as? String == "arn:aws:s3:::b/tenant/*")
+        #expect(s["CarbonStoreUserFiles"]?["Resource"] as? String == "arn:aws:s3:::my-bucket/tenant/*")
         #expect(s["CarbonStoreListUsers"]?["Action"] as? [String] == ["s3:ListBucket"])
     }
 
@@ -105,10 +106,136 @@ import Testing
         let created = try await dynamo.createTable("new", partitionKey: "id")
         #expect(created.arn == "arn:aws:dynamodb:eu-west-1:210987654321:table/new")
         #expect(EnginePolicy.isPinnedTableARN(try #require(described?.arn), table: "locks"))
-        let doc = EnginePolicy.document(bucket: nil, table: "locks", tableARN: described?.arn)
+        let doc = try EnginePolicy.document(bucket: nil, table: "locks", tableARN: described?.arn)
         #expect(
             try Self.statements(doc)["CarbonStoreWriteLocks"]?["Resource"] as? [String] == [
                 arn, arn + "/index/*",
             ])
+    }
+
+    /// IAM's `StringLike` and resource matching: `*` is any run of characters (the empty one too),
+    /// `?` any one character.
+    static func iamMatches(_ pattern: String, _ value: String) -> Bool {
+        let p = Array(pattern.unicodeScalars)
+        let v = Array(value.unicodeScalars)
+        func match(_ i: Int, _ j: Int) -> Bool {
+            if i == p.count { return j == v.count }
+            if p[i] == "*" { return (j...v.count).contains { match(i + 1, $0) } }
+            return j < v.count && (p[i] == "?" || p[i] == v[j]) && match(i + 1, j + 1)
+        }
+        return match(0, 0)
+    }
+
+    /// The prefix is the storage URI's folder (`prefix=tenants/eu` is `tenants/eu/`): the policy
+    /// grants it and nothing that merely begins with the same characters.
+    @Test(arguments: ["tenants/eu", "tenants/eu/", "/tenants//eu", "tenants%2Feu"])
+    func prefixIsTheStorageURIsFolder(_ given: String) throws {
+        let uri = try StorageURI("s3:my-bucket?locking=none&prefix=\(given)")
+        #expect(uri.prefix == "tenants/eu/")
+        // The policy takes the prefix as typed (no %-decoding): the URI's text of tenants/eu is it.
+        let typed = given.removingPercentEncoding ?? given
+        let s = try Self.statements(try EnginePolicy.document(bucket: "my-bucket", prefix: typed, table: nil))
+        let resource = try #require(s["CarbonStoreUserFiles"]?["Resource"] as? String)
+        #expect(resource == "arn:aws:s3:::my-bucket/tenants/eu/*")
+        let condition = s["CarbonStoreListUsers"]?["Condition"] as? [String: [String: [String]]]
+        let listed = try #require(condition?["StringLike"]?["s3:prefix"])
+        #expect(listed == ["tenants/eu/", "tenants/eu/*"])
+        #expect(try AWSOptionChecks.normalizedPrefix(typed) == uri.prefix)
+
+        // What the engine reads, writes and lists under the prefix is granted ...
+        let key = try UserKeys(prefix: uri.prefix).key(for: "alice")
+        #expect(Self.iamMatches(resource, "arn:aws:s3:::my-bucket/\(key)"))
+        #expect(listed.contains { Self.iamMatches($0, uri.prefix) })
+        // ... and nothing beside it.
+        for other in [
+            "tenants/eu2/87/22/alice.cstore", "tenants/europe/x", "tenants/eu", "tenants/eu-west/x",
+        ] {
+            #expect(!Self.iamMatches(resource, "arn:aws:s3:::my-bucket/\(other)"), "\(other)")
+        }
+        for other in ["tenants/eu2/", "tenants/europe/", "tenants/eu", "tenants/"] {
+            #expect(!listed.contains { Self.iamMatches($0, other) }, "\(other)")
+        }
+    }
+
+    @Test func noPrefixGrantsTheBucketWithoutACondition() throws {
+        for prefix in ["", "/", "//"] {
+            let s = try Self.statements(
+                try EnginePolicy.document(bucket: "my-bucket", prefix: prefix, table: nil))
+            #expect(s["CarbonStoreUserFiles"]?["Resource"] as? String == "arn:aws:s3:::my-bucket/*")
+            #expect(s["CarbonStoreListUsers"]?["Condition"] == nil)
+        }
+    }
+
+    /// A value the storage URI refuses is refused by the policy too, naming the option.
+    @Test func refusesWhatTheStorageURIRefuses() throws {
+        func refused(
+            _ option: String, sourceLocation: SourceLocation = #_sourceLocation, _ make: () throws -> String
+        ) {
+            let error = #expect(throws: InvalidAWSOptionError.self, sourceLocation: sourceLocation) {
+                _ = try make()
+            }
+            #expect(error?.option == option, "\(String(describing: error))", sourceLocation: sourceLocation)
+            #expect(error?.kind == .invalidInput, sourceLocation: sourceLocation)
+        }
+        for prefix in ["../x", "a/../b", "./a", "a/.", ".hidden", "a/.git/b", "a\nb", "a\u{7F}"] {
+            refused("--prefix") { try EnginePolicy.document(bucket: "my-bucket", prefix: prefix, table: nil) }
+            #expect(throws: InvalidStorageURIError.self) {
+                try StorageURI(
+                    "s3:my-bucket?locking=none&prefix=\(prefix.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+                )
+            }
+        }
+        for bucket in ["", "b", "Bad_Bucket", "-bucket", "my..bucket", "my bucket"] {
+            refused("--bucket") { try EnginePolicy.document(bucket: bucket, table: nil) }
+            #expect(StorageURI.problem(bucketName: bucket) != nil)
+        }
+        for table in ["", "t", "bad table!", "locks/x"] {
+            refused("--table") { try EnginePolicy.document(bucket: nil, table: table) }
+        }
+        for arn in [
+            "garbage", "arn:aws:s3:::my-bucket", "arn:aws:dynamodb:eu-west-1:123456789012:table/other",
+            "arn:aws:dynamodb:mars:123456789012:table/locks", "arn:aws:dynamodb:eu-west-1:1234:table/locks",
+            "arn:azure:dynamodb:eu-west-1:123456789012:table/locks",
+        ] {
+            refused("--table-arn") { try EnginePolicy.document(bucket: nil, table: "locks", tableARN: arn) }
+        }
+        refused("--table-arn") { try EnginePolicy.document(bucket: "my-bucket", table: nil, tableARN: "*") }
+        refused("--prefix") { try EnginePolicy.document(bucket: nil, prefix: "tenants/eu", table: "locks") }
+        for arn in [
+            "*", "arn:aws:dynamodb:eu-west-1:123456789012:table/locks", "arn:aws:dynamodb:*:*:table/locks",
+            "arn:aws-us-gov:dynamodb:us-gov-west-1:123456789012:table/locks",
+        ] {
+            #expect(throws: Never.self) {
+                try EnginePolicy.document(bucket: nil, table: "locks", tableARN: arn)
+            }
+        }
+    }
+
+    @Test func regionsAndEncryptionAsTheStorageURIHasThem() throws {
+        for region in ["eu-west-1", "us-gov-west-1", "ap-southeast-2", "cn-northwest-1", "us-isob-east-1"] {
+            #expect(AWSOptionChecks.isAWSRegionName(region), "\(region)")
+            #expect(throws: Never.self) { try AWSOptionChecks.checkRegion(region) }
+        }
+        for region in ["mars", "eu-west", "europe-west-1", "eu-west-x", "eu--1", "EU-WEST-1", ""] {
+            #expect(!AWSOptionChecks.isAWSRegionName(region), "\(region)")
+        }
+        // The URI's rule (lower-case letters, digits and '-') holds for every endpoint.
+        for region in ["Eu_West_1", "eu west", ""] {
+            #expect(throws: InvalidAWSOptionError.self) { try AWSOptionChecks.checkRegion(region) }
+        }
+        #expect(try AWSOptionChecks.encryption(sse: "AES256", kmsKeyID: nil) == .s3)
+        #expect(try AWSOptionChecks.encryption(sse: "aws:kms", kmsKeyID: nil) == .kms(keyID: nil))
+        #expect(try AWSOptionChecks.encryption(sse: "aws:kms", kmsKeyID: "alias/x") == .kms(keyID: "alias/x"))
+        let kms = #expect(throws: InvalidAWSOptionError.self) {
+            try AWSOptionChecks.encryption(sse: "AES256", kmsKeyID: "alias/x")
+        }
+        #expect(kms?.option == "--sse-kms-key-id")
+        #expect(throws: InvalidStorageURIError.self) {
+            try StorageURI("s3:my-bucket?locking=none&sse=AES256&sse-kms-key-id=alias/x")
+        }
+        let sse = #expect(throws: InvalidAWSOptionError.self) {
+            try AWSOptionChecks.encryption(sse: "aes256", kmsKeyID: nil)
+        }
+        #expect(sse?.option == "--sse")
     }
 }
