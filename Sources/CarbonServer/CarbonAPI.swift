@@ -13,10 +13,11 @@ public struct CarbonAPI: Sendable {
     public let metrics: ServerMetrics
     public let drain: DrainState
 
-    /// The engine's events (lock waits, fence conflicts, bytes written) are counted in `metrics`.
+    /// The engine's events (lock waits, fence conflicts, bytes written, damaged tails) are counted
+    /// in `metrics`; a damaged tail is logged too.
     public init(store: Store, configuration: ServerConfiguration, metrics: ServerMetrics, drain: DrainState) {
         var store = store
-        store.options.events = metrics.storeEvents
+        store.options.events = metrics.storeEvents(logger: Logger(label: "carbonstore"))
         self.store = store
         self.configuration = configuration
         self.metrics = metrics

@@ -137,9 +137,42 @@ enum Inputs {
         "id", "time", "amount", "merchant", "mcc", "category", "description", "accountId", "metadata",
     ]
 
-    /// `d` as an `Int` when it is a whole number within ±2⁵³ (exact in a `Double`), else nil.
-    static func integral(_ d: Double) -> Int? {
-        d.isFinite && d.rounded(.towardZero) == d && abs(d) <= 9_007_199_254_740_992 ? Int(d) : nil
+    /// The whole number that a JSON number's text stands for (`5411`, `5411.0`, `5.411e3`,
+    /// `541100e-2`), exactly, without floating point; nil when its value has a fraction
+    /// (`5411.00000000000001`, `1e-400`) or more than 18 digits, or the text is longer than 64
+    /// bytes.
+    static func exactInteger(_ text: String) -> Int? {
+        guard text.utf8.count <= 64 else { return nil }
+        var rest = Substring(text)
+        let negative = rest.first == "-"
+        if negative { rest = rest.dropFirst() }
+        var exponent = 0
+        if let e = rest.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            guard let x = Int(rest[rest.index(after: e)...]), abs(x) <= 64 else { return nil }
+            exponent = x
+            rest = rest[..<e]
+        }
+        var digits = Array(rest.utf8)
+        if let dot = digits.firstIndex(of: UInt8(ascii: ".")) {
+            exponent -= digits.count - dot - 1
+            digits.remove(at: dot)
+        }
+        guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else {
+            return nil
+        }
+        // value = digits × 10^exponent: whole when the digits a negative exponent drops are zeros.
+        if exponent < 0 {
+            let dropped = min(-exponent, digits.count)
+            guard digits.suffix(dropped).allSatisfy({ $0 == UInt8(ascii: "0") }) else { return nil }
+            digits.removeLast(dropped)
+        } else {
+            digits += repeatElement(UInt8(ascii: "0"), count: exponent)
+        }
+        while digits.first == UInt8(ascii: "0") { digits.removeFirst() }
+        guard digits.count <= 18 else { return nil }
+        let magnitude = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        return negative ? -magnitude : magnitude
     }
 
     static func transaction(_ v: JSONValue, at path: String) throws(APIError) -> Transaction {
@@ -151,9 +184,7 @@ enum Inputs {
         if let m = f.optional("mcc") {
             // An integer in JSON Schema's sense: a number whose fraction is zero (`5411`, `5411.0`,
             // `5.411e3`), as OpenAPI 3.1's `"type": "integer"` accepts.
-            guard case .number(let text) = m, let n = Int(text) ?? Double(text).flatMap(Self.integral),
-                (0...9999).contains(n)
-            else {
+            guard case .number(let text) = m, let n = Self.exactInteger(text), (0...9999).contains(n) else {
                 throw .invalid("a merchant category code is an integer from 0 to 9999", field: f.at("mcc"))
             }
             mcc = UInt16(n)

@@ -1,5 +1,6 @@
 import CarbonStore
 import CoreMetrics
+import Logging
 import Metrics
 import Prometheus
 
@@ -44,7 +45,11 @@ public final class ServerMetrics: Sendable {
     ]
 
     /// The engine's events, counted here.
-    public var storeEvents: StoreEvents {
+    public var storeEvents: StoreEvents { storeEvents(logger: nil) }
+
+    /// The engine's events, counted here; a damaged tail is also logged (a warning naming the
+    /// file), so that an operator knows which file to look at.
+    public func storeEvents(logger: Logger?) -> StoreEvents {
         StoreEvents(
             lockAcquired: { [lockWait] _, waited in lockWait.recordNanoseconds(waited.nanoseconds) },
             lockTimedOut: { [lockWait, lockTimeouts] _, waited in
@@ -53,7 +58,15 @@ public final class ServerMetrics: Sendable {
             },
             fenceConflict: { [fenceConflicts] _ in fenceConflicts.increment() },
             bytesWritten: { [bytesWritten] _, count in bytesWritten.increment(by: count) },
-            damagedTail: { [damagedTails] _, _, _, _ in damagedTails.increment() })
+            damagedTail: { [damagedTails] _, location, offset, length in
+                damagedTails.increment()
+                logger?.warning(
+                    "damaged tail: bytes after the valid content that are not one torn append; the record served is the one before them and writes to the user are refused",
+                    metadata: [
+                        "location": .string(location), "offset": .stringConvertible(offset),
+                        "length": .stringConvertible(length),
+                    ])
+            })
     }
 
     func request(method: String, route: String, status: Int, duration: Duration) {

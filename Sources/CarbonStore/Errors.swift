@@ -28,8 +28,8 @@ public enum ErrorKind: String, Sendable, Hashable {
     /// The storage failed (an I/O error, a full disk).
     case storageFailure
     /// The storage refused this process access: a file or directory it may not read or write
-    /// (EACCES, EPERM), a volume mounted or a store opened for reading only (EROFS), or an S3 or
-    /// DynamoDB AccessDenied. An operator must fix the permissions.
+    /// (EACCES, EPERM), a store opened for reading only (`ReadOnlyStoreError`), or an S3 or DynamoDB
+    /// AccessDenied. An operator must fix the permissions.
     case permissionDenied
 
     /// The HTTP status code an API reports for this kind.
@@ -203,15 +203,41 @@ public struct VersionMismatchError: CarbonStoreError, Hashable {
     }
 }
 
+/// A write (an update, a delete, removing temporary files) through a store opened for reading only
+/// (`StoreOptions.readOnly`), refused before any lock is taken.
+public struct ReadOnlyStoreError: CarbonStoreError, Hashable {
+    /// What was to be written: a user file's location, or the data directory.
+    public var location: String
+
+    public init(location: String) { self.location = location }
+
+    public var kind: ErrorKind { .permissionDenied }
+    public var description: String {
+        "\(location): this store was opened for reading only (StoreOptions.readOnly); open it without readOnly to write"
+    }
+}
+
+/// A `path:` data directory that does not exist, where a command needs one (`carbonstore verify`:
+/// a scrub of a mistyped path, or of a volume not mounted, must not pass for a healthy store).
+public struct DataDirectoryMissingError: CarbonStoreError, Hashable {
+    public var path: String
+
+    public init(path: String) { self.path = path }
+
+    public var kind: ErrorKind { .notFound }
+    public var description: String {
+        "data directory \(path) does not exist: nothing to verify (is the path right, and the volume mounted?)"
+    }
+}
+
 /// An operating-system call of the file backend failed.
 public struct StorageIOError: CarbonStoreError, Hashable {
     public var operation: String
     public var path: String
     public var errno: Int32
-    /// `permissionDenied` for EACCES, EPERM and EROFS, else `storageFailure`.
-    public var kind: ErrorKind {
-        errno == EACCES || errno == EPERM || errno == EROFS ? .permissionDenied : .storageFailure
-    }
+    /// `permissionDenied` for EACCES and EPERM, else `storageFailure` (EROFS included: a volume
+    /// that went read-only after I/O errors is a storage failure, not a matter of permissions).
+    public var kind: ErrorKind { errno == EACCES || errno == EPERM ? .permissionDenied : .storageFailure }
 
     public init(operation: String, path: String, errno: Int32) {
         self.operation = operation

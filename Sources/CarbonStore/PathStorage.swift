@@ -1588,6 +1588,12 @@ public final class PathStorage: ObjectStorage {
         return (found.sorted { $0.path < $1.path }, unexpected.sorted())
     }
 
+    /// Whether the data directory exists (a storage opened for reading only does not create it).
+    public var rootExists: Bool {
+        var st = stat()
+        return stat(root, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
     /// Throws when `root`, which `stat` could not find, is a symbolic link (to something missing).
     static func refuseDanglingLink(_ root: String) throws(InvalidRequestError) {
         var link = stat()
@@ -1599,11 +1605,8 @@ public final class PathStorage: ObjectStorage {
     }
 
     /// Throws when this storage was opened for reading only (`readOnly`).
-    func refuseWritesIfReadOnly(_ target: String) throws(StorageIOError) {
-        if readOnly {
-            throw StorageIOError(
-                operation: "write (the store was opened for reading only)", path: target, errno: EROFS)
-        }
+    func refuseWritesIfReadOnly(_ target: String) throws(ReadOnlyStoreError) {
+        if readOnly { throw ReadOnlyStoreError(location: target) }
     }
 
     /// Whether `name`, in the folder `folder` (relative to the root, "" for the root), is a

@@ -108,6 +108,13 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             InvalidStorageURIError(uri: text, problem: problem, example: example)
         }
         let s3Example = "s3:my-bucket?locking=dynamo&table=locks"
+        // A '#' would start a fragment, which a storage URI has none of: refused as written, in
+        // the path and in the values alike; %23 gives one.
+        if text.contains("#") {
+            throw fail(
+                "the URI contains '#', which would start a fragment; write %23 for a '#' in a path or a value",
+                "path:carbonstore-data")
+        }
         guard let colon = text.firstIndex(of: ":") else {
             throw fail(
                 "a storage URI starts with 'path:', 's3:' or 'memory:'", "path:carbonstore-data")
@@ -158,14 +165,8 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             guard !rest.isEmpty else {
                 throw fail("the path is empty", "path:carbonstore-data or path:///var/lib/carbonstore")
             }
-            // A '#' would start a fragment, which a storage URI has none of; spaces at either end
-            // are a copy-and-paste slip far more often than a name: both are refused as written,
-            // and can be given %-escaped (%23, %20).
-            if rest.contains("#") {
-                throw fail(
-                    "the path contains '#', which would start a URI fragment; write %23 for a '#' in a directory name",
-                    "path:carbonstore-data")
-            }
+            // Spaces at either end are a copy-and-paste slip far more often than a name: refused
+            // as written, and can be given %-escaped (%20).
             if let first = rest.unicodeScalars.first, let last = rest.unicodeScalars.last,
                 first.properties.isWhitespace || last.properties.isWhitespace
             {
@@ -178,7 +179,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             }
             // Checked after decoding: %00 is a NUL byte too, and no file name can hold one.
             guard !decoded.utf8.contains(0) else { throw fail("the path contains a NUL byte (%00)") }
-            guard !decoded.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            guard !decoded.unicodeScalars.contains(where: Self.isControl) else {
                 throw fail("the path contains a control character; remove it", "path:carbonstore-data")
             }
             backend = .path(decoded)
@@ -276,7 +277,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
 
         if var p = params["prefix"] {
             while p.hasPrefix("/") { p.removeFirst() }
-            guard !p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            guard !p.unicodeScalars.contains(where: Self.isControl) else {
                 throw fail("prefix '\(p)' must not contain control characters", s3Example + "&prefix=users/")
             }
             // Split as bytes, as the file system and `PathStorage` split a key: split by
@@ -437,6 +438,13 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             return "table name '\(name)' must be 3 to 255 characters of letters, digits, '_', '-' and '.'"
         }
         return nil
+    }
+}
+
+extension StorageURI {
+    /// A control character: C0 (below U+0020), DEL (U+007F) or C1 (U+0080 to U+009F).
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 }
 

@@ -221,7 +221,7 @@ public struct Store: Sendable {
         let key = try keys.key(for: userID)
         guard options.cacheBytes > 0 else {
             guard let bytes = try await storage.getBytes(key) else { return nil }
-            return try decode(bytes, userID: userID, key: key)
+            return try decodeFile(bytes, userID: userID, key: key).0
         }
         return try await load(key, userID: userID)?.record
     }
@@ -237,6 +237,9 @@ public struct Store: Sendable {
         /// How many times other writers' frames were applied to the record since the file was
         /// last read whole.
         var appliedTails = 0
+        /// Bytes after the valid content that are not one torn append (docs/FORMAT.md, 13.4), as
+        /// found by the read: a write over the whole object would drop them.
+        var damage: DamagedTailError?
     }
 
     /// The user's object as it stands: from the cache when the storage confirms its version, else
@@ -292,10 +295,12 @@ public struct Store: Sendable {
             }
             object = found
         }
-        let (record, layout) = try decodeFile(object.bytes, userID: userID, key: key)
+        let (record, layout, damage) = try decodeFileReportingDamage(object.bytes, userID: userID, key: key)
         let kept = storage.appendsInPlace ? nil : Array(object.bytes.prefix(layout.validLength))
-        let current = Current(version: object.version, record: record, layout: layout, bytes: kept)
-        remember(key, current)
+        let current = Current(
+            version: object.version, record: record, layout: layout, bytes: kept, damage: damage)
+        // Not cached with damage: every read finds it again, and a write is refused (`attempts`).
+        if damage == nil { remember(key, current) } else { cache.remove(key) }
         return current
     }
 
@@ -338,6 +343,7 @@ public struct Store: Sendable {
         _ userID: String, _ mutate: (inout UserRecord) throws -> Value
     ) async throws -> UpdateResult<Value> {
         let key = try keys.key(for: userID)
+        try refuseWritesIfReadOnly(key)
         return try await withoutActuallyEscaping(mutate) { mutate in
             let job = UpdateJob { record in try mutate(&record) }
             if options.groupCommit {
@@ -498,6 +504,7 @@ public struct Store: Sendable {
     @discardableResult
     public func delete(_ userID: String) async throws -> DeleteOutcome {
         let key = try keys.key(for: userID)
+        try refuseWritesIfReadOnly(key)
         return try await fenced(userID, key: key, decoding: false) { current, afterConflict in
             guard current != nil else { return .finished(afterConflict ? .goneAfterRetry : .notFound) }
             return .remove(.deleted, ifAlreadyGone: .goneAfterRetry)
@@ -606,6 +613,15 @@ public struct Store: Sendable {
                 }
                 if lease.isDueForRenewal(now: now) { lease = try await locks.renew(lease) }
                 if let beforeCommit = options.beforeCommit { await beforeCommit() }
+                // A storage that writes objects whole would drop a damaged tail with the next
+                // write (a volume's storage refuses it itself: `DamagedTailError`). Deleting the
+                // user still works.
+                if let damage = current?.damage, !storage.appendsInPlace {
+                    switch step {
+                    case .put, .append: throw damage
+                    case .remove, .finished: break
+                    }
+                }
                 let fence = !options.unsafeDisableFence
                 let condition: WriteCondition =
                     !fence ? .unconditional : current.map { .mustMatch($0.version) } ?? .mustNotExist
@@ -685,6 +701,12 @@ public struct Store: Sendable {
         }
     }
 
+    /// Throws before any lock is taken when the store was opened for reading only
+    /// (`StoreOptions.readOnly`), whatever the storage.
+    func refuseWritesIfReadOnly(_ key: String) throws(ReadOnlyStoreError) {
+        if options.readOnly { throw ReadOnlyStoreError(location: storage.location(of: key)) }
+    }
+
     /// Checks that the storage and the lock service answer, with the operations the engine uses
     /// anyway (a one-key listing, a lock lookup), so that a readiness probe needs no extra
     /// permission. Throws the backend's error when one does not answer.
@@ -708,6 +730,14 @@ public struct Store: Sendable {
     }
 
     func decodeFile(_ bytes: [UInt8], userID: String, key: String) throws -> (UserRecord, FileLayout) {
+        let (record, layout, _) = try decodeFileReportingDamage(bytes, userID: userID, key: key)
+        return (record, layout)
+    }
+
+    /// `decodeFile`, and the damaged tail it found and reported (`StoreEvents.damagedTail`), if any.
+    func decodeFileReportingDamage(_ bytes: [UInt8], userID: String, key: String) throws -> (
+        UserRecord, FileLayout, DamagedTailError?
+    ) {
         let decoded: (record: UserRecord, layout: FileLayout)
         do {
             decoded = try options.codec.decodeFile(bytes)
@@ -721,32 +751,17 @@ public struct Store: Sendable {
                 reason: "the file belongs to user '\(decoded.record.userID)'")
         }
         let layout = decoded.layout
-        if layout.ignoredLength > 0,
+        guard layout.ignoredLength > 0,
             bytes[layout.validLength...].withUnsafeBytes({ RecordCodec.classifyTail($0) }).isDamage
-        {
-            options.events.damagedTail(
-                userID, storage.location(of: key), layout.validLength, layout.ignoredLength)
-        }
-        return (decoded.record, layout)
+        else { return (decoded.record, layout, nil) }
+        let location = storage.location(of: key)
+        options.events.damagedTail(userID, location, layout.validLength, layout.ignoredLength)
+        return (
+            decoded.record, layout,
+            DamagedTailError(path: location, offset: layout.validLength, length: layout.ignoredLength)
+        )
     }
 
-    func decode(_ bytes: [UInt8], userID: String, key: String) throws -> UserRecord {
-        let record: UserRecord
-        do {
-            record = try options.codec.decode(bytes)
-        } catch {
-            throw CorruptUserFileError(
-                userID: userID, location: storage.location(of: key), reason: error.description)
-        }
-        // Compare bytes: Swift's == treats canonically equivalent spellings as equal, but they are
-        // different ids with different files.
-        guard record.userID.utf8.elementsEqual(userID.utf8) else {
-            throw CorruptUserFileError(
-                userID: userID, location: storage.location(of: key),
-                reason: "the file belongs to user '\(record.userID)'")
-        }
-        return record
-    }
 }
 
 /// The ids of all users, paged lazily from storage.

@@ -31,6 +31,9 @@ extension Store {
         removeTemporaryFilesOlderThan age: Duration? = nil, pageSize: Int = 1000,
         progress: (@Sendable (Int) -> Void)? = nil
     ) async throws -> VerifyReport {
+        if age != nil, options.readOnly {
+            throw ReadOnlyStoreError(location: storage.location(of: keys.prefix))
+        }
         var report = VerifyReport()
         var cursor: String?
         repeat {

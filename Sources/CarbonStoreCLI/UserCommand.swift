@@ -18,8 +18,13 @@ struct UserCommand: AsyncParsableCommand {
                 let store = try await storage.makeStore {
                     $0.readOnly = true
                     $0.events.damagedTail = { _, location, offset, length in
+                        // `file verify` reads files on this host: an object elsewhere is copied first.
+                        let look =
+                            location.hasPrefix("/")
+                            ? "see 'carbonstore file verify \(location)'"
+                            : "copy the object and run 'carbonstore file verify' on the copy"
                         printError(
-                            "warning: \(location) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; the record shown is the one before them (see 'carbonstore file verify \(location)')"
+                            "warning: \(location) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; the record shown is the one before them (\(look))"
                         )
                     }
                 }

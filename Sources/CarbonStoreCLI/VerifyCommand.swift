@@ -21,6 +21,9 @@ struct VerifyCommand: AsyncParsableCommand {
             }
             // Only removing temporary files writes.
             let store = try await storage.makeStore { $0.readOnly = removeTempOlderThan == nil }
+            if let path = store.storage as? PathStorage, !path.rootExists {
+                throw DataDirectoryMissingError(path: path.root)
+            }
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
             for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }

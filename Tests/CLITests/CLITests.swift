@@ -247,7 +247,11 @@ import Testing
         #expect(show.status == 3 && show.stderr.contains("does not exist"), "\(show.stderr)")
         let list = try none.run(["user", "list"])
         #expect(list.status == 0 && list.stdout.isEmpty)
-        #expect(try none.run(["verify"]).status == 0)
+        // A scrub of a directory that is not there must not pass for a healthy store.
+        let scrub = try none.run(["verify"])
+        #expect(
+            scrub.status == 3 && scrub.stderr.contains("does not exist: nothing to verify"), "\(scrub.stderr)"
+        )
         #expect(!FileManager.default.fileExists(atPath: missing), "a reading command created the directory")
 
         // As another user, with read access through the group's mode and nothing more.

@@ -92,6 +92,13 @@ import Testing
             name: "an mcc with a fraction", body: batch(transactionJSON("t1", extra: #","mcc":5411.5"#)),
             field: "transactions[0].mcc"),
         Case(
+            name: "an mcc with a fraction a Double would round away",
+            body: batch(transactionJSON("t1", extra: #","mcc":5411.00000000000001"#)),
+            field: "transactions[0].mcc"),
+        Case(
+            name: "an mcc of a tiny fraction", body: batch(transactionJSON("t1", extra: #","mcc":1e-400"#)),
+            field: "transactions[0].mcc"),
+        Case(
             name: "an mcc out of range in exponent form",
             body: batch(transactionJSON("t1", extra: #","mcc":1e4"#)),
             field: "transactions[0].mcc"),

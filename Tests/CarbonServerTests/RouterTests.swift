@@ -240,7 +240,9 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
     @Test func anIntegerMayBeWrittenWithAZeroFraction() async throws {
         let service = try await TestService.memory()
         try await service.application().test(.router) { client in
-            for (id, mcc) in [("t1", "5411.0"), ("t2", "5.411e3"), ("t3", "5411")] {
+            for (id, mcc) in [
+                ("t1", "5411.0"), ("t2", "5.411e3"), ("t3", "5411"), ("t4", "541100E-2"), ("t5", "0.5411e+4"),
+            ] {
                 let a = try await client.call(
                     .post, "/v1/users/u1/transactions", role: .write,
                     body: batch(transactionJSON(id, extra: ",\"mcc\":\(mcc)")))
@@ -248,7 +250,7 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
             }
         }
         let record = try await service.store.get("u1")
-        #expect(record.transactions.map(\.mcc) == [5411, 5411, 5411])
+        #expect(record.transactions.map(\.mcc) == [5411, 5411, 5411, 5411, 5411])
     }
 
     @Test func footprintsSavingsAndSummary() async throws {
@@ -296,6 +298,20 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
             #expect(
                 (all.json["footprints"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [
                     "f2", "f1", "f3",
+                ])
+            // Equal times: by id, in UTF-8 byte order.
+            let same = #"""
+                {"footprints":[
+                 {"id":"f9","kgCO2e":0,"category":"food","methodology":"m1","calculatedAt":"2026-05-01T00:00:00Z"},
+                 {"id":"f0","kgCO2e":0,"category":"food","methodology":"m1","calculatedAt":"2026-05-01T00:00:00Z"}]}
+                """#
+            #expect(
+                try await client.call(.post, "/v1/users/u1/footprints", role: .write, body: same).status
+                    == 200)
+            let ties = try await client.call(.get, "/v1/users/u1/footprints", role: .read)
+            #expect(
+                (ties.json["footprints"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [
+                    "f2", "f1", "f0", "f3", "f9",
                 ])
             let more = #"""
                 {"savings":[

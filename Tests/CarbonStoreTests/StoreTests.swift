@@ -383,6 +383,69 @@ import Testing
         #expect(reports.withLock { $0.isEmpty })
     }
 
+    /// A storage that writes objects whole (S3, memory) would drop a damaged tail with the next
+    /// write: the update is refused, as on a volume, and the object is left as it was; deleting the
+    /// user still works. With the cache off, the read reports the damage too.
+    @Test func aWholeObjectWriteIsRefusedOverADamagedTail() async throws {
+        let storage = MemoryStorage()
+        let writer = Store(storage: storage, locks: InProcessLockService())
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            try await writer.update("zed") {
+                $0.setPreference(k, value: v, at: Timestamp(millisecondsSince1970: 0))
+            }
+        }
+        let key = try UserKeys().key(for: "zed")
+        let original = try #require(try await storage.getBytes(key))
+        let layout = try RecordCodec().decodeFile(original).layout
+        #expect(layout.ignoredLength == 0 && layout.tailLength > 0, "two frames after the snapshot")
+        var damaged = original
+        damaged[layout.snapshotLength + 20] ^= 0xFF
+        _ = try await storage.put(key, bytes: damaged, condition: .unconditional)
+
+        let reports = CarbonStore.Locked(0)
+        for cache in [64 << 20, 0] {
+            var options = StoreOptions()
+            options.cacheBytes = cache
+            options.events.damagedTail = { _, _, _, _ in reports.withLock { $0 += 1 } }
+            let store = Store(storage: storage, locks: InProcessLockService(), options: options)
+            #expect(try await store.read("zed")?.preferences.count == 1, "cache \(cache)")
+            await #expect(throws: DamagedTailError.self) {
+                try await store.update("zed") {
+                    $0.setPreference("d", value: "4", at: Timestamp(millisecondsSince1970: 0))
+                }
+            }
+            #expect(
+                try await storage.getBytes(key) == damaged,
+                "cache \(cache): the damaged object was written over")
+        }
+        #expect(reports.withLock { $0 } >= 4, "each read reports the damage")
+        #expect(try await writer.delete("zed") == .deleted)
+        #expect(try await storage.getBytes(key) == nil)
+    }
+
+    /// A store opened for reading only refuses updates and deletes before it takes a lock or
+    /// touches the storage, on every backend: no folder, no lock file is made.
+    @Test func aReadOnlyStoreRefusesWritesBeforeLocking() async throws {
+        let dir = try TemporaryDirectory("read-only-store")
+        defer { dir.remove() }
+        var options = StoreOptions()
+        options.readOnly = true
+        for uri in ["path:" + dir.path, "memory:"] {
+            let store = try await StoreFactory(options: options).makeStore(uri)
+            await #expect {
+                try await store.update("zed") {
+                    $0.setPreference("k", value: "v", at: Timestamp(millisecondsSince1970: 0))
+                }
+            } throws: { ($0 as? ReadOnlyStoreError)?.kind == .permissionDenied }
+            await #expect(throws: ReadOnlyStoreError.self) { try await store.delete("zed") }
+            await #expect(throws: ReadOnlyStoreError.self) {
+                try await store.verify(removeTemporaryFilesOlderThan: .zero)
+            }
+            #expect(try await store.read("zed") == nil, "\(uri)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty, "nothing was made")
+    }
+
     @Test func missingVolumeIsAnError() async throws {
         await #expect {
             try await StoreFactory().makeStore(
