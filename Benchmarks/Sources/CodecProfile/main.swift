@@ -113,6 +113,35 @@ if args.count > 1, args[1] == "append8" {
     Fixtures.removeDirectory("profile-append8")
     exit(0)
 }
+if args.count > 1, args[1] == "append-tasks" {
+    // W1 append updates one after another, each in a task of its own started from a dispatch
+    // queue and waited for with a semaphore, as package-benchmark runs an async benchmark's
+    // iterations: every update has another leader than the last.
+    let iterations = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
+    let store = try await w1Store("profile-append-tasks")
+    let processorStart = ProcessUsage.now().processorTime
+    // The main thread waits, as package-benchmark's does; the tasks run on the pool.
+    let start = ContinuousClock.now
+    for n in 0..<iterations {
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global(qos: .userInitiated).async {
+            Task {
+                do { try await store.update("w1") { try $0.upsert(Fixtures.appended(n)) } } catch {
+                    fatalError("update \(n): \(error)")
+                }
+                done.signal()
+            }
+        }
+        done.wait()
+    }
+    let elapsed = ContinuousClock.now - start
+    let processor = ProcessUsage.now().processorTime - processorStart
+    print(
+        "append-tasks: \(elapsed / iterations) per update over \(iterations); processor time \(processor / iterations)"
+    )
+    Fixtures.removeDirectory("profile-append-tasks")
+    exit(0)
+}
 if args.count > 1, args[1] == "append" {
     // W1 append updates in a loop on a `path:` store (locking=local), as the W1 append benchmark
     // runs them: what one update costs, for a profiler.
