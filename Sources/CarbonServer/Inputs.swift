@@ -138,17 +138,17 @@ enum Inputs {
     ]
 
     /// The whole number that a JSON number's text stands for (`5411`, `5411.0`, `5.411e3`,
-    /// `541100e-2`), exactly, without floating point; nil when its value has a fraction
-    /// (`5411.00000000000001`, `1e-400`) or more than 18 digits, or the text is longer than 64
+    /// `541100e-2`, `0e99`), exactly, without floating point; nil when its value has a fraction
+    /// (`5411.00000000000001`, `1e-400`) or more than 18 digits, or the text is longer than 256
     /// bytes.
     static func exactInteger(_ text: String) -> Int? {
-        guard text.utf8.count <= 64 else { return nil }
+        guard text.utf8.count <= 256 else { return nil }
         var rest = Substring(text)
         let negative = rest.first == "-"
         if negative { rest = rest.dropFirst() }
         var exponent = 0
         if let e = rest.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-            guard let x = Int(rest[rest.index(after: e)...]), abs(x) <= 64 else { return nil }
+            guard let x = Int(rest[rest.index(after: e)...]), abs(x) <= 1_000 else { return nil }
             exponent = x
             rest = rest[..<e]
         }
@@ -161,15 +161,17 @@ enum Inputs {
         else {
             return nil
         }
+        while digits.first == UInt8(ascii: "0") { digits.removeFirst() }
+        if digits.isEmpty { return 0 }  // zero, whatever the exponent
         // value = digits × 10^exponent: whole when the digits a negative exponent drops are zeros.
         if exponent < 0 {
             let dropped = min(-exponent, digits.count)
             guard digits.suffix(dropped).allSatisfy({ $0 == UInt8(ascii: "0") }) else { return nil }
             digits.removeLast(dropped)
         } else {
+            guard digits.count + exponent <= 18 else { return nil }
             digits += repeatElement(UInt8(ascii: "0"), count: exponent)
         }
-        while digits.first == UInt8(ascii: "0") { digits.removeFirst() }
         guard digits.count <= 18 else { return nil }
         let magnitude = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
         return negative ? -magnitude : magnitude

@@ -346,6 +346,12 @@ public struct DamagedTailError: CarbonStoreError, Hashable {
     public var kind: ErrorKind { .corrupt }
 
     public var description: String {
-        "user file at \(path) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; nothing was written. Inspect it with `carbonstore file verify \(path)`, then restore the user from a backup or cut the damaged bytes by hand"
+        // `file verify` reads files of this host: an object elsewhere (S3) is copied first.
+        let inspect =
+            path.hasPrefix("/")
+            ? "Inspect it with `carbonstore file verify \(path)`"
+            : "Inspect a copy of it with `carbonstore file verify`"
+        return
+            "user file at \(path) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; nothing was written. \(inspect), then restore the user from a backup or cut the damaged bytes by hand"
     }
 }

@@ -113,7 +113,7 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
         if text.contains("#") {
             throw fail(
                 "the URI contains '#', which would start a fragment; write %23 for a '#' in a path or a value",
-                "path:carbonstore-data")
+                text.hasPrefix("s3:") ? s3Example : "path:carbonstore-data")
         }
         guard let colon = text.firstIndex(of: ":") else {
             throw fail(
@@ -292,6 +292,12 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                     s3Example + "&prefix=users/")
             }
             prefix = segments.isEmpty ? "" : segments.joined(separator: "/") + "/"
+            // Keys stay within S3's 1,024 bytes with the longest user id (`UserKeys`).
+            guard prefix.utf8.count <= UserKeys.maximumPrefixBytes else {
+                throw fail(
+                    "prefix '\(p)' is \(prefix.utf8.count) bytes; a prefix is at most \(UserKeys.maximumPrefixBytes) bytes",
+                    s3Example + "&prefix=users/")
+            }
         }
 
         func milliseconds(_ key: String, minimum: Int64) throws(InvalidStorageURIError) -> Int64? {

@@ -61,6 +61,14 @@ public enum AWSOptionChecks {
         _ = try parsed(["region": region], option: "--region", example: regionExample)
     }
 
+    /// A region name as the storage URI's `region=` takes it: lower-case letters, digits and `-`.
+    static func isRegionName(_ region: String) -> Bool {
+        !region.isEmpty
+            && region.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
+            }
+    }
+
     /// A region of AWS itself, which its endpoints and ARNs name: two letters, one or more words and
     /// a number, joined by `-` (`eu-west-1`, `us-gov-west-1`, `ap-southeast-2`). S3- and
     /// DynamoDB-compatible stores may name their regions otherwise.
@@ -135,8 +143,10 @@ public enum AWSOptionChecks {
         else {
             throw fail("'\(parts[1])' in '\(arn)' is not an AWS partition such as aws, aws-cn or aws-us-gov")
         }
-        guard parts[3] == "*" || isAWSRegionName(parts[3]) else {
-            throw fail("'\(parts[3])' in '\(arn)' is not an AWS region such as eu-west-1 (or *)")
+        // A region as the storage URI takes it: an S3- or DynamoDB-compatible store answers its
+        // own names (DynamoDB Local: `ddblocal`).
+        guard parts[3] == "*" || isRegionName(parts[3]) else {
+            throw fail("'\(parts[3])' in '\(arn)' is not a region such as eu-west-1 (or *)")
         }
         guard parts[4] == "*" || EnginePolicy.isAccountID(parts[4]) else {
             throw fail("'\(parts[4])' in '\(arn)' is not a 12-digit AWS account id (or *)")

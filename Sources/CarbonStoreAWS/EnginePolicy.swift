@@ -44,7 +44,9 @@ public enum EnginePolicy {
         var statements: [[String: Any]] = []
         if let bucket {
             try AWSOptionChecks.checkBucket(bucket)
-            let prefix = try AWSOptionChecks.normalizedPrefix(prefix)
+            // IAM reads `*`, `?` and `${…}` in a resource or a condition value as a wildcard or a
+            // policy variable: a prefix holding them is written with IAM's escapes.
+            let prefix = iamEscaped(try AWSOptionChecks.normalizedPrefix(prefix))
             statements.append([
                 "Sid": "CarbonStoreUserFiles", "Effect": "Allow", "Action": s3ObjectActions,
                 "Resource": "arn:aws:s3:::\(bucket)/\(prefix)*",
@@ -80,6 +82,22 @@ public enum EnginePolicy {
         let data = try! JSONSerialization.data(
             withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// `text` with IAM's escapes for the characters that a policy's resources and `StringLike`
+    /// values would read as a wildcard or a variable: `${*}` for `*`, `${?}` for `?`, `${$}` for
+    /// `$`.
+    public static func iamEscaped(_ text: String) -> String {
+        var out = ""
+        for c in text {
+            switch c {
+            case "*": out += "${*}"
+            case "?": out += "${?}"
+            case "$": out += "${$}"
+            default: out.append(c)
+            }
+        }
+        return out
     }
 
     /// The values of `s3:prefix` that the ListBucket statement allows under a normalised prefix

@@ -48,6 +48,16 @@ struct AWSCommand: AsyncParsableCommand {
                 try checkRegionOfAWS(clients.configuration)
                 var tableARN: String?
                 do {
+                    // The table is looked at first: one whose key schema the locks cannot use is
+                    // refused before anything is made or changed. The locks are read and written by
+                    // `id` alone: a table with another key schema would refuse every lock item.
+                    var existingTable: DynamoDBClient.TableDescription?
+                    if let table { existingTable = try await clients.dynamo.describeTable(table) }
+                    if let table, let existingTable,
+                        let problem = DynamoDBLockService.keySchemaProblem(existingTable)
+                    {
+                        throw LockTableKeySchemaError(table: table, problem: problem, underlying: nil)
+                    }
                     if let bucket {
                         let status = try await clients.s3.headBucket(bucket)
                         if status == 404 {
@@ -69,12 +79,7 @@ struct AWSCommand: AsyncParsableCommand {
                     }
                     if let table {
                         let described: DynamoDBClient.TableDescription
-                        if let existing = try await clients.dynamo.describeTable(table) {
-                            // The locks are read and written by `id` alone: a table with another
-                            // key schema would refuse every lock item.
-                            if let problem = DynamoDBLockService.keySchemaProblem(existing) {
-                                throw LockTableKeySchemaError(table: table, problem: problem, underlying: nil)
-                            }
+                        if let existing = existingTable {
                             let schema: String
                             if existing.keySchema == nil {
                                 schema = "key schema not told"

@@ -252,6 +252,8 @@ import Testing
         #expect(
             scrub.status == 3 && scrub.stderr.contains("does not exist: nothing to verify"), "\(scrub.stderr)"
         )
+        let removing = try none.run(["verify", "--remove-temp-older-than", "60"])
+        #expect(removing.status == 3, "\(removing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: missing), "a reading command created the directory")
 
         // As another user, with read access through the group's mode and nothing more.

@@ -161,12 +161,15 @@ import Testing
 
     /// A DynamoDB that answers DescribeTable for `locks` with `keySchema` (JSON) and
     /// `attributes` (JSON), and records every request.
-    static func fakeDynamoDB(keySchema: String, attributes: String) async throws -> LoopbackHTTPServer {
+    static func fakeDynamoDB(
+        keySchema: String, attributes: String,
+        arn: String = "arn:aws:dynamodb:eu-west-1:123456789012:table/locks"
+    ) async throws -> LoopbackHTTPServer {
         try await LoopbackHTTPServer.start { request in
             switch request.header("X-Amz-Target") {
             case "DynamoDB_20120810.DescribeTable":
                 return .json(
-                    #"{"Table":{"TableName":"locks","TableStatus":"ACTIVE","TableArn":"arn:aws:dynamodb:eu-west-1:123456789012:table/locks","KeySchema":\#(keySchema),"AttributeDefinitions":\#(attributes)}}"#
+                    #"{"Table":{"TableName":"locks","TableStatus":"ACTIVE","TableArn":"\#(arn)","KeySchema":\#(keySchema),"AttributeDefinitions":\#(attributes)}}"#
                 )
             default:
                 return .text("unexpected", status: 400)
@@ -197,15 +200,19 @@ import Testing
         var env = Self.offline
         env["AWS_REGION"] = "eu-west-1"
         env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
-        let out = try await Self.run(["setup", "--table", "locks"], environment: env)
+        // With a bucket too, which the refusal must leave alone (the fake answers S3 as well).
+        let out = try await Self.run(
+            ["setup", "--bucket", "fresh-bucket", "--table", "locks"], environment: env)
         #expect(out.status == 64, "\(out.stderr)")
+        #expect(!out.stdout.contains("bucket"), "\(out.stdout)")
         #expect(!out.stdout.contains("exists"), "\(out.stdout)")
         #expect(!out.stdout.contains("IAM policy"), "\(out.stdout)")
         #expect(out.stderr.split(separator: "\n").count == 1, "\(out.stderr)")
         for fragment in ["table locks", "partition key id of type S", "no sort key", found, "--table"] {
             #expect(out.stderr.contains(fragment), "'\(fragment)' not in: \(out.stderr)")
         }
-        // Nothing but DescribeTable (retried, on a slow machine): an existing table is never changed.
+        // Nothing but DescribeTable (retried, on a slow machine): an existing table is never
+        // changed, and no bucket is made or changed.
         let targets = server.requests.map { $0.header("X-Amz-Target") }
         #expect(
             !targets.isEmpty && targets.allSatisfy { $0 == "DynamoDB_20120810.DescribeTable" }, "\(targets)")
@@ -223,6 +230,21 @@ import Testing
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout.contains("table locks exists (ACTIVE"), "\(out.stdout)")
         #expect(out.stdout.contains("arn:aws:dynamodb:eu-west-1:123456789012:table/locks"), "\(out.stdout)")
+    }
+
+    /// DynamoDB Local answers ARNs in its own region, `ddblocal`: the policy is pinned to it.
+    @Test func setupPinsThePolicyToACompatibleStoresARN() async throws {
+        let arn = "arn:aws:dynamodb:ddblocal:000000000000:table/locks"
+        let server = try await Self.fakeDynamoDB(
+            keySchema: #"[{"AttributeName":"id","KeyType":"HASH"}]"#,
+            attributes: #"[{"AttributeName":"id","AttributeType":"S"}]"#, arn: arn)
+        defer { Task { try? await server.shutdown() } }
+        var env = Self.offline
+        env["AWS_REGION"] = "eu-west-1"
+        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
+        let out = try await Self.run(["setup", "--table", "locks"], environment: env)
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout.contains(arn), "\(out.stdout)")
     }
 
     /// The lock table's key schema: partition key `id` of type S, and nothing else.

@@ -157,6 +157,20 @@ import Testing
         }
     }
 
+    /// A prefix holding IAM's wildcards or a variable's `$` is written with IAM's escapes, so that
+    /// `a*` grants the folder `a*/` and not every folder that starts with `a`.
+    @Test func wildcardsInThePrefixAreEscaped() throws {
+        let doc = try EnginePolicy.document(bucket: "my-bucket", prefix: "a*b?/$x", table: nil)
+        let s = try Self.statements(doc)
+        let folder = "a" + "${*}" + "b" + "${?}" + "/" + "${$}" + "x/"
+        let resource = s["CarbonStoreUserFiles"]?["Resource"] as? String
+        #expect(resource == "arn:aws:s3:::my-bucket/" + folder + "*")
+        let condition = s["CarbonStoreListUsers"]?["Condition"] as? [String: [String: [String]]]
+        let expected = ["StringLike": ["s3:prefix": [folder, folder + "*"]]]
+        #expect(condition == expected)
+        #expect(EnginePolicy.iamEscaped("plain/path") == "plain/path")
+    }
+
     @Test func noPrefixGrantsTheBucketWithoutACondition() throws {
         for prefix in ["", "/", "//"] {
             let s = try Self.statements(
@@ -194,7 +208,7 @@ import Testing
         }
         for arn in [
             "garbage", "arn:aws:s3:::my-bucket", "arn:aws:dynamodb:eu-west-1:123456789012:table/other",
-            "arn:aws:dynamodb:mars:123456789012:table/locks", "arn:aws:dynamodb:eu-west-1:1234:table/locks",
+            "arn:aws:dynamodb:Mars!:123456789012:table/locks", "arn:aws:dynamodb:eu-west-1:1234:table/locks",
             "arn:azure:dynamodb:eu-west-1:123456789012:table/locks",
         ] {
             refused("--table-arn") { try EnginePolicy.document(bucket: nil, table: "locks", tableARN: arn) }
