@@ -298,12 +298,7 @@ import Testing
                 status: 400)
         }
         defer { Task { try? await server.shutdown() } }
-        let dynamo = DynamoDBClient(
-            client: AWSServiceClient(
-                service: "dynamodb", region: "eu-west-1", endpoint: server.baseURL,
-                credentials: StaticCredentialProvider(
-                    AWSCredentials(accessKeyID: "AKID", secretAccessKey: "s")),
-                transport: AsyncHTTPTransport.shared))
+        let dynamo = EnginePolicyTests.dynamoClient(at: server.baseURL)
         let locks = DynamoDBLockService(dynamo: dynamo, table: "wrong-locks", namespace: "s3://b/")
         let error = await #expect(throws: LockTableKeySchemaError.self) {
             _ = try await locks.acquire("alice", userID: "alice", wait: .seconds(1))

@@ -18,6 +18,16 @@ import Testing
         return bySid
     }
 
+    /// A DynamoDB client for a fake DynamoDB at `url` (region eu-west-1, test credentials).
+    static func dynamoClient(at url: URL) -> DynamoDBClient {
+        DynamoDBClient(
+            client: AWSServiceClient(
+                service: "dynamodb", region: "eu-west-1", endpoint: url,
+                credentials: StaticCredentialProvider(
+                    AWSCredentials(accessKeyID: "AKID", secretAccessKey: "s")),
+                transport: AsyncHTTPTransport.shared))
+    }
+
     @Test func pinnedToTheTableInItsRegionAndAccount() throws {
         let arn = EnginePolicy.tableARN(
             table: "carbonstore-locks", region: "eu-west-1", account: "123456789012")
@@ -94,12 +104,7 @@ import Testing
             }
         }
         defer { Task { try? await server.shutdown() } }
-        let dynamo = DynamoDBClient(
-            client: AWSServiceClient(
-                service: "dynamodb", region: "eu-west-1", endpoint: server.baseURL,
-                credentials: StaticCredentialProvider(
-                    AWSCredentials(accessKeyID: "AKID", secretAccessKey: "s")),
-                transport: AsyncHTTPTransport.shared))
+        let dynamo = EnginePolicyTests.dynamoClient(at: server.baseURL)
         let described = try await dynamo.describeTable("locks")
         #expect(described == DynamoDBClient.TableDescription(status: "ACTIVE", arn: arn))
         #expect(try await dynamo.describeTable("new") == nil)
