@@ -146,12 +146,12 @@ enum Inputs {
         var rest = Substring(text)
         let negative = rest.first == "-"
         if negative { rest = rest.dropFirst() }
-        var exponent = 0
+        var exponentText: Substring?
         if let e = rest.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-            guard let x = Int(rest[rest.index(after: e)...]), abs(x) <= 1_000 else { return nil }
-            exponent = x
+            exponentText = rest[rest.index(after: e)...]
             rest = rest[..<e]
         }
+        var exponent = 0
         var digits = Array(rest.utf8)
         if let dot = digits.firstIndex(of: UInt8(ascii: ".")) {
             exponent -= digits.count - dot - 1
@@ -163,6 +163,10 @@ enum Inputs {
         }
         while digits.first == UInt8(ascii: "0") { digits.removeFirst() }
         if digits.isEmpty { return 0 }  // zero, whatever the exponent
+        if let exponentText {
+            guard let x = Int(exponentText), abs(x) <= 1_000 else { return nil }
+            exponent += x
+        }
         // value = digits × 10^exponent: whole when the digits a negative exponent drops are zeros.
         if exponent < 0 {
             let dropped = min(-exponent, digits.count)

@@ -291,13 +291,14 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
                     "prefix '\(p)' must not contain '.', '..' or hidden segments",
                     s3Example + "&prefix=users/")
             }
-            prefix = segments.isEmpty ? "" : segments.joined(separator: "/") + "/"
+            let joined = segments.joined(separator: "/")
             // Keys stay within S3's 1,024 bytes with the longest user id (`UserKeys`).
-            guard prefix.utf8.count <= UserKeys.maximumPrefixBytes else {
+            guard joined.utf8.count <= UserKeys.maximumPrefixBytes else {
                 throw fail(
-                    "prefix '\(p)' is \(prefix.utf8.count) bytes; a prefix is at most \(UserKeys.maximumPrefixBytes) bytes",
+                    "prefix '\(p)' is \(joined.utf8.count) bytes; a prefix is at most \(UserKeys.maximumPrefixBytes) bytes",
                     s3Example + "&prefix=users/")
             }
+            prefix = segments.isEmpty ? "" : joined + "/"
         }
 
         func milliseconds(_ key: String, minimum: Int64) throws(InvalidStorageURIError) -> Int64? {

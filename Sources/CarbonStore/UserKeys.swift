@@ -16,7 +16,8 @@ public struct UserKeys: Sendable, Hashable {
     /// The longest user id accepted, in UTF-8 bytes. Its worst-case key (every byte escaped) stays
     /// within S3's 1,024-byte key limit together with a prefix of up to 200 bytes.
     public static let maximumUserIDBytes = 256
-    /// The longest prefix, in UTF-8 bytes with its final `/` (the storage URI's `prefix=`).
+    /// The longest prefix, in UTF-8 bytes without its final `/` (the storage URI's `prefix=`): a
+    /// key of the longest user id, every byte escaped, then stays within S3's 1,024 bytes.
     public static let maximumPrefixBytes = 200
     public static let fileExtension = ".cstore"
     static let segmentLength = 200

@@ -31,7 +31,8 @@ extension Store {
         removeTemporaryFilesOlderThan age: Duration? = nil, pageSize: Int = 1000,
         progress: (@Sendable (Int) -> Void)? = nil
     ) async throws -> VerifyReport {
-        if age != nil, options.readOnly {
+        // Only `path:` has temporary files to remove: elsewhere `age` asks for nothing.
+        if age != nil, options.readOnly, storage is PathStorage {
             throw ReadOnlyStoreError(location: storage.location(of: keys.prefix))
         }
         var report = VerifyReport()

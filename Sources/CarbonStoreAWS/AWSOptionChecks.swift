@@ -121,8 +121,8 @@ public enum AWSOptionChecks {
     }
 
     /// `--table-arn`: `*` (any table, as the tests' moto needs), or the ARN of table `table`,
-    /// `arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE`, with an AWS partition, an AWS region or
-    /// `*`, a 12-digit account or `*`.
+    /// `arn:PARTITION:dynamodb:REGION:ACCOUNT:table/TABLE`, with an AWS partition, a region as
+    /// `region=` takes it (compatible stores name their own) or `*`, a 12-digit account or `*`.
     public static func checkTableARN(_ arn: String, table: String) throws(InvalidAWSOptionError) {
         let example = "--table-arn arn:aws:dynamodb:eu-west-1:123456789012:table/\(table)"
         if arn == "*" { return }

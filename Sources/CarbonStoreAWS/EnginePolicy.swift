@@ -132,10 +132,11 @@ public enum EnginePolicy {
     }
 
     /// Whether `arn` is the ARN of table `table` in a named region and account (as DescribeTable and
-    /// CreateTable return it), so that a policy may be pinned to it.
+    /// CreateTable return it), so that a policy may be pinned to it: one that `document` takes
+    /// (`AWSOptionChecks.checkTableARN`), with neither region nor account `*`.
     public static func isPinnedTableARN(_ arn: String, table: String) -> Bool {
         let parts = arn.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
-        return parts.count == 6 && parts[0] == "arn" && parts[2] == "dynamodb" && !parts[3].isEmpty
-            && parts[3] != "*" && isAccountID(String(parts[4])) && parts[5] == "table/\(table)"
+        return parts.count == 6 && parts[3] != "*" && isAccountID(String(parts[4]))
+            && (try? AWSOptionChecks.checkTableARN(arn, table: table)) != nil
     }
 }

@@ -19,13 +19,13 @@ struct VerifyCommand: AsyncParsableCommand {
                     "--remove-temp-older-than is a number of minutes from 0 to 5256000 (ten years), not \(minutes)"
                 )
             }
-            // Only removing temporary files writes; a data directory that does not exist is
-            // found before a store that would write creates it.
+            // Only removing temporary files writes (on `path:`); a data directory that does not
+            // exist is found before a store that would write creates it.
             var store = try await storage.makeStore { $0.readOnly = true }
-            if let path = store.storage as? PathStorage, !path.rootExists {
-                throw DataDirectoryMissingError(path: path.root)
+            if let path = store.storage as? PathStorage {
+                guard path.rootExists else { throw DataDirectoryMissingError(path: path.root) }
+                if removeTempOlderThan != nil { store = try await storage.makeStore() }
             }
-            if removeTempOlderThan != nil { store = try await storage.makeStore() }
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
             for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }

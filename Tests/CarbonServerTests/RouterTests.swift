@@ -242,7 +242,7 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
         try await service.application().test(.router) { client in
             for (id, mcc) in [
                 ("t1", "5411.0"), ("t2", "5.411e3"), ("t3", "5411"), ("t4", "541100E-2"), ("t5", "0.5411e+4"),
-                ("t6", "5411" + "." + String(repeating: "0", count: 100)),
+                ("t6", "5411" + "." + String(repeating: "0", count: 100)), ("t7", "5411e0"), ("t8", "0e1001"),
             ] {
                 let a = try await client.call(
                     .post, "/v1/users/u1/transactions", role: .write,
@@ -251,7 +251,7 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
             }
         }
         let record = try await service.store.get("u1")
-        #expect(record.transactions.map(\.mcc) == [5411, 5411, 5411, 5411, 5411, 5411])
+        #expect(record.transactions.map(\.mcc) == [5411, 5411, 5411, 5411, 5411, 5411, 5411, 0])
     }
 
     @Test func footprintsSavingsAndSummary() async throws {

@@ -232,6 +232,22 @@ import Testing
         #expect(out.stdout.contains("arn:aws:dynamodb:eu-west-1:123456789012:table/locks"), "\(out.stdout)")
     }
 
+    /// An ARN that a policy cannot name (a region with capitals): not pinned, and setup still ends
+    /// well, with the note that says how to pin it.
+    @Test func setupLeavesAnARNItCannotUseUnpinned() async throws {
+        let server = try await Self.fakeDynamoDB(
+            keySchema: #"[{"AttributeName":"id","KeyType":"HASH"}]"#,
+            attributes: #"[{"AttributeName":"id","AttributeType":"S"}]"#,
+            arn: "arn:aws:dynamodb:Garage:000000000000:table/locks")
+        defer { Task { try? await server.shutdown() } }
+        var env = Self.offline
+        env["AWS_REGION"] = "eu-west-1"
+        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
+        let out = try await Self.run(["setup", "--table", "locks"], environment: env)
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout.contains("arn:aws:dynamodb:*:*:table/locks"), "\(out.stdout)")
+    }
+
     /// DynamoDB Local answers ARNs in its own region, `ddblocal`: the policy is pinned to it.
     @Test func setupPinsThePolicyToACompatibleStoresARN() async throws {
         let arn = "arn:aws:dynamodb:ddblocal:000000000000:table/locks"

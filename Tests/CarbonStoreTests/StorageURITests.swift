@@ -64,6 +64,10 @@ import Testing
         ("path:p%7Fq", "the path contains a control character"),
         ("path:data45#frag", "would start a fragment; write %23"),
         ("s3:my-bucket?locking=none&prefix=a#b", "would start a fragment; write %23"),
+        (
+            "s3:my-bucket?locking=none&prefix=" + String(repeating: "p", count: 201),
+            "is 201 bytes; a prefix is at most 200 bytes"
+        ),
         ("path:p%C2%85q", "the path contains a control character"),
         ("s3:my-bucket?locking=none&prefix=a%C2%9Fb", "must not contain control characters"),
         ("path:/tmp/x?prefix=a%00b", "the value of 'prefix' contains a NUL byte (%00)"),
@@ -113,6 +117,17 @@ import Testing
             return message.contains(expected) && message.contains("Example: ") && message.contains(text)
                 && e.kind == .invalidInput
         }
+    }
+
+    /// A prefix of 200 bytes (its final '/' not counted) is taken; its keys stay within S3's 1,024
+    /// bytes with the longest user id, every byte of it escaped.
+    @Test func aPrefixOf200BytesIsTheLongest() throws {
+        let longest = String(repeating: "p", count: 200)
+        let uri = try StorageURI("s3:my-bucket?locking=none&prefix=/" + longest + "/")
+        #expect(uri.prefix == longest + "/")
+        let key = try UserKeys(prefix: uri.prefix).key(
+            for: String(repeating: "\u{7F}", count: UserKeys.maximumUserIDBytes))
+        #expect(key.utf8.count <= 1024, "\(key.utf8.count) bytes")
     }
 
     @Test func exampleInMessageParses() throws {
