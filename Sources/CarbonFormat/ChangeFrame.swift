@@ -441,4 +441,8 @@ public enum IgnoredTail: Sendable, Equatable {
 
     /// Whether the tail may hide acknowledged changes.
     public var isDamage: Bool { self == .damaged }
+
+    /// What damage is, in the words every message about it uses (after "… bytes that are").
+    public static let damageExplanation =
+        "not one torn append: a damaged change frame, which may hide acknowledged changes after it"
 }

@@ -352,6 +352,6 @@ public struct DamagedTailError: CarbonStoreError, Hashable {
             ? "Inspect it with `carbonstore file verify \(path)`"
             : "Inspect a copy of it with `carbonstore file verify`"
         return
-            "user file at \(path) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; nothing was written. \(inspect), then restore the user from a backup or cut the damaged bytes by hand"
+            "user file at \(path) has \(length) bytes after offset \(offset) that are \(IgnoredTail.damageExplanation); nothing was written. \(inspect), then restore the user from a backup or cut the damaged bytes by hand"
     }
 }

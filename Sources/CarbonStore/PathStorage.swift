@@ -143,15 +143,7 @@ public final class PathStorage: ObjectStorage {
                 guard code == ENOENT || code == ENOTDIR else {
                     throw StorageIOError(operation: "open for reading", path: self.root, errno: code)
                 }
-                guard stat(parent, &st) == 0 else {
-                    throw InvalidRequestError(
-                        "data directory \(self.root) cannot be read: its parent \(parent) does not exist (is the volume mounted?)"
-                    )
-                }
-                guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                    throw InvalidRequestError(
-                        "data directory \(self.root) cannot be read: its parent \(parent) is not a directory")
-                }
+                try Self.requireDirectory(parent, asParentOf: self.root, orItCannotBe: "read")
             } else if (st.st_mode & S_IFMT) != S_IFDIR {
                 throw InvalidRequestError("data directory \(self.root) exists but is not a directory")
             } else if access(self.root, R_OK | X_OK) != 0 {
@@ -159,15 +151,7 @@ public final class PathStorage: ObjectStorage {
             }
         } else if stat(self.root, &st) != 0 {
             let parent = Self.parent(of: self.root)
-            guard stat(parent, &st) == 0 else {
-                throw InvalidRequestError(
-                    "data directory \(self.root) cannot be created: its parent \(parent) does not exist (is the volume mounted?)"
-                )
-            }
-            guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw InvalidRequestError(
-                    "data directory \(self.root) cannot be created: its parent \(parent) is not a directory")
-            }
+            try Self.requireDirectory(parent, asParentOf: self.root, orItCannotBe: "created")
             try Self.refuseDanglingLink(self.root)
             if mkdir(self.root, Self.directoryMode(for: self.fileMode)) != 0 && errno != EEXIST {
                 throw StorageIOError(operation: "mkdir", path: self.root, errno: errno)
@@ -1592,6 +1576,24 @@ public final class PathStorage: ObjectStorage {
     public var rootExists: Bool {
         var st = stat()
         return stat(root, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Throws unless `parent`, the folder a missing data directory `root` would be in, is a
+    /// directory: a missing one is an unmounted volume more often than not. `what`: what `root`
+    /// then cannot be (`read`, `created`).
+    static func requireDirectory(_ parent: String, asParentOf root: String, orItCannotBe what: String)
+        throws(InvalidRequestError)
+    {
+        var st = stat()
+        guard stat(parent, &st) == 0 else {
+            throw InvalidRequestError(
+                "data directory \(root) cannot be \(what): its parent \(parent) does not exist (is the volume mounted?)"
+            )
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw InvalidRequestError(
+                "data directory \(root) cannot be \(what): its parent \(parent) is not a directory")
+        }
     }
 
     /// Throws when `root`, which `stat` could not find, is a symbolic link (to something missing).

@@ -295,7 +295,12 @@ public struct Store: Sendable {
             }
             object = found
         }
-        let (record, layout, damage) = try decodeFileReportingDamage(object.bytes, userID: userID, key: key)
+        let (record, layout, tail) = try decodeFileReportingDamage(object.bytes, userID: userID, key: key)
+        let damage =
+            tail.isDamage
+            ? DamagedTailError(
+                path: storage.location(of: key), offset: layout.validLength, length: layout.ignoredLength)
+            : nil
         let kept = storage.appendsInPlace ? nil : Array(object.bytes.prefix(layout.validLength))
         let current = Current(
             version: object.version, record: record, layout: layout, bytes: kept, damage: damage)
@@ -734,9 +739,10 @@ public struct Store: Sendable {
         return (record, layout)
     }
 
-    /// `decodeFile`, and the damaged tail it found and reported (`StoreEvents.damagedTail`), if any.
+    /// `decodeFile`, and what the bytes after the valid content are; damage is reported
+    /// (`StoreEvents.damagedTail`).
     func decodeFileReportingDamage(_ bytes: [UInt8], userID: String, key: String) throws -> (
-        UserRecord, FileLayout, DamagedTailError?
+        UserRecord, FileLayout, IgnoredTail
     ) {
         let decoded: (record: UserRecord, layout: FileLayout)
         do {
@@ -751,15 +757,12 @@ public struct Store: Sendable {
                 reason: "the file belongs to user '\(decoded.record.userID)'")
         }
         let layout = decoded.layout
-        guard layout.ignoredLength > 0,
-            bytes[layout.validLength...].withUnsafeBytes({ RecordCodec.classifyTail($0) }).isDamage
-        else { return (decoded.record, layout, nil) }
-        let location = storage.location(of: key)
-        options.events.damagedTail(userID, location, layout.validLength, layout.ignoredLength)
-        return (
-            decoded.record, layout,
-            DamagedTailError(path: location, offset: layout.validLength, length: layout.ignoredLength)
-        )
+        let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
+        if tail.isDamage {
+            options.events.damagedTail(
+                userID, storage.location(of: key), layout.validLength, layout.ignoredLength)
+        }
+        return (decoded.record, layout, tail)
     }
 
 }

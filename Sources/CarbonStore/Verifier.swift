@@ -48,15 +48,14 @@ extension Store {
                 }
                 do {
                     guard let bytes = try await storage.getBytes(key) else { continue }  // deleted meanwhile
-                    let (_, layout) = try decodeFile(bytes, userID: userID, key: key)
-                    let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
+                    let (_, layout, tail) = try decodeFileReportingDamage(bytes, userID: userID, key: key)
                     if tail.isDamage {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
                         report.damaged.append(
                             .init(
                                 location: location,
                                 reason:
-                                    "\(layout.ignoredLength) bytes after offset \(layout.validLength) are not one torn append: a damaged change frame, which may hide acknowledged changes after it"
+                                    "\(layout.ignoredLength) bytes after offset \(layout.validLength) are \(IgnoredTail.damageExplanation)"
                                     + (why.map { " (\($0))" } ?? "")))
                         continue
                     }

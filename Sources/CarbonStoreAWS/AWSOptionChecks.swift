@@ -69,6 +69,18 @@ public enum AWSOptionChecks {
             }
     }
 
+    /// Throws unless `region` is one of AWS's region names (`isAWSRegionName`): where it goes into an
+    /// ARN or names AWS's own endpoints. `option`: where the region came from, for the message.
+    public static func checkAWSRegionName(_ region: String, option: String, note: String = "")
+        throws(InvalidAWSOptionError)
+    {
+        guard !isAWSRegionName(region) else { return }
+        throw InvalidAWSOptionError(
+            option: option,
+            problem: "'\(region)' is not an AWS region name such as eu-west-1 or us-gov-west-1" + note,
+            example: regionExample)
+    }
+
     /// A region of AWS itself, which its endpoints and ARNs name: two letters, one or more words and
     /// a number, joined by `-` (`eu-west-1`, `us-gov-west-1`, `ap-southeast-2`). S3- and
     /// DynamoDB-compatible stores may name their regions otherwise.

@@ -124,13 +124,14 @@ struct AWSCommand: AsyncParsableCommand {
             let onAWS =
                 (bucket != nil && configuration.endpoints["s3"] == nil)
                 || (table != nil && configuration.endpoints["dynamodb"] == nil)
-            guard onAWS, !AWSOptionChecks.isAWSRegionName(configuration.region) else { return }
-            throw InvalidAWSOptionError(
+            guard onAWS else { return }
+            try AWSOptionChecks.checkAWSRegionName(
+                configuration.region,
                 option: region != nil
                     ? "--region" : "region (from AWS_REGION, AWS_DEFAULT_REGION or the profile)",
-                problem:
-                    "'\(configuration.region)' is not an AWS region name such as eu-west-1 or us-gov-west-1 (S3- and DynamoDB-compatible stores named with --endpoint or AWS_ENDPOINT_URL may name regions otherwise)",
-                example: AWSOptionChecks.regionExample)
+                note:
+                    " (S3- and DynamoDB-compatible stores named with --endpoint or AWS_ENDPOINT_URL may name regions otherwise)"
+            )
         }
     }
 
@@ -165,13 +166,7 @@ struct AWSCommand: AsyncParsableCommand {
                 if let region {
                     try AWSOptionChecks.checkRegion(region)
                     // The region goes into an ARN of AWS: it must be one of AWS's.
-                    guard AWSOptionChecks.isAWSRegionName(region) else {
-                        throw InvalidAWSOptionError(
-                            option: "--region",
-                            problem:
-                                "'\(region)' is not an AWS region name such as eu-west-1 or us-gov-west-1",
-                            example: AWSOptionChecks.regionExample)
-                    }
+                    try AWSOptionChecks.checkAWSRegionName(region, option: "--region")
                 }
                 if let account { try AWSOptionChecks.checkAccount(account) }
                 if tableArn != nil, region != nil || account != nil {

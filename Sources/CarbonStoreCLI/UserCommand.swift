@@ -1,4 +1,5 @@
 import ArgumentParser
+import CarbonFormat
 import CarbonModel
 import CarbonStore
 
@@ -24,7 +25,7 @@ struct UserCommand: AsyncParsableCommand {
                             ? "see 'carbonstore file verify \(location)'"
                             : "copy the object and run 'carbonstore file verify' on the copy"
                         printError(
-                            "warning: \(location) has \(length) bytes after offset \(offset) that are not one torn append: a damaged change frame, which may hide acknowledged changes after it; the record shown is the one before them (\(look))"
+                            "warning: \(location) has \(length) bytes after offset \(offset) that are \(IgnoredTail.damageExplanation); the record shown is the one before them (\(look))"
                         )
                     }
                 }

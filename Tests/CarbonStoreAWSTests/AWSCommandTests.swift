@@ -177,6 +177,29 @@ import Testing
         }
     }
 
+    static let idKeySchema = #"[{"AttributeName":"id","KeyType":"HASH"}]"#
+    static let idAttributes = #"[{"AttributeName":"id","AttributeType":"S"}]"#
+
+    /// `carbonstore aws setup ARGS` against a fake DynamoDB (and S3) answering DescribeTable with
+    /// `keySchema`, `attributes` and `arn`; also returns the fake, whose requests the caller reads.
+    static func runSetup(
+        _ args: [String], keySchema: String = idKeySchema, attributes: String = idAttributes,
+        arn: String = "arn:aws:dynamodb:eu-west-1:123456789012:table/locks"
+    ) async throws -> (out: CommandRunner.Output, server: LoopbackHTTPServer) {
+        let server = try await fakeDynamoDB(keySchema: keySchema, attributes: attributes, arn: arn)
+        var env = offline
+        env["AWS_REGION"] = "eu-west-1"
+        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
+        do {
+            let out = try await run(["setup"] + args, environment: env)
+            try? await server.shutdown()
+            return (out, server)
+        } catch {
+            try? await server.shutdown()
+            throw error
+        }
+    }
+
     @Test(arguments: [
         (
             #"[{"AttributeName":"pk","KeyType":"HASH"}]"#, #"[{"AttributeName":"pk","AttributeType":"S"}]"#,
@@ -195,14 +218,9 @@ import Testing
     func setupRefusesALockTableWithAnotherKeySchema(keySchema: String, attributes: String, found: String)
         async throws
     {
-        let server = try await Self.fakeDynamoDB(keySchema: keySchema, attributes: attributes)
-        defer { Task { try? await server.shutdown() } }
-        var env = Self.offline
-        env["AWS_REGION"] = "eu-west-1"
-        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
         // With a bucket too, which the refusal must leave alone (the fake answers S3 as well).
-        let out = try await Self.run(
-            ["setup", "--bucket", "fresh-bucket", "--table", "locks"], environment: env)
+        let (out, server) = try await Self.runSetup(
+            ["--bucket", "fresh-bucket", "--table", "locks"], keySchema: keySchema, attributes: attributes)
         #expect(out.status == 64, "\(out.stderr)")
         #expect(!out.stdout.contains("bucket"), "\(out.stdout)")
         #expect(!out.stdout.contains("exists"), "\(out.stdout)")
@@ -219,14 +237,7 @@ import Testing
     }
 
     @Test func setupKeepsALockTableWithTheRightKeySchema() async throws {
-        let server = try await Self.fakeDynamoDB(
-            keySchema: #"[{"AttributeName":"id","KeyType":"HASH"}]"#,
-            attributes: #"[{"AttributeName":"id","AttributeType":"S"}]"#)
-        defer { Task { try? await server.shutdown() } }
-        var env = Self.offline
-        env["AWS_REGION"] = "eu-west-1"
-        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
-        let out = try await Self.run(["setup", "--table", "locks"], environment: env)
+        let out = try await Self.runSetup(["--table", "locks"]).out
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout.contains("table locks exists (ACTIVE"), "\(out.stdout)")
         #expect(out.stdout.contains("arn:aws:dynamodb:eu-west-1:123456789012:table/locks"), "\(out.stdout)")
@@ -235,15 +246,9 @@ import Testing
     /// An ARN that a policy cannot name (a region with capitals): not pinned, and setup still ends
     /// well, with the note that says how to pin it.
     @Test func setupLeavesAnARNItCannotUseUnpinned() async throws {
-        let server = try await Self.fakeDynamoDB(
-            keySchema: #"[{"AttributeName":"id","KeyType":"HASH"}]"#,
-            attributes: #"[{"AttributeName":"id","AttributeType":"S"}]"#,
-            arn: "arn:aws:dynamodb:Garage:000000000000:table/locks")
-        defer { Task { try? await server.shutdown() } }
-        var env = Self.offline
-        env["AWS_REGION"] = "eu-west-1"
-        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
-        let out = try await Self.run(["setup", "--table", "locks"], environment: env)
+        let out = try await Self.runSetup(
+            ["--table", "locks"], arn: "arn:aws:dynamodb:Garage:000000000000:table/locks"
+        ).out
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout.contains("arn:aws:dynamodb:*:*:table/locks"), "\(out.stdout)")
     }
@@ -251,14 +256,7 @@ import Testing
     /// DynamoDB Local answers ARNs in its own region, `ddblocal`: the policy is pinned to it.
     @Test func setupPinsThePolicyToACompatibleStoresARN() async throws {
         let arn = "arn:aws:dynamodb:ddblocal:000000000000:table/locks"
-        let server = try await Self.fakeDynamoDB(
-            keySchema: #"[{"AttributeName":"id","KeyType":"HASH"}]"#,
-            attributes: #"[{"AttributeName":"id","AttributeType":"S"}]"#, arn: arn)
-        defer { Task { try? await server.shutdown() } }
-        var env = Self.offline
-        env["AWS_REGION"] = "eu-west-1"
-        env["AWS_ENDPOINT_URL"] = server.baseURL.absoluteString
-        let out = try await Self.run(["setup", "--table", "locks"], environment: env)
+        let out = try await Self.runSetup(["--table", "locks"], arn: arn).out
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout.contains(arn), "\(out.stdout)")
     }
