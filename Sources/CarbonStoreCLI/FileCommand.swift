@@ -122,11 +122,24 @@ struct FileCommand: AsyncParsableCommand {
     }
 }
 
+/// A file named to a `file` command that does not exist (exit code 3, as for a missing user).
+struct FileNotFoundError: CarbonStoreError, Hashable {
+    var path: String
+    var kind: ErrorKind { .notFound }
+    var description: String {
+        "\(path) does not exist: give the path of a user file (a .cstore file under the data directory)"
+    }
+}
+
 /// The file's first `limit` bytes (all of it if it is shorter).
 func readFile(_ path: String, atMost limit: Int) throws -> [UInt8] {
     // Non-blocking, and regular files only: a FIFO or a device must not hang the command.
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    guard fd >= 0 else { throw StorageIOError(operation: "open", path: path, errno: errno) }
+    guard fd >= 0 else {
+        let code = errno
+        if code == ENOENT { throw FileNotFoundError(path: path) }
+        throw StorageIOError(operation: "open", path: path, errno: code)
+    }
     defer { close(fd) }
     var st = stat()
     guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {

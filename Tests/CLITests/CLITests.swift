@@ -138,7 +138,9 @@ import Testing
             ["footprint", "add", "u", "--id", "f", "--kg", "lots", "--category", "c", "--methodology", "m"],
             64, "kilograms"
         ),
-        (["file", "inspect", "/nonexistent/file.cstore"], 1, "No such file or directory"),
+        (["file", "inspect", "/nonexistent/file.cstore"], 3, "/nonexistent/file.cstore does not exist"),
+        (["file", "verify", "/nonexistent/file.cstore"], 3, "/nonexistent/file.cstore does not exist"),
+        (["file", "inspect", "/"], 64, "is not a regular file"),
         // Usage errors, which ArgumentParser finds, are one line too.
         (["user", "show"], 64, "Missing expected argument '<user>'"),
         (
