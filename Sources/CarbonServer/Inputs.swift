@@ -81,7 +81,7 @@ enum Inputs {
     static func time(_ text: String, at path: String) throws(APIError) -> Timestamp {
         guard let t = Timestamp(rfc3339: text) else {
             throw .invalid(
-                "'\(text)' is not an RFC 3339 time with seconds and a zone; write it like 2026-03-01T09:30:00Z or 2026-03-01T10:30:00.250+01:00",
+                "'\(text)' is not an RFC 3339 time with seconds and a zone, in the years 0001 to 9999, with seconds 00 to 59 (a leap second cannot be stored); write it like 2026-03-01T09:30:00Z or 2026-03-01T10:30:00.250+01:00",
                 field: path)
         }
         guard t >= Timestamp.earliestISO, t <= Timestamp.latestISO else {

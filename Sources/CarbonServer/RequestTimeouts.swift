@@ -56,6 +56,8 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     func handlerAdded(context: ChannelHandlerContext) {
         let watch = ByteWatch(owner: self)
         try? context.pipeline.syncOperations.addHandler(watch, position: .first)
+        // The one place where the server's own handlers are added to each connection's pipeline.
+        ConnectionPersistence.install(in: context.pipeline.syncOperations)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { cancelAll() }

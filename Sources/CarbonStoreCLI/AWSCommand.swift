@@ -109,10 +109,10 @@ struct AWSCommand: AsyncParsableCommand {
                 } catch let e as AWSError {
                     throw StoreAWSErrorMessage(e)
                 }
+                let policy = try EnginePolicy.document(bucket: bucket, table: table, tableARN: tableARN)
                 if let table, tableARN == nil {
                     printUnpinnedNote(table: table)
                 }
-                let policy = try EnginePolicy.document(bucket: bucket, table: table, tableARN: tableARN)
                 print("\nIAM policy for the engine's role (least privilege):")
                 print(policy)
             }
@@ -180,13 +180,17 @@ struct AWSCommand: AsyncParsableCommand {
                     case (let region?, let account?):
                         arn = EnginePolicy.tableARN(table: table, region: region, account: account)
                     case (nil, nil):
-                        printUnpinnedNote(table: table)
+                        break
                     default:
                         throw InvalidRequestError(
                             "give --region and --account together, to pin the lock table")
                     }
                 }
-                print(try EnginePolicy.document(bucket: bucket, prefix: prefix, table: table, tableARN: arn))
+                // Made before the note: a refused option is the one line a failure prints.
+                let policy = try EnginePolicy.document(
+                    bucket: bucket, prefix: prefix, table: table, tableARN: arn)
+                if let table, arn == nil { printUnpinnedNote(table: table) }
+                print(policy)
             }
         }
     }

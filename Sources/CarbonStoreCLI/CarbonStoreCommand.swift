@@ -22,10 +22,10 @@ public struct CarbonStoreCommand: AsyncParsableCommand {
               path:///mnt/efs/users?locking=dynamo&table=locks
               s3:my-bucket?locking=dynamo&table=locks
               memory:
-            The old variable COGO_STORAGE is still read when CARBONSTORE_STORAGE is not set, with a
+            The old variable COGO_STORAGE is still read when CARBONSTORE_STORAGE is not set, with a \
             deprecation warning.
-            Exit codes: 0 success, 1 failure, 3 not found, 4 conflict, 5 damaged data,
-            6 try again (lock timeout, lease expired, unavailable), 64 invalid input,
+            Exit codes: 0 success, 1 failure, 3 not found, 4 conflict, 5 damaged data, \
+            6 try again (lock timeout, lease expired, unavailable), 64 invalid input, \
             77 permission denied (a file, directory, bucket or table this process may not use).
             Ids and keys in human-readable output show control characters escaped, as \\u{1B}.
             """,

@@ -10,8 +10,8 @@ struct KeysCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print a new random key, and the entry (its role and SHA-256) to configure for it.",
             discussion: """
-                Give the key to the client, and the entry to the service, in CARBONSTORE_API_KEYS (entries
-                separated by commas) or in the file named by CARBONSTORE_API_KEYS_FILE (one per line).
+                Give the key to the client, and the entry to the service, in CARBONSTORE_API_KEYS (entries \
+                separated by commas) or in the file named by CARBONSTORE_API_KEYS_FILE (one per line). \
                 The service keeps only the hash; the key is shown this once.
                 """)
 

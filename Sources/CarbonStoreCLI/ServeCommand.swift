@@ -8,13 +8,13 @@ struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve", abstract: "Run the HTTP API (docs/API.md).",
         discussion: """
-            Configured from the environment: CARBONSTORE_STORAGE, CARBONSTORE_HOST, CARBONSTORE_PORT,
-            CARBONSTORE_API_KEYS (role:sha256hex entries, made by `carbonstore keys new`),
-            CARBONSTORE_API_KEYS_FILE, CARBONSTORE_MAX_BODY_BYTES, CARBONSTORE_MAX_BATCH,
-            CARBONSTORE_MAX_USER_ID_BYTES, CARBONSTORE_HEADER_TIMEOUT_MS, CARBONSTORE_BODY_TIMEOUT_MS,
-            CARBONSTORE_SEND_TIMEOUT_MS, CARBONSTORE_IDLE_TIMEOUT_MS,
+            Configured from the environment: CARBONSTORE_STORAGE, CARBONSTORE_HOST, CARBONSTORE_PORT, \
+            CARBONSTORE_API_KEYS (role:sha256hex entries, made by `carbonstore keys new`), \
+            CARBONSTORE_API_KEYS_FILE, CARBONSTORE_MAX_BODY_BYTES, CARBONSTORE_MAX_BATCH, \
+            CARBONSTORE_MAX_USER_ID_BYTES, CARBONSTORE_HEADER_TIMEOUT_MS, CARBONSTORE_BODY_TIMEOUT_MS, \
+            CARBONSTORE_SEND_TIMEOUT_MS, CARBONSTORE_IDLE_TIMEOUT_MS, \
             CARBONSTORE_SHUTDOWN_DEADLINE_MS, CARBONSTORE_LOG_LEVEL.
-            On the embedded default storage with no key configured, it makes an admin key for the run
+            On the embedded default storage with no key configured, it makes an admin key for the run \
             and prints it once. Stops on SIGTERM or SIGINT after the requests in flight.
             """)
 
@@ -46,6 +46,8 @@ struct ServeCommand: AsyncParsableCommand {
                 }
                 configuration.port = port
             }
+            // A storage URI that cannot be used is named before what else is missing (a key).
+            _ = try StorageURI(configuration.storage)
             if configuration.keys.isEmpty {
                 guard configuration.storage == StorageURI.defaultURI else {
                     throw InvalidRequestError(

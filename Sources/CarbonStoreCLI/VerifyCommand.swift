@@ -25,6 +25,10 @@ struct VerifyCommand: AsyncParsableCommand {
             if let path = store.storage as? PathStorage {
                 guard path.rootExists else { throw DataDirectoryMissingError(path: path.root) }
                 if removeTempOlderThan != nil { store = try await storage.makeStore() }
+            } else if removeTempOlderThan != nil {
+                throw InvalidRequestError(
+                    "--remove-temp-older-than is for path: storage, whose writers leave temporary files when they crash; \(storage.uriText) has none"
+                )
             }
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })

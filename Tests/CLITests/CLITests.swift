@@ -141,6 +141,9 @@ import Testing
         (["file", "inspect", "/nonexistent/file.cstore"], 3, "/nonexistent/file.cstore does not exist"),
         (["file", "verify", "/nonexistent/file.cstore"], 3, "/nonexistent/file.cstore does not exist"),
         (["file", "inspect", "/"], 64, "is not a regular file"),
+        (["verify", "--storage", "memory:", "--remove-temp-older-than", "1"], 64, "is for path: storage"),
+        // A storage URI that cannot be used is named before the missing key.
+        (["serve", "--storage", "bogus:"], 64, "unknown scheme 'bogus'"),
         // Usage errors, which ArgumentParser finds, are one line too.
         (["user", "show"], 64, "Missing expected argument '<user>'"),
         (

@@ -192,6 +192,45 @@ import Testing
         #expect(user.status == 404, "\(user)")
     }
 
+    // MARK: - Connection persistence
+
+    /// RFC 9112 §9.3: an HTTP/1.0 request without keep-alive ends its connection after the answer,
+    /// which says so; with `Connection: keep-alive` the connection carries the next request.
+    @Test func anHTTP10RequestEndsItsConnectionUnlessItAsksToKeepIt() async throws {
+        let (server, port, dir) = try Self.start([:])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        try await offPool {
+            let plain = try RawConnection(port: port)
+            try plain.send("GET /healthz HTTP/1.0\r\n\r\n")
+            let answer = try plain.readResponse(timeout: .seconds(10))
+            #expect(answer.status == 200, "\(answer)")
+            #expect(answer.header("Connection")?.lowercased() == "close")
+            #expect(try plain.waitForClose(timeout: .seconds(10)) != nil, "the connection stayed open")
+
+            // Sent together: the first answer must not say close on account of the second request.
+            let kept = try RawConnection(port: port)
+            try kept.send(
+                "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                    + "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            let first = try kept.readResponse(timeout: .seconds(10))
+            let second = try kept.readResponse(timeout: .seconds(10))
+            #expect(first.status == 200 && second.status == 200, "\(first) \(second)")
+            #expect(first.header("Connection")?.lowercased() != "close")
+            #expect(second.header("Connection")?.lowercased() == "close")
+            #expect(try kept.waitForClose(timeout: .seconds(10)) != nil)
+
+            // HTTP/1.1 stays open by default.
+            let persistent = try RawConnection(port: port)
+            try persistent.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(try persistent.readResponse(timeout: .seconds(10)).status == 200)
+            try persistent.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(try persistent.readResponse(timeout: .seconds(10)).status == 200)
+        }
+    }
+
     // MARK: - Slow clients
 
     @Test func aClientTricklingItsHeadIsDisconnected() async throws {

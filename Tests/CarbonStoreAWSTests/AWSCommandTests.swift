@@ -81,6 +81,10 @@ import Testing
         Self.expectRefused(
             try await Self.run(["policy", "--bucket", "my-bucket", "--prefix", "a\u{7}b"]),
             ["--prefix", "control characters"])
+        // An unpinned table's note is printed with a policy only: a refusal stays one line.
+        Self.expectRefused(
+            try await Self.run(["policy", "--prefix", "x", "--table", "locks"]),
+            ["--prefix", "give --bucket too"])
         Self.expectRefused(
             try await Self.run(["policy", "--table", "locks", "--table-arn", "garbage"]),
             [
