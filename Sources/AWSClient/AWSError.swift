@@ -19,14 +19,15 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
         self.resource = resource
         self.statusCode = statusCode
         self.code = code
-        self.message = message
+        // AWS's message is quoted in errors and logs: a secret a front end echoed (by its field's
+        // name, or by its shape: a key id, a token) never is.
+        self.message = SecretRedaction.redact(message)
         self.requestID = requestID
     }
 
     public var description: String {
         var s = "\(service) \(operation) \(resource) failed: \(code) (HTTP \(statusCode))"
-        // AWS's message is quoted, but never a value of a secret-named field that a front end echoed.
-        if !message.isEmpty { s += ": \(SecretRedaction.redact(message, bySecretShape: false))" }
+        if !message.isEmpty { s += ": \(message)" }
         if let hint { s += "; \(hint)" }
         if let requestID { s += " [request id \(requestID)]" }
         return s

@@ -91,7 +91,7 @@ public struct AWSUnreachableError: Error, Sendable, Hashable, CustomStringConver
     public var description: String {
         let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
         return
-            "\(service) \(operation) \(resource) failed: no complete answer from \(endpoint) after \(tries); last: \(SecretRedaction.redact(reason, bySecretShape: false)); check the network, the endpoint and the region"
+            "\(service) \(operation) \(resource) failed: no complete answer from \(endpoint) after \(tries); last: \(SecretRedaction.redact(reason)); check the network, the endpoint and the region"
     }
 }
 

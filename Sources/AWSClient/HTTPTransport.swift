@@ -87,6 +87,17 @@ public final class AsyncHTTPTransport: HTTPTransport {
     /// connection, sending, the response head and every byte of the body. A server that answers
     /// the head and then trickles the body is cut off when the deadline passes.
     public func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse {
+        // A value HTTP cannot carry is named, never quoted (it may be a credential): the client
+        // library's own error would quote it.
+        if let bad = request.headers.first(where: { h in
+            h.value.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }
+        }) {
+            throw TransportError(
+                method: request.method, url: Self.redacted(request.url),
+                reason:
+                    "the header \(bad.name) holds a line break or another control character, which HTTP does not allow; nothing was sent",
+                mayHaveBeenSent: false)
+        }
         var r = HTTPClientRequest(url: request.url.absoluteString)
         r.method = HTTPMethod(rawValue: request.method)
         for h in request.headers { r.headers.add(name: h.name, value: h.value) }
@@ -179,6 +190,10 @@ public final class AsyncHTTPTransport: HTTPTransport {
     /// An error's text on one line, without unbalanced brackets from nested descriptions.
     static func describe(_ error: any Error) -> String {
         var text = String(describing: error)
+        // This error of the client library quotes the values it refused.
+        if text.contains("invalidHeaderFieldValues") {
+            return "a header value holds a character HTTP does not allow"
+        }
         text = text.replacingOccurrences(of: "\n", with: " ")
         return text
     }

@@ -233,3 +233,77 @@ struct CredentialsRefreshTests {
         #expect(try await p.credentials().accessKeyID == "B")
     }
 }
+
+/// Credential values that no request can carry are refused where they are found, named and never
+/// quoted: a header value with a line break would otherwise be quoted by the HTTP client's error.
+@Suite("Credential characters")
+struct CredentialCharacterTests {
+    @Test(arguments: [
+        ("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEJrSecretPart\r\nMoreSecret", "session token"),
+        ("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEJrSecretPart\nMoreSecret", "session token"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI\u{1}K7MDENGbPxRfiCYEXAMPLEKEY", "secret access key"),
+        ("AWS_ACCESS_KEY_ID", "AKIA\u{7F}IOSFODNN7EXAMPLE", "access key id"),
+    ])
+    func aControlCharacterInACredentialIsRefusedWithoutQuotingIt(
+        variable: String, value: String, name: String
+    )
+        async throws
+    {
+        let home = try makeHome()
+        defer { home.remove() }
+        var variables = ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"]
+        variables[variable] = value
+        let env = isolatedEnvironment(home: home.path, variables)
+        let error = await #expect(throws: CredentialsError.self) {
+            try await CredentialProviderChain.standard(environment: env, transport: transport).credentials()
+        }
+        #expect(error?.kind == .invalidConfiguration)
+        let text = error?.description ?? ""
+        #expect(text.contains("from environment: the \(name) holds a control character"), "\(text)")
+        for part in value.split(whereSeparator: { $0.isNewline }) where part.count > 4 {
+            #expect(!text.contains(part.prefix(12)), "\(text)")
+        }
+    }
+
+    @Test(arguments: ["first-part\r\nsecond-part", "first-part\u{1}second-part", "first\tpart"])
+    func aContainerAuthorizationTokenWithAControlCharacterIsRefused(token: String) async throws {
+        let p = ECSCredentialProvider(
+            environment: [
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
+            ], transport: transport, timeout: .seconds(10))
+        let error = await #expect(throws: CredentialsError.self) { try await p.credentials() }
+        #expect(error?.kind == .invalidConfiguration)
+        #expect(error?.description.contains("line break or another control character") == true)
+        #expect(error?.description.contains("second") == false)
+    }
+
+    @Test func aHeaderValueHTTPCannotCarryIsNamedNotQuotedAndNotSent() async throws {
+        try await withLoopbackServer({ _ in .json("{}") }) { server in
+            let request = HTTPRequest(
+                method: "GET", url: server.baseURL.appendingPathComponent("x"),
+                headers: [HTTPHeader("X-Amz-Security-Token", "TopSecretPart\r\nRest")])
+            let error = await #expect(throws: TransportError.self) {
+                try await transport.send(request, timeout: .seconds(10))
+            }
+            #expect(error?.mayHaveBeenSent == false)
+            #expect(error?.reason.contains("the header X-Amz-Security-Token holds a line break") == true)
+            #expect(error?.description.contains("TopSecret") == false)
+            #expect(server.requestCount == 0)
+        }
+    }
+
+    @Test func anAWSErrorMessageNeverQuotesASecretByItsShape() {
+        let e = AWSError(
+            service: "S3", operation: "GetObject", resource: "s3://b/k", statusCode: 400,
+            code: "InvalidArgument",
+            message:
+                "Header x-amz-security-token FwoGZXIvYXdzEJr//////////wEaDGHsessiontokenvalue123456 is malformed; key AKIAIOSFODNN7EXAMPLE, secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            requestID: "4442587FB7D0A2F9")
+        #expect(!e.message.contains("FwoGZXIvYXdz"))
+        #expect(!e.description.contains("AKIAIOSFODNN7EXAMPLE"))
+        #expect(!e.description.contains("wJalrXUtnFEMI"))
+        #expect(e.description.contains("Header x-amz-security-token <redacted> is malformed"), "\(e)")
+        #expect(e.description.contains("[request id 4442587FB7D0A2F9]"))
+    }
+}

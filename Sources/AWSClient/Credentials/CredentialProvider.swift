@@ -85,7 +85,9 @@ public struct CredentialProviderChain: CredentialProvider {
         var tried: [String] = []
         for provider in providers {
             do {
-                return try await provider.credentials()
+                let found = try await provider.credentials()
+                try Self.checkCharacters(of: found, from: provider)
+                return found
             } catch let error as CredentialsError where error.kind == .notConfigured {
                 tried.append("\(error.source) (\(error.problem))")
             }
@@ -95,5 +97,43 @@ public struct CredentialProviderChain: CredentialProvider {
             problem: "no AWS credentials found: tried "
                 + (tried.isEmpty ? "no sources" : tried.joined(separator: ", ")),
             fix: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+    }
+
+    /// Refuses credentials that no request can carry: a key id, secret or session token holding a
+    /// control character (a line break in a token pasted from a wrapped terminal, say) would be
+    /// refused by the HTTP client as a header value, which would quote the value, and retried as if
+    /// the network had failed. The error names the value, never quotes it.
+    static func checkCharacters(of credentials: AWSCredentials, from provider: any CredentialProvider) throws
+    {
+        let parts = [
+            ("access key id", credentials.accessKeyID), ("secret access key", credentials.secretAccessKey),
+            ("session token", credentials.sessionToken ?? ""),
+        ]
+        for (name, value) in parts {
+            guard let at = firstControlCharacter(in: value) else { continue }
+            throw CredentialsError(
+                .invalidConfiguration, source: sourceName(of: provider),
+                problem:
+                    "the \(name) holds a control character (a line break?) at character \(at + 1) of \(value.unicodeScalars.count)",
+                fix: "set it again as one line of printable characters")
+        }
+    }
+
+    /// The position (in Unicode scalars) of the first C0 control character or DEL, if any.
+    package static func firstControlCharacter(in value: String) -> Int? {
+        value.unicodeScalars.firstIndex { $0.value < 0x20 || $0.value == 0x7F }.map {
+            value.unicodeScalars.distance(from: value.unicodeScalars.startIndex, to: $0)
+        }
+    }
+
+    static func sourceName(of provider: any CredentialProvider) -> String {
+        switch provider {
+        case is EnvironmentCredentialProvider: EnvironmentCredentialProvider.source
+        case let p as ProfileCredentialProvider: p.source
+        case is ECSCredentialProvider: ECSCredentialProvider.source
+        case is InstanceMetadataCredentialProvider: InstanceMetadataCredentialProvider.source
+        case is WebIdentityCredentialProvider: WebIdentityCredentialProvider.source
+        default: "the credential provider"
+        }
     }
 }

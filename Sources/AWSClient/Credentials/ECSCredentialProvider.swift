@@ -103,10 +103,11 @@ public struct ECSCredentialProvider: CredentialProvider {
         } else {
             value = environmentValue(environment, "AWS_CONTAINER_AUTHORIZATION_TOKEN")
         }
-        if let value, value.contains(where: { $0 == "\r" || $0 == "\n" }) {
+        // By Unicode scalars: "\r\n" is one Character, equal to neither "\r" nor "\n".
+        if let value, CredentialProviderChain.firstControlCharacter(in: value) != nil {
             throw CredentialsError(
                 .invalidConfiguration, source: Self.source,
-                problem: "the authorization token contains a line break",
+                problem: "the authorization token contains a line break or another control character",
                 fix: "check AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)")
         }
         return value.flatMap { $0.isEmpty ? nil : $0 }
