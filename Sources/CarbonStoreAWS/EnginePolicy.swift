@@ -38,22 +38,27 @@ public enum EnginePolicy {
     /// (the one the engine lists with) and `tenants/eu/*`, never `tenants/eu2/` or
     /// `tenants/europe/`. A bucket, prefix, table or table ARN that the storage URI (or
     /// `AWSOptionChecks.checkTableARN`) refuses is refused here too.
-    public static func document(bucket: String?, prefix: String = "", table: String?, tableARN: String? = nil)
-        throws(InvalidAWSOptionError) -> String
-    {
+    ///
+    /// The bucket's ARNs are in `region`'s partition (`arn:aws-cn:s3:::…` in China: an ARN of
+    /// another partition grants nothing there), else in the partition of `tableARN`, else in `aws`.
+    public static func document(
+        bucket: String?, prefix: String = "", table: String?, tableARN: String? = nil, region: String? = nil
+    ) throws(InvalidAWSOptionError) -> String {
         var statements: [[String: Any]] = []
         if let bucket {
             try AWSOptionChecks.checkBucket(bucket)
             // IAM reads `*`, `?` and `${…}` in a resource or a condition value as a wildcard or a
             // policy variable: a prefix holding them is written with IAM's escapes.
             let prefix = iamEscaped(try AWSOptionChecks.normalizedPrefix(prefix))
+            let partition =
+                region.map { Self.partition(region: $0) } ?? tableARN.flatMap(partition(ofARN:)) ?? "aws"
             statements.append([
                 "Sid": "CarbonStoreUserFiles", "Effect": "Allow", "Action": s3ObjectActions,
-                "Resource": "arn:aws:s3:::\(bucket)/\(prefix)*",
+                "Resource": "arn:\(partition):s3:::\(bucket)/\(prefix)*",
             ])
             var list: [String: Any] = [
                 "Sid": "CarbonStoreListUsers", "Effect": "Allow", "Action": s3BucketActions,
-                "Resource": "arn:aws:s3:::\(bucket)",
+                "Resource": "arn:\(partition):s3:::\(bucket)",
             ]
             if !prefix.isEmpty {
                 list["Condition"] = ["StringLike": ["s3:prefix": listPrefixes(normalizedPrefix: prefix)]]
@@ -119,11 +124,24 @@ public enum EnginePolicy {
         "arn:\(partition(region: region)):dynamodb:\(region):\(account):table/\(table)"
     }
 
-    /// The AWS partition of a region.
+    /// The AWS partition of a region, by the prefixes of the SDKs' partition table: `aws-cn` (cn-*),
+    /// `aws-us-gov` (us-gov-*), `aws-iso` (us-iso-*), `aws-iso-b` (us-isob-*), `aws-iso-e`
+    /// (eu-isoe-*), `aws-iso-f` (us-isof-*), `aws-eusc` (eusc-*), else `aws`.
     public static func partition(region: String) -> String {
-        if region.hasPrefix("cn-") { return "aws-cn" }
-        if region.hasPrefix("us-gov-") { return "aws-us-gov" }
-        return "aws"
+        let prefixes = [
+            ("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-iso-", "aws-iso"), ("us-isob-", "aws-iso-b"),
+            ("eu-isoe-", "aws-iso-e"), ("us-isof-", "aws-iso-f"), ("eusc-", "aws-eusc"),
+        ]
+        return prefixes.first { region.hasPrefix($0.0) }?.1 ?? "aws"
+    }
+
+    /// The partition named by an ARN (`arn:PARTITION:…`); nil for `*` or a partition left open.
+    static func partition(ofARN arn: String) -> String? {
+        let parts = arn.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "arn", !parts[1].isEmpty, !parts[1].contains("*") else {
+            return nil
+        }
+        return String(parts[1])
     }
 
     /// An AWS account id: 12 digits.

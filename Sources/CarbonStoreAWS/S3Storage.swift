@@ -114,6 +114,21 @@ public struct S3Storage: ObjectStorage {
             let page = try await s3.listObjects(
                 bucket: bucket, prefix: prefix, startAfter: startAfter, maxKeys: limit)
             let keys = page.keys.filter { $0.hasSuffix(UserKeys.fileExtension) }
+            // A page that says the listing goes on must end after where it started (keys come in
+            // UTF-8 byte order): one that does not would have a caller ask for the same page for ever.
+            if page.isTruncated {
+                guard let last = page.keys.last,
+                    startAfter.map({ Array($0.utf8).lexicographicallyPrecedes(last.utf8) }) ?? true
+                else {
+                    throw AWSError(
+                        service: "S3", operation: "ListObjectsV2", resource: "s3://\(bucket)/\(prefix)",
+                        statusCode: 200,
+                        code: "MalformedResponse",
+                        message:
+                            "the answer says the listing is truncated but lists no key after \(startAfter.map { "'\($0)'" } ?? "the start"): a listing that makes no progress is not followed",
+                        requestID: nil)
+                }
+            }
             return ObjectListing(keys: keys, nextStartAfter: page.isTruncated ? page.keys.last : nil)
         } catch {
             throw StoreAWSError.wrap(error)

@@ -109,7 +109,8 @@ struct AWSCommand: AsyncParsableCommand {
                 } catch let e as AWSError {
                     throw StoreAWSErrorMessage(e)
                 }
-                let policy = try EnginePolicy.document(bucket: bucket, table: table, tableARN: tableARN)
+                let policy = try EnginePolicy.document(
+                    bucket: bucket, table: table, tableARN: tableARN, region: clients.configuration.region)
                 if let table, tableARN == nil {
                     printUnpinnedNote(table: table)
                 }
@@ -188,7 +189,7 @@ struct AWSCommand: AsyncParsableCommand {
                 }
                 // Made before the note: a refused option is the one line a failure prints.
                 let policy = try EnginePolicy.document(
-                    bucket: bucket, prefix: prefix, table: table, tableARN: arn)
+                    bucket: bucket, prefix: prefix, table: table, tableARN: arn, region: region)
                 if let table, arn == nil { printUnpinnedNote(table: table) }
                 print(policy)
             }

@@ -83,6 +83,35 @@ import Testing
         #expect(!EnginePolicy.isPinnedTableARN("*", table: "t"))
     }
 
+    /// The bucket's ARNs are in the partition of the region (or of the table's ARN): in China and
+    /// GovCloud an `arn:aws:s3` resource grants nothing.
+    @Test(arguments: [
+        ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov"), ("eu-west-1", "aws"),
+        ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b"),
+    ])
+    func theBucketIsInTheRegionsPartition(region: String, partition: String) throws {
+        let arn = EnginePolicy.tableARN(table: "locks", region: region, account: "123456789012")
+        for doc in [
+            try EnginePolicy.document(
+                bucket: "my-bucket", prefix: "eu", table: "locks", tableARN: arn, region: region),
+            try EnginePolicy.document(bucket: "my-bucket", prefix: "eu", table: "locks", tableARN: arn),
+        ] {
+            let s = try Self.statements(doc)
+            #expect(
+                s["CarbonStoreUserFiles"]?["Resource"] as? String == "arn:\(partition):s3:::my-bucket/eu/*")
+            #expect(s["CarbonStoreListUsers"]?["Resource"] as? String == "arn:\(partition):s3:::my-bucket")
+            #expect((s["CarbonStoreWriteLocks"]?["Resource"] as? [String])?.first == arn)
+        }
+        // A bucket alone, with the region it is in.
+        let alone = try Self.statements(
+            EnginePolicy.document(bucket: "my-bucket", table: nil, region: region))
+        #expect(alone["CarbonStoreListUsers"]?["Resource"] as? String == "arn:\(partition):s3:::my-bucket")
+        // Neither region nor ARN: the commercial partition.
+        let open = try Self.statements(
+            EnginePolicy.document(bucket: "my-bucket", table: "locks", tableARN: "*"))
+        #expect(open["CarbonStoreListUsers"]?["Resource"] as? String == "arn:aws:s3:::my-bucket")
+    }
+
     /// DescribeTable and CreateTable, which `aws setup` calls anyway, tell the table's ARN: that is
     /// how setup learns the account without any further permission.
     @Test func setupLearnsTheTableARNFromDescribeAndCreate() async throws {

@@ -212,3 +212,50 @@ import Testing
         #expect(recorder.take() == [404])
     }
 }
+
+/// A listing answer that says it goes on but makes no progress is refused, not followed for ever
+/// (as the SDKs' paginators stop on a repeated token).
+@Suite struct S3ListingProgressTests {
+    static func page(_ keys: [String], truncated: Bool, token: String? = nil) -> String {
+        "<ListBucketResult>" + keys.map { "<Contents><Key>\($0)</Key></Contents>" }.joined()
+            + "<IsTruncated>\(truncated)</IsTruncated>"
+            + (token.map { "<NextContinuationToken>\($0)</NextContinuationToken>" } ?? "")
+            + "</ListBucketResult>"
+    }
+
+    @Test(
+        .timeLimit(.minutes(1)),
+        arguments: [
+            // The same page again and again, with the same token or none.
+            [page(["87/22/alice.cstore"], truncated: true, token: "same")],
+            [page(["87/22/alice.cstore"], truncated: true)],
+            // Truncated, and no key at all.
+            [page([], truncated: true, token: "t")],
+        ])
+    func aListingThatMakesNoProgressIsRefused(answers: [String]) async throws {
+        let server = try await LoopbackHTTPServer.start { _ in .xml(answers[0]) }
+        defer { Task { try? await server.shutdown() } }
+        let store = Store(storage: S3ConditionalReadTests.storage(server), locks: InProcessLockService())
+        var seen = 0
+        let error = await #expect(throws: StoreAWSError.self) {
+            for try await _ in store.allUsers() { seen += 1 }
+        }
+        #expect(error?.description.contains("MalformedResponse") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("no key after") == true)
+        #expect(server.requestCount <= 2)
+        #expect(seen <= 1)
+    }
+
+    @Test func aListingThatMovesOnIsFollowedToItsEnd() async throws {
+        let server = try await LoopbackHTTPServer.start { request in
+            request.uri.contains("start-after=") && !request.uri.contains("start-after=&")
+                ? .xml(Self.page([(try? UserKeys().key(for: "bob")) ?? "?"], truncated: false))
+                : .xml(Self.page(["87/22/alice.cstore"], truncated: true, token: "t"))
+        }
+        defer { Task { try? await server.shutdown() } }
+        let store = Store(storage: S3ConditionalReadTests.storage(server), locks: InProcessLockService())
+        var ids: [String] = []
+        for try await id in store.allUsers() { ids.append(id) }
+        #expect(ids == ["alice", "bob"])
+    }
+}
