@@ -75,6 +75,65 @@ struct ConfigurationTests {
         #expect(error?.description.contains("(from AWS_REGION)") == true)
     }
 
+    /// A region from the environment or a profile obeys `region=`'s rule, and is refused by origin.
+    @Test func aRegionAWSWouldRefuseIsRefusedWhereverItComesFrom() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try write("[default]\nregion = EU-West-1\n", to: home.path + "/.aws/config")
+        for (env, origin) in [
+            (["AWS_REGION": "EU-WEST-1"], "from AWS_REGION"),
+            (["AWS_DEFAULT_REGION": "eu_west_1"], "from AWS_DEFAULT_REGION"),
+            (["HOME": home.path], "from region in profile 'default'"),
+        ] {
+            let error = await #expect(throws: AWSConfigurationError.self) { try await resolve(env) }
+            #expect(error?.description.contains(origin) == true, "\(String(describing: error))")
+            #expect(error?.description.contains("lower-case letters, digits and '-'") == true)
+        }
+        #expect(try await resolve(["AWS_REGION": "eu-west-1"]).region == "eu-west-1")
+    }
+
+    /// FIPS, dual-stack and per-service profile endpoints are refused by name, never ignored, unless
+    /// the endpoints are named; a profile's endpoint_url is used after the variables.
+    @Test func endpointSettingsThatAreNotBuiltAreRefusedByName() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        let base = ["AWS_REGION": "us-east-1"]
+        for (name, setting) in [
+            ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_FIPS_ENDPOINT=true"),
+            ("AWS_USE_DUALSTACK_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT=true"),
+        ] {
+            let error = await #expect(throws: AWSConfigurationError.self) {
+                try await resolve(base.merging([name: "true"]) { $1 })
+            }
+            #expect(error?.description.contains(setting) == true, "\(String(describing: error))")
+            #expect(error?.description.contains("AWS_ENDPOINT_URL_S3") == true)
+            // Named endpoints win, as in the SDKs.
+            let named = try await resolve(
+                base.merging([name: "true"]) { $1 }, endpoint: "https://s3-fips.example")
+            #expect(named.endpoints["s3"]?.absoluteString == "https://s3-fips.example")
+        }
+        for line in ["use_fips_endpoint = true", "use_dualstack_endpoint = true", "services = local"] {
+            try write("[default]\n\(line)\n", to: home.path + "/.aws/config")
+            let error = await #expect(throws: AWSConfigurationError.self) {
+                try await resolve(base.merging(["HOME": home.path]) { $1 })
+            }
+            let key = String(line.prefix { $0 != " " })
+            #expect(
+                error?.description.contains("\(key) in profile 'default'") == true,
+                "\(String(describing: error))")
+        }
+        try write("[default]\nendpoint_url = http://127.0.0.1:4566\n", to: home.path + "/.aws/config")
+        let fromProfile = try await resolve(base.merging(["HOME": home.path]) { $1 })
+        #expect(fromProfile.endpoints["s3"]?.absoluteString == "http://127.0.0.1:4566")
+        #expect(fromProfile.endpoints["dynamodb"]?.absoluteString == "http://127.0.0.1:4566")
+        let variableWins = try await resolve(
+            base.merging(["HOME": home.path, "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"]) { $1 })
+        #expect(variableWins.endpoints["s3"]?.absoluteString == "http://127.0.0.1:9000")
+        let ignored = try await resolve(
+            base.merging(["HOME": home.path, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"]) { $1 })
+        #expect(ignored.endpoints["s3"] == nil)
+    }
+
     @Test func defaultEndpoints() async throws {
         let c = try await resolve(["AWS_REGION": "eu-west-1"])
         #expect(c.endpoint(for: "s3").absoluteString == "https://s3.eu-west-1.amazonaws.com")

@@ -76,6 +76,34 @@ struct CredentialsChainTests {
         }
     }
 
+    /// As in the SDKs: AWS_PROFILE naming a profile that holds only settings (a region) is not a
+    /// source of credentials, and the container's role is used.
+    @Test func aNamedProfileWithoutKeysPassesToTheContainersRole() async throws {
+        let home = try makeHome()
+        defer { home.remove() }
+        try write("[profile prod]\nregion = eu-west-1\noutput = json\n", to: home.path + "/.aws/config")
+        try await withLoopbackServer({ _ in .json(CredentialsECSTests.body) }) { ecs in
+            let env = isolatedEnvironment(
+                home: home.path,
+                [
+                    "AWS_PROFILE": "prod",
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": ecs.baseURL.absoluteString + "/c",
+                ])
+            let c = try await CredentialProviderChain.standard(environment: env, transport: transport)
+                .credentials()
+            #expect(c.accessKeyID == "ASIAECS")
+        }
+        let alone = isolatedEnvironment(
+            home: home.path, ["AWS_PROFILE": "prod", "AWS_EC2_METADATA_DISABLED": "true"])
+        let error = await #expect(throws: CredentialsError.self) {
+            try await CredentialProviderChain.standard(environment: alone, transport: transport).credentials()
+        }
+        #expect(error?.kind == .noCredentials)
+        #expect(
+            error?.description.contains("profile 'prod' (no aws_access_key_id in") == true,
+            "\(String(describing: error))")
+    }
+
     @Test func failingECSStopsTheChainBeforeInstanceMetadata() async throws {
         let home = try makeHome()
         defer { home.remove() }

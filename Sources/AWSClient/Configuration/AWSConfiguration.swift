@@ -96,7 +96,50 @@ public struct AWSConfiguration: Sendable, Hashable {
                 endpoints[service] = configured
             }
         }
+        try refuseUnsupportedEndpointSettings(environment: environment, named: endpoints)
         return AWSConfiguration(region: region, endpoints: endpoints)
+    }
+
+    /// The SDKs' settings that choose other endpoints of AWS's than the regional ones (FIPS,
+    /// dual-stack) or endpoints per service in a profile's `services` section: CarbonStore does not
+    /// build those endpoints, so where one would apply (a service of the engine's, S3 or DynamoDB,
+    /// whose endpoint is not named), it is refused by name, never ignored: a FIPS deployment must
+    /// not talk to a non-FIPS endpoint unawares. An endpoint named explicitly wins over them, as in
+    /// the SDKs.
+    static func refuseUnsupportedEndpointSettings(environment: [String: String], named: [String: URL]) throws
+    {
+        guard named["s3"] == nil || named["dynamodb"] == nil else { return }
+        let profile = ProfileCredentialProvider(environment: environment)
+        let profileOrigin = "profile '\(profile.profileName)' of \(profile.configFilePath ?? "~/.aws/config")"
+        let settings: [(origin: String, isSet: Bool, what: String)] = [
+            (
+                "AWS_USE_FIPS_ENDPOINT=true", environmentFlag(environment, "AWS_USE_FIPS_ENDPOINT"),
+                "FIPS endpoints"
+            ),
+            (
+                "AWS_USE_DUALSTACK_ENDPOINT=true", environmentFlag(environment, "AWS_USE_DUALSTACK_ENDPOINT"),
+                "dual-stack endpoints"
+            ),
+            (
+                "use_fips_endpoint in \(profileOrigin)",
+                profile.value("use_fips_endpoint")?.lowercased() == "true",
+                "FIPS endpoints"
+            ),
+            (
+                "use_dualstack_endpoint in \(profileOrigin)",
+                profile.value("use_dualstack_endpoint")?.lowercased() == "true", "dual-stack endpoints"
+            ),
+            (
+                "services in \(profileOrigin)",
+                !environmentFlag(environment, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                    && profile.value("services") != nil,
+                "endpoints per service from a services section"
+            ),
+        ]
+        guard let set = settings.first(where: \.isSet) else { return }
+        throw AWSConfigurationError(
+            "\(set.origin) asks for \(set.what), which CarbonStore does not build: name the endpoints instead, with endpoint= in the storage URI or AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB (such as https://s3-fips.us-east-1.amazonaws.com and https://dynamodb-fips.us-east-1.amazonaws.com), or remove the setting"
+        )
     }
 
     /// The region, by the documented precedence; throws when none is found.
@@ -118,7 +161,7 @@ public struct AWSConfiguration: Sendable, Hashable {
         for case (let value?, let origin) in candidates {
             guard isValidRegion(value) else {
                 throw AWSConfigurationError(
-                    "invalid AWS region '\(oneLine(value, limit: 60))' (from \(origin)): expected a name such as eu-west-1"
+                    "invalid AWS region '\(oneLine(value, limit: 60))' (from \(origin)): expected lower-case letters, digits and '-', such as eu-west-1"
                 )
             }
             return value
@@ -131,7 +174,9 @@ public struct AWSConfiguration: Sendable, Hashable {
         throw AWSConfigurationError(overrides.noRegionMessage)
     }
 
-    /// An endpoint set by AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL, validated; nil when neither is set.
+    /// An endpoint set by AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL or the profile's
+    /// `endpoint_url`, in that order (the SDKs' order), validated; nil when none is set or
+    /// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true.
     public static func configuredEndpoint(service: String, environment: [String: String]) throws -> URL? {
         if environmentFlag(environment, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") { return nil }
         let specific = "AWS_ENDPOINT_URL_" + service.uppercased().replacingOccurrences(of: " ", with: "_")
@@ -139,6 +184,14 @@ public struct AWSConfiguration: Sendable, Hashable {
             if let value = environmentValue(environment, name) {
                 return try validatedEndpoint(value, origin: name)
             }
+        }
+        let profile = ProfileCredentialProvider(environment: environment)
+        if let value = profile.value("endpoint_url"), !value.isEmpty {
+            return try validatedEndpoint(
+                value,
+                origin:
+                    "endpoint_url in profile '\(profile.profileName)' of \(profile.configFilePath ?? "~/.aws/config")"
+            )
         }
         return nil
     }
@@ -150,11 +203,14 @@ public struct AWSConfiguration: Sendable, Hashable {
         return URL(string: "https://\(service.lowercased()).\(region).\(suffix)")!
     }
 
-    /// Letters, digits, '-' and '_' (S3-compatible stores name regions freely), 1 to 63 characters.
+    /// Lower-case letters, digits and '-', 1 to 63 characters, not beginning or ending with '-': the
+    /// rule of the storage URI's `region=`, applied alike to a region from the environment, a
+    /// profile or instance metadata (AWS names regions so; a region AWS would refuse in the
+    /// signature is refused here, where its origin can be named).
     public static func isValidRegion(_ region: String) -> Bool {
-        (1...63).contains(region.count)
-            && region.unicodeScalars.allSatisfy {
-                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_")
+        (1...63).contains(region.utf8.count)
+            && region.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
             }
             && !region.hasPrefix("-") && !region.hasSuffix("-")
     }

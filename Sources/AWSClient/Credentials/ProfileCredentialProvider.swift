@@ -96,14 +96,10 @@ public struct ProfileCredentialProvider: CredentialProvider {
                     fix: "give the profile aws_access_key_id and aws_secret_access_key, or export the role's "
                         + "credentials (aws configure export-credentials --format env)")
             }
-            if profileIsExplicit {
-                throw CredentialsError(
-                    .invalidConfiguration, source: source,
-                    problem: "no aws_access_key_id in \(filesDescription)",
-                    fix: "add aws_access_key_id and aws_secret_access_key to [\(profileName)]")
-            }
-            // A default profile holding only settings (region, output): other sources may apply.
-            throw CredentialsError(.notConfigured, source: source, problem: "no aws_access_key_id")
+            // A profile holding only settings (region, output), named by AWS_PROFILE or not: other
+            // sources (the container's or the instance's role) may apply, as in the SDKs.
+            throw CredentialsError(
+                .notConfigured, source: source, problem: "no aws_access_key_id in \(filesDescription)")
         }
     }
 
