@@ -52,7 +52,14 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
             "MissingAuthenticationToken",
             "MissingAuthenticationTokenException", "IncompleteSignature", "IncompleteSignatureException",
             "AuthFailure",
-        ].contains(code)
+        ].contains(code) || isClockSkew
+    }
+
+    /// The request's time, as signed, is too far from AWS's: this machine's clock is wrong.
+    public var isClockSkew: Bool {
+        ["RequestTimeTooSkewed", "RequestExpired", "SignatureExpired"].contains(code)
+            || (code == "InvalidSignatureException"
+                && message.localizedCaseInsensitiveContains("signature expired"))
     }
 
     public var isAccessDenied: Bool {
@@ -76,6 +83,10 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// What to do about it, for the codes an operator meets when setting up.
     public var hint: String? {
+        if isClockSkew {
+            return
+                "this machine's clock differs from AWS's by more than AWS allows (15 minutes for a signature): synchronise it (chrony or NTP); the lock leases depend on it too"
+        }
         switch code {
         case "SignatureDoesNotMatch", "InvalidSignatureException":
             return

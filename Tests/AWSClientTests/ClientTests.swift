@@ -265,3 +265,37 @@ import Testing
         #expect(body.contains(#"":now":{"N":"10"}"#) && body.contains(#""id":{"S":"x"}"#))
     }
 }
+
+/// What an operator is told about AWS errors that only a change on this machine fixes.
+@Suite struct AWSErrorAdviceTests {
+    @Test(arguments: [
+        (
+            "RequestTimeTooSkewed", 403,
+            "The difference between the request time and the current time is too large."
+        ),
+        (
+            "InvalidSignatureException", 400,
+            "Signature expired: 20261127T100000Z is now earlier than 20261127T103000Z"
+        ),
+        ("RequestExpired", 400, "Request has expired."),
+    ])
+    func aWrongClockIsNamedAsSuchAndIsNotAPermissionProblem(code: String, status: Int, message: String) {
+        let e = AWSError(
+            service: "S3", operation: "GetObject", resource: "s3://b/k", statusCode: status, code: code,
+            message: message, requestID: nil)
+        #expect(e.isClockSkew)
+        #expect(e.isAuthenticationFailure)
+        #expect(!e.isAccessDenied)
+        #expect(!e.isRetryable)
+        #expect(e.description.contains("this machine's clock differs from AWS's"), "\(e)")
+    }
+
+    @Test func aSignatureThatDoesNotMatchIsNotAClockProblem() {
+        let e = AWSError(
+            service: "DynamoDB", operation: "PutItem", resource: "table t", statusCode: 400,
+            code: "InvalidSignatureException", message: "The request signature we calculated does not match",
+            requestID: nil)
+        #expect(!e.isClockSkew)
+        #expect(e.isAuthenticationFailure)
+    }
+}
