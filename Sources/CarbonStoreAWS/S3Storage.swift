@@ -184,7 +184,9 @@ public struct StoreAWSError: CarbonStoreError {
         case let e as AWSUnreachableError:
             return StoreAWSError(underlying: e, kind: .unavailable)
         case let e as CredentialsError:
-            return StoreAWSError(underlying: e, kind: .invalidInput)
+            // A source that did not answer or is throttling: try again (exit 6, HTTP 503); anything
+            // else needs the configuration changed.
+            return StoreAWSError(underlying: e, kind: e.isTransient ? .unavailable : .invalidInput)
         default:
             return error
         }

@@ -378,6 +378,7 @@ struct CredentialsWebIdentityTests {
                 error?.description.contains("HTTP 400 (InvalidIdentityToken: Incorrect token audience)")
                     == true)
             #expect(error?.description.contains("\n") == false)
+            #expect(error?.isTransient == false)
             #expect(server.requestCount == 1)
         }
     }
@@ -400,6 +401,51 @@ struct CredentialsWebIdentityTests {
             let c = try await p.credentials()
             #expect(c.accessKeyID == "ASIARETRY")
             #expect(server.requestCount == 2)
+        }
+    }
+
+    /// STS answers throttling with HTTP 400 and `Throttling`: retried as the SDKs do, and, when it
+    /// lasts, reported as worth another try (not as a trust policy to fix).
+    @Test func throttlingIsRetriedAndALastingOneIsTransient() async throws {
+        let dir = try makeHome()
+        defer { dir.remove() }
+        try write("jwt", to: dir.path + "/token")
+        let throttled = """
+            <ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>
+            """
+        let count = CountingProvider([.success(keys("unused"))])
+        try await withLoopbackServer({ _ in
+            _ = try? await count.credentials()
+            return count.calls == 1 ? .xml(throttled, status: 400) : .xml(Self.stsAnswer("ASIAAFTER"))
+        }) { server in
+            let p = WebIdentityCredentialProvider(
+                environment: [
+                    "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
+                    "AWS_WEB_IDENTITY_TOKEN_FILE": dir.path + "/token",
+                    "AWS_ENDPOINT_URL_STS": server.baseURL.absoluteString,
+                ], transport: transport, timeout: .seconds(10), retryDelay: .zero)
+            let c = try await p.credentials()
+            #expect(c.accessKeyID == "ASIAAFTER")
+            #expect(server.requestCount == 2)
+        }
+        for (status, body) in [
+            (400, throttled),
+            (500, "<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>"),
+        ] {
+            try await withLoopbackServer({ _ in .xml(body, status: status) }) { server in
+                let p = WebIdentityCredentialProvider(
+                    environment: [
+                        "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
+                        "AWS_WEB_IDENTITY_TOKEN_FILE": dir.path + "/token",
+                        "AWS_ENDPOINT_URL_STS": server.baseURL.absoluteString,
+                    ], transport: transport, timeout: .seconds(10), retryDelay: .zero)
+                let error = await #expect(throws: CredentialsError.self) { try await p.credentials() }
+                #expect(error?.isTransient == true)
+                #expect(
+                    error?.description.contains("try again later") == true, "\(String(describing: error))")
+                #expect(error?.description.contains("trust policy") == false)
+                #expect(server.requestCount == 3)
+            }
         }
     }
 

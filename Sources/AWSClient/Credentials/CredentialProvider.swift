@@ -27,12 +27,17 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible {
     public var problem: String
     /// How to fix it, if there is a useful hint.
     public var fix: String?
+    /// The source is set up and may deliver later: it did not answer, or answered with a server
+    /// error or throttling after its retries. Other failures need a change of configuration.
+    public var isTransient: Bool
 
-    public init(_ kind: Kind, source: String, problem: String, fix: String? = nil) {
+    public init(_ kind: Kind, source: String, problem: String, fix: String? = nil, isTransient: Bool = false)
+    {
         self.kind = kind
         self.source = source
         self.problem = problem
         self.fix = fix
+        self.isTransient = isTransient
     }
 
     public var description: String {

@@ -151,6 +151,14 @@ enum RetriedResponse {
     case transportFailure(any Error, attempts: Int)
 }
 
+/// Whether an answer of a credentials endpoint is worth another try: a server error, 429, or an
+/// AWS throttling or transient error code in its body (STS answers `Throttling` with 400).
+func isTransientAnswer(_ response: HTTPResponse) -> Bool {
+    if response.status >= 500 || response.status == 429 { return true }
+    guard let code = xmlElementText("Code", in: response.bodyText) else { return false }
+    return AWSError.throttlingCodes.contains(code) || AWSError.transientCodes.contains(code)
+}
+
 /// Sends `request` up to `attempts` times, retrying transport errors and 5xx / 429 answers.
 func sendRetrying(
     _ request: HTTPRequest, transport: any HTTPTransport, timeout: Duration, attempts: Int, delay: Duration,

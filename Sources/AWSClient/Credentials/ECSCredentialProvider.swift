@@ -131,7 +131,7 @@ public struct ECSCredentialProvider: CredentialProvider {
                 .providerFailed, source: Self.source,
                 problem: "\(shown) did not answer (\(describeAttempts(attempts))): "
                     + describeTransportError(error),
-                fix: fix)
+                fix: fix, isTransient: true)
         case .response(let response, let attempts):
             guard response.status == 200 else {
                 throw CredentialsError(
@@ -139,7 +139,7 @@ public struct ECSCredentialProvider: CredentialProvider {
                     problem: "\(shown) answered HTTP \(response.status)"
                         + (attempts > 1 ? " after \(describeAttempts(attempts))" : "")
                         + (response.body.isEmpty ? "" : ": " + SecretRedaction.excerpt(response.body)),
-                    fix: fix)
+                    fix: fix, isTransient: isTransientAnswer(response))
             }
             return try CredentialsDocument.parse(response.body, source: Self.source, fix: fix)
         }

@@ -111,8 +111,7 @@ public struct WebIdentityCredentialProvider: CredentialProvider {
         let outcome = try await sendRetrying(
             request, transport: transport, timeout: timeout, attempts: maxAttempts, delay: retryDelay,
             retryStatus: {
-                $0.status >= 500 || $0.status == 429
-                    || xmlElementText("Code", in: $0.bodyText) == "IDPCommunicationError"
+                isTransientAnswer($0) || xmlElementText("Code", in: $0.bodyText) == "IDPCommunicationError"
             })
         switch outcome {
         case .transportFailure(let error, let attempts):
@@ -120,20 +119,24 @@ public struct WebIdentityCredentialProvider: CredentialProvider {
                 .providerFailed, source: Self.source,
                 problem: "STS at \(endpoint.absoluteString) did not answer (\(describeAttempts(attempts))): "
                     + describeTransportError(error),
-                fix: "check network access to STS, or set AWS_ENDPOINT_URL_STS")
+                fix: "check network access to STS, or set AWS_ENDPOINT_URL_STS", isTransient: true)
         case .response(let response, let attempts):
             let body = response.bodyText
             guard response.status == 200 else {
                 let code = xmlElementText("Code", in: body)
                 let message = xmlElementText("Message", in: body)
                 let detail = [code, message].compactMap { $0 }.joined(separator: ": ")
+                // Throttling, a server error or the identity provider out of reach: try again later;
+                // anything else is the role's or the token's.
+                let transient = isTransientAnswer(response) || code == "IDPCommunicationError"
                 throw CredentialsError(
                     .providerFailed, source: Self.source,
                     problem:
                         "STS AssumeRoleWithWebIdentity for \(roleARN) failed with HTTP \(response.status)"
                         + (attempts > 1 ? " after \(describeAttempts(attempts))" : "")
                         + (detail.isEmpty ? "" : " (\(oneLine(SecretRedaction.redact(detail))))"),
-                    fix: fix)
+                    fix: transient ? "STS is throttling or unavailable: try again later" : fix,
+                    isTransient: transient)
             }
             return try Self.parseResponse(body, fix: fix)
         }
