@@ -55,6 +55,9 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
         ].contains(code) || isClockSkew
     }
 
+    /// The session token of temporary credentials has expired.
+    public var isExpiredToken: Bool { code == "ExpiredToken" || code == "ExpiredTokenException" }
+
     /// The request's time, as signed, is too far from AWS's: this machine's clock is wrong.
     public var isClockSkew: Bool {
         ["RequestTimeTooSkewed", "RequestExpired", "SignatureExpired"].contains(code)
@@ -95,7 +98,8 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
             return
                 "AWS does not know this access key id: check AWS_ACCESS_KEY_ID, AWS_PROFILE or the role in use"
         case "ExpiredToken", "ExpiredTokenException":
-            return "the temporary credentials have expired: refresh them (aws sso login, a new session token)"
+            return
+                "the temporary credentials have expired, and were still expired after being fetched again: renew them at their source (a new AWS_SESSION_TOKEN or profile session; for a role, check its maximum session duration and this machine's clock)"
         case "AccessDenied", "AccessDeniedException":
             return
                 "the credentials lack permission for this action: attach the policy printed by 'carbonstore aws policy' to the engine's role"

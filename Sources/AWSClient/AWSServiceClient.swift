@@ -36,6 +36,7 @@ public struct AWSServiceClient: Sendable {
         accept: (Int) -> Bool = { $0 < 300 }, parseError: (HTTPResponse) -> (code: String, message: String)
     ) async throws -> HTTPResponse {
         var attempt = 0
+        var refetchedAfterExpiry = false
         while true {
             attempt += 1
             do {
@@ -54,6 +55,16 @@ public struct AWSServiceClient: Sendable {
                     statusCode: response.status, code: code, message: message,
                     requestID: response.header("x-amz-request-id") ?? response.header("x-amzn-RequestId"))
             } catch {
+                // Temporary credentials that AWS calls expired before the cache thought so (a clock
+                // behind, a role's session cut short): fetched again once, and the request, refused
+                // before it was applied, is sent again with them.
+                if !refetchedAfterExpiry, let e = error as? AWSError, e.isExpiredToken,
+                    let refreshing = credentials as? RefreshingCredentialProvider
+                {
+                    refetchedAfterExpiry = true
+                    await refreshing.invalidate()
+                    continue
+                }
                 switch retry.decide(attempt: attempt, error: error, idempotent: idempotent) {
                 case .retry(let delay): try await Task.sleep(for: delay)
                 case .giveUp:

@@ -174,6 +174,74 @@ struct CredentialsRefreshTests {
         #expect(await p.fetchCount == 1)
     }
 
+    /// As the SDKs: credentials that have expired when they arrive are refused, with the clock named,
+    /// not used for requests AWS would refuse.
+    @Test func credentialsExpiredOnArrivalAreRefused() async throws {
+        let clock = ManualClock()
+        let base = CountingProvider([
+            .success(keys("OLD", expiration: clock.now.addingTimeInterval(-60))),
+            .success(keys("NEW", expiration: clock.now.addingTimeInterval(3600))),
+        ])
+        let p = RefreshingCredentialProvider(base, retryAfterFailure: .zero, now: { clock.now })
+        let error = await #expect(throws: CredentialsError.self) { try await p.credentials() }
+        #expect(error?.kind == .providerFailed)
+        #expect(error?.description.contains("had expired at") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("check this machine's clock") == true)
+        #expect(try await p.credentials().accessKeyID == "NEW")
+    }
+
+    /// AWS answering ExpiredToken before the cache expected it: the credentials are fetched again
+    /// once, and the request is sent again with them.
+    @Test func anExpiredTokenAnswerFetchesTheCredentialsAgainOnce() async throws {
+        let clock = ManualClock()
+        let base = CountingProvider([
+            .success(keys("STALE", expiration: clock.now.addingTimeInterval(3600))),
+            .success(keys("FRESH", expiration: clock.now.addingTimeInterval(3600))),
+            .success(keys("THIRD", expiration: clock.now.addingTimeInterval(3600))),
+        ])
+        let expired =
+            "<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
+        try await withLoopbackServer({ request in
+            (request.header("Authorization") ?? "").contains("Credential=STALE/")
+                ? .xml(expired, status: 400) : .xml("<ok/>")
+        }) { server in
+            let client = AWSServiceClient(
+                service: "s3", region: "eu-west-1", endpoint: server.baseURL,
+                credentials: RefreshingCredentialProvider(base, now: { clock.now }), transport: transport,
+                retry: RetryPolicy(
+                    maxAttempts: 4, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5),
+                    throttlingBaseDelay: .milliseconds(1)))
+            let request = HTTPRequest(
+                method: "PUT", url: server.baseURL.appendingPathComponent("b/k"), body: [1])
+            let response = try await client.send(
+                request, operation: "PutObject", resource: "s3://b/k", idempotent: false,
+                parseError: { ($0.bodyText.contains("ExpiredToken") ? "ExpiredToken" : "Other", "") })
+            #expect(response.status == 200)
+            #expect(base.calls == 2)
+            #expect(server.requestCount == 2)
+        }
+        // Still expired after fetching again: reported, after one more fetch only.
+        let always = CountingProvider([
+            .success(keys("A", expiration: clock.now.addingTimeInterval(3600))),
+            .success(keys("B", expiration: clock.now.addingTimeInterval(3600))),
+            .success(keys("C", expiration: clock.now.addingTimeInterval(3600))),
+        ])
+        try await withLoopbackServer({ _ in .xml(expired, status: 400) }) { server in
+            let client = AWSServiceClient(
+                service: "s3", region: "eu-west-1", endpoint: server.baseURL,
+                credentials: RefreshingCredentialProvider(always, now: { clock.now }), transport: transport)
+            let request = HTTPRequest(method: "GET", url: server.baseURL.appendingPathComponent("b/k"))
+            let error = await #expect(throws: AWSError.self) {
+                try await client.send(
+                    request, operation: "GetObject", resource: "s3://b/k",
+                    parseError: { _ in ("ExpiredToken", "") })
+            }
+            #expect(error?.description.contains("still expired after being fetched again") == true)
+            #expect(always.calls == 2)
+            #expect(server.requestCount == 2)
+        }
+    }
+
     @Test func longTermCredentialsAreCachedForever() async throws {
         let clock = ManualClock()
         let base = CountingProvider([.success(keys("LONG"))])
