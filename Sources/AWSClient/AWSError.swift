@@ -9,10 +9,13 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: String
     public var message: String
     public var requestID: String?
+    /// The bucket's region, when S3 said it (`x-amz-bucket-region`, on an answer about a bucket in
+    /// another region).
+    public var bucketRegion: String?
 
     public init(
         service: String, operation: String, resource: String, statusCode: Int, code: String, message: String,
-        requestID: String?
+        requestID: String?, bucketRegion: String? = nil
     ) {
         self.service = service
         self.operation = operation
@@ -23,6 +26,15 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
         // name, or by its shape: a key id, a token) never is.
         self.message = SecretRedaction.redact(message)
         self.requestID = requestID
+        // Shown in messages and advice: only a value shaped like a region name.
+        self.bucketRegion = bucketRegion.flatMap { AWSConfiguration.isValidRegion($0) ? $0 : nil }
+    }
+
+    /// The bucket is in another region than the one the request was signed for.
+    public var isWrongRegion: Bool {
+        ["PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"].contains(
+            code)
+            || (bucketRegion != nil && statusCode == 301)
     }
 
     public var description: String {
@@ -110,6 +122,10 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
             return
                 "the DynamoDB table does not exist in this region: create it with 'carbonstore aws setup', or fix table= or region= in the storage URI"
         case "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException":
+            if let bucketRegion {
+                return
+                    "the bucket is in \(bucketRegion), another region: set region=\(bucketRegion) in the storage URI or AWS_REGION=\(bucketRegion)"
+            }
             return
                 "the bucket is in another region: set region= in the storage URI or AWS_REGION to the bucket's region"
         default:

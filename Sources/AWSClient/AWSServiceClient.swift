@@ -53,7 +53,8 @@ public struct AWSServiceClient: Sendable {
                 throw AWSError(
                     service: Self.displayName(service), operation: operation, resource: resource,
                     statusCode: response.status, code: code, message: message,
-                    requestID: response.header("x-amz-request-id") ?? response.header("x-amzn-RequestId"))
+                    requestID: response.header("x-amz-request-id") ?? response.header("x-amzn-RequestId"),
+                    bucketRegion: response.header("x-amz-bucket-region"))
             } catch {
                 // Temporary credentials that AWS calls expired before the cache thought so (a clock
                 // behind, a role's session cut short): fetched again once, and the request, refused

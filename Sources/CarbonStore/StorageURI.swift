@@ -427,9 +427,26 @@ public struct StorageURI: Sendable, Hashable, CustomStringConvertible {
             ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x2E
         }
         let edgeOK = { (c: UInt8) in (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
-        guard allowed, edgeOK(b.first!), edgeOK(b.last!), !name.contains("..") else {
+        guard allowed, edgeOK(b.first!), edgeOK(b.last!) else {
             return
                 "bucket name '\(name)' may hold only lower-case letters, digits, '.' and '-', and must begin and end with a letter or digit"
+        }
+        if name.contains("..") { return "bucket name '\(name)' must not hold two periods in a row" }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count == 4,
+            parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } })
+        {
+            return "bucket name '\(name)' must not be formatted as an IP address"
+        }
+        // Prefixes and suffixes that S3 keeps for its own names (access points, aliases, directory
+        // and table buckets).
+        if let prefix = ["xn--", "sthree-", "amzn-s3-demo-"].first(where: { name.hasPrefix($0) }) {
+            return "bucket name '\(name)' must not begin with '\(prefix)', which S3 reserves"
+        }
+        if let suffix = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"].first(where: {
+            name.hasSuffix($0)
+        }) {
+            return "bucket name '\(name)' must not end with '\(suffix)', which S3 reserves"
         }
         return nil
     }

@@ -174,7 +174,7 @@ public struct StoreAWSError: CarbonStoreError {
             } else if e.isAccessDenied && !e.isAuthenticationFailure {
                 kind = .permissionDenied
             } else if e.code == "NoSuchBucket" || e.code == "ResourceNotFoundException"
-                || e.isAuthenticationFailure || e.code == "PermanentRedirect"
+                || e.isAuthenticationFailure || e.isWrongRegion
             {
                 kind = .invalidInput
             } else {

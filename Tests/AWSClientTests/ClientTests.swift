@@ -290,6 +290,32 @@ import Testing
         #expect(e.description.contains("this machine's clock differs from AWS's"), "\(e)")
     }
 
+    /// S3 names the bucket's region in `x-amz-bucket-region`: the advice names it too.
+    @Test(arguments: [(301, "PermanentRedirect"), (400, "AuthorizationHeaderMalformed")])
+    func aBucketInAnotherRegionIsNamed(status: Int, code: String) async throws {
+        try await withLoopbackServer({ _ in
+            HTTPResponseSpec(
+                status: status,
+                headers: [("x-amz-bucket-region", "eu-west-1"), ("Content-Type", "application/xml")],
+                body: Array("<Error><Code>\(code)</Code><Message>m</Message></Error>".utf8))
+        }) { server in
+            let s3 = S3Client(
+                client: AWSServiceClient(
+                    service: "s3", region: "us-east-1", endpoint: server.baseURL,
+                    credentials: StaticCredentialProvider(keys("AKIDEXAMPLE")), transport: transport),
+                pathStyle: true)
+            let error = await #expect(throws: AWSError.self) {
+                _ = try await s3.getObject(bucket: "b", key: "k")
+            }
+            #expect(error?.bucketRegion == "eu-west-1")
+            #expect(error?.isWrongRegion == true)
+            #expect(
+                error?.description.contains("set region=eu-west-1 in the storage URI or AWS_REGION=eu-west-1")
+                    == true,
+                "\(String(describing: error))")
+        }
+    }
+
     @Test func aSignatureThatDoesNotMatchIsNotAClockProblem() {
         let e = AWSError(
             service: "DynamoDB", operation: "PutItem", resource: "table t", statusCode: 400,

@@ -90,6 +90,14 @@ import Testing
         ("s3:my-bucket?locking=local", "locking=local cannot serialise writers on S3"),
         ("s3:My_Bucket?locking=none", "may hold only lower-case letters"),
         ("s3:ab?locking=none", "3 to 63 characters"),
+        ("s3:my..bucket?locking=none", "must not hold two periods in a row"),
+        ("s3:192.168.1.1?locking=none", "must not be formatted as an IP address"),
+        ("s3:xn--abc?locking=none", "must not begin with 'xn--'"),
+        ("s3:sthree-data?locking=none", "must not begin with 'sthree-'"),
+        ("s3:bucket-s3alias?locking=none", "must not end with '-s3alias'"),
+        ("s3:bucket--ol-s3?locking=none", "must not end with '--ol-s3'"),
+        ("s3:bucket.mrap?locking=none", "must not end with '.mrap'"),
+        ("s3:bucket--x-s3?locking=none", "must not end with '--x-s3'"),
         ("path:/d?locking=dynamo", "locking=dynamo needs 'table'"),
         ("path:/d?locking=redis", "unknown locking 'redis'"),
         ("path:/d?table=locks", "'table' is only used with locking=dynamo"),
@@ -121,6 +129,13 @@ import Testing
 
     /// A prefix of 200 bytes (its final '/' not counted) is taken; its keys stay within S3's 1,024
     /// bytes with the longest user id, every byte of it escaped.
+    /// Names near S3's reserved shapes that S3 allows stay allowed.
+    @Test(arguments: ["my.bucket.v1", "10.0.0", "192.168.1.1a", "bucket-s3aliases", "xn-abc", "a.mrap.b"])
+    func bucketNamesNearTheReservedShapesAreAccepted(name: String) throws {
+        #expect(StorageURI.problem(bucketName: name) == nil)
+        #expect(try StorageURI("s3:\(name)?locking=none").backend == .s3(bucket: name))
+    }
+
     @Test func aPrefixOf200BytesIsTheLongest() throws {
         let longest = String(repeating: "p", count: 200)
         let uri = try StorageURI("s3:my-bucket?locking=none&prefix=/" + longest + "/")
