@@ -189,6 +189,11 @@ public final class AsyncHTTPTransport: HTTPTransport {
 
     /// An error's text on one line, without unbalanced brackets from nested descriptions.
     static func describe(_ error: any Error) -> String {
+        // NIO's own wording of a socket error can name another failure than the system's ("connection
+        // reset" for an unreachable host): the system's message and number are what happened.
+        if let e = error as? IOError {
+            return "\(String(cString: strerror(e.errnoCode))) (errno \(e.errnoCode))"
+        }
         var text = String(describing: error)
         // This error of the client library quotes the values it refused.
         if text.contains("invalidHeaderFieldValues") {
