@@ -165,6 +165,12 @@ public struct StoreAWSError: CarbonStoreError {
         return e
     }
 
+    /// An error of the AWS client (an error answer, no answer, credentials) as the engine reports
+    /// it, with the kind that the tool's exit code and the service's status follow; any other error
+    /// as it is. For commands that call AWS beside the engine (`carbonstore aws setup`), so that the
+    /// same failure exits alike.
+    public static func wrapping(_ error: any Error) -> any Error { wrap(error) }
+
     static func wrap(_ error: any Error) -> any Error {
         switch error {
         case let e as AWSError:

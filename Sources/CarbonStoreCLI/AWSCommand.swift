@@ -106,8 +106,9 @@ struct AWSCommand: AsyncParsableCommand {
                                 table: table, region: clients.configuration.region, account: account)
                         }
                     }
-                } catch let e as AWSError {
-                    throw StoreAWSErrorMessage(e)
+                } catch {
+                    // As the engine reports the same failure: no answer exits 6, AccessDenied 77.
+                    throw StoreAWSError.wrapping(error)
                 }
                 let policy = try EnginePolicy.document(
                     bucket: bucket, table: table, tableARN: tableARN, region: clients.configuration.region)
@@ -209,12 +210,4 @@ func printUnpinnedNote(table: String) {
 /// Prints `carbonstore: note: MESSAGE` on stderr.
 func printNote(_ message: String) {
     FileHandle.standardError.write(Data(("carbonstore: note: " + message + "\n").utf8))
-}
-
-/// An AWS error from the set-up command, reported like engine errors.
-struct StoreAWSErrorMessage: CarbonStoreError {
-    var error: AWSError
-    init(_ error: AWSError) { self.error = error }
-    var kind: ErrorKind { error.isRetryable ? .unavailable : .invalidInput }
-    var description: String { error.description }
 }
