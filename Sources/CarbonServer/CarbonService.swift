@@ -41,7 +41,8 @@ public struct CarbonService: Sendable {
                     // Outbound answers pass ParserErrorAnswer first (it is nearer the application),
                     // then RequestTimeoutHandler, which closes after a `Connection: close`.
                     additionalChannelHandlers: [
-                        RequestTimeoutHandler(header: header, body: body, send: send),
+                        RequestTimeoutHandler(
+                            header: header, body: body, send: send, maxBodyBytes: c.maxBodyBytes),
                         ParserErrorAnswer(metrics: metrics, logger: logger),
                     ],
                     idleTimeout: .nanoseconds(c.idleTimeout.nanoseconds))),

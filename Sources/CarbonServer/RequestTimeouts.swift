@@ -13,10 +13,18 @@ import NIOHTTPTypes
 ///
 /// It also keeps the promise of a response that says `Connection: close` (a 413, a 503 while
 /// draining), whatever the request said: once that response is written it closes the output, so
-/// the client sees the end of the stream, drops whatever the client still sends (the rest of a
-/// body too large, a next request), and closes the connection when the client does, or after
-/// `header` at the latest. It does not close at once: a connection closed with unread input is
-/// reset, and a reset can destroy the response before the client has read it.
+/// the client sees the end of the stream, drops what the client still sends (the rest of a body too
+/// large, a next request) up to `lingerAllowance` bytes, and closes the connection when the client
+/// does, after `header`, or past that allowance, whichever comes first. It does not close at once: a
+/// connection closed with unread input is reset, and a reset can destroy the response before the
+/// client has read it.
+///
+/// And it bounds what one request may send: at most twice `maxBodyBytes` plus `drainAllowance`
+/// bytes from its head on (a body within the limit, with its chunks' framing), then the connection
+/// is closed. A route that reads the body answers 413 long before that. A request answered before
+/// its body has arrived (a route that takes no body, a 401, a 404) has the rest of its body read and
+/// dropped, so that a body within the limit does not cost the client its answer or the connection;
+/// an endless one (a declared 100 GB, endless chunk extensions, which carry no body) is cut there.
 final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -34,11 +42,26 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     var timer: Scheduled<Void>?
     /// A response with `Connection: close` has begun: nothing more is read.
     var closing = false
+    /// The most bytes of a request that may arrive before its answer (see the type's comment).
+    let requestAllowance: Int
+    /// A request's head was read and its end was not.
+    var inRequest = false
+    /// Raw bytes received since the current request's head.
+    var receivedInRequest = 0
 
-    init(header: TimeAmount, body: TimeAmount, send: TimeAmount) {
+    /// Room for a request's framing beyond twice its body's limit.
+    static let drainAllowance = 64 << 10
+    /// How many bytes are read and dropped after an answer that closes the connection, so that a
+    /// client still sending has time to read the answer, before the connection is closed.
+    static let lingerAllowance = 1 << 20
+    /// Bytes dropped since the output was closed after such an answer (nil before that).
+    var lingered: Int?
+
+    init(header: TimeAmount, body: TimeAmount, send: TimeAmount, maxBodyBytes: Int = 1 << 20) {
         self.header = header
         self.body = body
         self.send = send
+        self.requestAllowance = 2 * maxBodyBytes + Self.drainAllowance
     }
 
     /// A client that stops reading its answers makes the connection unwritable: answers would
@@ -72,9 +95,12 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         switch unwrapInboundIn(data) {
         case .head:
             awaitingHead = false
+            inRequest = true
+            receivedInRequest = 0
             arm(body, context: context)
         case .end:
             awaitingHead = true
+            inRequest = false
             cancel()
         case .body:
             break
@@ -82,8 +108,17 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         context.fireChannelRead(data)
     }
 
-    func bytesArrived(context: ChannelHandlerContext) {
+    /// `count` raw bytes arrived (ByteWatch, before the decoder).
+    func bytesArrived(_ count: Int, context: ChannelHandlerContext) {
         if awaitingHead, timer == nil, !closing { arm(header, context: context) }
+        if let dropped = lingered {
+            lingered = dropped + count
+            if dropped + count > Self.lingerAllowance { context.close(promise: nil) }
+            return
+        }
+        guard inRequest, !closing else { return }
+        receivedInRequest += count
+        if receivedInRequest > requestAllowance { context.close(promise: nil) }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -97,8 +132,11 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
             context.write(data, promise: written)
             written.futureResult.assumeIsolated().whenComplete { _ in
                 context.close(mode: .output, promise: nil)
+                self.lingered = 0
                 self.arm(self.header, context: context)
             }
+        case .end:
+            context.write(data, promise: promise)
         default:
             context.write(data, promise: promise)
         }
@@ -130,7 +168,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         init(owner: RequestTimeoutHandler) { self.owner = owner }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            owner?.bytesArrived(context: context)
+            owner?.bytesArrived(unwrapInboundIn(data).readableBytes, context: context)
             context.fireChannelRead(data)
         }
     }

@@ -192,6 +192,88 @@ import Testing
         #expect(user.status == 404, "\(user)")
     }
 
+    // MARK: - Bodies nobody reads
+
+    /// A route that reads no body answers at once; the body it was sent is read and dropped up to
+    /// twice the body limit (1 MiB by default) only, then the connection is closed: a client cannot
+    /// make the service read an endless body, with or without a key.
+    @Test(arguments: ["/healthz", "/v1/users/alice"])
+    func aBodyNobodyReadsIsNotReadForEver(path: String) async throws {
+        let (server, port, dir) = try Self.start([:])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let (status, sent, closed) = try await offPool { () -> (Int, Int, Bool) in
+            let c = try RawConnection(port: port)
+            try c.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n")
+            let answer = try c.readResponse(timeout: .seconds(10))
+            let chunk = [UInt8](repeating: 0x20, count: 16 << 10)
+            var sent = 0
+            // Up to 64 MiB: the service reads about 2 MiB of it; the rest waits in buffers, then fails.
+            while sent < 64 << 20 {
+                do { try c.send(chunk) } catch { break }
+                sent += chunk.count
+                if c.readable(within: .zero), try c.waitForClose(timeout: .milliseconds(1)) != nil { break }
+            }
+            return (answer.status, sent, try c.waitForClose(timeout: .seconds(10)) != nil)
+        }
+        #expect(status == 200 || status == 401, "\(status)")
+        #expect(closed, "the connection stayed open")
+        #expect(sent < 48 << 20, "the service read \(sent) bytes of a body nobody reads")
+        #expect(try await httpRequest(port: port, "GET", "/healthz").status == 200)
+    }
+
+    /// A body within the limit sent to a request answered before reading it (a 401) is read and
+    /// dropped whole: the client gets its answer, and the connection carries the next request.
+    @Test func aBodyWithinTheLimitToAnEarlyAnswerKeepsTheConnection() async throws {
+        let (server, port, dir) = try Self.start([:])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let (first, second) = try await offPool { () -> (Int, Int) in
+            let c = try RawConnection(port: port)
+            let body = String(repeating: " ", count: 1_000_000)
+            try c.send(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+                    + body)
+            let first = try c.readResponse(timeout: .seconds(10))
+            try c.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return (first.status, try c.readResponse(timeout: .seconds(10)).status)
+        }
+        #expect(first == 401)
+        #expect(second == 200)
+    }
+
+    /// After an answer that closes the connection (a 413 for a declared length), the service drops
+    /// at most 1 MiB more of what the client goes on sending, then closes: not 100 GB read and dropped
+    /// at full speed until the header timeout.
+    @Test func afterA413TheRestIsNotReadForEver() async throws {
+        let (server, port, dir) = try Self.start(["CARBONSTORE_MAX_BODY_BYTES": "2048"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let (status, sent) = try await offPool { () -> (Int, Int) in
+            let c = try RawConnection(port: port)
+            try c.send(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(Self.keys[.write]!.key)\r\nContent-Type: application/json\r\nContent-Length: 100000000000\r\n\r\n"
+            )
+            let answer = try c.readResponse(timeout: .seconds(10))
+            let chunk = [UInt8](repeating: 0x20, count: 64 << 10)
+            var sent = 0
+            // Up to 256 MiB: what the service reads of it before it closes, plus the buffers.
+            while sent < 256 << 20 {
+                do { try c.send(chunk) } catch { break }
+                sent += chunk.count
+            }
+            return (answer.status, sent)
+        }
+        #expect(status == 413)
+        #expect(sent < 128 << 20, "the service went on reading: \(sent) bytes")
+    }
+
     // MARK: - Connection persistence
 
     /// RFC 9112 §9.3: an HTTP/1.0 request without keep-alive ends its connection after the answer,
