@@ -29,6 +29,9 @@ struct FrontMiddleware: RouterMiddleware {
                 // The router drops empty segments, so `/v1/users//transactions` would reach the user
                 // "transactions": an empty id is refused here, before any route runs, and so is
                 // any other path with one (`//v1/...`, `/healthz/`), which names no route either.
+                if let problem = request.headers[HTTPField.Name(ConnectionPersistence.requestProblem)!] {
+                    throw Self.framingError(problem)
+                }
                 if Self.hasEmptySegment(request.uri.path) {
                     throw APIError.invalid(
                         "the path has an empty segment; an id must not be empty (send a / inside an id as %2F)"
@@ -67,6 +70,27 @@ struct FrontMiddleware: RouterMiddleware {
         }
         context.logger.info("request", metadata: meta)
         return response
+    }
+
+    /// The answer to a request whose framing `ConnectionPersistence` refused; it ends the connection.
+    static func framingError(_ problem: String) -> APIError {
+        var e: APIError
+        switch problem {
+        case "connect":
+            e = APIError(
+                .notImplemented, code: "not_implemented", "CONNECT is not served: this service is no proxy")
+        case "transfer-coding":
+            e = APIError(
+                .notImplemented, code: "not_implemented",
+                "the only transfer coding served is chunked; send the body as it is, or with Content-Length (a compressed body is refused: see Content-Encoding)"
+            )
+        default:
+            e = APIError.invalid(
+                "an HTTP/1.1 request needs exactly one Host header with a valid host name (RFC 9112, section 3.2)"
+            )
+        }
+        e.headers = [(.connection, "close")]
+        return e
     }
 
     /// Whether a path has an empty segment (`//`, or a `/` at the end).

@@ -313,6 +313,49 @@ import Testing
         }
     }
 
+    /// RFC 9112 §3.2 and §6.1: exactly one valid Host, no transfer coding but chunked; CONNECT is
+    /// no proxy request here, and a request to change the protocol ends its connection (the decoder
+    /// reads nothing after it) instead of stalling it. Each such answer closes the connection.
+    @Test(
+        arguments: [
+            ("GET /healthz HTTP/1.1\r\n\r\n", 400, "invalid_request"),
+            ("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "invalid_request"),
+            ("GET /healthz HTTP/1.1\r\nHost: a b/c@@\r\n\r\n", 400, "invalid_request"),
+            (
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+                "not_implemented"
+            ),
+            ("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 501, nil),
+            (
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 200,
+                nil
+            ),
+            // The marker between the decoder and the application cannot be sent by a client.
+            ("GET /healthz HTTP/1.1\r\nHost: x\r\ncarbonstore-request-problem: connect\r\n\r\n", 200, nil),
+            ("GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200, nil),
+        ] as [(String, Int, String?)])
+    func requestFramingIsCheckedAndEndsTheConnectionWhenRefused(request: String, status: Int, code: String?)
+        async throws
+    {
+        let (server, port, dir) = try Self.start([:])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let (answer, closed) = try await offPool { () -> (HTTPResponse, Bool) in
+            let c = try RawConnection(port: port)
+            try c.send(request)
+            let answer = try c.readResponse(timeout: .seconds(10))
+            // Whatever ends the connection ends it at once; a kept one carries the next request.
+            return (answer, try c.waitForClose(timeout: .seconds(2)) != nil)
+        }
+        #expect(answer.status == status, "\(answer)")
+        if let code { #expect(answer.error?["code"] as? String == code, "\(answer)") }
+        let kept = status == 200 && !request.contains("Upgrade")
+        #expect(closed == !kept, "\(request): closed \(closed)")
+        if !kept { #expect(answer.header("Connection")?.lowercased() == "close") }
+    }
+
     // MARK: - Slow clients
 
     @Test func aClientTricklingItsHeadIsDisconnected() async throws {
