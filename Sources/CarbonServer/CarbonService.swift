@@ -63,7 +63,8 @@ public struct CarbonService: Sendable {
                     .init(service: application(onServerRunning: onServerRunning)),
                     .init(service: drainService),
                 ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                // SIGHUP too: a closed terminal or a supervisor's hang-up drains, never cuts requests.
+                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
                 logger: logger))
         try await group.run()
     }

@@ -15,7 +15,7 @@ struct ServeCommand: AsyncParsableCommand {
             CARBONSTORE_SEND_TIMEOUT_MS, CARBONSTORE_IDLE_TIMEOUT_MS, \
             CARBONSTORE_SHUTDOWN_DEADLINE_MS, CARBONSTORE_LOG_LEVEL.
             On the embedded default storage with no key configured, it makes an admin key for the run \
-            and prints it once. Stops on SIGTERM or SIGINT after the requests in flight.
+            and prints it once. Stops on SIGTERM, SIGINT or SIGHUP after the requests in flight.
             """)
 
     @OptionGroup var storage: StorageOptions
@@ -30,6 +30,14 @@ struct ServeCommand: AsyncParsableCommand {
                     throw KeyFileError(problem: "there is no such file")
                 }
                 guard !isDirectory.boolValue else { throw KeyFileError(problem: "it is a directory") }
+                // A file anyone may write lets anyone on this machine add an admin key.
+                var status = stat()
+                if stat(path, &status) == 0, status.st_mode & S_IWOTH != 0 {
+                    throw KeyFileError(
+                        problem:
+                            "every user of this machine may write it (mode \(String(status.st_mode & 0o777, radix: 8))), and so add a key of their own; remove that right (chmod o-w)"
+                    )
+                }
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw KeyFileError(problem: "this process may not read it")
                 }
@@ -48,6 +56,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             // A storage URI that cannot be used is named before what else is missing (a key).
             _ = try StorageURI(configuration.storage)
+            try Self.checkListenHost(configuration.host, origin: host != nil ? "--host" : "CARBONSTORE_HOST")
             if configuration.keys.isEmpty {
                 guard configuration.storage == StorageURI.defaultURI else {
                     throw InvalidRequestError(
@@ -109,4 +118,22 @@ struct ServeFailedError: CarbonStoreError {
 struct KeyFileError: Error, CustomStringConvertible {
     var problem: String
     var description: String { problem }
+}
+
+extension ServeCommand {
+    /// A listen address that does not resolve fails here, naming where it came from (exit code
+    /// 64), rather than at the bind, whose error would blame the port.
+    static func checkListenHost(_ host: String, origin: String) throws {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let code = getaddrinfo(host, nil, &hints, &result)
+        if let result { freeaddrinfo(result) }
+        guard code == 0 else {
+            throw InvalidRequestError(
+                "\(origin) '\(host)' is not an address this machine can listen on (\(String(cString: gai_strerror(code)))); give an IP address of this machine or a name that resolves to one, such as 127.0.0.1, or 0.0.0.0 for every interface"
+            )
+        }
+    }
 }

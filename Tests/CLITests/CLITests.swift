@@ -144,6 +144,10 @@ import Testing
         (["verify", "--storage", "memory:", "--remove-temp-older-than", "1"], 64, "is for path: storage"),
         // A storage URI that cannot be used is named before the missing key.
         (["serve", "--storage", "bogus:"], 64, "unknown scheme 'bogus'"),
+        (
+            ["serve", "--storage", "memory:", "--host", "999.1.1.1"], 64,
+            "--host '999.1.1.1' is not an address"
+        ),
         // Usage errors, which ArgumentParser finds, are one line too.
         (["user", "show"], 64, "Missing expected argument '<user>'"),
         (

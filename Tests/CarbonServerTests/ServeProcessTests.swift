@@ -88,6 +88,27 @@ import Testing
         #expect(!server.stdout.contains("listening"))
     }
 
+    /// A keys file that every user of the machine may write would let any of them add an admin key.
+    @Test func aKeysFileOthersMayWriteIsRefused() async throws {
+        let dir = try TemporaryDirectory("serve-keysfile")
+        defer { dir.remove() }
+        let file = dir.path + "/keys"
+        try (APIKeys.newKey(role: .admin).entry.entry + "\n").write(
+            toFile: file, atomically: false, encoding: .utf8)
+        chmod(file, 0o666)
+        let server = try ServeProcess.serve(
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path + "/data", "CARBONSTORE_API_KEYS_FILE": file,
+            ],
+            arguments: [])
+        defer { server.stop() }
+        let end = try await offPool { server.waitForExit(timeout: .seconds(30)) }
+        #expect(end == .exit(64), "stderr: \(server.stderr)")
+        #expect(server.stderr.contains("CARBONSTORE_API_KEYS_FILE"), "\(server.stderr)")
+        #expect(server.stderr.contains("chmod o-w"), "\(server.stderr)")
+        #expect(!server.stdout.contains("listening"))
+    }
+
     @Test func aPortInUseFailsWithAClearMessage() async throws {
         let dir = try TemporaryDirectory("serve-busy")
         defer { dir.remove() }
@@ -144,7 +165,9 @@ import Testing
         func release() async throws { try await store.locks.release(lease) }
     }
 
-    @Test func sigtermLetsTheWriteInFlightFinishAndRefusesNewRequests() async throws {
+    /// SIGTERM, and SIGHUP alike (a closed terminal or a supervisor's hang-up must not cut requests).
+    @Test(arguments: [SIGTERM, SIGHUP])
+    func aStopSignalLetsTheWriteInFlightFinishAndRefusesNewRequests(signal: Int32) async throws {
         let dir = try TemporaryDirectory("serve-drain")
         defer { dir.remove() }
         let (key, entry) = APIKeys.newKey(role: .write)
@@ -165,7 +188,7 @@ import Testing
             }
             // Time for the request to reach the server and wait for the lock.
             try await Task.sleep(for: .milliseconds(1500))
-            server.signal(SIGTERM)
+            server.signal(signal)
 
             // New requests, each on a new connection, are refused once the drain has begun.
             var refused: HTTPResponse?
