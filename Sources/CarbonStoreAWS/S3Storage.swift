@@ -69,6 +69,12 @@ public struct S3Storage: ObjectStorage {
                 return ObjectVersion(etag)
             } catch let e as AWSError where e.statusCode == 412 {
                 throw VersionMismatchError(location: location(of: key), expected: Self.describe(condition))
+            } catch let e as AWSError
+                where e.statusCode == 404 && e.code == "NoSuchKey" && condition != .unconditional
+            {
+                // S3 answers `If-Match` on a key that no longer exists (a delete came in between)
+                // with 404 NoSuchKey: the object is not the one expected, and nothing was written.
+                throw VersionMismatchError(location: location(of: key), expected: Self.describe(condition))
             } catch let e as AWSError where e.statusCode == 409 && attempt <= conflictRetries {
                 _ = e  // ConditionalRequestConflict: another conditional write to the key is in flight.
                 try await Task.sleep(for: backoff.next())

@@ -1,5 +1,6 @@
 import AWSClient
 import AWSSigning
+import CarbonModel
 import CarbonStore
 import CarbonStoreAWS
 import CarbonStoreTestSupport
@@ -257,5 +258,63 @@ import Testing
         var ids: [String] = []
         for try await id in store.allUsers() { ids.append(id) }
         #expect(ids == ["alice", "bob"])
+    }
+}
+
+/// A write whose object was deleted between its read and its conditional PUT: S3 answers `If-Match`
+/// on a missing key with 404 NoSuchKey. That is a changed object, not a storage failure: the update
+/// starts again from a fresh read (and creates the user again), as after a 412.
+@Suite struct S3WriteAfterDeleteTests {
+    static func txn(_ id: String) -> Transaction {
+        Transaction(
+            id: id, time: Timestamp(millisecondsSince1970: 1_700_000_000_000),
+            amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
+    }
+
+    @Test func anUpdateWhoseObjectWasDeletedMeanwhileStartsAgain() async throws {
+        // One object store, whose next If-Match PUT finds the object deleted (a racing delete).
+        let objects = CarbonStoreTestSupport.Locked<[String: (body: [UInt8], etag: String)]>([:])
+        let deleteBeforeNextIfMatch = CarbonStoreTestSupport.Locked(false)
+        let server = try await LoopbackHTTPServer.start { request in
+            switch request.method {
+            case "GET":
+                guard let o = objects.withLock({ $0[request.path] }) else {
+                    return .xml("<Error><Code>NoSuchKey</Code><Message>none</Message></Error>", status: 404)
+                }
+                if request.header("If-None-Match") == o.etag { return HTTPResponseSpec(status: 304) }
+                return HTTPResponseSpec(status: 200, headers: [("ETag", o.etag)], body: o.body)
+            case "PUT":
+                if request.header("If-Match") != nil, deleteBeforeNextIfMatch.withLock({ $0 }) {
+                    deleteBeforeNextIfMatch.withLock { $0 = false }
+                    objects.withLock { $0[request.path] = nil }
+                }
+                let current = objects.withLock { $0[request.path] }
+                if let ifMatch = request.header("If-Match") {
+                    guard let current else {
+                        return .xml(
+                            "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>",
+                            status: 404)
+                    }
+                    if current.etag != ifMatch {
+                        return .xml("<Error><Code>PreconditionFailed</Code></Error>", status: 412)
+                    }
+                }
+                if request.header("If-None-Match") == "*", current != nil {
+                    return .xml("<Error><Code>PreconditionFailed</Code></Error>", status: 412)
+                }
+                let etag = "\"\(UUID().uuidString)\""
+                objects.withLock { $0[request.path] = (request.body, etag) }
+                return HTTPResponseSpec(status: 200, headers: [("ETag", etag)])
+            default:
+                return HTTPResponseSpec(status: 405)
+            }
+        }
+        defer { Task { try? await server.shutdown() } }
+        let store = Store(storage: S3ConditionalReadTests.storage(server), locks: InProcessLockService())
+        _ = try await store.update("u") { try $0.upsert(Self.txn("t1")) }
+        deleteBeforeNextIfMatch.withLock { $0 = true }
+        let result = try await store.update("u") { try $0.upsert(Self.txn("t2")) }
+        #expect(result.record.transactions.map(\.id) == ["t2"])
+        #expect(try await store.read("u")?.transactions.map(\.id) == ["t2"])
     }
 }
