@@ -155,6 +155,25 @@ public struct LockTimeoutError: CarbonStoreError, Hashable {
     }
 }
 
+/// A user file's commit lock stayed held for the whole wait (30 s): a writer stopped or hung in its
+/// commit window (a frozen process, a hung volume). Nothing was written; retrying later is safe.
+public struct CommitLockTimeoutError: CarbonStoreError, Hashable {
+    /// The commit lock file.
+    public var path: String
+    public var waitedMilliseconds: Int64
+
+    public init(path: String, waitedMilliseconds: Int64) {
+        self.path = path
+        self.waitedMilliseconds = waitedMilliseconds
+    }
+
+    public var kind: ErrorKind { .lockTimeout }
+
+    public var description: String {
+        "timed out after \(waitedMilliseconds) ms waiting for the commit lock \(path): a stopped or hung writer holds it (`lslocks -o PID,COMMAND,BLOCKED,PATH` names it on this host, on the line of that path that is not blocked); nothing was written; retry later"
+    }
+}
+
 /// A writer's lease ran out (it was paused or too slow) before it committed; nothing was written.
 public struct LeaseExpiredError: CarbonStoreError, Hashable {
     public var userID: String

@@ -1320,11 +1320,10 @@ public final class PathStorage: ObjectStorage {
             ".commit.lock", in: dir, path: path + "/.commit.lock", mode: fileMode, wait: commitLockWait,
             on: self)
         guard let lock else {
-            let lockPath = path + "/.commit.lock"
-            throw StorageIOError(
-                operation:
-                    "lock (waited \(commitLockWait): a stopped or hung writer holds it; `lslocks -o PID,COMMAND,BLOCKED,PATH` names it on this host, on the line of \(lockPath) that is not blocked)",
-                path: lockPath, errno: ETIMEDOUT)
+            throw CommitLockTimeoutError(
+                path: path + "/.commit.lock",
+                waitedMilliseconds: commitLockWait.components.seconds * 1000
+                    + commitLockWait.components.attoseconds / 1_000_000_000_000_000)
         }
         return try await LockHold.$active.withValue(true) {
             let result: Result<T, any Error>

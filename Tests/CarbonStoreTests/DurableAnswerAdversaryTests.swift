@@ -231,11 +231,14 @@ import Testing
         do {
             try await store.update("u") { try $0.upsert(t) }
             Issue.record("a repeat answered without its check, the commit lock being held")
-        } catch let error as StorageIOError {
+        } catch let error as CommitLockTimeoutError {
+            // A lock timeout (exit 6, HTTP 503), as the user's lock's: nothing was written.
+            #expect(error.kind == .lockTimeout)
             #expect(error.path.hasSuffix(".commit.lock"), "\(error)")
             #expect(error.description.contains("hung"), "\(error)")
-            #expect(error.description.contains("waited 0.3 seconds"), "\(error)")
+            #expect(error.description.contains("timed out after 300 ms"), "\(error)")
             #expect(error.description.contains("lslocks "), "\(error)")
+            #expect(error.description.contains("nothing was written"), "\(error)")
         }
         #expect(ContinuousClock.now - started < .seconds(5))
         // Once the writer lets go, the repeat answers.
