@@ -89,7 +89,8 @@ import Testing
         } throws: { error in
             name == ".lock"
                 ? error is LockTimeoutError
-                : (error as? CommitLockTimeoutError).map { $0.path == path && $0.kind == .lockTimeout } == true
+                : (error as? CommitLockTimeoutError).map { $0.path == path && $0.kind == .lockTimeout }
+                    == true
         }
         // What is kept now, if anything, is the new file.
         #expect(Self.kept(storage, [path])[path].map { Self.isSameFile($0, path) } ?? true)
