@@ -1,4 +1,5 @@
 import AWSClient
+import CarbonModel
 import CarbonStore
 import Foundation
 
@@ -61,7 +62,9 @@ public struct DynamoDBLockService: LockService {
                 try await dynamo.putItem(
                     table: table, item: item,
                     condition: DynamoExpression(
-                        "attribute_not_exists(id) OR expires < :now", values: [":now": .number(now)]))
+                        // An item without `expires` (not written by an engine) holds nobody.
+                        "attribute_not_exists(id) OR attribute_not_exists(expires) OR expires < :now",
+                        values: [":now": .number(now)]))
                 return Lease(
                     name: name, userID: userID, operationID: op, validUntil: attemptStart + leaseDuration,
                     term: leaseDuration
@@ -78,16 +81,13 @@ public struct DynamoDBLockService: LockService {
                 if remaining <= .zero {
                     throw LockTimeoutError(
                         userID: userID, waitedMilliseconds: (clock.now - start).milliseconds,
-                        holder: holder.map {
-                            "\($0.owner) (operation \($0.op), lease ends in \($0.expires - wallClock()) ms)"
-                        })
+                        holder: holder.map { describe($0, name: name) })
                 }
                 var delay = backoff.next()
-                if let holder {
+                if let expires = holder?.expires {
                     // No point in trying long before the holder's lease runs out, unless it releases.
                     delay = max(
-                        delay,
-                        min(.milliseconds(max(holder.expires - wallClock(), 0)) / 4, .milliseconds(200)))
+                        delay, min(.milliseconds(max(expires - wallClock(), 0)) / 4, .milliseconds(200)))
                 }
                 try await Task.sleep(for: min(delay, remaining))
             } catch {
@@ -173,7 +173,41 @@ public struct DynamoDBLockService: LockService {
     struct Holder {
         var op: String
         var owner: String
-        var expires: Int64
+        /// The lease's end in epoch milliseconds; nil when the item's `expires` is missing or is not
+        /// such a number (an item not written by an engine, or altered).
+        var expires: Int64?
+        /// The item's `expires` as stored, for messages when it cannot be read.
+        var expiresText: String?
+    }
+
+    /// A number attribute as whole epoch milliseconds (a fraction is cut), nil for anything else or
+    /// beyond `Int64`.
+    package static func epochMilliseconds(_ value: AttributeValue) -> Int64? {
+        if let whole = value.int64 { return whole }
+        guard case .n(let text) = value, let d = Double(text), d.isFinite, abs(d) < 9.2e18 else { return nil }
+        return Int64(d)
+    }
+
+    /// An attribute as the AWS CLI writes it, for messages: `N "1795809278319.5"`, `S "soon"`.
+    static func shown(_ value: AttributeValue) -> String {
+        switch value {
+        case .n(let t): "N \"\(t.prefix(40))\""
+        case .s(let t): "S \"\(DisplayText.escaped(String(t.prefix(40))))\""
+        default: "a value of another type"
+        }
+    }
+
+    /// The holder, for a lock timeout's message: its lease's end, or what is wrong with its item.
+    func describe(_ holder: Holder, name: String) -> String {
+        guard let expires = holder.expires else {
+            let stored = holder.expiresText.map { "expires = \($0)" } ?? "no expires"
+            return
+                "\(holder.owner) (operation \(holder.op)), whose lock item has \(stored), not a time in epoch milliseconds, so its lease never ends: the item was not written by CarbonStore or was altered; if its holder is gone, delete it: aws dynamodb delete-item --table-name \(table) --key '{\"id\":{\"S\":\"\(id(name))\"}}'"
+        }
+        let left = expires - wallClock()
+        let lease =
+            left >= 0 ? "lease ends in \(left) ms" : "lease ended \(-left) ms ago by this machine's clock"
+        return "\(holder.owner) (operation \(holder.op), \(lease))"
     }
 
     /// The lock's item, read strongly consistently. Called from `acquire`'s catch clause, whose
@@ -186,9 +220,11 @@ public struct DynamoDBLockService: LockService {
             throw wrap(error)
         }
         guard let item = found else { return nil }
+        let expires = item["expires"]
         return Holder(
             op: item["op"]?.string ?? "?", owner: item["owner"]?.string ?? "unknown owner",
-            expires: item["expires"]?.int64 ?? 0)
+            expires: expires.flatMap(Self.epochMilliseconds),
+            expiresText: expires.map(Self.shown))
     }
 }
 

@@ -427,3 +427,48 @@ import Testing
             FaultKind.allCases.allSatisfy { (counts[$0] ?? 0) > 0 }, "every fault was injected: \(counts)")
     }
 }
+
+/// Lock items not written by an engine: without `expires` they hold nobody; with an `expires` that
+/// is not epoch milliseconds the lease never ends, and the timeout says so and how to clear it (it
+/// said the lease had ended 57 years ago).
+@Suite(AWSTestEnvironment.enabled) struct MalformedLockItemTests {
+    @Test func anItemWithoutExpiresIsTakenOver() async throws {
+        let env = try AWSTestEnvironment.get()
+        let dynamo = try await env.backends().clients(region: env.region, endpoint: env.endpoint).dynamo
+        let namespace = "malformed/" + AWSTestEnvironment.uniquePrefix("noexp")
+        try await dynamo.putItem(
+            table: env.table, item: ["id": .s(namespace + "u"), "op": .s("planted"), "owner": .s("someone")])
+        let locks = DynamoDBLockService(dynamo: dynamo, table: env.table, namespace: namespace)
+        let lease = try await locks.acquire("u", userID: "u", wait: .seconds(2))
+        try await locks.release(lease)
+    }
+
+    @Test(arguments: ["99999999999999999999999999999", "1e29"])
+    func anExpiryThatIsNotEpochMillisecondsIsNamedWithItsRemedy(expires: String) async throws {
+        let env = try AWSTestEnvironment.get()
+        let dynamo = try await env.backends().clients(region: env.region, endpoint: env.endpoint).dynamo
+        let namespace = "malformed/" + AWSTestEnvironment.uniquePrefix("badexp")
+        try await dynamo.putItem(
+            table: env.table,
+            item: [
+                "id": .s(namespace + "u"), "op": .s("planted"), "owner": .s("h pid 1"),
+                "expires": .n(expires),
+            ])
+        defer { Task { try? await dynamo.deleteItem(table: env.table, key: ["id": .s(namespace + "u")]) } }
+        let locks = DynamoDBLockService(dynamo: dynamo, table: env.table, namespace: namespace)
+        let error = await #expect(throws: LockTimeoutError.self) {
+            _ = try await locks.acquire("u", userID: "u", wait: .milliseconds(300))
+        }
+        let text = error?.description ?? ""
+        #expect(text.contains("not a time in epoch milliseconds, so its lease never ends"), "\(text)")
+        #expect(text.contains("aws dynamodb delete-item --table-name \(env.table)"), "\(text)")
+        #expect(!text.contains("lease ends in -"), "\(text)")
+    }
+
+    @Test func aFractionalExpiryIsReadAsMilliseconds() {
+        #expect(DynamoDBLockService.epochMilliseconds(.n("1795809278319.5")) == 1_795_809_278_319)
+        #expect(DynamoDBLockService.epochMilliseconds(.n("1795809278319")) == 1_795_809_278_319)
+        #expect(DynamoDBLockService.epochMilliseconds(.n("1e29")) == nil)
+        #expect(DynamoDBLockService.epochMilliseconds(.s("soon")) == nil)
+    }
+}
