@@ -12,6 +12,8 @@ public struct CarbonAPI: Sendable {
     public let configuration: ServerConfiguration
     public let metrics: ServerMetrics
     public let drain: DrainState
+    /// `/readyz`'s last answer, kept for a second.
+    let readiness = ReadinessCache(lifetime: .seconds(1))
 
     /// The engine's events (lock waits, fence conflicts, bytes written, damaged tails) are counted
     /// in `metrics`; a damaged tail is logged too.
@@ -253,25 +255,56 @@ public struct CarbonAPI: Sendable {
     // MARK: - Service routes
 
     func ready() async throws -> Response {
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await store.checkReachable() }
-                group.addTask {
-                    try await Task.sleep(for: Self.readinessDeadline)
-                    throw ReadinessTimeoutError(deadline: Self.readinessDeadline)
+        let (store, metrics) = (store, metrics)
+        let failure = await readiness.check {
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await store.checkReachable() }
+                    group.addTask {
+                        try await Task.sleep(for: Self.readinessDeadline)
+                        throw ReadinessTimeoutError(deadline: Self.readinessDeadline)
+                    }
+                    try await group.next()
+                    group.cancelAll()
                 }
-                try await group.next()
-                group.cancelAll()
+                return nil
+            } catch {
+                if let engine = error as? any CarbonStoreError { metrics.storageError(kind: engine.kind) }
+                return (error as? any CarbonStoreError)?.description ?? String(describing: error)
             }
-        } catch {
-            if let engine = error as? any CarbonStoreError { metrics.storageError(kind: engine.kind) }
+        }
+        if let failure {
             var e = APIError.unavailable(
                 code: "unavailable", "storage or locks are not reachable; the log of this request says why",
                 retryAfter: 5)
-            e.logDetail = (error as? any CarbonStoreError)?.description ?? String(describing: error)
+            e.logDetail = failure
             throw e
         }
         return JSONBody.response(["status": "ready"])
+    }
+
+    /// `/readyz`'s check, made at most once per `lifetime` and shared by the probes that come while it
+    /// runs: anyone who can reach the port (the route takes no key) cannot turn each request into a
+    /// listing and a lock lookup, paid requests on S3 and DynamoDB.
+    actor ReadinessCache {
+        let lifetime: Duration
+        /// When the last check ended, and why it failed (nil: it passed).
+        var last: (at: ContinuousClock.Instant, failure: String?)?
+        var running: Task<String?, Never>?
+
+        init(lifetime: Duration) { self.lifetime = lifetime }
+
+        /// The failure of a check at most `lifetime` old, or of a new one made by `body`.
+        func check(_ body: @escaping @Sendable () async -> String?) async -> String? {
+            if let last, ContinuousClock.now - last.at < lifetime { return last.failure }
+            if let running { return await running.value }
+            let task = Task { await body() }
+            running = task
+            let failure = await task.value
+            running = nil
+            last = (ContinuousClock.now, failure)
+            return failure
+        }
     }
 
     /// How long `/readyz` waits for storage and locks before it answers 503, so that a probe with a

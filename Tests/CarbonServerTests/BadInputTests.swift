@@ -387,6 +387,33 @@ import Testing
         #expect(line?["detail"]?.contains("list") == true)
     }
 
+    /// `/readyz` takes no key: a flood of probes costs one storage check a second (a listing and a
+    /// lock lookup, paid requests on S3 and DynamoDB), not one per request.
+    @Test func readinessChecksStorageAtMostOnceASecond() async throws {
+        final class CountingLists: ForwardingStorage, @unchecked Sendable {
+            let lists = CarbonStoreTestSupport.Locked(0)
+            override func list(prefix: String, startAfter: String?, limit: Int) async throws -> ObjectListing
+            {
+                lists.withLock { $0 += 1 }
+                return try await super.list(prefix: prefix, startAfter: startAfter, limit: limit)
+            }
+        }
+        let storage = CountingLists(MemoryStorage())
+        let service = TestService(store: Store(storage: storage, locks: InProcessLockService()))
+        try await service.application().test(.router) { client in
+            let started = ContinuousClock.now
+            for _ in 0..<50 { #expect(try await client.call(.get, "/readyz", role: nil).status == 200) }
+            let elapsed = ContinuousClock.now - started
+            let seconds = Int(elapsed.components.seconds) + 1
+            #expect(
+                storage.lists.withLock { $0 } <= seconds,
+                "\(storage.lists.withLock { $0 }) checks in \(elapsed)")
+            try await Task.sleep(for: .milliseconds(1100))
+            #expect(try await client.call(.get, "/readyz", role: nil).status == 200)
+            #expect(storage.lists.withLock { $0 } >= 2, "a check older than a second was served")
+        }
+    }
+
     /// A storage that is misconfigured (a missing bucket or table, refused credentials) is not the
     /// client's fault and not the client's business: 500 with an error id, the text in the log.
     @Test func aMisconfiguredStorageIsAServerErrorWithoutItsDetails() async throws {
