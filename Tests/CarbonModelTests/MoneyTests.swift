@@ -1,4 +1,5 @@
 import CarbonModel
+import Foundation
 import Testing
 
 @Suite struct MoneyTests {
@@ -178,5 +179,36 @@ import Testing
             #expect(try JSONCoding.decode(CO2e.self, JSONCoding.encode(c)) == c)
         }
         #expect(CO2e(milligrams: 1) < CO2e(milligrams: 2))
+    }
+}
+
+/// What FORMAT.md's JSON form promises of `kgCO2e`: read back to the same milligrams below 10^15 mg
+/// (15 significant digits, which an f64 keeps); the nearest f64 beyond.
+@Suite struct CO2eJSONPrecisionTests {
+    static func jsonText(_ mg: Int64) throws -> String {
+        String(decoding: try JSONEncoder().encode([CO2e(milligrams: mg)]), as: UTF8.self).dropFirst()
+            .dropLast()
+            .description
+    }
+
+    @Test func belowTenToTheFifteenMilligramsTheJSONIsExact() throws {
+        var generator = SystemRandomNumberGenerator()
+        var values: [Int64] = [
+            1, -1, 999_999_999_999_999, -999_999_999_999_999, 123_456_789_012_345, 3_200_000,
+        ]
+        for _ in 0..<5000 {
+            values.append(Int64.random(in: -999_999_999_999_999...999_999_999_999_999, using: &generator))
+        }
+        for mg in values {
+            let text = try Self.jsonText(mg)
+            // The text read exactly as a decimal (exponents included), in milligrams.
+            let exact =
+                try #require(Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))) * 1_000_000
+            #expect(exact == Decimal(mg), "\(mg) mg was written \(text)")
+        }
+    }
+
+    @Test func beyondItTheJSONIsTheNearestDouble() throws {
+        #expect(try Self.jsonText(8_635_820_473_991_711) == "8635820473.99171")
     }
 }
