@@ -219,6 +219,11 @@ public struct CarbonAPI: Sendable {
 
     func query(_ request: Request, paged: Bool) throws(APIError) -> Query {
         let q = request.uri.queryParameters
+        // A parameter given twice has no one meaning: refused, not read as its first value.
+        for name in paged ? ["from", "to", "limit", "cursor"] : ["from", "to"] {
+            let count = q.getAll(name).count
+            if count > 1 { throw .invalid("'\(name)' is given \(count) times; give it once", field: name) }
+        }
         func time(_ name: String) throws(APIError) -> Timestamp? {
             guard let v = q.get(name) else { return nil }
             return try Inputs.time(v, at: name)

@@ -115,6 +115,17 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
             let badLimit = try await client.call(.get, "/v1/users/u1/transactions?limit=0", role: .read)
             #expect(badLimit.status == 400)
             #expect(badLimit.field == "limit")
+            // A parameter given twice has no one meaning.
+            for (uri, field) in [
+                ("/v1/users/u1/transactions?limit=1&limit=1000", "limit"),
+                ("/v1/users/u1/footprints?from=2026-01-01T00:00:00Z&from=2026-02-01T00:00:00Z", "from"),
+                ("/v1/users?cursor=a&cursor=b", "cursor"),
+            ] {
+                let twice = try await client.call(.get, uri, role: .admin)
+                #expect(twice.status == 400, "\(uri): \(twice.text)")
+                #expect(twice.field == field)
+                #expect((twice.error["message"] as? String)?.contains("is given 2 times") == true)
+            }
             let backwards = try await client.call(
                 .get, "/v1/users/u1/transactions?from=2026-05-01T00:00:00Z&to=2026-01-01T00:00:00Z",
                 role: .read)
