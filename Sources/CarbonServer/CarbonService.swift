@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
     import Glibc
@@ -63,10 +64,24 @@ public struct CarbonService: Sendable {
                     .init(service: application(onServerRunning: onServerRunning)),
                     .init(service: drainService),
                 ],
-                // SIGHUP too: a closed terminal or a supervisor's hang-up drains, never cuts requests.
-                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                gracefulShutdownSignals: Self.stopSignals(),
                 logger: logger))
         try await group.run()
+    }
+}
+
+extension CarbonService {
+    /// SIGTERM and SIGINT, and SIGHUP (a closed terminal, a supervisor's hang-up) unless the
+    /// process was started with it ignored (`nohup`): a hang-up drains, never cuts requests, and a
+    /// service started to outlive its terminal does.
+    static func stopSignals() -> [UnixSignal] {
+        var current = sigaction()
+        // Handlers are C function pointers, compared by address (SIG_IGN is one).
+        let ignored =
+            sigaction(SIGHUP, nil, &current) == 0
+            && unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self)
+                == unsafeBitCast(SIG_IGN, to: Int.self)
+        return ignored ? [.sigterm, .sigint] : [.sigterm, .sigint, .sighup]
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
@@ -59,7 +60,10 @@ final class ConnectionPersistence: ChannelDuplexHandler, RemovableChannelHandler
         if !codings.isEmpty && codings != ["chunked"] { return "transfer-coding" }
         let hosts = head.headers["host"]
         if head.version != .http1_0 || !hosts.isEmpty {
-            guard hosts.count == 1, isValidHost(hosts[0]) else { return "host" }
+            // White space around a field's value is not part of it (RFC 9110 §5.5).
+            guard hosts.count == 1, isValidHost(hosts[0].trimmingCharacters(in: [" ", "\t"])) else {
+                return "host"
+            }
         }
         return nil
     }

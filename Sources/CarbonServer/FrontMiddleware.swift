@@ -86,7 +86,7 @@ struct FrontMiddleware: RouterMiddleware {
             )
         default:
             e = APIError.invalid(
-                "an HTTP/1.1 request needs exactly one Host header with a valid host name (RFC 9112, section 3.2)"
+                "a request needs exactly one Host header with a valid host name (RFC 9112, section 3.2; an HTTP/1.0 request may have none)"
             )
         }
         e.headers = [(.connection, "close")]
@@ -147,7 +147,8 @@ struct FrontMiddleware: RouterMiddleware {
         default:
             e = APIError(.internalServerError, code: "internal_error", String(describing: error))
         }
-        if e.status.code >= 500, e.status != .serviceUnavailable {
+        // The service's own failures (a 501 answers the client's framing, and keeps its message).
+        if e.status.code >= 500, e.status != .serviceUnavailable, e.status != .notImplemented {
             let id = Self.newID()
             e.errorID = id
             context.logger.error(

@@ -12,16 +12,18 @@ import NIOHTTPTypes
 /// sees the head and the end of each request.
 ///
 /// It also keeps the promise of a response that says `Connection: close` (a 413, a 503 while
-/// draining), whatever the request said: once that response is written it closes the output, so
+/// draining), and of the answer to a request that ends its connection (`Connection: close`, which
+/// `ConnectionPersistence` also gives to HTTP/1.0 requests without keep-alive and to `Upgrade` and
+/// `CONNECT`, after which the decoder reads nothing more): once that answer is written it closes the output, so
 /// the client sees the end of the stream, drops what the client still sends (the rest of a body too
 /// large, a next request) up to `lingerAllowance` bytes, and closes the connection when the client
 /// does, after `header`, or past that allowance, whichever comes first. It does not close at once: a
 /// connection closed with unread input is reset, and a reset can destroy the response before the
 /// client has read it.
 ///
-/// And it bounds what one request may send: at most twice `maxBodyBytes` plus `drainAllowance`
-/// bytes from its head on (a body within the limit, with its chunks' framing), then the connection
-/// is closed. A route that reads the body answers 413 long before that. A request answered before
+/// And it bounds what one request may send: at most eight times `maxBodyBytes` plus
+/// `drainAllowance` bytes from its head on (a body within the limit, even in chunks of one byte,
+/// which carry five bytes of framing each), then the connection is closed. A route that reads the body answers 413 long before that. A request answered before
 /// its body has arrived (a route that takes no body, a 401, a 404) has the rest of its body read and
 /// dropped, so that a body within the limit does not cost the client its answer or the connection;
 /// an endless one (a declared 100 GB, endless chunk extensions, which carry no body) is cut there.
@@ -46,6 +48,8 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     let requestAllowance: Int
     /// A request's head was read and its end was not.
     var inRequest = false
+    /// For each request read and not yet answered, oldest first: whether it ends the connection.
+    var requestsEnd: [Bool] = []
     /// Raw bytes received since the current request's head.
     var receivedInRequest = 0
 
@@ -61,7 +65,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.header = header
         self.body = body
         self.send = send
-        self.requestAllowance = 2 * maxBodyBytes + Self.drainAllowance
+        self.requestAllowance = 8 * maxBodyBytes + Self.drainAllowance
     }
 
     /// A client that stops reading its answers makes the connection unwritable: answers would
@@ -93,7 +97,8 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if closing { return }
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
+            requestsEnd.append(head.headerFields[.connection]?.lowercased().contains("close") == true)
             awaitingHead = false
             inRequest = true
             receivedInRequest = 0
@@ -123,8 +128,10 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(let head) where head.headerFields[.connection]?.lowercased() == "close":
-            closing = true
+        case .head(let head):
+            // Each answer's head pairs with the oldest request not yet answered.
+            let requestEnds = requestsEnd.isEmpty ? false : requestsEnd.removeFirst()
+            if requestEnds || head.headerFields[.connection]?.lowercased() == "close" { closing = true }
             context.write(data, promise: promise)
         case .end where closing:
             let written = context.eventLoop.makePromise(of: Void.self)

@@ -34,7 +34,7 @@ public struct AWSBackends: Sendable {
         let backends = self
         registry.register(storage: "s3") { uri, _ in
             guard case .s3(let bucket) = uri.backend else { preconditionFailure("registered for s3:") }
-            let clients = try await backends.clients(region: uri.region, endpoint: uri.endpoint)
+            let clients = try await backends.clients(region: uri.region, endpoint: uri.endpoint, uses: ["s3"])
             return S3Storage(s3: clients.s3, bucket: bucket, encryption: uri.serverSideEncryption)
         }
         registry.register(locking: "dynamo") { uri, storage, _ in
@@ -45,7 +45,8 @@ public struct AWSBackends: Sendable {
             case let path as PathStorage: namespace = "path:\(path.root)/"
             default: namespace = "\(uri.scheme):"
             }
-            let clients = try await backends.clients(region: uri.region, endpoint: uri.endpoint)
+            let clients = try await backends.clients(
+                region: uri.region, endpoint: uri.endpoint, uses: ["dynamodb"])
             return DynamoDBLockService(
                 dynamo: clients.dynamo, table: table, namespace: namespace,
                 leaseDuration: .milliseconds(uri.leaseMilliseconds ?? 10_000))
@@ -61,14 +62,18 @@ public struct AWSBackends: Sendable {
 
     /// `overrides` says where `region` and `endpoint` come from, for messages: the storage URI
     /// (the engine) or a command's `--region` and `--endpoint` (`carbonstore aws setup`).
+    ///
+    /// `uses` names the services that will be called (`s3`, `dynamodb`): endpoint settings that
+    /// CarbonStore does not read are refused only where they concern one of them.
     public func clients(
-        region: String?, endpoint: String?, overrides: AWSConfiguration.OverrideSource = .storageURI
+        region: String?, endpoint: String?, overrides: AWSConfiguration.OverrideSource = .storageURI,
+        uses: Set<String> = ["s3", "dynamodb"]
     ) async throws -> Clients {
         let configuration: AWSConfiguration
         do {
             configuration = try await AWSConfiguration.resolve(
                 environment: environment, regionOverride: region, endpointOverride: endpoint,
-                overrides: overrides, transport: transport)
+                overrides: overrides, transport: transport, uses: uses)
         } catch {
             throw AWSConfigurationStoreError(message: String(describing: error))
         }

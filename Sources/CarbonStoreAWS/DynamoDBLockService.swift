@@ -7,7 +7,8 @@ import Foundation
 ///
 /// Item: `id` (the lock name), `op` (a fresh id per operation), `expires` (epoch ms), `owner`
 /// (host and process), `acquired` (epoch ms), `user`.
-/// - Acquire: `PutItem` if `attribute_not_exists(id) OR expires < :now`; on failure wait with
+/// - Acquire: `PutItem` if `attribute_not_exists(id) OR attribute_not_exists(expires) OR
+///   expires < :now`; on failure wait with
 ///   exponential backoff and full jitter and try again until the deadline.
 /// - Renew: `UpdateItem` of `expires` if `op = :op`.
 /// - Release: `DeleteItem` if `op = :op`, never read-then-delete.
@@ -188,6 +189,21 @@ public struct DynamoDBLockService: LockService {
         return Int64(d)
     }
 
+    /// `{"id":{"S":"…"}}` for the AWS CLI's `--key`, with the id escaped for JSON and for a shell's
+    /// single quotes (a prefix may hold `"` or `'`).
+    package static func shellQuotedKey(_ id: String) -> String {
+        var json = ""
+        for scalar in id.unicodeScalars {
+            switch scalar {
+            case "\"": json += "\\\""
+            case "\\": json += "\\\\"
+            case _ where scalar.value < 0x20: json += String(format: "\\u%04x", scalar.value)
+            default: json.unicodeScalars.append(scalar)
+            }
+        }
+        return "{\"id\":{\"S\":\"\(json)\"}}".replacingOccurrences(of: "'", with: "'\\''")
+    }
+
     /// An attribute as the AWS CLI writes it, for messages: `N "1795809278319.5"`, `S "soon"`.
     static func shown(_ value: AttributeValue) -> String {
         switch value {
@@ -202,7 +218,7 @@ public struct DynamoDBLockService: LockService {
         guard let expires = holder.expires else {
             let stored = holder.expiresText.map { "expires = \($0)" } ?? "no expires"
             return
-                "\(holder.owner) (operation \(holder.op)), whose lock item has \(stored), not a time in epoch milliseconds, so its lease never ends: the item was not written by CarbonStore or was altered; if its holder is gone, delete it: aws dynamodb delete-item --table-name \(table) --key '{\"id\":{\"S\":\"\(id(name))\"}}'"
+                "\(holder.owner) (operation \(holder.op)), whose lock item has \(stored), not a time in epoch milliseconds, so its lease never ends: the item was not written by CarbonStore or was altered; if its holder is gone, delete it: aws dynamodb delete-item --table-name \(table) --key '\(Self.shellQuotedKey(id(name)))'"
         }
         let left = expires - wallClock()
         let lease =

@@ -44,7 +44,8 @@ struct AWSCommand: AsyncParsableCommand {
                         example: "--endpoint http://localhost:9000")
                 }
                 let clients = try await AWSBackends().clients(
-                    region: region, endpoint: endpoint, overrides: .commandLine)
+                    region: region, endpoint: endpoint, overrides: .commandLine,
+                    uses: Set((bucket != nil ? ["s3"] : []) + (table != nil ? ["dynamodb"] : [])))
                 try checkRegionOfAWS(clients.configuration)
                 var tableARN: String?
                 do {

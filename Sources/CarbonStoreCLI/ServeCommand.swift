@@ -3,6 +3,7 @@ import CarbonServer
 import CarbonStore
 import Foundation
 import Logging
+import NIOCore
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,7 +16,7 @@ struct ServeCommand: AsyncParsableCommand {
             CARBONSTORE_SEND_TIMEOUT_MS, CARBONSTORE_IDLE_TIMEOUT_MS, \
             CARBONSTORE_SHUTDOWN_DEADLINE_MS, CARBONSTORE_LOG_LEVEL.
             On the embedded default storage with no key configured, it makes an admin key for the run \
-            and prints it once. Stops on SIGTERM, SIGINT or SIGHUP after the requests in flight.
+            and prints it once. Stops on SIGTERM, SIGINT or SIGHUP (unless started with SIGHUP ignored, as by nohup) after the requests in flight.
             """)
 
     @OptionGroup var storage: StorageOptions
@@ -30,14 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
                     throw KeyFileError(problem: "there is no such file")
                 }
                 guard !isDirectory.boolValue else { throw KeyFileError(problem: "it is a directory") }
-                // A file anyone may write lets anyone on this machine add an admin key.
-                var status = stat()
-                if stat(path, &status) == 0, status.st_mode & S_IWOTH != 0 {
-                    throw KeyFileError(
-                        problem:
-                            "every user of this machine may write it (mode \(String(status.st_mode & 0o777, radix: 8))), and so add a key of their own; remove that right (chmod o-w)"
-                    )
-                }
+                try Self.refuseKeyFileOthersMayChange(path)
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw KeyFileError(problem: "this process may not read it")
                 }
@@ -95,15 +89,20 @@ struct ServeCommand: AsyncParsableCommand {
             } catch let error as any CarbonStoreError {
                 throw error
             } catch {
-                throw ServeFailedError(
-                    host: configuration.host, port: configuration.port, underlying: "\(error)")
+                let text = "\(error)"
+                // An address that is not this machine's: the host's fault, not the port's.
+                if let e = error as? IOError, e.errnoCode == EADDRNOTAVAIL || text.contains("errno: 99)") {
+                    throw InvalidRequestError(
+                        "\(host != nil ? "--host" : "CARBONSTORE_HOST") '\(configuration.host)' is not an address of this machine: \(text); give one of its addresses, such as 127.0.0.1, or 0.0.0.0 for every interface"
+                    )
+                }
+                throw ServeFailedError(host: configuration.host, port: configuration.port, underlying: text)
             }
         }
     }
 }
 
-/// The server could not start or stopped with an error (an address in use, a host that does not
-/// resolve).
+/// The server could not start or stopped with an error (an address in use).
 struct ServeFailedError: CarbonStoreError {
     var host: String
     var port: Int
@@ -121,6 +120,32 @@ struct KeyFileError: Error, CustomStringConvertible {
 }
 
 extension ServeCommand {
+    /// A keys file that every user of the machine may write, or that sits in a folder where every
+    /// user may replace it (writable by others, without the sticky bit), lets any of them add an
+    /// admin key. On a read-only mount (a Kubernetes Secret volume, whatever its mode bits) nobody
+    /// can, and the mode is not held against it.
+    static func refuseKeyFileOthersMayChange(_ path: String) throws {
+        var fs = statvfs()
+        if statvfs(path, &fs) == 0, fs.f_flag & UInt(ST_RDONLY) != 0 { return }
+        var file = stat()
+        if stat(path, &file) == 0, file.st_mode & S_IWOTH != 0 {
+            throw KeyFileError(
+                problem:
+                    "every user of this machine may write it (mode \(String(file.st_mode & 0o777, radix: 8))), and so add a key of their own; remove that right (chmod o-w)"
+            )
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        var dir = stat()
+        if stat(folder.isEmpty ? "." : folder, &dir) == 0, dir.st_mode & S_IWOTH != 0,
+            dir.st_mode & S_ISVTX == 0
+        {
+            throw KeyFileError(
+                problem:
+                    "every user of this machine may replace it: its folder \(folder) is writable by all without the sticky bit; keep the file in a folder only its owner may change"
+            )
+        }
+    }
+
     /// A listen address that does not resolve fails here, naming where it came from (exit code
     /// 64), rather than at the bind, whose error would blame the port.
     static func checkListenHost(_ host: String, origin: String) throws {

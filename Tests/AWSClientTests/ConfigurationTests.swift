@@ -90,6 +90,13 @@ struct ConfigurationTests {
             #expect(error?.description.contains("lower-case letters, digits and '-'") == true)
         }
         #expect(try await resolve(["AWS_REGION": "eu-west-1"]).region == "eu-west-1")
+        // A compatible store named by an endpoint may name its regions otherwise (MinIO: eu_central).
+        let compatible = try await resolve(["AWS_REGION": "EU_central"], endpoint: "http://127.0.0.1:9000")
+        #expect(compatible.region == "EU_central")
+        let error = await #expect(throws: AWSConfigurationError.self) {
+            try await resolve(["AWS_REGION": "eu central"], endpoint: "http://127.0.0.1:9000")
+        }
+        #expect(error?.description.contains("from AWS_REGION") == true)
     }
 
     /// FIPS, dual-stack and per-service profile endpoints are refused by name, never ignored, unless
@@ -112,7 +119,10 @@ struct ConfigurationTests {
                 base.merging([name: "true"]) { $1 }, endpoint: "https://s3-fips.example")
             #expect(named.endpoints["s3"]?.absoluteString == "https://s3-fips.example")
         }
-        for line in ["use_fips_endpoint = true", "use_dualstack_endpoint = true", "services = local"] {
+        for line in [
+            "use_fips_endpoint = true", "use_dualstack_endpoint = true",
+            "services = local\n[services local]\ns3 =\n  endpoint_url = http://127.0.0.1:4566\n",
+        ] {
             try write("[default]\n\(line)\n", to: home.path + "/.aws/config")
             let error = await #expect(throws: AWSConfigurationError.self) {
                 try await resolve(base.merging(["HOME": home.path]) { $1 })
@@ -122,6 +132,19 @@ struct ConfigurationTests {
                 error?.description.contains("\(key) in profile 'default'") == true,
                 "\(String(describing: error))")
         }
+        // Only the services used count: FIPS with S3's endpoint named, for a store on S3 alone; a
+        // services section for other services.
+        let s3Only = try await AWSConfiguration.resolve(
+            environment: base.merging([
+                "HOME": "/nonexistent-home", "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_USE_FIPS_ENDPOINT": "true",
+                "AWS_ENDPOINT_URL_S3": "https://s3-fips.us-east-1.amazonaws.com",
+            ]) { $1 }, regionOverride: nil, endpointOverride: nil, transport: transport, uses: ["s3"])
+        #expect(s3Only.endpoints["s3"]?.absoluteString == "https://s3-fips.us-east-1.amazonaws.com")
+        try write(
+            "[default]\nservices = queues\n[services queues]\nsqs =\n  endpoint_url = http://127.0.0.1:4566\n",
+            to: home.path + "/.aws/config")
+        #expect(try await resolve(base.merging(["HOME": home.path]) { $1 }).endpoints["s3"] == nil)
         try write("[default]\nendpoint_url = http://127.0.0.1:4566\n", to: home.path + "/.aws/config")
         let fromProfile = try await resolve(base.merging(["HOME": home.path]) { $1 })
         #expect(fromProfile.endpoints["s3"]?.absoluteString == "http://127.0.0.1:4566")

@@ -174,22 +174,6 @@ struct CredentialsRefreshTests {
         #expect(await p.fetchCount == 1)
     }
 
-    /// As the SDKs: credentials that have expired when they arrive are refused, with the clock named,
-    /// not used for requests AWS would refuse.
-    @Test func credentialsExpiredOnArrivalAreRefused() async throws {
-        let clock = ManualClock()
-        let base = CountingProvider([
-            .success(keys("OLD", expiration: clock.now.addingTimeInterval(-60))),
-            .success(keys("NEW", expiration: clock.now.addingTimeInterval(3600))),
-        ])
-        let p = RefreshingCredentialProvider(base, retryAfterFailure: .zero, now: { clock.now })
-        let error = await #expect(throws: CredentialsError.self) { try await p.credentials() }
-        #expect(error?.kind == .providerFailed)
-        #expect(error?.description.contains("had expired at") == true, "\(String(describing: error))")
-        #expect(error?.description.contains("check this machine's clock") == true)
-        #expect(try await p.credentials().accessKeyID == "NEW")
-    }
-
     /// AWS answering ExpiredToken before the cache expected it: the credentials are fetched again
     /// once, and the request is sent again with them.
     @Test func anExpiredTokenAnswerFetchesTheCredentialsAgainOnce() async throws {

@@ -145,8 +145,8 @@ import Testing
         // A storage URI that cannot be used is named before the missing key.
         (["serve", "--storage", "bogus:"], 64, "unknown scheme 'bogus'"),
         (
-            ["serve", "--storage", "memory:", "--host", "999.1.1.1"], 64,
-            "--host '999.1.1.1' is not an address"
+            ["serve", "--storage", "memory:", "--host", "no-such-host.invalid"], 64,
+            "--host 'no-such-host.invalid' is not an address"
         ),
         // Usage errors, which ArgumentParser finds, are one line too.
         (["user", "show"], 64, "Missing expected argument '<user>'"),

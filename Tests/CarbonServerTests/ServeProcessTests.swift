@@ -107,6 +107,38 @@ import Testing
         #expect(server.stderr.contains("CARBONSTORE_API_KEYS_FILE"), "\(server.stderr)")
         #expect(server.stderr.contains("chmod o-w"), "\(server.stderr)")
         #expect(!server.stdout.contains("listening"))
+
+        // A file of its owner's alone, in a folder where anyone may replace it.
+        chmod(file, 0o600)
+        chmod(dir.path, 0o777)
+        defer { chmod(dir.path, 0o700) }
+        let again = try ServeProcess.serve(
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path + "/data", "CARBONSTORE_API_KEYS_FILE": file,
+            ],
+            arguments: [])
+        defer { again.stop() }
+        let end2 = try await offPool { again.waitForExit(timeout: .seconds(30)) }
+        #expect(end2 == .exit(64), "stderr: \(again.stderr)")
+        #expect(again.stderr.contains("its folder"), "\(again.stderr)")
+    }
+
+    /// An address that resolves but is not this machine's is the host's fault, named with its source.
+    @Test func aHostThatIsNotThisMachinesIsNamed() async throws {
+        let dir = try TemporaryDirectory("serve-badhost")
+        defer { dir.remove() }
+        let server = try ServeProcess.serve(
+            environment: [
+                "CARBONSTORE_STORAGE": "path:" + dir.path, "CARBONSTORE_HOST": "192.0.2.1",
+                "CARBONSTORE_API_KEYS": APIKeys.newKey(role: .admin).entry.entry,
+            ],
+            arguments: ["--port", "0"])
+        defer { server.stop() }
+        let end = try await offPool { server.waitForExit(timeout: .seconds(30)) }
+        #expect(end == .exit(64), "stderr: \(server.stderr)")
+        #expect(
+            server.stderr.contains("CARBONSTORE_HOST '192.0.2.1' is not an address of this machine"),
+            "\(server.stderr)")
     }
 
     @Test func aPortInUseFailsWithAClearMessage() async throws {

@@ -465,6 +465,13 @@ import Testing
         #expect(!text.contains("lease ends in -"), "\(text)")
     }
 
+    /// The command given in the message survives a prefix with quotes: JSON inside shell quotes.
+    @Test func theDeleteCommandsKeyIsQuotedForJSONAndTheShell() {
+        #expect(
+            DynamoDBLockService.shellQuotedKey(#"path:/d/o'k"/87/22/a.cstore"#)
+                == #"{"id":{"S":"path:/d/o'\''k\"/87/22/a.cstore"}}"#)
+    }
+
     @Test func aFractionalExpiryIsReadAsMilliseconds() {
         #expect(DynamoDBLockService.epochMilliseconds(.n("1795809278319.5")) == 1_795_809_278_319)
         #expect(DynamoDBLockService.epochMilliseconds(.n("1795809278319")) == 1_795_809_278_319)

@@ -127,8 +127,6 @@ import Testing
         }
     }
 
-    /// A prefix of 200 bytes (its final '/' not counted) is taken; its keys stay within S3's 1,024
-    /// bytes with the longest user id, every byte of it escaped.
     /// Names near S3's reserved shapes that S3 allows stay allowed.
     @Test(arguments: ["my.bucket.v1", "10.0.0", "192.168.1.1a", "bucket-s3aliases", "xn-abc", "a.mrap.b"])
     func bucketNamesNearTheReservedShapesAreAccepted(name: String) throws {
@@ -136,6 +134,8 @@ import Testing
         #expect(try StorageURI("s3:\(name)?locking=none").backend == .s3(bucket: name))
     }
 
+    /// A prefix of 200 bytes (its final '/' not counted) is taken; its keys stay within S3's 1,024
+    /// bytes with the longest user id, every byte of it escaped.
     @Test func aPrefixOf200BytesIsTheLongest() throws {
         let longest = String(repeating: "p", count: 200)
         let uri = try StorageURI("s3:my-bucket?locking=none&prefix=/" + longest + "/")

@@ -77,14 +77,15 @@ public struct AWSConfiguration: Sendable, Hashable {
     /// Resolves the region and endpoints from the overrides (of the storage URI, or of a command's
     /// options: `overrides` says which, for messages) and the environment. `transport` is used only
     /// to ask EC2 instance metadata for the region when nothing else names one.
+    ///
+    /// `uses` names the services the caller will call (of `services`): settings that would choose
+    /// other endpoints than those resolved here are refused only where they concern one of them, and
+    /// the region is held to AWS's shape of names only when one of them goes to AWS itself.
     public static func resolve(
         environment: [String: String], regionOverride: String?, endpointOverride: String?,
         overrides: OverrideSource = .storageURI, transport: any HTTPTransport,
-        metadataTimeout: Duration = .seconds(1)
+        metadataTimeout: Duration = .seconds(1), uses: Set<String> = ["s3", "dynamodb"]
     ) async throws -> AWSConfiguration {
-        let region = try await resolveRegion(
-            environment: environment, regionOverride: regionOverride, overrides: overrides,
-            transport: transport, metadataTimeout: metadataTimeout)
         var endpoints: [String: URL] = [:]
         let uriEndpoint = try endpointOverride.map {
             try validatedEndpoint($0, origin: overrides.endpointOrigin)
@@ -96,7 +97,11 @@ public struct AWSConfiguration: Sendable, Hashable {
                 endpoints[service] = configured
             }
         }
-        try refuseUnsupportedEndpointSettings(environment: environment, named: endpoints)
+        try refuseUnsupportedEndpointSettings(environment: environment, named: endpoints, uses: uses)
+        let region = try await resolveRegion(
+            environment: environment, regionOverride: regionOverride, overrides: overrides,
+            transport: transport, metadataTimeout: metadataTimeout,
+            awsNamesOnly: uses.contains { endpoints[$0] == nil })
         return AWSConfiguration(region: region, endpoints: endpoints)
     }
 
@@ -106,11 +111,15 @@ public struct AWSConfiguration: Sendable, Hashable {
     /// whose endpoint is not named), it is refused by name, never ignored: a FIPS deployment must
     /// not talk to a non-FIPS endpoint unawares. An endpoint named explicitly wins over them, as in
     /// the SDKs.
-    static func refuseUnsupportedEndpointSettings(environment: [String: String], named: [String: URL]) throws
-    {
-        guard named["s3"] == nil || named["dynamodb"] == nil else { return }
+    static func refuseUnsupportedEndpointSettings(
+        environment: [String: String], named: [String: URL], uses: Set<String>
+    ) throws {
+        let unnamed = uses.filter { named[$0] == nil }
+        guard !unnamed.isEmpty else { return }
         let profile = ProfileCredentialProvider(environment: environment)
         let profileOrigin = "profile '\(profile.profileName)' of \(profile.configFilePath ?? "~/.aws/config")"
+        // A services section matters only where it gives an endpoint to a service used, unnamed here.
+        let sectionServices = profile.servicesWithEndpoints().map { $0.intersection(unnamed) } ?? []
         let settings: [(origin: String, isSet: Bool, what: String)] = [
             (
                 "AWS_USE_FIPS_ENDPOINT=true", environmentFlag(environment, "AWS_USE_FIPS_ENDPOINT"),
@@ -122,30 +131,36 @@ public struct AWSConfiguration: Sendable, Hashable {
             ),
             (
                 "use_fips_endpoint in \(profileOrigin)",
-                profile.value("use_fips_endpoint")?.lowercased() == "true",
-                "FIPS endpoints"
+                profile.configValue("use_fips_endpoint")?.lowercased() == "true", "FIPS endpoints"
             ),
             (
                 "use_dualstack_endpoint in \(profileOrigin)",
-                profile.value("use_dualstack_endpoint")?.lowercased() == "true", "dual-stack endpoints"
+                profile.configValue("use_dualstack_endpoint")?.lowercased() == "true", "dual-stack endpoints"
             ),
             (
                 "services in \(profileOrigin)",
                 !environmentFlag(environment, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-                    && profile.value("services") != nil,
-                "endpoints per service from a services section"
+                    && !sectionServices.isEmpty,
+                "endpoints for \(sectionServices.sorted().joined(separator: " and ")) from its services section"
             ),
         ]
         guard let set = settings.first(where: \.isSet) else { return }
+        let variables = unnamed.sorted().map { "AWS_ENDPOINT_URL_" + $0.uppercased() }.joined(
+            separator: " and ")
         throw AWSConfigurationError(
-            "\(set.origin) asks for \(set.what), which CarbonStore does not build: name the endpoints instead, with endpoint= in the storage URI or AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB (such as https://s3-fips.us-east-1.amazonaws.com and https://dynamodb-fips.us-east-1.amazonaws.com), or remove the setting"
+            "\(set.origin) asks for \(set.what), which CarbonStore does not read or build: name the endpoints instead, with endpoint= in the storage URI or \(variables) (for FIPS, such as https://s3-fips.us-east-1.amazonaws.com and https://dynamodb-fips.us-east-1.amazonaws.com), or remove the setting"
         )
     }
 
     /// The region, by the documented precedence; throws when none is found.
+    ///
+    /// With `awsNamesOnly` (a request goes to AWS itself), a region must have the shape of AWS's
+    /// names (`isValidRegion`); without it (every service is named by an endpoint: an S3- or
+    /// DynamoDB-compatible store, which may name its regions otherwise, such as MinIO's `eu_central`),
+    /// upper-case letters and `_` are allowed too (`isValidCompatibleRegion`).
     public static func resolveRegion(
         environment: [String: String], regionOverride: String?, overrides: OverrideSource = .storageURI,
-        transport: any HTTPTransport, metadataTimeout: Duration = .seconds(1)
+        transport: any HTTPTransport, metadataTimeout: Duration = .seconds(1), awsNamesOnly: Bool = true
     ) async throws -> String {
         var candidates: [(String?, String)] = [
             (regionOverride.flatMap { $0.isEmpty ? nil : $0 }, overrides.regionOrigin),
@@ -159,9 +174,11 @@ public struct AWSConfiguration: Sendable, Hashable {
                 "region in profile '\(profile.profileName)' of \(profile.configFilePath ?? "~/.aws/config")"
             ))
         for case (let value?, let origin) in candidates {
-            guard isValidRegion(value) else {
+            guard awsNamesOnly ? isValidRegion(value) : isValidCompatibleRegion(value) else {
                 throw AWSConfigurationError(
-                    "invalid AWS region '\(oneLine(value, limit: 60))' (from \(origin)): expected lower-case letters, digits and '-', such as eu-west-1"
+                    awsNamesOnly
+                        ? "invalid AWS region '\(oneLine(value, limit: 60))' (from \(origin)): expected lower-case letters, digits and '-', such as eu-west-1 (a compatible store named by an endpoint may use other names)"
+                        : "invalid region '\(oneLine(value, limit: 60))' (from \(origin)): expected letters, digits, '-' and '_', such as eu-west-1"
                 )
             }
             return value
@@ -186,7 +203,7 @@ public struct AWSConfiguration: Sendable, Hashable {
             }
         }
         let profile = ProfileCredentialProvider(environment: environment)
-        if let value = profile.value("endpoint_url"), !value.isEmpty {
+        if let value = profile.configValue("endpoint_url") {
             return try validatedEndpoint(
                 value,
                 origin:
@@ -211,6 +228,17 @@ public struct AWSConfiguration: Sendable, Hashable {
         (1...63).contains(region.utf8.count)
             && region.utf8.allSatisfy {
                 ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
+            }
+            && !region.hasPrefix("-") && !region.hasSuffix("-")
+    }
+
+    /// Letters, digits, '-' and '_', 1 to 63 characters, not beginning or ending with '-': a region of
+    /// an S3- or DynamoDB-compatible store, which names its regions more freely than AWS.
+    public static func isValidCompatibleRegion(_ region: String) -> Bool {
+        (1...63).contains(region.utf8.count)
+            && region.utf8.allSatisfy {
+                ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
+                    || $0 == 0x5F
             }
             && !region.hasPrefix("-") && !region.hasSuffix("-")
     }

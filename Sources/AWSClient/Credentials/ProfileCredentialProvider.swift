@@ -117,6 +117,23 @@ public struct ProfileCredentialProvider: CredentialProvider {
         return config.sections[profileName]?["region"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// The services that the profile's `services` setting gives endpoints to (the names of the
+    /// nested settings in its `[services NAME]` section of the config file: `s3`, `dynamodb`, ...);
+    /// nil when the profile has no `services` setting.
+    public func servicesWithEndpoints() -> Set<String>? {
+        guard let files = try? loadFiles(), let config = files.config,
+            let name = config.sections[profileName]?["services"], !name.isEmpty
+        else { return nil }
+        let section = config.sections[SharedConfigFile.servicesSectionPrefix + name] ?? [:]
+        return Set(section.keys)
+    }
+
+    /// A setting of the profile in the config file.
+    public func configValue(_ key: String) -> String? {
+        guard let config = try? loadFiles().config else { return nil }
+        return config.sections[profileName]?[key.lowercased()].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     /// Any setting of the profile: credentials file first, then config file.
     public func value(_ key: String) -> String? {
         guard let files = try? loadFiles() else { return nil }
@@ -208,6 +225,11 @@ public struct SharedConfigFile: Sendable, Hashable {
             return section.isEmpty ? nil : section
         case .config:
             if section == "default" { return "default" }
+            // `[services NAME]`: kept under a name no profile can have, for `servicesNamed`.
+            if section.hasPrefix("services ") {
+                let name = section.dropFirst("services ".count).trimmingCharacters(in: .whitespaces)
+                return name.isEmpty ? nil : servicesSectionPrefix + name
+            }
             if section.hasPrefix("profile ") {
                 let name = section.dropFirst("profile ".count).trimmingCharacters(in: .whitespaces)
                 return name.isEmpty ? nil : name
@@ -215,6 +237,9 @@ public struct SharedConfigFile: Sendable, Hashable {
             return nil
         }
     }
+
+    /// The key under which `[services NAME]` sections are kept (a control character: no profile's name).
+    static let servicesSectionPrefix = "\u{1}services "
 
     /// Drops ` # comment` / ` ; comment` (a comment mark preceded by whitespace).
     private static func stripInlineComment(_ value: String) -> String {

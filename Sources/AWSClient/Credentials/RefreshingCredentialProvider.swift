@@ -75,21 +75,6 @@ public actor RefreshingCredentialProvider: CredentialProvider {
 
     private func finish(_ result: Result<AWSCredentials, any Error>) -> Result<AWSCredentials, any Error> {
         inFlight = nil
-        var result = result
-        // Credentials that have expired when they arrive would be refused by AWS (and fetched again
-        // at every call): refused here, as the SDKs do, with the clock named.
-        if case .success(let credentials) = result, let expiration = credentials.expiration,
-            expiration <= now()
-        {
-            result = .failure(
-                CredentialsError(
-                    .providerFailed, source: Self.sourceName(of: base),
-                    problem:
-                        "the credentials delivered had expired at \(Self.iso(expiration)), before this machine's clock (\(Self.iso(now())))",
-                    fix:
-                        "check this machine's clock (chrony or NTP), and that the source renews its credentials"
-                ))
-        }
         switch result {
         case .success(let credentials):
             cached = credentials
@@ -98,15 +83,6 @@ public actor RefreshingCredentialProvider: CredentialProvider {
             lastFailure = now()
         }
         return result
-    }
-
-    private static func iso(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
-
-    private static func sourceName(of provider: any CredentialProvider) -> String {
-        if let chain = provider as? CredentialProviderChain, chain.providers.count > 1 {
-            return "the credential chain"
-        }
-        return CredentialProviderChain.sourceName(of: provider)
     }
 
     private static func seconds(_ d: Duration) -> TimeInterval {
