@@ -339,7 +339,7 @@ import Testing
             // The marker between the decoder and the application cannot be sent by a client.
             ("GET /healthz HTTP/1.1\r\nHost: x\r\ncarbonstore-request-problem: connect\r\n\r\n", 200, nil),
             ("GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200, nil),
-        ("GET /healthz HTTP/1.1\r\nHost: example.com \t\r\n\r\n", 200, nil),
+            ("GET /healthz HTTP/1.1\r\nHost: example.com \t\r\n\r\n", 200, nil),
         ] as [(String, Int, String?)])
     func requestFramingIsCheckedAndEndsTheConnectionWhenRefused(request: String, status: Int, code: String?)
         async throws
