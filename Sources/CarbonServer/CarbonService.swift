@@ -75,12 +75,11 @@ extension CarbonService {
     /// process was started with it ignored (`nohup`): a hang-up drains, never cuts requests, and a
     /// service started to outlive its terminal does.
     static func stopSignals() -> [UnixSignal] {
-        var current = sigaction()
-        // Handlers are C function pointers, compared by address (SIG_IGN is one).
-        let ignored =
-            sigaction(SIGHUP, nil, &current) == 0
-            && unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self)
-                == unsafeBitCast(SIG_IGN, to: Int.self)
+        // The disposition, read by setting it and setting it back (`signal` on every platform;
+        // `sigaction`'s field names differ). Handlers are C function pointers, compared by address.
+        let previous = signal(SIGHUP, SIG_IGN)
+        _ = signal(SIGHUP, previous)
+        let ignored = unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
         return ignored ? [.sigterm, .sigint] : [.sigterm, .sigint, .sighup]
     }
 }

@@ -42,8 +42,13 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// True between requests: the next byte starts the next head's clock.
     var awaitingHead = true
     var timer: Scheduled<Void>?
-    /// A response with `Connection: close` has begun: nothing more is read.
+    /// The connection is ending and its input is only counted and dropped (`lingered` counts it).
     var closing = false
+    /// The answer being written ends the connection: its output is closed after it.
+    var answerEnds = false
+    /// The answer to a request that ends the connection began before that request's body ended:
+    /// the rest of the body is dropped (within `requestAllowance`), then the connection lingers.
+    var draining = false
     /// The most bytes of a request that may arrive before its answer (see the type's comment).
     let requestAllowance: Int
     /// A request's head was read and its end was not.
@@ -53,12 +58,13 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Raw bytes received since the current request's head.
     var receivedInRequest = 0
 
-    /// Room for a request's framing beyond twice its body's limit.
+    /// Room for a request's framing beyond eight times its body's limit.
     static let drainAllowance = 64 << 10
-    /// How many bytes are read and dropped after an answer that closes the connection, so that a
-    /// client still sending has time to read the answer, before the connection is closed.
+    /// How many bytes are read and dropped once the connection is ending (from the head of the
+    /// answer that ends it, or from the end of its request if that comes later), so that a client
+    /// still sending has time to read the answer, before the connection is closed.
     static let lingerAllowance = 1 << 20
-    /// Bytes dropped since the output was closed after such an answer (nil before that).
+    /// Bytes dropped since the connection began to end (nil before that).
     var lingered: Int?
 
     init(header: TimeAmount, body: TimeAmount, send: TimeAmount, maxBodyBytes: Int = 1 << 20) {
@@ -98,7 +104,8 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         if closing { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
-            requestsEnd.append(head.headerFields[.connection]?.lowercased().contains("close") == true)
+            // `ConnectionPersistence` gives every request that ends its connection exactly `close`.
+            requestsEnd.append(head.headerFields[.connection]?.lowercased() == "close")
             awaitingHead = false
             inRequest = true
             receivedInRequest = 0
@@ -107,10 +114,25 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
             awaitingHead = true
             inRequest = false
             cancel()
+            if draining {
+                // The rest of the ending request's body has arrived: what comes after only lingers,
+                // for `header` at most (the answer's output is closed, or will be once written).
+                draining = false
+                startLingering()
+                arm(header, context: context)
+                return
+            }
         case .body:
             break
         }
+        if draining { return }
         context.fireChannelRead(data)
+    }
+
+    /// From now on input is counted and dropped, and the connection is closed past `lingerAllowance`.
+    func startLingering() {
+        closing = true
+        if lingered == nil { lingered = 0 }
     }
 
     /// `count` raw bytes arrived (ByteWatch, before the decoder).
@@ -121,7 +143,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
             if dropped + count > Self.lingerAllowance { context.close(promise: nil) }
             return
         }
-        guard inRequest, !closing else { return }
+        guard inRequest else { return }
         receivedInRequest += count
         if receivedInRequest > requestAllowance { context.close(promise: nil) }
     }
@@ -131,16 +153,27 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .head(let head):
             // Each answer's head pairs with the oldest request not yet answered.
             let requestEnds = requestsEnd.isEmpty ? false : requestsEnd.removeFirst()
-            if requestEnds || head.headerFields[.connection]?.lowercased() == "close" { closing = true }
+            let answerCloses = head.headerFields[.connection]?.lowercased() == "close"
+            if requestEnds || answerCloses {
+                answerEnds = true
+                // The client's own ending request, answered before its body ended (a 401 to an
+                // upload): the rest of its body, within the limit, is read and dropped first, so
+                // that the client, which may read only once it has sent it all, gets its answer.
+                // Otherwise (the service's own close, a 413; a request that has ended) input is
+                // dropped from here, counted from the answer's first byte: an answer that takes
+                // long to write, or a decoder that stopped after an `Upgrade`, cannot make the
+                // service take in more than `lingerAllowance`.
+                if requestEnds && !answerCloses && inRequest { draining = true } else { startLingering() }
+            }
             context.write(data, promise: promise)
-        case .end where closing:
+        case .end where answerEnds:
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: promise)
             context.write(data, promise: written)
             written.futureResult.assumeIsolated().whenComplete { _ in
                 context.close(mode: .output, promise: nil)
-                self.lingered = 0
-                self.arm(self.header, context: context)
+                // While the rest of a request's body is still dropped, its body timer runs on.
+                if !self.draining { self.arm(self.header, context: context) }
             }
         case .end:
             context.write(data, promise: promise)

@@ -70,6 +70,11 @@ public struct AWSBackends: Sendable {
         uses: Set<String> = ["s3", "dynamodb"]
     ) async throws -> Clients {
         let configuration: AWSConfiguration
+        // Credentials from web identity (EKS) are asked of STS: its endpoint settings count too.
+        var uses = uses
+        if ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"].allSatisfy({ !(environment[$0] ?? "").isEmpty }) {
+            uses.insert("sts")
+        }
         do {
             configuration = try await AWSConfiguration.resolve(
                 environment: environment, regionOverride: region, endpointOverride: endpoint,

@@ -92,13 +92,26 @@ struct ServeCommand: AsyncParsableCommand {
                 let text = "\(error)"
                 // An address that is not this machine's: the host's fault, not the port's.
                 if let e = error as? IOError, e.errnoCode == EADDRNOTAVAIL || text.contains("errno: 99)") {
-                    throw InvalidRequestError(
-                        "\(host != nil ? "--host" : "CARBONSTORE_HOST") '\(configuration.host)' is not an address of this machine: \(text); give one of its addresses, such as 127.0.0.1, or 0.0.0.0 for every interface"
-                    )
+                    throw ListenAddressError(
+                        origin: host != nil ? "--host" : "CARBONSTORE_HOST", host: configuration.host,
+                        underlying: text)
                 }
                 throw ServeFailedError(host: configuration.host, port: configuration.port, underlying: text)
             }
         }
+    }
+}
+
+/// The listen address is not one of this machine's, or not up yet (an address still being
+/// configured at boot): exit code 6, so that a supervisor tries again, with the option or variable
+/// to fix if it stays so.
+struct ListenAddressError: CarbonStoreError {
+    var origin: String
+    var host: String
+    var underlying: String
+    var kind: ErrorKind { .unavailable }
+    var description: String {
+        "\(origin) '\(host)' is not an address of this machine, or not up yet: \(underlying); give one of its addresses, such as 127.0.0.1, or 0.0.0.0 for every interface"
     }
 }
 
@@ -134,7 +147,9 @@ extension ServeCommand {
                     "every user of this machine may write it (mode \(String(file.st_mode & 0o777, radix: 8))), and so add a key of their own; remove that right (chmod o-w)"
             )
         }
-        let folder = (path as NSString).deletingLastPathComponent
+        // The folder that holds the file itself, through any symbolic link.
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let folder = (resolved as NSString).deletingLastPathComponent
         var dir = stat()
         if stat(folder.isEmpty ? "." : folder, &dir) == 0, dir.st_mode & S_IWOTH != 0,
             dir.st_mode & S_ISVTX == 0

@@ -125,6 +125,10 @@ import Testing
 
     /// An address that resolves but is not this machine's is the host's fault, named with its source.
     @Test func aHostThatIsNotThisMachinesIsNamed() async throws {
+        // Where addresses of other machines may be bound (ip_nonlocal_bind), the bind succeeds.
+        let nonlocal = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_nonlocal_bind", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard nonlocal != "1" else { return }
         let dir = try TemporaryDirectory("serve-badhost")
         defer { dir.remove() }
         let server = try ServeProcess.serve(
@@ -135,9 +139,11 @@ import Testing
             arguments: ["--port", "0"])
         defer { server.stop() }
         let end = try await offPool { server.waitForExit(timeout: .seconds(30)) }
-        #expect(end == .exit(64), "stderr: \(server.stderr)")
+        // Exit 6: an address not up yet at boot is worth another try; the message names the variable.
+        #expect(end == .exit(6), "stderr: \(server.stderr)")
         #expect(
-            server.stderr.contains("CARBONSTORE_HOST '192.0.2.1' is not an address of this machine"),
+            server.stderr.contains(
+                "CARBONSTORE_HOST '192.0.2.1' is not an address of this machine, or not up yet"),
             "\(server.stderr)")
     }
 

@@ -195,7 +195,7 @@ import Testing
     // MARK: - Bodies nobody reads
 
     /// A route that reads no body answers at once; the body it was sent is read and dropped up to
-    /// twice the body limit (1 MiB by default) only, then the connection is closed: a client cannot
+    /// eight times the body limit (1 MiB by default) only, then the connection is closed: a client cannot
     /// make the service read an endless body, with or without a key.
     @Test(arguments: ["/healthz", "/v1/users/alice"])
     func aBodyNobodyReadsIsNotReadForEver(path: String) async throws {
@@ -210,7 +210,7 @@ import Testing
             let answer = try c.readResponse(timeout: .seconds(10))
             let chunk = [UInt8](repeating: 0x20, count: 16 << 10)
             var sent = 0
-            // Up to 64 MiB: the service reads about 2 MiB of it; the rest waits in buffers, then fails.
+            // Up to 64 MiB: the service reads about 8 MiB of it; the rest waits in buffers, then fails.
             while sent < 64 << 20 {
                 do { try c.send(chunk) } catch { break }
                 sent += chunk.count
@@ -278,6 +278,79 @@ import Testing
         #expect(status == 413 || status == 200, "\(status)")
         #expect(sent < 128 << 20, "the service went on taking what was sent: \(sent) bytes")
         #expect(closedAfter != nil, "the connection stayed open")
+    }
+
+    /// A body within the limit sent in chunks of one byte (five bytes of framing each) to a request
+    /// answered before reading it: read and dropped whole, and the client, which reads only once it
+    /// has sent everything, gets its answer, whether the connection is kept or ends with it.
+    @Test(arguments: [false, true])
+    func aFinelyChunkedBodyWithinTheLimitGetsItsAnswer(ends: Bool) async throws {
+        // A limit of 256 KiB: 250,000 bytes of body are 1.5 MB on the wire, more than twice the limit
+        // and more than an ending answer's 1 MiB linger.
+        let (server, port, dir) = try Self.start(["CARBONSTORE_MAX_BODY_BYTES": "262144"])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        let (first, second) = try await offPool { () -> (Int, Int?) in
+            let c = try RawConnection(port: port)
+            var raw = Array(
+                "POST /v1/users/u1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(ends ? "Connection: close\r\n" : "")Transfer-Encoding: chunked\r\n\r\n"
+                    .utf8)
+            let chunk = Array("1\r\n \r\n".utf8)
+            raw.reserveCapacity(raw.count + 250_000 * chunk.count + 5)
+            for _ in 0..<250_000 { raw += chunk }
+            raw += Array("0\r\n\r\n".utf8)
+            try c.send(raw)
+            let first = try c.readResponse(timeout: .seconds(30))
+            guard !ends else { return (first.status, nil) }
+            try c.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return (first.status, try c.readResponse(timeout: .seconds(10)).status)
+        }
+        #expect(first == 401)
+        if !ends { #expect(second == 200) }
+    }
+
+    /// An answer that ends the connection and takes long to write (a large page to a client that
+    /// does not read), after an `Upgrade` that stops the decoder: what the client sends meanwhile is
+    /// counted from the answer's first byte, and the connection is closed past 1 MiB, instead of
+    /// being taken in until the send timeout.
+    @Test func whileALargeAnswerThatEndsTheConnectionIsWrittenLittleIsTakenIn() async throws {
+        let (server, port, dir) = try Self.start([:])
+        defer {
+            server.stop()
+            dir.remove()
+        }
+        // A page of about 8 MB of JSON: more than the kernel's buffers take, so its writing lasts
+        // while the client does not read.
+        let text = String(repeating: "d", count: 4000)
+        for part in 0..<10 {
+            let items = (0..<110).map {
+                transactionJSON("t\(part)-\($0)", extra: #","description":"\#(text)","merchant":"\#(text)""#)
+            }
+            let body = #"{"transactions":[\#(items.joined(separator: ","))]}"#
+            let added = try await httpRequest(
+                port: port, "POST", "/v1/users/big/transactions", headers: [Self.auth(.write)], body: body)
+            #expect(added.status == 200, "\(added.status)")
+        }
+        let (sent, closed) = try await offPool { () -> (Int, Bool) in
+            let c = try RawConnection(port: port, receiveBuffer: 4096)
+            try c.send(
+                "GET /v1/users/big/transactions?limit=1000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(Self.keys[.read]!.key)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            )
+            usleep(300_000)
+            let chunk = [UInt8](repeating: 0x20, count: 64 << 10)
+            var sent = 0
+            let started = ContinuousClock.now
+            while sent < 256 << 20, ContinuousClock.now - started < .seconds(5) {
+                do { try c.send(chunk) } catch { break }
+                sent += chunk.count
+            }
+            // The answer is never read: the connection's end shows as a failed send or a reset.
+            return (sent, (try? c.waitForClose(timeout: .seconds(5))) != nil || sent < 256 << 20)
+        }
+        #expect(sent < 128 << 20, "the service took in \(sent) bytes while writing its answer")
+        #expect(closed)
     }
 
     // MARK: - Connection persistence

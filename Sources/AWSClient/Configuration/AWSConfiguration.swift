@@ -147,8 +147,14 @@ public struct AWSConfiguration: Sendable, Hashable {
         guard let set = settings.first(where: \.isSet) else { return }
         let variables = unnamed.sorted().map { "AWS_ENDPOINT_URL_" + $0.uppercased() }.joined(
             separator: " and ")
+        let fipsExample =
+            set.what == "FIPS endpoints"
+            ? " (such as "
+                + unnamed.sorted().map { "https://\($0)-fips.us-east-1.amazonaws.com" }.joined(
+                    separator: " and ") + ")"
+            : ""
         throw AWSConfigurationError(
-            "\(set.origin) asks for \(set.what), which CarbonStore does not read or build: name the endpoints instead, with endpoint= in the storage URI or \(variables) (for FIPS, such as https://s3-fips.us-east-1.amazonaws.com and https://dynamodb-fips.us-east-1.amazonaws.com), or remove the setting"
+            "\(set.origin) asks for \(set.what), which CarbonStore does not read or build: name the endpoints instead, with endpoint= in the storage URI or \(variables)\(fipsExample), or remove the setting"
         )
     }
 
