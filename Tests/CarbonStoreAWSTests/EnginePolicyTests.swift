@@ -287,3 +287,31 @@ import Testing
         #expect(sse?.option == "--sse")
     }
 }
+
+/// Endpoint settings are checked for the services a store calls: S3 for `s3:`, and STS when the
+/// credentials come from web identity, so that a FIPS deployment never asks STS's regional endpoint.
+@Suite struct EndpointSettingsForServicesUsedTests {
+    static let base = [
+        "HOME": "/nonexistent-home", "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1",
+        "AWS_USE_FIPS_ENDPOINT": "true", "AWS_ENDPOINT_URL_S3": "https://s3-fips.us-east-1.amazonaws.com",
+    ]
+
+    @Test func s3NamedIsEnoughForAStoreOnS3() async throws {
+        let clients = try await AWSBackends(environment: Self.base).clients(
+            region: nil, endpoint: nil, uses: ["s3"])
+        #expect(clients.configuration.endpoints["s3"]?.host == "s3-fips.us-east-1.amazonaws.com")
+    }
+
+    @Test func webIdentityAddsSTS() async throws {
+        var env = Self.base
+        env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/engine"
+        env["AWS_WEB_IDENTITY_TOKEN_FILE"] = "/var/run/token"
+        let error = await #expect(throws: AWSConfigurationStoreError.self) {
+            _ = try await AWSBackends(environment: env).clients(region: nil, endpoint: nil, uses: ["s3"])
+        }
+        #expect(error?.description.contains("AWS_ENDPOINT_URL_STS") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("https://sts-fips.us-east-1.amazonaws.com") == true)
+        env["AWS_ENDPOINT_URL_STS"] = "https://sts-fips.us-east-1.amazonaws.com"
+        _ = try await AWSBackends(environment: env).clients(region: nil, endpoint: nil, uses: ["s3"])
+    }
+}
