@@ -289,6 +289,15 @@ struct CredentialsECSTests {
 
 @Suite("Web identity credentials")
 struct CredentialsWebIdentityTests {
+    /// A web identity provider for role `r`, with the token at `token`, asking STS at `sts`, retrying at once.
+    static func provider(sts: LoopbackHTTPServer, token: String) -> WebIdentityCredentialProvider {
+        WebIdentityCredentialProvider(
+            environment: [
+                "AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_WEB_IDENTITY_TOKEN_FILE": token,
+                "AWS_ENDPOINT_URL_STS": sts.baseURL.absoluteString,
+            ], transport: transport, timeout: .seconds(10), retryDelay: .zero)
+    }
+
     static func stsAnswer(_ key: String) -> String {
         """
         <AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
@@ -392,12 +401,7 @@ struct CredentialsWebIdentityTests {
             _ = try? await count.credentials()
             return count.calls == 1 ? .text("busy", status: 503) : .xml(Self.stsAnswer("ASIARETRY"))
         }) { server in
-            let p = WebIdentityCredentialProvider(
-                environment: [
-                    "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
-                    "AWS_WEB_IDENTITY_TOKEN_FILE": dir.path + "/token",
-                    "AWS_ENDPOINT_URL_STS": server.baseURL.absoluteString,
-                ], transport: transport, timeout: .seconds(10), retryDelay: .zero)
+            let p = Self.provider(sts: server, token: dir.path + "/token")
             let c = try await p.credentials()
             #expect(c.accessKeyID == "ASIARETRY")
             #expect(server.requestCount == 2)
@@ -418,12 +422,7 @@ struct CredentialsWebIdentityTests {
             _ = try? await count.credentials()
             return count.calls == 1 ? .xml(throttled, status: 400) : .xml(Self.stsAnswer("ASIAAFTER"))
         }) { server in
-            let p = WebIdentityCredentialProvider(
-                environment: [
-                    "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
-                    "AWS_WEB_IDENTITY_TOKEN_FILE": dir.path + "/token",
-                    "AWS_ENDPOINT_URL_STS": server.baseURL.absoluteString,
-                ], transport: transport, timeout: .seconds(10), retryDelay: .zero)
+            let p = Self.provider(sts: server, token: dir.path + "/token")
             let c = try await p.credentials()
             #expect(c.accessKeyID == "ASIAAFTER")
             #expect(server.requestCount == 2)
@@ -433,12 +432,7 @@ struct CredentialsWebIdentityTests {
             (500, "<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>"),
         ] {
             try await withLoopbackServer({ _ in .xml(body, status: status) }) { server in
-                let p = WebIdentityCredentialProvider(
-                    environment: [
-                        "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
-                        "AWS_WEB_IDENTITY_TOKEN_FILE": dir.path + "/token",
-                        "AWS_ENDPOINT_URL_STS": server.baseURL.absoluteString,
-                    ], transport: transport, timeout: .seconds(10), retryDelay: .zero)
+                let p = Self.provider(sts: server, token: dir.path + "/token")
                 let error = await #expect(throws: CredentialsError.self) { try await p.credentials() }
                 #expect(error?.isTransient == true)
                 #expect(
