@@ -14,19 +14,21 @@ import NIOHTTPTypes
 /// It also keeps the promise of a response that says `Connection: close` (a 413, a 503 while
 /// draining), and of the answer to a request that ends its connection (`Connection: close`, which
 /// `ConnectionPersistence` also gives to HTTP/1.0 requests without keep-alive and to `Upgrade` and
-/// `CONNECT`, after which the decoder reads nothing more): once that answer is written it closes the output, so
-/// the client sees the end of the stream, drops what the client still sends (the rest of a body too
-/// large, a next request) up to `lingerAllowance` bytes, and closes the connection when the client
-/// does, after `header`, or past that allowance, whichever comes first. It does not close at once: a
-/// connection closed with unread input is reset, and a reset can destroy the response before the
-/// client has read it.
+/// `CONNECT`, after which the decoder reads nothing more): once that answer is written it closes
+/// the output, so the client sees the end of the stream; what the client still sends (the rest of
+/// a body too large, a next request) is dropped, up to `lingerAllowance` bytes counted from the
+/// answer's first byte (or from the end of the client's own ending request, whose body is read
+/// first); the connection is closed when the client closes it, after `header`, or past that
+/// allowance, whichever comes first. It does not close at once: a connection closed with unread
+/// input is reset, and a reset can destroy the response before the client has read it.
 ///
 /// And it bounds what one request may send: at most eight times `maxBodyBytes` plus
 /// `drainAllowance` bytes from its head on (a body within the limit, even in chunks of one byte,
-/// which carry five bytes of framing each), then the connection is closed. A route that reads the body answers 413 long before that. A request answered before
-/// its body has arrived (a route that takes no body, a 401, a 404) has the rest of its body read and
-/// dropped, so that a body within the limit does not cost the client its answer or the connection;
-/// an endless one (a declared 100 GB, endless chunk extensions, which carry no body) is cut there.
+/// which carry five bytes of framing each), then the connection is closed. A route that reads the
+/// body answers 413 long before that. A request answered before its body has arrived (a route that
+/// takes no body, a 401, a 404) has the rest of its body read and dropped, so that a body within
+/// the limit does not cost the client its answer or the connection; an endless one (a declared
+/// 100 GB, endless chunk extensions, which carry no body) is cut there.
 final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
