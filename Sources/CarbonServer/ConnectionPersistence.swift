@@ -17,15 +17,9 @@ import NIOHTTPTypesHTTP1
 ///   header from the client is removed first), which `FrontMiddleware` answers: an HTTP/1.1 request
 ///   without exactly one valid `Host` (400, RFC 9112 §3.2), a transfer coding other than `chunked`
 ///   (501, RFC 9112 §6.1), `CONNECT` (501: the service is no proxy). Those end the connection too.
-final class ConnectionPersistence: ChannelDuplexHandler, RemovableChannelHandler {
+final class ConnectionPersistence: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    /// For each request read and not yet answered, oldest first (a client may send the next before
-    /// the answer to the last): whether it ends the connection, which its answer then says.
-    var ends: [Bool] = []
 
     /// Puts a handler before the conversion to HTTP types in `pipeline` (nothing if there is none).
     static func install(in pipeline: ChannelPipeline.SynchronousOperations) {
@@ -47,7 +41,6 @@ final class ConnectionPersistence: ChannelDuplexHandler, RemovableChannelHandler
         let ends =
             !head.isKeepAlive || problem != nil || head.method == .CONNECT
             || head.headers.contains(name: "upgrade")
-        self.ends.append(ends)
         if ends { head.headers.replaceOrAdd(name: "connection", value: "close") }
         context.fireChannelRead(wrapInboundOut(.head(head)))
     }
@@ -95,14 +88,4 @@ final class ConnectionPersistence: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     static func isPort(_ text: Substring) -> Bool { text.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // An answer without a request (a parser error's) ends the connection on its own.
-        guard case .head(var head) = unwrapOutboundIn(data), !ends.isEmpty, ends.removeFirst() else {
-            context.write(data, promise: promise)
-            return
-        }
-        head.headers.replaceOrAdd(name: "connection", value: "close")
-        context.write(wrapOutboundOut(.head(head)), promise: promise)
-    }
 }

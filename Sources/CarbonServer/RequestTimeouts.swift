@@ -152,11 +152,13 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(let head):
+        case .head(var head):
             // Each answer's head pairs with the oldest request not yet answered.
             let requestEnds = requestsEnd.isEmpty ? false : requestsEnd.removeFirst()
             let answerCloses = head.headerFields[.connection]?.lowercased() == "close"
             if requestEnds || answerCloses {
+                // The answer to a request that ends the connection says so (RFC 9112 §9.6).
+                head.headerFields[.connection] = "close"
                 answerEnds = true
                 // The client's own ending request, answered before its body ended (a 401 to an
                 // upload): the rest of its body, within the limit, is read and dropped first, so
@@ -167,7 +169,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
                 // service take in more than `lingerAllowance`.
                 if requestEnds && !answerCloses && inRequest { draining = true } else { startLingering() }
             }
-            context.write(data, promise: promise)
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
         case .end where answerEnds:
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: promise)
