@@ -130,7 +130,8 @@ public struct AWSError: Error, Sendable, Hashable, CustomStringConvertible {
                 "the bucket is in another region: set region= in the storage URI or AWS_REGION to the bucket's region"
         default:
             if isThrottling {
-                return "AWS is throttling requests: retried with backoff, then gave up; retry later"
+                return
+                    "AWS is throttling requests: retried with backoff, then gave up; retry later, or allow more attempts with AWS_MAX_ATTEMPTS (or max_attempts in the AWS config file)"
             }
             return nil
         }

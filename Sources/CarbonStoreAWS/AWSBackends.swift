@@ -9,12 +9,14 @@ public struct AWSBackends: Sendable {
     public var environment: [String: String]
     public var transport: any HTTPTransport
     public var metrics: RequestMetrics?
-    public var retry: RetryPolicy
+    /// How S3 and DynamoDB requests are retried; nil: as the environment and the shared config file
+    /// say (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, `max_attempts`, `retry_mode`: `RetryPolicy.resolve`).
+    public var retry: RetryPolicy?
 
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         transport: any HTTPTransport = AsyncHTTPTransport.shared, metrics: RequestMetrics? = nil,
-        retry: RetryPolicy = .standard
+        retry: RetryPolicy? = nil
     ) {
         self.environment = environment
         self.transport = transport
@@ -70,6 +72,7 @@ public struct AWSBackends: Sendable {
         uses: Set<String> = ["s3", "dynamodb"]
     ) async throws -> Clients {
         let configuration: AWSConfiguration
+        let retry: RetryPolicy
         // Credentials from web identity (EKS) are asked of STS: its endpoint settings count too.
         var uses = uses
         if ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"].allSatisfy({ !(environment[$0] ?? "").isEmpty }) {
@@ -79,6 +82,7 @@ public struct AWSBackends: Sendable {
             configuration = try await AWSConfiguration.resolve(
                 environment: environment, regionOverride: region, endpointOverride: endpoint,
                 overrides: overrides, transport: transport, uses: uses)
+            retry = try self.retry ?? RetryPolicy.resolve(environment: environment)
         } catch {
             throw AWSConfigurationStoreError(message: String(describing: error))
         }

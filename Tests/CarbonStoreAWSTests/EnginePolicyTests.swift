@@ -315,3 +315,37 @@ import Testing
         _ = try await AWSBackends(environment: env).clients(region: nil, endpoint: nil, uses: ["s3"])
     }
 }
+
+/// The store's S3 and DynamoDB clients retry as AWS_MAX_ATTEMPTS and AWS_RETRY_MODE (or the
+/// profile's `max_attempts` and `retry_mode`) say, unless a policy is given.
+@Suite struct RetrySettingsOfTheStoresClientsTests {
+    static let base = [
+        "HOME": "/nonexistent-home", "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1",
+    ]
+
+    @Test func theEnvironmentSetsTheAttempts() async throws {
+        var env = Self.base
+        env["AWS_MAX_ATTEMPTS"] = "9"
+        let clients = try await AWSBackends(environment: env).clients(region: nil, endpoint: nil)
+        #expect(clients.s3.client.retry.maxAttempts == 9)
+        #expect(clients.dynamo.client.retry.maxAttempts == 9)
+        env["AWS_MAX_ATTEMPTS"] = nil
+        env["AWS_RETRY_MODE"] = "standard"
+        let standard = try await AWSBackends(environment: env).clients(region: nil, endpoint: nil)
+        #expect(standard.s3.client.retry.maxAttempts == 3)
+        let given = RetryPolicy(maxAttempts: 2)
+        let explicit = try await AWSBackends(environment: env, retry: given).clients(
+            region: nil, endpoint: nil)
+        #expect(explicit.dynamo.client.retry == given)
+    }
+
+    @Test func aBadSettingIsAConfigurationError() async throws {
+        var env = Self.base
+        env["AWS_MAX_ATTEMPTS"] = "0"
+        let error = await #expect(throws: AWSConfigurationStoreError.self) {
+            _ = try await AWSBackends(environment: env).clients(region: nil, endpoint: nil)
+        }
+        #expect(error?.description.hasPrefix("invalid max attempts '0' (from AWS_MAX_ATTEMPTS)") == true)
+        #expect(error?.kind == .invalidInput)
+    }
+}
