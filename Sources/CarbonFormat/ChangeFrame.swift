@@ -222,15 +222,21 @@ extension RecordCodec {
     /// be:
     /// - nothing (a reserve, or a file extended whose data never reached the disk);
     /// - fewer than 8 bytes that begin like a frame's marker;
-    /// - one frame, marker first, whose length reaches the end of the non-zero part or beyond
-    ///   (torn, failing its CRC, or chained to nothing);
+    /// - one frame, marker first, whose length reaches beyond the end of the non-zero part (a prefix
+    ///   of it), or exactly to it and that is chained to nothing or fails its CRC with a 512-byte
+    ///   sector of the file within it that holds zero bytes alone (a sector that never reached the
+    ///   disk);
     /// - or bytes that begin with a zero byte, or with the marker or a part of it followed by a zero
     ///   byte or by a length that does not reach the end (a frame whose first sectors, or a sector
     ///   within its marker and length, never reached the disk while later ones did), in which no
     ///   complete frame with a matching CRC starts anywhere.
-    /// Anything else, such as a damaged frame with a committed frame after it, is damage that may
-    /// hide acknowledged frames, and must not be cut.
-    public static func isOneTornAppend(_ tail: UnsafeRawBufferPointer) -> Bool {
+    /// Anything else, such as a damaged frame with a committed frame after it, or a last frame that
+    /// reached the disk whole (every sector of it holds a non-zero byte) and fails its CRC, is damage
+    /// that may be or hide acknowledged frames, and must not be cut.
+    ///
+    /// `offset` is where the tail starts in the file (`FileLayout.validLength`): sectors are counted
+    /// from the start of the file.
+    public static func isOneTornAppend(_ tail: UnsafeRawBufferPointer, at offset: Int) -> Bool {
         // The zero bytes at the end are a reserve, or a part of the append that never reached the
         // disk: what counts is what comes before them.
         let count = nonZeroLength(tail)
@@ -241,7 +247,19 @@ extension RecordCodec {
         if matched == count { return true }  // a part of the marker, then zeros
         if matched == 4, count >= 8 {
             let length = Int(tail.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
-            if length >= count { return true }
+            // Its last bytes missing (zero, or past the end of the file): a prefix of the frame, as a
+            // crash during its write leaves. (Also a frame whose CRC ends with a zero byte.)
+            if length > count || (length == count && length < minFrameLength) { return true }
+            // The frame's last byte ends the non-zero part: torn only if a sector of it never reached
+            // the disk. Written whole, a frame that fails its CRC was damaged afterwards, and may
+            // have been acknowledged (a crash never leaves one: an acknowledged frame was synced
+            // whole). One that passes its CRC is chained to nothing: torn.
+            if length == count {
+                let stored = tail.loadUnaligned(fromByteOffset: length - 4, as: UInt32.self).littleEndian
+                let crcMatches =
+                    CRC32C.checksum(UnsafeRawBufferPointer(rebasing: tail[0..<(length - 4)])) == stored
+                return crcMatches || hasZeroSector(tail, count: length, at: offset)
+            }
         }
         // The start of the append missing, or cut within its marker and length: these are what is
         // left of the one append that was torn if no complete frame starts in them. (Acknowledged
@@ -249,6 +267,23 @@ extension RecordCodec {
         // and checked by its CRC.)
         guard tail[0] == 0 || matched == 4 || tail[matched] == 0 else { return false }
         return !containsCompleteFrame(tail)
+    }
+
+    /// The size of the sectors whose writes may be lost one by one in a crash: 512 bytes, the
+    /// smallest that disks write atomically (a disk with larger sectors loses them whole, and so
+    /// whole 512-byte runs too).
+    public static let sectorSize = 512
+
+    /// Whether the first `count` bytes of `bytes`, which start at file offset `offset`, hold a run
+    /// that is a whole sector of the file, or its part within them, with zero bytes alone.
+    static func hasZeroSector(_ bytes: UnsafeRawBufferPointer, count: Int, at offset: Int) -> Bool {
+        var start = 0
+        while start < count {
+            let end = min(count, start + sectorSize - (offset + start) % sectorSize)
+            if !bytes[start..<end].contains(where: { $0 != 0 }) { return true }
+            start = end
+        }
+        return false
     }
 
     /// Whether a complete frame whose CRC matches (chained to anything) starts anywhere in `bytes`.
@@ -280,10 +315,11 @@ extension RecordCodec {
     /// What the bytes after a file's valid content (`tail`) are: nothing, zero bytes alone (a
     /// reserve), what a crash leaves of one append (`isOneTornAppend`: the next update cuts it), or
     /// damage that may hide acknowledged frames (docs/FORMAT.md, 13.4).
-    public static func classifyTail(_ tail: UnsafeRawBufferPointer) -> IgnoredTail {
+    /// `offset` is where the tail starts in the file (`FileLayout.validLength`).
+    public static func classifyTail(_ tail: UnsafeRawBufferPointer, at offset: Int) -> IgnoredTail {
         if tail.isEmpty { return .none }
         if isReserve(tail) { return .reserve }
-        return isOneTornAppend(tail) ? .tornAppend : .damaged
+        return isOneTornAppend(tail, at: offset) ? .tornAppend : .damaged
     }
 
     /// Whether the bytes after a file's valid content are zero bytes alone (a reserve, which appends
@@ -433,7 +469,8 @@ public enum IgnoredTail: Sendable, Equatable {
     case none
     /// Zero bytes alone: room reserved for the next appends.
     case reserve
-    /// What a crash leaves of one append (never acknowledged): the next update cuts it.
+    /// What a crash leaves of one append (never acknowledged: an acknowledged frame was synced
+    /// whole): the next update cuts it.
     case tornAppend
     /// Anything else, such as a damaged frame with committed frames after it: it may hide
     /// acknowledged changes, and the engine refuses to write over it.
@@ -444,5 +481,5 @@ public enum IgnoredTail: Sendable, Equatable {
 
     /// What damage is, in the words every message about it uses (after "… bytes that are").
     public static let damageExplanation =
-        "not one torn append: a damaged change frame, which may hide acknowledged changes after it"
+        "not one torn append: a damaged change frame, which may be or hide acknowledged changes"
 }

@@ -831,7 +831,7 @@ public final class PathStorage: ObjectStorage {
         }
         let committed = after.withUnsafeBytes { codec.startsWithFrame($0, chainedTo: v.lastID) }
         if committed { return ComparisonRead(comparison: .changed, after: Array(after)) }
-        let torn = after.withUnsafeBytes { RecordCodec.isOneTornAppend($0) }
+        let torn = after.withUnsafeBytes { RecordCodec.isOneTornAppend($0, at: v.validLength) }
         return ComparisonRead(
             comparison: torn ? .sameWithTornTail : .sameWithDamagedTail, after: Array(after))
     }

@@ -757,7 +757,9 @@ public struct Store: Sendable {
                 reason: "the file belongs to user '\(decoded.record.userID)'")
         }
         let layout = decoded.layout
-        let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
+        let tail = bytes[layout.validLength...].withUnsafeBytes {
+            RecordCodec.classifyTail($0, at: layout.validLength)
+        }
         if tail.isDamage {
             options.events.damagedTail(
                 userID, storage.location(of: key), layout.validLength, layout.ignoredLength)

@@ -21,7 +21,9 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let (record, layout) = try codec.decodeFile(bytes)
                     print(try RecordJSON.encode(record))
-                    let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
+                    let tail = bytes[layout.validLength...].withUnsafeBytes {
+                        RecordCodec.classifyTail($0, at: layout.validLength)
+                    }
                     // Zero bytes alone are the reserve that appends on a volume write into.
                     if tail == .tornAppend || tail == .damaged,
                         let note = Verify.tailNote(tail, layout: layout, reason: nil)
@@ -54,7 +56,9 @@ struct FileCommand: AsyncParsableCommand {
                 do {
                     let report = try RecordCodec.inspect(bytes)
                     let (record, layout) = try codec.decodeFile(bytes)
-                    let tail = bytes[layout.validLength...].withUnsafeBytes { RecordCodec.classifyTail($0) }
+                    let tail = bytes[layout.validLength...].withUnsafeBytes {
+                        RecordCodec.classifyTail($0, at: layout.validLength)
+                    }
                     for line in Self.describe(
                         report, record: record, layout: layout, size: bytes.count, tail: tail)
                     {
@@ -116,7 +120,7 @@ struct FileCommand: AsyncParsableCommand {
                 return "\(bytes) (a torn append, never acknowledged: the next update cuts it\(why))"
             case .damaged:
                 return
-                    "\(bytes) are not one torn append: a damaged change frame or other bytes, which may hide acknowledged changes after it\(why)"
+                    "\(bytes) are not one torn append: a damaged change frame or other bytes, which may be or hide acknowledged changes\(why)"
             }
         }
     }

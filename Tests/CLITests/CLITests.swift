@@ -233,6 +233,20 @@ import Testing
         #expect(try cli.run(["pref", "set", "zed", "d", "4"]).status == 5)
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == damaged, "nothing was written")
 
+        // One byte of the LAST frame damaged, the frame whole on disk: an acknowledged change that
+        // a crash cannot have torn (it reached the disk whole), so damage, never cut.
+        var lastDamaged = original
+        lastDamaged[frames[1] + 20] ^= 0x01
+        try lastDamaged.write(to: URL(fileURLWithPath: path))
+        let lastVerify = try cli.run(["verify"])
+        #expect(lastVerify.status == 5 && lastVerify.stdout.contains("not one torn append"), "\(lastVerify)")
+        let lastFileVerify = try cli.run(["file", "verify", path])
+        #expect(lastFileVerify.status == 5 && lastFileVerify.stdout.contains("not one torn append"))
+        let lastShow = try cli.run(["user", "show", "zed"])
+        #expect(lastShow.status == 0 && lastShow.stderr.contains("not one torn append"))
+        #expect(try cli.run(["pref", "set", "zed", "d", "4"]).status == 5)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == lastDamaged, "nothing was written")
+
         // The last frame cut short (what a crash leaves of one append): not damage.
         try original.prefix(frames[1] + 20).write(to: URL(fileURLWithPath: path))
         let tornVerify = try cli.run(["file", "verify", path])

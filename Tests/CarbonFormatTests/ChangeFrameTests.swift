@@ -260,7 +260,10 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
         let frame = Array(steps[3].file[steps[2].file.count...])
         let earlier = Array(steps[2].file[steps[1].file.count...])
         let reserve = [UInt8](repeating: 0, count: 4096)
-        func torn(_ tail: [UInt8]) -> Bool { tail.withUnsafeBytes { RecordCodec.isOneTornAppend($0) } }
+        // The tails below start at a sector boundary of the file, unless `offset` says otherwise.
+        func torn(_ tail: [UInt8], at offset: Int = 4096) -> Bool {
+            tail.withUnsafeBytes { RecordCodec.isOneTornAppend($0, at: offset) }
+        }
 
         // Readers stop at the reserve: the record and valid length are the file's without it.
         let (record, layout) = try RecordCodec().decodeFile(steps[3].file + reserve)
@@ -274,10 +277,33 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
             let (r, l) = try RecordCodec().decodeFile(steps[2].file + tail)
             #expect(r == steps[2].record && l.validLength == steps[2].file.count, "a prefix of \(cut) bytes")
         }
-        // A frame whose CRC fails (one byte flipped) with only zeros after it: one torn append.
+        // A frame that reached the disk whole (every 512-byte sector of the file within it holds a
+        // non-zero byte) and fails its CRC (one byte flipped), with only zeros after it: damage after
+        // it was written, maybe to an acknowledged change, never cut. Wherever it lies in the file.
         var damaged = frame
         damaged[damaged.count / 2] ^= 0x40
-        #expect(torn(damaged + reserve))
+        for offset in [0, 4096, 4096 - frame.count / 2, 4096 - 9, 5000] {
+            #expect(!torn(damaged + reserve, at: offset), "at \(offset)")
+        }
+        for index in [8, 20, frame.count - 5, frame.count - 1] {
+            var flipped = frame
+            flipped[index] ^= 0x01
+            #expect(!torn(flipped + reserve), "a byte flipped at \(index)")
+        }
+        // A frame of three sectors whose last byte was written but a sector in its middle was lost
+        // in a power cut (still zeros): one torn append, cut. (A frame of one or two sectors that
+        // lost one lacks its first or its last bytes: the cases above.) Where the sectors fall
+        // depends on the frame's offset in the file.
+        var long = [UInt8](repeating: 0, count: 1200)
+        long.replaceSubrange(0..<frame.count, with: frame)
+        long.replaceSubrange(4..<8, with: withUnsafeBytes(of: UInt32(1200).littleEndian) { Array($0) })
+        long[1199] = 7
+        long[700] = 3
+        #expect(!torn(long + reserve, at: 0), "every sector of a 1,200-byte frame written")
+        long[700] = 0
+        long[450] = 5
+        #expect(torn(long + reserve, at: 0), "bytes 512 to 1023 lost")
+        #expect(!torn(long + reserve, at: 100), "no sector of the file all zeros within it")
         // A damaged frame with a committed frame after it, before the reserve: damage, never cut.
         #expect(!torn(damaged + frame + reserve))
         #expect(!torn(earlier + damaged + reserve), "bytes past the first frame's length")

@@ -52,7 +52,7 @@ import Testing
         if after.withUnsafeBytes({ storage.codec.startsWithFrame($0, chainedTo: v.lastID) }) {
             return .init(comparison: .changed, after: after)
         }
-        let torn = after.withUnsafeBytes { RecordCodec.isOneTornAppend($0) }
+        let torn = after.withUnsafeBytes { RecordCodec.isOneTornAppend($0, at: v.validLength) }
         return .init(comparison: torn ? .sameWithTornTail : .sameWithDamagedTail, after: after)
     }
 
