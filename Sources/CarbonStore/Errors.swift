@@ -269,6 +269,32 @@ public struct StorageIOError: CarbonStoreError, Hashable {
     }
 }
 
+/// A user's file could not be written whole (a new snapshot: the first write, a compaction, a
+/// version-1 file's upgrade) because the volume or the quota is full (`ENOSPC`, `EDQUOT`) while
+/// the new file was written beside the old one. Nothing of the user's file changed, and the new
+/// file was removed. An update that can append its change instead does so (`Store.update`); this
+/// error reaches the caller only when it cannot.
+public struct NoRoomToRewriteError: CarbonStoreError, Hashable {
+    /// The failed step on the new file (create, write, fsync or close).
+    public var underlying: StorageIOError
+    /// The size of the new file.
+    public var bytes: Int
+    /// The folder it was written in.
+    public var folder: String
+
+    public init(underlying: StorageIOError, bytes: Int, folder: String) {
+        self.underlying = underlying
+        self.bytes = bytes
+        self.folder = folder
+    }
+
+    public var kind: ErrorKind { underlying.kind }
+
+    public var description: String {
+        "\(underlying.description); the user's file is written whole here (\(bytes) bytes, in a new file that then replaces the old one, if any), which needs that much free space in \(folder): free space on the volume or raise the quota; nothing of the user's file changed"
+    }
+}
+
 /// Something that is not available in this build or configuration.
 public struct UnsupportedError: CarbonStoreError, Hashable {
     public var message: String

@@ -1196,7 +1196,13 @@ public final class PathStorage: ObjectStorage {
         let temp =
             ".tmp-" + name + "." + String(getpid()) + "."
             + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        try await writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
+        do {
+            try await writeTemporary(temp, in: dir, path: Self.parent(of: target) + "/" + temp, bytes: bytes)
+        } catch let error as StorageIOError where error.errno == ENOSPC || error.errno == EDQUOT {
+            // Nothing of the user's file changed (the new one is removed): a writer that can append
+            // its change instead does (`Store`).
+            throw NoRoomToRewriteError(underlying: error, bytes: bytes.count, folder: Self.parent(of: target))
+        }
         do {
             return try await withCommitLock(dir, path: Self.parent(of: target)) {
                 hold async throws -> ObjectVersion in

@@ -488,16 +488,21 @@ public struct Store: Sendable {
         if changed == 0 { return .finished(()) }
         // A change frame when the file can take one; a new snapshot otherwise (the writer
         // enforces the readers' limits, so no file it writes can be refused later).
+        // A compaction keeps the frame, to append it instead if the volume has no room for the
+        // new snapshot (`NoRoomToRewriteError`).
+        var frameInstead: ChangeFrame?
         if let layout = current?.layout, layout.formatVersion >= 2,
             let frame = options.codec.encodeChange(
-                from: base, to: record, appendingTo: layout, id: .random()),
-            !options.compaction.compacts(layout, adding: frame.bytes.count)
+                from: base, to: record, appendingTo: layout, id: .random())
         {
-            return .append(frame, record, ())
+            if !options.compaction.compacts(layout, adding: frame.bytes.count) {
+                return .append(frame, record, ())
+            }
+            frameInstead = frame
         }
         do {
             let (bytes, layout) = try options.codec.encodeSnapshot(record, fileID: .random())
-            return .put(bytes, layout, record, ())
+            return .put(bytes, layout, record, (), orAppend: frameInstead)
         } catch {
             if changed > 1 { throw BatchTooLarge() }
             throw RecordTooLargeStoreError(underlying: error)
@@ -520,8 +525,9 @@ public struct Store: Sendable {
     private enum Step<Result> {
         /// Nothing to write: the operation is over.
         case finished(Result)
-        /// Write this whole file (a new snapshot), conditioned on the version read.
-        case put([UInt8], FileLayout, UserRecord, Result)
+        /// Write this whole file (a new snapshot), conditioned on the version read; `orAppend`: the
+        /// change frame to append instead if the storage has no room for the new file.
+        case put([UInt8], FileLayout, UserRecord, Result, orAppend: ChangeFrame? = nil)
         /// Append this change frame to the file read, conditioned on its version.
         case append(ChangeFrame, UserRecord, Result)
         /// Delete the object, conditioned on the version read; `ifAlreadyGone` when the storage
@@ -633,54 +639,69 @@ public struct Store: Sendable {
                 afterWrite = true
                 // The lock was let go while an append was made durable (`releasesLockBeforeSync`).
                 var releasedEarly = false
+                // What is written: the step, or its frame when a compaction finds no room.
+                var write = step
                 do {
-                    let result: Result
-                    switch step {
-                    case .put(let bytes, let layout, let record, let done):
-                        let version = try await storage.put(key, bytes: bytes, condition: condition)
-                        options.events.bytesWritten(userID, bytes.count)
-                        remember(
-                            key,
-                            Current(
-                                version: version, record: record, layout: layout,
-                                bytes: storage.appendsInPlace ? nil : bytes))
-                        result = done
-                    case .append(let frame, let record, let done):
-                        // Only a decoded version-2 file gets a frame (`step`).
-                        guard let read = current, let layout = read.layout else {
-                            preconditionFailure("a change frame for a file that was not read")
-                        }
-                        let version: ObjectVersion
-                        var whole: [UInt8]? = nil
-                        if storage.appendsInPlace {
-                            let held = lease
-                            version = try await storage.append(
-                                key, bytes: frame.bytes, expected: fence ? read.version : nil
-                            ) {
-                                if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
-                                    releasedEarly = true
-                                }
+                    var result: Result
+                    writing: while true {
+                        switch write {
+                        case .put(let bytes, let layout, let record, let done, let frameInstead):
+                            let version: ObjectVersion
+                            do {
+                                version = try await storage.put(key, bytes: bytes, condition: condition)
+                            } catch is NoRoomToRewriteError
+                                where frameInstead != nil && storage.appendsInPlace
+                            {
+                                // Nothing was written: the change goes in as a frame, under the same
+                                // lock and fence, and the compaction waits for a later update.
+                                write = .append(frameInstead!, record, done)
+                                continue writing
                             }
-                        } else {
-                            // S3 and memory cannot append: the object is written whole, the bytes
-                            // read plus the frame, without encoding the record again.
-                            var bytes = read.bytes ?? []
-                            bytes.append(contentsOf: frame.bytes)
-                            version = try await storage.put(key, bytes: bytes, condition: condition)
-                            whole = bytes
+                            options.events.bytesWritten(userID, bytes.count)
+                            remember(
+                                key,
+                                Current(
+                                    version: version, record: record, layout: layout,
+                                    bytes: storage.appendsInPlace ? nil : bytes))
+                            result = done
+                        case .append(let frame, let record, let done):
+                            // Only a decoded version-2 file gets a frame (`step`).
+                            guard let read = current, let layout = read.layout else {
+                                preconditionFailure("a change frame for a file that was not read")
+                            }
+                            let version: ObjectVersion
+                            var whole: [UInt8]? = nil
+                            if storage.appendsInPlace {
+                                let held = lease
+                                version = try await storage.append(
+                                    key, bytes: frame.bytes, expected: fence ? read.version : nil
+                                ) {
+                                    if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
+                                        releasedEarly = true
+                                    }
+                                }
+                            } else {
+                                // S3 and memory cannot append: the object is written whole, the bytes
+                                // read plus the frame, without encoding the record again.
+                                var bytes = read.bytes ?? []
+                                bytes.append(contentsOf: frame.bytes)
+                                version = try await storage.put(key, bytes: bytes, condition: condition)
+                                whole = bytes
+                            }
+                            options.events.bytesWritten(userID, whole?.count ?? frame.bytes.count)
+                            remember(
+                                key,
+                                Current(
+                                    version: version, record: record, layout: layout.appending(frame),
+                                    bytes: whole, appliedTails: read.appliedTails))
+                            result = done
+                        case .remove(let done, let gone):
+                            cache.remove(key)
+                            result = try await storage.delete(key, condition: condition) ? done : gone
+                        case .finished(let done):
+                            result = done
                         }
-                        options.events.bytesWritten(userID, whole?.count ?? frame.bytes.count)
-                        remember(
-                            key,
-                            Current(
-                                version: version, record: record, layout: layout.appending(frame),
-                                bytes: whole, appliedTails: read.appliedTails))
-                        result = done
-                    case .remove(let done, let gone):
-                        cache.remove(key)
-                        result = try await storage.delete(key, condition: condition) ? done : gone
-                    case .finished(let done):
-                        result = done
+                        break writing
                     }
                     // Committed: a failed release only leaves the lock to expire.
                     try? await locks.release(lease)

@@ -24,6 +24,14 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { spec }
     var isCrash: Bool { spec.hasPrefix("crash:") }
+    /// A full volume or quota (ENOSPC, EDQUOT) met while a new snapshot is written beside the old
+    /// file: an update that can append its change instead does (`NoRoomToRewriteError` otherwise).
+    var appendsInsteadOfRewriting: Bool {
+        guard let code = errno, code == ENOSPC || code == EDQUOT, let operation = failedOperation else {
+            return false
+        }
+        return ["create", "write", "fsync", "close"].contains(operation)
+    }
 
     static let crashes: [FaultCase] = [
         .init(spec: "crash:after-temp-write", leavesNewRevision: false, temporaryFilesLeft: 1),
@@ -303,31 +311,45 @@ enum CrashPointFixtures {
         case .compaction: old = try await F.seedWithFrames(dir.path)
         case .upgradeOfVersion1: old = try await F.seedVersion1(dir.path)
         }
+        let before = try F.layout(dir.path)
         let injector = FileFaultInjector(try FileFault(parsing: c.spec), crashMode: .simulate)
         let faulty = try await F.store(dir.path, io: injector.io, compaction: F.alwaysCompact)
         let outcome = await F.error { try await faulty.update("alice") { try $0.upsert(F.txn("new")) } }
         #expect(injector.hasFired, "the fault never fired")
-        if c.succeeds {
-            #expect(outcome == nil)
+        // No room for the new snapshot: a version-2 file takes the change as a frame instead.
+        let appendedInstead = rewriting == .compaction && c.appendsInsteadOfRewriting
+        let leavesNewRevision = c.leavesNewRevision || appendedInstead
+        if c.succeeds || appendedInstead {
+            #expect(outcome == nil, "\(String(describing: outcome))")
         } else {
             #expect(outcome != nil, "a faulty write reported success")
         }
-        if let code = c.errno, let operation = c.failedOperation {
-            let error = try #require(outcome as? StorageIOError, "\(String(describing: outcome))")
+        if !appendedInstead, let code = c.errno, let operation = c.failedOperation {
+            // A version-1 file cannot take a frame: the full volume is named as such.
+            let noRoom = outcome as? NoRoomToRewriteError
+            #expect((noRoom != nil) == c.appendsInsteadOfRewriting, "\(String(describing: outcome))")
+            #expect(noRoom.map { $0.description.contains("free space") && $0.bytes > 0 } ?? true)
+            let error = try #require(
+                noRoom?.underlying ?? outcome as? StorageIOError, "\(String(describing: outcome))")
             #expect(error.errno == code)
             #expect(error.operation.hasPrefix(operation))
-            #expect(error.description.contains("(errno \(code))") && !error.description.contains("\n"))
+            let described = String(describing: outcome!)
+            #expect(described.contains("(errno \(code))") && !described.contains("\n"))
         }
         #expect(injector.hasCrashed == c.isCrash)
 
         let clean = try await F.store(dir.path)
         let now = try await clean.get("alice")
-        #expect(now.revision == old.revision + (c.leavesNewRevision ? 1 : 0))
-        #expect(now.transactions.contains { $0.id == "new" } == c.leavesNewRevision)
-        if !c.leavesNewRevision { #expect(now == old) }
+        #expect(now.revision == old.revision + (leavesNewRevision ? 1 : 0))
+        #expect(now.transactions.contains { $0.id == "new" } == leavesNewRevision)
+        if !leavesNewRevision { #expect(now == old) }
         #expect(try F.temporaryFiles(dir.path).count == c.temporaryFilesLeft)
         let layout = try F.layout(dir.path)
-        if c.leavesNewRevision {
+        if appendedInstead {
+            #expect(
+                layout.fileID == before.fileID && layout.frameCount == before.frameCount + 1,
+                "the frame appended: \(layout)")
+        } else if c.leavesNewRevision {
             #expect(layout.formatVersion == 2 && layout.frameCount == 0, "a new snapshot: \(layout)")
         } else {
             #expect(layout.formatVersion == (rewriting == .compaction ? 2 : 1))
@@ -601,7 +623,8 @@ enum CrashPointFixtures {
             #expect(out.status == FileFault.crashExitStatus, "\(out.stderr)")
             #expect(out.stdout.isEmpty)
             #expect(out.stderr.contains("test fault \(c.spec): crashing now"))
-        } else if c.succeeds {
+        } else if c.succeeds || (!appends && c.appendsInsteadOfRewriting) {
+            // (With no room for the new snapshot, the change is appended as a frame instead.)
             #expect(out.status == 0 && out.stdout.hasPrefix("added transaction t2"), "\(out.stderr)")
         } else {
             #expect(out.status == 1, "\(out.stderr)")
@@ -616,7 +639,8 @@ enum CrashPointFixtures {
 
         // In-process: the file decodes and is exactly the old or the new revision.
         let now = try await F.store(dir.path).get("alice")
-        if c.leavesNewRevision {
+        let appendedInstead = !appends && c.appendsInsteadOfRewriting
+        if c.leavesNewRevision || appendedInstead {
             #expect(now.revision == 2 && now.transactions.map(\.id) == ["t1", "t2"])
         } else {
             #expect(now == old)
@@ -624,6 +648,9 @@ enum CrashPointFixtures {
         let after = try F.layout(dir.path)
         if appends {
             #expect(after.fileID == before.fileID && after.frameCount == (c.leavesNewRevision ? 1 : 0))
+        }
+        if appendedInstead {
+            #expect(after.fileID == before.fileID && after.frameCount == before.frameCount + 1, "\(after)")
         }
         #expect(try F.temporaryFiles(dir.path).count == c.temporaryFilesLeft)
 
