@@ -295,6 +295,25 @@ public struct NoRoomToRewriteError: CarbonStoreError, Hashable {
     }
 }
 
+/// A user's file has more than one name (a hard link, as a `cp -al` snapshot of the data
+/// directory makes): an append would change it under every name. Nothing was written; an update
+/// writes the file anew instead (`Store.update`), which leaves the other names as they were.
+public struct LinkedUserFileError: CarbonStoreError, Hashable {
+    public var path: String
+    public var links: Int
+
+    public init(path: String, links: Int) {
+        self.path = path
+        self.links = links
+    }
+
+    public var kind: ErrorKind { .storageFailure }
+
+    public var description: String {
+        "\(path) has \(links) names (hard links): it is written anew rather than appended to, so that the other names keep their content"
+    }
+}
+
 /// Something that is not available in this build or configuration.
 public struct UnsupportedError: CarbonStoreError, Hashable {
     public var message: String

@@ -1003,6 +1003,10 @@ public final class PathStorage: ObjectStorage {
             throw StorageIOError(operation: "stat", path: target, errno: errno)
         }
         guard status.isRegularFile else { throw Self.unsafeEntry(in: dir, name, target) }
+        // A file with other names (a hard link, as a `cp -al` snapshot of the data directory makes)
+        // is never changed in place: the update writes the file anew, and the other names keep
+        // what they had (`Store`).
+        if status.links > 1 { throw LinkedUserFileError(path: target, links: status.links) }
         var size = status.size
         // A file written with other permissions (an older default) gets the configured ones,
         // as a rewrite would give them.

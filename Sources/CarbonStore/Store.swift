@@ -509,6 +509,15 @@ public struct Store: Sendable {
         }
     }
 
+    /// A new snapshot of `record`, for a file that must be written anew rather than appended to.
+    private func snapshot(of record: UserRecord) throws -> ([UInt8], FileLayout) {
+        do {
+            return try options.codec.encodeSnapshot(record, fileID: .random())
+        } catch {
+            throw RecordTooLargeStoreError(underlying: error)
+        }
+    }
+
     /// Deletes the user's file under the user's lock, with the same fence, conflict retries and
     /// lease checks as `update`.
     @discardableResult
@@ -673,12 +682,20 @@ public struct Store: Sendable {
                             var whole: [UInt8]? = nil
                             if storage.appendsInPlace {
                                 let held = lease
-                                version = try await storage.append(
-                                    key, bytes: frame.bytes, expected: fence ? read.version : nil
-                                ) {
-                                    if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
-                                        releasedEarly = true
+                                do {
+                                    version = try await storage.append(
+                                        key, bytes: frame.bytes, expected: fence ? read.version : nil
+                                    ) {
+                                        if options.releasesLockBeforeSync, locks.releaseAtOnce(held) {
+                                            releasedEarly = true
+                                        }
                                     }
+                                } catch is LinkedUserFileError {
+                                    // The file has other names (a `cp -al` snapshot): nothing was
+                                    // written; it is written anew, which leaves them as they were.
+                                    let (bytes, layout) = try snapshot(of: record)
+                                    write = .put(bytes, layout, record, done)
+                                    continue writing
                                 }
                             } else {
                                 // S3 and memory cannot append: the object is written whole, the bytes

@@ -1,0 +1,47 @@
+import CarbonFormat
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+/// A user file with more than one name (a hard link, as a `cp -al` snapshot of the data directory
+/// makes) is never changed in place: an update writes it anew, and the other names keep what they
+/// had.
+@Suite struct LinkedUserFileTests {
+    typealias F = CrashPointFixtures
+
+    @Test(arguments: ["local", "none"])
+    func anUpdateLeavesAHardLinkedSnapshotAsItWas(locking: String) async throws {
+        let dir = try TemporaryDirectory("linked-user-file")
+        defer { dir.remove() }
+        let old = try await F.seedWithFrames(dir.path)
+        let path = try F.userPath(dir.path)
+        let before = try F.layout(dir.path)
+        #expect(before.frameCount > 0)
+        let snapshot = dir.path + "/snapshot.cstore"
+        #expect(link(path, snapshot) == 0)
+        let snapshotBytes = try Data(contentsOf: URL(fileURLWithPath: snapshot))
+
+        let store = try await F.store(dir.path, locking: locking)
+        // The store holds alice in its cache: the update would append in place.
+        #expect(try await store.get("alice") == old)
+        let done = try await store.update("alice") { try $0.upsert(F.txn("after-snapshot")) }
+        #expect(done.outcome == .committed && done.record.revision == old.revision + 1)
+
+        // The snapshot's name still holds the old content, byte for byte, and is the only name of it.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: snapshot)) == snapshotBytes)
+        var st = stat()
+        #expect(lstat(snapshot, &st) == 0 && st.st_nlink == 1)
+        #expect(lstat(path, &st) == 0 && st.st_nlink == 1)
+        // The live file was written anew (a snapshot without frames) and holds the update.
+        let after = try F.layout(dir.path)
+        #expect(after.fileID != before.fileID && after.frameCount == 0)
+        #expect(try await F.store(dir.path).get("alice") == done.record)
+        // Later updates append again.
+        try await store.update("alice") { try $0.upsert(F.txn("later")) }
+        #expect(try F.layout(dir.path).frameCount == 1)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: snapshot)) == snapshotBytes)
+    }
+}
