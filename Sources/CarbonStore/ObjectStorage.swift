@@ -80,6 +80,12 @@ public protocol ObjectStorage: Sendable {
     /// whether it has landed or not.
     var cancelsOnlyBeforeWriting: Bool { get }
 
+    /// Checks, without writing, that writes can be made where the storage keeps its objects:
+    /// throws the storage's error when they certainly cannot (a volume mounted or gone read-only, a
+    /// data directory this process may not write). For readiness probes (`Store.checkReachable`);
+    /// the default checks nothing (a server says so when a write is refused).
+    func checkWritable() async throws
+
     /// Runs `body`, one operation of the engine on `key` (an update or a delete, from taking the
     /// user's lock to letting it go), whose calls to this storage and to a lock service on it may
     /// share what they would each prepare again. A volume opens the user's folder once for all of
@@ -150,6 +156,8 @@ extension ObjectStorage {
     public var appendsInPlace: Bool { false }
 
     public var cancelsOnlyBeforeWriting: Bool { false }
+
+    public func checkWritable() async throws {}
 
     public func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
         try await body()

@@ -183,6 +183,19 @@ public final class PathStorage: ObjectStorage {
 
     public func location(of key: String) -> String { path(of: key) }
 
+    /// Whether this process may write in the data directory (`access(W_OK)`, which also fails with
+    /// `EROFS` on a read-only volume), as `init` checks at start: a volume remounted read-only or
+    /// a directory whose permissions changed since is found by readiness probes. A storage opened
+    /// for reading only checks nothing.
+    public func checkWritable() async throws {
+        if readOnly { return }
+        try await blocking { [self] () throws(StorageIOError) in
+            if access(root, W_OK) != 0 {
+                throw StorageIOError(operation: "open for writing", path: root, errno: errno)
+            }
+        }
+    }
+
     func path(of key: String) -> String { root + "/" + key }
 
     /// A key's folders below the root, and its file name.

@@ -752,9 +752,12 @@ public struct Store: Sendable {
 
     /// Checks that the storage and the lock service answer, with the operations the engine uses
     /// anyway (a one-key listing, a lock lookup), so that a readiness probe needs no extra
-    /// permission. Throws the backend's error when one does not answer.
+    /// permission, and, unless the store is read-only, that the storage can still be written
+    /// (`ObjectStorage.checkWritable`: a volume gone read-only). Throws the backend's error when one
+    /// does not answer or cannot be written.
     public func checkReachable() async throws {
         _ = try await storage.list(prefix: keys.prefix, startAfter: nil, limit: 1)
+        if !options.readOnly { try await storage.checkWritable() }
         try await locks.checkReachable()
     }
 

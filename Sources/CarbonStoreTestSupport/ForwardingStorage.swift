@@ -35,6 +35,8 @@ open class ForwardingStorage: ObjectStorage, @unchecked Sendable {
     /// A wrapper whose overrides wait for something after a write must say false.
     open var cancelsOnlyBeforeWriting: Bool { inner.cancelsOnlyBeforeWriting }
 
+    open func checkWritable() async throws { try await inner.checkWritable() }
+
     open func withOperation<T>(on key: String, _ body: () async throws -> T) async throws -> T {
         try await inner.withOperation(on: key, body)
     }

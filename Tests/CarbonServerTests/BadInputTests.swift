@@ -387,6 +387,29 @@ import Testing
         #expect(line?["detail"]?.contains("list") == true)
     }
 
+    /// A storage that can no longer be written (a volume remounted read-only) is not ready, although
+    /// it still answers reads; a store opened for reading only does not ask.
+    @Test func aStorageThatCannotBeWrittenIsNotReady() async throws {
+        final class ReadOnlyVolume: ForwardingStorage, @unchecked Sendable {
+            override func checkWritable() async throws {
+                throw StorageIOError(operation: "open for writing", path: "/data", errno: EROFS)
+            }
+        }
+        let service = TestService(
+            store: Store(storage: ReadOnlyVolume(MemoryStorage()), locks: InProcessLockService()))
+        try await service.application().test(.router) { client in
+            let a = try await client.call(.get, "/readyz", role: nil)
+            #expect(a.status == 503 && a.code == "unavailable", "\(a.text)")
+        }
+        let line = service.logs.objects.first { $0["code"] == "unavailable" }
+        #expect(line?["detail"]?.contains("Read-only file system") == true, "\(service.logs.objects)")
+        var options = StoreOptions()
+        options.readOnly = true
+        let reading = Store(
+            storage: ReadOnlyVolume(MemoryStorage()), locks: InProcessLockService(), options: options)
+        try await reading.checkReachable()
+    }
+
     /// `/readyz` takes no key: a flood of probes costs one storage check a second (a listing and a
     /// lock lookup, paid requests on S3 and DynamoDB), not one per request.
     @Test func readinessChecksStorageAtMostOnceASecond() async throws {

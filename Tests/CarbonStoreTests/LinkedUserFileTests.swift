@@ -45,3 +45,27 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: snapshot)) == snapshotBytes)
     }
 }
+
+/// `PathStorage.checkWritable`, which readiness probes call: the data directory must still be
+/// there and writable by this process.
+@Suite struct PathWritableCheckTests {
+    @Test func aDataDirectoryThatIsGoneOrMayNotBeWrittenFailsTheCheck() async throws {
+        let dir = try TemporaryDirectory("writable-check")
+        defer { dir.remove() }
+        let root = dir.path + "/data"
+        let storage = try PathStorage(root: root)
+        try await storage.checkWritable()
+        let reading = try PathStorage(root: root, readOnly: true)
+        #expect(rmdir(root) == 0)
+        let gone = await #expect(throws: StorageIOError.self) { try await storage.checkWritable() }
+        #expect(gone?.errno == ENOENT && gone?.path == root)
+        // A storage opened for reading only checks nothing.
+        try await reading.checkWritable()
+        // Permissions bind a process that is not root.
+        #expect(mkdir(root, 0o500) == 0)
+        if geteuid() != 0 {
+            let denied = await #expect(throws: StorageIOError.self) { try await storage.checkWritable() }
+            #expect(denied?.errno == EACCES && denied?.kind == .permissionDenied)
+        }
+    }
+}
