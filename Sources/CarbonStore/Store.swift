@@ -220,8 +220,8 @@ public struct Store: Sendable {
     public func read(_ userID: String) async throws -> UserRecord? {
         let key = try keys.key(for: userID)
         guard options.cacheBytes > 0 else {
-            guard let bytes = try await storage.getBytes(key) else { return nil }
-            return try decodeFile(bytes, userID: userID, key: key).0
+            guard let object = try await storage.get(key) else { return nil }
+            return try await decodeConfirmingDamage(object, userID: userID, key: key)?.record
         }
         return try await load(key, userID: userID)?.record
     }
@@ -245,7 +245,7 @@ public struct Store: Sendable {
     /// The user's object as it stands: from the cache when the storage confirms its version, else
     /// read and decoded (and cached).
     func load(_ key: String, userID: String) async throws -> Current? {
-        let object: StoredObject
+        var object: StoredObject
         if options.cacheBytes > 0, let entry = cache.entry(key) {
             let answer = try await storage.getIfChanged(key, cached: entry.version)
             switch answer {
@@ -295,7 +295,12 @@ public struct Store: Sendable {
             }
             object = found
         }
-        let (record, layout, tail) = try decodeFileReportingDamage(object.bytes, userID: userID, key: key)
+        guard let decoded = try await decodeConfirmingDamage(object, userID: userID, key: key) else {
+            cache.remove(key)
+            return nil
+        }
+        let (record, layout, tail) = (decoded.record, decoded.layout, decoded.tail)
+        object = decoded.object
         let damage =
             tail.isDamage
             ? DamagedTailError(
@@ -775,14 +780,8 @@ public struct Store: Sendable {
         UserIDSequence(store: self, pageSize: pageSize)
     }
 
-    func decodeFile(_ bytes: [UInt8], userID: String, key: String) throws -> (UserRecord, FileLayout) {
-        let (record, layout, _) = try decodeFileReportingDamage(bytes, userID: userID, key: key)
-        return (record, layout)
-    }
-
-    /// `decodeFile`, and what the bytes after the valid content are; damage is reported
-    /// (`StoreEvents.damagedTail`).
-    func decodeFileReportingDamage(_ bytes: [UInt8], userID: String, key: String) throws -> (
+    /// `decodeFile`, and what the bytes after the valid content are.
+    func decodeFileClassifyingTail(_ bytes: [UInt8], userID: String, key: String) throws -> (
         UserRecord, FileLayout, IgnoredTail
     ) {
         let decoded: (record: UserRecord, layout: FileLayout)
@@ -801,12 +800,51 @@ public struct Store: Sendable {
         let tail = bytes[layout.validLength...].withUnsafeBytes {
             RecordCodec.classifyTail($0, at: layout.validLength)
         }
-        if tail.isDamage {
-            options.events.damagedTail(
-                userID, storage.location(of: key), layout.validLength, layout.ignoredLength)
-        }
         return (decoded.record, layout, tail)
     }
+
+    /// A user's object read and decoded, with what the bytes after its valid content are.
+    struct DecodedObject {
+        var object: StoredObject
+        var record: UserRecord
+        var layout: FileLayout
+        var tail: IgnoredTail
+    }
+
+    /// Decodes `first` (the user's object as just read) and, when the bytes after its valid content
+    /// look damaged, reads the object again: a read takes no lock, and on a volume it can see
+    /// another writer's append in the middle of its write (some of the frame's pages and not
+    /// others, or the end of one append and the start of the next). Damage is reported
+    /// (`StoreEvents.damagedTail`) only when two reads in a row find the same bytes; a tail that
+    /// keeps changing is another writer's appends, read before they were whole, and is taken for
+    /// a torn append (the next read finds them). Nil when the object is gone meanwhile.
+    func decodeConfirmingDamage(_ first: StoredObject, userID: String, key: String) async throws
+        -> DecodedObject?
+    {
+        var object = first
+        var (record, layout, tail) = try decodeFileClassifyingTail(object.bytes, userID: userID, key: key)
+        var rereads = 0
+        while tail.isDamage {
+            guard rereads < Self.damageRereads else {
+                tail = .tornAppend
+                break
+            }
+            rereads += 1
+            guard let again = try await storage.get(key) else { return nil }
+            if again.bytes == object.bytes {
+                options.events.damagedTail(
+                    userID, storage.location(of: key), layout.validLength, layout.ignoredLength)
+                break
+            }
+            object = again
+            (record, layout, tail) = try decodeFileClassifyingTail(object.bytes, userID: userID, key: key)
+        }
+        return DecodedObject(object: object, record: record, layout: layout, tail: tail)
+    }
+
+    /// How many times a read that finds a tail that looks damaged reads the object again
+    /// (`decodeConfirmingDamage`).
+    static let damageRereads = 3
 
 }
 

@@ -68,6 +68,24 @@ public struct UserKeys: Sendable, Hashable {
         return id
     }
 
+    /// For a key that `userID(forKey:)` refuses only because its file is in another folder than
+    /// its name's (a file moved or copied by hand): the user id the name says, and the key where
+    /// that user's file belongs. Nil for any other key.
+    public func misplacedUserID(forKey key: String) -> (userID: String, expectedKey: String)? {
+        guard userID(forKey: key) == nil, key.hasPrefix(prefix), key.hasSuffix(Self.fileExtension) else {
+            return nil
+        }
+        let body = key.dropFirst(prefix.count).dropLast(Self.fileExtension.count)
+        let parts = body.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let bytes = Self.decode(parts[2...].joined()), !bytes.isEmpty,
+            bytes.count <= Self.maximumUserIDBytes, let id = String(validating: bytes, as: UTF8.self),
+            let expected = try? self.key(for: id), expected != key,
+            // The name must be exactly the one the user's key ends with.
+            expected.hasSuffix("/" + parts[2...].joined(separator: "/") + Self.fileExtension)
+        else { return nil }
+        return (id, expected)
+    }
+
     public static func validate(_ userID: String) throws(InvalidUserIDError) {
         if userID.isEmpty {
             throw InvalidUserIDError(userID: userID, reason: "a user id must not be empty")

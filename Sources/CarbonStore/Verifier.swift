@@ -16,6 +16,11 @@ public struct VerifyReport: Sendable {
     /// that can be one append torn by a crash (the next update cuts it). More than that (a damaged
     /// frame with bytes after it) is reported in `damaged`.
     public var ignoredTails: [Problem] = []
+    /// Files that could not be read (permission denied, an I/O error), with the error: the scrub
+    /// goes on past them, and they are neither healthy nor known to be damaged.
+    public var unreadable: [Problem] = []
+    /// The kind of the first read error in `unreadable` (`permissionDenied` for EACCES and EPERM).
+    public var unreadableKind: ErrorKind?
     /// Temporary files left by writers that crashed (path: only).
     public var temporaryFiles: [PathStorage.TemporaryFile] = []
     /// Temporary files removed because they were older than the given age.
@@ -42,13 +47,20 @@ extension Store {
             for key in page.keys {
                 let location = storage.location(of: key)
                 guard let userID = keys.userID(forKey: key) else {
-                    report.damaged.append(
-                        .init(location: location, reason: "the file name is not one CarbonStore writes"))
+                    // A user's file moved or copied into another user's folder by hand.
+                    let reason =
+                        keys.misplacedUserID(forKey: key).map { misplaced in
+                            "the file is named for user '\(DisplayText.escaped(misplaced.userID))', whose file belongs at \(storage.location(of: misplaced.expectedKey)), not in this folder: move it there if nothing is there, or remove it"
+                        } ?? "the file name is not one CarbonStore writes"
+                    report.damaged.append(.init(location: location, reason: reason))
                     continue
                 }
                 do {
-                    guard let bytes = try await storage.getBytes(key) else { continue }  // deleted meanwhile
-                    let (_, layout, tail) = try decodeFileReportingDamage(bytes, userID: userID, key: key)
+                    // Deleted meanwhile: nothing to check.
+                    guard let object = try await storage.get(key),
+                        let decoded = try await decodeConfirmingDamage(object, userID: userID, key: key)
+                    else { continue }
+                    let (bytes, layout, tail) = (decoded.object.bytes, decoded.layout, decoded.tail)
                     if tail.isDamage {
                         let why = (try? RecordCodec.inspect(bytes).ignoredReason).flatMap { $0 }
                         report.damaged.append(
@@ -79,9 +91,14 @@ extension Store {
                             reason: "\(error.size) bytes, over the \(error.limit)-byte limit"))
                 } catch let error as UnsafePathError {
                     report.damaged.append(.init(location: location, reason: error.reason))
+                } catch let error as StorageIOError {
+                    // One file this process may not read, or that the disk fails to read: the
+                    // others are still checked (damage past it must not stay hidden).
+                    report.unreadable.append(.init(location: location, reason: error.description))
+                    if report.unreadableKind == nil { report.unreadableKind = error.kind }
                 }
             }
-            progress?(report.healthy + report.damaged.count)
+            progress?(report.healthy + report.damaged.count + report.unreadable.count)
             cursor = page.nextStartAfter
         } while cursor != nil
         if let path = storage as? PathStorage {

@@ -6,7 +6,9 @@ import CarbonStore
 struct VerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Decode every user file; report damaged ones and exit 5 if there are any.")
+        abstract:
+            "Decode every user file; report damaged ones and exit 5 if there are any (77 or 1 if some could not be read)."
+    )
     @OptionGroup var storage: StorageOptions
     @Option(
         help: "Also remove temporary files of crashed writers older than this many minutes (path: only).")
@@ -33,6 +35,7 @@ struct VerifyCommand: AsyncParsableCommand {
             let report = try await store.verify(
                 removeTemporaryFilesOlderThan: removeTempOlderThan.map { .seconds($0 * 60) })
             for p in report.damaged { print("damaged: \(p.location): \(p.reason)") }
+            for p in report.unreadable { print("unreadable: \(p.location): \(p.reason)") }
             for p in report.ignoredTails {
                 print("ignored tail: \(p.location): \(p.reason); the next update cuts it")
             }
@@ -43,10 +46,16 @@ struct VerifyCommand: AsyncParsableCommand {
                 print(
                     "temporary file: \(t.path) (\(t.ageSeconds) s old; remove with --remove-temp-older-than)")
             }
-            print("\(report.healthy) healthy, \(report.damaged.count) damaged")
+            print(
+                "\(report.healthy) healthy, \(report.damaged.count) damaged"
+                    + (report.unreadable.isEmpty ? "" : ", \(report.unreadable.count) unreadable"))
             if !report.isHealthy {
                 printError("\(report.damaged.count) damaged user files; see above")
                 throw ExitCode(5)
+            }
+            if let kind = report.unreadableKind {
+                printError("\(report.unreadable.count) user files could not be read; see above")
+                throw ExitCode(CarbonStoreCLI.exitCode(for: kind))
             }
         }
     }

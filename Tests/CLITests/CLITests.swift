@@ -306,6 +306,63 @@ import Testing
         #expect(try asNobody(["pref", "set", "zed", "k", "w"]).status == 77)
     }
 
+    /// `verify` goes on past a file it may not read (and says so, exit 77 when nothing is damaged),
+    /// so that damage after it is still found; a user's file in another user's folder is named as
+    /// such, with where it belongs.
+    @Test func verifyGoesOnPastAFileItMayNotReadAndNamesAMisplacedOne() async throws {
+        let dir = try TemporaryDirectory("cli-verify-unreadable")
+        defer { dir.remove() }
+        let data = dir.path + "/data"
+        let owner = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:\(data)?mode=0644"])
+        for user in ["u1", "u2", "u3", "u4", "u5", "u6"] {
+            #expect(try owner.run(["pref", "set", user, "k", "v"]).status == 0)
+        }
+        func file(_ user: String) throws -> String { data + "/" + (try UserKeys().key(for: user)) }
+
+        // A user's file moved into another user's folder: named, with where it belongs.
+        let u6 = try file("u6")
+        let elsewhere = URL(fileURLWithPath: try file("u1")).deletingLastPathComponent().path + "/u6.cstore"
+        #expect(rename(u6, elsewhere) == 0)
+        let misplaced = try owner.run(["verify"])
+        #expect(misplaced.status == 5, "\(misplaced)")
+        #expect(
+            misplaced.stdout.contains(
+                "damaged: \(elsewhere): the file is named for user 'u6', whose file belongs at \(u6), not in this folder"
+            ), "\(misplaced.stdout)")
+        #expect(rename(elsewhere, u6) == 0)
+
+        let setpriv = "/usr/bin/setpriv"
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else { return }
+        #expect(chmod(dir.path, 0o755) == 0)
+        func asNobody(_ args: [String]) throws -> (status: Int32, stdout: String) {
+            let quoted =
+                ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", owner.executable] + args)
+                .map(shellQuote).joined(separator: " ")
+            let output = dir.path + "/nobody.out"
+            let p = try runShell(
+                quoted + " >\(shellQuote(output)) 2>/dev/null", environment: owner.environment)
+            p.waitUntilExit()
+            return (p.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+        }
+        #expect(try asNobody(["verify"]).status == 0)
+        // u2 may not be read; u5 is damaged (its first bytes overwritten).
+        #expect(chmod(try file("u2"), 0) == 0)
+        let handle = try #require(FileHandle(forWritingAtPath: try file("u5")))
+        try handle.write(contentsOf: Data(repeating: 0x5A, count: 16))
+        try handle.close()
+        let both = try asNobody(["verify"])
+        #expect(both.status == 5, "\(both.stdout)")
+        #expect(
+            both.stdout.contains("unreadable: \(try file("u2")): ")
+                && both.stdout.contains("Permission denied"))
+        #expect(both.stdout.contains("damaged: \(try file("u5")): "), "\(both.stdout)")
+        #expect(both.stdout.contains("4 healthy, 1 damaged, 1 unreadable"), "\(both.stdout)")
+        // Without the damage: the file that could not be read is a permission problem (77).
+        #expect(try owner.run(["user", "delete", "u5"]).status == 0)
+        let unreadable = try asNobody(["verify"])
+        #expect(unreadable.status == 77 && unreadable.stdout.contains("4 healthy, 0 damaged, 1 unreadable"))
+    }
+
     @Test func demoRunsOnTheEmbeddedDefaultAndIsRepeatable() throws {
         let dir = try TemporaryDirectory("cli-demo")
         defer { dir.remove() }
