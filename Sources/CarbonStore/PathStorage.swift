@@ -172,6 +172,12 @@ public final class PathStorage: ObjectStorage {
         if !readOnly, access(self.root, W_OK) != 0 {
             throw StorageIOError(operation: "open for writing", path: self.root, errno: errno)
         }
+        var rootStatus = stat()
+        if !readOnly, geteuid() == 0, stat(self.root, &rootStatus) == 0, rootStatus.st_uid != 0 {
+            newEntriesOwner = Owner(uid: rootStatus.st_uid, gid: rootStatus.st_gid)
+        } else {
+            newEntriesOwner = nil
+        }
         if let offloadFileWork {
             self.offloadsFileWork = offloadFileWork
         } else {
@@ -182,6 +188,23 @@ public final class PathStorage: ObjectStorage {
     }
 
     public func location(of key: String) -> String { path(of: key) }
+
+    /// An owner and group for files and folders.
+    package struct Owner: Sendable, Hashable {
+        var uid: uid_t
+        var gid: gid_t
+    }
+
+    /// For a process running as root on a data directory owned by another user (a service's
+    /// account): that user and the directory's group, which every file and folder this process
+    /// creates below it is given (`fchown`), so that a command run as root (a repair, an import)
+    /// never leaves files or folders that the service may not open. Nil otherwise.
+    package let newEntriesOwner: Owner?
+
+    /// Gives a new file or folder `newEntriesOwner`, when there is one.
+    func giveNewEntryOwner(_ fd: Int32) {
+        if let owner = newEntriesOwner { _ = fchown(fd, owner.uid, owner.gid) }
+    }
 
     /// Whether this process may write in the data directory (`access(W_OK)`, which also fails with
     /// `EROFS` on a read-only volume), as `init` checks at start: a volume remounted read-only or
@@ -452,7 +475,10 @@ public final class PathStorage: ObjectStorage {
                 }
                 child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
                 // The umask may have removed bits that the configured mode grants (mode=0640).
-                if made && child >= 0 { _ = fchmod(child, directoryMode) }
+                if made && child >= 0 {
+                    _ = fchmod(child, directoryMode)
+                    giveNewEntryOwner(child)
+                }
                 // Made again (removed from outside since): its entry, and those below it, are no
                 // longer known to be durable.
                 if made {
@@ -1258,6 +1284,7 @@ public final class PathStorage: ObjectStorage {
             guard fd >= 0 else { throw StorageIOError(operation: "create", path: path, errno: errno) }
             // The umask may have removed bits that the configured mode grants (mode=0660).
             if fchmod(fd, fileMode) != 0 { throw fail(fd, "chmod", errno) }
+            giveNewEntryOwner(fd)
             if let code = writeAll(bytes, to: fd) { throw fail(fd, "write", code) }
             return fd
         }

@@ -69,3 +69,39 @@ import Testing
         }
     }
 }
+
+/// A process running as root on a service's data directory (owned by another user) gives every
+/// file and folder it creates that user and the directory's group, so that the service can still
+/// open them (a snapshot written anew by root would otherwise be root's, mode 0600).
+@Suite struct RootWritesOnAServicesDirectoryTests {
+    @Test func everyEntryRootCreatesBelongsToTheDirectorysOwner() async throws {
+        guard geteuid() == 0 else { return }
+        let dir = try TemporaryDirectory("root-owner")
+        defer { dir.remove() }
+        let data = dir.path + "/data"
+        #expect(mkdir(data, 0o700) == 0 && chown(data, 65534, 65534) == 0)
+        var options = StoreOptions()
+        options.compaction = CompactionPolicy(tailFraction: 0, minimumTailBytes: 0)
+        let store = try await StoreFactory(options: options).makeStore("path:" + data)
+        for user in ["u1", "u2", "u3"] {
+            for n in 0..<3 { try await store.update(user) { try $0.upsert(CrashPointFixtures.txn("t\(n)")) } }
+        }
+        var entries = 0
+        let walker = try #require(FileManager.default.enumerator(atPath: data))
+        for case let relative as String in walker {
+            var st = stat()
+            #expect(lstat(data + "/" + relative, &st) == 0)
+            #expect(st.st_uid == 65534 && st.st_gid == 65534, "\(relative) is \(st.st_uid):\(st.st_gid)")
+            entries += 1
+        }
+        // Three users' files, their lock files and their folders.
+        #expect(entries >= 9, "\(entries) entries")
+        // A data directory of root's own: nothing is given away.
+        let own = dir.path + "/own"
+        let rootStore = try await StoreFactory().makeStore("path:" + own)
+        try await rootStore.update("u1") { try $0.upsert(CrashPointFixtures.txn("t0")) }
+        let path = try PathStorage(root: own).location(of: UserKeys().key(for: "u1"))
+        var st = stat()
+        #expect(lstat(path, &st) == 0 && st.st_uid == 0)
+    }
+}

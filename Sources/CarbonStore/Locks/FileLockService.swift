@@ -49,8 +49,9 @@ struct FileLock: Sendable {
         on storage: PathStorage? = nil, holder: String? = nil, pool: KeptThreads = BlockingFlock.pool
     ) async throws -> FileLock? {
         let kept = storage?.keptLockFiles
+        let owner = storage?.newEntriesOwner
         @Sendable func step() throws -> FirstTry {
-            let first = try firstTry(name, in: directory, path: path, mode: mode, kept: kept)
+            let first = try firstTry(name, in: directory, path: path, mode: mode, kept: kept, owner: owner)
             if case .held(let lock) = first, let holder { lock.describeHolder(holder) }
             return first
         }
@@ -95,7 +96,8 @@ struct FileLock: Sendable {
     /// through a symbolic link, and tries the lock once without waiting. A descriptor that `kept`
     /// holds for the file is used instead of a new one while the name is still that file.
     static func firstTry(
-        _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles? = nil
+        _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles? = nil,
+        owner: PathStorage.Owner? = nil
     ) throws -> FirstTry {
         var reused: FileLock? = nil
         if let kept, let entry = kept.take(path) {
@@ -111,7 +113,8 @@ struct FileLock: Sendable {
                 close(entry.fd)
             }
         }
-        var lock = try reused ?? openFile(name, in: directory, path: path, mode: mode, kept: kept)
+        var lock =
+            try reused ?? openFile(name, in: directory, path: path, mode: mode, kept: kept, owner: owner)
         let fd = lock.fd
         // Free: taken at once, without a thread.
         if flock(fd, LOCK_EX | LOCK_NB) == 0 {
@@ -128,8 +131,10 @@ struct FileLock: Sendable {
 
     /// Opens the lock file `name` of an open folder (`firstTry`), not locked. Its descriptor is to
     /// be kept in `kept` once let go when the file system is local.
+    /// `owner`: the owner a process running as root gives the lock file (`PathStorage.newEntriesOwner`).
     static func openFile(
-        _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles?
+        _ name: String, in directory: Int32, path: String, mode: mode_t, kept: KeptLockFiles?,
+        owner: PathStorage.Owner? = nil
     ) throws -> FileLock {
         let flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
         var fd = name.withCString { openat(directory, $0, flags, mode) }
@@ -149,6 +154,7 @@ struct FileLock: Sendable {
             close(fd)
             throw PathStorage.unsafeEntry(in: directory, name, path)
         }
+        if let owner, status.owner != owner.uid { _ = fchown(fd, owner.uid, owner.gid) }
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
         if status.owner == PathStorage.effectiveUser && (status.mode & 0o777) != mode { _ = fchmod(fd, mode) }
