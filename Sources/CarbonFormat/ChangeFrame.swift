@@ -227,9 +227,10 @@ extension RecordCodec {
     ///   sector of the file within it that holds zero bytes alone (a sector that never reached the
     ///   disk);
     /// - or bytes that begin with a zero byte, or with the marker or a part of it followed by a zero
-    ///   byte or by a length that does not reach the end (a frame whose first sectors, or a sector
-    ///   within its marker and length, never reached the disk while later ones did), in which no
-    ///   complete frame with a matching CRC starts anywhere.
+    ///   byte, or by a length that does not reach the end when the marker and length straddle two
+    ///   sectors (a frame whose first sectors, or a sector within its marker and length, never
+    ///   reached the disk while later ones did), in which no complete frame with a matching CRC
+    ///   starts anywhere.
     /// Anything else, such as a damaged frame with a committed frame after it, or a last frame that
     /// reached the disk whole (every sector of it holds a non-zero byte) and fails its CRC, is damage
     /// that may be or hide acknowledged frames, and must not be cut.
@@ -260,6 +261,12 @@ extension RecordCodec {
                     CRC32C.checksum(UnsafeRawBufferPointer(rebasing: tail[0..<(length - 4)])) == stored
                 return crcMatches || hasZeroSector(tail, count: length, at: offset)
             }
+            // Non-zero bytes after the end that `length` gives. When the marker and the length lie
+            // in one sector (which reached the disk: the marker is there), the length is the one
+            // written, and what follows the frame is not what a crash leaves of one append: damage,
+            // such as a damaged length. (Across two sectors, the length's later bytes may be zeros
+            // that a lost sector left: the case below.)
+            if offset % sectorSize <= sectorSize - 8 { return false }
         }
         // The start of the append missing, or cut within its marker and length: these are what is
         // left of the one append that was torn if no complete frame starts in them. (Acknowledged

@@ -1069,6 +1069,15 @@ public final class PathStorage: ObjectStorage {
                 throw DamagedTailError(path: target, offset: v.validLength, length: size - v.validLength)
             case .sameWithTornTail:
                 try cut(to: v.validLength, "a torn append")
+                // The cut made durable before the frame is written where the torn bytes were: the
+                // cut zeroes them on disk. Otherwise a power cut during this frame's own sync could
+                // leave sectors of it beside sectors of the torn append, a frame whose every sector
+                // holds bytes and whose CRC fails, which readers must take for damage
+                // (docs/FORMAT.md, 13.4).
+                if io.datasync(fd) != 0 {
+                    throw StorageIOError(
+                        operation: "fdatasync after cutting a torn append of", path: target, errno: errno)
+                }
             case .same where !inPlace && size > v.validLength:
                 // A reserve, which `O_APPEND` would write after.
                 try cut(to: v.validLength, "the reserve")

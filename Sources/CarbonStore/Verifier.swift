@@ -26,10 +26,33 @@ public struct VerifyReport: Sendable {
     /// Temporary files removed because they were older than the given age.
     public var removedTemporaryFiles: [PathStorage.TemporaryFile] = []
 
-    public var isHealthy: Bool { damaged.isEmpty }
+    /// No file is damaged and every file could be read.
+    public var isHealthy: Bool { damaged.isEmpty && unreadable.isEmpty }
 }
 
 extension Store {
+    /// Why a file whose name is not where CarbonStore would keep it is reported, and what to do: a
+    /// user's file moved or copied into another folder by hand is named with the record it holds
+    /// and where that user's file belongs.
+    func unexpectedName(_ key: String) async -> String {
+        guard let misplaced = keys.misplacedUserID(forKey: key) else {
+            return "the file name is not one CarbonStore writes"
+        }
+        let named = "the file is named for user '\(DisplayText.escaped(misplaced.userID))'"
+        let home = storage.location(of: misplaced.expectedKey)
+        guard let bytes = try? await storage.getBytes(key), let decoded = try? options.codec.decodeFile(bytes)
+        else {
+            return "\(named), whose file belongs at \(home), but it is not in that folder and does not decode"
+        }
+        let record = decoded.record
+        guard record.userID.utf8.elementsEqual(misplaced.userID.utf8) else {
+            return
+                "\(named) but holds the record of user '\(DisplayText.escaped(record.userID))' (revision \(record.revision)): a copy made by hand; compare it with that user's file (`carbonstore file inspect`) before removing it"
+        }
+        return
+            "\(named) and holds that user's record (revision \(record.revision)), but belongs at \(home), not in this folder: if nothing is there, move it there; if a file is there, keep the one with the higher revision (`carbonstore file inspect`)"
+    }
+
     /// Decodes every file under the store's prefix. With `removeTemporaryFilesOlderThan`, also
     /// removes crashed writers' temporary files of at least that age (path: only).
     public func verify(
@@ -47,12 +70,7 @@ extension Store {
             for key in page.keys {
                 let location = storage.location(of: key)
                 guard let userID = keys.userID(forKey: key) else {
-                    // A user's file moved or copied into another user's folder by hand.
-                    let reason =
-                        keys.misplacedUserID(forKey: key).map { misplaced in
-                            "the file is named for user '\(DisplayText.escaped(misplaced.userID))', whose file belongs at \(storage.location(of: misplaced.expectedKey)), not in this folder: move it there if nothing is there, or remove it"
-                        } ?? "the file name is not one CarbonStore writes"
-                    report.damaged.append(.init(location: location, reason: reason))
+                    report.damaged.append(.init(location: location, reason: await unexpectedName(key)))
                     continue
                 }
                 do {

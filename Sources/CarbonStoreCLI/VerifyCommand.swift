@@ -49,7 +49,7 @@ struct VerifyCommand: AsyncParsableCommand {
             print(
                 "\(report.healthy) healthy, \(report.damaged.count) damaged"
                     + (report.unreadable.isEmpty ? "" : ", \(report.unreadable.count) unreadable"))
-            if !report.isHealthy {
+            if !report.damaged.isEmpty {
                 printError("\(report.damaged.count) damaged user files; see above")
                 throw ExitCode(5)
             }

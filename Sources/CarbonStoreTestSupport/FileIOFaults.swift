@@ -111,6 +111,8 @@ public struct FileFault: Sendable, Hashable, CustomStringConvertible {
         case datasync
         /// The `ftruncate` that cuts a torn append before the next append.
         case truncate
+        /// The `fdatasync` that makes that cut durable, before the frame is written.
+        case cutDatasync = "cut-datasync"
     }
 
     public enum Action: Sendable, Hashable {
@@ -213,6 +215,9 @@ public final class FileFaultInjector: Sendable {
         var tempDescriptors: Set<Int32> = []
         /// User files opened for appending.
         var appendDescriptors: Set<Int32> = []
+        /// Those of them with a frame (or a part of one) written and not yet synced: their next
+        /// `fdatasync` is the append's; any other is the sync of a cut.
+        var framesWritten: Set<Int32> = []
         /// Folders with a rename or unlink not yet followed by their fsync.
         var commitDescriptors: Set<Int32> = []
         /// A descriptor whose next write fails (after a short write).
@@ -392,6 +397,7 @@ public final class FileFaultInjector: Sendable {
     ) -> Int {
         if let pending = takePendingFailure(fd) { return Int(Self.fail(pending)) }
         if crashes(at: .beforeAppendWrite) { return Int(crash(.beforeAppendWrite)) }
+        _ = state.withLock { $0.framesWritten.insert(fd) }
         if let code = failure(of: .appendWrite) { return Int(Self.fail(code)) }
         let half = UnsafeRawBufferPointer(rebasing: buffer[..<(buffer.count / 2)])
         if buffer.count >= 2, crashes(at: .midAppendWrite) {
@@ -420,6 +426,11 @@ public final class FileFaultInjector: Sendable {
     private func datasync(_ fd: Int32) -> Int32 {
         if isDead { return Self.fail(EIO) }
         guard kind(of: fd) == .append else { return base.datasync(fd) }
+        guard state.withLock({ $0.framesWritten.remove(fd) != nil }) else {
+            // The sync of a cut (a torn append's), before any frame is written.
+            if let code = failure(of: .cutDatasync) { return Self.fail(code) }
+            return base.datasync(fd)
+        }
         if crashes(at: .afterAppendWrite) { return crash(.afterAppendWrite) }
         if let code = failure(of: .datasync) { return Self.fail(code) }
         let r = base.datasync(fd)
@@ -467,6 +478,7 @@ public final class FileFaultInjector: Sendable {
         state.withLock {
             $0.tempDescriptors.remove(fd)
             $0.appendDescriptors.remove(fd)
+            $0.framesWritten.remove(fd)
             $0.commitDescriptors.remove(fd)
             if $0.failNextWrite?.fd == fd { $0.failNextWrite = nil }
         }

@@ -310,6 +310,9 @@ import Testing
     /// so that damage after it is still found; a user's file in another user's folder is named as
     /// such, with where it belongs.
     @Test func verifyGoesOnPastAFileItMayNotReadAndNamesAMisplacedOne() async throws {
+        func copyfile(_ from: String, _ to: String) -> Bool {
+            (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil
+        }
         let dir = try TemporaryDirectory("cli-verify-unreadable")
         defer { dir.remove() }
         let data = dir.path + "/data"
@@ -327,9 +330,18 @@ import Testing
         #expect(misplaced.status == 5, "\(misplaced)")
         #expect(
             misplaced.stdout.contains(
-                "damaged: \(elsewhere): the file is named for user 'u6', whose file belongs at \(u6), not in this folder"
+                "damaged: \(elsewhere): the file is named for user 'u6' and holds that user's record (revision 1), but belongs at \(u6), not in this folder"
             ), "\(misplaced.stdout)")
         #expect(rename(elsewhere, u6) == 0)
+        // A copy of another user's file under u6's name: named as such, never "move it".
+        #expect(copyfile(try file("u1"), elsewhere))
+        let copied = try owner.run(["verify"])
+        #expect(
+            copied.stdout.contains(
+                "the file is named for user 'u6' but holds the record of user 'u1' (revision 1): a copy made by hand"
+            ),
+            "\(copied.stdout)")
+        #expect(unlink(elsewhere) == 0)
 
         let setpriv = "/usr/bin/setpriv"
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else { return }

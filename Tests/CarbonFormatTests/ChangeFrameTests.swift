@@ -290,6 +290,15 @@ func craftPart(tag: UInt16, body: [UInt8], length: UInt32? = nil) -> [UInt8] {
             flipped[index] ^= 0x01
             #expect(!torn(flipped + reserve), "a byte flipped at \(index)")
         }
+        // A damaged `length` that makes the frame shorter than its bytes: with the marker and the
+        // length in one sector, the length is the one written, so the non-zero bytes after it are
+        // damage. Where they straddle two sectors (the frame starts at one of a sector's last 7
+        // bytes), the length's later bytes may be a lost sector's zeros: one torn append.
+        var shorter = frame
+        shorter[4] = shorter[4] &- 16
+        #expect(!torn(shorter + reserve, at: 4096), "a length made shorter")
+        #expect(!torn(shorter + reserve, at: 4096 - 8), "marker and length end the sector")
+        #expect(torn(shorter + reserve, at: 4096 - 7), "marker and length straddle two sectors")
         // A frame of three sectors whose last byte was written but a sector in its middle was lost
         // in a power cut (still zeros): one torn append, cut. (A frame of one or two sectors that
         // lost one lacks its first or its last bytes: the cases above.) Where the sectors fall

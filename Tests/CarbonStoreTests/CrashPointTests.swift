@@ -161,6 +161,10 @@ struct FaultCase: Sendable, CustomTestStringConvertible {
         .init(
             spec: "fail:truncate:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
             failedOperation: "truncate a torn append of", errno: EIO),
+        // The cut is synced before the frame is written where the torn bytes were.
+        .init(
+            spec: "fail:cut-datasync:EIO", leavesNewRevision: false, temporaryFilesLeft: 0,
+            failedOperation: "fdatasync after cutting a torn append of", errno: EIO),
         .init(spec: "crash:mid-append-write", leavesNewRevision: false, temporaryFilesLeft: 0),
         .init(spec: "crash:after-append-write", leavesNewRevision: true, temporaryFilesLeft: 0),
         .init(

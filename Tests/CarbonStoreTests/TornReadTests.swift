@@ -85,3 +85,44 @@ import Testing
         #expect(report.damaged.count == 1 && report.healthy == 0)
     }
 }
+
+/// A writer that cuts a torn append syncs the cut before it writes where the torn bytes were: on
+/// disk they are then zeros, so a power cut during its own append cannot leave sectors of its frame
+/// beside sectors of the torn one (a frame whose every sector holds bytes and whose CRC fails, which
+/// readers take for damage).
+@Suite struct TornAppendCutTests {
+    typealias F = CrashPointFixtures
+
+    @Test func theCutIsSyncedBeforeAnythingIsWrittenWhereTheTornBytesWere() async throws {
+        let dir = try TemporaryDirectory("torn-cut-synced")
+        defer { dir.remove() }
+        _ = try await F.seedWithFrames(dir.path)
+        try await F.tearAnAppend(dir.path)
+        let calls = CarbonStoreTestSupport.Locked<[String]>([])
+        var io = FileIO.posix
+        let (truncate, datasync, pwrite, reserve) = (io.ftruncate, io.datasync, io.pwrite, io.reserve)
+        io.ftruncate = { fd, length in
+            calls.withLock { $0.append("ftruncate") }
+            return truncate(fd, length)
+        }
+        io.datasync = { fd in
+            calls.withLock { $0.append("datasync") }
+            return datasync(fd)
+        }
+        io.pwrite = { fd, buffer, offset in
+            calls.withLock { $0.append("write") }
+            return pwrite(fd, buffer, offset)
+        }
+        io.reserve = { fd, from, to in
+            calls.withLock { $0.append("write") }
+            return reserve(fd, from, to)
+        }
+        let store = try await F.store(dir.path, io: io)
+        try await store.update("alice") { try $0.upsert(F.txn("after-the-tear")) }
+        let sequence = calls.withLock { $0 }
+        let cut = try #require(sequence.firstIndex(of: "ftruncate"), "\(sequence)")
+        let written = try #require(sequence[cut...].firstIndex(of: "write"), "\(sequence)")
+        #expect(sequence[cut..<written].contains("datasync"), "\(sequence)")
+        #expect(try await F.store(dir.path).get("alice").transactions.contains { $0.id == "after-the-tear" })
+    }
+}

@@ -154,7 +154,10 @@ struct FileLock: Sendable {
             close(fd)
             throw PathStorage.unsafeEntry(in: directory, name, path)
         }
-        if let owner, status.owner != owner.uid { _ = fchown(fd, owner.uid, owner.gid) }
+        // A lock file of root's (this process, as root, created it, or an older version did) is
+        // given to the data directory's owner (`PathStorage.newEntriesOwner`); another account's
+        // is left as it is.
+        if let owner, status.owner == 0 { _ = fchown(fd, owner.uid, owner.gid) }
         // The umask may have removed bits that the configured mode grants (mode=0660). The file may
         // belong to another account of the group: then its mode stays as that account set it.
         if status.owner == PathStorage.effectiveUser && (status.mode & 0o777) != mode { _ = fchmod(fd, mode) }
