@@ -34,14 +34,15 @@ extension Store {
     /// Why a file whose name is not where CarbonStore would keep it is reported, and what to do: a
     /// user's file moved or copied into another folder by hand is named with the record it holds
     /// and where that user's file belongs.
-    func unexpectedName(_ key: String) async -> String {
+    func unexpectedName(_ key: String) async throws -> String {
         guard let misplaced = keys.misplacedUserID(forKey: key) else {
             return "the file name is not one CarbonStore writes"
         }
         let named = "the file is named for user '\(DisplayText.escaped(misplaced.userID))'"
         let home = storage.location(of: misplaced.expectedKey)
-        guard let bytes = try? await storage.getBytes(key), let decoded = try? options.codec.decodeFile(bytes)
-        else {
+        // A file that may not be read is the caller's to report (`StorageIOError`).
+        let bytes = try await storage.getBytes(key)
+        guard let bytes, let decoded = try? options.codec.decodeFile(bytes) else {
             return "\(named), whose file belongs at \(home), but it is not in that folder and does not decode"
         }
         let record = decoded.record
@@ -70,7 +71,16 @@ extension Store {
             for key in page.keys {
                 let location = storage.location(of: key)
                 guard let userID = keys.userID(forKey: key) else {
-                    report.damaged.append(.init(location: location, reason: await unexpectedName(key)))
+                    do {
+                        report.damaged.append(
+                            .init(location: location, reason: try await unexpectedName(key)))
+                    } catch let error as StorageIOError {
+                        report.unreadable.append(.init(location: location, reason: error.description))
+                        if report.unreadableKind == nil { report.unreadableKind = error.kind }
+                    } catch {
+                        // A link or a FIFO in its place, say.
+                        report.damaged.append(.init(location: location, reason: String(describing: error)))
+                    }
                     continue
                 }
                 do {

@@ -66,8 +66,12 @@ struct DemoCommand: AsyncParsableCommand {
             print(summary(record))
             print("stored at \(store.storage.location(of: try store.keys.key(for: user)))")
             let report = try await store.verify()
-            print("verify: \(report.healthy) healthy, \(report.damaged.count) damaged user files")
-            if !report.isHealthy { throw ExitCode(5) }
+            print(
+                "verify: \(report.healthy) healthy, \(report.damaged.count) damaged user files"
+                    + (report.unreadable.isEmpty ? "" : ", \(report.unreadable.count) unreadable"))
+            for p in report.unreadable { printError("unreadable: \(p.location): \(p.reason)") }
+            if !report.damaged.isEmpty { throw ExitCode(5) }
+            if let kind = report.unreadableKind { throw ExitCode(CarbonStoreCLI.exitCode(for: kind)) }
         }
     }
 }

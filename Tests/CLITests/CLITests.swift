@@ -280,23 +280,14 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: missing), "a reading command created the directory")
 
         // As another user, with read access through the group's mode and nothing more.
-        let setpriv = "/usr/bin/setpriv"
-        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else { return }
+        guard Self.canRunAsNobody else { return }
         let data = dir.path + "/shared"
         let uri = "path:\(data)?mode=0644"
         let owner = try CommandRunner(environment: ["CARBONSTORE_STORAGE": uri])
         #expect(try owner.run(["pref", "set", "zed", "k", "v"]).status == 0)
         #expect(chmod(dir.path, 0o755) == 0)
         func asNobody(_ args: [String]) throws -> (status: Int32, stdout: String) {
-            let quoted =
-                ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", owner.executable] + args)
-                .map(shellQuote).joined(separator: " ")
-            // The shell, as this process's user, opens the output file; the command writes to it.
-            let output = dir.path + "/nobody.out"
-            let p = try runShell(
-                quoted + " >\(shellQuote(output)) 2>/dev/null", environment: owner.environment)
-            p.waitUntilExit()
-            return (p.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+            try Self.runAsNobody(owner, args, output: dir.path + "/nobody.out")
         }
         let nobodyShow = try asNobody(["user", "show", "zed", "--json"])
         #expect(nobodyShow.status == 0 && nobodyShow.stdout.contains("\"k\""))
@@ -304,6 +295,27 @@ import Testing
         #expect(nobodyList.status == 0 && nobodyList.stdout == "zed\n")
         #expect(try asNobody(["verify"]).status == 0)
         #expect(try asNobody(["pref", "set", "zed", "k", "w"]).status == 77)
+    }
+
+    static let setpriv = "/usr/bin/setpriv"
+
+    /// Whether this test process may run the command as the user `nobody` (it runs as root, and
+    /// `setpriv` is there).
+    static var canRunAsNobody: Bool {
+        geteuid() == 0 && FileManager.default.isExecutableFile(atPath: setpriv)
+    }
+
+    /// Runs `owner`'s command with `args` as the user `nobody`: its exit status and standard output
+    /// (through the file `output`, which the shell opens as this process's user).
+    static func runAsNobody(_ owner: CommandRunner, _ args: [String], output: String) throws -> (
+        status: Int32, stdout: String
+    ) {
+        let quoted =
+            ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", owner.executable] + args)
+            .map(shellQuote).joined(separator: " ")
+        let p = try runShell(quoted + " >\(shellQuote(output)) 2>/dev/null", environment: owner.environment)
+        p.waitUntilExit()
+        return (p.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
     }
 
     /// `verify` goes on past a file it may not read (and says so, exit 77 when nothing is damaged),
@@ -343,18 +355,10 @@ import Testing
             "\(copied.stdout)")
         #expect(unlink(elsewhere) == 0)
 
-        let setpriv = "/usr/bin/setpriv"
-        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: setpriv) else { return }
+        guard Self.canRunAsNobody else { return }
         #expect(chmod(dir.path, 0o755) == 0)
         func asNobody(_ args: [String]) throws -> (status: Int32, stdout: String) {
-            let quoted =
-                ([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", owner.executable] + args)
-                .map(shellQuote).joined(separator: " ")
-            let output = dir.path + "/nobody.out"
-            let p = try runShell(
-                quoted + " >\(shellQuote(output)) 2>/dev/null", environment: owner.environment)
-            p.waitUntilExit()
-            return (p.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+            try Self.runAsNobody(owner, args, output: dir.path + "/nobody.out")
         }
         #expect(try asNobody(["verify"]).status == 0)
         // u2 may not be read; u5 is damaged (its first bytes overwritten).
@@ -373,6 +377,12 @@ import Testing
         #expect(try owner.run(["user", "delete", "u5"]).status == 0)
         let unreadable = try asNobody(["verify"])
         #expect(unreadable.status == 77 && unreadable.stdout.contains("4 healthy, 0 damaged, 1 unreadable"))
+        // A misplaced file that may not be read is unreadable too, not damaged.
+        #expect(copyfile(try file("u1"), elsewhere) && chmod(elsewhere, 0o600) == 0)
+        let both77 = try asNobody(["verify"])
+        #expect(
+            both77.status == 77 && both77.stdout.contains("unreadable: \(elsewhere): "), "\(both77.stdout)")
+        #expect(both77.stdout.contains("4 healthy, 0 damaged, 2 unreadable"), "\(both77.stdout)")
     }
 
     @Test func demoRunsOnTheEmbeddedDefaultAndIsRepeatable() throws {

@@ -74,6 +74,37 @@ import Testing
 /// file and folder it creates that user and the directory's group, so that the service can still
 /// open them (a snapshot written anew by root would otherwise be root's, mode 0600).
 @Suite struct RootWritesOnAServicesDirectoryTests {
+    /// A lock file with another name (a hard link planted in its place) may be any file: root
+    /// neither gives it away nor changes its mode.
+    @Test func aLockFileLinkedToAnotherFileIsLeftAsItIs() async throws {
+        guard geteuid() == 0 else { return }
+        let dir = try TemporaryDirectory("root-owner-link")
+        defer { dir.remove() }
+        let data = dir.path + "/data"
+        #expect(mkdir(data, 0o700) == 0 && chown(data, 65534, 65534) == 0)
+        let store = try await StoreFactory().makeStore("path:" + data)
+        try await store.update("u1") { try $0.upsert(CrashPointFixtures.txn("t0")) }
+        let folder = URL(fileURLWithPath: try PathStorage(root: data).location(of: UserKeys().key(for: "u1")))
+            .deletingLastPathComponent().path
+        // Each lock file a link to a file of root's elsewhere (two files: one would be both locks).
+        for lock in [".lock", ".commit.lock"] {
+            let victim = dir.path + "/victim" + lock
+            #expect(FileManager.default.createFile(atPath: victim, contents: Data("keep".utf8)))
+            #expect(chmod(victim, 0o644) == 0)
+            #expect(unlink(folder + "/" + lock) == 0 && link(victim, folder + "/" + lock) == 0)
+        }
+        let fresh = try await StoreFactory().makeStore("path:" + data)
+        try await fresh.update("u1") { try $0.upsert(CrashPointFixtures.txn("t1")) }
+        for lock in [".lock", ".commit.lock"] {
+            let victim = dir.path + "/victim" + lock
+            var st = stat()
+            #expect(lstat(victim, &st) == 0)
+            #expect(
+                st.st_uid == 0 && st.st_gid == 0 && (st.st_mode & 0o777) == 0o644, "\(lock): \(st.st_mode)")
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "keep")
+        }
+    }
+
     @Test func everyEntryRootCreatesBelongsToTheDirectorysOwner() async throws {
         guard geteuid() == 0 else { return }
         let dir = try TemporaryDirectory("root-owner")

@@ -154,13 +154,19 @@ struct FileLock: Sendable {
             close(fd)
             throw PathStorage.unsafeEntry(in: directory, name, path)
         }
-        // A lock file of root's (this process, as root, created it, or an older version did) is
-        // given to the data directory's owner (`PathStorage.newEntriesOwner`); another account's
-        // is left as it is.
-        if let owner, status.owner == 0 { _ = fchown(fd, owner.uid, owner.gid) }
-        // The umask may have removed bits that the configured mode grants (mode=0660). The file may
-        // belong to another account of the group: then its mode stays as that account set it.
-        if status.owner == PathStorage.effectiveUser && (status.mode & 0o777) != mode { _ = fchmod(fd, mode) }
+        // Owner and mode are set only on a file of one name: a lock file with more than one (a hard
+        // link planted in its place, or a `cp -al` snapshot's) may be another file, left as it is.
+        if status.links == 1 {
+            // A lock file of root's (this process, as root, created it, or an older version did) is
+            // given to the data directory's owner (`PathStorage.newEntriesOwner`); another
+            // account's is left as it is.
+            if let owner, status.owner == 0 { _ = fchown(fd, owner.uid, owner.gid) }
+            // The umask may have removed bits that the configured mode grants (mode=0660). The file
+            // may belong to another account of the group: then its mode stays as that account set it.
+            if status.owner == PathStorage.effectiveUser && (status.mode & 0o777) != mode {
+                _ = fchmod(fd, mode)
+            }
+        }
         let keeps = kept != nil && isOnLocalFileSystem(fd)
         return FileLock(fd: fd, path: path, keptIn: keeps ? kept : nil, status: status)
     }
