@@ -1487,8 +1487,26 @@ public final class PathStorage: ObjectStorage {
         try await blocking { [self] in try listNow(prefix: prefix, startAfter: startAfter, limit: limit) }
     }
 
-    /// `list`, on this thread.
-    func listNow(prefix: String, startAfter: String?, limit: Int) throws -> ObjectListing {
+    /// `list` for a scrub (`Store.verify`): a folder below the root that cannot be read (permission
+    /// denied, an I/O error) is set aside, with its error, instead of failing the listing, so that
+    /// the folders after it are still listed.
+    package func listSkippingUnreadableFolders(prefix: String, startAfter: String?, limit: Int) async throws
+        -> (listing: ObjectListing, unreadable: [StorageIOError])
+    {
+        try await blocking { [self] in
+            var unreadable: [StorageIOError] = []
+            let listing = try listNow(prefix: prefix, startAfter: startAfter, limit: limit) {
+                unreadable.append($0)
+            }
+            return (listing, unreadable)
+        }
+    }
+
+    /// `list`, on this thread; with `skipUnreadable`, a folder below the root that cannot be read is
+    /// given to it and skipped.
+    func listNow(
+        prefix: String, startAfter: String?, limit: Int, skipUnreadable: ((StorageIOError) -> Void)? = nil
+    ) throws -> ObjectListing {
         var keys: [String] = []
         let limit = max(limit, 1)
         var more = false
@@ -1498,7 +1516,10 @@ public final class PathStorage: ObjectStorage {
             base = Self.parent(of: "/" + base).dropFirst() + "/"
             if base == "/" { base = "" }
         }
-        try walk(relative: String(base.dropLast(base.isEmpty ? 0 : 1)), startAfter: startAfter) { key in
+        try walk(
+            relative: String(base.dropLast(base.isEmpty ? 0 : 1)), startAfter: startAfter,
+            skipUnreadable: skipUnreadable
+        ) { key in
             guard key.hasPrefix(prefix) else { return true }
             if keys.count == limit {
                 more = true
@@ -1513,9 +1534,20 @@ public final class PathStorage: ObjectStorage {
     /// Visits the keys of user files under `relative` in ascending byte order; `visit` returns false
     /// to stop.
     @discardableResult
-    func walk(relative: String, startAfter: String?, _ visit: (String) throws -> Bool) throws -> Bool {
+    func walk(
+        relative: String, startAfter: String?, skipUnreadable: ((StorageIOError) -> Void)? = nil,
+        _ visit: (String) throws -> Bool
+    ) throws -> Bool {
         let dirPath = relative.isEmpty ? root : root + "/" + relative
-        for entry in try Self.entries(of: dirPath) {
+        let entries: [Entry]
+        do {
+            entries = try Self.entries(of: dirPath)
+        } catch {
+            guard let skipUnreadable, !relative.isEmpty else { throw error }
+            skipUnreadable(error)
+            return true
+        }
+        for entry in entries {
             let key = relative.isEmpty ? entry.name : relative + "/" + entry.name
             if entry.isDirectory {
                 let sub = key + "/"
@@ -1524,7 +1556,9 @@ public final class PathStorage: ObjectStorage {
                 {
                     continue
                 }
-                if try !walk(relative: key, startAfter: startAfter, visit) { return false }
+                if try !walk(relative: key, startAfter: startAfter, skipUnreadable: skipUnreadable, visit) {
+                    return false
+                }
             } else if key.hasSuffix(UserKeys.fileExtension) {
                 if let after = startAfter, !after.utf8.lexicographicallyPrecedes(key.utf8) { continue }
                 if try !visit(key) { return false }
@@ -1595,14 +1629,20 @@ public final class PathStorage: ObjectStorage {
         try scanTree().unexpected
     }
 
-    func scanTree() throws -> (temporary: [TemporaryFile], unexpected: [String]) {
+    /// Folders below the root that cannot be read are set aside in `unreadable`.
+    func scanTree() throws -> (temporary: [TemporaryFile], unexpected: [String], unreadable: [StorageIOError])
+    {
         var found: [TemporaryFile] = []
         var unexpected: [String] = []
+        var unreadable: [StorageIOError] = []
         let now = Int64(time(nil))
         func scan(_ dir: String) throws {
             guard let d = opendir(dir) else {
                 if errno == ENOENT { return }
-                throw StorageIOError(operation: "open directory", path: dir, errno: errno)
+                let error = StorageIOError(operation: "open directory", path: dir, errno: errno)
+                guard dir != root else { throw error }
+                unreadable.append(error)
+                return
             }
             defer { closedir(d) }
             var subdirs: [String] = []
@@ -1627,7 +1667,7 @@ public final class PathStorage: ObjectStorage {
             for s in subdirs { try scan(s) }
         }
         try scan(root)
-        return (found.sorted { $0.path < $1.path }, unexpected.sorted())
+        return (found.sorted { $0.path < $1.path }, unexpected.sorted(), unreadable)
     }
 
     /// Whether the data directory exists (a storage opened for reading only does not create it).

@@ -65,9 +65,24 @@ extension Store {
             throw ReadOnlyStoreError(location: storage.location(of: keys.prefix))
         }
         var report = VerifyReport()
+        // A folder that may not be read is reported once, and the scrub goes on past it.
+        var unreadableFolders: Set<String> = []
+        func setAside(_ error: StorageIOError) {
+            guard unreadableFolders.insert(error.path).inserted else { return }
+            report.unreadable.append(.init(location: error.path, reason: error.description))
+            if report.unreadableKind == nil { report.unreadableKind = error.kind }
+        }
         var cursor: String?
         repeat {
-            let page = try await storage.list(prefix: keys.prefix, startAfter: cursor, limit: pageSize)
+            let page: ObjectListing
+            if let path = storage as? PathStorage {
+                let (listing, unreadable) = try await path.listSkippingUnreadableFolders(
+                    prefix: keys.prefix, startAfter: cursor, limit: pageSize)
+                unreadable.forEach(setAside)
+                page = listing
+            } else {
+                page = try await storage.list(prefix: keys.prefix, startAfter: cursor, limit: pageSize)
+            }
             for key in page.keys {
                 let location = storage.location(of: key)
                 guard let userID = keys.userID(forKey: key) else {
@@ -132,6 +147,7 @@ extension Store {
         if let path = storage as? PathStorage {
             if let age { report.removedTemporaryFiles = try path.removeTemporaryFiles(olderThan: age) }
             let tree = try path.scanTree()
+            tree.unreadable.forEach(setAside)
             report.temporaryFiles = tree.temporary
             for entry in tree.unexpected {
                 report.damaged.append(

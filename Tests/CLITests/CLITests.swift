@@ -383,6 +383,15 @@ import Testing
         #expect(
             both77.status == 77 && both77.stdout.contains("unreadable: \(elsewhere): "), "\(both77.stdout)")
         #expect(both77.stdout.contains("4 healthy, 0 damaged, 2 unreadable"), "\(both77.stdout)")
+        // A folder that may not be read: named, and the scrub goes on past it.
+        #expect(unlink(elsewhere) == 0)
+        let u3Folder = URL(fileURLWithPath: try file("u3")).deletingLastPathComponent().path
+        #expect(chmod(u3Folder, 0) == 0)
+        let folder = try asNobody(["verify"])
+        #expect(folder.status == 77, "\(folder.stdout)")
+        #expect(folder.stdout.contains("unreadable: \(u3Folder): open directory"), "\(folder.stdout)")
+        #expect(folder.stdout.contains("3 healthy, 0 damaged, 2 unreadable"), "\(folder.stdout)")
+        #expect(chmod(u3Folder, 0o755) == 0)
     }
 
     @Test func demoRunsOnTheEmbeddedDefaultAndIsRepeatable() throws {
