@@ -199,23 +199,40 @@ import Testing
         let dir = try TemporaryDirectory("cli-tails")
         defer { dir.remove() }
         let cli = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
-        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
-            #expect(try cli.run(["pref", "set", "zed", k, v]).status == 0)
-        }
         let path = dir.path + "/" + (try UserKeys().key(for: "zed"))
-        let listing = try cli.run(["file", "verify", path])
-        #expect(listing.status == 0 && listing.stdout.contains(": ok"))
-        let frames = listing.stdout.split(separator: "\n").compactMap { line -> Int? in
-            guard line.hasPrefix("  frame "), let at = line.range(of: " at ") else { return nil }
-            return Int(line[at.upperBound...].prefix { $0.isNumber })
-        }
+        // A damaged frame whose last byte is zero (its CRC's high byte, one frame in 256) reads as
+        // torn (docs/FORMAT.md 13.4), and frame ids are random: the user is written anew until its
+        // last frame ends with another byte.
+        var listing: CommandRunner.Output
+        var frames: [(offset: Int, length: Int)] = []
+        var original = Data()
+        var attempts = 0
+        repeat {
+            attempts += 1
+            _ = try cli.run(["user", "delete", "zed"])
+            for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+                #expect(try cli.run(["pref", "set", "zed", k, v]).status == 0)
+            }
+            listing = try cli.run(["file", "verify", path])
+            #expect(listing.status == 0 && listing.stdout.contains(": ok"))
+            frames = listing.stdout.split(separator: "\n").compactMap { line -> (Int, Int)? in
+                guard line.hasPrefix("  frame "), let at = line.range(of: " at "),
+                    let colon = line.range(of: ": ", range: at.upperBound..<line.endIndex)
+                else { return nil }
+                guard let offset = Int(line[at.upperBound..<colon.lowerBound]),
+                    let length = Int(line[colon.upperBound...].prefix { $0.isNumber })
+                else { return nil }
+                return (offset, length)
+            }
+            original = try Data(contentsOf: URL(fileURLWithPath: path))
+        } while frames.count == 2 && original[frames[1].offset + frames[1].length - 1] == 0 && attempts < 20
         #expect(frames.count == 2, "\(listing.stdout)")
-        let original = try Data(contentsOf: URL(fileURLWithPath: path))
         guard frames.count == 2 else { return }
+        let frameStarts = frames.map(\.offset)
 
         // One byte of the first frame damaged: the second is committed after it.
         var damaged = original
-        damaged[frames[0] + 20] ^= 0xFF
+        damaged[frameStarts[0] + 20] ^= 0xFF
         try damaged.write(to: URL(fileURLWithPath: path))
         let verify = try cli.run(["verify"])
         #expect(verify.status == 5 && verify.stdout.contains("not one torn append"))
@@ -236,7 +253,7 @@ import Testing
         // One byte of the LAST frame damaged, the frame whole on disk: an acknowledged change that
         // a crash cannot have torn (it reached the disk whole), so damage, never cut.
         var lastDamaged = original
-        lastDamaged[frames[1] + 20] ^= 0x01
+        lastDamaged[frameStarts[1] + 20] ^= 0x01
         try lastDamaged.write(to: URL(fileURLWithPath: path))
         let lastVerify = try cli.run(["verify"])
         #expect(lastVerify.status == 5 && lastVerify.stdout.contains("not one torn append"), "\(lastVerify)")
@@ -248,7 +265,7 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == lastDamaged, "nothing was written")
 
         // The last frame cut short (what a crash leaves of one append): not damage.
-        try original.prefix(frames[1] + 20).write(to: URL(fileURLWithPath: path))
+        try original.prefix(frameStarts[1] + 20).write(to: URL(fileURLWithPath: path))
         let tornVerify = try cli.run(["file", "verify", path])
         #expect(tornVerify.status == 0 && tornVerify.stdout.contains("a torn append"), "\(tornVerify.stdout)")
         #expect(tornVerify.stdout.contains(": ok"))
