@@ -169,9 +169,7 @@ public final class PathStorage: ObjectStorage {
         } else if (st.st_mode & S_IFMT) != S_IFDIR {
             throw InvalidRequestError("data directory \(self.root) exists but is not a directory")
         }
-        if !readOnly, access(self.root, W_OK) != 0 {
-            throw StorageIOError(operation: "open for writing", path: self.root, errno: errno)
-        }
+        if !readOnly { try Self.requireWritable(self.root) }
         var rootStatus = stat()
         if !readOnly, geteuid() == 0, stat(self.root, &rootStatus) == 0, rootStatus.st_uid != 0 {
             newEntriesOwner = Owner(uid: rootStatus.st_uid, gid: rootStatus.st_gid)
@@ -188,6 +186,13 @@ public final class PathStorage: ObjectStorage {
     }
 
     public func location(of key: String) -> String { path(of: key) }
+
+    /// Throws unless this process may write in `root` (`EROFS` on a read-only volume included).
+    static func requireWritable(_ root: String) throws(StorageIOError) {
+        if access(root, W_OK) != 0 {
+            throw StorageIOError(operation: "open for writing", path: root, errno: errno)
+        }
+    }
 
     /// An owner and group for files and folders.
     package struct Owner: Sendable, Hashable {
@@ -212,11 +217,7 @@ public final class PathStorage: ObjectStorage {
     /// for reading only checks nothing.
     public func checkWritable() async throws {
         if readOnly { return }
-        try await blocking { [self] () throws(StorageIOError) in
-            if access(root, W_OK) != 0 {
-                throw StorageIOError(operation: "open for writing", path: root, errno: errno)
-            }
-        }
+        try await blocking { [root] () throws(StorageIOError) in try Self.requireWritable(root) }
     }
 
     func path(of key: String) -> String { root + "/" + key }

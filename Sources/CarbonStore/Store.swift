@@ -506,16 +506,16 @@ public struct Store: Sendable {
             frameInstead = frame
         }
         do {
-            let (bytes, layout) = try options.codec.encodeSnapshot(record, fileID: .random())
+            let (bytes, layout) = try snapshot(of: record)
             return .put(bytes, layout, record, (), orAppend: frameInstead)
         } catch {
             if changed > 1 { throw BatchTooLarge() }
-            throw RecordTooLargeStoreError(underlying: error)
+            throw error
         }
     }
 
     /// A new snapshot of `record`, for a file that must be written anew rather than appended to.
-    private func snapshot(of record: UserRecord) throws -> ([UInt8], FileLayout) {
+    private func snapshot(of record: UserRecord) throws(RecordTooLargeStoreError) -> ([UInt8], FileLayout) {
         do {
             return try options.codec.encodeSnapshot(record, fileID: .random())
         } catch {

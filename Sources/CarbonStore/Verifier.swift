@@ -26,6 +26,12 @@ public struct VerifyReport: Sendable {
     /// Temporary files removed because they were older than the given age.
     public var removedTemporaryFiles: [PathStorage.TemporaryFile] = []
 
+    /// Lists a file or folder at `location` that could not be read (`error`).
+    mutating func setAside(_ location: String, _ error: StorageIOError) {
+        unreadable.append(.init(location: location, reason: error.description))
+        if unreadableKind == nil { unreadableKind = error.kind }
+    }
+
     /// No file is damaged and every file could be read.
     public var isHealthy: Bool { damaged.isEmpty && unreadable.isEmpty }
 }
@@ -69,8 +75,7 @@ extension Store {
         var unreadableFolders: Set<String> = []
         func setAside(_ error: StorageIOError) {
             guard unreadableFolders.insert(error.path).inserted else { return }
-            report.unreadable.append(.init(location: error.path, reason: error.description))
-            if report.unreadableKind == nil { report.unreadableKind = error.kind }
+            report.setAside(error.path, error)
         }
         var cursor: String?
         repeat {
@@ -90,8 +95,7 @@ extension Store {
                         report.damaged.append(
                             .init(location: location, reason: try await unexpectedName(key)))
                     } catch let error as StorageIOError {
-                        report.unreadable.append(.init(location: location, reason: error.description))
-                        if report.unreadableKind == nil { report.unreadableKind = error.kind }
+                        report.setAside(location, error)
                     } catch {
                         // A link or a FIFO in its place, say.
                         report.damaged.append(.init(location: location, reason: String(describing: error)))
@@ -137,8 +141,7 @@ extension Store {
                 } catch let error as StorageIOError {
                     // One file this process may not read, or that the disk fails to read: the
                     // others are still checked (damage past it must not stay hidden).
-                    report.unreadable.append(.init(location: location, reason: error.description))
-                    if report.unreadableKind == nil { report.unreadableKind = error.kind }
+                    report.setAside(location, error)
                 }
             }
             progress?(report.healthy + report.damaged.count + report.unreadable.count)

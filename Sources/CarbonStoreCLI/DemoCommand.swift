@@ -70,8 +70,7 @@ struct DemoCommand: AsyncParsableCommand {
                 "verify: \(report.healthy) healthy, \(report.damaged.count) damaged user files"
                     + (report.unreadable.isEmpty ? "" : ", \(report.unreadable.count) unreadable"))
             for p in report.unreadable { printError("unreadable: \(p.location): \(p.reason)") }
-            if !report.damaged.isEmpty { throw ExitCode(5) }
-            if let kind = report.unreadableKind { throw ExitCode(CarbonStoreCLI.exitCode(for: kind)) }
+            if let code = report.failureExitCode { throw ExitCode(code) }
         }
     }
 }

@@ -51,12 +51,19 @@ struct VerifyCommand: AsyncParsableCommand {
                     + (report.unreadable.isEmpty ? "" : ", \(report.unreadable.count) unreadable"))
             if !report.damaged.isEmpty {
                 printError("\(report.damaged.count) damaged user files; see above")
-                throw ExitCode(5)
-            }
-            if let kind = report.unreadableKind {
+            } else if !report.unreadable.isEmpty {
                 printError("\(report.unreadable.count) user files could not be read; see above")
-                throw ExitCode(CarbonStoreCLI.exitCode(for: kind))
             }
+            if let code = report.failureExitCode { throw ExitCode(code) }
         }
+    }
+}
+
+extension VerifyReport {
+    /// The exit code a scrub ends with: 5 when a file is damaged, else that of the first file or
+    /// folder that could not be read (77 for permissions, 1), else nil.
+    var failureExitCode: Int32? {
+        if !damaged.isEmpty { return 5 }
+        return unreadableKind.map { exitCode(for: $0) }
     }
 }

@@ -117,6 +117,21 @@ struct HTTPResponse: Sendable, CustomStringConvertible {
 }
 
 /// One TCP connection to 127.0.0.1, with deadlines on every read. Used by one thread at a time.
+extension RawConnection {
+    /// Sends spaces, 64 KiB at a time, until a send fails, 256 MiB have gone, or 5 s have passed:
+    /// the bytes sent.
+    func sendSpacesUntilRefused() -> Int {
+        let chunk = [UInt8](repeating: 0x20, count: 64 << 10)
+        var sent = 0
+        let started = ContinuousClock.now
+        while sent < 256 << 20, ContinuousClock.now - started < .seconds(5) {
+            do { try send(chunk) } catch { break }
+            sent += chunk.count
+        }
+        return sent
+    }
+}
+
 final class RawConnection: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []

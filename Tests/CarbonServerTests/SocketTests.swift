@@ -265,14 +265,8 @@ import Testing
             let c = try RawConnection(port: port)
             try c.send(request.replacingOccurrences(of: "WRITE", with: Self.keys[.write]!.key))
             let answer = try c.readResponse(timeout: .seconds(10))
-            let chunk = [UInt8](repeating: 0x20, count: 64 << 10)
-            var sent = 0
-            let started = ContinuousClock.now
             // Up to 256 MiB: what the service takes of it before it closes, plus the buffers.
-            while sent < 256 << 20, ContinuousClock.now - started < .seconds(5) {
-                do { try c.send(chunk) } catch { break }
-                sent += chunk.count
-            }
+            let sent = c.sendSpacesUntilRefused()
             return (answer.status, sent, try c.waitForClose(timeout: .seconds(5)))
         }
         #expect(status == 413 || status == 200, "\(status)")
@@ -339,13 +333,7 @@ import Testing
                 "GET /v1/users/big/transactions?limit=1000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(Self.keys[.read]!.key)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
             )
             usleep(300_000)
-            let chunk = [UInt8](repeating: 0x20, count: 64 << 10)
-            var sent = 0
-            let started = ContinuousClock.now
-            while sent < 256 << 20, ContinuousClock.now - started < .seconds(5) {
-                do { try c.send(chunk) } catch { break }
-                sent += chunk.count
-            }
+            let sent = c.sendSpacesUntilRefused()
             // The answer is never read: the connection's end shows as a failed send or a reset.
             return (sent, (try? c.waitForClose(timeout: .seconds(5))) != nil || sent < 256 << 20)
         }
