@@ -68,6 +68,20 @@ public struct UserKeys: Sendable, Hashable {
         return id
     }
 
+    /// For a key below this prefix that `userID(forKey:)` refuses because it belongs to a longer
+    /// prefix (a store whose `prefix=` is a sub-folder of this one's, such as `tenants/eu` under
+    /// none): that prefix, ending in `/`, and the user id. Nil for any other key.
+    public func nestedUserID(forKey key: String) -> (prefix: String, userID: String)? {
+        guard key.hasPrefix(prefix), key.hasSuffix(Self.fileExtension) else { return nil }
+        let body = key.utf8.dropFirst(prefix.utf8.count)
+        // Each `/` may end the longer prefix; the hash folders and the name come after it.
+        for slash in body.indices where body[slash] == UInt8(ascii: "/") {
+            let nested = prefix + String(Substring(key.utf8[body.startIndex...slash]))
+            if let id = UserKeys(prefix: nested).userID(forKey: key) { return (nested, id) }
+        }
+        return nil
+    }
+
     /// For a key that `userID(forKey:)` refuses only because its file is in another folder than
     /// its name's (a file moved or copied by hand): the user id the name says, and the key where
     /// that user's file belongs. Nil for any other key.

@@ -90,7 +90,9 @@ extension Store {
             }
             for key in page.keys {
                 let location = storage.location(of: key)
-                guard let userID = keys.userID(forKey: key) else {
+                // A file of a store whose prefix is a sub-folder of this one's is checked as its
+                // own store would check it.
+                guard let userID = keys.userID(forKey: key) ?? keys.nestedUserID(forKey: key)?.userID else {
                     do {
                         report.damaged.append(
                             .init(location: location, reason: try await unexpectedName(key)))

@@ -161,6 +161,40 @@ import Testing
         }
     }
 
+    /// `verify` of a store checks the files of stores whose prefix is a sub-folder of its own (one
+    /// per tenant) as their own stores would: healthy ones count as healthy, damage in them is
+    /// reported; a file of no store's shape is still damage.
+    @Test func verifyChecksTheFilesOfLongerPrefixes() async throws {
+        let dir = try TemporaryDirectory("verify-prefixes")
+        defer { dir.remove() }
+        let root = try await StoreFactory().makeStore("path:\(dir.path)")
+        let tenant = try await StoreFactory().makeStore("path:\(dir.path)?prefix=tenants/eu")
+        try await root.update("bob") { try $0.upsert(Self.txn("t1")) }
+        try await tenant.update("alice") { try $0.upsert(Self.txn("t1")) }
+        try await tenant.update("carol") { try $0.upsert(Self.txn("t1")) }
+        let clean = try await root.verify()
+        #expect(clean.isHealthy && clean.healthy == 3, "\(clean.damaged)")
+
+        let carol = dir.path + "/" + (try tenant.keys.key(for: "carol"))
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: carol)))
+        bytes[bytes.count / 2] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: carol))
+        let stray = dir.path + "/tenants/eu/ab/cd/zed.cstore"
+        try FileManager.default.createDirectory(
+            atPath: PathStorage.parent(of: stray), withIntermediateDirectories: true)
+        try Data(try [UInt8](Data(contentsOf: URL(fileURLWithPath: carol)))).write(
+            to: URL(fileURLWithPath: stray))
+        let damaged = try await root.verify()
+        #expect(damaged.healthy == 2)
+        #expect(Set(damaged.damaged.map(\.location)) == [carol, stray], "\(damaged.damaged)")
+        #expect(
+            damaged.damaged.first { $0.location == stray }?.reason
+                == "the file name is not one CarbonStore writes")
+        // The tenant's own verify checks its folder alone: not the root's bob.
+        let own = try await tenant.verify()
+        #expect(own.healthy == 1 && Set(own.damaged.map(\.location)) == [carol, stray], "\(own.damaged)")
+    }
+
     @Test func fileOfAnotherUserIsCorrupt() async throws {
         try await Self.withStore(.pathLocal) { store, dir in
             try await store.update("dave") { try $0.upsert(Self.txn("t1")) }

@@ -61,6 +61,25 @@ import Testing
         #expect(keys.userID(forKey: good.replacingOccurrences(of: "bob", with: "b_6fb")) == nil)
     }
 
+    /// A key of a store whose prefix is a sub-folder of this one's is that store's user, found by
+    /// its prefix; this store's own keys and foreign names are not.
+    @Test func keysOfLongerPrefixesAreTheirStoresUsers() throws {
+        let long = String(repeating: "é", count: 120)
+        for (outer, inner) in [("", "tenants/eu"), ("", "a"), ("tenants", "tenants/eu/x"), ("", "t/87/22")] {
+            for id in ["alice", "a/b", long] {
+                let key = try UserKeys(prefix: inner).key(for: id)
+                let found = UserKeys(prefix: outer).nestedUserID(forKey: key)
+                #expect(found?.prefix == inner + "/" && found?.userID == id, "\(key)")
+            }
+        }
+        let keys = UserKeys()
+        #expect(keys.nestedUserID(forKey: try keys.key(for: "alice")) == nil)
+        #expect(keys.nestedUserID(forKey: "tenants/eu/ab/cd/alice.cstore") == nil)  // wrong hash folder
+        #expect(keys.nestedUserID(forKey: "tenants/eu/notes.txt") == nil)
+        #expect(
+            UserKeys(prefix: "other").nestedUserID(forKey: try UserKeys(prefix: "t/eu").key(for: "a")) == nil)
+    }
+
     @Test func hashFoldersAreStable() throws {
         // The folder layout is part of the on-disk format: it must never change between versions.
         // Values computed independently with a reference FNV-1a 32 implementation.
