@@ -269,6 +269,37 @@ public struct StorageIOError: CarbonStoreError, Hashable {
     }
 }
 
+/// The data directory, opened by its path, is on another device than when the storage was opened
+/// for writing: a volume was mounted over it (or over a folder above it) after the process began
+/// using it, or unmounted from under it. Nothing is read or written there: the process's writes
+/// would land where the other processes do not look, or hide under the mount. A restart uses the
+/// directory as it is then.
+public struct DataDirectoryChangedError: CarbonStoreError, Hashable {
+    public var path: String
+    /// The device the directory is on now (`st_dev`), and the one it was on when opened.
+    public var device: UInt64
+    public var opened: UInt64
+
+    public init(path: String, device: UInt64, opened: UInt64) {
+        self.path = path
+        self.device = device
+        self.opened = opened
+    }
+
+    public var kind: ErrorKind { .storageFailure }
+
+    /// `major:minor` of a Linux device number.
+    static func name(_ dev: UInt64) -> String {
+        let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & ~0xFFF)
+        let minor = (dev & 0xFF) | ((dev >> 12) & ~0xFF)
+        return "\(major):\(minor)"
+    }
+
+    public var description: String {
+        "the data directory \(path) is on another file system (device \(Self.name(device))) than when this process opened it (device \(Self.name(opened))): a volume was mounted over it or unmounted meanwhile, so nothing is read or written there; check that the volume mounted is the one meant (what was written before the change is in the directory the mount covers, or on the volume unmounted), then restart the process"
+    }
+}
+
 /// A user's file could not be written whole (a new snapshot: the first write, a compaction, a
 /// version-1 file's upgrade) because the volume or the quota is full (`ENOSPC`, `EDQUOT`) while
 /// the new file was written beside the old one. Nothing of the user's file changed, and the new

@@ -135,6 +135,7 @@ public final class PathStorage: ObjectStorage {
             )
         }
         var st = stat()
+        var created = false
         if readOnly {
             if stat(self.root, &st) != 0 {
                 let code = errno
@@ -153,7 +154,9 @@ public final class PathStorage: ObjectStorage {
             let parent = Self.parent(of: self.root)
             try Self.requireDirectory(parent, asParentOf: self.root, orItCannotBe: "created")
             try Self.refuseDanglingLink(self.root)
-            if mkdir(self.root, Self.directoryMode(for: self.fileMode)) != 0 && errno != EEXIST {
+            if mkdir(self.root, Self.directoryMode(for: self.fileMode)) == 0 {
+                created = true
+            } else if errno != EEXIST {
                 throw StorageIOError(operation: "mkdir", path: self.root, errno: errno)
             }
             // The umask may have removed bits that the configured mode grants (mode=0640).
@@ -171,11 +174,14 @@ public final class PathStorage: ObjectStorage {
         }
         if !readOnly { try Self.requireWritable(self.root) }
         var rootStatus = stat()
-        if !readOnly, geteuid() == 0, stat(self.root, &rootStatus) == 0, rootStatus.st_uid != 0 {
+        let rootFound = stat(self.root, &rootStatus) == 0
+        if !readOnly, geteuid() == 0, rootFound, rootStatus.st_uid != 0 {
             newEntriesOwner = Owner(uid: rootStatus.st_uid, gid: rootStatus.st_gid)
         } else {
             newEntriesOwner = nil
         }
+        createdDataDirectory = created
+        rootDevice = !readOnly && rootFound ? UInt64(rootStatus.st_dev) : nil
         if let offloadFileWork {
             self.offloadsFileWork = offloadFileWork
         } else {
@@ -186,6 +192,43 @@ public final class PathStorage: ObjectStorage {
     }
 
     public func location(of key: String) -> String { path(of: key) }
+
+    /// Whether opening this storage made the data directory (it did not exist).
+    public let createdDataDirectory: Bool
+
+    /// The kind of file system the data directory is on (`ext4`, `nfs`, `fuse`, …); nil where it
+    /// cannot be told.
+    public var fileSystemName: String? {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { _ = close(fd) }
+        return FileLock.fileSystemType(fd).map(FileLock.fileSystemName)
+    }
+
+    /// The device the data directory was on when this storage was opened for writing (nil when
+    /// opened for reading only). Every walk from the root, listing and writability check opens the
+    /// directory by its path and refuses to go on when it is now on another device: a volume mounted
+    /// over the directory (or over a folder above it) after this process began writing there, or
+    /// unmounted from under it. Either way the writes would land where the other processes do not
+    /// look (`DataDirectoryChangedError`).
+    let rootDevice: UInt64?
+
+    /// Throws when the data directory, opened as `fd`, is not on `rootDevice`.
+    func checkRootDevice(_ fd: Int32) throws(DataDirectoryChangedError) {
+        guard let expected = rootDevice else { return }
+        var st = stat()
+        guard fstat(fd, &st) == 0, UInt64(st.st_dev) != expected else { return }
+        throw DataDirectoryChangedError(path: root, device: UInt64(st.st_dev), opened: expected)
+    }
+
+    /// `checkRootDevice` for the data directory reached by its path (a directory that is missing
+    /// is left to the caller's own error).
+    func checkRootDevice() throws(DataDirectoryChangedError) {
+        guard let expected = rootDevice else { return }
+        var st = stat()
+        guard stat(root, &st) == 0, UInt64(st.st_dev) != expected else { return }
+        throw DataDirectoryChangedError(path: root, device: UInt64(st.st_dev), opened: expected)
+    }
 
     /// Throws unless this process may write in `root` (`EROFS` on a read-only volume included).
     static func requireWritable(_ root: String) throws(StorageIOError) {
@@ -217,7 +260,10 @@ public final class PathStorage: ObjectStorage {
     /// for reading only checks nothing.
     public func checkWritable() async throws {
         if readOnly { return }
-        try await blocking { [root] () throws(StorageIOError) in try Self.requireWritable(root) }
+        try await blocking { [self] in
+            try checkRootDevice()
+            try Self.requireWritable(root)
+        }
     }
 
     func path(of key: String) -> String { root + "/" + key }
@@ -441,6 +487,10 @@ public final class PathStorage: ObjectStorage {
             // Opened for reading only, a data directory that does not exist holds no users.
             if readOnly && errno == ENOENT && !create { return nil }
             throw StorageIOError(operation: "open directory", path: root, errno: errno)
+        }
+        do { try checkRootDevice(fd) } catch {
+            _ = io.close(fd)
+            throw error
         }
         if folders.count > 1, !durable || isDurable(folders), opensBeneath.load(ordering: .relaxed) {
             let relative = folders.joined(separator: "/")
@@ -1508,6 +1558,7 @@ public final class PathStorage: ObjectStorage {
     func listNow(
         prefix: String, startAfter: String?, limit: Int, skipUnreadable: ((StorageIOError) -> Void)? = nil
     ) throws -> ObjectListing {
+        try checkRootDevice()
         var keys: [String] = []
         let limit = max(limit, 1)
         var more = false
@@ -1633,6 +1684,7 @@ public final class PathStorage: ObjectStorage {
     /// Folders below the root that cannot be read are set aside in `unreadable`.
     func scanTree() throws -> (temporary: [TemporaryFile], unexpected: [String], unreadable: [StorageIOError])
     {
+        try checkRootDevice()
         var found: [TemporaryFile] = []
         var unexpected: [String] = []
         var unreadable: [StorageIOError] = []

@@ -71,6 +71,7 @@ struct ServeCommand: AsyncParsableCommand {
             let logger = Logger(label: "carbonstore")
             let metrics = ServerMetrics()
             let store = try await storage.makeStore()
+            if let volume = store.storage as? PathStorage { Self.noteDataDirectory(volume, logger) }
             let api = CarbonAPI(
                 store: store, configuration: configuration, metrics: metrics, drain: DrainState())
             let service = CarbonService(api: api, logger: logger)
@@ -98,6 +99,25 @@ struct ServeCommand: AsyncParsableCommand {
                 }
                 throw ServeFailedError(host: configuration.host, port: configuration.port, underlying: text)
             }
+        }
+    }
+}
+
+extension ServeCommand {
+    /// Says in the log that the data directory was made by this start (a mount point whose volume
+    /// is not mounted yet makes a folder on the machine's own disk: the file system named tells),
+    /// and warns that a FUSE file system must be reached through one mount by every process.
+    static func noteDataDirectory(_ volume: PathStorage, _ logger: Logger) {
+        let fileSystem = volume.fileSystemName ?? "unknown"
+        if volume.createdDataDirectory {
+            logger.notice(
+                "created the data directory: it did not exist (if it should be on a volume, is the volume mounted?)",
+                metadata: ["path": .string(volume.root), "fileSystem": .string(fileSystem)])
+        }
+        if fileSystem == "fuse" {
+            logger.warning(
+                "the data directory is on a FUSE file system: every process that uses it must reach it through this same mount; two mounts of one folder, or a mount and the folder under it, share neither locks nor caches, and updates made through both can be lost (docs/STORAGE.md)",
+                metadata: ["path": .string(volume.root)])
         }
     }
 }

@@ -54,6 +54,12 @@ import Testing
             #expect(end == .exit(0), "stderr: \(server.stderr)")
             // Printed once: not again at the end.
             #expect(Self.printedKeys(server.stderr).count == 1)
+            // The data directory made by the first run is said so in the log, with its file system.
+            let created = server.stdout.components(separatedBy: "\n").filter {
+                $0.contains("created the data directory")
+            }
+            #expect(created.count == (run == 0 ? 1 : 0), "\(server.stdout)")
+            #expect(created.allSatisfy { $0.contains("\"fileSystem\"") && $0.contains("carbonstore-data") })
         }
         #expect(keys.count == 2 && keys[0] != keys[1])
         #expect(FileManager.default.fileExists(atPath: cwd.path + "/carbonstore-data"))

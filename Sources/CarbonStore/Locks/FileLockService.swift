@@ -225,6 +225,19 @@ struct FileLock: Sendable {
         fileSystemType(fd).map { !localFileSystems.contains($0) } ?? false
     }
 
+    /// A name for a `statfs(2)` file system type, for messages: `ext4` (for ext2 to ext4), `xfs`,
+    /// `btrfs`, `tmpfs`, `overlay`, `zfs`, `f2fs`, `nfs`, `fuse`, `smb`, `ceph`, `9p`, otherwise
+    /// `type 0x…`.
+    static func fileSystemName(_ type: Int64) -> String {
+        let names: [Int64: String] = [
+            0xEF53: "ext4", 0x5846_5342: "xfs", 0x9123_683E: "btrfs", 0x0102_1994: "tmpfs",
+            0x794C_7630: "overlay", 0x2FC1_2FC1: "zfs", 0xF2F5_2010: "f2fs", 0x6969: "nfs",
+            0x6573_5546: "fuse", 0xFF53_4D42: "smb", 0xFE53_4D42: "smb", 0x00C3_6400: "ceph",
+            0x0102_1997: "9p",
+        ]
+        return names[type] ?? "type 0x" + String(UInt64(bitPattern: type), radix: 16)
+    }
+
     /// The `f_type` of `statfs(2)` for `fd`'s file system; nil where it cannot be told.
     static func fileSystemType(_ fd: Int32) -> Int64? {
         #if os(Linux) && (arch(x86_64) || arch(arm64))
