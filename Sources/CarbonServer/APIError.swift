@@ -70,6 +70,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             return .notFound(message)
         case is WriteConflictError:
             return APIError(.conflict, code: "conflict", message)
+        case let tooLarge as AnswerTooLargeError:
+            // The request is right, the record too large to answer whole: the service's limit.
+            return APIError(.internalServerError, code: "answer_too_large", message, limit: tooLarge.limit)
         default:
             break
         }

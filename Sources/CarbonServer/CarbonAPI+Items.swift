@@ -49,7 +49,7 @@ extension CarbonAPI {
                 }
             }
         }
-        return JSONBody.response(
+        return try JSONBody.response(
             BatchResult(userId: id, revision: result.record.revision, results: result.value))
     }
 
@@ -85,7 +85,7 @@ extension CarbonAPI {
         }
         let next =
             more ? page.last.map { hexString(Array("\($0.time.millisecondsSince1970):\($0.id)".utf8)) } : nil
-        return JSONBody.response(TransactionPage(transactions: page, nextCursor: next))
+        return try JSONBody.response(TransactionPage(transactions: page, nextCursor: next))
     }
 
     func getTransaction(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
@@ -94,7 +94,7 @@ extension CarbonAPI {
         guard let t = try await record(id).transaction(id: transactionID) else {
             throw APIError.notFound("user '\(id)' has no transaction '\(transactionID)'")
         }
-        return JSONBody.response(t)
+        return try JSONBody.response(t)
     }
 
     struct DeletedItem: Encodable {
@@ -112,7 +112,7 @@ extension CarbonAPI {
         guard result.value || result.outcome == .asRequestedAfterRetry else {
             throw APIError.notFound("user '\(id)' has no transaction '\(transactionID)'")
         }
-        return JSONBody.response(
+        return try JSONBody.response(
             DeletedItem(userId: id, revision: result.record.revision, deleted: transactionID))
     }
 
@@ -143,7 +143,7 @@ extension CarbonAPI {
                 questionID: questionID, answer: answer, answeredAt: answeredAt ?? now)
             return (record.answer(response), response)
         }
-        return JSONBody.response(
+        return try JSONBody.response(
             ResponseResult(
                 userId: id, revision: result.record.revision, status: Self.status(result.value.0),
                 response: result.value.1))
@@ -152,7 +152,7 @@ extension CarbonAPI {
     struct ResponseList: Encodable { var responses: [QuestionResponse] }
 
     func listResponses(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
-        JSONBody.response(ResponseList(responses: try await record(try userID(context)).responses.array))
+        try JSONBody.response(ResponseList(responses: try await record(try userID(context)).responses.array))
     }
 
     // MARK: - Preferences
@@ -165,7 +165,7 @@ extension CarbonAPI {
 
     func getPreferences(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
         let record = try await record(try userID(context))
-        var response = JSONBody.response(Self.values(record.preferences))
+        var response = try JSONBody.response(Self.values(record.preferences))
         response.headers[.xRevision] = String(record.revision)
         return response
     }
@@ -207,7 +207,7 @@ extension CarbonAPI {
                 }
             }
         }
-        var response = JSONBody.response(Self.values(result.record.preferences))
+        var response = try JSONBody.response(Self.values(result.record.preferences))
         response.headers[.xRevision] = String(result.record.revision)
         return response
     }
@@ -225,7 +225,7 @@ extension CarbonAPI {
         let result = try await store.update(id) { record in
             footprints.map { ItemResult(id: $0.id, status: Self.status(record.upsert($0))) }
         }
-        return JSONBody.response(
+        return try JSONBody.response(
             BatchResult(userId: id, revision: result.record.revision, results: result.value))
     }
 
@@ -238,7 +238,7 @@ extension CarbonAPI {
         let result = try await store.update(id) { record in
             savings.map { ItemResult(id: $0.id, status: Self.status(record.upsert($0))) }
         }
-        return JSONBody.response(
+        return try JSONBody.response(
             BatchResult(userId: id, revision: result.record.revision, results: result.value))
     }
 
@@ -265,7 +265,7 @@ extension CarbonAPI {
         let sorted = timed.sorted {
             $0.time != $1.time ? $0.time < $1.time : $0.footprint.id.isBytewiseLess(than: $1.footprint.id)
         }
-        return JSONBody.response(FootprintList(footprints: sorted.map(\.footprint)))
+        return try JSONBody.response(FootprintList(footprints: sorted.map(\.footprint)))
     }
 
     func listSavings(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
@@ -276,7 +276,7 @@ extension CarbonAPI {
             $0.period.start != $1.period.start
                 ? $0.period.start < $1.period.start : $0.id.isBytewiseLess(than: $1.id)
         }
-        return JSONBody.response(SavingList(savings: sorted))
+        return try JSONBody.response(SavingList(savings: sorted))
     }
 
     // MARK: - Summary
@@ -331,7 +331,7 @@ extension CarbonAPI {
         }
         var saved: Int128 = 0
         for s in record.savings where Self.inRange(s.period.start, q) { saved += Int128(s.co2e.milligrams) }
-        return JSONBody.response(
+        return try JSONBody.response(
             Summary(
                 userId: id, from: q.from, to: q.to, kgCO2e: Self.kilograms(total),
                 byMonth: months.keys.sorted().map {

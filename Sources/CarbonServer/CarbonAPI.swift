@@ -31,7 +31,7 @@ public struct CarbonAPI: Sendable {
     /// Every route, with its handler: the router is built from this table, and the contract test
     /// compares it with openapi.json.
     static let table: [(route: APIRoute, handler: Handler)] = [
-        (APIRoute(method: .get, path: "/healthz"), { _, _, _ in JSONBody.response(["status": "ok"]) }),
+        (APIRoute(method: .get, path: "/healthz"), { _, _, _ in try JSONBody.response(["status": "ok"]) }),
         (APIRoute(method: .get, path: "/readyz"), { api, _, _ in try await api.ready() }),
         (APIRoute(method: .get, path: "/metrics"), { api, _, _ in api.metricsText() }),
         (APIRoute(method: .get, path: "/openapi.json"), { _, _, _ in openAPIDocument() }),
@@ -285,7 +285,7 @@ public struct CarbonAPI: Sendable {
             e.logDetail = failure
             throw e
         }
-        return JSONBody.response(["status": "ready"])
+        return try JSONBody.response(["status": "ready"])
     }
 
     /// `/readyz`'s check, made at most once per `lifetime` and shared by the probes that come while it
@@ -350,12 +350,12 @@ public struct CarbonAPI: Sendable {
             after = key
         }
         let page = try await store.listUsers(after: after, limit: q.limit)
-        return JSONBody.response(
+        return try JSONBody.response(
             UserPage(users: page.userIDs, nextCursor: page.cursor.map { hexString(Array($0.utf8)) }))
     }
 
     func getUser(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
-        JSONBody.response(try await record(try userID(context)))
+        try JSONBody.response(try await record(try userID(context)))
     }
 
     struct Deleted: Encodable {
@@ -366,7 +366,7 @@ public struct CarbonAPI: Sendable {
     func deleteUser(_ request: Request, _ context: CarbonRequestContext) async throws -> Response {
         let id = try userID(context)
         switch try await store.delete(id) {
-        case .deleted, .goneAfterRetry: return JSONBody.response(Deleted(userId: id, deleted: true))
+        case .deleted, .goneAfterRetry: return try JSONBody.response(Deleted(userId: id, deleted: true))
         case .notFound: throw APIError.notFound("user '\(id)' has no record")
         }
     }

@@ -157,10 +157,16 @@ struct FrontMiddleware: RouterMiddleware {
                     "errorId": .string(id), "code": .string(e.code),
                     "detail": .string(e.logDetail ?? e.message),
                 ])
-            e.message =
-                e.code == "corrupt_user_file"
-                ? "the user's file cannot be read; it is left untouched for an operator, whose log has its path under error id \(id)"
-                : "the storage failed; the log has the details under error id \(id)"
+            switch e.code {
+            case "corrupt_user_file":
+                e.message =
+                    "the user's file cannot be read; it is left untouched for an operator, whose log has its path under error id \(id)"
+            case "answer_too_large":
+                // Says nothing of the storage: the client's next step is in it.
+                break
+            default:
+                e.message = "the storage failed; the log has the details under error id \(id)"
+            }
         }
         return e
     }
@@ -192,7 +198,10 @@ struct FrontMiddleware: RouterMiddleware {
     }
 
     static func response(for e: APIError, requestID: String) -> Response {
-        var response = JSONBody.response(errorBody(for: e, requestID: requestID), status: e.status)
+        // An error's body is a few lines: never over the answer limit.
+        var response =
+            (try? JSONBody.response(errorBody(for: e, requestID: requestID), status: e.status))
+            ?? Response(status: e.status, body: .init(byteBuffer: ByteBuffer(string: JSONBody.unwritable)))
         if let s = e.retryAfterSeconds { response.headers[.retryAfter] = String(s) }
         if e.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer realm=\"carbonstore\"" }
         for (name, value) in e.headers { response.headers[name] = value }

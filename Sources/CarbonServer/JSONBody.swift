@@ -17,8 +17,15 @@ enum JSONBody {
         ByteBuffer(string: text(value) ?? unwritable)
     }
 
-    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
-        guard let text = text(value) else {
+    /// Throws `AnswerTooLargeError` for a value whose text would be over `RecordJSON.maximumTextBytes`
+    /// (answered as an error, 400).
+    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let text: String
+        do {
+            text = try RecordJSON.encode(value, pretty: false)
+        } catch let error as AnswerTooLargeError {
+            throw error
+        } catch {
             return Response(
                 status: .internalServerError, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: unwritable)))

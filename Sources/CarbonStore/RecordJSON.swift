@@ -16,6 +16,12 @@ public enum RecordJSON {
         try encode(value, pretty: pretty, marker: newMarker)
     }
 
+    /// The largest JSON text `encode` writes, in bytes (not counting escapes and indentation): a
+    /// larger answer is refused with `AnswerTooLargeError` before any of it is written, in time and
+    /// memory bounded by this. 128 MiB: eight times the decoded size of the largest record a file
+    /// may hold (`RecordCodec.Limits.maxDecodedSize`), which only strings used by many rows reach.
+    public static let maximumTextBytes = 128 << 20
+
     public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
         try decode(type, from: text, marker: newMarker)
     }
@@ -32,7 +38,10 @@ public enum RecordJSON {
     /// Tries this many markers before giving up (a marker is only refused when the data holds it).
     static let markerAttempts = 4
 
-    static func encode<T: Encodable>(_ value: T, pretty: Bool, marker: () -> String) throws -> String {
+    static func encode<T: Encodable>(
+        _ value: T, pretty: Bool, marker: () -> String, limit: Int = maximumTextBytes
+    ) throws -> String {
+        try JSONSizeBound.check(value, limit: limit)
         let encoder = JSONEncoder()
         encoder.outputFormatting =
             pretty

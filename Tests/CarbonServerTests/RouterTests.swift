@@ -185,6 +185,35 @@ func batch(_ items: String...) -> String { #"{"transactions":[\#(items.joined(se
         }
     }
 
+    /// A record that holds more text than the service answers whole (strings stored once and used
+    /// by many rows: 150 transactions naming one merchant of 1 MiB) is refused with
+    /// `answer_too_large` before any of its text is written, instead of building gigabytes; its
+    /// pages and the other users are still answered.
+    @Test func aRecordTooLargeToAnswerWholeIsRefusedAndPaged() async throws {
+        let service = try await TestService.memory()
+        let merchant = String(repeating: "m", count: 1 << 20)
+        try await service.store.update("big") { record in
+            for i in 0..<150 {
+                var t = Transaction(
+                    id: "t\(i)", time: Timestamp(millisecondsSince1970: 1_700_000_000_000 + Int64(i)),
+                    amount: Money(minorUnits: 100, currency: CurrencyCode("EUR")!))
+                t.merchant = merchant
+                try record.upsert(t)
+            }
+        }
+        try await service.application().test(.router) { client in
+            _ = try await client.call(
+                .post, "/v1/users/small/transactions", role: .write, body: batch(transactionJSON("t")))
+            let whole = try await client.call(.get, "/v1/users/big", role: .read)
+            #expect(whole.status == 500 && whole.code == "answer_too_large", "\(whole.text.prefix(300))")
+            #expect(whole.error["limit"] as? Int == RecordJSON.maximumTextBytes)
+            #expect((whole.error["message"] as? String)?.contains("a part at a time") == true)
+            let page = try await client.call(.get, "/v1/users/big/transactions?limit=10", role: .read)
+            #expect(page.status == 200 && (page.json["transactions"] as? [Any])?.count == 10)
+            #expect(try await client.call(.get, "/v1/users/small", role: .read).status == 200)
+        }
+    }
+
     @Test func responsesArePutAndListed() async throws {
         let service = try await TestService.memory()
         try await service.application().test(.router) { client in

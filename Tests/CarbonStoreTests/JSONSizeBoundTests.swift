@@ -1,0 +1,70 @@
+import CarbonModel
+import CarbonStoreTestSupport
+import Foundation
+import Testing
+
+@testable import CarbonStore
+
+/// `JSONSizeBound` counts at most the bytes of the text `RecordJSON` writes, close to it, and stops
+/// at its limit; `RecordJSON.encode` refuses a text over its limit before writing any of it.
+@Suite struct JSONSizeBoundTests {
+    @Test func theCountIsAtMostTheTextAndCloseToIt() throws {
+        for seed in UInt64(1)...40 {
+            let record = RecordGenerator.record(seed: seed, isoSafe: true, maxItems: 30)
+            for pretty in [false, true] {
+                let size = try RecordJSON.encode(record, pretty: pretty).utf8.count
+                try JSONSizeBound.check(record, limit: size)
+                if !pretty {
+                    #expect(throws: AnswerTooLargeError.self, "seed \(seed)") {
+                        try JSONSizeBound.check(record, limit: size * 3 / 4)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func aTextOverTheLimitIsRefusedBeforeItIsWritten() throws {
+        let shared = String(repeating: "x", count: 1 << 20)
+        var record = UserRecord(
+            userID: "big", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0),
+            updatedAt: Timestamp(millisecondsSince1970: 0))
+        for i in 0..<200 {
+            var t = Transaction(
+                id: "t\(i)", time: Timestamp(millisecondsSince1970: Int64(i)),
+                amount: Money(minorUnits: 1, currency: CurrencyCode("EUR")!))
+            t.merchant = shared
+            t.metadata = ExactDictionary([shared: "v"])
+            try record.upsert(t)
+        }
+        #expect {
+            try RecordJSON.encode(record)
+        } throws: { error in
+            guard let e = error as? AnswerTooLargeError else { return false }
+            return e.limit == RecordJSON.maximumTextBytes && e.atLeast > e.limit && e.kind == .invalidInput
+                && e.description.contains("a part at a time")
+        }
+    }
+
+    /// The limit is on the text, whatever the file: 20 rows naming one string of 64 KiB make 2.6 MB
+    /// of text, refused under a limit of 1 MiB and written under the default.
+    @Test func theLimitBoundsTheTextNotTheFile() throws {
+        let shared = String(repeating: "y", count: 64 << 10)
+        var record = UserRecord(
+            userID: "u", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0),
+            updatedAt: Timestamp(millisecondsSince1970: 0))
+        for i in 0..<20 {
+            var t = Transaction(
+                id: "t\(i)", time: Timestamp(millisecondsSince1970: Int64(i)),
+                amount: Money(minorUnits: 1, currency: CurrencyCode("EUR")!))
+            t.merchant = shared
+            t.metadata = ExactDictionary([shared: shared])
+            try record.upsert(t)
+        }
+        #expect(throws: AnswerTooLargeError.self) {
+            try RecordJSON.encode(record, pretty: false, marker: RecordJSON.newMarker, limit: 1 << 20)
+        }
+        let text = try RecordJSON.encode(record, pretty: false)
+        #expect(text.utf8.count > 60 * (64 << 10))
+        #expect(try RecordJSON.decode(UserRecord.self, from: text) == record)
+    }
+}
