@@ -1,17 +1,32 @@
-/// A fast 64-bit hash of bytes, the same in every process and on every run (no random seed), for
-/// tables and filters keyed by UTF-8 bytes: the format's section dictionaries (CarbonFormat's
-/// `StringTable`) and the key filters of `ItemList`.
+/// A fast 64-bit hash of bytes, for in-memory tables and filters keyed by UTF-8 bytes: the format's
+/// section dictionaries (CarbonFormat's `StringTable`, which an encoder fills) and the key filters of
+/// `ItemList`. No hash is ever stored: files do not depend on it.
+///
+/// It starts from a seed drawn at random once per process (`seed`), so that strings that collide
+/// cannot be computed offline and sent: without it, an API client could choose transaction ids and
+/// merchant names whose hashes share their low bits (found by trying strings against this
+/// function), and make every lookup of a user's ids scan all of them and every new snapshot's
+/// dictionary probe quadratically (minutes of processor time per request). The seed is no
+/// cryptographic key: it defeats collisions searched for offline, not an attacker who can time
+/// many lookups.
 ///
 /// It reads eight bytes at a step and ends with a full 64-bit mix, so that every output bit depends
 /// on every input bit: the low and the high 32 bits are two independent hashes (a Bloom filter may
 /// take one probe from each), and any run of low bits indexes an open-addressing table. The length
-/// is mixed in, so inputs of different lengths differ even where their bytes are zero. It is not a
-/// defence against chosen collisions: its users bound the work a collision costs.
+/// is mixed in, so inputs of different lengths differ even where their bytes are zero.
 public enum ByteHash {
+    /// This process's seed, drawn from the system's random source at the first hash.
+    public static let seed = UInt64.random(in: .min ... .max)
+
     /// The hash of the bytes in `bytes`.
     @inlinable public static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        hash(bytes, seed: seed)
+    }
+
+    /// The hash of the bytes in `bytes` from `seed` (`hash(_:)` uses this process's).
+    @inlinable public static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
         let n = bytes.count
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(truncatingIfNeeded: n &+ 1)
+        var h: UInt64 = (0x9E37_79B9_7F4A_7C15 &* UInt64(truncatingIfNeeded: n &+ 1)) ^ seed
         guard n > 0, let base = bytes.baseAddress else { return finish(h) }
         var i = 0
         while i &+ 8 <= n {

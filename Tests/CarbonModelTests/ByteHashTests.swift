@@ -52,6 +52,35 @@ import Testing
         #expect(Set(zeros).count == zeros.count)
     }
 
+    /// Strings whose hashes collide for one seed, found by trying strings as an attacker would
+    /// against an unseeded hash, do not collide in this process, whose seed is random.
+    @Test func collisionsFoundOfflineDoNotCollideInThisProcess() throws {
+        func low(_ s: String, seed: UInt64) -> UInt32 {
+            var s = s
+            return UInt32(
+                truncatingIfNeeded: s.withUTF8 { ByteHash.hash(UnsafeRawBufferPointer($0), seed: seed) })
+        }
+        for offline in [UInt64(0), 0x1234_5678_9ABC_DEF0] {
+            var seen: [UInt32: String] = [:]
+            var pair: (String, String)?
+            for i in 0..<2_000_000 {
+                let s = "t-\(i)"
+                let h = low(s, seed: offline)
+                if let other = seen[h] {
+                    pair = (other, s)
+                    break
+                }
+                seen[h] = s
+            }
+            let (a, b) = try #require(pair)
+            #expect(low(a, seed: offline) == low(b, seed: offline))
+            #expect(ByteHash.seed != offline)
+            #expect(
+                UInt32(truncatingIfNeeded: ByteHash.hash(a)) != UInt32(truncatingIfNeeded: ByteHash.hash(b)))
+            #expect(UInt32(truncatingIfNeeded: ByteHash.hash(a)) == low(a, seed: ByteHash.seed))
+        }
+    }
+
     /// Every input bit flips every output bit with probability near one half. (The dictionary
     /// hash this replaced failed: a change in the last byte of a string of 7 or 15 bytes never
     /// reached the low 23 bits, the bits that pick a table slot.)
