@@ -17,7 +17,7 @@ struct FileCommand: AsyncParsableCommand {
             try await runReportingErrors {
                 let codec = RecordCodec()
                 // One byte more than the limit is enough for the codec to refuse an oversized file.
-                let bytes = try readFile(path, atMost: codec.limits.maxFileSize + 1)
+                let bytes = try readFile(path, maximumSize: codec.limits.maxFileSize)
                 do {
                     let (record, layout) = try codec.decodeFile(bytes)
                     print(try RecordJSON.encode(record))
@@ -52,7 +52,7 @@ struct FileCommand: AsyncParsableCommand {
         func run() async throws {
             try await runReportingErrors {
                 let codec = RecordCodec()
-                let bytes = try readFile(path, atMost: codec.limits.maxFileSize + 1)
+                let bytes = try readFile(path, maximumSize: codec.limits.maxFileSize)
                 do {
                     let report = try RecordCodec.inspect(bytes)
                     let (record, layout) = try codec.decodeFile(bytes)
@@ -135,8 +135,10 @@ struct FileNotFoundError: CarbonStoreError, Hashable {
     }
 }
 
-/// The file's first `limit` bytes (all of it if it is shorter).
-func readFile(_ path: String, atMost limit: Int) throws -> [UInt8] {
+/// The file's bytes; a file larger than `maximumSize` (the engine's limit) is refused with its size,
+/// unread, as the engine refuses it. (One that grows past it while it is read is read to one byte
+/// more, which the decoder refuses.)
+func readFile(_ path: String, maximumSize: Int) throws -> [UInt8] {
     // Non-blocking, and regular files only: a FIFO or a device must not hang the command.
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else {
@@ -149,7 +151,10 @@ func readFile(_ path: String, atMost limit: Int) throws -> [UInt8] {
     guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
         throw InvalidRequestError("\(path) is not a regular file; 'file inspect' reads user files")
     }
-    return try PathStorage.readAll(fd, sizeHint: Int(st.st_size), limit: limit, path: path)
+    if Int64(st.st_size) > Int64(maximumSize) {
+        throw FileTooLargeError(path: path, size: Int64(st.st_size), limit: Int64(maximumSize))
+    }
+    return try PathStorage.readAll(fd, sizeHint: Int(st.st_size), limit: maximumSize + 1, path: path)
 }
 
 #if canImport(Glibc)

@@ -192,6 +192,26 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == bytes.prefix(bytes.count - 3))
     }
 
+    /// A user file larger than the engine reads (a sparse 10 GiB file in its place) is refused by
+    /// every command with its real size, unread and untouched.
+    @Test func aFileOverTheSizeLimitIsNamedWithItsSize() async throws {
+        let dir = try TemporaryDirectory("cli-huge")
+        defer { dir.remove() }
+        let cli = try CommandRunner(environment: ["CARBONSTORE_STORAGE": "path:" + dir.path])
+        #expect(try cli.run(["pref", "set", "zed", "k", "v"]).status == 0)
+        let path = dir.path + "/" + (try UserKeys().key(for: "zed"))
+        #expect(truncate(path, 10 << 30) == 0)
+        for args in [["file", "inspect", path], ["file", "verify", path], ["user", "show", "zed"]] {
+            let run = try cli.run(args)
+            #expect(run.status == 5, "\(args): \(run.stderr)")
+            #expect(
+                run.stderr.contains("is \(10 << 30) bytes, over the 8388608-byte limit"),
+                "\(args): \(run.stderr)")
+        }
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_size == 10 << 30)
+    }
+
     /// A damaged change frame with committed frames after it is damage for every command that
     /// looks at the file (exit 5), and a torn append is not: `verify`, `file verify` and `file
     /// inspect` tell them apart alike (docs/FORMAT.md, 13.4).
