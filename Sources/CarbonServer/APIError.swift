@@ -19,6 +19,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     /// The route the request's path matched, for the metrics and the log, when the router did not
     /// match it (a 405).
     public var route: String?
+    /// For a 500 whose details stay in the log: what the client is told instead of the storage's
+    /// generic line (before the error id).
+    var clientMessage: String?
     /// Headers the status needs (`WWW-Authenticate`, `Allow`, `Connection`).
     public var headers: [(HTTPField.Name, String)] = []
 
@@ -80,6 +83,10 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         switch error.kind {
         case .corrupt:
             e = APIError(.internalServerError, code: "corrupt_user_file", message)
+            if error is DamagedTailError {
+                e.clientMessage =
+                    "the user's file has damaged bytes after its valid content: reads serve the record before them, and writes are refused until an operator repairs the file"
+            }
         case .lockTimeout:
             e = .unavailable(
                 code: "lock_timeout",

@@ -1,3 +1,4 @@
+import CarbonFormat
 import CarbonModel
 import CarbonServer
 import CarbonStore
@@ -253,6 +254,41 @@ import Testing
             }
         }
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == bytes)
+    }
+
+    /// A write to a user whose last change frame was damaged on disk is refused with a message
+    /// that says so (reads serve the record before it), not "cannot be read".
+    @Test func aWriteBehindADamagedTailSaysSo() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let writer = try await StoreFactory().makeStore("path:\(dir.path)")
+        let path = dir.path + "/" + (try writer.keys.key(for: "u1"))
+        // A snapshot and appended frames, the last of which does not end with a zero byte (one
+        // in 256 does, and reads as torn when damaged: docs/FORMAT.md, 13.4).
+        var end = 0
+        for i in 0..<20 {
+            _ = try await writer.update("u1") {
+                $0.setPreference("k\(i)", value: "v", at: Timestamp(millisecondsSince1970: 0))
+            }
+            let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+            end = try RecordCodec().decodeFile(bytes).layout.validLength
+            if i > 0, bytes[end - 1] != 0 { break }
+        }
+        var damaged = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        damaged[end - 30] ^= 0xFF
+        try Data(damaged).write(to: URL(fileURLWithPath: path))
+        // A service that has not read the user before.
+        let service = TestService(store: try await StoreFactory().makeStore("path:\(dir.path)"))
+        try await service.application().test(.router) { client in
+            let write = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .write, body: batch(transactionJSON("t1")))
+            #expect(write.status == 500 && write.code == "corrupt_user_file", "\(write.text)")
+            let message = write.error["message"] as? String ?? ""
+            #expect(message.contains("damaged bytes after its valid content"), "\(message)")
+            #expect(message.contains("error id") && !message.contains(dir.path))
+            #expect(try await client.call(.get, "/v1/users/u1", role: .read).status == 200)
+        }
+        #expect(try Array(Data(contentsOf: URL(fileURLWithPath: path))) == damaged)
     }
 
     @Test func aDrainingServiceTurnsNewRequestsAway() async throws {
