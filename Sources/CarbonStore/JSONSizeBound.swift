@@ -75,30 +75,21 @@ struct JSONSizeBound: Encoder {
         try value.encode(to: self)
     }
 
-    struct Single: SingleValueEncodingContainer {
+    /// The single-value and the unkeyed container: each value of a primitive type is `add`ed.
+    protocol Counting {
+        mutating func add(_ value: Any) throws
+    }
+
+    struct Single: SingleValueEncodingContainer, Counting {
         let encoder: JSONSizeBound
         var codingPath: [any CodingKey] { encoder.codingPath }
 
-        func add(_ value: Any) throws { try encoder.tally.add(JSONSizeBound.size(of: value)) }
+        mutating func add(_ value: Any) throws { try encoder.tally.add(JSONSizeBound.size(of: value)) }
         mutating func encodeNil() throws { try encoder.tally.add(4) }
-        mutating func encode(_ value: Bool) throws { try add(value) }
-        mutating func encode(_ value: String) throws { try add(value) }
-        mutating func encode(_ value: Double) throws { try add(value) }
-        mutating func encode(_ value: Float) throws { try add(value) }
-        mutating func encode(_ value: Int) throws { try add(value) }
-        mutating func encode(_ value: Int8) throws { try add(value) }
-        mutating func encode(_ value: Int16) throws { try add(value) }
-        mutating func encode(_ value: Int32) throws { try add(value) }
-        mutating func encode(_ value: Int64) throws { try add(value) }
-        mutating func encode(_ value: UInt) throws { try add(value) }
-        mutating func encode(_ value: UInt8) throws { try add(value) }
-        mutating func encode(_ value: UInt16) throws { try add(value) }
-        mutating func encode(_ value: UInt32) throws { try add(value) }
-        mutating func encode(_ value: UInt64) throws { try add(value) }
         mutating func encode<T: Encodable>(_ value: T) throws { try encoder.nested(value) }
     }
 
-    struct Unkeyed: UnkeyedEncodingContainer {
+    struct Unkeyed: UnkeyedEncodingContainer, Counting {
         let encoder: JSONSizeBound
         var codingPath: [any CodingKey] { encoder.codingPath }
         var count = 0
@@ -121,20 +112,6 @@ struct JSONSizeBound: Encoder {
             try member()
             try encoder.tally.add(4)
         }
-        mutating func encode(_ value: Bool) throws { try add(value) }
-        mutating func encode(_ value: String) throws { try add(value) }
-        mutating func encode(_ value: Double) throws { try add(value) }
-        mutating func encode(_ value: Float) throws { try add(value) }
-        mutating func encode(_ value: Int) throws { try add(value) }
-        mutating func encode(_ value: Int8) throws { try add(value) }
-        mutating func encode(_ value: Int16) throws { try add(value) }
-        mutating func encode(_ value: Int32) throws { try add(value) }
-        mutating func encode(_ value: Int64) throws { try add(value) }
-        mutating func encode(_ value: UInt) throws { try add(value) }
-        mutating func encode(_ value: UInt8) throws { try add(value) }
-        mutating func encode(_ value: UInt16) throws { try add(value) }
-        mutating func encode(_ value: UInt32) throws { try add(value) }
-        mutating func encode(_ value: UInt64) throws { try add(value) }
         mutating func encode<T: Encodable>(_ value: T) throws {
             try member()
             try encoder.nested(value)
@@ -210,4 +187,21 @@ struct JSONSizeBound: Encoder {
             return encoder
         }
     }
+}
+
+extension JSONSizeBound.Counting {
+    mutating func encode(_ value: Bool) throws { try add(value) }
+    mutating func encode(_ value: String) throws { try add(value) }
+    mutating func encode(_ value: Double) throws { try add(value) }
+    mutating func encode(_ value: Float) throws { try add(value) }
+    mutating func encode(_ value: Int) throws { try add(value) }
+    mutating func encode(_ value: Int8) throws { try add(value) }
+    mutating func encode(_ value: Int16) throws { try add(value) }
+    mutating func encode(_ value: Int32) throws { try add(value) }
+    mutating func encode(_ value: Int64) throws { try add(value) }
+    mutating func encode(_ value: UInt) throws { try add(value) }
+    mutating func encode(_ value: UInt8) throws { try add(value) }
+    mutating func encode(_ value: UInt16) throws { try add(value) }
+    mutating func encode(_ value: UInt32) throws { try add(value) }
+    mutating func encode(_ value: UInt64) throws { try add(value) }
 }

@@ -23,19 +23,25 @@ import Testing
         }
     }
 
-    @Test func aTextOverTheLimitIsRefusedBeforeItIsWritten() throws {
-        let shared = String(repeating: "x", count: 1 << 20)
+    /// A record of `rows` transactions whose merchant and metadata key are `shared` (one string,
+    /// as a decoded file's rows share their dictionary's strings), with metadata value `value`.
+    static func record(rows: Int, sharing shared: String, value: String) throws -> UserRecord {
         var record = UserRecord(
-            userID: "big", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0),
+            userID: "u", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0),
             updatedAt: Timestamp(millisecondsSince1970: 0))
-        for i in 0..<200 {
+        for i in 0..<rows {
             var t = Transaction(
                 id: "t\(i)", time: Timestamp(millisecondsSince1970: Int64(i)),
                 amount: Money(minorUnits: 1, currency: CurrencyCode("EUR")!))
             t.merchant = shared
-            t.metadata = ExactDictionary([shared: "v"])
+            t.metadata = ExactDictionary([shared: value])
             try record.upsert(t)
         }
+        return record
+    }
+
+    @Test func aTextOverTheLimitIsRefusedBeforeItIsWritten() throws {
+        let record = try Self.record(rows: 200, sharing: String(repeating: "x", count: 1 << 20), value: "v")
         #expect {
             try RecordJSON.encode(record)
         } throws: { error in
@@ -49,17 +55,7 @@ import Testing
     /// of text, refused under a limit of 1 MiB and written under the default.
     @Test func theLimitBoundsTheTextNotTheFile() throws {
         let shared = String(repeating: "y", count: 64 << 10)
-        var record = UserRecord(
-            userID: "u", revision: 1, createdAt: Timestamp(millisecondsSince1970: 0),
-            updatedAt: Timestamp(millisecondsSince1970: 0))
-        for i in 0..<20 {
-            var t = Transaction(
-                id: "t\(i)", time: Timestamp(millisecondsSince1970: Int64(i)),
-                amount: Money(minorUnits: 1, currency: CurrencyCode("EUR")!))
-            t.merchant = shared
-            t.metadata = ExactDictionary([shared: shared])
-            try record.upsert(t)
-        }
+        let record = try Self.record(rows: 20, sharing: shared, value: shared)
         #expect(throws: AnswerTooLargeError.self) {
             try RecordJSON.encode(record, pretty: false, marker: RecordJSON.newMarker, limit: 1 << 20)
         }
