@@ -160,8 +160,8 @@ struct FrontMiddleware: RouterMiddleware {
             switch e.code {
             case "corrupt_user_file":
                 e.message =
-                    (e.clientMessage ?? "the user's file cannot be read; it is left untouched for an operator")
-                    + ", whose log has its path under error id \(id)"
+                    e.clientMessage.map { "\($0); the log has the file's path under error id \(id)" }
+                    ?? "the user's file cannot be read; it is left untouched for an operator, whose log has its path under error id \(id)"
             case "answer_too_large":
                 // Says nothing of the storage: the client's next step is in it.
                 break

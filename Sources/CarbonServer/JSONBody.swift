@@ -18,7 +18,7 @@ enum JSONBody {
     }
 
     /// Throws `AnswerTooLargeError` for a value whose text would be over `RecordJSON.maximumTextBytes`
-    /// (answered as an error, 400).
+    /// (answered as an error: 500 `answer_too_large`).
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let text: String
         do {

@@ -17,7 +17,7 @@ public struct AnswerTooLargeError: CarbonStoreError, Hashable {
     public var kind: ErrorKind { .invalidInput }
 
     public var description: String {
-        "the answer is too large to write whole: its JSON text would be more than \(atLeast) bytes, over the limit of \(limit); read the user a part at a time (over HTTP: GET /v1/users/{userId}/transactions with limit and cursor, and the other lists)"
+        "the answer is too large to write whole: its JSON text would be more than \(atLeast) bytes, over the limit of \(limit); read the user a part at a time (over HTTP: the lists, such as GET /v1/users/{userId}/transactions, with a smaller limit and their cursor)"
     }
 }
 
@@ -35,6 +35,28 @@ struct JSONSizeBound: Encoder {
         func add(_ n: Int) throws {
             bytes += n
             if bytes > limit { throw AnswerTooLargeError(atLeast: bytes, limit: limit) }
+        }
+
+        /// A value: a string with its quotes and escapes, anything else as `size(of:)` counts it.
+        func add(value: Any) throws {
+            if let s = value as? String { try add(string: s) } else { try add(JSONSizeBound.size(of: value)) }
+        }
+
+        /// A string as the encoder writes it: its UTF-8 bytes and quotes, and one byte more for each
+        /// `"` and `\\` and for `\n`, `\r`, `\t`, `\b`, `\f`, five more for any other control
+        /// character (`\u0001`). Its bytes are read only while the count is within the limit, so at
+        /// most the limit's worth in all.
+        func add(string s: String) throws {
+            try add(s.utf8.count + 2)
+            var extra = 0
+            for b in s.utf8 {
+                switch b {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x08, 0x09, 0x0A, 0x0C, 0x0D: extra += 1
+                case 0..<0x20: extra += 5
+                default: continue
+                }
+            }
+            try add(extra)
         }
     }
 
@@ -59,11 +81,10 @@ struct JSONSizeBound: Encoder {
 
     func singleValueContainer() -> any SingleValueEncodingContainer { Single(encoder: self) }
 
-    /// A value's bytes: a string's and its quotes, an integer's digits, a literal's letters; one
-    /// for a floating-point number (the encoder chooses its digits).
+    /// A value's bytes other than a string's (`Tally.add(string:)`): an integer's digits, a
+    /// literal's letters; one for a floating-point number (the encoder chooses its digits).
     static func size(of value: Any) -> Int {
         switch value {
-        case let s as String: return s.utf8.count + 2
         case let b as Bool: return b ? 4 : 5
         case is Double, is Float: return 1
         default: return "\(value)".utf8.count
@@ -84,7 +105,7 @@ struct JSONSizeBound: Encoder {
         let encoder: JSONSizeBound
         var codingPath: [any CodingKey] { encoder.codingPath }
 
-        mutating func add(_ value: Any) throws { try encoder.tally.add(JSONSizeBound.size(of: value)) }
+        mutating func add(_ value: Any) throws { try encoder.tally.add(value: value) }
         mutating func encodeNil() throws { try encoder.tally.add(4) }
         mutating func encode<T: Encodable>(_ value: T) throws { try encoder.nested(value) }
     }
@@ -102,7 +123,7 @@ struct JSONSizeBound: Encoder {
         /// A member: its comma (after the first), and the value.
         mutating func add(_ value: Any) throws {
             try member()
-            try encoder.tally.add(JSONSizeBound.size(of: value))
+            try encoder.tally.add(value: value)
         }
         mutating func member() throws {
             if count > 0 { try encoder.tally.add(1) }
@@ -142,12 +163,13 @@ struct JSONSizeBound: Encoder {
 
         /// A member's key, its quotes and colon, and the comma before it (after the first).
         func key(_ key: Key) throws {
-            try encoder.tally.add(key.stringValue.utf8.count + (members.bytes > 0 ? 4 : 3))
+            try encoder.tally.add(string: key.stringValue)
+            try encoder.tally.add(members.bytes > 0 ? 2 : 1)
             try members.add(1)
         }
         func add(_ value: Any, _ key: Key) throws {
             try self.key(key)
-            try encoder.tally.add(JSONSizeBound.size(of: value))
+            try encoder.tally.add(value: value)
         }
         mutating func encodeNil(forKey key: Key) throws {
             try self.key(key)

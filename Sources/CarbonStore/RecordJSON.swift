@@ -16,7 +16,7 @@ public enum RecordJSON {
         try encode(value, pretty: pretty, marker: newMarker)
     }
 
-    /// The largest JSON text `encode` writes, in bytes (not counting escapes and indentation): a
+    /// The largest JSON text `encode` writes, in bytes (escapes counted, indentation not): a
     /// larger answer is refused with `AnswerTooLargeError` before any of it is written, in time and
     /// memory bounded by this. 128 MiB: eight times the decoded size of the largest record a file
     /// may hold (`RecordCodec.Limits.maxDecodedSize`), which only strings used by many rows reach.

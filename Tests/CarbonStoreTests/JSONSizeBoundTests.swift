@@ -40,6 +40,22 @@ import Testing
         return record
     }
 
+    /// Escapes count: a string of control characters is written six bytes a byte (`\u0001`),
+    /// quotes, backslashes and line breaks two; the count follows the text within a few bytes.
+    @Test func escapesAreCounted() throws {
+        for shared in [
+            String(repeating: "\u{01}", count: 4096), String(repeating: "\"\\\n\t", count: 1024),
+            String(repeating: "é\u{1F}/", count: 1024),
+        ] {
+            let record = try Self.record(rows: 3, sharing: shared, value: shared)
+            let size = try RecordJSON.encode(record, pretty: false).utf8.count
+            try JSONSizeBound.check(record, limit: size)
+            #expect(throws: AnswerTooLargeError.self) {
+                try JSONSizeBound.check(record, limit: size - size / 100)
+            }
+        }
+    }
+
     @Test func aTextOverTheLimitIsRefusedBeforeItIsWritten() throws {
         let record = try Self.record(rows: 200, sharing: String(repeating: "x", count: 1 << 20), value: "v")
         #expect {
