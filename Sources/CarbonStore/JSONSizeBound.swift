@@ -69,8 +69,13 @@ struct JSONSizeBound: Encoder {
         let keys = ExactJSONKeys(marker: "k")
         let tally = Tally(limit: limit)
         try value.encode(to: JSONSizeBound(tally: tally, userInfo: [ExactJSONKeys.userInfoKey: keys]))
-        // Keys that stood under placeholders are written in full.
-        try tally.add(keys.keys.reduce(0) { $0 + $1.utf8.count })
+        // Keys that stood under placeholders (canonically equivalent keys of one object) are written
+        // in full, escaped, instead of the placeholder counted.
+        let placeholder = keys.marker.utf8.count + ExactJSONKeys.placeholderDigits + 2
+        for key in keys.keys {
+            tally.bytes -= placeholder
+            try tally.add(string: key)
+        }
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
