@@ -213,20 +213,13 @@ public final class PathStorage: ObjectStorage {
     /// look (`DataDirectoryChangedError`).
     let rootDevice: UInt64?
 
-    /// Throws when the data directory, opened as `fd`, is not on `rootDevice`.
-    func checkRootDevice(_ fd: Int32) throws(DataDirectoryChangedError) {
+    /// Throws when the data directory, opened as `fd` (or, without one, reached by its path), is
+    /// not on `rootDevice`. A directory that cannot be looked at is left to the caller's own error.
+    func checkRootDevice(_ fd: Int32? = nil) throws(DataDirectoryChangedError) {
         guard let expected = rootDevice else { return }
         var st = stat()
-        guard fstat(fd, &st) == 0, UInt64(st.st_dev) != expected else { return }
-        throw DataDirectoryChangedError(path: root, device: UInt64(st.st_dev), opened: expected)
-    }
-
-    /// `checkRootDevice` for the data directory reached by its path (a directory that is missing
-    /// is left to the caller's own error).
-    func checkRootDevice() throws(DataDirectoryChangedError) {
-        guard let expected = rootDevice else { return }
-        var st = stat()
-        guard stat(root, &st) == 0, UInt64(st.st_dev) != expected else { return }
+        let found = fd.map { fstat($0, &st) } ?? stat(root, &st)
+        guard found == 0, UInt64(st.st_dev) != expected else { return }
         throw DataDirectoryChangedError(path: root, device: UInt64(st.st_dev), opened: expected)
     }
 
