@@ -20,6 +20,7 @@ import Foundation
 //     swift run -c release MultiProcessUpdate --processes 1,2,8 --updates 500
 //     swift run -c release MultiProcessUpdate --total 1600 --lock-release both
 //     swift run -c release MultiProcessUpdate --total 1600 --lock-release both --sync-delay 500
+//     swift run -c release MultiProcessUpdate --total 3200 --exclusive-runs 32
 //
 // `--total T` gives every run the same T updates, split between its processes (so that each run
 // compacts the file as often), instead of K per process. `--lock-release early` (the default) is
@@ -29,6 +30,13 @@ import Foundation
 // fdatasync of the workers U microseconds slower (the thread sleeps after the real call, holding
 // what it holds): a volume whose writes reach stable storage over a network, such as a cloud block
 // volume, emulated on the local disk (`PathStorage.withSlowSync` of the test support).
+// `--exclusive-runs R` is an experiment, not a mode of the engine: each worker holds a `flock` of
+// its own file (beside the store, not the engine's) around R of its updates in a row, so that the
+// user's lock passes from one process to another once in R updates instead of at almost every one.
+// It bounds from above what any protocol that lets a process keep the user's lock for R updates
+// could gain; it is not fair (the kernel gives the file to whichever waiter runs first: see the
+// fastest/slowest column). The time spent waiting for that file counts in the latency and in the
+// lock wait.
 //
 // Files go under `.build/bench-data` (or `CARBONSTORE_BENCH_DIR`), removed after each run.
 
@@ -176,6 +184,13 @@ func runWorker(_ args: [String]) async throws {
     let waits = Recorder()
     let written = Recorder()
     let delay = option("--sync-delay", in: args).flatMap(Int.init).map { Duration.microseconds($0) } ?? .zero
+    let runs = option("--exclusive-runs", in: args).flatMap(Int.init) ?? 0
+    let runsLock =
+        runs > 0 ? Glibc.open(dir + "/exclusive-runs.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) : -1
+    guard runs == 0 || runsLock >= 0 else {
+        throw UsageError(
+            description: "worker \(index): cannot open \(dir)/exclusive-runs.lock: errno \(errno)")
+    }
     let plain = try await makeStore(
         dir: dir, waits: waits, written: written, early: !args.contains("--late"), syncDelay: delay)
     let counting = CountingStorage(plain.storage)
@@ -194,10 +209,17 @@ func runWorker(_ args: [String]) async throws {
     let start = monotonicNanoseconds()
     for k in 0..<updates {
         let t0 = monotonicNanoseconds()
+        if runs > 0 && k % runs == 0 {
+            guard flock(runsLock, LOCK_EX) == 0 else {
+                throw UsageError(description: "worker \(index): flock of exclusive-runs.lock: errno \(errno)")
+            }
+            waits.add(monotonicNanoseconds() - t0)
+        }
         try await store.update(userID) {
             try $0.upsert(Fixtures.appended(index * 1_000_000 + k, label: "p\(index)"))
         }
         latencies.append(monotonicNanoseconds() - t0)
+        if runs > 0 && (k % runs == runs - 1 || k == updates - 1) { _ = flock(runsLock, LOCK_UN) }
     }
     let end = monotonicNanoseconds()
     let after = ProcessUsage.now()
@@ -250,7 +272,7 @@ struct RunResult {
 }
 
 func runParent(
-    processes: Int, total: Int, early: Bool, syncDelay: Int, executable: String
+    processes: Int, total: Int, early: Bool, syncDelay: Int, exclusiveRuns: Int, executable: String
 ) async throws -> RunResult {
     let dir = Fixtures.directory("multiprocess-\(processes)")
     try? FileManager.default.removeItem(atPath: dir)
@@ -268,6 +290,7 @@ func runParent(
         process.arguments =
             ["worker", "--dir", dir, "--updates", String(updates), "--index", String(i)]
             + (early ? [] : ["--late"]) + (syncDelay > 0 ? ["--sync-delay", String(syncDelay)] : [])
+            + (exclusiveRuns > 0 ? ["--exclusive-runs", String(exclusiveRuns)] : [])
         let input = Pipe()
         let output = Pipe()
         process.standardInput = input
@@ -329,14 +352,15 @@ do {
         let total = option("--total", in: args).flatMap(Int.init)
         let release = option("--lock-release", in: args) ?? "early"
         let syncDelay = option("--sync-delay", in: args).flatMap(Int.init) ?? 0
+        let exclusiveRuns = option("--exclusive-runs", in: args).flatMap(Int.init) ?? 0
         let modes: [Bool]? = ["early": [true], "late": [false], "both": [false, true]][release]
         guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), updates > 0, total.map({ $0 > 0 }) ?? true,
-            syncDelay >= 0,
+            syncDelay >= 0, exclusiveRuns >= 0,
             let modes
         else {
             throw UsageError(
                 description:
-                    "usage: MultiProcessUpdate [--processes 1,8] [--updates K | --total T] [--lock-release early|late|both] [--sync-delay MICROSECONDS]"
+                    "usage: MultiProcessUpdate [--processes 1,8] [--updates K | --total T] [--lock-release early|late|both] [--sync-delay MICROSECONDS] [--exclusive-runs R]"
             )
         }
         let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
@@ -346,6 +370,9 @@ do {
                     ?? "\(updates) updates per process") + ", one at a time"
                 + (syncDelay > 0
                     ? "; every fsync and fdatasync made \(syncDelay) µs slower (a network block volume, emulated)"
+                    : "")
+                + (exclusiveRuns > 0
+                    ? "; each process keeps a lock of its own around \(exclusiveRuns) of its updates in a row (an upper bound, not fair)"
                     : "")
         )
         print(
@@ -364,7 +391,7 @@ do {
             for early in modes {
                 let r = try await runParent(
                     processes: n, total: total ?? n * updates, early: early, syncDelay: syncDelay,
-                    executable: executable)
+                    exclusiveRuns: exclusiveRuns, executable: executable)
                 let base = first[early] ?? r.perSecond
                 first[early] = base
                 let lat = [0.5, 0.9, 0.99, 1.0].map { micros(percentile(r.latency, $0)) }.joined(
