@@ -31,12 +31,12 @@ import Foundation
 // what it holds): a volume whose writes reach stable storage over a network, such as a cloud block
 // volume, emulated on the local disk (`PathStorage.withSlowSync` of the test support).
 // `--exclusive-runs R` is an experiment, not a mode of the engine: each worker holds a `flock` of
-// its own file (beside the store, not the engine's) around R of its updates in a row, so that the
-// user's lock passes from one process to another once in R updates instead of at almost every one.
-// It bounds from above what any protocol that lets a process keep the user's lock for R updates
-// could gain; it is not fair (the kernel gives the file to whichever waiter runs first: see the
-// fastest/slowest column). The time spent waiting for that file counts in the latency and in the
-// lock wait.
+// a file beside the store (not one of the engine's) around R of its updates in a row, so that the
+// user's lock passes from one process to another at most once in R updates instead of at almost
+// every one (in practice far less often: `flock` does not hand the file to a waiter, and the
+// process that lets it go usually takes it again at once). It is not fair (see the fastest/slowest
+// column), and every update still takes the engine's locks. The time spent waiting for that file
+// counts in the update's latency, and as a sample of its own in the lock wait.
 //
 // Files go under `.build/bench-data` (or `CARBONSTORE_BENCH_DIR`), removed after each run.
 
@@ -372,7 +372,7 @@ do {
                     ? "; every fsync and fdatasync made \(syncDelay) µs slower (a network block volume, emulated)"
                     : "")
                 + (exclusiveRuns > 0
-                    ? "; each process keeps a lock of its own around \(exclusiveRuns) of its updates in a row (an upper bound, not fair)"
+                    ? "; each process keeps a lock of its own around \(exclusiveRuns) of its updates in a row (hand-overs rare, not fair)"
                     : "")
         )
         print(
