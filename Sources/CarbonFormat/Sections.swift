@@ -38,6 +38,12 @@ struct StringTable {
         recent = Array(repeating: ("", -1), count: "".representationBits == nil ? 0 : size * 2)
     }
 
+    /// Strings of `LongKeyOrder.longKey` bytes or more, by representation, with their index: two
+    /// long strings that share a slot of `recent` (say the two keys that every transaction of a
+    /// decoded record names) would otherwise hash their bytes at every use. The strings are held,
+    /// so no other string can take their representation while they are here.
+    private var long: [LongKeyOrder.Bits: (string: String, id: Int)] = [:]
+
     mutating func id(_ s: String) -> Int {
         // `String.representationBits`: two live strings with the same bits hold the same bytes.
         guard !recent.isEmpty, let key = s.representationBits else { return lookUp(s) }
@@ -46,12 +52,22 @@ struct StringTable {
         let slot = Int(truncatingIfNeeded: h) & (recent.count - 1)
         let (cached, cachedID) = recent[slot]
         if cachedID >= 0, let bits = cached.representationBits, bits == key { return cachedID }
+        let isLong = s.utf8.count >= LongKeyOrder.longKey
+        if isLong, let known = long[LongKeyOrder.Bits(key)] {
+            recent[slot] = known
+            return known.id
+        }
         let i = lookUp(s)
         recent[slot] = (s, i)
+        if isLong { long[LongKeyOrder.Bits(key)] = (s, i) }
         return i
     }
 
+    /// How many strings were looked up by their bytes (tests).
+    private(set) var lookUps = 0
+
     private mutating func lookUp(_ s: String) -> Int {
+        lookUps += 1
         var contiguous = s
         return contiguous.withUTF8 { bytes in lookUp(s, bytes) }
     }
@@ -101,7 +117,46 @@ private let placeholderCurrency = CurrencyCode("XXX")!
 
 /// Orders dictionary keys by their UTF-8 bytes, so the encoding does not depend on hashing or locale.
 @inline(__always) func utf8Less(_ a: String, _ b: String) -> Bool {
-    a.utf8.lexicographicallyPrecedes(b.utf8)
+    a.isBytewiseLess(than: b)
+}
+
+/// The order of metadata keys for one section's encoding: `utf8Less`, with the result for two
+/// long keys remembered by the strings' representations (`String.representationBits`), so that
+/// many transactions naming the same two long keys (a record decoded from a file, whose
+/// transactions share the dictionary's strings) compare their bytes once, not once each.
+///
+/// It does not hold the strings it remembers: every string passed to `less` must outlive it (the
+/// keys of the transactions being encoded do), or a string made later at the same address with the
+/// same length would be given the order remembered for the one before. Transactions naming many
+/// different pairs of long keys still compare each pair once (docs/FORMAT.md §8).
+struct LongKeyOrder {
+    /// Keys shorter than this are compared directly: their common prefix is short.
+    static let longKey = 256
+
+    /// A string's representation (`String.representationBits`), as a dictionary key.
+    struct Bits: Hashable {
+        let b0, b1: UInt64
+        init(_ bits: (UInt64, UInt64)) { (b0, b1) = bits }
+    }
+
+    struct Pair: Hashable {
+        let a0, a1, b0, b1: UInt64
+    }
+    private var known: [Pair: Bool] = [:]
+    /// How many times two long keys' bytes were compared (tests).
+    private(set) var comparisons = 0
+
+    mutating func less(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count >= Self.longKey, b.utf8.count >= Self.longKey, let x = a.representationBits,
+            let y = b.representationBits
+        else { return utf8Less(a, b) }
+        let pair = Pair(a0: x.0, a1: x.1, b0: y.0, b1: y.1)
+        if let result = known[pair] { return result }
+        comparisons += 1
+        let result = utf8Less(a, b)
+        known[pair] = result
+        return result
+    }
 }
 
 /// A decoded section dictionary.
@@ -189,6 +244,7 @@ enum TransactionsSection {
         var ids = [Int](repeating: 0, count: 4 * n)
         var metadata: [[(Int, Int)]] = []
         var anyMetadata = false
+        var keyOrder = LongKeyOrder()
         // Dictionary indices of each row's currency, merchant, category and account, in four blocks.
         ids.withUnsafeMutableBufferPointer { ids in
             for i in 0..<n {
@@ -201,13 +257,14 @@ enum TransactionsSection {
                         metadata = Array(repeating: [], count: n)
                         anyMetadata = true
                     }
-                    // Keys, then each value by (inlinable) subscript: iterating the dictionary
-                    // goes through CarbonModel's unspecialised generic iterator, several times slower.
+                    // Through the (inlinable) `sortedByKey`: iterating the dictionary goes through
+                    // CarbonModel's unspecialised generic iterator, several times slower, and a
+                    // lookup of each value by its key would hash the key's bytes once more.
                     let meta = ts[i].metadata
                     var pairs: [(Int, Int)] = []
                     pairs.reserveCapacity(meta.count)
-                    for k in meta.keys.sorted(by: utf8Less) {
-                        pairs.append((table.id(k), table.id(meta[k] ?? "")))
+                    for (k, v) in meta.sortedByKey({ keyOrder.less($0, $1) }) {
+                        pairs.append((table.id(k), table.id(v)))
                     }
                     metadata[i] = pairs
                 }
@@ -275,6 +332,10 @@ enum TransactionsSection {
             for i in 0..<n { rows[i].accountID = try DecodedTable.optionalString(strings, &r, "account id") }
             for i in 0..<n { rows[i].description = try r.optionalString("description") }
         }
+        // Each dictionary string named as a metadata key is made a key (its bytes hashed) once, at
+        // its first use: a file whose many entries name one long key costs that key's bytes once,
+        // not once per entry.
+        var keys: [HashedKey?] = []
         for i in 0..<n {
             let countStart = r.pos
             let m = try r.count("metadata entry count", minItemSize: 2)
@@ -288,12 +349,15 @@ enum TransactionsSection {
             }
             var meta = ExactDictionary<String>()
             meta.reserveCapacity(m)
+            if keys.isEmpty { keys = Array(repeating: nil, count: table.strings.count) }
             for _ in 0..<m {
                 let start = r.pos
-                let k = try table.string(&r, "metadata key")
+                let index = try r.int(max: table.strings.count - 1, "metadata key index")
+                let key = keys[index] ?? HashedKey(table.strings[index])
+                keys[index] = key
                 let v = try table.string(&r, "metadata value")
-                guard meta.updateValue(v, forKey: k) == nil else {
-                    throw r.error(.malformed, "duplicate metadata key '\(k)'", at: start)
+                guard meta.updateValue(v, forKey: key) == nil else {
+                    throw r.error(.malformed, "duplicate metadata key '\(key.string)'", at: start)
                 }
             }
             result[i].metadata = meta

@@ -1,5 +1,13 @@
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A string that is equal to another only when their UTF-8 bytes are equal, and that hashes and
 /// orders by those bytes.
 ///
@@ -43,7 +51,11 @@ extension String {
         guard utf8.count == other.utf8.count else { return false }
         var a = self
         var b = other
-        return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
+        // `memcmp`, not `elementsEqual`: a byte-by-byte loop made comparing two long keys (a
+        // metadata key of megabytes) many times slower than the memory allows.
+        return a.withUTF8 { x in
+            b.withUTF8 { y in x.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+        }
     }
 
     /// The 16 bytes of the string's representation: its storage's address and length, or a small
@@ -55,9 +67,23 @@ extension String {
         return withUnsafeBytes(of: self) { $0.loadUnaligned(as: (UInt64, UInt64).self) }
     }
 
-    /// Whether this string's UTF-8 bytes come before the other's in lexicographic order.
+    /// Whether this string's UTF-8 bytes come before the other's in lexicographic order (a proper
+    /// prefix comes first).
     @inlinable public func isBytewiseLess(than other: String) -> Bool {
-        utf8.lexicographicallyPrecedes(other.utf8)
+        var a = self
+        var b = other
+        // `memcmp` compares bytes as unsigned, which is UTF-8's order; `utf8.lexicographicallyPrecedes`
+        // walked the views a byte at a time.
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let common = Swift.min(x.count, y.count)
+                if common > 0 {
+                    let order = memcmp(x.baseAddress!, y.baseAddress!, common)
+                    if order != 0 { return order < 0 }
+                }
+                return x.count < y.count
+            }
+        }
     }
 
     /// Feeds the UTF-8 bytes and their count to a hasher, consistently with `isByteEqual(to:)`.
@@ -114,29 +140,55 @@ extension String: ExactlyEquatable {
     public func hashExactly(into hasher: inout Hasher) { hashBytes(into: &hasher) }
 }
 
+/// A key of `ExactDictionary`: a string, and the hash of its UTF-8 bytes computed when the key is
+/// made (with the process's seeded `Hasher`, as `ExactString` hashes). Dictionaries hash the stored
+/// number, so a key of any length costs one hash of its bytes however many dictionaries it is put
+/// in; two keys are equal when their hashes and their bytes are.
+@usableFromInline package struct HashedKey: Hashable, Sendable {
+    @usableFromInline package let string: String
+    @usableFromInline let hash: Int
+
+    @inlinable package init(_ string: String) {
+        self.string = string
+        var hasher = Hasher()
+        string.hashBytes(into: &hasher)
+        hash = hasher.finalize()
+    }
+
+    @inlinable package static func == (a: HashedKey, b: HashedKey) -> Bool {
+        a.hash == b.hash && a.string.isByteEqual(to: b.string)
+    }
+
+    @inlinable package func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+}
+
 /// A dictionary keyed by strings compared byte for byte: `"\u{E9}"` and `"e\u{301}"` are two keys.
 ///
 /// It reads like `[String: Value]`: subscript by `String`, dictionary literals, iteration over
 /// `(key, value)` pairs in no particular order (`sortedByKey` gives UTF-8 byte order). Two
 /// dictionaries are equal when they hold the same keys (bytes) with exactly equal values.
 public struct ExactDictionary<Value: Sendable>: Sendable, Sequence, ExpressibleByDictionaryLiteral {
-    @usableFromInline var storage: [ExactString: Value]
+    /// Keyed by `HashedKey`: each key's bytes are hashed once, when the key is made, and a key made
+    /// once can be put in many dictionaries (`updateValue(_:forKey:)` with a `HashedKey`): a
+    /// decoder that builds the metadata of many transactions from one dictionary string hashes it
+    /// once, however long it is.
+    @usableFromInline var storage: [HashedKey: Value]
 
     @inlinable public init() { storage = [:] }
 
     /// The entries of a `[String: Value]` (whose keys are already distinct).
     public init(_ dictionary: [String: Value]) {
-        storage = Dictionary(uniqueKeysWithValues: dictionary.map { (ExactString($0.key), $0.value) })
+        storage = Dictionary(uniqueKeysWithValues: dictionary.map { (HashedKey($0.key), $0.value) })
     }
 
     /// Keys must be distinct byte strings, as in a dictionary literal.
     public init(dictionaryLiteral elements: (String, Value)...) {
-        storage = Dictionary(uniqueKeysWithValues: elements.map { (ExactString($0.0), $0.1) })
+        storage = Dictionary(uniqueKeysWithValues: elements.map { (HashedKey($0.0), $0.1) })
     }
 
     @inlinable public subscript(key: String) -> Value? {
-        get { storage[ExactString(key)] }
-        set { storage[ExactString(key)] = newValue }
+        get { storage[HashedKey(key)] }
+        set { storage[HashedKey(key)] = newValue }
     }
 
     public var count: Int { storage.count }
@@ -146,24 +198,39 @@ public struct ExactDictionary<Value: Sendable>: Sendable, Sequence, ExpressibleB
     /// Sets the value for the key; returns the value it replaced, if any.
     @discardableResult
     @inlinable public mutating func updateValue(_ value: Value, forKey key: String) -> Value? {
-        storage.updateValue(value, forKey: ExactString(key))
+        storage.updateValue(value, forKey: HashedKey(key))
+    }
+
+    /// Sets the value for a key made before (and perhaps used in other dictionaries); returns the
+    /// value it replaced, if any.
+    @discardableResult
+    @inlinable package mutating func updateValue(_ value: Value, forKey key: HashedKey) -> Value? {
+        storage.updateValue(value, forKey: key)
     }
 
     /// Removes the key; returns its value, if it was there.
     @discardableResult
     public mutating func removeValue(forKey key: String) -> Value? {
-        storage.removeValue(forKey: ExactString(key))
+        storage.removeValue(forKey: HashedKey(key))
     }
 
     @inlinable public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
 
     /// The entries in ascending order of their keys' UTF-8 bytes.
-    public var sortedByKey: [(key: String, value: Value)] {
-        storage.sorted { $0.key < $1.key }.map { (key: $0.key.string, value: $0.value) }
+    @inlinable public var sortedByKey: [(key: String, value: Value)] {
+        sortedByKey { $0.isBytewiseLess(than: $1) }
+    }
+
+    /// The entries in the order of `less` on their keys (which must order them as their UTF-8 bytes
+    /// do, faster: an encoder remembers the order of long keys it has compared).
+    @inlinable package func sortedByKey(
+        _ less: (String, String) -> Bool
+    ) -> [(key: String, value: Value)] {
+        storage.sorted { less($0.key.string, $1.key.string) }.map { (key: $0.key.string, value: $0.value) }
     }
 
     public struct Iterator: IteratorProtocol {
-        var base: Dictionary<ExactString, Value>.Iterator
+        var base: Dictionary<HashedKey, Value>.Iterator
         public mutating func next() -> (key: String, value: Value)? {
             base.next().map { (key: $0.key.string, value: $0.value) }
         }
@@ -220,7 +287,7 @@ extension ExactDictionary: Codable where Value: Codable {
         storage = [:]
         for key in c.allKeys {
             let name = table?.key(forPlaceholder: key.stringValue) ?? key.stringValue
-            storage[ExactString(name)] = try c.decode(Value.self, forKey: key)
+            storage[HashedKey(name)] = try c.decode(Value.self, forKey: key)
         }
     }
 

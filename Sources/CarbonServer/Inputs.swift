@@ -73,6 +73,9 @@ struct Fields {
 
 /// The conversions from request JSON to model values, each refusing bad input with its path.
 enum Inputs {
+    /// The most bytes of UTF-8 a transaction's metadata key may have (a preference key's limit).
+    static let maxMetadataKeyBytes = 256
+
     static func time(_ v: JSONValue, at path: String) throws(APIError) -> Timestamp {
         let text = try Fields.string(v, at: path, maxBytes: 64)
         return try time(text, at: path)
@@ -201,9 +204,17 @@ enum Inputs {
                 throw .invalid("expected an object of strings, found \(m.kindName)", field: f.at("metadata"))
             }
             for (key, value) in members {
-                let at = f.at("metadata") + "." + key
-                guard !key.isEmpty else { throw .invalid("a metadata key must not be empty", field: at) }
-                metadata[key] = try Fields.string(value, at: at)
+                guard !key.isEmpty else {
+                    throw .invalid("a metadata key must not be empty", field: f.at("metadata") + ".")
+                }
+                // As preference keys: a key is held by every transaction that names it (a file
+                // stores it once, the record in memory once per transaction written through here).
+                guard key.utf8.count <= Self.maxMetadataKeyBytes else {
+                    throw .invalid(
+                        "a metadata key is at most \(Self.maxMetadataKeyBytes) bytes (this one has \(key.utf8.count))",
+                        field: f.at("metadata") + "." + String(key.prefix(64)))
+                }
+                metadata[key] = try Fields.string(value, at: f.at("metadata") + "." + key)
             }
         }
         return Transaction(

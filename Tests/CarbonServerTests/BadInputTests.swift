@@ -161,6 +161,12 @@ import Testing
             body: batch(transactionJSON("t1", extra: #","metadata":{"":"x"}"#)),
             field: "transactions[0].metadata."),
         Case(
+            name: "a metadata key of 257 bytes",
+            body: batch(
+                transactionJSON(
+                    "t1", extra: #","metadata":{""# + String(repeating: "k", count: 257) + #"":"x"}"#)),
+            field: "transactions[0].metadata." + String(repeating: "k", count: 64)),
+        Case(
             name: "a nesting bomb",
             body: String(repeating: "[", count: 100) + String(repeating: "]", count: 100)),
     ]
@@ -361,6 +367,29 @@ import Testing
                 body: batch(transactionJSON("t1", extra: #","metadata":{\#(members),"k17":"w"}"#)))
             #expect(repeated.status == 400)
             #expect((repeated.error["message"] as? String)?.contains("k17") == true)
+        }
+    }
+
+    /// A metadata key of 256 bytes (here ending in a two-byte character) is accepted; one of 257
+    /// bytes is refused (the cases above) with its length and the limit.
+    @Test func aMetadataKeyOf256BytesIsAccepted() async throws {
+        let service = try await TestService.memory()
+        let key = String(repeating: "k", count: 254) + "\u{E9}"
+        #expect(key.utf8.count == 256)
+        let tooLong = String(repeating: "k", count: 255) + "\u{E9}"
+        try await service.application().test(.router) { client in
+            let a = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .write,
+                body: batch(transactionJSON("t1", extra: #","metadata":{""# + key + #"":"v"}"#)))
+            #expect(a.status == 200, "\(a.text.prefix(300))")
+            #expect(try await service.store.get("u1").transaction(id: "t1")?.metadata[key] == "v")
+            let b = try await client.call(
+                .post, "/v1/users/u1/transactions", role: .write,
+                body: batch(transactionJSON("t2", extra: #","metadata":{""# + tooLong + #"":"v"}"#)))
+            #expect(b.status == 400)
+            let message = b.error["message"] as? String ?? ""
+            #expect(message.contains("at most 256 bytes") && message.contains("257"), "\(message)")
+            #expect(try await service.store.get("u1").transaction(id: "t2") == nil)
         }
     }
 

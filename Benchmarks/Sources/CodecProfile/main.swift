@@ -12,7 +12,8 @@ import Foundation
 //     perf report --no-children
 //
 // It prints the mean time per operation. `sizes` prints the W1 and W2 file sizes with each
-// compression instead.
+// compression instead; `long-keys N L` times the encode and decode of N transactions whose metadata
+// name two keys of L bytes.
 
 let args = CommandLine.arguments
 if args.count > 1, args[1] == "sizes" {
@@ -170,6 +171,32 @@ if args.count > 1, args[1] == "append" {
         "append: \(elapsed / iterations) per update over \(iterations); processor time \(processor / iterations); bytes written per update \(Int(frames + zeros)) (frames and snapshots \(Int(frames)), reserve \(Int(zeros)))"
     )
     Fixtures.removeDirectory("profile-append")
+    exit(0)
+}
+if args.count > 1, args[1] == "long-keys" {
+    // N transactions whose metadata name the same two keys of L bytes, equal but for their last
+    // byte: the encode and the decode of one such file. Each should cost about what the keys' bytes
+    // cost once, plus what the rows cost, not N times the keys' length.
+    let n = args.count > 2 ? Int(args[2]) ?? 1000 : 1000
+    let length = args.count > 3 ? Int(args[3]) ?? 100_000 : 100_000
+    let stem = String(repeating: "k", count: length - 1)
+    var record = UserRecord(userID: "long-keys", createdAt: Timestamp(millisecondsSince1970: 0))
+    for i in 0..<n {
+        var t = Fixtures.appended(i)
+        t.metadata = [stem + "a": "1", stem + "b": "2"]
+        try record.upsert(t)
+    }
+    let codec = RecordCodec()
+    let t0 = ContinuousClock.now
+    let file = try codec.encodeSnapshot(record, fileID: .random()).bytes
+    let t1 = ContinuousClock.now
+    let decoded = try codec.decodeFile(file).record
+    let t2 = ContinuousClock.now
+    let t3 = try codec.encodeSnapshot(decoded, fileID: .random()).bytes.count
+    let t4 = ContinuousClock.now
+    print(
+        "long-keys \(n) x \(length) bytes: file \(file.count) bytes; encode \(t1 - t0); decode \(t2 - t1); encode of the decoded record \(t4 - t2) (\(t3) bytes)"
+    )
     exit(0)
 }
 let what = args.count > 1 ? args[1] : "encode"
