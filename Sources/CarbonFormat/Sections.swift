@@ -120,29 +120,36 @@ private let placeholderCurrency = CurrencyCode("XXX")!
     a.isBytewiseLess(than: b)
 }
 
-/// The order of metadata keys for one section's encoding: `utf8Less`, with the result for two
-/// long keys remembered by the strings' representations (`String.representationBits`), so that
-/// many transactions naming the same two long keys (a record decoded from a file, whose
-/// transactions share the dictionary's strings) compare their bytes once, not once each.
+/// The order of metadata keys for one section's encoding: `utf8Less`, with the order of two long
+/// keys remembered by the strings' representations (`String.representationBits`), so that many
+/// transactions naming the same two long keys (a record decoded from a file, whose transactions
+/// share the dictionary's strings) compare their bytes once, not once each.
 ///
-/// It does not hold the strings it remembers: every string passed to `less` must outlive it (the
-/// keys of the transactions being encoded do), or a string made later at the same address with the
-/// same length would be given the order remembered for the one before. Transactions naming many
-/// different pairs of long keys still compare each pair once (docs/FORMAT.md §8).
+/// Long means more than 4 KiB: longer than any key or value the HTTP API accepts, so that records
+/// written through it never fill the table. It remembers at most `maxRemembered` pairs (a few
+/// megabytes), then compares the rest directly. It does not hold the strings it remembers: every
+/// string passed to `less` must outlive it (the keys of the transactions being encoded do), or a
+/// string made later at the same address with the same length would be given the order remembered
+/// for the one before. Transactions naming many different pairs of long keys still compare each
+/// pair once (docs/FORMAT.md §8).
 struct LongKeyOrder {
-    /// Keys shorter than this are compared directly: their common prefix is short.
-    static let longKey = 256
+    /// Keys of this many bytes or more are long.
+    static let longKey = 4 * 1024 + 1
+    static let maxRemembered = 1 << 16
 
     /// A string's representation (`String.representationBits`), as a dictionary key.
-    struct Bits: Hashable {
+    struct Bits: Hashable, Comparable {
         let b0, b1: UInt64
         init(_ bits: (UInt64, UInt64)) { (b0, b1) = bits }
+        static func < (x: Bits, y: Bits) -> Bool { (x.b0, x.b1) < (y.b0, y.b1) }
     }
 
+    /// Two representations, the lesser first.
     struct Pair: Hashable {
-        let a0, a1, b0, b1: UInt64
+        let low, high: Bits
     }
-    private var known: [Pair: Bool] = [:]
+    /// The order of `low`'s bytes against `high`'s: -1, 0 (equal bytes) or 1.
+    private var known: [Pair: Int8] = [:]
     /// How many times two long keys' bytes were compared (tests).
     private(set) var comparisons = 0
 
@@ -150,12 +157,20 @@ struct LongKeyOrder {
         guard a.utf8.count >= Self.longKey, b.utf8.count >= Self.longKey, let x = a.representationBits,
             let y = b.representationBits
         else { return utf8Less(a, b) }
-        let pair = Pair(a0: x.0, a1: x.1, b0: y.0, b1: y.1)
-        if let result = known[pair] { return result }
-        comparisons += 1
-        let result = utf8Less(a, b)
-        known[pair] = result
-        return result
+        let (bx, by) = (Bits(x), Bits(y))
+        if bx == by { return false }
+        let pair = bx < by ? Pair(low: bx, high: by) : Pair(low: by, high: bx)
+        let order: Int8
+        if let remembered = known[pair] {
+            order = remembered
+        } else {
+            comparisons += 1
+            let (low, high) = bx < by ? (a, b) : (b, a)
+            order = utf8Less(low, high) ? -1 : (utf8Less(high, low) ? 1 : 0)
+            if known.count < Self.maxRemembered { known[pair] = order }
+        }
+        // `order` is low's against high's: a is low when its representation is the lesser.
+        return bx < by ? order < 0 : order > 0
     }
 }
 
