@@ -159,18 +159,18 @@ struct LongKeyOrder {
         else { return utf8Less(a, b) }
         let (bx, by) = (Bits(x), Bits(y))
         if bx == by { return false }
-        let pair = bx < by ? Pair(low: bx, high: by) : Pair(low: by, high: bx)
+        // The pair is kept with the lesser representation first, and the order of its bytes.
+        let aIsLow = bx < by
+        let pair = aIsLow ? Pair(low: bx, high: by) : Pair(low: by, high: bx)
         let order: Int8
         if let remembered = known[pair] {
             order = remembered
         } else {
             comparisons += 1
-            let (low, high) = bx < by ? (a, b) : (b, a)
-            order = utf8Less(low, high) ? -1 : (utf8Less(high, low) ? 1 : 0)
+            order = Int8((aIsLow ? a.bytewiseOrder(b) : b.bytewiseOrder(a)).signum())
             if known.count < Self.maxRemembered { known[pair] = order }
         }
-        // `order` is low's against high's: a is low when its representation is the lesser.
-        return bx < by ? order < 0 : order > 0
+        return aIsLow ? order < 0 : order > 0
     }
 }
 

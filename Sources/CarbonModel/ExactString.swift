@@ -69,7 +69,11 @@ extension String {
 
     /// Whether this string's UTF-8 bytes come before the other's in lexicographic order (a proper
     /// prefix comes first).
-    @inlinable public func isBytewiseLess(than other: String) -> Bool {
+    @inlinable public func isBytewiseLess(than other: String) -> Bool { bytewiseOrder(other) < 0 }
+
+    /// The order of this string's UTF-8 bytes against the other's: negative when they come first,
+    /// zero when they are equal, positive when they come after (a proper prefix comes first).
+    @inlinable package func bytewiseOrder(_ other: String) -> Int {
         var a = self
         var b = other
         // `memcmp` compares bytes as unsigned, which is UTF-8's order; `utf8.lexicographicallyPrecedes`
@@ -79,9 +83,9 @@ extension String {
                 let common = Swift.min(x.count, y.count)
                 if common > 0 {
                     let order = memcmp(x.baseAddress!, y.baseAddress!, common)
-                    if order != 0 { return order < 0 }
+                    if order != 0 { return Int(order) }
                 }
-                return x.count < y.count
+                return x.count < y.count ? -1 : (x.count > y.count ? 1 : 0)
             }
         }
     }

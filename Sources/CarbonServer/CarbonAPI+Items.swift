@@ -181,8 +181,9 @@ extension CarbonAPI {
             guard !key.isEmpty else {
                 throw APIError.invalid("a preference key must not be empty", field: key)
             }
-            guard key.utf8.count <= 256 else {
-                throw APIError.invalid("a preference key is at most 256 bytes", field: String(key.prefix(64)))
+            guard key.utf8.count <= Inputs.maxKeyBytes else {
+                throw APIError.invalid(
+                    "a preference key is at most \(Inputs.maxKeyBytes) bytes", field: String(key.prefix(64)))
             }
             switch value {
             case .null: changes.append((key, nil))

@@ -73,8 +73,8 @@ struct Fields {
 
 /// The conversions from request JSON to model values, each refusing bad input with its path.
 enum Inputs {
-    /// The most bytes of UTF-8 a transaction's metadata key may have (a preference key's limit).
-    static let maxMetadataKeyBytes = 256
+    /// The most bytes of UTF-8 a preference key or a transaction's metadata key may have.
+    static let maxKeyBytes = 256
 
     static func time(_ v: JSONValue, at path: String) throws(APIError) -> Timestamp {
         let text = try Fields.string(v, at: path, maxBytes: 64)
@@ -203,18 +203,17 @@ enum Inputs {
             guard case .object(let members) = m else {
                 throw .invalid("expected an object of strings, found \(m.kindName)", field: f.at("metadata"))
             }
+            let at = f.at("metadata") + "."
             for (key, value) in members {
-                guard !key.isEmpty else {
-                    throw .invalid("a metadata key must not be empty", field: f.at("metadata") + ".")
-                }
+                guard !key.isEmpty else { throw .invalid("a metadata key must not be empty", field: at) }
                 // As preference keys: a key is held by every transaction that names it (a file
                 // stores it once, the record in memory once per transaction written through here).
-                guard key.utf8.count <= Self.maxMetadataKeyBytes else {
+                guard key.utf8.count <= Self.maxKeyBytes else {
                     throw .invalid(
-                        "a metadata key is at most \(Self.maxMetadataKeyBytes) bytes (this one has \(key.utf8.count))",
-                        field: f.at("metadata") + "." + String(key.prefix(64)))
+                        "a metadata key is at most \(Self.maxKeyBytes) bytes (this one has \(key.utf8.count))",
+                        field: at + String(key.prefix(64)))
                 }
-                metadata[key] = try Fields.string(value, at: f.at("metadata") + "." + key)
+                metadata[key] = try Fields.string(value, at: at + key)
             }
         }
         return Transaction(
